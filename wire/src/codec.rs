@@ -1,0 +1,319 @@
+//! The one place that turns messages into datagrams and back.
+//!
+//! A datagram is an 8-byte header followed by the bincode encoding of one message:
+//!
+//! | offset | size | field                                                      |
+//! |--------|------|------------------------------------------------------------|
+//! | 0      | 1    | wire version, [`WIRE_VERSION`]                             |
+//! | 1      | 1    | message kind, [`MessageKind`]                              |
+//! | 2      | 2    | reserved, must be zero                                     |
+//! | 4      | 4    | destination shard, big-endian ([`SHARD_OFFSET`])           |
+//!
+//! The shard sits at a fixed offset in network byte order so that the engine (and a classic
+//! BPF program, whose word loads are big-endian) can route a datagram without decoding it.
+//!
+//! Bodies use fixed-width little-endian integers, a size limit of [`MAX_DATAGRAM_SIZE`] (so a
+//! hostile length prefix cannot make the decoder allocate more than a datagram's worth), and
+//! trailing bytes are refused. Together with bincode's strict tags for `Option`, `bool` and
+//! enums this makes the encoding canonical: a datagram that decodes re-encodes to the same bytes.
+
+use crate::base_types::ShardId;
+use crate::messages::Message;
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+/// Version byte of this wire format.
+pub const WIRE_VERSION: u8 = 1;
+/// Length of the fixed header.
+pub const HEADER_LEN: usize = 8;
+/// Offset of the big-endian destination shard in the header.
+pub const SHARD_OFFSET: usize = 4;
+/// The largest datagram fastpay sends or accepts, in bytes. Fits a certificate from a committee
+/// of 80 authorities (96 bytes a vote) while staying far below the 64 KiB UDP limit; receive
+/// buffers are sized to it.
+pub const MAX_DATAGRAM_SIZE: usize = 8192;
+
+type WireConfig = Configuration<LittleEndian, Fixint, Limit<MAX_DATAGRAM_SIZE>>;
+
+const CONFIG: WireConfig = bincode::config::standard()
+    .with_little_endian()
+    .with_fixed_int_encoding()
+    .with_limit::<MAX_DATAGRAM_SIZE>();
+
+/// Why bytes could not be decoded or a message could not be encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum CodecError {
+    /// Shorter than the header, or the body ended early.
+    #[error("datagram truncated")]
+    Truncated,
+    /// Longer than [`MAX_DATAGRAM_SIZE`], or a length prefix claims more than that.
+    #[error("datagram too large")]
+    TooLarge,
+    /// The version byte is not [`WIRE_VERSION`].
+    #[error("unsupported wire version {0}")]
+    UnsupportedVersion(u8),
+    /// The kind byte names no message.
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+    /// The reserved header bytes are not zero.
+    #[error("reserved header bytes are set")]
+    ReservedBits,
+    /// A field holds a value its type does not allow (bad tag, bad variant).
+    #[error("malformed body: {0}")]
+    Malformed(&'static str),
+    /// Bytes remain after the message.
+    #[error("trailing bytes after message")]
+    TrailingBytes,
+    /// The output buffer is too small for the message.
+    #[error("output buffer too small")]
+    BufferTooSmall,
+}
+
+/// The kind byte of each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MessageKind {
+    /// [`Message::TransferOrder`].
+    TransferOrder = 1,
+    /// [`Message::ConfirmationOrder`].
+    ConfirmationOrder = 2,
+    /// [`Message::AccountInfoRequest`].
+    AccountInfoRequest = 3,
+    /// [`Message::CrossShardUpdate`].
+    CrossShardUpdate = 4,
+    /// [`Message::Vote`].
+    Vote = 5,
+    /// [`Message::AccountInfoResponse`].
+    AccountInfoResponse = 6,
+    /// [`Message::Error`].
+    Error = 7,
+}
+
+impl MessageKind {
+    /// The kind named by a header byte.
+    pub fn from_byte(byte: u8) -> Result<Self, CodecError> {
+        Ok(match byte {
+            1 => Self::TransferOrder,
+            2 => Self::ConfirmationOrder,
+            3 => Self::AccountInfoRequest,
+            4 => Self::CrossShardUpdate,
+            5 => Self::Vote,
+            6 => Self::AccountInfoResponse,
+            7 => Self::Error,
+            other => return Err(CodecError::UnknownKind(other)),
+        })
+    }
+
+    /// The kind of `message`.
+    pub fn of(message: &Message) -> Self {
+        match message {
+            Message::TransferOrder(_) => Self::TransferOrder,
+            Message::ConfirmationOrder(_) => Self::ConfirmationOrder,
+            Message::AccountInfoRequest(_) => Self::AccountInfoRequest,
+            Message::CrossShardUpdate(_) => Self::CrossShardUpdate,
+            Message::Vote(_) => Self::Vote,
+            Message::AccountInfoResponse(_) => Self::AccountInfoResponse,
+            Message::Error(_) => Self::Error,
+        }
+    }
+}
+
+/// The decoded fixed header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// What the body is.
+    pub kind: MessageKind,
+    /// The shard the datagram is for.
+    pub shard: ShardId,
+}
+
+/// Reads the header of `datagram` without touching the body.
+pub fn peek_header(datagram: &[u8]) -> Result<Header, CodecError> {
+    if datagram.len() < HEADER_LEN {
+        return Err(CodecError::Truncated);
+    }
+    if datagram.len() > MAX_DATAGRAM_SIZE {
+        return Err(CodecError::TooLarge);
+    }
+    if datagram[0] != WIRE_VERSION {
+        return Err(CodecError::UnsupportedVersion(datagram[0]));
+    }
+    let kind = MessageKind::from_byte(datagram[1])?;
+    if datagram[2] != 0 || datagram[3] != 0 {
+        return Err(CodecError::ReservedBits);
+    }
+    let mut shard = [0u8; 4];
+    shard.copy_from_slice(&datagram[SHARD_OFFSET..HEADER_LEN]);
+    Ok(Header {
+        kind,
+        shard: ShardId(u32::from_be_bytes(shard)),
+    })
+}
+
+/// Decodes one datagram. Never panics, and allocates at most a datagram's worth.
+pub fn decode(datagram: &[u8]) -> Result<(Header, Message), CodecError> {
+    let header = peek_header(datagram)?;
+    let body = &datagram[HEADER_LEN..];
+    let message = match header.kind {
+        MessageKind::TransferOrder => Message::TransferOrder(decode_value(body)?),
+        MessageKind::ConfirmationOrder => Message::ConfirmationOrder(decode_value(body)?),
+        MessageKind::AccountInfoRequest => Message::AccountInfoRequest(decode_value(body)?),
+        MessageKind::CrossShardUpdate => Message::CrossShardUpdate(decode_value(body)?),
+        MessageKind::Vote => Message::Vote(decode_value(body)?),
+        MessageKind::AccountInfoResponse => Message::AccountInfoResponse(decode_value(body)?),
+        MessageKind::Error => Message::Error(decode_value(body)?),
+    };
+    Ok((header, message))
+}
+
+/// Encodes `message` for `shard` into `out`; returns the datagram's length.
+pub fn encode_into(message: &Message, shard: ShardId, out: &mut [u8]) -> Result<usize, CodecError> {
+    if out.len() < HEADER_LEN {
+        return Err(CodecError::BufferTooSmall);
+    }
+    out[0] = WIRE_VERSION;
+    out[1] = MessageKind::of(message) as u8;
+    out[2] = 0;
+    out[3] = 0;
+    out[SHARD_OFFSET..HEADER_LEN].copy_from_slice(&shard.0.to_be_bytes());
+    let limit = out.len().min(MAX_DATAGRAM_SIZE);
+    let body = &mut out[HEADER_LEN..limit];
+    let written = match message {
+        Message::TransferOrder(m) => encode_value(m, body),
+        Message::ConfirmationOrder(m) => encode_value(m, body),
+        Message::AccountInfoRequest(m) => encode_value(m, body),
+        Message::CrossShardUpdate(m) => encode_value(m, body),
+        Message::Vote(m) => encode_value(m, body),
+        Message::AccountInfoResponse(m) => encode_value(m, body),
+        Message::Error(m) => encode_value(m, body),
+    }?;
+    Ok(HEADER_LEN.saturating_add(written))
+}
+
+/// Encodes `message` for `shard` into a new buffer.
+pub fn encode(message: &Message, shard: ShardId) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![0u8; MAX_DATAGRAM_SIZE];
+    let len = encode_into(message, shard, &mut out)?;
+    out.truncate(len);
+    Ok(out)
+}
+
+/// Encodes one value (no header) with the wire configuration; used for signed bytes.
+pub(crate) fn encode_value<T: Serialize>(value: &T, out: &mut [u8]) -> Result<usize, CodecError> {
+    bincode::serde::encode_into_slice(value, out, CONFIG).map_err(|error| match error {
+        bincode::error::EncodeError::UnexpectedEnd => CodecError::BufferTooSmall,
+        _ => CodecError::TooLarge,
+    })
+}
+
+fn decode_value<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
+    use bincode::error::DecodeError;
+    let (value, read) =
+        bincode::serde::decode_from_slice(body, CONFIG).map_err(|error| match error {
+            DecodeError::UnexpectedEnd { .. } => CodecError::Truncated,
+            DecodeError::LimitExceeded => CodecError::TooLarge,
+            DecodeError::InvalidBooleanValue(_) => CodecError::Malformed("boolean"),
+            DecodeError::UnexpectedVariant { .. } => CodecError::Malformed("enum variant"),
+            // Serde-level refusals: unknown variants, too many votes.
+            _ => CodecError::Malformed("field value"),
+        })?;
+    if read != body.len() {
+        return Err(CodecError::TrailingBytes);
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base_types::{AccountId, SequenceNumber};
+    use crate::messages::{AccountInfoRequest, ErrorCode, ErrorReply};
+
+    fn request() -> Vec<u8> {
+        let message = Message::AccountInfoRequest(AccountInfoRequest {
+            account: AccountId([9; 32]),
+        });
+        encode(&message, ShardId(0x0102_0304)).unwrap()
+    }
+
+    #[test]
+    fn header_carries_shard_big_endian_at_fixed_offset() {
+        let bytes = request();
+        assert_eq!(&bytes[..HEADER_LEN], &[1, 3, 0, 0, 1, 2, 3, 4]);
+        let header = peek_header(&bytes).unwrap();
+        assert_eq!(header.shard, ShardId(0x0102_0304));
+        assert_eq!(header.kind, MessageKind::AccountInfoRequest);
+    }
+
+    #[test]
+    fn every_header_fault_is_typed() {
+        let good = request();
+        assert_eq!(decode(&good[..3]), Err(CodecError::Truncated));
+        let mut bad = good.clone();
+        bad[0] = 2;
+        assert_eq!(decode(&bad), Err(CodecError::UnsupportedVersion(2)));
+        let mut bad = good.clone();
+        bad[1] = 0;
+        assert_eq!(decode(&bad), Err(CodecError::UnknownKind(0)));
+        let mut bad = good.clone();
+        bad[3] = 1;
+        assert_eq!(decode(&bad), Err(CodecError::ReservedBits));
+        let mut bad = good.clone();
+        bad.resize(MAX_DATAGRAM_SIZE + 1, 0);
+        assert_eq!(decode(&bad), Err(CodecError::TooLarge));
+    }
+
+    #[test]
+    fn every_body_fault_is_typed() {
+        let good = request();
+        assert_eq!(decode(&good[..good.len() - 1]), Err(CodecError::Truncated));
+        let mut long = good.clone();
+        long.push(0);
+        assert_eq!(decode(&long), Err(CodecError::TrailingBytes));
+
+        let error = Message::Error(ErrorReply {
+            code: ErrorCode::Overloaded,
+            account: AccountId([1; 32]),
+            sequence_number: SequenceNumber::new(1),
+        });
+        let mut bytes = encode(&error, ShardId(0)).unwrap();
+        bytes[HEADER_LEN] = 200; // No such error code.
+        assert!(matches!(decode(&bytes), Err(CodecError::Malformed(_))));
+    }
+
+    #[test]
+    fn hostile_length_prefix_cannot_allocate() {
+        // A confirmation whose vote count claims 2^60 entries.
+        let mut bytes = vec![
+            WIRE_VERSION,
+            MessageKind::ConfirmationOrder as u8,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        bytes.extend_from_slice(&[0u8; 32 + 32 + 8 + 8 + 1 + 64]);
+        bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(matches!(decode(&bytes), Err(CodecError::Malformed(_))));
+    }
+
+    #[test]
+    fn encode_reports_small_buffers() {
+        let message = Message::AccountInfoRequest(AccountInfoRequest {
+            account: AccountId([9; 32]),
+        });
+        let mut small = [0u8; 20];
+        assert_eq!(
+            encode_into(&message, ShardId(0), &mut small),
+            Err(CodecError::BufferTooSmall)
+        );
+        assert_eq!(
+            encode_into(&message, ShardId(0), &mut small[..4]),
+            Err(CodecError::BufferTooSmall)
+        );
+    }
+}

@@ -1,0 +1,30 @@
+//! FastPay's data model and its one codec.
+//!
+//! This crate defines what travels between clients and authorities: identifiers and money as
+//! newtypes with checked arithmetic ([`base_types`]), the protocol messages ([`messages`]), the
+//! committee and its quorum rules ([`committee`]), keys and signatures over canonical,
+//! domain-separated bytes ([`crypto`]), and the datagram format ([`codec`]).
+//!
+//! It does no I/O and keeps no state. Everything that decodes untrusted bytes goes through
+//! [`codec::decode`], which returns a typed error and never panics.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod base_types;
+pub mod codec;
+pub mod committee;
+pub mod crypto;
+pub mod messages;
+
+pub use base_types::{
+    AccountId, Amount, ArithmeticError, AuthorityName, Balance, IdParseError, SequenceNumber,
+    ShardId, UserData, shard_of,
+};
+pub use codec::{CodecError, Header, MessageKind, decode, encode, encode_into, peek_header};
+pub use committee::{CertificateError, Committee, CommitteeError, CommitteeMember};
+pub use crypto::{BatchVerifier, CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
+pub use messages::{
+    AccountInfoRequest, AccountInfoResponse, CertifiedTransferOrder, ConfirmationOrder,
+    CrossShardUpdate, ErrorCode, ErrorReply, Message, SignedTransferOrder, Transfer, TransferOrder,
+};

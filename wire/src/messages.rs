@@ -1,0 +1,218 @@
+//! The protocol's messages, in the vocabulary of the FastPay paper and its reference prototype.
+
+use crate::base_types::{
+    AccountId, Amount, AuthorityName, Balance, SequenceNumber, ShardId, UserData,
+};
+use crate::crypto::{Domain, KeyPair, Signature, SignedBytes};
+use serde::{Deserialize, Serialize};
+
+/// A payment: `sender` moves `amount` to `recipient` as its transfer number `sequence_number`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Transfer {
+    /// The paying account; its owner signs the order.
+    pub sender: AccountId,
+    /// The credited account; it need not exist yet.
+    pub recipient: AccountId,
+    /// How much moves; zero is refused.
+    pub amount: Amount,
+    /// The sender's next sequence number.
+    pub sequence_number: SequenceNumber,
+    /// Opaque payer data.
+    pub user_data: Option<UserData>,
+}
+
+/// A transfer signed by its sender's key: what a client sends to every authority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferOrder {
+    /// The transfer.
+    pub transfer: Transfer,
+    /// The sender's signature over [`Domain::TransferOrder`] bytes of `transfer`.
+    pub signature: Signature,
+}
+
+impl TransferOrder {
+    /// Signs `transfer` with the sender's `key`.
+    pub fn new(transfer: Transfer, key: &KeyPair) -> Self {
+        let signature = key.sign(&SignedBytes::for_transfer(Domain::TransferOrder, &transfer));
+        Self {
+            transfer,
+            signature,
+        }
+    }
+
+    /// The bytes the owner's signature covers.
+    pub fn signed_bytes(&self) -> SignedBytes {
+        SignedBytes::for_transfer(Domain::TransferOrder, &self.transfer)
+    }
+
+    /// The bytes an authority's vote covers.
+    pub fn vote_bytes(&self) -> SignedBytes {
+        SignedBytes::for_transfer(Domain::Vote, &self.transfer)
+    }
+}
+
+/// One authority's vote for a transfer order: the authority's reply to a valid order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedTransferOrder {
+    /// The order voted for.
+    pub value: TransferOrder,
+    /// The voting authority.
+    pub authority: AuthorityName,
+    /// The authority's signature over [`Domain::Vote`] bytes of the transfer.
+    pub signature: Signature,
+}
+
+impl SignedTransferOrder {
+    /// `authority_key` votes for `order`.
+    pub fn new(order: TransferOrder, authority_key: &KeyPair) -> Self {
+        let signature = authority_key.sign(&order.vote_bytes());
+        Self {
+            value: order,
+            authority: authority_key.authority(),
+            signature,
+        }
+    }
+}
+
+/// A transfer order with votes from a quorum of the committee: proof that the transfer is final.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertifiedTransferOrder {
+    /// The certified order.
+    pub value: TransferOrder,
+    /// Votes: each authority's signature over [`Domain::Vote`] bytes of the transfer.
+    #[serde(deserialize_with = "bounded_votes")]
+    pub signatures: Vec<(AuthorityName, Signature)>,
+}
+
+/// The most votes a certificate may carry; more could not fit in one datagram anyway.
+pub const MAX_VOTES: usize = 80;
+
+/// Reads a vote list without trusting its length prefix: at most [`MAX_VOTES`] entries are
+/// reserved or accepted, so a forged prefix costs the decoder nothing.
+fn bounded_votes<'de, D>(deserializer: D) -> Result<Vec<(AuthorityName, Signature)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct VotesVisitor;
+    impl<'de> serde::de::Visitor<'de> for VotesVisitor {
+        type Value = Vec<(AuthorityName, Signature)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "at most {MAX_VOTES} votes")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let claimed = seq.size_hint().unwrap_or(0);
+            if claimed > MAX_VOTES {
+                return Err(serde::de::Error::invalid_length(claimed, &self));
+            }
+            let mut votes = Vec::with_capacity(claimed);
+            while let Some(vote) = seq.next_element()? {
+                if votes.len() == MAX_VOTES {
+                    return Err(serde::de::Error::invalid_length(MAX_VOTES + 1, &self));
+                }
+                votes.push(vote);
+            }
+            Ok(votes)
+        }
+    }
+    deserializer.deserialize_seq(VotesVisitor)
+}
+
+/// A certificate sent back to the authorities so that they debit the sender and credit the
+/// recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmationOrder {
+    /// The certificate to apply.
+    pub certificate: CertifiedTransferOrder,
+}
+
+/// A query for one account's state at one authority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfoRequest {
+    /// The account asked about.
+    pub account: AccountId,
+}
+
+/// One authority's view of one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfoResponse {
+    /// The account.
+    pub account: AccountId,
+    /// Its balance at this authority.
+    pub balance: Balance,
+    /// The sequence number the next order must carry.
+    pub next_sequence_number: SequenceNumber,
+    /// This authority's vote for the order at `next_sequence_number`, if it has voted.
+    pub pending: Option<SignedTransferOrder>,
+}
+
+/// The credit side of a confirmed transfer, sent by the sender's shard to the recipient's shard
+/// of the same authority. It carries the certificate so that it proves itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrossShardUpdate {
+    /// The shard that owns the recipient.
+    pub recipient_shard: ShardId,
+    /// The certificate whose recipient is credited.
+    pub certificate: CertifiedTransferOrder,
+}
+
+/// Why an authority refused a request: the wire-visible summary of an internal error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The datagram did not decode.
+    Malformed,
+    /// The account belongs to another shard.
+    WrongShard,
+    /// The account is unknown to this authority.
+    UnknownAccount,
+    /// A signature or key did not verify.
+    InvalidSignature,
+    /// The sequence number was already used.
+    StaleSequenceNumber,
+    /// The authority has not yet seen the earlier transfers of this sender.
+    MissingEarlierConfirmations,
+    /// The balance does not cover the amount.
+    InsufficientFunds,
+    /// A different order is pending for this sequence number.
+    ConflictingOrder,
+    /// The amount is zero.
+    ZeroAmount,
+    /// A certificate's signers are unknown, repeated, or short of a quorum.
+    InvalidCertificate,
+    /// Arithmetic would overflow.
+    Overflow,
+    /// The authority is shedding load; retry later.
+    Overloaded,
+}
+
+/// An authority's refusal, naming the request it answers so a client can match it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// What went wrong.
+    pub code: ErrorCode,
+    /// The account the refused request was about.
+    pub account: AccountId,
+    /// The sequence number the refused request carried (zero for queries).
+    pub sequence_number: SequenceNumber,
+}
+
+/// Every datagram's payload. The codec writes the variant as the header's kind byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Client → authority: please vote.
+    TransferOrder(TransferOrder),
+    /// Client → authority: apply this certificate.
+    ConfirmationOrder(ConfirmationOrder),
+    /// Client → authority: show me this account.
+    AccountInfoRequest(AccountInfoRequest),
+    /// Shard → shard: credit this recipient.
+    CrossShardUpdate(CrossShardUpdate),
+    /// Authority → client: a vote.
+    Vote(SignedTransferOrder),
+    /// Authority → client: an account's state (also the acknowledgement of a confirmation).
+    AccountInfoResponse(AccountInfoResponse),
+    /// Authority → client: a refusal.
+    Error(ErrorReply),
+}

@@ -1,0 +1,81 @@
+//! Deterministic sample messages shared by the wire tests.
+
+use fastpay_wire::*;
+
+pub fn key(seed: u8) -> KeyPair {
+    KeyPair::from_seed([seed; 32])
+}
+
+pub fn transfer(sequence: u64, amount: u64, memo: bool) -> Transfer {
+    Transfer {
+        sender: key(1).account(),
+        recipient: key(2).account(),
+        amount: Amount::new(amount),
+        sequence_number: SequenceNumber::new(sequence),
+        user_data: memo.then_some(UserData([0xab; 32])),
+    }
+}
+
+pub fn certificate(order: TransferOrder, voters: &[u8]) -> CertifiedTransferOrder {
+    CertifiedTransferOrder {
+        value: order,
+        signatures: voters
+            .iter()
+            .map(|&seed| {
+                let vote = SignedTransferOrder::new(order, &key(seed));
+                (vote.authority, vote.signature)
+            })
+            .collect(),
+    }
+}
+
+/// One message of every kind, with fields that exercise every encoding path.
+pub fn sample_messages() -> Vec<(&'static str, Message)> {
+    let order = TransferOrder::new(transfer(7, 1_000, true), &key(1));
+    let plain = TransferOrder::new(transfer(0, 1, false), &key(1));
+    let certificate = certificate(order, &[10, 11, 12]);
+    vec![
+        ("transfer_order", Message::TransferOrder(order)),
+        ("transfer_order_no_memo", Message::TransferOrder(plain)),
+        (
+            "confirmation_order",
+            Message::ConfirmationOrder(ConfirmationOrder {
+                certificate: certificate.clone(),
+            }),
+        ),
+        (
+            "account_info_request",
+            Message::AccountInfoRequest(AccountInfoRequest {
+                account: key(1).account(),
+            }),
+        ),
+        (
+            "cross_shard_update",
+            Message::CrossShardUpdate(CrossShardUpdate {
+                recipient_shard: ShardId(3),
+                certificate,
+            }),
+        ),
+        (
+            "vote",
+            Message::Vote(SignedTransferOrder::new(order, &key(10))),
+        ),
+        (
+            "account_info_response",
+            Message::AccountInfoResponse(AccountInfoResponse {
+                account: key(1).account(),
+                balance: Balance::new(-5),
+                next_sequence_number: SequenceNumber::new(7),
+                pending: Some(SignedTransferOrder::new(order, &key(11))),
+            }),
+        ),
+        (
+            "error",
+            Message::Error(ErrorReply {
+                code: ErrorCode::InsufficientFunds,
+                account: key(1).account(),
+                sequence_number: SequenceNumber::new(7),
+            }),
+        ),
+    ]
+}
