@@ -1,0 +1,565 @@
+//! One shard of one authority.
+
+use crate::error::AuthorityError;
+use crate::genesis::Genesis;
+use fastpay_wire::{
+    AccountId, AccountInfoRequest, AccountInfoResponse, AuthorityName, Balance, BatchVerifier,
+    CertifiedTransferOrder, Committee, ConfirmationOrder, CrossShardUpdate, KeyPair, PublicKey,
+    SequenceNumber, ShardId, SignedTransferOrder, TransferOrder, shard_of,
+};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Why a shard could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ShardSetupError {
+    /// The key is not a committee member's.
+    #[error("authority {0} is not in the committee")]
+    NotInCommittee(AuthorityName),
+    /// The shard index is not below the authority's shard count.
+    #[error("shard {shard} is out of range: the authority has {num_shards} shards")]
+    ShardOutOfRange {
+        /// The requested shard.
+        shard: ShardId,
+        /// How many the authority has.
+        num_shards: u32,
+    },
+}
+
+/// One account as this shard sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountState {
+    /// Balance at this authority (negative while credits behind certified debits are still
+    /// on their way).
+    pub balance: Balance,
+    /// The sequence number the next order must carry.
+    pub next_sequence_number: SequenceNumber,
+    /// This authority's vote for the order at `next_sequence_number`, if any.
+    pub pending: Option<SignedTransferOrder>,
+}
+
+/// What a transfer order needs before a vote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderCheck {
+    /// This exact order already has our vote: send it again, no cryptography needed.
+    Replay(SignedTransferOrder),
+    /// The owner's signature, queued in the verifier at this index, must verify first.
+    Verify(usize),
+}
+
+/// What a confirmation order needs before it is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmationCheck {
+    /// The transfer was already applied here: acknowledge, no cryptography needed.
+    AlreadyApplied(AccountInfoResponse),
+    /// The signatures queued in the verifier at these indexes must all verify first.
+    Verify(Range<usize>),
+}
+
+/// The effects of applying a confirmation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmed {
+    /// The acknowledgement for the client: the sender's state after the debit.
+    pub response: AccountInfoResponse,
+    /// The credit to send to the recipient's shard, when that is another shard.
+    pub cross_shard: Option<CrossShardUpdate>,
+}
+
+/// Whether a cross-shard credit was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreditOutcome {
+    /// The recipient was credited now.
+    Applied,
+    /// This credit was applied before; nothing changed.
+    Duplicate,
+}
+
+/// One shard of an authority: the accounts it owns, its votes and its credits.
+///
+/// Every handler checks on copies and commits last, so an error leaves the state unchanged.
+/// Handlers come in two steps so that the runtime can verify signatures of a whole batch at
+/// once: `check_*` does the cheap checks and queues signatures in a [`BatchVerifier`], then
+/// `*_verified` re-checks (the state may have moved within the batch) and commits. The
+/// one-step `handle_*` methods do both with the signatures of one message.
+#[derive(Debug)]
+pub struct AuthorityShard {
+    key: KeyPair,
+    name: AuthorityName,
+    committee: Arc<Committee>,
+    shard: ShardId,
+    num_shards: u32,
+    accounts: HashMap<AccountId, AccountState>,
+    /// Validated keys of accounts that have ordered something (validation costs a scalar
+    /// multiplication, so it is paid once per account).
+    keys: HashMap<AccountId, PublicKey>,
+    /// For each sender that paid into this shard from another shard: the sequence number after
+    /// the last credit applied. A sender's credits leave its shard in sequence order over a FIFO
+    /// link, so anything below this mark is a duplicate.
+    credited: HashMap<AccountId, SequenceNumber>,
+}
+
+impl AuthorityShard {
+    /// Shard `shard` of the authority holding `key`, with the accounts of `genesis` it owns.
+    pub fn new(
+        key: KeyPair,
+        committee: Arc<Committee>,
+        shard: ShardId,
+        genesis: &Genesis,
+    ) -> Result<Self, ShardSetupError> {
+        let name = key.authority();
+        let num_shards = committee
+            .member(&name)
+            .ok_or(ShardSetupError::NotInCommittee(name))?
+            .num_shards;
+        if shard.0 >= num_shards {
+            return Err(ShardSetupError::ShardOutOfRange { shard, num_shards });
+        }
+        let accounts = genesis
+            .accounts()
+            .iter()
+            .filter(|(account, _)| shard_of(account, num_shards) == shard)
+            .map(|(account, amount)| {
+                let state = AccountState {
+                    balance: Balance::from(*amount),
+                    ..AccountState::default()
+                };
+                (*account, state)
+            })
+            .collect();
+        Ok(Self {
+            key,
+            name,
+            committee,
+            shard,
+            num_shards,
+            accounts,
+            keys: HashMap::new(),
+            credited: HashMap::new(),
+        })
+    }
+
+    /// The authority this shard belongs to.
+    pub fn name(&self) -> AuthorityName {
+        self.name
+    }
+
+    /// This shard's index.
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    /// The committee.
+    pub fn committee(&self) -> &Arc<Committee> {
+        &self.committee
+    }
+
+    /// The shard of this authority that owns `account`.
+    pub fn shard_of(&self, account: &AccountId) -> ShardId {
+        shard_of(account, self.num_shards)
+    }
+
+    /// The accounts this shard holds.
+    pub fn accounts(&self) -> &HashMap<AccountId, AccountState> {
+        &self.accounts
+    }
+
+    /// The sum of this shard's balances.
+    pub fn total_balance(&self) -> Result<Balance, AuthorityError> {
+        self.accounts
+            .values()
+            .try_fold(Balance::ZERO, |sum, account| {
+                sum.try_add_balance(account.balance)
+            })
+            .map_err(AuthorityError::from)
+    }
+
+    fn check_owned(&self, account: &AccountId) -> Result<(), AuthorityError> {
+        let owner = self.shard_of(account);
+        if owner != self.shard {
+            return Err(AuthorityError::WrongShard {
+                owner,
+                this: self.shard,
+            });
+        }
+        Ok(())
+    }
+
+    fn account_key(&mut self, account: &AccountId) -> Result<PublicKey, AuthorityError> {
+        if let Some(key) = self.keys.get(account) {
+            return Ok(*key);
+        }
+        let key = PublicKey::of_account(account).map_err(AuthorityError::InvalidKey)?;
+        self.keys.insert(*account, key);
+        Ok(key)
+    }
+
+    fn info(&self, account: &AccountId, state: &AccountState) -> AccountInfoResponse {
+        AccountInfoResponse {
+            account: *account,
+            balance: state.balance,
+            next_sequence_number: state.next_sequence_number,
+            pending: state.pending,
+        }
+    }
+
+    // ---- transfer orders -------------------------------------------------------------------
+
+    /// The checks that need no state change or cryptography; `Ok(Some(vote))` for a replay.
+    fn order_precheck(
+        &self,
+        order: &TransferOrder,
+    ) -> Result<Option<SignedTransferOrder>, AuthorityError> {
+        let transfer = &order.transfer;
+        self.check_owned(&transfer.sender)?;
+        if transfer.amount.units() == 0 {
+            return Err(AuthorityError::ZeroAmount);
+        }
+        let account = self
+            .accounts
+            .get(&transfer.sender)
+            .ok_or(AuthorityError::UnknownAccount(transfer.sender))?;
+        let expected = account.next_sequence_number;
+        let got = transfer.sequence_number;
+        if got < expected {
+            return Err(AuthorityError::StaleSequenceNumber { expected, got });
+        }
+        if got > expected {
+            return Err(AuthorityError::MissingEarlierConfirmations { expected, got });
+        }
+        if let Some(vote) = &account.pending {
+            if vote.value.transfer == *transfer {
+                return Ok(Some(*vote));
+            }
+            return Err(AuthorityError::ConflictingOrder(got));
+        }
+        if !account.balance.covers(transfer.amount) {
+            return Err(AuthorityError::InsufficientFunds {
+                balance: account.balance,
+                amount: transfer.amount,
+            });
+        }
+        Ok(None)
+    }
+
+    /// Cheap checks on a transfer order; queues the owner's signature in `verifier` unless the
+    /// order is a replay of one already voted for.
+    pub fn check_transfer_order(
+        &mut self,
+        order: &TransferOrder,
+        verifier: &mut BatchVerifier,
+    ) -> Result<OrderCheck, AuthorityError> {
+        if let Some(vote) = self.order_precheck(order)? {
+            return Ok(OrderCheck::Replay(vote));
+        }
+        let key = self.account_key(&order.transfer.sender)?;
+        Ok(OrderCheck::Verify(verifier.push(
+            &key,
+            order.signed_bytes(),
+            order.signature,
+        )))
+    }
+
+    /// Votes for `order`, whose owner signature the caller has verified after
+    /// [`check_transfer_order`](Self::check_transfer_order). Re-runs the cheap checks, so two
+    /// conflicting orders in one batch get one vote between them.
+    pub fn vote_verified(
+        &mut self,
+        order: &TransferOrder,
+    ) -> Result<SignedTransferOrder, AuthorityError> {
+        if let Some(vote) = self.order_precheck(order)? {
+            return Ok(vote);
+        }
+        let vote = SignedTransferOrder::new(*order, &self.key);
+        let account = self
+            .accounts
+            .get_mut(&order.transfer.sender)
+            .ok_or(AuthorityError::UnknownAccount(order.transfer.sender))?;
+        account.pending = Some(vote);
+        Ok(vote)
+    }
+
+    /// Checks `order` and votes for it: the whole handler for one message.
+    pub fn handle_transfer_order(
+        &mut self,
+        order: &TransferOrder,
+    ) -> Result<SignedTransferOrder, AuthorityError> {
+        let mut verifier = BatchVerifier::new();
+        match self.check_transfer_order(order, &mut verifier)? {
+            OrderCheck::Replay(vote) => Ok(vote),
+            OrderCheck::Verify(_) => {
+                if verifier.verify().iter().all(|ok| *ok) {
+                    self.vote_verified(order)
+                } else {
+                    Err(AuthorityError::InvalidSignature)
+                }
+            }
+        }
+    }
+
+    // ---- confirmation orders ---------------------------------------------------------------
+
+    /// The cheap part of checking a confirmation: `Ok(Some(ack))` when it was applied before.
+    fn confirmation_precheck(
+        &self,
+        certificate: &CertifiedTransferOrder,
+    ) -> Result<Option<AccountInfoResponse>, AuthorityError> {
+        let transfer = &certificate.value.transfer;
+        self.check_owned(&transfer.sender)?;
+        let default = AccountState::default();
+        let account = self.accounts.get(&transfer.sender).unwrap_or(&default);
+        let expected = account.next_sequence_number;
+        let got = transfer.sequence_number;
+        if got < expected {
+            return Ok(Some(self.info(&transfer.sender, account)));
+        }
+        if got > expected {
+            return Err(AuthorityError::MissingEarlierConfirmations { expected, got });
+        }
+        if transfer.amount.units() == 0 {
+            return Err(AuthorityError::ZeroAmount);
+        }
+        self.committee
+            .check_signers(certificate)
+            .map_err(AuthorityError::InvalidCertificate)?;
+        Ok(None)
+    }
+
+    /// Queues the certificate's signatures, skipping this authority's own vote and the owner
+    /// signature when both match what this shard already verified and signed.
+    fn queue_certificate(
+        &mut self,
+        certificate: &CertifiedTransferOrder,
+        verifier: &mut BatchVerifier,
+    ) -> Result<Range<usize>, AuthorityError> {
+        let order = &certificate.value;
+        let ours = self
+            .accounts
+            .get(&order.transfer.sender)
+            .and_then(|account| account.pending)
+            .filter(|vote| vote.value == *order);
+        let start = verifier.len();
+        if ours.is_none() {
+            let key = self.account_key(&order.transfer.sender)?;
+            verifier.push(&key, order.signed_bytes(), order.signature);
+        }
+        let vote_bytes = order.vote_bytes();
+        for (authority, signature) in &certificate.signatures {
+            if let Some(vote) = &ours {
+                if vote.authority == *authority && vote.signature == *signature {
+                    continue;
+                }
+            }
+            // `check_signers` ran first, so every signer is a member.
+            let key =
+                self.committee
+                    .public_key(authority)
+                    .ok_or(AuthorityError::InvalidCertificate(
+                        fastpay_wire::CertificateError::UnknownSigner(*authority),
+                    ))?;
+            verifier.push(key, vote_bytes, *signature);
+        }
+        Ok(start..verifier.len())
+    }
+
+    /// Cheap checks on a confirmation; queues the signatures that still need verifying.
+    pub fn check_confirmation_order(
+        &mut self,
+        order: &ConfirmationOrder,
+        verifier: &mut BatchVerifier,
+    ) -> Result<ConfirmationCheck, AuthorityError> {
+        if let Some(ack) = self.confirmation_precheck(&order.certificate)? {
+            return Ok(ConfirmationCheck::AlreadyApplied(ack));
+        }
+        Ok(ConfirmationCheck::Verify(
+            self.queue_certificate(&order.certificate, verifier)?,
+        ))
+    }
+
+    /// Applies a confirmation whose signatures the caller has verified after
+    /// [`check_confirmation_order`](Self::check_confirmation_order): debits the sender once,
+    /// and credits the recipient here or returns the credit for its shard.
+    pub fn confirm_verified(
+        &mut self,
+        order: &ConfirmationOrder,
+    ) -> Result<Confirmed, AuthorityError> {
+        let certificate = &order.certificate;
+        if let Some(response) = self.confirmation_precheck(certificate)? {
+            return Ok(Confirmed {
+                response,
+                cross_shard: None,
+            });
+        }
+        let transfer = certificate.value.transfer;
+        let mut sender = self
+            .accounts
+            .get(&transfer.sender)
+            .cloned()
+            .unwrap_or_default();
+        sender.balance = sender.balance.try_sub(transfer.amount)?;
+        sender.next_sequence_number = transfer.sequence_number.try_next()?;
+        sender.pending = None;
+
+        let recipient_shard = self.shard_of(&transfer.recipient);
+        let mut cross_shard = None;
+        let mut local_credit = None;
+        if recipient_shard != self.shard {
+            cross_shard = Some(CrossShardUpdate {
+                recipient_shard,
+                certificate: certificate.clone(),
+            });
+        } else if transfer.recipient == transfer.sender {
+            sender.balance = sender.balance.try_add(transfer.amount)?;
+        } else {
+            let mut recipient = self
+                .accounts
+                .get(&transfer.recipient)
+                .cloned()
+                .unwrap_or_default();
+            recipient.balance = recipient.balance.try_add(transfer.amount)?;
+            local_credit = Some(recipient);
+        }
+
+        // Every check passed: commit.
+        let response = self.info(&transfer.sender, &sender);
+        self.accounts.insert(transfer.sender, sender);
+        if let Some(recipient) = local_credit {
+            self.accounts.insert(transfer.recipient, recipient);
+        }
+        Ok(Confirmed {
+            response,
+            cross_shard,
+        })
+    }
+
+    /// Checks and applies one confirmation: the whole handler for one message.
+    pub fn handle_confirmation_order(
+        &mut self,
+        order: &ConfirmationOrder,
+    ) -> Result<Confirmed, AuthorityError> {
+        let mut verifier = BatchVerifier::new();
+        match self.check_confirmation_order(order, &mut verifier)? {
+            ConfirmationCheck::AlreadyApplied(response) => Ok(Confirmed {
+                response,
+                cross_shard: None,
+            }),
+            ConfirmationCheck::Verify(_) => {
+                if verifier.verify().iter().all(|ok| *ok) {
+                    self.confirm_verified(order)
+                } else {
+                    Err(AuthorityError::InvalidSignature)
+                }
+            }
+        }
+    }
+
+    // ---- cross-shard credits ---------------------------------------------------------------
+
+    /// The cheap checks on a credit: `Ok(true)` when it is a duplicate.
+    fn credit_precheck(&self, update: &CrossShardUpdate) -> Result<bool, AuthorityError> {
+        let transfer = &update.certificate.value.transfer;
+        if update.recipient_shard != self.shard {
+            return Err(AuthorityError::WrongShard {
+                owner: update.recipient_shard,
+                this: self.shard,
+            });
+        }
+        self.check_owned(&transfer.recipient)?;
+        if self.shard_of(&transfer.sender) == self.shard {
+            return Err(AuthorityError::NotCrossShard);
+        }
+        if transfer.amount.units() == 0 {
+            return Err(AuthorityError::ZeroAmount);
+        }
+        let mark = self
+            .credited
+            .get(&transfer.sender)
+            .copied()
+            .unwrap_or_default();
+        Ok(transfer.sequence_number < mark)
+    }
+
+    /// Cheap checks on a credit from another process; queues the certificate's signatures so
+    /// that the credit proves itself. `Ok(None)` for a duplicate.
+    pub fn check_cross_shard_update(
+        &mut self,
+        update: &CrossShardUpdate,
+        verifier: &mut BatchVerifier,
+    ) -> Result<Option<Range<usize>>, AuthorityError> {
+        if self.credit_precheck(update)? {
+            return Ok(None);
+        }
+        self.committee
+            .check_signers(&update.certificate)
+            .map_err(AuthorityError::InvalidCertificate)?;
+        let start = verifier.len();
+        let vote_bytes = update.certificate.value.vote_bytes();
+        for (authority, signature) in &update.certificate.signatures {
+            if let Some(key) = self.committee.public_key(authority) {
+                verifier.push(key, vote_bytes, *signature);
+            }
+        }
+        Ok(Some(start..verifier.len()))
+    }
+
+    /// Credits the recipient of a certificate that was verified (by
+    /// [`check_cross_shard_update`](Self::check_cross_shard_update)) or that came from a shard
+    /// of this same process. Applied once: repeats are reported as duplicates.
+    pub fn apply_cross_shard_update(
+        &mut self,
+        update: &CrossShardUpdate,
+    ) -> Result<CreditOutcome, AuthorityError> {
+        if self.credit_precheck(update)? {
+            return Ok(CreditOutcome::Duplicate);
+        }
+        let transfer = update.certificate.value.transfer;
+        let mut recipient = self
+            .accounts
+            .get(&transfer.recipient)
+            .cloned()
+            .unwrap_or_default();
+        recipient.balance = recipient.balance.try_add(transfer.amount)?;
+        let mark = transfer.sequence_number.try_next()?;
+        self.accounts.insert(transfer.recipient, recipient);
+        self.credited.insert(transfer.sender, mark);
+        Ok(CreditOutcome::Applied)
+    }
+
+    /// Verifies and applies a credit from an untrusted source: the whole handler.
+    pub fn handle_cross_shard_update(
+        &mut self,
+        update: &CrossShardUpdate,
+    ) -> Result<CreditOutcome, AuthorityError> {
+        let mut verifier = BatchVerifier::new();
+        if self
+            .check_cross_shard_update(update, &mut verifier)?
+            .is_none()
+        {
+            return Ok(CreditOutcome::Duplicate);
+        }
+        if !verifier.verify().iter().all(|ok| *ok) {
+            return Err(AuthorityError::InvalidSignature);
+        }
+        self.apply_cross_shard_update(update)
+    }
+
+    // ---- queries ---------------------------------------------------------------------------
+
+    /// This shard's view of one account.
+    pub fn handle_account_info_request(
+        &self,
+        request: &AccountInfoRequest,
+    ) -> Result<AccountInfoResponse, AuthorityError> {
+        self.check_owned(&request.account)?;
+        let account = self
+            .accounts
+            .get(&request.account)
+            .ok_or(AuthorityError::UnknownAccount(request.account))?;
+        Ok(self.info(&request.account, account))
+    }
+}
+
+#[cfg(test)]
+#[path = "shard_tests.rs"]
+mod tests;

@@ -1,0 +1,536 @@
+//! Every rejection path of every handler, and that a rejection changes nothing.
+
+use super::*;
+use fastpay_wire::{Amount, CertificateError, CommitteeMember, CryptoError, Transfer};
+
+const SHARDS: u32 = 2;
+
+struct Fixture {
+    authorities: Vec<KeyPair>,
+    committee: Arc<Committee>,
+    users: Vec<KeyPair>,
+    genesis: Genesis,
+}
+
+fn fixture() -> Fixture {
+    let authorities: Vec<KeyPair> = (0..4u8)
+        .map(|i| KeyPair::from_seed([100 + i; 32]))
+        .collect();
+    let committee = Arc::new(
+        Committee::new(
+            authorities
+                .iter()
+                .map(|k| CommitteeMember {
+                    name: k.authority(),
+                    weight: 1,
+                    num_shards: SHARDS,
+                })
+                .collect(),
+        )
+        .unwrap(),
+    );
+    let users: Vec<KeyPair> = (0..12u8).map(|i| KeyPair::from_seed([i + 1; 32])).collect();
+    let genesis =
+        Genesis::from_accounts(users.iter().map(|u| (u.account(), Amount::new(100)))).unwrap();
+    Fixture {
+        authorities,
+        committee,
+        users,
+        genesis,
+    }
+}
+
+impl Fixture {
+    /// Users on `shard`, in order.
+    fn users_on(&self, shard: u32) -> Vec<&KeyPair> {
+        self.users
+            .iter()
+            .filter(|u| shard_of(&u.account(), SHARDS) == ShardId(shard))
+            .collect()
+    }
+
+    fn shard(&self, authority: usize, shard: u32) -> AuthorityShard {
+        let key = KeyPair::from_seed(self.authorities[authority].seed());
+        AuthorityShard::new(key, self.committee.clone(), ShardId(shard), &self.genesis).unwrap()
+    }
+
+    fn certificate(&self, order: TransferOrder, voters: &[usize]) -> CertifiedTransferOrder {
+        CertifiedTransferOrder {
+            value: order,
+            signatures: voters
+                .iter()
+                .map(|&i| {
+                    let vote = SignedTransferOrder::new(order, &self.authorities[i]);
+                    (vote.authority, vote.signature)
+                })
+                .collect(),
+        }
+    }
+}
+
+fn order(from: &KeyPair, to: AccountId, amount: u64, sequence: u64) -> TransferOrder {
+    TransferOrder::new(
+        Transfer {
+            sender: from.account(),
+            recipient: to,
+            amount: Amount::new(amount),
+            sequence_number: SequenceNumber::new(sequence),
+            user_data: None,
+        },
+        from,
+    )
+}
+
+/// Everything a handler may change.
+fn state(shard: &AuthorityShard) -> String {
+    let mut accounts: Vec<_> = shard.accounts.iter().collect();
+    accounts.sort_by_key(|(id, _)| **id);
+    let mut credited: Vec<_> = shard.credited.iter().collect();
+    credited.sort();
+    format!("{accounts:?}{credited:?}")
+}
+
+/// Runs `f` and asserts it failed with `expected` without changing the shard.
+fn refused<T: std::fmt::Debug>(
+    shard: &mut AuthorityShard,
+    expected: AuthorityError,
+    f: impl FnOnce(&mut AuthorityShard) -> Result<T, AuthorityError>,
+) {
+    let before = state(shard);
+    assert_eq!(f(shard).unwrap_err(), expected);
+    assert_eq!(state(shard), before, "a refusal changed the state");
+}
+
+#[test]
+fn setup_errors() {
+    let fx = fixture();
+    let outsider = KeyPair::from_seed([77; 32]);
+    assert_eq!(
+        AuthorityShard::new(outsider, fx.committee.clone(), ShardId(0), &fx.genesis).unwrap_err(),
+        ShardSetupError::NotInCommittee(KeyPair::from_seed([77; 32]).authority())
+    );
+    let key = KeyPair::from_seed(fx.authorities[0].seed());
+    assert_eq!(
+        AuthorityShard::new(key, fx.committee.clone(), ShardId(SHARDS), &fx.genesis).unwrap_err(),
+        ShardSetupError::ShardOutOfRange {
+            shard: ShardId(SHARDS),
+            num_shards: SHARDS
+        }
+    );
+}
+
+#[test]
+fn genesis_is_split_across_shards() {
+    let fx = fixture();
+    let total: i128 = (0..SHARDS)
+        .map(|s| fx.shard(0, s).total_balance().unwrap().units())
+        .sum();
+    assert_eq!(total, fx.genesis.total().units());
+    assert!(!fx.users_on(0).is_empty() && !fx.users_on(1).is_empty());
+}
+
+#[test]
+fn vote_and_replay() {
+    let fx = fixture();
+    let alice = fx.users_on(0)[0];
+    let bob = fx.users[11].account();
+    let mut shard = fx.shard(0, 0);
+    let o = order(alice, bob, 10, 0);
+    let vote = shard.handle_transfer_order(&o).unwrap();
+    assert_eq!(vote.value, o);
+    assert_eq!(vote.authority, fx.authorities[0].authority());
+    let key = fx.committee.public_key(&vote.authority).unwrap();
+    assert_eq!(key.verify(&o.vote_bytes(), &vote.signature), Ok(()));
+    // The same order again: the same vote, no new state, no cryptography.
+    let mut verifier = BatchVerifier::new();
+    assert_eq!(
+        shard.check_transfer_order(&o, &mut verifier).unwrap(),
+        OrderCheck::Replay(vote)
+    );
+    assert!(verifier.is_empty());
+    assert_eq!(shard.handle_transfer_order(&o).unwrap(), vote);
+}
+
+#[test]
+fn transfer_order_rejections() {
+    let fx = fixture();
+    let alice = fx.users_on(0)[0];
+    let other_shard_user = fx.users_on(1)[0];
+    let bob = fx.users[11].account();
+    let mut shard = fx.shard(0, 0);
+
+    refused(
+        &mut shard,
+        AuthorityError::WrongShard {
+            owner: ShardId(1),
+            this: ShardId(0),
+        },
+        |s| s.handle_transfer_order(&order(other_shard_user, bob, 1, 0)),
+    );
+    refused(&mut shard, AuthorityError::ZeroAmount, |s| {
+        s.handle_transfer_order(&order(alice, bob, 0, 0))
+    });
+    let stranger = (20..40u8)
+        .map(|i| KeyPair::from_seed([i; 32]))
+        .find(|k| shard_of(&k.account(), SHARDS) == ShardId(0))
+        .unwrap();
+    refused(
+        &mut shard,
+        AuthorityError::UnknownAccount(stranger.account()),
+        |s| s.handle_transfer_order(&order(&stranger, bob, 1, 0)),
+    );
+    refused(
+        &mut shard,
+        AuthorityError::MissingEarlierConfirmations {
+            expected: SequenceNumber::new(0),
+            got: SequenceNumber::new(1),
+        },
+        |s| s.handle_transfer_order(&order(alice, bob, 1, 1)),
+    );
+    refused(
+        &mut shard,
+        AuthorityError::InsufficientFunds {
+            balance: Balance::new(100),
+            amount: Amount::new(101),
+        },
+        |s| s.handle_transfer_order(&order(alice, bob, 101, 0)),
+    );
+    let mut forged = order(alice, bob, 5, 0);
+    forged.signature = order(alice, bob, 6, 0).signature;
+    refused(&mut shard, AuthorityError::InvalidSignature, |s| {
+        s.handle_transfer_order(&forged)
+    });
+
+    shard
+        .handle_transfer_order(&order(alice, bob, 10, 0))
+        .unwrap();
+    refused(
+        &mut shard,
+        AuthorityError::ConflictingOrder(SequenceNumber::new(0)),
+        |s| s.handle_transfer_order(&order(alice, bob, 11, 0)),
+    );
+
+    // Confirm it, then the old sequence number is stale.
+    let cert = fx.certificate(order(alice, bob, 10, 0), &[0, 1, 2]);
+    shard
+        .handle_confirmation_order(&ConfirmationOrder { certificate: cert })
+        .unwrap();
+    refused(
+        &mut shard,
+        AuthorityError::StaleSequenceNumber {
+            expected: SequenceNumber::new(1),
+            got: SequenceNumber::new(0),
+        },
+        |s| s.handle_transfer_order(&order(alice, bob, 10, 0)),
+    );
+}
+
+#[test]
+fn weak_account_keys_are_refused() {
+    let fx = fixture();
+    // The identity point: a small-order "key" whose owner could sign anything.
+    let mut weak = [0u8; 32];
+    weak[0] = 1;
+    let weak = AccountId(weak);
+    let genesis = Genesis::from_accounts([(weak, Amount::new(50))]).unwrap();
+    let num = shard_of(&weak, SHARDS);
+    let key = KeyPair::from_seed(fx.authorities[0].seed());
+    let mut shard = AuthorityShard::new(key, fx.committee.clone(), num, &genesis).unwrap();
+    let mut o = order(&fx.users[0], fx.users[1].account(), 1, 0);
+    o.transfer.sender = weak;
+    refused(
+        &mut shard,
+        AuthorityError::InvalidKey(CryptoError::MalformedKey),
+        |s| s.handle_transfer_order(&o),
+    );
+}
+
+#[test]
+fn conflicting_orders_in_one_batch_get_one_vote() {
+    let fx = fixture();
+    let alice = fx.users_on(0)[0];
+    let mut shard = fx.shard(0, 0);
+    let first = order(alice, fx.users[10].account(), 10, 0);
+    let second = order(alice, fx.users[11].account(), 10, 0);
+    let mut verifier = BatchVerifier::new();
+    assert_eq!(
+        shard.check_transfer_order(&first, &mut verifier).unwrap(),
+        OrderCheck::Verify(0)
+    );
+    assert_eq!(
+        shard.check_transfer_order(&second, &mut verifier).unwrap(),
+        OrderCheck::Verify(1)
+    );
+    assert_eq!(verifier.verify(), &[true, true]);
+    shard.vote_verified(&first).unwrap();
+    assert_eq!(
+        shard.vote_verified(&second).unwrap_err(),
+        AuthorityError::ConflictingOrder(SequenceNumber::new(0))
+    );
+}
+
+#[test]
+fn confirmation_debits_once_and_credits_across_shards() {
+    let fx = fixture();
+    let alice = fx.users_on(0)[0];
+    let bob = fx.users_on(1)[0];
+    let carol = fx.users_on(0)[1];
+    let mut s0 = fx.shard(0, 0);
+    let mut s1 = fx.shard(0, 1);
+    let genesis_total = fx.genesis.total().units();
+
+    // Same-shard payment: credited with the debit.
+    let local = fx.certificate(order(alice, carol.account(), 30, 0), &[1, 2, 3]);
+    let done = s0
+        .handle_confirmation_order(&ConfirmationOrder { certificate: local })
+        .unwrap();
+    assert_eq!(done.cross_shard, None);
+    assert_eq!(done.response.balance, Balance::new(70));
+    assert_eq!(s0.accounts()[&carol.account()].balance, Balance::new(130));
+
+    // Cross-shard payment: the debit returns the credit as a value.
+    let cert = fx.certificate(order(alice, bob.account(), 20, 1), &[1, 2, 3]);
+    let confirmation = ConfirmationOrder { certificate: cert };
+    let done = s0.handle_confirmation_order(&confirmation).unwrap();
+    let update = done.cross_shard.unwrap();
+    assert_eq!(update.recipient_shard, ShardId(1));
+    let in_flight = 20;
+    let total = s0.total_balance().unwrap().units() + s1.total_balance().unwrap().units();
+    assert_eq!(total + in_flight, genesis_total);
+
+    // A repeat of the confirmation is harmless: no second debit, no second credit.
+    let before = state(&s0);
+    let again = s0.handle_confirmation_order(&confirmation).unwrap();
+    assert_eq!(again.cross_shard, None);
+    assert_eq!(state(&s0), before);
+
+    assert_eq!(
+        s1.apply_cross_shard_update(&update).unwrap(),
+        CreditOutcome::Applied
+    );
+    let before = state(&s1);
+    assert_eq!(
+        s1.apply_cross_shard_update(&update).unwrap(),
+        CreditOutcome::Duplicate
+    );
+    assert_eq!(
+        s1.handle_cross_shard_update(&update).unwrap(),
+        CreditOutcome::Duplicate
+    );
+    assert_eq!(state(&s1), before);
+    assert_eq!(s1.accounts()[&bob.account()].balance, Balance::new(120));
+    let total = s0.total_balance().unwrap().units() + s1.total_balance().unwrap().units();
+    assert_eq!(total, genesis_total);
+}
+
+#[test]
+fn confirmation_skips_our_own_vote_and_the_verified_owner_signature() {
+    let fx = fixture();
+    let alice = fx.users_on(0)[0];
+    let o = order(alice, fx.users[11].account(), 10, 0);
+    let cert = fx.certificate(o, &[0, 1, 2]);
+    let confirmation = ConfirmationOrder { certificate: cert };
+
+    let mut voted = fx.shard(0, 0);
+    voted.handle_transfer_order(&o).unwrap();
+    let mut verifier = BatchVerifier::new();
+    assert_eq!(
+        voted
+            .check_confirmation_order(&confirmation, &mut verifier)
+            .unwrap(),
+        ConfirmationCheck::Verify(0..2)
+    );
+
+    let mut fresh = fx.shard(3, 0);
+    let mut verifier = BatchVerifier::new();
+    assert_eq!(
+        fresh
+            .check_confirmation_order(&confirmation, &mut verifier)
+            .unwrap(),
+        ConfirmationCheck::Verify(0..4)
+    );
+}
+
+#[test]
+fn confirmation_rejections() {
+    let fx = fixture();
+    let alice = fx.users_on(0)[0];
+    let bob = fx.users[11].account();
+    let mut shard = fx.shard(0, 0);
+    let confirm = |cert: CertifiedTransferOrder| ConfirmationOrder { certificate: cert };
+
+    let other = fx.users_on(1)[0];
+    refused(
+        &mut shard,
+        AuthorityError::WrongShard {
+            owner: ShardId(1),
+            this: ShardId(0),
+        },
+        |s| {
+            s.handle_confirmation_order(&confirm(
+                fx.certificate(order(other, bob, 1, 0), &[0, 1, 2]),
+            ))
+        },
+    );
+    refused(
+        &mut shard,
+        AuthorityError::MissingEarlierConfirmations {
+            expected: SequenceNumber::new(0),
+            got: SequenceNumber::new(3),
+        },
+        |s| {
+            s.handle_confirmation_order(&confirm(
+                fx.certificate(order(alice, bob, 1, 3), &[0, 1, 2]),
+            ))
+        },
+    );
+    refused(&mut shard, AuthorityError::ZeroAmount, |s| {
+        s.handle_confirmation_order(&confirm(
+            fx.certificate(order(alice, bob, 0, 0), &[0, 1, 2]),
+        ))
+    });
+
+    let o = order(alice, bob, 5, 0);
+    refused(
+        &mut shard,
+        AuthorityError::InvalidCertificate(CertificateError::NoQuorum {
+            weight: 2,
+            quorum: 3,
+        }),
+        |s| s.handle_confirmation_order(&confirm(fx.certificate(o, &[0, 1]))),
+    );
+    let name = fx.authorities[1].authority();
+    refused(
+        &mut shard,
+        AuthorityError::InvalidCertificate(CertificateError::DuplicateSigner(name)),
+        |s| s.handle_confirmation_order(&confirm(fx.certificate(o, &[0, 1, 1]))),
+    );
+    let mut outsider = fx.certificate(o, &[0, 1]);
+    let stranger = KeyPair::from_seed([99; 32]);
+    let vote = SignedTransferOrder::new(o, &stranger);
+    outsider.signatures.push((vote.authority, vote.signature));
+    refused(
+        &mut shard,
+        AuthorityError::InvalidCertificate(CertificateError::UnknownSigner(stranger.authority())),
+        |s| s.handle_confirmation_order(&confirm(outsider)),
+    );
+
+    // A vote for another order under a valid signer set.
+    let mut wrong_vote = fx.certificate(o, &[0, 1, 2]);
+    wrong_vote.signatures[2].1 = fx.certificate(order(alice, bob, 6, 0), &[2]).signatures[0].1;
+    refused(&mut shard, AuthorityError::InvalidSignature, |s| {
+        s.handle_confirmation_order(&confirm(wrong_vote))
+    });
+    // A certificate whose owner signature is forged (votes are genuine).
+    let mut bad_owner = fx.certificate(o, &[0, 1, 2]);
+    bad_owner.value.signature = order(alice, bob, 7, 0).signature;
+    refused(&mut shard, AuthorityError::InvalidSignature, |s| {
+        s.handle_confirmation_order(&confirm(bad_owner))
+    });
+}
+
+#[test]
+fn cross_shard_rejections() {
+    let fx = fixture();
+    let alice = fx.users_on(0)[0];
+    let carol = fx.users_on(0)[1];
+    let bob = fx.users_on(1)[0];
+    let mut s1 = fx.shard(0, 1);
+    let update = |o: TransferOrder, voters: &[usize], shard: u32| CrossShardUpdate {
+        recipient_shard: ShardId(shard),
+        certificate: fx.certificate(o, voters),
+    };
+
+    refused(
+        &mut s1,
+        AuthorityError::WrongShard {
+            owner: ShardId(0),
+            this: ShardId(1),
+        },
+        |s| s.handle_cross_shard_update(&update(order(alice, bob.account(), 5, 0), &[0, 1, 2], 0)),
+    );
+    refused(
+        &mut s1,
+        AuthorityError::WrongShard {
+            owner: ShardId(0),
+            this: ShardId(1),
+        },
+        |s| {
+            s.handle_cross_shard_update(&update(order(alice, carol.account(), 5, 0), &[0, 1, 2], 1))
+        },
+    );
+    let bob2 = fx.users_on(1)[1];
+    refused(&mut s1, AuthorityError::NotCrossShard, |s| {
+        s.handle_cross_shard_update(&update(order(bob2, bob.account(), 5, 0), &[0, 1, 2], 1))
+    });
+    refused(&mut s1, AuthorityError::ZeroAmount, |s| {
+        s.handle_cross_shard_update(&update(order(alice, bob.account(), 0, 0), &[0, 1, 2], 1))
+    });
+    // The reference prototype's hole: a credit with no quorum behind it mints money.
+    refused(
+        &mut s1,
+        AuthorityError::InvalidCertificate(CertificateError::NoQuorum {
+            weight: 0,
+            quorum: 3,
+        }),
+        |s| s.handle_cross_shard_update(&update(order(alice, bob.account(), 1_000_000, 0), &[], 1)),
+    );
+    let mut forged = update(order(alice, bob.account(), 1_000_000, 0), &[0, 1, 2], 1);
+    forged.certificate.signatures[0].1 = forged.certificate.signatures[1].1;
+    refused(&mut s1, AuthorityError::InvalidSignature, |s| {
+        s.handle_cross_shard_update(&forged)
+    });
+}
+
+#[test]
+fn account_info() {
+    let fx = fixture();
+    let alice = fx.users_on(0)[0];
+    let shard = fx.shard(0, 0);
+    let info = shard
+        .handle_account_info_request(&AccountInfoRequest {
+            account: alice.account(),
+        })
+        .unwrap();
+    assert_eq!(info.balance, Balance::new(100));
+    assert_eq!(info.next_sequence_number, SequenceNumber::ZERO);
+    assert_eq!(info.pending, None);
+    let other = fx.users_on(1)[0].account();
+    assert_eq!(
+        shard
+            .handle_account_info_request(&AccountInfoRequest { account: other })
+            .unwrap_err(),
+        AuthorityError::WrongShard {
+            owner: ShardId(1),
+            this: ShardId(0)
+        }
+    );
+    let stranger = (20..60u8)
+        .map(|i| AccountId([i; 32]))
+        .find(|a| shard_of(a, SHARDS) == ShardId(0))
+        .unwrap();
+    assert_eq!(
+        shard
+            .handle_account_info_request(&AccountInfoRequest { account: stranger })
+            .unwrap_err(),
+        AuthorityError::UnknownAccount(stranger)
+    );
+}
+
+#[test]
+fn lagging_authority_applies_certified_debit_below_zero() {
+    // An authority that missed a credit still applies a certified debit: the quorum checked
+    // the funds, and the balance here recovers when the credit arrives.
+    let fx = fixture();
+    let alice = fx.users_on(0)[0];
+    let mut shard = fx.shard(3, 0);
+    let cert = fx.certificate(order(alice, fx.users[11].account(), 100, 0), &[0, 1, 2]);
+    shard
+        .handle_confirmation_order(&ConfirmationOrder { certificate: cert })
+        .unwrap();
+    let cert = fx.certificate(order(alice, fx.users[11].account(), 40, 1), &[0, 1, 2]);
+    let done = shard
+        .handle_confirmation_order(&ConfirmationOrder { certificate: cert })
+        .unwrap();
+    assert_eq!(done.response.balance, Balance::new(-40));
+}
