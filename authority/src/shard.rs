@@ -41,6 +41,8 @@ pub struct AccountState {
 }
 
 /// What a transfer order needs before a vote.
+// Returned by value and consumed at once; boxing the large variant would allocate per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderCheck {
     /// This exact order already has our vote: send it again, no cryptography needed.
@@ -50,6 +52,8 @@ pub enum OrderCheck {
 }
 
 /// What a confirmation order needs before it is applied.
+// Returned by value and consumed at once; boxing the large variant would allocate per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfirmationCheck {
     /// The transfer was already applied here: acknowledge, no cryptography needed.
