@@ -1,0 +1,623 @@
+//! The client's state and its handlers.
+
+use fastpay_wire::{
+    AccountId, AccountInfoResponse, Amount, AuthorityName, Balance, CertifiedTransferOrder,
+    Committee, ConfirmationOrder, ErrorCode, ErrorReply, KeyPair, Message, PublicKey,
+    SequenceNumber, Signature, SignedTransferOrder, Transfer, TransferOrder, UserData,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Why the client refused a request or a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ClientError {
+    /// A transfer is still in progress; finish it first.
+    #[error("a transfer is already in progress")]
+    TransferInProgress,
+    /// Transfers move a positive amount.
+    #[error("zero amount")]
+    ZeroAmount,
+    /// The local balance does not cover the amount.
+    #[error("insufficient funds: balance {balance}, amount {amount}")]
+    InsufficientFunds {
+        /// The local balance.
+        balance: Balance,
+        /// The amount asked for.
+        amount: Amount,
+    },
+    /// No transfer is in progress, so the reply answers nothing.
+    #[error("no transfer in progress")]
+    NoTransferInProgress,
+    /// The reply is about another order or account.
+    #[error("reply does not match the transfer in progress")]
+    Mismatch,
+    /// The replying authority is not in the committee.
+    #[error("authority {0} is not in the committee")]
+    UnknownAuthority(AuthorityName),
+    /// The vote's signature does not verify.
+    #[error("vote signature from {0} does not verify")]
+    InvalidVote(AuthorityName),
+    /// The certificate is not a verified quorum for a transfer to this account.
+    #[error("certificate refused")]
+    InvalidCertificate,
+    /// Arithmetic would leave its range.
+    #[error("arithmetic overflow")]
+    Overflow,
+}
+
+/// Where the transfer in progress stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Collecting votes for the order.
+    Voting {
+        /// The signed order sent to every authority.
+        order: TransferOrder,
+        /// Valid votes received so far, one per authority.
+        votes: BTreeMap<AuthorityName, Signature>,
+    },
+    /// The order is certified; confirmations go out until a quorum acknowledges them.
+    Confirming {
+        /// The certificate.
+        certificate: CertifiedTransferOrder,
+        /// Authorities that acknowledged the confirmation.
+        acks: BTreeMap<AuthorityName, ()>,
+    },
+}
+
+/// One account holder.
+#[derive(Debug)]
+pub struct ClientState {
+    key: KeyPair,
+    account: AccountId,
+    committee: Arc<Committee>,
+    balance: Balance,
+    next_sequence_number: SequenceNumber,
+    pending: Option<Phase>,
+    sent_certificates: Vec<CertifiedTransferOrder>,
+    received_certificates: BTreeMap<(AccountId, SequenceNumber), CertifiedTransferOrder>,
+    /// Per authority, the next sequence number it acknowledged for this account: what a
+    /// lagging authority still lacks.
+    acknowledged: HashMap<AuthorityName, SequenceNumber>,
+}
+
+impl ClientState {
+    /// A client for `key`'s account, starting from `balance` at sequence number zero.
+    pub fn new(key: KeyPair, committee: Arc<Committee>, balance: Balance) -> Self {
+        let account = key.account();
+        Self {
+            key,
+            account,
+            committee,
+            balance,
+            next_sequence_number: SequenceNumber::ZERO,
+            pending: None,
+            sent_certificates: Vec::new(),
+            received_certificates: BTreeMap::new(),
+            acknowledged: HashMap::new(),
+        }
+    }
+
+    /// The account.
+    pub fn account(&self) -> AccountId {
+        self.account
+    }
+
+    /// The balance as this client knows it: funding plus received minus sent.
+    pub fn balance(&self) -> Balance {
+        self.balance
+    }
+
+    /// The sequence number of the next transfer.
+    pub fn next_sequence_number(&self) -> SequenceNumber {
+        self.next_sequence_number
+    }
+
+    /// The transfer in progress.
+    pub fn pending(&self) -> Option<&Phase> {
+        self.pending.as_ref()
+    }
+
+    /// Certificates of this account's transfers, in sequence order.
+    pub fn sent_certificates(&self) -> &[CertifiedTransferOrder] {
+        &self.sent_certificates
+    }
+
+    /// Certificates of transfers to this account.
+    pub fn received_certificates(&self) -> impl Iterator<Item = &CertifiedTransferOrder> {
+        self.received_certificates.values()
+    }
+
+    /// Starts a transfer: signs the order to send to every authority.
+    pub fn transfer(
+        &mut self,
+        recipient: AccountId,
+        amount: Amount,
+        user_data: Option<UserData>,
+    ) -> Result<TransferOrder, ClientError> {
+        if self.pending.is_some() {
+            return Err(ClientError::TransferInProgress);
+        }
+        if amount.units() == 0 {
+            return Err(ClientError::ZeroAmount);
+        }
+        if !self.balance.covers(amount) {
+            return Err(ClientError::InsufficientFunds {
+                balance: self.balance,
+                amount,
+            });
+        }
+        let order = TransferOrder::new(
+            Transfer {
+                sender: self.account,
+                recipient,
+                amount,
+                sequence_number: self.next_sequence_number,
+                user_data,
+            },
+            &self.key,
+        );
+        self.pending = Some(Phase::Voting {
+            order,
+            votes: BTreeMap::new(),
+        });
+        Ok(order)
+    }
+
+    /// Takes one authority's vote; returns the certificate when the votes reach a quorum.
+    pub fn handle_vote(
+        &mut self,
+        vote: &SignedTransferOrder,
+    ) -> Result<Option<CertifiedTransferOrder>, ClientError> {
+        let Some(Phase::Voting { order, votes }) = &mut self.pending else {
+            return Err(ClientError::NoTransferInProgress);
+        };
+        if vote.value.transfer != order.transfer {
+            return Err(ClientError::Mismatch);
+        }
+        let key = self
+            .committee
+            .public_key(&vote.authority)
+            .ok_or(ClientError::UnknownAuthority(vote.authority))?;
+        if votes.contains_key(&vote.authority) {
+            return Ok(None);
+        }
+        key.verify(&order.vote_bytes(), &vote.signature)
+            .map_err(|_| ClientError::InvalidVote(vote.authority))?;
+        votes.insert(vote.authority, vote.signature);
+        let weight: u64 = votes
+            .keys()
+            .map(|name| self.committee.weight(name))
+            .fold(0, u64::saturating_add);
+        if weight < self.committee.quorum_threshold() {
+            return Ok(None);
+        }
+        let certificate = CertifiedTransferOrder {
+            value: *order,
+            signatures: votes.iter().map(|(n, s)| (*n, *s)).collect(),
+        };
+        self.certified(certificate.clone())?;
+        Ok(Some(certificate))
+    }
+
+    /// Records a certificate for the transfer in progress (formed here, or recovered from an
+    /// earlier run): the debit is final, so the balance and sequence number move now.
+    fn certified(&mut self, certificate: CertifiedTransferOrder) -> Result<(), ClientError> {
+        let transfer = certificate.value.transfer;
+        let balance = self
+            .balance
+            .try_sub(transfer.amount)
+            .map_err(|_| ClientError::Overflow)?;
+        let next = transfer
+            .sequence_number
+            .try_next()
+            .map_err(|_| ClientError::Overflow)?;
+        self.balance = balance;
+        self.next_sequence_number = next;
+        if transfer.recipient == self.account {
+            self.balance = self
+                .balance
+                .try_add(transfer.amount)
+                .map_err(|_| ClientError::Overflow)?;
+        }
+        self.sent_certificates.push(certificate.clone());
+        self.pending = Some(Phase::Confirming {
+            certificate,
+            acks: BTreeMap::new(),
+        });
+        Ok(())
+    }
+
+    /// The confirmation order for the certified transfer in progress.
+    pub fn confirmation(&self) -> Option<ConfirmationOrder> {
+        match &self.pending {
+            Some(Phase::Confirming { certificate, .. }) => Some(ConfirmationOrder {
+                certificate: certificate.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// What to (re)send to `authority` for the transfer in progress: the order while voting
+    /// (unless it voted), the confirmation while confirming (unless it acknowledged).
+    pub fn request_for(&self, authority: &AuthorityName) -> Option<Message> {
+        match &self.pending {
+            Some(Phase::Voting { order, votes }) if !votes.contains_key(authority) => {
+                Some(Message::TransferOrder(*order))
+            }
+            Some(Phase::Confirming { certificate, acks }) if !acks.contains_key(authority) => {
+                Some(Message::ConfirmationOrder(ConfirmationOrder {
+                    certificate: certificate.clone(),
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    /// Takes an authority's account state for this account: acknowledges the confirmation in
+    /// progress when it shows the transfer applied. Returns whether the transfer is finished
+    /// (a quorum acknowledged it).
+    pub fn handle_account_info(
+        &mut self,
+        authority: AuthorityName,
+        info: &AccountInfoResponse,
+    ) -> Result<bool, ClientError> {
+        if info.account != self.account {
+            return Err(ClientError::Mismatch);
+        }
+        if self.committee.weight(&authority) == 0 {
+            return Err(ClientError::UnknownAuthority(authority));
+        }
+        let mark = self.acknowledged.entry(authority).or_default();
+        *mark = (*mark).max(info.next_sequence_number);
+        let Some(Phase::Confirming { certificate, acks }) = &mut self.pending else {
+            return Ok(false);
+        };
+        if info.next_sequence_number <= certificate.value.transfer.sequence_number {
+            return Ok(false);
+        }
+        acks.insert(authority, ());
+        let weight: u64 = acks
+            .keys()
+            .map(|name| self.committee.weight(name))
+            .fold(0, u64::saturating_add);
+        if weight >= self.committee.quorum_threshold() {
+            self.pending = None;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// What an authority that refused this client's request needs to catch up: the
+    /// confirmations of this account's earlier transfers it has not acknowledged when it
+    /// misses them, or the certificates of payments received when it sees too little money.
+    pub fn catch_up(&self, authority: &AuthorityName, error: &ErrorReply) -> Vec<Message> {
+        if error.account != self.account {
+            return Vec::new();
+        }
+        let confirm = |c: &CertifiedTransferOrder| {
+            Message::ConfirmationOrder(ConfirmationOrder {
+                certificate: c.clone(),
+            })
+        };
+        match error.code {
+            ErrorCode::MissingEarlierConfirmations => {
+                let known = self
+                    .acknowledged
+                    .get(authority)
+                    .copied()
+                    .unwrap_or_default();
+                self.sent_certificates
+                    .iter()
+                    .filter(|c| c.value.transfer.sequence_number >= known)
+                    .map(confirm)
+                    .collect()
+            }
+            ErrorCode::InsufficientFunds => {
+                self.received_certificates.values().map(confirm).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Checks a certificate: known, distinct signers with a quorum's weight, every signature
+    /// valid, and a valid owner signature.
+    pub fn check_certificate(
+        &self,
+        certificate: &CertifiedTransferOrder,
+    ) -> Result<(), ClientError> {
+        self.committee
+            .check_signers(certificate)
+            .map_err(|_| ClientError::InvalidCertificate)?;
+        let order = &certificate.value;
+        let vote_bytes = order.vote_bytes();
+        for (name, signature) in &certificate.signatures {
+            let key = self
+                .committee
+                .public_key(name)
+                .ok_or(ClientError::UnknownAuthority(*name))?;
+            key.verify(&vote_bytes, signature)
+                .map_err(|_| ClientError::InvalidCertificate)?;
+        }
+        PublicKey::of_account(&order.transfer.sender)
+            .and_then(|key| key.verify(&order.signed_bytes(), &order.signature))
+            .map_err(|_| ClientError::InvalidCertificate)
+    }
+
+    /// Takes the certificate of a payment to this account (handed over by its payer). Each
+    /// payment counts once; returns whether it was new.
+    pub fn receive_certificate(
+        &mut self,
+        certificate: CertifiedTransferOrder,
+    ) -> Result<bool, ClientError> {
+        let transfer = certificate.value.transfer;
+        if transfer.recipient != self.account {
+            return Err(ClientError::Mismatch);
+        }
+        self.check_certificate(&certificate)?;
+        let key = (transfer.sender, transfer.sequence_number);
+        if self.received_certificates.contains_key(&key) {
+            return Ok(false);
+        }
+        if transfer.sender == self.account {
+            // Our own transfer to ourselves was counted when it was certified.
+            return Ok(false);
+        }
+        self.balance = self
+            .balance
+            .try_add(transfer.amount)
+            .map_err(|_| ClientError::Overflow)?;
+        self.received_certificates.insert(key, certificate);
+        Ok(true)
+    }
+
+    /// Gives up on a transfer that cannot gather a quorum (for example one refused for lack of
+    /// funds): the order is dropped and nothing is debited. Returns the abandoned order.
+    ///
+    /// Authorities that voted keep their vote, so this account's next order must reuse the
+    /// same sequence number and will conflict with those votes; call this only when the order
+    /// was refused by more than f of the committee's weight.
+    pub fn abandon(&mut self) -> Option<TransferOrder> {
+        match self.pending.take() {
+            Some(Phase::Voting { order, .. }) => Some(order),
+            other => {
+                self.pending = other;
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fastpay_authority::{AuthorityShard, Genesis};
+    use fastpay_wire::{CommitteeMember, ShardId};
+
+    struct Fixture {
+        shards: Vec<AuthorityShard>,
+        alice: ClientState,
+        bob: ClientState,
+    }
+
+    /// Four single-shard authorities; Alice and Bob start with 100 each.
+    fn fixture() -> Fixture {
+        let keys: Vec<KeyPair> = (0..4u8).map(|i| KeyPair::from_seed([50 + i; 32])).collect();
+        let committee = Arc::new(
+            Committee::new(
+                keys.iter()
+                    .map(|k| CommitteeMember {
+                        name: k.authority(),
+                        weight: 1,
+                        num_shards: 1,
+                    })
+                    .collect(),
+            )
+            .unwrap(),
+        );
+        let alice = KeyPair::from_seed([1; 32]);
+        let bob = KeyPair::from_seed([2; 32]);
+        let genesis = Genesis::from_accounts([
+            (alice.account(), Amount::new(100)),
+            (bob.account(), Amount::new(100)),
+        ])
+        .unwrap();
+        let shards = keys
+            .into_iter()
+            .map(|k| AuthorityShard::new(k, committee.clone(), ShardId(0), &genesis).unwrap())
+            .collect();
+        Fixture {
+            alice: ClientState::new(alice, committee.clone(), Balance::new(100)),
+            bob: ClientState::new(bob, committee, Balance::new(100)),
+            shards,
+        }
+    }
+
+    fn vote(shard: &mut AuthorityShard, order: &TransferOrder) -> SignedTransferOrder {
+        shard.handle_transfer_order(order).unwrap()
+    }
+
+    #[test]
+    fn transfer_refusals() {
+        let mut fx = fixture();
+        let bob = fx.bob.account();
+        assert_eq!(
+            fx.alice.transfer(bob, Amount::ZERO, None),
+            Err(ClientError::ZeroAmount)
+        );
+        assert_eq!(
+            fx.alice.transfer(bob, Amount::new(101), None),
+            Err(ClientError::InsufficientFunds {
+                balance: Balance::new(100),
+                amount: Amount::new(101)
+            })
+        );
+        fx.alice.transfer(bob, Amount::new(1), None).unwrap();
+        assert_eq!(
+            fx.alice.transfer(bob, Amount::new(1), None),
+            Err(ClientError::TransferInProgress)
+        );
+    }
+
+    #[test]
+    fn a_full_transfer_survives_one_lying_authority() {
+        let mut fx = fixture();
+        let order = fx
+            .alice
+            .transfer(fx.bob.account(), Amount::new(30), None)
+            .unwrap();
+
+        // The Byzantine authority 3 sends a garbage vote, then a vote for another order.
+        let mut garbage = vote(&mut fx.shards[3], &order);
+        garbage.signature = Signature([7; 64]);
+        assert_eq!(
+            fx.alice.handle_vote(&garbage),
+            Err(ClientError::InvalidVote(garbage.authority))
+        );
+        let mut other = order;
+        other.transfer.amount = Amount::new(31);
+        let wrong = SignedTransferOrder {
+            value: other,
+            ..garbage
+        };
+        assert_eq!(fx.alice.handle_vote(&wrong), Err(ClientError::Mismatch));
+        let stranger = SignedTransferOrder::new(order, &KeyPair::from_seed([99; 32]));
+        assert_eq!(
+            fx.alice.handle_vote(&stranger),
+            Err(ClientError::UnknownAuthority(stranger.authority))
+        );
+
+        // Honest votes: the second is a duplicate, the third makes the quorum.
+        let v0 = vote(&mut fx.shards[0], &order);
+        assert_eq!(fx.alice.handle_vote(&v0), Ok(None));
+        assert_eq!(fx.alice.handle_vote(&v0), Ok(None));
+        let v1 = vote(&mut fx.shards[1], &order);
+        assert_eq!(fx.alice.handle_vote(&v1), Ok(None));
+        let v2 = vote(&mut fx.shards[2], &order);
+        let certificate = fx.alice.handle_vote(&v2).unwrap().unwrap();
+        assert_eq!(fx.alice.balance(), Balance::new(70));
+        assert_eq!(fx.alice.next_sequence_number(), SequenceNumber::new(1));
+        assert!(fx.bob.check_certificate(&certificate).is_ok());
+
+        // Confirmations: three acknowledgements finish the transfer.
+        let confirmation = fx.alice.confirmation().unwrap();
+        let names: Vec<AuthorityName> = fx.shards.iter().map(|s| s.name()).collect();
+        for (i, shard) in fx.shards.iter_mut().enumerate().take(3) {
+            let done = shard.handle_confirmation_order(&confirmation).unwrap();
+            let finished = fx
+                .alice
+                .handle_account_info(names[i], &done.response)
+                .unwrap();
+            assert_eq!(finished, i == 2);
+        }
+        assert!(fx.alice.pending().is_none());
+        assert_eq!(fx.alice.sent_certificates().len(), 1);
+
+        // Bob counts the payment once.
+        assert_eq!(fx.bob.receive_certificate(certificate.clone()), Ok(true));
+        assert_eq!(fx.bob.receive_certificate(certificate.clone()), Ok(false));
+        assert_eq!(fx.bob.balance(), Balance::new(130));
+        assert_eq!(
+            fx.alice.receive_certificate(certificate),
+            Err(ClientError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn replies_without_a_transfer_are_refused() {
+        let mut fx = fixture();
+        let order = TransferOrder::new(
+            Transfer {
+                sender: fx.alice.account(),
+                recipient: fx.bob.account(),
+                amount: Amount::new(1),
+                sequence_number: SequenceNumber::ZERO,
+                user_data: None,
+            },
+            &KeyPair::from_seed([1; 32]),
+        );
+        let v = vote(&mut fx.shards[0], &order);
+        assert_eq!(
+            fx.alice.handle_vote(&v),
+            Err(ClientError::NoTransferInProgress)
+        );
+        let info = AccountInfoResponse {
+            account: fx.bob.account(),
+            balance: Balance::ZERO,
+            next_sequence_number: SequenceNumber::ZERO,
+            pending: None,
+        };
+        assert_eq!(
+            fx.alice.handle_account_info(fx.shards[0].name(), &info),
+            Err(ClientError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn forged_certificates_are_refused() {
+        let mut fx = fixture();
+        let order = fx
+            .alice
+            .transfer(fx.bob.account(), Amount::new(5), None)
+            .unwrap();
+        let mut certificate = None;
+        for i in 0..3 {
+            let v = vote(&mut fx.shards[i], &order);
+            certificate = fx.alice.handle_vote(&v).unwrap();
+        }
+        let certificate = certificate.unwrap();
+        let mut short = certificate.clone();
+        short.signatures.pop();
+        assert_eq!(
+            fx.bob.receive_certificate(short),
+            Err(ClientError::InvalidCertificate)
+        );
+        let mut forged = certificate.clone();
+        forged.value.transfer.amount = Amount::new(500);
+        assert_eq!(
+            fx.bob.receive_certificate(forged),
+            Err(ClientError::InvalidCertificate)
+        );
+        assert_eq!(fx.bob.balance(), Balance::new(100));
+    }
+
+    #[test]
+    fn lagging_authorities_get_what_they_miss() {
+        let mut fx = fixture();
+        let name = fx.shards[3].name();
+        // Alice pays twice with authorities 0..3; authority 3 sees nothing.
+        for amount in [10, 20] {
+            let order = fx
+                .alice
+                .transfer(fx.bob.account(), Amount::new(amount), None)
+                .unwrap();
+            for i in 0..3 {
+                let v = vote(&mut fx.shards[i], &order);
+                fx.alice.handle_vote(&v).unwrap();
+            }
+            let confirmation = fx.alice.confirmation().unwrap();
+            for i in 0..3 {
+                let done = fx.shards[i]
+                    .handle_confirmation_order(&confirmation)
+                    .unwrap();
+                let n = fx.shards[i].name();
+                fx.alice.handle_account_info(n, &done.response).unwrap();
+            }
+        }
+        let order = fx
+            .alice
+            .transfer(fx.bob.account(), Amount::new(1), None)
+            .unwrap();
+        let refusal = fx.shards[3].handle_message(&Message::TransferOrder(order));
+        let Some(Message::Error(error)) = refusal.reply else {
+            panic!("expected a refusal, got {refusal:?}");
+        };
+        assert_eq!(error.code, ErrorCode::MissingEarlierConfirmations);
+        let catch_up = fx.alice.catch_up(&name, &error);
+        assert_eq!(catch_up.len(), 2);
+        for message in &catch_up {
+            assert!(fx.shards[3].handle_message(message).error.is_none());
+        }
+        assert!(fx.shards[3].handle_transfer_order(&order).is_ok());
+    }
+}
