@@ -46,6 +46,12 @@ pub enum ClientError {
     Overflow,
 }
 
+fn confirmation_message(certificate: &CertifiedTransferOrder) -> Message {
+    Message::ConfirmationOrder(ConfirmationOrder {
+        certificate: certificate.clone(),
+    })
+}
+
 /// Where the transfer in progress stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
@@ -246,9 +252,7 @@ impl ClientState {
                 Some(Message::TransferOrder(*order))
             }
             Some(Phase::Confirming { certificate, acks }) if !acks.contains_key(authority) => {
-                Some(Message::ConfirmationOrder(ConfirmationOrder {
-                    certificate: certificate.clone(),
-                }))
+                Some(confirmation_message(certificate))
             }
             _ => None,
         }
@@ -288,36 +292,53 @@ impl ClientState {
         Ok(false)
     }
 
+    /// Confirmations of this account's certified transfers that `authority` has not
+    /// acknowledged yet, oldest first: what a lagging authority needs before it can vote on
+    /// this account's next order.
+    pub fn confirmations_missing_at(&self, authority: &AuthorityName) -> Vec<Message> {
+        let known = self
+            .acknowledged
+            .get(authority)
+            .copied()
+            .unwrap_or_default();
+        self.sent_certificates
+            .iter()
+            .filter(|c| c.value.transfer.sequence_number >= known)
+            .map(|c| confirmation_message(c))
+            .collect()
+    }
+
     /// What an authority that refused this client's request needs to catch up: the
-    /// confirmations of this account's earlier transfers it has not acknowledged when it
-    /// misses them, or the certificates of payments received when it sees too little money.
+    /// confirmations of this account's earlier transfers when it misses them, or the
+    /// certificates of payments received when it sees too little money here.
     pub fn catch_up(&self, authority: &AuthorityName, error: &ErrorReply) -> Vec<Message> {
         if error.account != self.account {
             return Vec::new();
         }
-        let confirm = |c: &CertifiedTransferOrder| {
-            Message::ConfirmationOrder(ConfirmationOrder {
-                certificate: c.clone(),
-            })
-        };
         match error.code {
-            ErrorCode::MissingEarlierConfirmations => {
-                let known = self
-                    .acknowledged
-                    .get(authority)
-                    .copied()
-                    .unwrap_or_default();
-                self.sent_certificates
-                    .iter()
-                    .filter(|c| c.value.transfer.sequence_number >= known)
-                    .map(confirm)
-                    .collect()
-            }
-            ErrorCode::InsufficientFunds => {
-                self.received_certificates.values().map(confirm).collect()
-            }
+            ErrorCode::MissingEarlierConfirmations => self.confirmations_missing_at(authority),
+            ErrorCode::InsufficientFunds => self
+                .received_certificates
+                .values()
+                .map(confirmation_message)
+                .collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// Adopts a certificate for this account's next transfer that was formed elsewhere (by an
+    /// earlier run that was interrupted, or from votes collected outside this state machine):
+    /// after checking it, the transfer moves to confirming as if the votes had arrived here.
+    pub fn adopt_certificate(&mut self, certificate: CertifiedTransferOrder) -> Result<(), ClientError> {
+        let transfer = certificate.value.transfer;
+        if transfer.sender != self.account || transfer.sequence_number != self.next_sequence_number {
+            return Err(ClientError::Mismatch);
+        }
+        if matches!(self.pending, Some(Phase::Confirming { .. })) {
+            return Err(ClientError::TransferInProgress);
+        }
+        self.check_certificate(&certificate)?;
+        self.certified(certificate)
     }
 
     /// Checks a certificate: known, distinct signers with a quorum's weight, every signature
