@@ -911,12 +911,9 @@ impl World {
 
     fn double_spender_tick(&mut self, c: usize) {
         if self.clients[c].state.pending().is_some() {
-            // A certificate formed: confirm it like anyone else.
+            // A certificate formed: confirm it like anyone else (and keep racing the other
+            // order below, hoping for a second certificate).
             self.send_pending(c);
-            return;
-        }
-        if self.clients[c].state.next_sequence_number() > SequenceNumber::ZERO {
-            return;
         }
         let Role::DoubleSpender { orders, halves, .. } = &self.clients[c].role else {
             return;
@@ -972,9 +969,15 @@ impl World {
                 (orders, halves)
             }
         };
-        for (order, half) in orders.iter().zip(halves.iter()) {
-            for &a in half {
-                self.client_send(c, a, &Message::TransferOrder(*order));
+        // The first round goes to opposite halves; later rounds race both orders to everyone,
+        // so every authority sees the conflict.
+        let first_round = matches!(&self.clients[c].role, Role::DoubleSpender { votes, .. }
+            if votes.iter().all(BTreeMap::is_empty));
+        for (i, order) in orders.iter().enumerate() {
+            for a in 0..self.authorities.len() {
+                if halves[i].contains(&a) || !first_round {
+                    self.client_send(c, a, &Message::TransferOrder(*order));
+                }
             }
         }
     }
@@ -1015,8 +1018,15 @@ impl World {
                     value: orders[i],
                     signatures: votes[i].iter().map(|(n, s)| (*n, *s)).collect(),
                 };
-                if self.clients[c].state.next_sequence_number() > SequenceNumber::ZERO {
-                    // Already certified (late votes for the same order).
+                let transfer = certificate.value.transfer;
+                if self.certificates.contains_key(&(transfer.sender, transfer.sequence_number)) {
+                    // Already certified: a second certificate is only news if it conflicts,
+                    // which `certificate_formed` reports.
+                    if self.decided.get(&(transfer.sender, transfer.sequence_number))
+                        != Some(&transfer)
+                    {
+                        self.certificate_formed(certificate)?;
+                    }
                     return Ok(());
                 }
                 self.report.double_spends_certified += 1;
