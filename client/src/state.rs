@@ -304,7 +304,7 @@ impl ClientState {
         self.sent_certificates
             .iter()
             .filter(|c| c.value.transfer.sequence_number >= known)
-            .map(|c| confirmation_message(c))
+            .map(confirmation_message)
             .collect()
     }
 
@@ -329,9 +329,13 @@ impl ClientState {
     /// Adopts a certificate for this account's next transfer that was formed elsewhere (by an
     /// earlier run that was interrupted, or from votes collected outside this state machine):
     /// after checking it, the transfer moves to confirming as if the votes had arrived here.
-    pub fn adopt_certificate(&mut self, certificate: CertifiedTransferOrder) -> Result<(), ClientError> {
+    pub fn adopt_certificate(
+        &mut self,
+        certificate: CertifiedTransferOrder,
+    ) -> Result<(), ClientError> {
         let transfer = certificate.value.transfer;
-        if transfer.sender != self.account || transfer.sequence_number != self.next_sequence_number {
+        if transfer.sender != self.account || transfer.sequence_number != self.next_sequence_number
+        {
             return Err(ClientError::Mismatch);
         }
         if matches!(self.pending, Some(Phase::Confirming { .. })) {

@@ -41,9 +41,15 @@ fn committee_keeps_every_invariant() {
     );
     // The faults the simulation promises actually happened.
     for r in &reports {
-        assert!(r.datagrams_dropped > 0 && r.datagrams_duplicated > 0, "{r:?}");
+        assert!(
+            r.datagrams_dropped > 0 && r.datagrams_duplicated > 0,
+            "{r:?}"
+        );
         assert!(r.undecodable > 0 && r.replies_refused > 0, "{r:?}");
-        assert!(r.cross_shard_credits > 0 && r.double_spends_attempted > 0, "{r:?}");
+        assert!(
+            r.cross_shard_credits > 0 && r.double_spends_attempted > 0,
+            "{r:?}"
+        );
     }
     assert!(duplicates > 0);
 }

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# What CI checks, runnable locally: formatting, lints, then the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
