@@ -645,4 +645,38 @@ mod tests {
         }
         assert!(fx.shards[3].handle_transfer_order(&order).is_ok());
     }
+
+    #[test]
+    fn an_interrupted_transfer_resumes_from_its_certificate() {
+        let mut fx = fixture();
+        let order = fx
+            .alice
+            .transfer(fx.bob.account(), Amount::new(25), None)
+            .unwrap();
+        let mut certificate = None;
+        for i in 0..3 {
+            let v = vote(&mut fx.shards[i], &order);
+            certificate = fx.alice.handle_vote(&v).unwrap();
+        }
+        let certificate = certificate.unwrap();
+        // A fresh state (the wallet reloaded after a crash) adopts the certificate once.
+        let mut again = ClientState::new(
+            KeyPair::from_seed([1; 32]),
+            fx.shards[0].committee().clone(),
+            Balance::new(100),
+        );
+        let mut forged = certificate.clone();
+        forged.signatures.truncate(2);
+        assert_eq!(
+            again.adopt_certificate(forged),
+            Err(ClientError::InvalidCertificate)
+        );
+        again.adopt_certificate(certificate.clone()).unwrap();
+        assert_eq!(again.balance(), Balance::new(75));
+        assert!(again.confirmation().is_some());
+        assert_eq!(
+            again.adopt_certificate(certificate),
+            Err(ClientError::Mismatch)
+        );
+    }
 }
