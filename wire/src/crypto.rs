@@ -46,6 +46,9 @@ impl fmt::Debug for Signature {
 impl Serialize for Signature {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeTuple;
+        if serializer.is_human_readable() {
+            return serializer.serialize_str(&hex::encode(self.0));
+        }
         let mut tuple = serializer.serialize_tuple(64)?;
         for byte in &self.0 {
             tuple.serialize_element(byte)?;
@@ -74,6 +77,12 @@ impl<'de> Deserialize<'de> for Signature {
                 }
                 Ok(Signature(bytes))
             }
+        }
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            let mut bytes = [0u8; 64];
+            hex::decode_to_slice(text, &mut bytes).map_err(serde::de::Error::custom)?;
+            return Ok(Signature(bytes));
         }
         deserializer.deserialize_tuple(64, BytesVisitor)
     }
