@@ -3,7 +3,7 @@
 
 use crate::error::AuthorityError;
 use crate::shard::AuthorityShard;
-use fastpay_wire::{AccountId, CrossShardUpdate, ErrorReply, Message, SequenceNumber};
+use fastpay_wire::{AccountId, CrossShardUpdate, Message, SequenceNumber};
 
 /// What handling one message produced.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -19,11 +19,7 @@ pub struct Handled {
 impl Handled {
     fn refused(error: AuthorityError, account: AccountId, sequence_number: SequenceNumber) -> Self {
         Self {
-            reply: Some(Message::Error(ErrorReply {
-                code: error.code(),
-                account,
-                sequence_number,
-            })),
+            reply: Some(Message::Error(error.reply(account, sequence_number))),
             cross_shard: None,
             error: Some(error),
         }
@@ -33,7 +29,8 @@ impl Handled {
 impl AuthorityShard {
     /// Handles one message addressed to this shard. Replies (votes, account states, refusals)
     /// are for the message's sender; `cross_shard` is for another shard. Messages that
-    /// authorities send rather than receive are ignored.
+    /// authorities send rather than receive, and credits (which only travel over the
+    /// runtime's ordered links between shards), are ignored.
     pub fn handle_message(&mut self, message: &Message) -> Handled {
         match message {
             Message::TransferOrder(order) => {
@@ -66,14 +63,12 @@ impl AuthorityShard {
                     Err(e) => Handled::refused(e, request.account, SequenceNumber::ZERO),
                 }
             }
-            Message::CrossShardUpdate(update) => match self.handle_cross_shard_update(update) {
-                Ok(_) => Handled::default(),
-                Err(e) => Handled {
-                    error: Some(e),
-                    ..Handled::default()
-                },
-            },
-            Message::Vote(_) | Message::AccountInfoResponse(_) | Message::Error(_) => {
+            // Credits travel only over the runtime's ordered links between shards (see
+            // `AuthorityShard`), never through the public request path.
+            Message::CrossShardUpdate(_)
+            | Message::Vote(_)
+            | Message::AccountInfoResponse(_)
+            | Message::Error(_) => {
                 Handled::default()
             }
         }

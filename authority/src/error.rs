@@ -2,7 +2,7 @@
 
 use fastpay_wire::{
     AccountId, Amount, ArithmeticError, Balance, CertificateError, CryptoError, ErrorCode,
-    SequenceNumber, ShardId,
+    ErrorReply, SequenceNumber, ShardId,
 };
 use thiserror::Error;
 
@@ -69,6 +69,15 @@ pub enum AuthorityError {
 }
 
 impl AuthorityError {
+    /// The refusal sent back for a request about `account` at `sequence_number`.
+    pub fn reply(&self, account: AccountId, sequence_number: SequenceNumber) -> ErrorReply {
+        ErrorReply {
+            code: self.code(),
+            account,
+            sequence_number,
+        }
+    }
+
     /// The wire-visible code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {

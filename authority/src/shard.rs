@@ -99,8 +99,11 @@ pub struct AuthorityShard {
     /// multiplication, so it is paid once per account).
     keys: HashMap<AccountId, PublicKey>,
     /// For each sender that paid into this shard from another shard: the sequence number after
-    /// the last credit applied. A sender's credits leave its shard in sequence order over a FIFO
-    /// link, so anything below this mark is a duplicate.
+    /// the last credit applied. A sender's credits leave its shard in sequence order, so over
+    /// one FIFO link per source shard anything below this mark is a duplicate. Credits must
+    /// therefore come only over such links (in-process queues, or an authenticated, ordered
+    /// link between processes), never from an open port: a genuine certificate replayed ahead
+    /// of an earlier one would move the mark past that earlier credit.
     credited: HashMap<AccountId, SequenceNumber>,
 }
 

@@ -1,0 +1,207 @@
+//! `server`: creates an authority's key file, and runs the authority.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use fastpay_engine::config::{CommitteeConfig, ServerFile, load_genesis};
+use fastpay_engine::counters;
+use fastpay_engine::runtime::{Engine, EngineConfig};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A FastPay authority: one process serving all of its shards (or one shard with `--shard`).
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// The authority's private file (its key and address), created by `generate`.
+    #[arg(long)]
+    server: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a new authority key in the --server file (mode 0600) and print its public
+    /// committee entry on stdout, to append to the committee file (`>> committee.json`).
+    Generate {
+        /// Host the authority listens on.
+        #[arg(long)]
+        host: String,
+        /// The authority's UDP port, shared by all its shards.
+        #[arg(long)]
+        port: u16,
+        /// Number of shards (threads) the accounts are spread over.
+        #[arg(long, default_value_t = 4)]
+        shards: u32,
+        /// Overwrite an existing --server file (its key is lost).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the authority until SIGINT or SIGTERM, printing per-shard counters on a cadence
+    /// and at exit.
+    Run {
+        /// Genesis balances, one `ADDRESS:BALANCE` line per account.
+        #[arg(long)]
+        initial_accounts: PathBuf,
+        /// The committee file (every authority's entry from `generate`).
+        #[arg(long)]
+        committee: PathBuf,
+        /// Run only this shard (to spread an authority's shards over processes).
+        #[arg(long)]
+        shard: Option<u32>,
+        /// Cores to pin shard threads to, comma separated (shard j on the j-th, wrapping);
+        /// default: every core.
+        #[arg(long, value_delimiter = ',')]
+        cores: Option<Vec<usize>>,
+        /// Do not steer datagrams to their shard's socket with BPF (the kernel then spreads
+        /// them by flow hash, and misrouted ones are handed over between shards).
+        #[arg(long)]
+        no_steering: bool,
+        /// Seconds between counter reports on stderr (0: only at exit).
+        #[arg(long, default_value_t = 10)]
+        stats_interval: u64,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("server: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let args = Args::parse();
+    match args.command {
+        Command::Generate {
+            host,
+            port,
+            shards,
+            force,
+        } => generate(&args.server, host, port, shards, force),
+        Command::Run {
+            initial_accounts,
+            committee,
+            shard,
+            cores,
+            no_steering,
+            stats_interval,
+        } => run(RunArgs {
+            server: args.server,
+            initial_accounts,
+            committee,
+            shard,
+            cores,
+            steering: !no_steering,
+            stats_interval,
+        }),
+    }
+}
+
+fn generate(path: &PathBuf, host: String, port: u16, shards: u32, force: bool) -> Result<()> {
+    if shards == 0 {
+        bail!("--shards must be at least 1");
+    }
+    if path.exists() && !force {
+        bail!(
+            "{} already exists; refusing to overwrite an authority key (use --force)",
+            path.display()
+        );
+    }
+    let (file, _) = ServerFile::generate(host, port, shards)?;
+    file.write(path)?;
+    println!("{}", serde_json::to_string(&file.authority)?);
+    Ok(())
+}
+
+struct RunArgs {
+    server: PathBuf,
+    initial_accounts: PathBuf,
+    committee: PathBuf,
+    shard: Option<u32>,
+    cores: Option<Vec<usize>>,
+    steering: bool,
+    stats_interval: u64,
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let (server, key) = ServerFile::load(&args.server)?;
+    let committee = CommitteeConfig::load(&args.committee)?;
+    let entry = committee.entry(&server.authority.name).with_context(|| {
+        format!(
+            "authority {} (from {}) is not in {}",
+            server.authority.name,
+            args.server.display(),
+            args.committee.display()
+        )
+    })?;
+    if *entry != server.authority {
+        bail!(
+            "{} and {} disagree about authority {}: {:?} vs {:?}",
+            args.server.display(),
+            args.committee.display(),
+            server.authority.name,
+            server.authority,
+            entry
+        );
+    }
+    if let Some(shard) = args.shard {
+        if shard >= entry.shards {
+            bail!(
+                "--shard {shard} is out of range: authority {} has {} shards (0..{})",
+                entry.name,
+                entry.shards,
+                entry.shards
+            );
+        }
+        bail!(
+            "--shard is not supported yet: run all shards in one process (omit --shard)"
+        );
+    }
+    let genesis = load_genesis(&args.initial_accounts)?;
+    let genesis_accounts = genesis.accounts().len();
+    let listen = entry.address()?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())
+            .context("install the signal handlers")?;
+    }
+
+    let engine = Engine::start(EngineConfig {
+        key_seed: key.seed(),
+        committee: Arc::new(committee.committee.clone()),
+        listen,
+        genesis,
+        cores: args.cores,
+        steering: args.steering,
+    })?;
+    eprintln!(
+        "authority {} listening on {} with {} shards ({} genesis accounts, steering {})",
+        entry.name,
+        engine.local_addr(),
+        entry.shards,
+        genesis_accounts,
+        if args.steering { "on" } else { "off" }
+    );
+
+    let interval = Duration::from_secs(args.stats_interval);
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if !interval.is_zero() && last.elapsed() >= interval {
+            last = Instant::now();
+            eprint!("{}", counters::report(engine.counters()));
+        }
+    }
+    eprintln!("shutting down");
+    let counters = engine.counters().to_vec();
+    engine.shutdown();
+    eprint!("final counters\n{}", counters::report(&counters));
+    Ok(())
+}

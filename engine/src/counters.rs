@@ -1,0 +1,162 @@
+//! Per-shard counters by named outcome. Shard threads bump them with relaxed atomics (one
+//! writer each); the server prints them on a cadence and at exit.
+
+use fastpay_authority::AuthorityError;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident => $label:literal,)*) => {
+        /// What happened to an input.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(usize)]
+        pub enum Counter {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Counter {
+            /// Every counter, in display order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$name,)*];
+
+            /// The counter's name in reports.
+            pub const fn label(self) -> &'static str {
+                match self {
+                    $(Counter::$name => $label,)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Datagrams read from the socket.
+    Received => "received",
+    /// Votes sent (new or replayed).
+    Voted => "voted",
+    /// Confirmations applied or acknowledged again.
+    Confirmed => "confirmed",
+    /// Cross-shard credits applied.
+    Credited => "credited",
+    /// Duplicate credits ignored.
+    DuplicateCredit => "duplicate_credit",
+    /// Account queries answered.
+    Queried => "queried",
+    /// Datagrams that did not decode.
+    DecodeError => "decode_error",
+    /// Datagrams for another shard, handed over in process.
+    WrongShard => "wrong_shard_hop",
+    /// Datagrams naming a shard this authority does not have.
+    NoSuchShard => "no_such_shard",
+    /// Signatures or keys that did not verify.
+    BadSignature => "bad_signature",
+    /// Orders for an already confirmed sequence number.
+    StaleSequence => "stale_sequence",
+    /// Orders or certificates ahead of this authority's view.
+    FutureSequence => "future_sequence",
+    /// Orders the balance does not cover.
+    InsufficientFunds => "insufficient_funds",
+    /// Orders conflicting with a pending vote.
+    ConflictingOrder => "conflicting_order",
+    /// Requests about unknown accounts.
+    UnknownAccount => "unknown_account",
+    /// Certificates without a valid quorum.
+    InvalidCertificate => "invalid_certificate",
+    /// Other refusals (zero amount, overflow).
+    OtherRefusal => "other_refusal",
+    /// Messages an authority does not take (votes, replies).
+    Unexpected => "unexpected",
+    /// Credits parked in a backlog because a cross-shard queue was full.
+    Backlog => "backlog",
+    /// Handovers dropped because the destination's queue was full.
+    HandoverDropped => "handover_dropped",
+    /// Replies dropped by the socket (full send buffer).
+    SendDropped => "send_dropped",
+    /// Signatures verified.
+    SignaturesChecked => "signatures_checked",
+    /// Batches processed.
+    Batches => "batches",
+}
+
+impl Counter {
+    /// The counter for a refusal.
+    pub fn for_error(error: &AuthorityError) -> Counter {
+        match error {
+            AuthorityError::WrongShard { .. } => Counter::WrongShard,
+            AuthorityError::UnknownAccount(_) => Counter::UnknownAccount,
+            AuthorityError::InvalidKey(_) | AuthorityError::InvalidSignature => {
+                Counter::BadSignature
+            }
+            AuthorityError::StaleSequenceNumber { .. } => Counter::StaleSequence,
+            AuthorityError::MissingEarlierConfirmations { .. } => Counter::FutureSequence,
+            AuthorityError::InsufficientFunds { .. } => Counter::InsufficientFunds,
+            AuthorityError::ConflictingOrder(_) => Counter::ConflictingOrder,
+            AuthorityError::InvalidCertificate(_) | AuthorityError::NotCrossShard => {
+                Counter::InvalidCertificate
+            }
+            AuthorityError::ZeroAmount | AuthorityError::Arithmetic(_) => Counter::OtherRefusal,
+        }
+    }
+}
+
+const COUNTERS: usize = Counter::ALL.len();
+
+/// One shard's counters.
+#[derive(Debug)]
+pub struct ShardCounters {
+    values: [AtomicU64; COUNTERS],
+}
+
+impl Default for ShardCounters {
+    fn default() -> Self {
+        Self {
+            values: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl ShardCounters {
+    /// Adds `n` to `counter`.
+    pub fn add(&self, counter: Counter, n: u64) {
+        self.values[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds one to `counter`.
+    pub fn bump(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    /// The current value of `counter`.
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.values[counter as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// A one-line report of the non-zero counters of each shard, as `shard N: name=value ...`.
+pub fn report(shards: &[impl AsRef<ShardCounters>]) -> String {
+    let mut out = String::new();
+    for (i, shard) in shards.iter().enumerate() {
+        let _ = write!(out, "shard {i}:");
+        for counter in Counter::ALL {
+            let value = shard.as_ref().get(*counter);
+            if value != 0 {
+                let _ = write!(out, " {}={value}", counter.label());
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn reports_non_zero_counters_by_name() {
+        let shards = [Arc::new(ShardCounters::default()), Arc::new(ShardCounters::default())];
+        shards[0].bump(Counter::Voted);
+        shards[1].add(Counter::DecodeError, 3);
+        assert_eq!(report(&shards), "shard 0: voted=1\nshard 1: decode_error=3\n");
+    }
+}

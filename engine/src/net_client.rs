@@ -1,0 +1,1 @@
+//! Blocking UDP requests to the committee, with retries.

@@ -1,0 +1,299 @@
+//! One shard's per-batch pipeline, without sockets or threads: datagrams in, replies and
+//! handovers out. The runtime feeds it what it read; benches and tests feed it directly.
+//!
+//! For each batch: route and decode every datagram, run the cheap checks (shard, sequence
+//! number, replay, funds, signer set) and queue the signatures that remain, verify them all
+//! with one batch equation (bisecting on failure), then commit in arrival order and write the
+//! replies. Nothing here allocates per datagram except a handover of a misrouted datagram and
+//! the vote list of a decoded certificate.
+
+use crate::counters::{Counter, ShardCounters};
+use crate::udp::Datagrams;
+use fastpay_authority::{AuthorityError, AuthorityShard, ConfirmationCheck, OrderCheck};
+use fastpay_wire::{
+    BatchVerifier, ConfirmationOrder, CrossShardUpdate, Message, SequenceNumber, ShardId,
+    TransferOrder, decode, encode_into, peek_header,
+};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Something one shard hands to another shard of the same process.
+#[derive(Debug)]
+pub enum Handover {
+    /// The credit side of a confirmed transfer (trusted: it comes from our own shard).
+    Credit(CrossShardUpdate),
+    /// A datagram that the kernel delivered to the wrong shard's socket.
+    Datagram {
+        /// Who sent it, so the owner can reply.
+        peer: SocketAddr,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
+}
+
+/// Where a batch's effects go.
+pub struct Outputs {
+    /// Replies to send.
+    pub replies: Datagrams,
+    /// Handovers for other shards, with their destination.
+    pub handovers: Vec<(ShardId, Handover)>,
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Self {
+            replies: Datagrams::new(),
+            handovers: Vec::new(),
+        }
+    }
+}
+
+/// A request waiting for the batch's signature verdicts.
+enum Pending {
+    Order {
+        peer: SocketAddr,
+        order: TransferOrder,
+        index: usize,
+    },
+    Confirmation {
+        peer: SocketAddr,
+        order: ConfirmationOrder,
+        range: Range<usize>,
+    },
+}
+
+/// One shard's state and scratch space.
+pub struct ShardWorker {
+    shard: AuthorityShard,
+    num_shards: u32,
+    verifier: BatchVerifier,
+    pending: Vec<Pending>,
+    counters: Arc<ShardCounters>,
+}
+
+impl ShardWorker {
+    /// A worker for `shard`, one of `num_shards`, reporting into `counters`.
+    pub fn new(shard: AuthorityShard, num_shards: u32, counters: Arc<ShardCounters>) -> Self {
+        Self {
+            shard,
+            num_shards,
+            verifier: BatchVerifier::new(),
+            pending: Vec::new(),
+            counters,
+        }
+    }
+
+    /// The shard state.
+    pub fn shard(&self) -> &AuthorityShard {
+        &self.shard
+    }
+
+    /// Applies a credit handed over by another shard of this process.
+    pub fn apply_credit(&mut self, update: &CrossShardUpdate) {
+        match self.shard.apply_cross_shard_update(update) {
+            Ok(fastpay_authority::CreditOutcome::Applied) => self.counters.bump(Counter::Credited),
+            Ok(fastpay_authority::CreditOutcome::Duplicate) => {
+                self.counters.bump(Counter::DuplicateCredit)
+            }
+            Err(e) => self.counters.bump(Counter::for_error(&e)),
+        }
+    }
+
+    /// Processes a batch: every datagram of `inputs`, then `handed` (datagrams other shards
+    /// passed on). `out.replies` must have room for one reply per input.
+    pub fn process(
+        &mut self,
+        inputs: &Datagrams,
+        handed: &[(SocketAddr, Vec<u8>)],
+        out: &mut Outputs,
+    ) {
+        self.counters.bump(Counter::Batches);
+        self.verifier.clear();
+        self.pending.clear();
+        for i in 0..inputs.len() {
+            let (peer, bytes, truncated) = inputs.get(i);
+            if truncated {
+                self.counters.bump(Counter::DecodeError);
+                continue;
+            }
+            self.admit(peer, bytes, true, out);
+        }
+        for (peer, bytes) in handed {
+            self.admit(*peer, bytes, false, out);
+        }
+        if self.verifier.is_empty() {
+            return;
+        }
+        self.counters
+            .add(Counter::SignaturesChecked, self.verifier.len() as u64);
+        self.verifier.verify();
+        self.commit(out);
+    }
+
+    /// Routes and decodes one datagram and runs the cheap checks.
+    fn admit(&mut self, peer: SocketAddr, bytes: &[u8], may_hand_over: bool, out: &mut Outputs) {
+        let header = match peek_header(bytes) {
+            Ok(header) => header,
+            Err(_) => {
+                self.counters.bump(Counter::DecodeError);
+                return;
+            }
+        };
+        if header.shard != self.shard.shard() {
+            if header.shard.0 >= self.num_shards || !may_hand_over {
+                self.counters.bump(Counter::NoSuchShard);
+                return;
+            }
+            self.counters.bump(Counter::WrongShard);
+            out.handovers.push((
+                header.shard,
+                Handover::Datagram {
+                    peer,
+                    bytes: bytes.to_vec(),
+                },
+            ));
+            return;
+        }
+        let message = match decode(bytes) {
+            Ok((_, message)) => message,
+            Err(_) => {
+                self.counters.bump(Counter::DecodeError);
+                return;
+            }
+        };
+        match message {
+            Message::TransferOrder(order) => {
+                match self.shard.check_transfer_order(&order, &mut self.verifier) {
+                    Ok(OrderCheck::Replay(vote)) => {
+                        self.counters.bump(Counter::Voted);
+                        self.reply(peer, &Message::Vote(vote), out);
+                    }
+                    Ok(OrderCheck::Verify(index)) => {
+                        self.pending.push(Pending::Order { peer, order, index })
+                    }
+                    Err(e) => self.refuse(
+                        peer,
+                        &e,
+                        order.transfer.sender,
+                        order.transfer.sequence_number,
+                        out,
+                    ),
+                }
+            }
+            Message::ConfirmationOrder(order) => {
+                let t = order.certificate.value.transfer;
+                match self.shard.check_confirmation_order(&order, &mut self.verifier) {
+                    Ok(ConfirmationCheck::AlreadyApplied(info)) => {
+                        self.counters.bump(Counter::Confirmed);
+                        self.reply(peer, &Message::AccountInfoResponse(info), out);
+                    }
+                    Ok(ConfirmationCheck::Verify(range)) => {
+                        self.pending
+                            .push(Pending::Confirmation { peer, order, range })
+                    }
+                    Err(e) => self.refuse(peer, &e, t.sender, t.sequence_number, out),
+                }
+            }
+            Message::AccountInfoRequest(request) => {
+                match self.shard.handle_account_info_request(&request) {
+                    Ok(info) => {
+                        self.counters.bump(Counter::Queried);
+                        self.reply(peer, &Message::AccountInfoResponse(info), out);
+                    }
+                    Err(e) => self.refuse(peer, &e, request.account, SequenceNumber::ZERO, out),
+                }
+            }
+            // Credits travel only over in-process queues (or the authenticated link between
+            // processes), never through the public port: see `AuthorityShard`.
+            Message::CrossShardUpdate(_)
+            | Message::Vote(_)
+            | Message::AccountInfoResponse(_)
+            | Message::Error(_) => self.counters.bump(Counter::Unexpected),
+        }
+    }
+
+    /// Applies the requests whose signatures all verified, in arrival order.
+    fn commit(&mut self, out: &mut Outputs) {
+        let pending = std::mem::take(&mut self.pending);
+        for request in &pending {
+            match request {
+                Pending::Order { peer, order, index } => {
+                    let t = order.transfer;
+                    if !self.verifier.verdicts()[*index] {
+                        self.refuse(
+                            *peer,
+                            &AuthorityError::InvalidSignature,
+                            t.sender,
+                            t.sequence_number,
+                            out,
+                        );
+                        continue;
+                    }
+                    match self.shard.vote_verified(order) {
+                        Ok(vote) => {
+                            self.counters.bump(Counter::Voted);
+                            self.reply(*peer, &Message::Vote(vote), out);
+                        }
+                        Err(e) => self.refuse(*peer, &e, t.sender, t.sequence_number, out),
+                    }
+                }
+                Pending::Confirmation { peer, order, range } => {
+                    let t = order.certificate.value.transfer;
+                    if !self.verifier.verdicts()[range.clone()].iter().all(|ok| *ok) {
+                        self.refuse(
+                            *peer,
+                            &AuthorityError::InvalidSignature,
+                            t.sender,
+                            t.sequence_number,
+                            out,
+                        );
+                        continue;
+                    }
+                    match self.shard.confirm_verified(order) {
+                        Ok(confirmed) => {
+                            self.counters.bump(Counter::Confirmed);
+                            if let Some(update) = confirmed.cross_shard {
+                                out.handovers
+                                    .push((update.recipient_shard, Handover::Credit(update)));
+                            }
+                            self.reply(*peer, &Message::AccountInfoResponse(confirmed.response), out);
+                        }
+                        Err(e) => self.refuse(*peer, &e, t.sender, t.sequence_number, out),
+                    }
+                }
+            }
+        }
+        // Hand the (empty) buffer back so its capacity is reused.
+        self.pending = pending;
+        self.pending.clear();
+    }
+
+    fn refuse(
+        &mut self,
+        peer: SocketAddr,
+        error: &AuthorityError,
+        account: fastpay_wire::AccountId,
+        sequence_number: SequenceNumber,
+        out: &mut Outputs,
+    ) {
+        self.counters.bump(Counter::for_error(error));
+        self.reply(
+            peer,
+            &Message::Error(error.reply(account, sequence_number)),
+            out,
+        );
+    }
+
+    fn reply(&mut self, peer: SocketAddr, message: &Message, out: &mut Outputs) {
+        let shard = self.shard.shard();
+        let Some(buffer) = out.replies.next_buffer(peer) else {
+            self.counters.bump(Counter::SendDropped);
+            return;
+        };
+        match encode_into(message, shard, buffer) {
+            Ok(len) => out.replies.commit(len),
+            Err(_) => self.counters.bump(Counter::SendDropped),
+        }
+    }
+}

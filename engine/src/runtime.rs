@@ -1,0 +1,380 @@
+//! The authority runtime: one pinned thread per shard, each owning one `SO_REUSEPORT` socket on
+//! the authority's port, polled with mio; bounded crossbeam queues between every pair of shards
+//! carry credits and misrouted datagrams.
+//!
+//! A shard's loop never blocks: it drains its queues and its socket in rounds of at most
+//! [`BATCH`] datagrams, processes each round as one batch, flushes the replies with one
+//! `sendmmsg`, and hands credits on. Only when everything is drained does it wait in `poll`,
+//! woken by its socket, by a peer shard's [`Waker`], or by shutdown.
+
+use crate::counters::{Counter, ShardCounters};
+use crate::pipeline::{Handover, Outputs, ShardWorker};
+use crate::udp::{self, BATCH, Datagrams};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use fastpay_authority::{AuthorityShard, Genesis, ShardSetupError};
+use fastpay_wire::{Committee, KeyPair, ShardId};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::VecDeque;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Handovers a queue between two shards holds. Deep enough to absorb a burst of cross-shard
+/// confirmations from a full batch of every peer; past it, credits wait in a backlog.
+pub const QUEUE_CAPACITY: usize = 4096;
+
+/// Credits a shard parks (over all destinations) before it stops reading its socket: bounds
+/// memory while the destination catches up; the kernel then sheds load and clients retry.
+pub const BACKLOG_LIMIT: usize = 65_536;
+
+/// Rounds of up to [`BATCH`] datagrams a shard runs per wakeup before polling again (without
+/// waiting) to let the kernel's other events in. 16 rounds are about a millisecond of work.
+pub const IO_LOOP_BOUND: usize = 16;
+
+/// How long an idle shard sleeps in `poll` before re-checking the shutdown flag. Shutdown also
+/// wakes it at once; this is only a safety net.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// Why the engine could not start.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// The address is taken by another process.
+    #[error("{0} is already in use by another process")]
+    PortBusy(SocketAddr),
+    /// A socket operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The shard set-up was refused.
+    #[error(transparent)]
+    Setup(#[from] ShardSetupError),
+    /// A `--cores` entry names no core of this machine.
+    #[error("core {0} does not exist on this machine (it has {1})")]
+    NoSuchCore(usize, usize),
+}
+
+fn io_context(context: impl Into<String>) -> impl FnOnce(io::Error) -> EngineError {
+    let context = context.into();
+    move |source| EngineError::Io { context, source }
+}
+
+/// What the engine runs.
+pub struct EngineConfig {
+    /// The authority's secret key seed.
+    pub key_seed: [u8; 32],
+    /// The committee.
+    pub committee: Arc<Committee>,
+    /// The authority's public address (all shards bind it).
+    pub listen: SocketAddr,
+    /// The genesis balances.
+    pub genesis: Genesis,
+    /// Cores to pin shard threads to, shard `j` on `cores[j % len]`; `None` for every core.
+    pub cores: Option<Vec<usize>>,
+    /// Whether to attach the BPF program that steers datagrams to their shard's socket.
+    pub steering: bool,
+}
+
+/// A running authority.
+pub struct Engine {
+    threads: Vec<JoinHandle<()>>,
+    wakers: Vec<Arc<Waker>>,
+    stop: Arc<AtomicBool>,
+    counters: Vec<Arc<ShardCounters>>,
+    local_addr: SocketAddr,
+}
+
+struct ShardContext {
+    worker: ShardWorker,
+    socket: mio::net::UdpSocket,
+    poll: Poll,
+    /// `outbound[j]`: the queue to shard `j` (none to ourselves).
+    outbound: Vec<Option<Sender<Handover>>>,
+    inbound: Vec<Receiver<Handover>>,
+    wakers: Vec<Arc<Waker>>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<ShardCounters>,
+    core: Option<core_affinity::CoreId>,
+}
+
+impl Engine {
+    /// Binds every shard's socket (in shard order, so the BPF program's indexes match),
+    /// builds the queues and starts the shard threads.
+    pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        let key = KeyPair::from_seed(config.key_seed);
+        let name = key.authority();
+        let num_shards = config
+            .committee
+            .member(&name)
+            .ok_or(ShardSetupError::NotInCommittee(name))?
+            .num_shards;
+
+        // SO_REUSEPORT would let us share a port with a stray copy of ourselves; a plain bind
+        // first tells us the port is really free.
+        let probe = UdpSocket::bind(config.listen).map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => EngineError::PortBusy(config.listen),
+            _ => EngineError::Io {
+                context: format!("bind {}", config.listen),
+                source: e,
+            },
+        })?;
+        let listen = probe
+            .local_addr()
+            .map_err(io_context("read the bound address"))?;
+        drop(probe);
+
+        let mut sockets = Vec::new();
+        for shard in 0..num_shards {
+            let socket = udp::bind_reuseport(listen).map_err(|e| match e.kind() {
+                io::ErrorKind::AddrInUse => EngineError::PortBusy(listen),
+                _ => EngineError::Io {
+                    context: format!("bind shard {shard} to {listen}"),
+                    source: e,
+                },
+            })?;
+            sockets.push(socket);
+        }
+        if config.steering {
+            if let Some(first) = sockets.first() {
+                udp::attach_shard_steering(first)
+                    .map_err(io_context("attach the shard-steering BPF program"))?;
+            }
+        }
+
+        let available = core_affinity::get_core_ids().unwrap_or_default();
+        let cores: Vec<core_affinity::CoreId> = match &config.cores {
+            Some(list) => list
+                .iter()
+                .map(|&c| {
+                    available
+                        .iter()
+                        .find(|id| id.id == c)
+                        .copied()
+                        .ok_or(EngineError::NoSuchCore(c, available.len()))
+                })
+                .collect::<Result<_, _>>()?,
+            None => available,
+        };
+
+        let n = num_shards as usize;
+        let mut senders: Vec<Vec<Option<Sender<Handover>>>> = vec![vec![None; n]; n];
+        let mut receivers: Vec<Vec<Receiver<Handover>>> = (0..n).map(|_| Vec::new()).collect();
+        for (from, row) in senders.iter_mut().enumerate() {
+            for (to, slot) in row.iter_mut().enumerate() {
+                if from != to {
+                    let (tx, rx) = bounded(QUEUE_CAPACITY);
+                    *slot = Some(tx);
+                    receivers[to].push(rx);
+                }
+            }
+        }
+
+        let mut polls = Vec::new();
+        let mut wakers = Vec::new();
+        for _ in 0..n {
+            let poll = Poll::new().map_err(io_context("create a poller"))?;
+            let waker = Waker::new(poll.registry(), WAKER).map_err(io_context("create a waker"))?;
+            polls.push(poll);
+            wakers.push(Arc::new(waker));
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters: Vec<Arc<ShardCounters>> =
+            (0..n).map(|_| Arc::new(ShardCounters::default())).collect();
+        let mut threads = Vec::new();
+        let mut receivers = receivers.into_iter();
+        let mut senders = senders.into_iter();
+        for (shard, (socket, poll)) in sockets.into_iter().zip(polls).enumerate() {
+            let shard_id = ShardId(shard as u32);
+            let state = AuthorityShard::new(
+                KeyPair::from_seed(config.key_seed),
+                config.committee.clone(),
+                shard_id,
+                &config.genesis,
+            )?;
+            let mut socket = mio::net::UdpSocket::from_std(socket);
+            poll.registry()
+                .register(&mut socket, SOCKET, Interest::READABLE)
+                .map_err(io_context("register a socket"))?;
+            let context = ShardContext {
+                worker: ShardWorker::new(state, num_shards, counters[shard].clone()),
+                socket,
+                poll,
+                outbound: senders.next().unwrap_or_default(),
+                inbound: receivers.next().unwrap_or_default(),
+                wakers: wakers.clone(),
+                stop: stop.clone(),
+                counters: counters[shard].clone(),
+                core: (!cores.is_empty()).then(|| cores[shard % cores.len()]),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("shard-{shard}"))
+                .spawn(move || run_shard(context))
+                .map_err(io_context("spawn a shard thread"))?;
+            threads.push(thread);
+        }
+        Ok(Engine {
+            threads,
+            wakers,
+            stop,
+            counters,
+            local_addr: listen,
+        })
+    }
+
+    /// The address the shards listen on (the actual port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Each shard's counters.
+    pub fn counters(&self) -> &[Arc<ShardCounters>] {
+        &self.counters
+    }
+
+    /// Stops every shard thread and waits for them; sockets close as the threads end.
+    pub fn shutdown(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for waker in &self.wakers {
+            let _ = waker.wake();
+        }
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run_shard(mut ctx: ShardContext) {
+    if let Some(core) = ctx.core {
+        core_affinity::set_for_current(core);
+    }
+    let fd = ctx.socket.as_raw_fd();
+    let mut events = Events::with_capacity(8);
+    let mut inputs = Datagrams::new();
+    let mut outputs = Outputs::default();
+    let mut handed: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(BATCH);
+    let shards = ctx.outbound.len();
+    let mut backlog: Vec<VecDeque<Handover>> = (0..shards).map(|_| VecDeque::new()).collect();
+    let mut backlogged = 0usize;
+    let mut to_wake = vec![false; shards];
+    let mut busy = false;
+
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let timeout = if busy { Duration::ZERO } else { IDLE_POLL };
+        if let Err(e) = ctx.poll.poll(&mut events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                eprintln!("shard poll failed: {e}");
+                return;
+            }
+        }
+        busy = false;
+        for round in 0..IO_LOOP_BOUND {
+            // Queued handovers first: credits apply at once; datagrams join this batch.
+            handed.clear();
+            let mut queues_left = false;
+            for rx in &ctx.inbound {
+                while handed.len() < BATCH / 2 {
+                    match rx.try_recv() {
+                        Ok(Handover::Credit(update)) => ctx.worker.apply_credit(&update),
+                        Ok(Handover::Datagram { peer, bytes }) => handed.push((peer, bytes)),
+                        Err(_) => break,
+                    }
+                }
+                queues_left |= !rx.is_empty();
+            }
+
+            inputs.clear();
+            // Backpressure: while credits are parked, leave new requests in the kernel.
+            if backlogged < BACKLOG_LIMIT {
+                let room = BATCH - handed.len();
+                match udp::recv_batch(fd, &mut inputs, room) {
+                    Ok(n) => ctx.counters.add(Counter::Received, n as u64),
+                    Err(e) => eprintln!("shard receive failed: {e}"),
+                }
+            }
+            if inputs.is_empty() && handed.is_empty() && !queues_left {
+                break;
+            }
+
+            ctx.worker.process(&inputs, &handed, &mut outputs);
+            let dropped = udp::send_batch(fd, &mut outputs.replies);
+            ctx.counters.add(Counter::SendDropped, dropped as u64);
+
+            for (destination, handover) in outputs.handovers.drain(..) {
+                let d = destination.0 as usize;
+                let Some(Some(tx)) = ctx.outbound.get(d) else {
+                    continue;
+                };
+                if !backlog[d].is_empty() {
+                    park(&mut backlog[d], &mut backlogged, handover, &ctx.counters);
+                    continue;
+                }
+                match tx.try_send(handover) {
+                    Ok(()) => to_wake[d] = true,
+                    Err(TrySendError::Full(handover)) => {
+                        park(&mut backlog[d], &mut backlogged, handover, &ctx.counters)
+                    }
+                    Err(TrySendError::Disconnected(_)) => {}
+                }
+            }
+            if round + 1 == IO_LOOP_BOUND {
+                busy = true;
+            }
+        }
+
+        // Retry parked credits, oldest first, so each link stays FIFO.
+        for (d, queue) in backlog.iter_mut().enumerate() {
+            let Some(Some(tx)) = ctx.outbound.get(d) else {
+                continue;
+            };
+            while let Some(handover) = queue.pop_front() {
+                match tx.try_send(handover) {
+                    Ok(()) => {
+                        backlogged = backlogged.saturating_sub(1);
+                        to_wake[d] = true;
+                    }
+                    Err(TrySendError::Full(handover)) => {
+                        queue.push_front(handover);
+                        busy = true;
+                        break;
+                    }
+                    Err(TrySendError::Disconnected(_)) => {}
+                }
+            }
+        }
+        for (d, wake) in to_wake.iter_mut().enumerate() {
+            if std::mem::take(wake) {
+                let _ = ctx.wakers[d].wake();
+            }
+        }
+    }
+}
+
+/// Parks a handover that did not fit its queue: credits are kept (they carry money), misrouted
+/// datagrams are dropped (UDP promises nothing; the client retries).
+fn park(
+    queue: &mut VecDeque<Handover>,
+    backlogged: &mut usize,
+    handover: Handover,
+    counters: &ShardCounters,
+) {
+    match handover {
+        Handover::Credit(_) => {
+            counters.bump(Counter::Backlog);
+            queue.push_back(handover);
+            *backlogged = backlogged.saturating_add(1);
+        }
+        Handover::Datagram { .. } => counters.bump(Counter::HandoverDropped),
+    }
+}
