@@ -68,9 +68,7 @@ impl AuthorityShard {
             Message::CrossShardUpdate(_)
             | Message::Vote(_)
             | Message::AccountInfoResponse(_)
-            | Message::Error(_) => {
-                Handled::default()
-            }
+            | Message::Error(_) => Handled::default(),
         }
     }
 }

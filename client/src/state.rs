@@ -5,6 +5,7 @@ use fastpay_wire::{
     Committee, ConfirmationOrder, ErrorCode, ErrorReply, KeyPair, Message, PublicKey,
     SequenceNumber, Signature, SignedTransferOrder, Transfer, TransferOrder, UserData,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use thiserror::Error;
@@ -53,7 +54,7 @@ fn confirmation_message(certificate: &CertifiedTransferOrder) -> Message {
 }
 
 /// Where the transfer in progress stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     /// Collecting votes for the order.
     Voting {
@@ -69,6 +70,25 @@ pub enum Phase {
         /// Authorities that acknowledged the confirmation.
         acks: BTreeMap<AuthorityName, ()>,
     },
+}
+
+/// Everything a client knows except its key: what a wallet stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientSnapshot {
+    /// The account.
+    pub account: AccountId,
+    /// Funding plus received minus sent.
+    pub balance: Balance,
+    /// The next transfer's sequence number.
+    pub next_sequence_number: SequenceNumber,
+    /// The transfer in progress.
+    pub pending: Option<Phase>,
+    /// Certificates of this account's transfers.
+    pub sent_certificates: Vec<CertifiedTransferOrder>,
+    /// Certificates of payments to this account.
+    pub received_certificates: Vec<CertifiedTransferOrder>,
+    /// Per authority, the next sequence number it acknowledged.
+    pub acknowledged: BTreeMap<AuthorityName, SequenceNumber>,
 }
 
 /// One account holder.
@@ -107,6 +127,58 @@ impl ClientState {
     /// The account.
     pub fn account(&self) -> AccountId {
         self.account
+    }
+
+    /// What a wallet stores.
+    pub fn snapshot(&self) -> ClientSnapshot {
+        ClientSnapshot {
+            account: self.account,
+            balance: self.balance,
+            next_sequence_number: self.next_sequence_number,
+            pending: self.pending.clone(),
+            sent_certificates: self.sent_certificates.clone(),
+            received_certificates: self.received_certificates.values().cloned().collect(),
+            acknowledged: self.acknowledged.iter().map(|(k, v)| (*k, *v)).collect(),
+        }
+    }
+
+    /// A client restored from a wallet record; `key` must own the recorded account.
+    pub fn restore(
+        key: KeyPair,
+        committee: Arc<Committee>,
+        snapshot: ClientSnapshot,
+    ) -> Result<Self, ClientError> {
+        if key.account() != snapshot.account {
+            return Err(ClientError::Mismatch);
+        }
+        Ok(Self {
+            account: snapshot.account,
+            key,
+            committee,
+            balance: snapshot.balance,
+            next_sequence_number: snapshot.next_sequence_number,
+            pending: snapshot.pending,
+            sent_certificates: snapshot.sent_certificates,
+            received_certificates: snapshot
+                .received_certificates
+                .into_iter()
+                .map(|c| {
+                    let t = c.value.transfer;
+                    ((t.sender, t.sequence_number), c)
+                })
+                .collect(),
+            acknowledged: snapshot.acknowledged.into_iter().collect(),
+        })
+    }
+
+    /// The secret seed of the account key, for the wallet file.
+    pub fn key_seed(&self) -> [u8; 32] {
+        self.key.seed()
+    }
+
+    /// The committee this client talks to.
+    pub fn committee(&self) -> &Arc<Committee> {
+        &self.committee
     }
 
     /// The balance as this client knows it: funding plus received minus sent.
@@ -677,6 +749,31 @@ mod tests {
         assert_eq!(
             again.adopt_certificate(certificate),
             Err(ClientError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn snapshots_survive_json_and_restore() {
+        let mut fx = fixture();
+        let order = fx
+            .alice
+            .transfer(fx.bob.account(), Amount::new(5), None)
+            .unwrap();
+        let v = vote(&mut fx.shards[0], &order);
+        fx.alice.handle_vote(&v).unwrap();
+        let snapshot = fx.alice.snapshot();
+        let json = serde_json::to_string(&snapshot).unwrap();
+        assert!(json.contains(&fx.alice.account().to_string()));
+        let back: ClientSnapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, snapshot);
+        let committee = fx.shards[0].committee().clone();
+        let restored =
+            ClientState::restore(KeyPair::from_seed([1; 32]), committee.clone(), back.clone())
+                .unwrap();
+        assert_eq!(restored.snapshot(), snapshot);
+        assert_eq!(
+            ClientState::restore(KeyPair::from_seed([2; 32]), committee, back).unwrap_err(),
+            ClientError::Mismatch
         );
     }
 }

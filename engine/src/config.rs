@@ -158,7 +158,10 @@ impl CommitteeConfig {
         let mut authorities = Vec::new();
         for entry in serde_json::Deserializer::from_str(text).into_iter::<AuthorityEntry>() {
             let entry = entry.map_err(|e| {
-                malformed(path, format!("entry {}: {e}", authorities.len().saturating_add(1)))
+                malformed(
+                    path,
+                    format!("entry {}: {e}", authorities.len().saturating_add(1)),
+                )
             })?;
             authorities.push(entry);
         }
@@ -241,7 +244,10 @@ impl ServerFile {
 /// Refuses a secret file that group or others may read.
 pub fn check_private(path: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(path).map_err(io_error(path))?.permissions().mode();
+    let mode = fs::metadata(path)
+        .map_err(io_error(path))?
+        .permissions()
+        .mode();
     if mode & 0o077 != 0 {
         return Err(ConfigError::InsecurePermissions {
             path: path.to_path_buf(),
@@ -262,7 +268,11 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
     let name = path
         .file_name()
         .ok_or_else(|| malformed(path, "not a file path"))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut file = fs::OpenOptions::new()
             .write(true)
@@ -317,7 +327,8 @@ mod tests {
     fn committee_file_is_appended_json() {
         let entries: Vec<String> = (0..4)
             .map(|i| {
-                let (file, _) = ServerFile::generate("127.0.0.1".into(), 9100 + i * 100, 4).unwrap();
+                let (file, _) =
+                    ServerFile::generate("127.0.0.1".into(), 9100 + i * 100, 4).unwrap();
                 serde_json::to_string(&file.authority).unwrap()
             })
             .collect();
@@ -335,7 +346,10 @@ mod tests {
     fn broken_committee_files_are_typed_errors() {
         let path = Path::new("committee.json");
         let err = CommitteeConfig::parse(path, "{\"name\": 3}").unwrap_err();
-        assert!(err.to_string().starts_with("committee.json: entry 1:"), "{err}");
+        assert!(
+            err.to_string().starts_with("committee.json: entry 1:"),
+            "{err}"
+        );
         assert!(matches!(
             CommitteeConfig::parse(path, ""),
             Err(ConfigError::Committee {

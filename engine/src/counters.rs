@@ -154,9 +154,15 @@ mod tests {
 
     #[test]
     fn reports_non_zero_counters_by_name() {
-        let shards = [Arc::new(ShardCounters::default()), Arc::new(ShardCounters::default())];
+        let shards = [
+            Arc::new(ShardCounters::default()),
+            Arc::new(ShardCounters::default()),
+        ];
         shards[0].bump(Counter::Voted);
         shards[1].add(Counter::DecodeError, 3);
-        assert_eq!(report(&shards), "shard 0: voted=1\nshard 1: decode_error=3\n");
+        assert_eq!(
+            report(&shards),
+            "shard 0: voted=1\nshard 1: decode_error=3\n"
+        );
     }
 }

@@ -33,20 +33,12 @@ pub enum Handover {
 }
 
 /// Where a batch's effects go.
+#[derive(Default)]
 pub struct Outputs {
     /// Replies to send.
     pub replies: Datagrams,
     /// Handovers for other shards, with their destination.
     pub handovers: Vec<(ShardId, Handover)>,
-}
-
-impl Default for Outputs {
-    fn default() -> Self {
-        Self {
-            replies: Datagrams::new(),
-            handovers: Vec::new(),
-        }
-    }
 }
 
 /// A request waiting for the batch's signature verdicts.
@@ -183,15 +175,17 @@ impl ShardWorker {
             }
             Message::ConfirmationOrder(order) => {
                 let t = order.certificate.value.transfer;
-                match self.shard.check_confirmation_order(&order, &mut self.verifier) {
+                match self
+                    .shard
+                    .check_confirmation_order(&order, &mut self.verifier)
+                {
                     Ok(ConfirmationCheck::AlreadyApplied(info)) => {
                         self.counters.bump(Counter::Confirmed);
                         self.reply(peer, &Message::AccountInfoResponse(info), out);
                     }
-                    Ok(ConfirmationCheck::Verify(range)) => {
-                        self.pending
-                            .push(Pending::Confirmation { peer, order, range })
-                    }
+                    Ok(ConfirmationCheck::Verify(range)) => self
+                        .pending
+                        .push(Pending::Confirmation { peer, order, range }),
                     Err(e) => self.refuse(peer, &e, t.sender, t.sequence_number, out),
                 }
             }
@@ -257,7 +251,11 @@ impl ShardWorker {
                                 out.handovers
                                     .push((update.recipient_shard, Handover::Credit(update)));
                             }
-                            self.reply(*peer, &Message::AccountInfoResponse(confirmed.response), out);
+                            self.reply(
+                                *peer,
+                                &Message::AccountInfoResponse(confirmed.response),
+                                out,
+                            );
                         }
                         Err(e) => self.refuse(*peer, &e, t.sender, t.sequence_number, out),
                     }

@@ -175,7 +175,8 @@ fn to_socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
         libc::AF_INET => {
             // SAFETY: the kernel wrote a `sockaddr_in` for AF_INET, and `sockaddr_storage` is
             // large and aligned enough for it.
-            let addr = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let addr =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             Some(SocketAddr::V4(SocketAddrV4::new(
                 Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
                 u16::from_be(addr.sin_port),
@@ -183,7 +184,9 @@ fn to_socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
         }
         libc::AF_INET6 => {
             // SAFETY: as above, for AF_INET6 and `sockaddr_in6`.
-            let addr = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let addr = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             Some(SocketAddr::V6(SocketAddrV6::new(
                 Ipv6Addr::from(addr.sin6_addr.s6_addr),
                 u16::from_be(addr.sin6_port),
@@ -201,7 +204,9 @@ fn to_storage(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     match addr {
         SocketAddr::V4(v4) => {
             // SAFETY: `sockaddr_storage` is large and aligned enough for a `sockaddr_in`.
-            let out = unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let out = unsafe {
+                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
             out.sin_family = libc::AF_INET as libc::sa_family_t;
             out.sin_port = v4.port().to_be();
             out.sin_addr = libc::in_addr {
@@ -211,7 +216,9 @@ fn to_storage(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
         SocketAddr::V6(v6) => {
             // SAFETY: as above, for `sockaddr_in6`.
-            let out = unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let out = unsafe {
+                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             out.sin6_port = v6.port().to_be();
             out.sin6_addr = libc::in6_addr {
@@ -314,7 +321,12 @@ pub fn send_batch(fd: RawFd, batch: &mut Datagrams) -> usize {
         }
         // SAFETY: `headers[..todo]` point at live buffers that outlive the call.
         let rc = unsafe {
-            libc::sendmmsg(fd, headers.as_mut_ptr(), todo as libc::c_uint, libc::MSG_DONTWAIT)
+            libc::sendmmsg(
+                fd,
+                headers.as_mut_ptr(),
+                todo as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
         };
         if rc <= 0 {
             // The first datagram failed (full buffer, unreachable peer): drop it and go on.
@@ -361,7 +373,10 @@ mod tests {
             assert_eq!(bytes, &[i as u8; 20]);
             assert!(!truncated);
         }
-        assert_eq!(recv_batch(server.as_raw_fd(), &mut batch, BATCH).unwrap(), 0);
+        assert_eq!(
+            recv_batch(server.as_raw_fd(), &mut batch, BATCH).unwrap(),
+            0
+        );
     }
 
     #[test]
@@ -369,7 +384,10 @@ mod tests {
         let server = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
-            .send_to(&vec![7u8; MAX_DATAGRAM_SIZE + 100], server.local_addr().unwrap())
+            .send_to(
+                &vec![7u8; MAX_DATAGRAM_SIZE + 100],
+                server.local_addr().unwrap(),
+            )
             .unwrap();
         let mut batch = Datagrams::new();
         for _ in 0..1000 {

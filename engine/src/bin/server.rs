@@ -103,7 +103,13 @@ fn real_main() -> Result<()> {
     }
 }
 
-fn generate(path: &PathBuf, host: String, port: u16, shards: u32, force: bool) -> Result<()> {
+fn generate(
+    path: &std::path::Path,
+    host: String,
+    port: u16,
+    shards: u32,
+    force: bool,
+) -> Result<()> {
     if shards == 0 {
         bail!("--shards must be at least 1");
     }
@@ -159,9 +165,7 @@ fn run(args: RunArgs) -> Result<()> {
                 entry.shards
             );
         }
-        bail!(
-            "--shard is not supported yet: run all shards in one process (omit --shard)"
-        );
+        bail!("--shard is not supported yet: run all shards in one process (omit --shard)");
     }
     let genesis = load_genesis(&args.initial_accounts)?;
     let genesis_accounts = genesis.accounts().len();
@@ -169,8 +173,7 @@ fn run(args: RunArgs) -> Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone())
-            .context("install the signal handlers")?;
+        signal_hook::flag::register(signal, stop.clone()).context("install the signal handlers")?;
     }
 
     let engine = Engine::start(EngineConfig {
