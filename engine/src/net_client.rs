@@ -74,6 +74,7 @@ struct Authority {
     name: AuthorityName,
     address: SocketAddr,
     shards: u32,
+    weight: u64,
 }
 
 /// A client endpoint: one UDP socket and the committee's addresses.
@@ -81,6 +82,7 @@ pub struct Network {
     socket: UdpSocket,
     authorities: Vec<Authority>,
     by_address: HashMap<SocketAddr, usize>,
+    quorum: u64,
     buffer: Vec<u8>,
 }
 
@@ -93,6 +95,7 @@ impl Network {
                 name: entry.name,
                 address: entry.address()?,
                 shards: entry.shards,
+                weight: entry.weight,
             });
         }
         let any: SocketAddr = match authorities.first().map(|a| a.address) {
@@ -113,6 +116,7 @@ impl Network {
             socket,
             authorities,
             by_address,
+            quorum: committee.committee.quorum_threshold(),
             buffer: vec![0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE],
         })
     }
@@ -166,8 +170,8 @@ impl Network {
         }
     }
 
-    /// Asks every authority about `account`; returns each answer (a state or a refusal code)
-    /// received within `timeout`, retrying the silent ones.
+    /// Asks every authority about `account`; returns the answers (a state or a refusal code)
+    /// once every authority or a quorum answered, or at `timeout`, retrying the silent ones.
     pub fn query(
         &mut self,
         account: &AccountId,
@@ -178,7 +182,19 @@ impl Network {
             (0..self.authorities.len()).map(|_| None).collect();
         let deadline = Instant::now() + timeout;
         let mut next_send = Instant::now();
-        while Instant::now() < deadline && answers.iter().any(Option::is_none) {
+        let weights: Vec<u64> = self.authorities.iter().map(|a| a.weight).collect();
+        let quorum = self.quorum;
+        // A quorum of answers is enough: waiting for the rest would stall on a dead authority.
+        let enough = |answers: &[Option<_>]| {
+            let weight: u64 = answers
+                .iter()
+                .zip(&weights)
+                .filter(|(answer, _)| answer.is_some())
+                .map(|(_, weight)| *weight)
+                .sum();
+            weight >= quorum
+        };
+        while Instant::now() < deadline && !enough(&answers) {
             if Instant::now() >= next_send {
                 let silent: Vec<usize> = (0..answers.len())
                     .filter(|&a| answers[a].is_none())

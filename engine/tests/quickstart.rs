@@ -1,0 +1,210 @@
+//! The reference quickstart, end to end, with real processes on 127.0.0.1: 4 authorities ×
+//! 4 shards, 1000 accounts funded with 100; query, transfer, query, benchmark; then one
+//! authority is killed and payments still complete, and a transfer interrupted while the
+//! committee could not reach a quorum is finished by the next run.
+
+use std::fs;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_server");
+const CLIENT: &str = env!("CARGO_BIN_EXE_client");
+
+/// Kills its processes when the test ends, however it ends.
+struct Processes(Vec<Option<Child>>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in self.0.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn check(output: Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed: {}\nstdout: {stdout}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+struct Quickstart {
+    dir: PathBuf,
+}
+
+impl Quickstart {
+    fn client(&self, args: &[&str]) -> Output {
+        Command::new(CLIENT)
+            .current_dir(&self.dir)
+            .args([
+                "--committee",
+                "committee.json",
+                "--accounts",
+                "accounts.json",
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn balance(&self, account: &str) -> i64 {
+        let out = check(self.client(&["query_balance", account]), "query_balance");
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("not a balance: {out:?}"))
+    }
+
+    fn start_server(&self, i: usize) -> Child {
+        Command::new(SERVER)
+            .current_dir(&self.dir)
+            .args(["--server", &format!("server{i}.json"), "run"])
+            .args(["--initial-accounts", "initial_accounts.txt"])
+            .args(["--committee", "committee.json", "--stats-interval", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+}
+
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn reference_quickstart_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = Quickstart {
+        dir: tmp.path().to_path_buf(),
+    };
+    let dir: &Path = &q.dir;
+
+    // Four authorities with four shards each; `generate` prints the committee entries.
+    let mut committee = String::new();
+    for i in 1..=4 {
+        let port = free_port().to_string();
+        committee += &check(
+            Command::new(SERVER)
+                .current_dir(dir)
+                .args(["--server", &format!("server{i}.json"), "generate"])
+                .args(["--host", "127.0.0.1", "--port", &port, "--shards", "4"])
+                .output()
+                .unwrap(),
+            "generate",
+        );
+    }
+    fs::write(dir.join("committee.json"), committee).unwrap();
+    let genesis = check(
+        q.client(&["create_accounts", "1000", "--initial-funding", "100"]),
+        "create_accounts",
+    );
+    fs::write(dir.join("initial_accounts.txt"), &genesis).unwrap();
+    let lines: Vec<&str> = genesis.lines().collect();
+    assert_eq!(lines.len(), 1000);
+    let a1 = lines[0].split(':').next().unwrap().to_string();
+    let a2 = lines[999].split(':').next().unwrap().to_string();
+
+    let mut servers = Processes((1..=4).map(|i| Some(q.start_server(i))).collect());
+    // Wait until every authority answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while q.balance(&a1) != 100 {
+        assert!(Instant::now() < deadline, "the committee never came up");
+    }
+    assert_eq!(q.balance(&a2), 100);
+
+    check(
+        q.client(&["transfer", "10", "--from", &a1, "--to", &a2]),
+        "transfer",
+    );
+    assert_eq!(q.balance(&a1), 90);
+    assert_eq!(q.balance(&a2), 110);
+
+    let report = check(q.client(&["benchmark"]), "benchmark");
+    let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(report["transfers"], 1000);
+    assert!(report["orders_per_s"].as_f64().unwrap() > 0.0);
+    // Everyone paid one unit and received one: balances are unchanged.
+    assert_eq!(q.balance(&a1), 90);
+    assert_eq!(q.balance(&a2), 110);
+
+    // One authority dies: f = 1, so payments go on.
+    let mut dead = servers.0[3].take().unwrap();
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    check(
+        q.client(&["transfer", "5", "--from", &a2, "--to", &a1]),
+        "transfer with one authority down",
+    );
+    assert_eq!(q.balance(&a1), 95);
+    assert_eq!(q.balance(&a2), 105);
+
+    // Freeze two of the three live authorities: no quorum, so the transfer is interrupted...
+    let frozen = [
+        servers.0[1].as_ref().unwrap(),
+        servers.0[2].as_ref().unwrap(),
+    ];
+    for child in frozen {
+        signal(child, "-STOP");
+    }
+    let interrupted = q.client(&[
+        "--timeout",
+        "1",
+        "transfer",
+        "7",
+        "--from",
+        &a1,
+        "--to",
+        &a2,
+    ]);
+    assert!(
+        !interrupted.status.success(),
+        "a transfer without a quorum must fail"
+    );
+    let wallet = fs::read_to_string(dir.join("accounts.json")).unwrap();
+    assert!(
+        wallet.contains("Voting"),
+        "the interrupted order must be in the wallet"
+    );
+    for child in frozen {
+        signal(child, "-CONT");
+    }
+    // ...and the next run finishes it before making its own payment.
+    check(
+        q.client(&["transfer", "1", "--from", &a1, "--to", &a2]),
+        "resumed transfer",
+    );
+    assert_eq!(q.balance(&a1), 95 - 7 - 1);
+    assert_eq!(q.balance(&a2), 105 + 7 + 1);
+
+    // Paying an address the committee has never seen works, and the wallet knows the account.
+    let stranger = "ab".repeat(32);
+    check(
+        q.client(&["transfer", "3", "--from", &a1, "--to", &stranger]),
+        "pay a stranger",
+    );
+    assert_eq!(q.balance(&stranger), 3);
+    assert!(
+        fs::read_to_string(dir.join("accounts.json"))
+            .unwrap()
+            .contains(&a1)
+    );
+}
