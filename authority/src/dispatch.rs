@@ -68,7 +68,8 @@ impl AuthorityShard {
             Message::CrossShardUpdate(_)
             | Message::Vote(_)
             | Message::AccountInfoResponse(_)
-            | Message::Error(_) => Handled::default(),
+            | Message::Error(_)
+            | Message::ShardLink(_) => Handled::default(),
         }
     }
 }

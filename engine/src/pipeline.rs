@@ -203,7 +203,8 @@ impl ShardWorker {
             Message::CrossShardUpdate(_)
             | Message::Vote(_)
             | Message::AccountInfoResponse(_)
-            | Message::Error(_) => self.counters.bump(Counter::Unexpected),
+            | Message::Error(_)
+            | Message::ShardLink(_) => self.counters.bump(Counter::Unexpected),
         }
     }
 

@@ -89,6 +89,8 @@ pub enum MessageKind {
     AccountInfoResponse = 6,
     /// [`Message::Error`].
     Error = 7,
+    /// [`Message::ShardLink`].
+    ShardLink = 8,
 }
 
 impl MessageKind {
@@ -102,6 +104,7 @@ impl MessageKind {
             5 => Self::Vote,
             6 => Self::AccountInfoResponse,
             7 => Self::Error,
+            8 => Self::ShardLink,
             other => return Err(CodecError::UnknownKind(other)),
         })
     }
@@ -116,6 +119,7 @@ impl MessageKind {
             Message::Vote(_) => Self::Vote,
             Message::AccountInfoResponse(_) => Self::AccountInfoResponse,
             Message::Error(_) => Self::Error,
+            Message::ShardLink(_) => Self::ShardLink,
         }
     }
 }
@@ -164,6 +168,7 @@ pub fn decode(datagram: &[u8]) -> Result<(Header, Message), CodecError> {
         MessageKind::Vote => Message::Vote(decode_value(body)?),
         MessageKind::AccountInfoResponse => Message::AccountInfoResponse(decode_value(body)?),
         MessageKind::Error => Message::Error(decode_value(body)?),
+        MessageKind::ShardLink => Message::ShardLink(decode_value(body)?),
     };
     Ok((header, message))
 }
@@ -188,6 +193,7 @@ pub fn encode_into(message: &Message, shard: ShardId, out: &mut [u8]) -> Result<
         Message::Vote(m) => encode_value(m, body),
         Message::AccountInfoResponse(m) => encode_value(m, body),
         Message::Error(m) => encode_value(m, body),
+        Message::ShardLink(m) => encode_value(m, body),
     }?;
     Ok(HEADER_LEN.saturating_add(written))
 }

@@ -26,5 +26,6 @@ pub use committee::{CertificateError, Committee, CommitteeError, CommitteeMember
 pub use crypto::{BatchVerifier, CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
 pub use messages::{
     AccountInfoRequest, AccountInfoResponse, CertifiedTransferOrder, ConfirmationOrder,
-    CrossShardUpdate, ErrorCode, ErrorReply, Message, SignedTransferOrder, Transfer, TransferOrder,
+    CrossShardUpdate, ErrorCode, ErrorReply, LinkPayload, Message, PeerAddress, ShardLink,
+    SignedTransferOrder, Transfer, TransferOrder,
 };

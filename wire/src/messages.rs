@@ -198,6 +198,73 @@ pub struct ErrorReply {
     pub sequence_number: SequenceNumber,
 }
 
+/// A client's address, carried when a datagram is passed between shard processes so that the
+/// owning shard can answer the client directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PeerAddress {
+    /// An IPv4 address and port.
+    V4([u8; 4], u16),
+    /// An IPv6 address and port.
+    V6([u8; 16], u16),
+}
+
+impl From<std::net::SocketAddr> for PeerAddress {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        match addr {
+            std::net::SocketAddr::V4(a) => PeerAddress::V4(a.ip().octets(), a.port()),
+            std::net::SocketAddr::V6(a) => PeerAddress::V6(a.ip().octets(), a.port()),
+        }
+    }
+}
+
+impl From<PeerAddress> for std::net::SocketAddr {
+    fn from(peer: PeerAddress) -> Self {
+        match peer {
+            PeerAddress::V4(ip, port) => (std::net::Ipv4Addr::from(ip), port).into(),
+            PeerAddress::V6(ip, port) => (std::net::Ipv6Addr::from(ip), port).into(),
+        }
+    }
+}
+
+/// What one shard process sends another shard process of the same authority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkPayload {
+    /// Nothing but the acknowledgement in the frame.
+    Ack,
+    /// A credit for the receiving shard; sequenced and retransmitted until acknowledged.
+    Credit(CrossShardUpdate),
+    /// A client datagram that reached the wrong shard process (unsequenced, like UDP).
+    Forward {
+        /// The client, to answer directly.
+        peer: PeerAddress,
+        /// The client's datagram.
+        datagram: Vec<u8>,
+    },
+}
+
+/// A frame on the link between two shard processes of one authority, authenticated with a
+/// key derived from the authority's secret so that nobody else can inject or reorder credits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardLink {
+    /// The sending shard.
+    pub from: ShardId,
+    /// The receiving shard.
+    pub to: ShardId,
+    /// The sender's incarnation: a new process starts a new, larger epoch.
+    pub epoch: u64,
+    /// Position of a sequenced payload in this direction of the link (from 1; 0 when
+    /// unsequenced).
+    pub sequence: u64,
+    /// Every sequenced payload of the other direction up to this one was received.
+    pub ack_epoch: u64,
+    /// See `ack_epoch`.
+    pub ack: u64,
+    /// What the frame carries.
+    pub payload: LinkPayload,
+    /// Keyed hash of the frame's encoding with this field zeroed.
+    pub tag: [u8; 32],
+}
+
 /// Every datagram's payload. The codec writes the variant as the header's kind byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -215,4 +282,6 @@ pub enum Message {
     AccountInfoResponse(AccountInfoResponse),
     /// Authority → client: a refusal.
     Error(ErrorReply),
+    /// Shard process → shard process of one authority.
+    ShardLink(ShardLink),
 }

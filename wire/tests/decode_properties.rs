@@ -40,7 +40,7 @@ proptest! {
 
     #[test]
     fn random_bytes_behind_a_valid_header_never_panic(
-        kind in 0u8..9,
+        kind in 0u8..10,
         body in prop::collection::vec(any::<u8>(), 0..1024),
     ) {
         let mut bytes = vec![1, kind, 0, 0, 0, 0, 0, 0];
@@ -50,7 +50,7 @@ proptest! {
 
     #[test]
     fn mutated_messages_never_panic(
-        sample in 0usize..8,
+        sample in 0usize..9,
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
         cut in any::<prop::sample::Index>(),
         truncate in any::<bool>(),
