@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod counters;
+pub mod link;
 pub mod net_client;
 pub mod pipeline;
 pub mod runtime;
