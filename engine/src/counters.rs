@@ -69,6 +69,10 @@ counters! {
     Backlog => "backlog",
     /// Handovers dropped because the destination's queue was full.
     HandoverDropped => "handover_dropped",
+    /// Link frames refused (bad tag, stale epoch, malformed).
+    LinkRefused => "link_refused",
+    /// Credits sent to another shard process.
+    LinkCredits => "link_credits_sent",
     /// Replies dropped by the socket (full send buffer).
     SendDropped => "send_dropped",
     /// Signatures verified.

@@ -245,9 +245,10 @@ impl Link {
         }
         match frame.payload {
             LinkPayload::Ack => Ok(Delivery::Nothing),
-            LinkPayload::Forward { peer: client, datagram } => {
-                Ok(Delivery::Forward(client.into(), datagram))
-            }
+            LinkPayload::Forward {
+                peer: client,
+                datagram,
+            } => Ok(Delivery::Forward(client.into(), datagram)),
             LinkPayload::Credit(update) => {
                 peer.ack_due = true;
                 if frame.sequence == peer.next_expected {
@@ -266,8 +267,7 @@ impl Link {
 mod tests {
     use super::*;
     use fastpay_wire::{
-        AccountId, Amount, CertifiedTransferOrder, KeyPair, SequenceNumber, Transfer,
-        TransferOrder,
+        AccountId, Amount, CertifiedTransferOrder, KeyPair, SequenceNumber, Transfer, TransferOrder,
     };
 
     fn credit(n: u64) -> CrossShardUpdate {
@@ -325,7 +325,10 @@ mod tests {
             assert_eq!(a.receive(&ack).unwrap(), Delivery::Nothing);
         }
         assert_eq!(a.unacked(), 4);
-        assert!(a.transmit(t0).is_empty(), "nothing is due before the retry interval");
+        assert!(
+            a.transmit(t0).is_empty(),
+            "nothing is due before the retry interval"
+        );
         for (_, frame) in a.transmit(t0 + LINK_RETRY) {
             if let Delivery::Credit(u) = b.receive(&frame).unwrap() {
                 delivered.push(u.certificate.value.transfer.sequence_number.value());

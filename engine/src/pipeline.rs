@@ -92,6 +92,18 @@ impl ShardWorker {
         }
     }
 
+    /// Verifies and applies a credit that came from another process over the link: its
+    /// certificate must prove it.
+    pub fn apply_link_credit(&mut self, update: &CrossShardUpdate) {
+        match self.shard.handle_cross_shard_update(update) {
+            Ok(fastpay_authority::CreditOutcome::Applied) => self.counters.bump(Counter::Credited),
+            Ok(fastpay_authority::CreditOutcome::Duplicate) => {
+                self.counters.bump(Counter::DuplicateCredit)
+            }
+            Err(e) => self.counters.bump(Counter::for_error(&e)),
+        }
+    }
+
     /// Processes a batch: every datagram of `inputs`, then `handed` (datagrams other shards
     /// passed on). `out.replies` must have room for one reply per input.
     pub fn process(

@@ -8,6 +8,7 @@
 //! woken by its socket, by a peer shard's [`Waker`], or by shutdown.
 
 use crate::counters::{Counter, ShardCounters};
+use crate::link::{Delivery, Link, LinkKey};
 use crate::pipeline::{Handover, Outputs, ShardWorker};
 use crate::udp::{self, BATCH, Datagrams};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
@@ -21,7 +22,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 
 /// Handovers a queue between two shards holds. Deep enough to absorb a burst of cross-shard
@@ -42,6 +43,7 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
+const LINK: Token = Token(2);
 
 /// Why the engine could not start.
 #[derive(Debug, Error)]
@@ -84,6 +86,11 @@ pub struct EngineConfig {
     pub cores: Option<Vec<usize>>,
     /// Whether to attach the BPF program that steers datagrams to their shard's socket.
     pub steering: bool,
+    /// Run only this shard (the others run in other processes, reached over the link);
+    /// `None` runs every shard here.
+    pub only_shard: Option<u32>,
+    /// Link addresses of every shard of this authority (used with `only_shard`).
+    pub link_addresses: Vec<SocketAddr>,
 }
 
 /// A running authority.
@@ -95,8 +102,16 @@ pub struct Engine {
     local_addr: SocketAddr,
 }
 
+/// A shard's end of the links to the authority's shards in other processes.
+struct LinkContext {
+    socket: mio::net::UdpSocket,
+    link: Link,
+    addresses: Vec<SocketAddr>,
+}
+
 struct ShardContext {
     worker: ShardWorker,
+    link: Option<LinkContext>,
     socket: mio::net::UdpSocket,
     poll: Poll,
     /// `outbound[j]`: the queue to shard `j` (none to ourselves).
@@ -120,22 +135,61 @@ impl Engine {
             .ok_or(ShardSetupError::NotInCommittee(name))?
             .num_shards;
 
+        let local: Vec<u32> = match config.only_shard {
+            Some(shard) if shard >= num_shards => {
+                return Err(ShardSetupError::ShardOutOfRange {
+                    shard: ShardId(shard),
+                    num_shards,
+                }
+                .into());
+            }
+            Some(shard) => vec![shard],
+            None => (0..num_shards).collect(),
+        };
+        let split = config.only_shard.is_some();
+
         // SO_REUSEPORT would let us share a port with a stray copy of ourselves; a plain bind
-        // first tells us the port is really free.
-        let probe = UdpSocket::bind(config.listen).map_err(|e| match e.kind() {
-            io::ErrorKind::AddrInUse => EngineError::PortBusy(config.listen),
-            _ => EngineError::Io {
-                context: format!("bind {}", config.listen),
-                source: e,
-            },
-        })?;
-        let listen = probe
-            .local_addr()
-            .map_err(io_context("read the bound address"))?;
-        drop(probe);
+        // first tells us the port is really free. Split shards share the port on purpose, so
+        // their exclusive link port plays that role.
+        let mut links = Vec::new();
+        let listen = if split {
+            for &shard in &local {
+                let address = *config.link_addresses.get(shard as usize).ok_or(
+                    ShardSetupError::ShardOutOfRange {
+                        shard: ShardId(shard),
+                        num_shards,
+                    },
+                )?;
+                let socket = UdpSocket::bind(address).map_err(|e| match e.kind() {
+                    io::ErrorKind::AddrInUse => EngineError::PortBusy(address),
+                    _ => EngineError::Io {
+                        context: format!("bind the link of shard {shard} to {address}"),
+                        source: e,
+                    },
+                })?;
+                socket
+                    .set_nonblocking(true)
+                    .map_err(io_context("make the link socket nonblocking"))?;
+                links.push(socket);
+            }
+            config.listen
+        } else {
+            let probe = UdpSocket::bind(config.listen).map_err(|e| match e.kind() {
+                io::ErrorKind::AddrInUse => EngineError::PortBusy(config.listen),
+                _ => EngineError::Io {
+                    context: format!("bind {}", config.listen),
+                    source: e,
+                },
+            })?;
+            let listen = probe
+                .local_addr()
+                .map_err(io_context("read the bound address"))?;
+            drop(probe);
+            listen
+        };
 
         let mut sockets = Vec::new();
-        for shard in 0..num_shards {
+        for &shard in &local {
             let socket = udp::bind_reuseport(listen).map_err(|e| match e.kind() {
                 io::ErrorKind::AddrInUse => EngineError::PortBusy(listen),
                 _ => EngineError::Io {
@@ -145,7 +199,9 @@ impl Engine {
             })?;
             sockets.push(socket);
         }
-        if config.steering {
+        // Steering indexes sockets in binding order, which only one process controls; shards
+        // in separate processes rely on the flow hash and hop over the link instead.
+        if config.steering && !split {
             if let Some(first) = sockets.first() {
                 udp::attach_shard_steering(first)
                     .map_err(io_context("attach the shard-steering BPF program"))?;
@@ -168,21 +224,27 @@ impl Engine {
         };
 
         let n = num_shards as usize;
+        let is_local = |shard: usize| local.contains(&(shard as u32));
         let mut senders: Vec<Vec<Option<Sender<Handover>>>> = vec![vec![None; n]; n];
         let mut receivers: Vec<Vec<Receiver<Handover>>> = (0..n).map(|_| Vec::new()).collect();
         for (from, row) in senders.iter_mut().enumerate() {
             for (to, slot) in row.iter_mut().enumerate() {
-                if from != to {
+                if from != to && is_local(from) && is_local(to) {
                     let (tx, rx) = bounded(QUEUE_CAPACITY);
                     *slot = Some(tx);
                     receivers[to].push(rx);
                 }
             }
         }
+        let epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
 
         let mut polls = Vec::new();
         let mut wakers = Vec::new();
         for _ in 0..n {
+            // Every shard index gets a waker (so indexes line up); only local ones are used.
             let poll = Poll::new().map_err(io_context("create a poller"))?;
             let waker = Waker::new(poll.registry(), WAKER).map_err(io_context("create a waker"))?;
             polls.push(poll);
@@ -190,12 +252,14 @@ impl Engine {
         }
 
         let stop = Arc::new(AtomicBool::new(false));
+        // Counters of every shard index, so reports name shards by their real number; shards
+        // running elsewhere stay at zero.
         let counters: Vec<Arc<ShardCounters>> =
             (0..n).map(|_| Arc::new(ShardCounters::default())).collect();
         let mut threads = Vec::new();
-        let mut receivers = receivers.into_iter();
-        let mut senders = senders.into_iter();
-        for (shard, (socket, poll)) in sockets.into_iter().zip(polls).enumerate() {
+        let mut links = links.into_iter();
+        let mut polls: Vec<Option<Poll>> = polls.into_iter().map(Some).collect();
+        for (shard, socket) in local.iter().map(|s| *s as usize).zip(sockets) {
             let shard_id = ShardId(shard as u32);
             let state = AuthorityShard::new(
                 KeyPair::from_seed(config.key_seed),
@@ -203,16 +267,39 @@ impl Engine {
                 shard_id,
                 &config.genesis,
             )?;
+            let Some(poll) = polls[shard].take() else {
+                continue;
+            };
             let mut socket = mio::net::UdpSocket::from_std(socket);
             poll.registry()
                 .register(&mut socket, SOCKET, Interest::READABLE)
                 .map_err(io_context("register a socket"))?;
+            let link = match links.next() {
+                Some(link_socket) => {
+                    let mut link_socket = mio::net::UdpSocket::from_std(link_socket);
+                    poll.registry()
+                        .register(&mut link_socket, LINK, Interest::READABLE)
+                        .map_err(io_context("register a link socket"))?;
+                    Some(LinkContext {
+                        socket: link_socket,
+                        link: Link::new(
+                            shard_id,
+                            num_shards,
+                            LinkKey::derive(&config.key_seed),
+                            epoch,
+                        ),
+                        addresses: config.link_addresses.clone(),
+                    })
+                }
+                None => None,
+            };
             let context = ShardContext {
                 worker: ShardWorker::new(state, num_shards, counters[shard].clone()),
+                link,
                 socket,
                 poll,
-                outbound: senders.next().unwrap_or_default(),
-                inbound: receivers.next().unwrap_or_default(),
+                outbound: std::mem::take(&mut senders[shard]),
+                inbound: std::mem::take(&mut receivers[shard]),
                 wakers: wakers.clone(),
                 stop: stop.clone(),
                 counters: counters[shard].clone(),
@@ -260,8 +347,11 @@ fn run_shard(mut ctx: ShardContext) {
         core_affinity::set_for_current(core);
     }
     let fd = ctx.socket.as_raw_fd();
+    let link_fd = ctx.link.as_ref().map(|l| l.socket.as_raw_fd());
     let mut events = Events::with_capacity(8);
     let mut inputs = Datagrams::new();
+    let mut link_inputs = Datagrams::new();
+    let mut link_outputs = Datagrams::new();
     let mut outputs = Outputs::default();
     let mut handed: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(BATCH);
     let shards = ctx.outbound.len();
@@ -271,7 +361,10 @@ fn run_shard(mut ctx: ShardContext) {
     let mut busy = false;
 
     while !ctx.stop.load(Ordering::Relaxed) {
-        let timeout = if busy { Duration::ZERO } else { IDLE_POLL };
+        let mut timeout = if busy { Duration::ZERO } else { IDLE_POLL };
+        if let Some(deadline) = ctx.link.as_ref().and_then(|l| l.link.next_deadline()) {
+            timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
+        }
         if let Err(e) = ctx.poll.poll(&mut events, Some(timeout)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 eprintln!("shard poll failed: {e}");
@@ -293,10 +386,29 @@ fn run_shard(mut ctx: ShardContext) {
                 }
                 queues_left |= !rx.is_empty();
             }
+            // Then the link from shards in other processes.
+            if let (Some(lc), Some(link_fd)) = (ctx.link.as_mut(), link_fd) {
+                link_inputs.clear();
+                let room = BATCH / 2 - handed.len().min(BATCH / 2);
+                if let Err(e) = udp::recv_batch(link_fd, &mut link_inputs, room.max(1)) {
+                    eprintln!("shard link receive failed: {e}");
+                }
+                queues_left |= link_inputs.is_full();
+                for i in 0..link_inputs.len() {
+                    let (_, bytes, _) = link_inputs.get(i);
+                    match lc.link.receive(bytes) {
+                        Ok(Delivery::Credit(update)) => ctx.worker.apply_link_credit(&update),
+                        Ok(Delivery::Forward(peer, datagram)) => handed.push((peer, datagram)),
+                        Ok(Delivery::Nothing) => {}
+                        Err(_) => ctx.counters.bump(Counter::LinkRefused),
+                    }
+                }
+            }
 
             inputs.clear();
+            let parked = backlogged + ctx.link.as_ref().map_or(0, |l| l.link.unacked());
             // Backpressure: while credits are parked, leave new requests in the kernel.
-            if backlogged < BACKLOG_LIMIT {
+            if parked < BACKLOG_LIMIT {
                 let room = BATCH - handed.len();
                 match udp::recv_batch(fd, &mut inputs, room) {
                     Ok(n) => ctx.counters.add(Counter::Received, n as u64),
@@ -313,7 +425,24 @@ fn run_shard(mut ctx: ShardContext) {
 
             for (destination, handover) in outputs.handovers.drain(..) {
                 let d = destination.0 as usize;
-                let Some(Some(tx)) = ctx.outbound.get(d) else {
+                let Some(tx) = ctx.outbound.get(d).and_then(Option::as_ref) else {
+                    // Not in this process: over the link.
+                    if let Some(lc) = ctx.link.as_mut() {
+                        match handover {
+                            Handover::Credit(update) => {
+                                ctx.counters.bump(Counter::LinkCredits);
+                                lc.link.queue_credit(destination, update);
+                            }
+                            Handover::Datagram { peer, bytes } => {
+                                match lc.link.forward(destination, peer, &bytes) {
+                                    Some(frame) => {
+                                        queue_frame(lc, &mut link_outputs, d, &frame, &ctx.counters)
+                                    }
+                                    None => ctx.counters.bump(Counter::HandoverDropped),
+                                }
+                            }
+                        }
+                    }
                     continue;
                 };
                 if !backlog[d].is_empty() {
@@ -331,6 +460,15 @@ fn run_shard(mut ctx: ShardContext) {
             if round + 1 == IO_LOOP_BOUND {
                 busy = true;
             }
+        }
+
+        // Link: new and timed-out credits, and acknowledgements.
+        if let Some(lc) = ctx.link.as_mut() {
+            for (to, frame) in lc.link.transmit(Instant::now()) {
+                queue_frame(lc, &mut link_outputs, to.0 as usize, &frame, &ctx.counters);
+            }
+            let dropped = udp::send_batch(lc.socket.as_raw_fd(), &mut link_outputs);
+            ctx.counters.add(Counter::SendDropped, dropped as u64);
         }
 
         // Retry parked credits, oldest first, so each link stays FIFO.
@@ -359,6 +497,24 @@ fn run_shard(mut ctx: ShardContext) {
             }
         }
     }
+}
+
+/// Adds a link frame for shard `to` to the outgoing batch, flushing the batch when full.
+fn queue_frame(
+    lc: &LinkContext,
+    out: &mut Datagrams,
+    to: usize,
+    frame: &[u8],
+    counters: &ShardCounters,
+) {
+    let Some(address) = lc.addresses.get(to) else {
+        return;
+    };
+    if out.is_full() {
+        let dropped = udp::send_batch(lc.socket.as_raw_fd(), out);
+        counters.add(Counter::SendDropped, dropped as u64);
+    }
+    out.push(*address, frame);
 }
 
 /// Parks a handover that did not fit its queue: credits are kept (they carry money), misrouted

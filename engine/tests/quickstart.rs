@@ -70,9 +70,18 @@ impl Quickstart {
     }
 
     fn start_server(&self, i: usize) -> Child {
+        self.start_shard(i, None)
+    }
+
+    fn start_shard(&self, i: usize, shard: Option<u32>) -> Child {
+        let shard_args = match shard {
+            Some(j) => vec!["--shard".to_string(), j.to_string()],
+            None => Vec::new(),
+        };
         Command::new(SERVER)
             .current_dir(&self.dir)
             .args(["--server", &format!("server{i}.json"), "run"])
+            .args(shard_args)
             .args(["--initial-accounts", "initial_accounts.txt"])
             .args(["--committee", "committee.json", "--stats-interval", "0"])
             .stdout(Stdio::null())
@@ -90,18 +99,23 @@ fn signal(child: &Child, signal: &str) {
     assert!(status.success());
 }
 
-#[test]
-fn reference_quickstart_end_to_end() {
+/// Generates four authorities with four shards each and `accounts` funded accounts; returns
+/// the directory and the genesis lines.
+fn set_up(accounts: usize) -> (tempfile::TempDir, Quickstart, Vec<String>) {
     let tmp = tempfile::tempdir().unwrap();
     let q = Quickstart {
         dir: tmp.path().to_path_buf(),
     };
     let dir: &Path = &q.dir;
-
-    // Four authorities with four shards each; `generate` prints the committee entries.
     let mut committee = String::new();
     for i in 1..=4 {
-        let port = free_port().to_string();
+        // Room for the public port and the four link ports after it.
+        let port = loop {
+            let port = free_port();
+            if port < 60_000 && (1..=4).all(|k| UdpSocket::bind(("127.0.0.1", port + k)).is_ok()) {
+                break port.to_string();
+            }
+        };
         committee += &check(
             Command::new(SERVER)
                 .current_dir(dir)
@@ -113,22 +127,36 @@ fn reference_quickstart_end_to_end() {
         );
     }
     fs::write(dir.join("committee.json"), committee).unwrap();
+    let count = accounts.to_string();
     let genesis = check(
-        q.client(&["create_accounts", "1000", "--initial-funding", "100"]),
+        q.client(&["create_accounts", &count, "--initial-funding", "100"]),
         "create_accounts",
     );
     fs::write(dir.join("initial_accounts.txt"), &genesis).unwrap();
-    let lines: Vec<&str> = genesis.lines().collect();
-    assert_eq!(lines.len(), 1000);
-    let a1 = lines[0].split(':').next().unwrap().to_string();
-    let a2 = lines[999].split(':').next().unwrap().to_string();
+    let addresses: Vec<String> = genesis
+        .lines()
+        .map(|l| l.split(':').next().unwrap().to_string())
+        .collect();
+    assert_eq!(addresses.len(), accounts);
+    (tmp, q, addresses)
+}
 
-    let mut servers = Processes((1..=4).map(|i| Some(q.start_server(i))).collect());
-    // Wait until every authority answers.
+/// Waits until the committee answers queries.
+fn wait_for_committee(q: &Quickstart, account: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while q.balance(&a1) != 100 {
+    while q.balance(account) != 100 {
         assert!(Instant::now() < deadline, "the committee never came up");
     }
+}
+
+#[test]
+fn reference_quickstart_end_to_end() {
+    let (_tmp, q, addresses) = set_up(1000);
+    let dir: &Path = &q.dir;
+    let (a1, a2) = (addresses[0].clone(), addresses[999].clone());
+
+    let mut servers = Processes((1..=4).map(|i| Some(q.start_server(i))).collect());
+    wait_for_committee(&q, &a1);
     assert_eq!(q.balance(&a2), 100);
 
     check(
@@ -207,4 +235,41 @@ fn reference_quickstart_end_to_end() {
             .unwrap()
             .contains(&a1)
     );
+}
+
+/// The reference quickstart's own command lines: every shard of every authority in its own
+/// process (`run --shard J`), so credits between shards and misrouted datagrams cross
+/// processes over the authenticated link.
+#[test]
+fn reference_quickstart_with_a_process_per_shard() {
+    let (_tmp, q, addresses) = set_up(200);
+    let mut processes = Vec::new();
+    for i in 1..=4 {
+        for j in 0..4 {
+            processes.push(Some(q.start_shard(i, Some(j))));
+        }
+    }
+    let _processes = Processes(processes);
+    let (a1, a2) = (&addresses[0], &addresses[199]);
+    wait_for_committee(&q, a1);
+    check(
+        q.client(&["transfer", "10", "--from", a1, "--to", a2]),
+        "transfer",
+    );
+    assert_eq!(q.balance(a1), 90);
+    assert_eq!(q.balance(a2), 110);
+    let report = check(q.client(&["benchmark"]), "benchmark");
+    let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(report["transfers"], 200);
+    // Every account paid one unit and received one; sample accounts on every shard.
+    for address in addresses.iter().take(40) {
+        let want = if address == a1 {
+            90
+        } else if address == a2 {
+            110
+        } else {
+            100
+        };
+        assert_eq!(q.balance(address), want, "{address}");
+    }
 }

@@ -51,6 +51,8 @@ fn query_all(steering: bool) -> (BTreeMap<AccountId, String>, f64) {
         genesis,
         cores: None,
         steering,
+        only_shard: None,
+        link_addresses: Vec::new(),
     })
     .unwrap();
     let server = engine.local_addr();

@@ -165,7 +165,6 @@ fn run(args: RunArgs) -> Result<()> {
                 entry.shards
             );
         }
-        bail!("--shard is not supported yet: run all shards in one process (omit --shard)");
     }
     let genesis = load_genesis(&args.initial_accounts)?;
     let genesis_accounts = genesis.accounts().len();
@@ -183,14 +182,25 @@ fn run(args: RunArgs) -> Result<()> {
         genesis,
         cores: args.cores,
         steering: args.steering,
+        only_shard: args.shard,
+        link_addresses: (0..entry.shards)
+            .map(|j| entry.link_address(j))
+            .collect::<Result<_, _>>()?,
     })?;
+    let which = match args.shard {
+        Some(j) => format!("shard {j} of {}", entry.shards),
+        None => format!("{} shards", entry.shards),
+    };
     eprintln!(
-        "authority {} listening on {} with {} shards ({} genesis accounts, steering {})",
+        "authority {} listening on {} with {which} ({} genesis accounts, steering {})",
         entry.name,
         engine.local_addr(),
-        entry.shards,
         genesis_accounts,
-        if args.steering { "on" } else { "off" }
+        if args.steering && args.shard.is_none() {
+            "on"
+        } else {
+            "off"
+        }
     );
 
     let interval = Duration::from_secs(args.stats_interval);
