@@ -91,6 +91,9 @@ pub struct EngineConfig {
     pub only_shard: Option<u32>,
     /// Link addresses of every shard of this authority (used with `only_shard`).
     pub link_addresses: Vec<SocketAddr>,
+    /// Capacity of each queue between two shards ([`QUEUE_CAPACITY`] unless testing the
+    /// backlog).
+    pub queue_capacity: usize,
 }
 
 /// A running authority.
@@ -230,7 +233,7 @@ impl Engine {
         for (from, row) in senders.iter_mut().enumerate() {
             for (to, slot) in row.iter_mut().enumerate() {
                 if from != to && is_local(from) && is_local(to) {
-                    let (tx, rx) = bounded(QUEUE_CAPACITY);
+                    let (tx, rx) = bounded(config.queue_capacity.max(1));
                     *slot = Some(tx);
                     receivers[to].push(rx);
                 }

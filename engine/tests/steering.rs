@@ -53,6 +53,7 @@ fn query_all(steering: bool) -> (BTreeMap<AccountId, String>, f64) {
         steering,
         only_shard: None,
         link_addresses: Vec::new(),
+        queue_capacity: fastpay_engine::runtime::QUEUE_CAPACITY,
     })
     .unwrap();
     let server = engine.local_addr();

@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use fastpay_engine::config::{CommitteeConfig, ServerFile, load_genesis};
 use fastpay_engine::counters;
-use fastpay_engine::runtime::{Engine, EngineConfig};
+use fastpay_engine::runtime::{Engine, EngineConfig, QUEUE_CAPACITY};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -186,6 +186,7 @@ fn run(args: RunArgs) -> Result<()> {
         link_addresses: (0..entry.shards)
             .map(|j| entry.link_address(j))
             .collect::<Result<_, _>>()?,
+        queue_capacity: QUEUE_CAPACITY,
     })?;
     let which = match args.shard {
         Some(j) => format!("shard {j} of {}", entry.shards),
