@@ -1,0 +1,210 @@
+//! The binaries refuse broken input with a clear message and a failing exit code, never a
+//! panic; and the server shuts down cleanly on SIGTERM.
+
+use std::fs;
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const SERVER: &str = env!("CARGO_BIN_EXE_server");
+const CLIENT: &str = env!("CARGO_BIN_EXE_client");
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Asserts the command failed cleanly (exit code 1, no panic) mentioning `needle`.
+fn fails_with(output: Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+}
+
+fn server(dir: &Path, args: &[&str]) -> Output {
+    Command::new(SERVER)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A one-authority set-up: server1.json, committee.json, initial_accounts.txt.
+fn set_up(dir: &Path) -> u16 {
+    let port = free_port();
+    let out = server(
+        dir,
+        &[
+            "--server",
+            "server1.json",
+            "generate",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--shards",
+            "2",
+        ],
+    );
+    assert!(out.status.success());
+    fs::write(dir.join("committee.json"), &out.stdout).unwrap();
+    fs::write(
+        dir.join("initial_accounts.txt"),
+        format!("{}:100\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    port
+}
+
+fn run(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--server",
+        "server1.json",
+        "run",
+        "--initial-accounts",
+        "initial_accounts.txt",
+        "--committee",
+        "committee.json",
+    ];
+    args.extend_from_slice(extra);
+    server(dir, &args)
+}
+
+#[test]
+fn server_refuses_broken_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = set_up(dir);
+
+    fails_with(
+        server(
+            dir,
+            &[
+                "--server",
+                "server1.json",
+                "generate",
+                "--host",
+                "h",
+                "--port",
+                "1",
+            ],
+        ),
+        "refusing to overwrite",
+    );
+    fails_with(run(dir, &["--shard", "7"]), "--shard 7 is out of range");
+
+    let busy = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    fails_with(run(dir, &[]), "already in use");
+    drop(busy);
+
+    fs::write(dir.join("initial_accounts.txt"), "not a line\n").unwrap();
+    fails_with(run(dir, &[]), "initial_accounts.txt: line 1");
+    fs::write(
+        dir.join("initial_accounts.txt"),
+        format!("{}:-5\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    fails_with(run(dir, &[]), "line 1: the balance");
+
+    let committee = fs::read_to_string(dir.join("committee.json")).unwrap();
+    fs::write(dir.join("committee.json"), "{\"name\": 12}").unwrap();
+    fails_with(run(dir, &[]), "committee.json: entry 1");
+    fs::write(dir.join("committee.json"), "").unwrap();
+    fails_with(run(dir, &[]), "the committee is empty");
+    fs::remove_file(dir.join("committee.json")).unwrap();
+    fails_with(run(dir, &[]), "committee.json: No such file");
+
+    // An authority missing from the committee.
+    let other = server(
+        dir,
+        &[
+            "--server",
+            "other.json",
+            "generate",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "1",
+        ],
+    );
+    fs::write(dir.join("committee.json"), &other.stdout).unwrap();
+    fails_with(run(dir, &[]), "is not in committee.json");
+    fs::write(dir.join("committee.json"), committee).unwrap();
+
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir.join("server1.json"), fs::Permissions::from_mode(0o644)).unwrap();
+    fails_with(run(dir, &[]), "readable by group or others");
+    fs::set_permissions(dir.join("server1.json"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(dir.join("server1.json"), "{").unwrap();
+    fails_with(run(dir, &[]), "server1.json");
+}
+
+#[test]
+fn client_refuses_broken_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    set_up(dir);
+    let client = |args: &[&str]| {
+        Command::new(CLIENT)
+            .current_dir(dir)
+            .args([
+                "--committee",
+                "committee.json",
+                "--accounts",
+                "accounts.json",
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let stranger = "cd".repeat(32);
+    fails_with(
+        client(&["transfer", "1", "--from", &stranger, "--to", &stranger]),
+        "is not in accounts.json",
+    );
+    let usage = client(&["query_balance", "xyz"]);
+    assert_eq!(usage.status.code(), Some(2), "clap reports bad arguments");
+    fs::write(dir.join("accounts.json"), "{\"accounts\": 3}").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir.join("accounts.json"), fs::Permissions::from_mode(0o600)).unwrap();
+    fails_with(client(&["benchmark"]), "accounts.json");
+}
+
+#[test]
+fn server_stops_cleanly_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = set_up(dir);
+    let child = Command::new(SERVER)
+        .current_dir(dir)
+        .args([
+            "--server",
+            "server1.json",
+            "run",
+            "--initial-accounts",
+            "initial_accounts.txt",
+        ])
+        .args(["--committee", "committee.json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("final counters"), "{stderr}");
+    // The port is free again.
+    UdpSocket::bind(("127.0.0.1", port)).unwrap();
+}
