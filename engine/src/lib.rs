@@ -13,6 +13,7 @@
 pub mod config;
 pub mod counters;
 pub mod link;
+/// Talking to the committee from a client.
 pub mod net_client;
 pub mod pipeline;
 pub mod runtime;
