@@ -28,6 +28,15 @@ pub enum ShardSetupError {
     },
 }
 
+/// Verifies every queued signature; the one-step handlers' last check before committing.
+fn all_verified(verifier: &mut BatchVerifier) -> Result<(), AuthorityError> {
+    if verifier.verify().iter().all(|ok| *ok) {
+        Ok(())
+    } else {
+        Err(AuthorityError::InvalidSignature)
+    }
+}
+
 /// One account as this shard sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountState {
@@ -296,11 +305,8 @@ impl AuthorityShard {
         match self.check_transfer_order(order, &mut verifier)? {
             OrderCheck::Replay(vote) => Ok(vote),
             OrderCheck::Verify(_) => {
-                if verifier.verify().iter().all(|ok| *ok) {
-                    self.vote_verified(order)
-                } else {
-                    Err(AuthorityError::InvalidSignature)
-                }
+                all_verified(&mut verifier)?;
+                self.vote_verified(order)
             }
         }
     }
@@ -452,11 +458,8 @@ impl AuthorityShard {
                 cross_shard: None,
             }),
             ConfirmationCheck::Verify(_) => {
-                if verifier.verify().iter().all(|ok| *ok) {
-                    self.confirm_verified(order)
-                } else {
-                    Err(AuthorityError::InvalidSignature)
-                }
+                all_verified(&mut verifier)?;
+                self.confirm_verified(order)
             }
         }
     }
@@ -545,9 +548,7 @@ impl AuthorityShard {
         {
             return Ok(CreditOutcome::Duplicate);
         }
-        if !verifier.verify().iter().all(|ok| *ok) {
-            return Err(AuthorityError::InvalidSignature);
-        }
+        all_verified(&mut verifier)?;
         self.apply_cross_shard_update(update)
     }
 

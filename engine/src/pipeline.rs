@@ -46,7 +46,7 @@ enum Pending {
     Order {
         peer: SocketAddr,
         order: TransferOrder,
-        index: usize,
+        range: Range<usize>,
     },
     Confirmation {
         peer: SocketAddr,
@@ -177,9 +177,11 @@ impl ShardWorker {
                         self.counters.bump(Counter::Voted);
                         self.reply(peer, &Message::Vote(vote), out);
                     }
-                    Ok(OrderCheck::Verify(index)) => {
-                        self.pending.push(Pending::Order { peer, order, index })
-                    }
+                    Ok(OrderCheck::Verify(index)) => self.pending.push(Pending::Order {
+                        peer,
+                        order,
+                        range: index..index + 1,
+                    }),
                     Err(e) => self.refuse(
                         peer,
                         &e,
@@ -228,55 +230,36 @@ impl ShardWorker {
     fn commit(&mut self, out: &mut Outputs) {
         let pending = std::mem::take(&mut self.pending);
         for request in &pending {
-            match request {
-                Pending::Order { peer, order, index } => {
-                    let t = order.transfer;
-                    if !self.verifier.verdicts()[*index] {
-                        self.refuse(
-                            *peer,
-                            &AuthorityError::InvalidSignature,
-                            t.sender,
-                            t.sequence_number,
-                            out,
-                        );
-                        continue;
-                    }
-                    match self.shard.vote_verified(order) {
-                        Ok(vote) => {
-                            self.counters.bump(Counter::Voted);
-                            self.reply(*peer, &Message::Vote(vote), out);
-                        }
-                        Err(e) => self.refuse(*peer, &e, t.sender, t.sequence_number, out),
-                    }
-                }
+            let (peer, transfer, range) = match request {
+                Pending::Order { peer, order, range } => (*peer, order.transfer, range),
                 Pending::Confirmation { peer, order, range } => {
-                    let t = order.certificate.value.transfer;
-                    if !self.verifier.verdicts()[range.clone()].iter().all(|ok| *ok) {
-                        self.refuse(
-                            *peer,
-                            &AuthorityError::InvalidSignature,
-                            t.sender,
-                            t.sequence_number,
-                            out,
-                        );
-                        continue;
-                    }
-                    match self.shard.confirm_verified(order) {
-                        Ok(confirmed) => {
-                            self.counters.bump(Counter::Confirmed);
-                            if let Some(update) = confirmed.cross_shard {
-                                out.handovers
-                                    .push((update.recipient_shard, Handover::Credit(update)));
-                            }
-                            self.reply(
-                                *peer,
-                                &Message::AccountInfoResponse(confirmed.response),
-                                out,
-                            );
-                        }
-                        Err(e) => self.refuse(*peer, &e, t.sender, t.sequence_number, out),
-                    }
+                    (*peer, order.certificate.value.transfer, range)
                 }
+            };
+            if !self.verifier.verdicts()[range.clone()].iter().all(|ok| *ok) {
+                let error = AuthorityError::InvalidSignature;
+                self.refuse(peer, &error, transfer.sender, transfer.sequence_number, out);
+                continue;
+            }
+            let outcome = match request {
+                Pending::Order { order, .. } => self.shard.vote_verified(order).map(|vote| {
+                    self.counters.bump(Counter::Voted);
+                    Message::Vote(vote)
+                }),
+                Pending::Confirmation { order, .. } => {
+                    self.shard.confirm_verified(order).map(|confirmed| {
+                        self.counters.bump(Counter::Confirmed);
+                        if let Some(update) = confirmed.cross_shard {
+                            out.handovers
+                                .push((update.recipient_shard, Handover::Credit(update)));
+                        }
+                        Message::AccountInfoResponse(confirmed.response)
+                    })
+                }
+            };
+            match outcome {
+                Ok(reply) => self.reply(peer, &reply, out),
+                Err(e) => self.refuse(peer, &e, transfer.sender, transfer.sequence_number, out),
             }
         }
         // Hand the (empty) buffer back so its capacity is reused.

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const SERVER: &str = env!("CARGO_BIN_EXE_server");
-const CLIENT: &str = env!("CARGO_BIN_EXE_client");
+mod common;
+
+use common::{CLIENT, SERVER, check, free_port};
 
 /// Kills its processes when the test ends, however it ends.
 struct Processes(Vec<Option<Child>>);
@@ -22,25 +23,6 @@ impl Drop for Processes {
             let _ = child.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn check(output: Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{what} failed: {}\nstdout: {stdout}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 struct Quickstart {
