@@ -1,10 +1,345 @@
-//! `loadgen`: the rate-controlled load generator. Not built yet (it is the subject of the
-//! loadgen issue); this binary only says so, and exits with an error.
+//! `loadgen`: an open-loop load generator for FastPay authorities.
+//!
+//! It pre-generates accounts and pre-signs every order (and, for confirmations, every
+//! certificate) before the clock starts, then sends on a fixed schedule at `--rate`, whatever
+//! the replies do, and reports throughput and latency percentiles: one JSON object on stdout,
+//! a table on stderr. It links only to the wire crate, so it shares no logic with the server
+//! that could hide the server's bugs.
 
-fn main() {
+mod run;
+mod setup;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::ProgressBar;
+use run::{Endpoints, Phase, RunConfig};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Open-loop load generator: sends pre-signed FastPay requests at a fixed rate and reports
+/// throughput and latency (JSON on stdout, a table on stderr).
+///
+/// The authorities must have been started with this seed's accounts in their genesis
+/// (`loadgen genesis --accounts N > initial_accounts.txt`).
+#[derive(Parser, Debug)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Requests started per second.
+    #[arg(long, default_value_t = 10_000.0)]
+    rate: f64,
+    /// Seconds to send for.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// What each request is: orders (votes), confirmations (certificates applied) or payments
+    /// (order, quorum, certificate, confirmation, end to end).
+    #[arg(long, value_enum, default_value_t = PhaseArg::Orders)]
+    phase: PhaseArg,
+    /// Most requests outstanding at once.
+    #[arg(long, default_value_t = 100_000)]
+    in_flight: usize,
+    /// The committee file.
+    #[arg(long, default_value = "committee.json")]
+    committee: PathBuf,
+    /// Where requests go: `all`, or one authority by its position in the committee file
+    /// (from 0) or its name.
+    #[arg(long, default_value = "all")]
+    target: String,
+    /// Seed of the benchmark accounts (as given to `loadgen genesis`).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Accounts in the genesis set (recipients wrap around it).
+    #[arg(long, default_value_t = 1_000_000)]
+    accounts: u64,
+    /// First account to use: consecutive runs against one authority need disjoint accounts.
+    #[arg(long, default_value_t = 0)]
+    account_offset: u64,
+    /// Confirmations phase: sign certificates with the authorities' own keys (their server
+    /// files, in committee order) instead of collecting live votes, so one authority can be
+    /// measured alone, as the reference benchmark did.
+    #[arg(long)]
+    offline_certificates: bool,
+    /// The authorities' server files, for --offline-certificates.
+    #[arg(long, value_delimiter = ',')]
+    keys: Vec<PathBuf>,
+    /// Milliseconds before an unanswered request counts as timed out.
+    #[arg(long, default_value_t = 2_000)]
+    timeout_ms: u64,
+    /// UDP sockets to send from (distinct source ports).
+    #[arg(long, default_value_t = 4)]
+    sockets: usize,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print genesis lines (`ADDRESS:BALANCE`) for the benchmark accounts.
+    Genesis {
+        /// How many accounts.
+        #[arg(long, default_value_t = 1_000_000)]
+        accounts: u64,
+        /// Seed of the accounts.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Balance of each.
+        #[arg(long, default_value_t = 1_000)]
+        funding: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PhaseArg {
+    Orders,
+    Confirmations,
+    Payments,
+}
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("loadgen: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let args = Args::parse();
+    if let Some(Command::Genesis {
+        accounts,
+        seed,
+        funding,
+    }) = args.command
+    {
+        let lines = setup::genesis(seed, 0, accounts, funding);
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for line in lines {
+            writeln!(out, "{line}")?;
+        }
+        return Ok(());
+    }
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if !positive(args.rate) || !positive(args.duration) {
+        bail!("--rate and --duration must be positive");
+    }
+    let phase = match args.phase {
+        PhaseArg::Orders => Phase::Orders,
+        PhaseArg::Confirmations => Phase::Confirmations,
+        PhaseArg::Payments => Phase::Payments,
+    };
+    let authorities = setup::load_committee(&args.committee)?;
+    let total_weight: u64 = authorities.iter().map(|a| a.weight).sum();
+    let quorum_weight = 2 * total_weight / 3 + 1;
+    // Loadgen counts votes, not weights: with equal weights these agree.
+    let quorum = authorities.len() - authorities.len().saturating_sub(1) / 3;
+    if authorities.iter().any(|a| a.weight != 1) {
+        eprintln!(
+            "note: weights differ from 1; loadgen waits for {quorum} authorities (quorum weight {quorum_weight})"
+        );
+    }
+    let targets: Vec<usize> = match args.target.as_str() {
+        "all" => (0..authorities.len()).collect(),
+        text => match text.parse::<usize>() {
+            Ok(i) if i < authorities.len() => vec![i],
+            Ok(i) => bail!(
+                "--target {i}: the committee has {} authorities",
+                authorities.len()
+            ),
+            Err(_) => vec![
+                authorities
+                    .iter()
+                    .position(|a| a.name.to_string() == text)
+                    .with_context(|| format!("--target {text}: no such authority"))?,
+            ],
+        },
+    };
+    if phase == Phase::Payments && targets.len() < quorum {
+        bail!("--phase payments needs --target all (a quorum of {quorum} authorities)");
+    }
+    let needed = if targets.len() == 1 { 1 } else { quorum };
+
+    let count = ((args.rate * args.duration).ceil() as u64)
+        .min(args.accounts.saturating_sub(args.account_offset));
+    if count == 0 {
+        bail!(
+            "no accounts left: --account-offset {} of --accounts {}",
+            args.account_offset,
+            args.accounts
+        );
+    }
+    if (count as f64) < args.rate * args.duration {
+        eprintln!(
+            "note: only {count} accounts available from offset {}; the run is shorter",
+            args.account_offset
+        );
+    }
     eprintln!(
-        "loadgen is not implemented yet; use `cargo run --release -p fastpay-sim` to run the \
-         committee simulation"
+        "loadgen: {} at {} /s for {} s to {} authorit{} ({} accounts from {})",
+        phase.name(),
+        args.rate,
+        args.duration,
+        targets.len(),
+        if targets.len() == 1 { "y" } else { "ies" },
+        count,
+        args.account_offset
     );
-    std::process::exit(2);
+    let mut jobs = setup::prepare_orders(args.seed, args.account_offset, count, args.accounts);
+    let mut endpoints = Endpoints::new(&authorities, args.sockets)?;
+    let timeout = Duration::from_millis(args.timeout_ms);
+
+    let mut certificates = Vec::new();
+    if phase == Phase::Confirmations {
+        if args.offline_certificates {
+            if args.keys.len() != authorities.len() {
+                bail!(
+                    "--offline-certificates needs --keys with one server file per authority, in committee order"
+                );
+            }
+            let mut keys = Vec::new();
+            for path in &args.keys {
+                keys.push(setup::load_authority_key(path)?);
+            }
+            // Put the targets' keys first so certificates carry their own (skippable) votes.
+            keys.sort_by_key(|k| {
+                !targets
+                    .iter()
+                    .any(|&t| authorities[t].name == k.authority())
+            });
+            certificates = setup::offline_certificates(&jobs, &keys, quorum);
+        }
+        // The targets vote first (unmeasured), as they would in a real payment, so that the
+        // measured confirmations skip their own vote and the owner signature.
+        let prepare = RunConfig {
+            phase: Phase::Orders,
+            rate: args.rate,
+            duration: Duration::from_secs_f64(args.duration),
+            in_flight: args.in_flight,
+            timeout,
+            targets: if args.offline_certificates {
+                targets.clone()
+            } else {
+                (0..authorities.len()).collect()
+            },
+            needed: if args.offline_certificates {
+                needed
+            } else {
+                quorum
+            },
+            quorum,
+        };
+        let bar = live_bar("voting (unmeasured)");
+        let votes = run::run_collecting(&prepare, &mut endpoints, &jobs, &bar)?;
+        bar.finish_and_clear();
+        // Keep the orders the targets voted for, each with its certificate.
+        let offline = std::mem::take(&mut certificates);
+        let mut kept = Vec::new();
+        for (i, vote) in votes.into_iter().enumerate() {
+            if let Some(live_certificate) = vote {
+                kept.push(jobs[i].clone());
+                certificates.push(if args.offline_certificates {
+                    offline[i].clone()
+                } else {
+                    live_certificate
+                });
+            }
+        }
+        if kept.len() < jobs.len() {
+            eprintln!(
+                "note: {} of {} orders got their votes; confirming those",
+                kept.len(),
+                jobs.len()
+            );
+        }
+        jobs = kept;
+    }
+
+    let config = RunConfig {
+        phase,
+        rate: args.rate,
+        duration: Duration::from_secs_f64(args.duration),
+        in_flight: args.in_flight,
+        timeout,
+        targets: targets.clone(),
+        needed,
+        quorum,
+    };
+    let bar = live_bar("running");
+    let report = run::run(&config, &mut endpoints, &jobs, &certificates, &bar)?;
+    bar.finish_and_clear();
+
+    let q = |h: &hdrhistogram::Histogram<u64>, q: f64| {
+        if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(q)
+        }
+    };
+    let latency = &report.latency;
+    let json = serde_json::json!({
+        "phase": phase.name(),
+        "offered_rate": report.sent as f64 / report.window_s,
+        "achieved_rate": report.ok as f64 / report.window_s,
+        "target_rate": args.rate,
+        "duration_s": report.window_s,
+        "sent": report.sent,
+        "ok": report.ok,
+        "rejected": report.rejected_total(),
+        "rejected_by_code": report.rejected,
+        "timeouts": report.timeouts,
+        "loss": report.timeouts as f64 / (report.sent.max(1)) as f64,
+        "late_starts": report.late,
+        "equivocations": report.equivocations,
+        "stray_replies": report.stray_replies,
+        "targets": targets.len(),
+        "latency_us": {
+            "p50": q(latency, 0.5), "p90": q(latency, 0.9), "p99": q(latency, 0.99),
+            "p999": q(latency, 0.999), "max": latency.max(),
+        },
+        "certify_latency_us": if phase == Phase::Payments {
+            serde_json::json!({"p50": q(&report.certify_latency, 0.5), "p99": q(&report.certify_latency, 0.99)})
+        } else { serde_json::Value::Null },
+    });
+    eprintln!(
+        "\n{:<16}{:>12}\n{:<16}{:>12.0}\n{:<16}{:>12.0}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}/{}/{}/{}/{} us",
+        "phase",
+        phase.name(),
+        "offered /s",
+        report.sent as f64 / report.window_s,
+        "achieved /s",
+        report.ok as f64 / report.window_s,
+        "sent",
+        report.sent,
+        "ok",
+        report.ok,
+        "rejected",
+        report.rejected_total(),
+        "timeouts",
+        report.timeouts,
+        "late starts",
+        report.late,
+        "p50/90/99/999/max",
+        q(latency, 0.5),
+        q(latency, 0.9),
+        q(latency, 0.99),
+        q(latency, 0.999),
+        latency.max(),
+    );
+    for (code, n) in &report.rejected {
+        eprintln!("  rejected {code}: {n}");
+    }
+    println!("{json}");
+    Ok(())
+}
+
+fn live_bar(what: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_prefix(what.to_string());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix}: {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(500));
+    bar
 }

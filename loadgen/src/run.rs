@@ -1,0 +1,482 @@
+//! The open-loop runner: requests leave on a fixed schedule whatever the replies do, and each
+//! latency is measured from the request's scheduled time, so a stalled sender or a full
+//! in-flight window shows up in the latencies (no coordinated omission).
+
+use crate::setup::{Authority, Prepared};
+use anyhow::Result;
+use fastpay_wire::{
+    AccountId, CertifiedTransferOrder, ConfirmationOrder, ErrorCode, Message, Signature, decode,
+    encode_into, shard_of,
+};
+use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// How often the sender wakes to send what is due: bursts stay well under a millisecond.
+pub const TICK: Duration = Duration::from_micros(200);
+
+/// What each request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A transfer order to the targets; done at a vote from each needed target.
+    Orders,
+    /// A confirmation order to the targets; done at an acknowledgement from each needed one.
+    Confirmations,
+    /// Order to all, quorum of votes, certificate, confirmation to all, quorum of acks.
+    Payments,
+}
+
+impl Phase {
+    /// The name used on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Orders => "orders",
+            Phase::Confirmations => "confirmations",
+            Phase::Payments => "payments",
+        }
+    }
+}
+
+/// How a run is shaped.
+pub struct RunConfig {
+    /// What each request is.
+    pub phase: Phase,
+    /// Requests started per second.
+    pub rate: f64,
+    /// How long requests are started for.
+    pub duration: Duration,
+    /// Most requests outstanding at once; past it the schedule slips (and latencies show it).
+    pub in_flight: usize,
+    /// How long a request may take before it counts as timed out.
+    pub timeout: Duration,
+    /// Indexes of the authorities requests go to.
+    pub targets: Vec<usize>,
+    /// Replies needed from the targets (votes, or acknowledgements).
+    pub needed: usize,
+    /// For payments: the quorum of the whole committee.
+    pub quorum: usize,
+}
+
+/// What a run measured.
+pub struct Report {
+    /// Requests started.
+    pub sent: u64,
+    /// Requests completed.
+    pub ok: u64,
+    /// Requests refused (by code).
+    pub rejected: BTreeMap<String, u64>,
+    /// Requests without an answer in time.
+    pub timeouts: u64,
+    /// Latency from scheduled start to completion, microseconds.
+    pub latency: Histogram<u64>,
+    /// For payments: scheduled start to certificate, microseconds.
+    pub certify_latency: Histogram<u64>,
+    /// Seconds over which requests were started.
+    pub window_s: f64,
+    /// Requests started more than a millisecond after their scheduled time (the sender could
+    /// not keep up, or the in-flight cap held them back).
+    pub late: u64,
+    /// Votes from one authority for two different orders of one account and sequence number.
+    pub equivocations: u64,
+    /// Replies that matched no outstanding request (late or duplicated).
+    pub stray_replies: u64,
+}
+
+impl Report {
+    /// Requests refused, over all codes.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+enum Stage {
+    Voting {
+        votes: Vec<(usize, Signature)>,
+        refusals: usize,
+    },
+    Confirming {
+        acks: Vec<usize>,
+        refusals: usize,
+    },
+}
+
+struct Request {
+    job: usize,
+    scheduled: Instant,
+    stage: Stage,
+}
+
+/// The sockets and the committee's addresses.
+pub struct Endpoints {
+    sockets: Vec<UdpSocket>,
+    addresses: Vec<SocketAddr>,
+    shards: Vec<u32>,
+    by_address: HashMap<SocketAddr, usize>,
+    names: Vec<fastpay_wire::AuthorityName>,
+    buffer: Vec<u8>,
+}
+
+impl Endpoints {
+    /// `count` nonblocking sockets (distinct source ports spread flow hashing) and the
+    /// committee's addresses.
+    pub fn new(authorities: &[Authority], count: usize) -> Result<Self> {
+        let mut sockets = Vec::new();
+        for _ in 0..count.max(1) {
+            let socket = UdpSocket::bind("0.0.0.0:0")?;
+            socket.set_nonblocking(true)?;
+            sockets.push(socket);
+        }
+        let addresses: Vec<SocketAddr> = authorities
+            .iter()
+            .map(Authority::address)
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            sockets,
+            by_address: addresses.iter().enumerate().map(|(i, a)| (*a, i)).collect(),
+            addresses,
+            shards: authorities.iter().map(|a| a.shards).collect(),
+            names: authorities.iter().map(|a| a.name).collect(),
+            buffer: vec![0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE],
+        })
+    }
+
+    fn send(&mut self, socket: usize, authority: usize, account: &AccountId, message: &Message) {
+        let shard = shard_of(account, self.shards[authority]);
+        if let Ok(len) = encode_into(message, shard, &mut self.buffer) {
+            let socket = &self.sockets[socket % self.sockets.len()];
+            // A full socket buffer is a lost datagram: the request times out and is counted.
+            let _ = socket.send_to(&self.buffer[..len], self.addresses[authority]);
+        }
+    }
+
+    /// One pending reply, from any socket.
+    fn receive(&mut self) -> Option<(usize, Message)> {
+        for socket in &self.sockets {
+            loop {
+                match socket.recv_from(&mut self.buffer) {
+                    Ok((len, from)) => {
+                        let Some(&authority) = self.by_address.get(&from) else {
+                            continue;
+                        };
+                        if let Ok((_, message)) = decode(&self.buffer[..len]) {
+                            return Some((authority, message));
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => break,
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Runs the orders phase and returns, per job, a certificate if the order got the votes it
+/// needed (the votes are not verified: a bad one makes the confirmation fail, which the
+/// confirmations phase counts).
+pub fn run_collecting(
+    config: &RunConfig,
+    endpoints: &mut Endpoints,
+    jobs: &[Prepared],
+    live: &ProgressBar,
+) -> Result<Vec<Option<CertifiedTransferOrder>>> {
+    let mut collected = Vec::new();
+    run_inner(config, endpoints, jobs, &[], live, Some(&mut collected))?;
+    Ok(collected)
+}
+
+/// Runs `jobs` (one per prepared order) open-loop; `certificates` are needed for the
+/// confirmations phase.
+pub fn run(
+    config: &RunConfig,
+    endpoints: &mut Endpoints,
+    jobs: &[Prepared],
+    certificates: &[CertifiedTransferOrder],
+    live: &ProgressBar,
+) -> Result<Report> {
+    run_inner(config, endpoints, jobs, certificates, live, None)
+}
+
+fn run_inner(
+    config: &RunConfig,
+    endpoints: &mut Endpoints,
+    jobs: &[Prepared],
+    certificates: &[CertifiedTransferOrder],
+    live: &ProgressBar,
+    mut collect: Option<&mut Vec<Option<CertifiedTransferOrder>>>,
+) -> Result<Report> {
+    let mut total = ((config.rate * config.duration.as_secs_f64()) as usize).min(jobs.len());
+    if config.phase == Phase::Confirmations {
+        total = total.min(certificates.len());
+    }
+    if let Some(collected) = collect.as_deref_mut() {
+        collected.resize(total, None);
+    }
+    let index: HashMap<AccountId, usize> = jobs
+        .iter()
+        .take(total)
+        .enumerate()
+        .map(|(i, p)| (p.account, i))
+        .collect();
+    let histogram = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3);
+    let mut report = Report {
+        sent: 0,
+        ok: 0,
+        rejected: BTreeMap::new(),
+        timeouts: 0,
+        latency: histogram()?,
+        certify_latency: histogram()?,
+        window_s: 0.0,
+        late: 0,
+        equivocations: 0,
+        stray_replies: 0,
+    };
+    let mut outstanding: HashMap<usize, Request> = HashMap::new();
+    let mut by_start: VecDeque<usize> = VecDeque::new();
+    let mut votes_seen: HashMap<(usize, usize), Signature> = HashMap::new();
+    let start = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / config.rate.max(1e-9));
+    let mut next = 0usize;
+    let mut last_report = start;
+    let mut last_send = start;
+
+    loop {
+        let now = Instant::now();
+        // Start everything the schedule says is due.
+        let due = ((now - start).as_secs_f64() * config.rate) as usize;
+        while next < total.min(due + 1) {
+            if outstanding.len() >= config.in_flight {
+                break;
+            }
+            let job = next;
+            next += 1;
+            let scheduled = start + interval.mul_f64(job as f64);
+            if now > scheduled + Duration::from_millis(1) {
+                report.late += 1;
+            }
+            let stage = match config.phase {
+                Phase::Confirmations => Stage::Confirming {
+                    acks: Vec::new(),
+                    refusals: 0,
+                },
+                _ => Stage::Voting {
+                    votes: Vec::new(),
+                    refusals: 0,
+                },
+            };
+            let message = match config.phase {
+                Phase::Confirmations => Message::ConfirmationOrder(ConfirmationOrder {
+                    certificate: certificates[job].clone(),
+                }),
+                _ => Message::TransferOrder(jobs[job].order),
+            };
+            for &authority in &config.targets {
+                endpoints.send(job, authority, &jobs[job].account, &message);
+            }
+            outstanding.insert(
+                job,
+                Request {
+                    job,
+                    scheduled,
+                    stage,
+                },
+            );
+            by_start.push_back(job);
+            report.sent += 1;
+            last_send = Instant::now();
+        }
+
+        // Take every reply that arrived.
+        while let Some((authority, message)) = endpoints.receive() {
+            let account = match &message {
+                Message::Vote(v) => v.value.transfer.sender,
+                Message::AccountInfoResponse(info) => info.account,
+                Message::Error(e) => e.account,
+                _ => continue,
+            };
+            let Some(&job) = index.get(&account) else {
+                report.stray_replies += 1;
+                continue;
+            };
+            if let Message::Vote(vote) = &message {
+                // Two different votes from one authority for one account and sequence number
+                // would be a broken safety promise.
+                match votes_seen.get(&(authority, job)) {
+                    Some(previous) if *previous != vote.signature => report.equivocations += 1,
+                    Some(_) => {}
+                    None => {
+                        votes_seen.insert((authority, job), vote.signature);
+                    }
+                }
+            }
+            let Some(request) = outstanding.get_mut(&job) else {
+                report.stray_replies += 1;
+                continue;
+            };
+            let outcome = step(config, endpoints, jobs, request, authority, message);
+            match outcome {
+                Step::Pending => {}
+                Step::Certified => {
+                    let elapsed = request.scheduled.elapsed().as_micros() as u64;
+                    report.certify_latency.saturating_record(elapsed.max(1));
+                }
+                Step::Done => {
+                    if let (Some(collected), Stage::Voting { votes, .. }) =
+                        (collect.as_deref_mut(), &request.stage)
+                    {
+                        collected[job] = Some(CertifiedTransferOrder {
+                            value: jobs[job].order,
+                            signatures: votes
+                                .iter()
+                                .map(|(a, s)| (endpoints.names[*a], *s))
+                                .collect(),
+                        });
+                    }
+                    let elapsed = request.scheduled.elapsed().as_micros() as u64;
+                    report.latency.saturating_record(elapsed.max(1));
+                    report.ok += 1;
+                    outstanding.remove(&job);
+                }
+                Step::Refused(code) => {
+                    *report.rejected.entry(format!("{code:?}")).or_default() += 1;
+                    outstanding.remove(&job);
+                }
+            }
+        }
+
+        // Expire the oldest requests.
+        while let Some(&job) = by_start.front() {
+            match outstanding.get(&job) {
+                None => {
+                    by_start.pop_front();
+                }
+                Some(request) if request.scheduled.elapsed() > config.timeout => {
+                    outstanding.remove(&job);
+                    by_start.pop_front();
+                    report.timeouts += 1;
+                }
+                Some(_) => break,
+            }
+        }
+
+        if now.duration_since(last_report) >= Duration::from_millis(500) {
+            last_report = now;
+            let elapsed = (now - start).as_secs_f64();
+            live.set_message(format!(
+                "t={elapsed:5.1}s sent={} ok={} rejected={} timeouts={} in-flight={} rate={:.0}/s p99={}us",
+                report.sent,
+                report.ok,
+                report.rejected_total(),
+                report.timeouts,
+                outstanding.len(),
+                report.ok as f64 / elapsed.max(1e-9),
+                report.latency.value_at_quantile(0.99),
+            ));
+        }
+        if next >= total && outstanding.is_empty() {
+            break;
+        }
+        if next >= total && last_send.elapsed() > config.timeout + Duration::from_millis(100) {
+            // Whatever is left has timed out by now.
+            report.timeouts += outstanding.len() as u64;
+            break;
+        }
+        std::thread::sleep(TICK);
+    }
+    report.window_s = (last_send - start)
+        .as_secs_f64()
+        .max(interval.as_secs_f64());
+    Ok(report)
+}
+
+enum Step {
+    Pending,
+    Certified,
+    Done,
+    Refused(ErrorCode),
+}
+
+/// Advances one request with one reply.
+fn step(
+    config: &RunConfig,
+    endpoints: &mut Endpoints,
+    jobs: &[Prepared],
+    request: &mut Request,
+    authority: usize,
+    message: Message,
+) -> Step {
+    let targets = config.targets.len();
+    match (&mut request.stage, message) {
+        (Stage::Voting { votes, .. }, Message::Vote(vote)) => {
+            if vote.value != jobs[request.job].order || votes.iter().any(|(a, _)| *a == authority) {
+                return Step::Pending;
+            }
+            votes.push((authority, vote.signature));
+            let needed = if config.phase == Phase::Payments {
+                config.quorum
+            } else {
+                config.needed
+            };
+            if votes.len() < needed {
+                return Step::Pending;
+            }
+            if config.phase != Phase::Payments {
+                return Step::Done;
+            }
+            // Quorum: certify and confirm with every target.
+            let certificate = CertifiedTransferOrder {
+                value: vote.value,
+                signatures: votes
+                    .iter()
+                    .map(|(a, s)| (endpoints.names[*a], *s))
+                    .collect(),
+            };
+            let message = Message::ConfirmationOrder(ConfirmationOrder { certificate });
+            for &target in &config.targets {
+                endpoints.send(request.job, target, &jobs[request.job].account, &message);
+            }
+            request.stage = Stage::Confirming {
+                acks: Vec::new(),
+                refusals: 0,
+            };
+            Step::Certified
+        }
+        (Stage::Confirming { acks, .. }, Message::AccountInfoResponse(info)) => {
+            if info.next_sequence_number.value() == 0 || acks.contains(&authority) {
+                return Step::Pending;
+            }
+            acks.push(authority);
+            let needed = if config.phase == Phase::Payments {
+                config.quorum
+            } else {
+                config.needed
+            };
+            if acks.len() >= needed {
+                Step::Done
+            } else {
+                Step::Pending
+            }
+        }
+        (
+            Stage::Voting { refusals, .. } | Stage::Confirming { refusals, .. },
+            Message::Error(error),
+        ) => {
+            *refusals += 1;
+            let needed = if config.phase == Phase::Payments {
+                config.quorum
+            } else {
+                config.needed
+            };
+            // Refused once enough targets said no that the rest cannot make up the need.
+            if targets - *refusals < needed {
+                Step::Refused(error.code)
+            } else {
+                Step::Pending
+            }
+        }
+        _ => Step::Pending,
+    }
+}

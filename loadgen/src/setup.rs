@@ -1,0 +1,200 @@
+//! What loadgen prepares before the clock starts: the committee, the benchmark accounts (keys
+//! derived from a seed, so `loadgen genesis` and a run agree without sharing files), and
+//! pre-signed orders and certificates.
+
+use anyhow::{Context, Result, bail};
+use fastpay_wire::{
+    AccountId, Amount, AuthorityName, CertifiedTransferOrder, KeyPair, SequenceNumber,
+    SignedTransferOrder, Transfer, TransferOrder,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+
+/// One authority as the committee file describes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Authority {
+    /// Its public key.
+    pub name: AuthorityName,
+    /// Host it listens on.
+    pub host: String,
+    /// Its public port.
+    pub port: u16,
+    /// Its shard count.
+    pub shards: u32,
+    /// Its voting weight.
+    #[serde(default = "one")]
+    pub weight: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl Authority {
+    /// The address clients send to.
+    pub fn address(&self) -> Result<SocketAddr> {
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .with_context(|| format!("cannot resolve {}:{}", self.host, self.port))
+    }
+}
+
+/// Reads a committee file: one JSON object per authority.
+pub fn load_committee(path: &Path) -> Result<Vec<Authority>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let mut authorities = Vec::new();
+    for entry in serde_json::Deserializer::from_str(&text).into_iter::<Authority>() {
+        authorities.push(
+            entry
+                .with_context(|| format!("{}: entry {}", path.display(), authorities.len() + 1))?,
+        );
+    }
+    if authorities.is_empty() {
+        bail!("{}: no authority in the committee file", path.display());
+    }
+    Ok(authorities)
+}
+
+#[derive(Deserialize)]
+struct ServerFile {
+    authority: Authority,
+    secret: String,
+}
+
+/// Reads an authority's private file (for `--offline-certificates`).
+pub fn load_authority_key(path: &Path) -> Result<KeyPair> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let file: ServerFile =
+        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(file.secret.trim(), &mut seed)
+        .with_context(|| format!("{}: secret is not 64 hex digits", path.display()))?;
+    let key = KeyPair::from_seed(seed);
+    if key.authority() != file.authority.name {
+        bail!(
+            "{}: the secret does not match the authority name",
+            path.display()
+        );
+    }
+    Ok(key)
+}
+
+/// The key of benchmark account `index` under `seed`.
+pub fn account_key(seed: u64, index: u64) -> KeyPair {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    bytes[8..16].copy_from_slice(&index.to_le_bytes());
+    bytes[16..24].copy_from_slice(b"loadgen!");
+    KeyPair::from_seed(bytes)
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Runs `f` over `0..count` on every core, in order, with a progress bar.
+fn parallel<T: Send>(count: usize, what: &str, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let bar = progress(count as u64, what);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = count.div_ceil(threads).max(1);
+    let mut out: Vec<T> = Vec::with_capacity(count);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..count)
+            .step_by(chunk)
+            .map(|start| {
+                let (f, bar) = (&f, &bar);
+                scope.spawn(move || {
+                    let end = (start + chunk).min(count);
+                    let mut part = Vec::with_capacity(end - start);
+                    for i in start..end {
+                        part.push(f(i));
+                        if i % 1024 == 0 {
+                            bar.inc(1024.min((end - i) as u64));
+                        }
+                    }
+                    part
+                })
+            })
+            .collect();
+        for handle in handles {
+            out.extend(handle.join().unwrap_or_default());
+        }
+    });
+    bar.finish_and_clear();
+    out
+}
+
+/// The genesis lines for `count` accounts from `first`, each funded with `funding`.
+pub fn genesis(seed: u64, first: u64, count: u64, funding: u64) -> Vec<String> {
+    parallel(count as usize, "deriving accounts", |i| {
+        let account = account_key(seed, first + i as u64).account();
+        format!("{account}:{funding}")
+    })
+}
+
+/// A benchmark account and its pre-signed order.
+#[derive(Clone)]
+pub struct Prepared {
+    /// The paying account.
+    pub account: AccountId,
+    /// Its order: one unit to the next account, at sequence number 0.
+    pub order: TransferOrder,
+}
+
+/// Derives the accounts `first..first + count` and signs one order each (one unit to the
+/// next account of the genesis set of `total`).
+pub fn prepare_orders(seed: u64, first: u64, count: u64, total: u64) -> Vec<Prepared> {
+    parallel(count as usize, "pre-signing orders", |i| {
+        let index = first + i as u64;
+        let key = account_key(seed, index);
+        let recipient = account_key(seed, (index + 1) % total.max(1)).account();
+        let order = TransferOrder::new(
+            Transfer {
+                sender: key.account(),
+                recipient,
+                amount: Amount::new(1),
+                sequence_number: SequenceNumber::ZERO,
+                user_data: None,
+            },
+            &key,
+        );
+        Prepared {
+            account: key.account(),
+            order,
+        }
+    })
+}
+
+/// Signs a certificate for every order with the committee's keys, as the authorities would
+/// (ed25519 signatures are deterministic, so these votes are byte-identical to live ones).
+pub fn offline_certificates(
+    orders: &[Prepared],
+    keys: &[KeyPair],
+    quorum: usize,
+) -> Vec<CertifiedTransferOrder> {
+    parallel(orders.len(), "signing certificates", |i| {
+        let order = orders[i].order;
+        CertifiedTransferOrder {
+            value: order,
+            signatures: keys
+                .iter()
+                .take(quorum)
+                .map(|key| {
+                    let vote = SignedTransferOrder::new(order, key);
+                    (vote.authority, vote.signature)
+                })
+                .collect(),
+        }
+    })
+}
