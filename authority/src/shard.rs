@@ -104,8 +104,8 @@ pub struct AuthorityShard {
     shard: ShardId,
     num_shards: u32,
     accounts: HashMap<AccountId, AccountState>,
-    /// Validated keys of accounts that have ordered something (validation costs a scalar
-    /// multiplication, so it is paid once per account).
+    /// Validated, decompressed keys: of every genesis account, and of accounts created since
+    /// once they order (decompression costs a square root, so it is paid once per account).
     keys: HashMap<AccountId, PublicKey>,
     /// For each sender that paid into this shard from another shard: the sequence number after
     /// the last credit applied. A sender's credits leave its shard in sequence order, so over
@@ -132,10 +132,13 @@ impl AuthorityShard {
         if shard.0 >= num_shards {
             return Err(ShardSetupError::ShardOutOfRange { shard, num_shards });
         }
-        let accounts = genesis
-            .accounts()
-            .iter()
-            .filter(|(account, _)| shard_of(account, num_shards) == shard)
+        let owned = || {
+            genesis
+                .accounts()
+                .iter()
+                .filter(|(account, _)| shard_of(account, num_shards) == shard)
+        };
+        let accounts = owned()
             .map(|(account, amount)| {
                 let state = AccountState {
                     balance: Balance::from(*amount),
@@ -144,6 +147,11 @@ impl AuthorityShard {
                 (*account, state)
             })
             .collect();
+        // Decompress and validate every genesis key now (a few microseconds each) rather than
+        // on the account's first order; a malformed key is refused when it orders.
+        let keys = owned()
+            .filter_map(|(account, _)| Some((*account, PublicKey::of_account(account).ok()?)))
+            .collect();
         Ok(Self {
             key,
             name,
@@ -151,7 +159,7 @@ impl AuthorityShard {
             shard,
             num_shards,
             accounts,
-            keys: HashMap::new(),
+            keys,
             credited: HashMap::new(),
         })
     }

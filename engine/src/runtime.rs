@@ -262,14 +262,33 @@ impl Engine {
         let mut threads = Vec::new();
         let mut links = links.into_iter();
         let mut polls: Vec<Option<Poll>> = polls.into_iter().map(Some).collect();
-        for (shard, socket) in local.iter().map(|s| *s as usize).zip(sockets) {
+        // Build the shards' states in parallel: each validates its genesis keys.
+        let states: Vec<Result<AuthorityShard, ShardSetupError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = local
+                .iter()
+                .map(|&shard| {
+                    let (committee, genesis) = (config.committee.clone(), &config.genesis);
+                    scope.spawn(move || {
+                        AuthorityShard::new(
+                            KeyPair::from_seed(config.key_seed),
+                            committee,
+                            ShardId(shard),
+                            genesis,
+                        )
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or(Err(ShardSetupError::NotInCommittee(name)))
+                })
+                .collect()
+        });
+        for ((shard, socket), state) in local.iter().map(|s| *s as usize).zip(sockets).zip(states) {
+            let state = state?;
             let shard_id = ShardId(shard as u32);
-            let state = AuthorityShard::new(
-                KeyPair::from_seed(config.key_seed),
-                config.committee.clone(),
-                shard_id,
-                &config.genesis,
-            )?;
             let Some(poll) = polls[shard].take() else {
                 continue;
             };

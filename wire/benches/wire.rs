@@ -1,0 +1,135 @@
+//! Ceilings for the engine: the codec per message kind, signing, and single versus batch
+//! verification at batch sizes 1 to 256.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fastpay_wire::*;
+use std::hint::black_box;
+use std::time::Duration;
+
+fn key(i: u64) -> KeyPair {
+    let mut seed = [7u8; 32];
+    seed[..8].copy_from_slice(&i.to_le_bytes());
+    KeyPair::from_seed(seed)
+}
+
+fn transfer(i: u64) -> Transfer {
+    Transfer {
+        sender: key(i).account(),
+        recipient: key(i + 1).account(),
+        amount: Amount::new(1),
+        sequence_number: SequenceNumber::new(i),
+        user_data: None,
+    }
+}
+
+fn messages() -> Vec<(&'static str, Message)> {
+    let order = TransferOrder::new(transfer(1), &key(1));
+    let certificate = CertifiedTransferOrder {
+        value: order,
+        signatures: (10..13)
+            .map(|i| {
+                let v = SignedTransferOrder::new(order, &key(i));
+                (v.authority, v.signature)
+            })
+            .collect(),
+    };
+    vec![
+        ("transfer_order", Message::TransferOrder(order)),
+        (
+            "vote",
+            Message::Vote(SignedTransferOrder::new(order, &key(10))),
+        ),
+        (
+            "confirmation_order",
+            Message::ConfirmationOrder(ConfirmationOrder {
+                certificate: certificate.clone(),
+            }),
+        ),
+        (
+            "account_info_request",
+            Message::AccountInfoRequest(AccountInfoRequest {
+                account: key(1).account(),
+            }),
+        ),
+        (
+            "account_info_response",
+            Message::AccountInfoResponse(AccountInfoResponse {
+                account: key(1).account(),
+                balance: Balance::new(5),
+                next_sequence_number: SequenceNumber::new(1),
+                pending: None,
+            }),
+        ),
+        (
+            "cross_shard_update",
+            Message::CrossShardUpdate(CrossShardUpdate {
+                recipient_shard: ShardId(1),
+                certificate,
+            }),
+        ),
+    ]
+}
+
+fn codec(c: &mut Criterion) {
+    let mut group = c.benchmark_group("codec");
+    let mut buffer = vec![0u8; codec::MAX_DATAGRAM_SIZE];
+    for (name, message) in messages() {
+        group.bench_function(BenchmarkId::new("encode", name), |b| {
+            b.iter(|| encode_into(black_box(&message), ShardId(1), &mut buffer).unwrap())
+        });
+        let bytes = encode(&message, ShardId(1)).unwrap();
+        group.bench_function(BenchmarkId::new("decode", name), |b| {
+            b.iter(|| decode(black_box(&bytes)).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn signing(c: &mut Criterion) {
+    let signer = key(1);
+    let value = transfer(1);
+    let bytes = SignedBytes::for_transfer(Domain::Vote, &value);
+    c.bench_function("sign/vote", |b| b.iter(|| signer.sign(black_box(&bytes))));
+    c.bench_function("signed_bytes/transfer", |b| {
+        b.iter(|| SignedBytes::for_transfer(Domain::Vote, black_box(&value)))
+    });
+}
+
+fn verification(c: &mut Criterion) {
+    let items: Vec<(PublicKey, SignedBytes, Signature)> = (0..256)
+        .map(|i| {
+            let k = key(i);
+            let bytes = SignedBytes::for_transfer(Domain::TransferOrder, &transfer(i));
+            (k.public_key().unwrap(), bytes, k.sign(&bytes))
+        })
+        .collect();
+    let mut group = c.benchmark_group("verify");
+    group.bench_function("single", |b| {
+        let (key, bytes, signature) = &items[0];
+        b.iter(|| key.verify(black_box(bytes), signature).unwrap())
+    });
+    let mut verifier = BatchVerifier::new();
+    for size in [1usize, 2, 4, 8, 16, 32, 64, 128, 256] {
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_function(BenchmarkId::new("batch", size), |b| {
+            b.iter(|| {
+                verifier.clear();
+                for (key, bytes, signature) in &items[..size] {
+                    verifier.push(key, *bytes, *signature);
+                }
+                assert!(verifier.verify().iter().all(|ok| *ok));
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = codec, signing, verification
+}
+criterion_main!(benches);
