@@ -6,8 +6,11 @@
 #   scripts/bench.sh [--authorities K] [--shards N] [--rate R] [--duration S]
 #                    [--phase orders|confirmations|payments] [--target all|I]
 #                    [--cores LIST] [--loadgen-cores LIST] [--no-steering] [--check]
+#                    [--portable]
 #
 # Defaults: 1 authority, 2 shards, 20000 requests/s for 5 s, orders, every core.
+# Binaries are built for this machine's CPU (-C target-cpu=native, in target/native);
+# --portable uses the ordinary release build (AVX-512 chosen at run time).
 # With one authority measured alone in the confirmations phase, certificates are signed
 # offline with every authority's key (as the reference benchmark did). --check exits non-zero
 # unless every request succeeded (CI's smoke run). --cores pins the authorities' shards,
@@ -16,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 authorities=1 shards=2 rate=20000 duration=5 phase=orders target=all
-cores="" loadgen_cores="" steering="" check=false
+cores="" loadgen_cores="" steering="" check=false portable=false
 while [ $# -gt 0 ]; do
     case "$1" in
         --authorities) authorities=$2; shift 2 ;;
@@ -29,14 +32,23 @@ while [ $# -gt 0 ]; do
         --loadgen-cores) loadgen_cores=$2; shift 2 ;;
         --no-steering) steering=--no-steering; shift ;;
         --check) check=true; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --portable) portable=true; shift ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
 
-echo "==> building (release)" >&2
-cargo build --release --locked -p fastpay-engine -p fastpay-loadgen >&2
-bin="$PWD/target/release"
+if $portable; then
+    echo "==> building (release, portable)" >&2
+    cargo build --release --locked -p fastpay-engine -p fastpay-loadgen >&2
+    bin="$PWD/target/release"
+else
+    echo "==> building (release, native CPU)" >&2
+    RUSTFLAGS='-C target-cpu=native --cfg curve25519_dalek_backend="avx512"' \
+        CARGO_TARGET_DIR="$PWD/target/native" \
+        cargo build --release --locked -p fastpay-engine -p fastpay-loadgen >&2
+    bin="$PWD/target/native/release"
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() {

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Per-core scaling: for 1..N shards (default: every core), pin the authority's shards to
+# cores 0..n-1, find the highest sustained rate (p99 under a bound, loss under 0.1%, nothing
+# rejected), and write a CSV and a PNG plot of throughput per shard count against the linear
+# ideal (gnuplot, installed from Debian's packages if missing).
+#
+#   scripts/scale-cores.sh [--max-shards N] [--phase orders|confirmations] [--p99-ms MS]
+#                          [--duration S] [--out DIR]
+#
+# Each probe is a fresh scripts/bench.sh run (one authority, certificates signed offline for
+# confirmations). loadgen is pinned to the cores the shards leave free, when there are any.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+max_shards=$(nproc) phase=orders p99_ms=5 duration=3 out=scaling
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --max-shards) max_shards=$2; shift 2 ;;
+        --phase) phase=$2; shift 2 ;;
+        --p99-ms) p99_ms=$2; shift 2 ;;
+        --duration) duration=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) echo "scale-cores.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+mkdir -p "$out"
+cores=$(nproc)
+target=all
+[ "$phase" = confirmations ] && target=0
+
+# probe SHARDS RATE -> prints "ok achieved p99" or "fail achieved p99"
+probe() {
+    local shards=$1 rate=$2 pin loadgen_pin=""
+    pin=$(seq -s, 0 $((shards - 1)))
+    if [ "$shards" -lt "$cores" ]; then loadgen_pin=$(seq -s, "$shards" $((cores - 1))); fi
+    local result
+    result=$(scripts/bench.sh --authorities 1 --shards "$shards" --cores "$pin" \
+        ${loadgen_pin:+--loadgen-cores "$loadgen_pin"} --rate "$rate" --duration "$duration" \
+        --phase "$phase" --target "$target" 2>/dev/null | tail -n 1)
+    echo "$result" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+bound = float(sys.argv[1]) * 1000
+good = r["sent"] > 0 and r["rejected"] == 0 and r["loss"] < 0.001 and r["latency_us"]["p99"] <= bound and r["ok"] >= 0.999 * r["sent"]
+print("ok" if good else "fail", round(r["achieved_rate"]), r["latency_us"]["p99"])' "$p99_ms"
+}
+
+echo "shards,max_rate,p99_us,ideal" > "$out/scaling.csv"
+base=""
+for shards in $(seq 1 "$max_shards"); do
+    lo=0 lo_p99=0 hi="" rate=8000
+    # Double until a probe fails, then bisect between the last success and the failure.
+    while [ -z "$hi" ]; do
+        read -r verdict achieved p99 < <(probe "$shards" "$rate")
+        echo "shards=$shards rate=$rate -> $verdict (achieved $achieved/s, p99 ${p99}us)" >&2
+        if [ "$verdict" = ok ]; then lo=$rate lo_p99=$p99 rate=$((rate * 2)); else hi=$rate; fi
+        [ "$rate" -gt 400000 ] && hi=$rate
+    done
+    for _ in 1 2 3 4; do
+        mid=$(( (lo + hi) / 2 ))
+        [ $((hi - lo)) -lt 1000 ] && break
+        read -r verdict achieved p99 < <(probe "$shards" "$mid")
+        echo "shards=$shards rate=$mid -> $verdict (achieved $achieved/s, p99 ${p99}us)" >&2
+        if [ "$verdict" = ok ]; then lo=$mid lo_p99=$p99; else hi=$mid; fi
+    done
+    [ -z "$base" ] && base=$lo
+    echo "$shards,$lo,$lo_p99,$((base * shards))" >> "$out/scaling.csv"
+    echo "==> $shards shard(s): $lo /s sustained (p99 ${lo_p99}us)" >&2
+done
+cat "$out/scaling.csv"
+
+if ! command -v gnuplot >/dev/null 2>&1; then
+    echo "==> installing gnuplot (Debian package gnuplot-nox)" >&2
+    (apt-get install -y -q gnuplot-nox >/dev/null 2>&1 || sudo apt-get install -y -q gnuplot-nox >/dev/null 2>&1) ||
+        { echo "gnuplot is not available; the CSV is in $out/scaling.csv" >&2; exit 0; }
+fi
+gnuplot <<PLOT
+set terminal pngcairo size 800,500
+set output "$out/scaling.png"
+set datafile separator ","
+set title "fastpay: sustained $phase/s per shard count (p99 <= ${p99_ms} ms, loss < 0.1%)"
+set xlabel "shards (pinned cores)"
+set ylabel "$phase per second"
+set xtics 1
+set yrange [0:*]
+set key top left
+plot "$out/scaling.csv" using 1:2 skip 1 with linespoints lw 2 title "measured", \
+     "$out/scaling.csv" using 1:4 skip 1 with lines dt 2 title "linear ideal"
+PLOT
+echo "==> $out/scaling.csv and $out/scaling.png" >&2
