@@ -7,6 +7,7 @@ use fastpay_wire::{
     CertifiedTransferOrder, Committee, ConfirmationOrder, CrossShardUpdate, KeyPair, PublicKey,
     SequenceNumber, ShardId, SignedTransferOrder, TransferOrder, shard_of,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -38,7 +39,7 @@ fn all_verified(verifier: &mut BatchVerifier) -> Result<(), AuthorityError> {
 }
 
 /// One account as this shard sees it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountState {
     /// Balance at this authority (negative while credits behind certified debits are still
     /// on their way).
@@ -71,9 +72,20 @@ pub enum ConfirmationCheck {
     Verify(Range<usize>),
 }
 
+/// A shard's whole state, for a snapshot on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardSnapshot {
+    /// Every account, sorted.
+    pub accounts: Vec<(AccountId, AccountState)>,
+    /// The credit marks, sorted.
+    pub credited: Vec<(AccountId, SequenceNumber)>,
+}
+
 /// The effects of applying a confirmation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confirmed {
+    /// Whether this call applied the debit (false when it had been applied before).
+    pub applied: bool,
     /// The acknowledgement for the client: the sender's state after the debit.
     pub response: AccountInfoResponse,
     /// The credit to send to the recipient's shard, when that is another shard.
@@ -408,6 +420,7 @@ impl AuthorityShard {
         let certificate = &order.certificate;
         if let Some(response) = self.confirmation_precheck(certificate)? {
             return Ok(Confirmed {
+                applied: false,
                 response,
                 cross_shard: None,
             });
@@ -449,6 +462,7 @@ impl AuthorityShard {
             self.accounts.insert(transfer.recipient, recipient);
         }
         Ok(Confirmed {
+            applied: true,
             response,
             cross_shard,
         })
@@ -462,6 +476,7 @@ impl AuthorityShard {
         let mut verifier = BatchVerifier::new();
         match self.check_confirmation_order(order, &mut verifier)? {
             ConfirmationCheck::AlreadyApplied(response) => Ok(Confirmed {
+                applied: false,
                 response,
                 cross_shard: None,
             }),
@@ -558,6 +573,47 @@ impl AuthorityShard {
         }
         all_verified(&mut verifier)?;
         self.apply_cross_shard_update(update)
+    }
+
+    // ---- persistence -----------------------------------------------------------------------
+
+    /// The whole state, sorted so that equal states give equal snapshots.
+    pub fn snapshot(&self) -> ShardSnapshot {
+        let mut accounts: Vec<(AccountId, AccountState)> = self
+            .accounts
+            .iter()
+            .map(|(id, state)| (*id, state.clone()))
+            .collect();
+        accounts.sort_by_key(|(id, _)| *id);
+        let mut credited: Vec<(AccountId, SequenceNumber)> = self
+            .credited
+            .iter()
+            .map(|(id, mark)| (*id, *mark))
+            .collect();
+        credited.sort();
+        ShardSnapshot { accounts, credited }
+    }
+
+    /// Replaces the state with a snapshot's (keys are validated again as accounts order).
+    pub fn restore(&mut self, snapshot: ShardSnapshot) {
+        self.accounts = snapshot.accounts.into_iter().collect();
+        self.credited = snapshot.credited.into_iter().collect();
+        self.keys
+            .retain(|account, _| self.accounts.contains_key(account));
+    }
+
+    /// Re-establishes a vote recorded before a restart, without signing again: the account's
+    /// pending vote becomes `vote` if it is for the account's next sequence number. Returns
+    /// whether it was restored.
+    pub fn restore_vote(&mut self, vote: SignedTransferOrder) -> bool {
+        let transfer = vote.value.transfer;
+        match self.accounts.get_mut(&transfer.sender) {
+            Some(account) if account.next_sequence_number == transfer.sequence_number => {
+                account.pending = Some(vote);
+                true
+            }
+            _ => false,
+        }
     }
 
     // ---- queries ---------------------------------------------------------------------------

@@ -17,5 +17,6 @@ pub mod link;
 pub mod net_client;
 pub mod pipeline;
 pub mod runtime;
+pub mod store;
 pub mod udp;
 pub mod wallet;

@@ -206,6 +206,36 @@ pub fn encode(message: &Message, shard: ShardId) -> Result<Vec<u8>, CodecError> 
     Ok(out)
 }
 
+/// The configuration of an authority's own files (log records, snapshots): the wire's
+/// integer encoding, with a limit sized for a snapshot rather than a datagram.
+type StorageConfig = Configuration<LittleEndian, Fixint, Limit<STORAGE_LIMIT>>;
+
+/// The largest stored value (a shard snapshot), in bytes.
+pub const STORAGE_LIMIT: usize = 1 << 34;
+
+const STORAGE: StorageConfig = bincode::config::standard()
+    .with_little_endian()
+    .with_fixed_int_encoding()
+    .with_limit::<STORAGE_LIMIT>();
+
+/// Appends the stored encoding of `value` to `out` (for an authority's log and snapshots,
+/// which it wrote itself and checksums).
+pub fn encode_stored<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    bincode::serde::encode_into_std_write(value, out, STORAGE)
+        .map(|_| ())
+        .map_err(|_| CodecError::TooLarge)
+}
+
+/// Decodes a value written by [`encode_stored`]; every byte must be used.
+pub fn decode_stored<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, read) = bincode::serde::decode_from_slice(bytes, STORAGE)
+        .map_err(|_| CodecError::Malformed("stored value"))?;
+    if read != bytes.len() {
+        return Err(CodecError::TrailingBytes);
+    }
+    Ok(value)
+}
+
 /// Encodes one value (no header) with the wire configuration; used for signed bytes.
 pub(crate) fn encode_value<T: Serialize>(value: &T, out: &mut [u8]) -> Result<usize, CodecError> {
     bincode::serde::encode_into_slice(value, out, CONFIG).map_err(|error| match error {
