@@ -77,6 +77,10 @@ counters! {
     SendDropped => "send_dropped",
     /// Signatures verified.
     SignaturesChecked => "signatures_checked",
+    /// Log commits made durable (one fdatasync each).
+    Fsyncs => "fsyncs",
+    /// Bytes of log and snapshot on disk (a gauge).
+    DiskBytes => "disk_bytes",
     /// Batches processed.
     Batches => "batches",
 }
@@ -122,6 +126,11 @@ impl ShardCounters {
     /// Adds `n` to `counter`.
     pub fn add(&self, counter: Counter, n: u64) {
         self.values[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge.
+    pub fn set(&self, counter: Counter, value: u64) {
+        self.values[counter as usize].store(value, Ordering::Relaxed);
     }
 
     /// Adds one to `counter`.

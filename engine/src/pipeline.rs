@@ -8,6 +8,7 @@
 //! the vote list of a decoded certificate.
 
 use crate::counters::{Counter, ShardCounters};
+use crate::store::Record;
 use crate::udp::Datagrams;
 use fastpay_authority::{AuthorityError, AuthorityShard, ConfirmationCheck, OrderCheck};
 use fastpay_wire::{
@@ -21,8 +22,16 @@ use std::sync::Arc;
 /// Something one shard hands to another shard of the same process.
 #[derive(Debug)]
 pub enum Handover {
-    /// The credit side of a confirmed transfer (trusted: it comes from our own shard).
-    Credit(CrossShardUpdate),
+    /// The credit side of a confirmed transfer (trusted: it comes from our own shard), the
+    /// `sequence`-th credit on the link from shard `from`.
+    Credit {
+        /// The sending shard.
+        from: u32,
+        /// Position on the link from `from` to the receiver (from 1).
+        sequence: u64,
+        /// The credit.
+        update: CrossShardUpdate,
+    },
     /// A datagram that the kernel delivered to the wrong shard's socket.
     Datagram {
         /// Who sent it, so the owner can reply.
@@ -37,7 +46,8 @@ pub enum Handover {
 pub struct Outputs {
     /// Replies to send.
     pub replies: Datagrams,
-    /// Handovers for other shards, with their destination.
+    /// Handovers for other shards, with their destination. Credits come out with sequence
+    /// zero: the runtime numbers them per link.
     pub handovers: Vec<(ShardId, Handover)>,
 }
 
@@ -62,6 +72,8 @@ pub struct ShardWorker {
     verifier: BatchVerifier,
     pending: Vec<Pending>,
     counters: Arc<ShardCounters>,
+    /// What changed the state since the runtime last took it, when durability is on.
+    records: Option<Vec<Record>>,
 }
 
 impl ShardWorker {
@@ -73,7 +85,29 @@ impl ShardWorker {
             verifier: BatchVerifier::new(),
             pending: Vec::new(),
             counters,
+            records: None,
         }
+    }
+
+    /// Keeps a record of every state change for the log (durability on).
+    pub fn record_changes(&mut self) {
+        self.records = Some(Vec::new());
+    }
+
+    /// The records since the last call, to log before any reply of this batch leaves.
+    pub fn take_records(&mut self) -> impl Iterator<Item = Record> + '_ {
+        self.records.iter_mut().flat_map(|r| r.drain(..))
+    }
+
+    fn record(&mut self, record: impl FnOnce() -> Record) {
+        if let Some(records) = self.records.as_mut() {
+            records.push(record());
+        }
+    }
+
+    /// The shard's state, for a snapshot.
+    pub fn shard_mut(&mut self) -> &mut AuthorityShard {
+        &mut self.shard
     }
 
     /// The shard state.
@@ -81,10 +115,18 @@ impl ShardWorker {
         &self.shard
     }
 
-    /// Applies a credit handed over by another shard of this process.
-    pub fn apply_credit(&mut self, update: &CrossShardUpdate) {
-        match self.shard.apply_cross_shard_update(update) {
-            Ok(fastpay_authority::CreditOutcome::Applied) => self.counters.bump(Counter::Credited),
+    /// Applies a credit handed over by another shard of this process, the `sequence`-th on
+    /// the link from shard `from`.
+    pub fn apply_credit(&mut self, from: u32, sequence: u64, update: CrossShardUpdate) {
+        match self.shard.apply_cross_shard_update(&update) {
+            Ok(fastpay_authority::CreditOutcome::Applied) => {
+                self.counters.bump(Counter::Credited);
+                self.record(|| Record::Credit {
+                    from,
+                    sequence,
+                    update,
+                });
+            }
             Ok(fastpay_authority::CreditOutcome::Duplicate) => {
                 self.counters.bump(Counter::DuplicateCredit)
             }
@@ -96,7 +138,19 @@ impl ShardWorker {
     /// certificate must prove it.
     pub fn apply_link_credit(&mut self, update: &CrossShardUpdate) {
         match self.shard.handle_cross_shard_update(update) {
-            Ok(fastpay_authority::CreditOutcome::Applied) => self.counters.bump(Counter::Credited),
+            Ok(fastpay_authority::CreditOutcome::Applied) => {
+                self.counters.bump(Counter::Credited);
+                let from = self
+                    .shard
+                    .shard_of(&update.certificate.value.transfer.sender)
+                    .0;
+                let update = update.clone();
+                self.record(|| Record::Credit {
+                    from,
+                    sequence: 0,
+                    update,
+                });
+            }
             Ok(fastpay_authority::CreditOutcome::Duplicate) => {
                 self.counters.bump(Counter::DuplicateCredit)
             }
@@ -244,14 +298,28 @@ impl ShardWorker {
             let outcome = match request {
                 Pending::Order { order, .. } => self.shard.vote_verified(order).map(|vote| {
                     self.counters.bump(Counter::Voted);
+                    if let Some(records) = self.records.as_mut() {
+                        records.push(Record::Vote(vote));
+                    }
                     Message::Vote(vote)
                 }),
                 Pending::Confirmation { order, .. } => {
                     self.shard.confirm_verified(order).map(|confirmed| {
                         self.counters.bump(Counter::Confirmed);
+                        if confirmed.applied {
+                            if let Some(records) = self.records.as_mut() {
+                                records.push(Record::Confirm(order.clone()));
+                            }
+                        }
                         if let Some(update) = confirmed.cross_shard {
-                            out.handovers
-                                .push((update.recipient_shard, Handover::Credit(update)));
+                            out.handovers.push((
+                                update.recipient_shard,
+                                Handover::Credit {
+                                    from: self.shard.shard().0,
+                                    sequence: 0,
+                                    update,
+                                },
+                            ));
                         }
                         Message::AccountInfoResponse(confirmed.response)
                     })

@@ -10,6 +10,7 @@
 use crate::counters::{Counter, ShardCounters};
 use crate::link::{Delivery, Link, LinkKey};
 use crate::pipeline::{Handover, Outputs, ShardWorker};
+use crate::store::{LinkState, Record, ShardStore, Snapshot, StoreError};
 use crate::udp::{self, BATCH, Datagrams};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use fastpay_authority::{AuthorityShard, Genesis, ShardSetupError};
@@ -19,8 +20,9 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
@@ -65,6 +67,9 @@ pub enum EngineError {
     /// A `--cores` entry names no core of this machine.
     #[error("core {0} does not exist on this machine (it has {1})")]
     NoSuchCore(usize, usize),
+    /// A shard's data directory could not be recovered.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 fn io_context(context: impl Into<String>) -> impl FnOnce(io::Error) -> EngineError {
@@ -94,10 +99,80 @@ pub struct EngineConfig {
     /// Capacity of each queue between two shards ([`QUEUE_CAPACITY`] unless testing the
     /// backlog).
     pub queue_capacity: usize,
+    /// Where each shard keeps its log and snapshot (`shard-<j>/` inside); `None` keeps state
+    /// in memory only.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// What a shard recovered from its data directory.
+pub struct RecoveryReport {
+    /// The shard.
+    pub shard: u32,
+    /// Records replayed from the log.
+    pub replayed: usize,
+    /// Whether a snapshot was loaded.
+    pub from_snapshot: bool,
+    /// A torn tail cut off the log: (offset, bytes).
+    pub truncated: Option<(u64, u64)>,
+}
+
+/// A shard's credit links: numbering of credits sent, marks of credits applied, and the
+/// credits sent but not yet known to be durably applied (resent after a restart).
+struct Links {
+    sent: Vec<u64>,
+    applied: Vec<u64>,
+    outbox: VecDeque<(u32, u64, fastpay_wire::CrossShardUpdate)>,
+}
+
+impl Links {
+    fn new(n: usize) -> Self {
+        Self {
+            sent: vec![0; n],
+            applied: vec![0; n],
+            outbox: VecDeque::new(),
+        }
+    }
+
+    fn from_state(n: usize, state: LinkState) -> Self {
+        let mut links = Self::new(n);
+        for (i, v) in state.sent.into_iter().enumerate().take(n) {
+            links.sent[i] = v;
+        }
+        for (i, v) in state.applied.into_iter().enumerate().take(n) {
+            links.applied[i] = v;
+        }
+        links.outbox = state.outbox.into_iter().collect();
+        links
+    }
+
+    fn state(&self) -> LinkState {
+        LinkState {
+            sent: self.sent.clone(),
+            applied: self.applied.clone(),
+            outbox: self.outbox.iter().cloned().collect(),
+        }
+    }
+
+    /// Numbers a credit for `to` and keeps it until acknowledged.
+    fn number(&mut self, to: u32, update: &fastpay_wire::CrossShardUpdate) -> u64 {
+        let slot = &mut self.sent[to as usize];
+        *slot = slot.saturating_add(1);
+        self.outbox.push_back((to, *slot, update.clone()));
+        *slot
+    }
+}
+
+/// One shard's state, store and links after recovery.
+struct Recovered {
+    state: AuthorityShard,
+    store: Option<ShardStore>,
+    links: Links,
+    report: RecoveryReport,
 }
 
 /// A running authority.
 pub struct Engine {
+    recovery: Vec<RecoveryReport>,
     threads: Vec<JoinHandle<()>>,
     wakers: Vec<Arc<Waker>>,
     stop: Arc<AtomicBool>,
@@ -114,6 +189,10 @@ struct LinkContext {
 
 struct ShardContext {
     worker: ShardWorker,
+    store: Option<ShardStore>,
+    links: Links,
+    /// `acked[from * n + to]`: the last credit from `from` that `to` has made durable.
+    acked: Arc<Vec<AtomicU64>>,
     link: Option<LinkContext>,
     socket: mio::net::UdpSocket,
     poll: Poll,
@@ -262,32 +341,50 @@ impl Engine {
         let mut threads = Vec::new();
         let mut links = links.into_iter();
         let mut polls: Vec<Option<Poll>> = polls.into_iter().map(Some).collect();
-        // Build the shards' states in parallel: each validates its genesis keys.
-        let states: Vec<Result<AuthorityShard, ShardSetupError>> = std::thread::scope(|scope| {
+        // Build and recover the shards' states in parallel: each validates its genesis keys
+        // and replays its own log.
+        let recovered: Vec<Result<Recovered, EngineError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = local
                 .iter()
                 .map(|&shard| {
-                    let (committee, genesis) = (config.committee.clone(), &config.genesis);
-                    scope.spawn(move || {
-                        AuthorityShard::new(
-                            KeyPair::from_seed(config.key_seed),
-                            committee,
-                            ShardId(shard),
-                            genesis,
-                        )
-                    })
+                    let config = &config;
+                    scope.spawn(move || recover_shard(config, shard, n))
                 })
                 .collect();
             handles
                 .into_iter()
                 .map(|h| {
                     h.join()
-                        .unwrap_or(Err(ShardSetupError::NotInCommittee(name)))
+                        .unwrap_or(Err(ShardSetupError::NotInCommittee(name).into()))
                 })
                 .collect()
         });
-        for ((shard, socket), state) in local.iter().map(|s| *s as usize).zip(sockets).zip(states) {
-            let state = state?;
+        let mut shards_recovered = Vec::new();
+        for r in recovered {
+            shards_recovered.push(r?);
+        }
+        // Credits a shard applied before the restart are acknowledged from the start.
+        let acked: Arc<Vec<AtomicU64>> = Arc::new((0..n * n).map(|_| AtomicU64::new(0)).collect());
+        for r in &shards_recovered {
+            let to = r.report.shard as usize;
+            for (from, applied) in r.links.applied.iter().enumerate() {
+                acked[from * n + to].store(*applied, Ordering::SeqCst);
+            }
+        }
+        let mut recovery = Vec::new();
+        for ((shard, socket), r) in local
+            .iter()
+            .map(|s| *s as usize)
+            .zip(sockets)
+            .zip(shards_recovered)
+        {
+            let Recovered {
+                state,
+                store,
+                links: shard_links,
+                report,
+            } = r;
+            recovery.push(report);
             let shard_id = ShardId(shard as u32);
             let Some(poll) = polls[shard].take() else {
                 continue;
@@ -315,8 +412,15 @@ impl Engine {
                 }
                 None => None,
             };
+            let mut worker = ShardWorker::new(state, num_shards, counters[shard].clone());
+            if store.is_some() {
+                worker.record_changes();
+            }
             let context = ShardContext {
-                worker: ShardWorker::new(state, num_shards, counters[shard].clone()),
+                worker,
+                store,
+                links: shard_links,
+                acked: acked.clone(),
                 link,
                 socket,
                 poll,
@@ -334,12 +438,18 @@ impl Engine {
             threads.push(thread);
         }
         Ok(Engine {
+            recovery,
             threads,
             wakers,
             stop,
             counters,
             local_addr: listen,
         })
+    }
+
+    /// What each local shard recovered from its data directory.
+    pub fn recovery(&self) -> &[RecoveryReport] {
+        &self.recovery
     }
 
     /// The address the shards listen on (the actual port when configured with port 0).
@@ -364,10 +474,111 @@ impl Engine {
     }
 }
 
+/// Builds shard `shard`'s state: genesis, then its snapshot and log when durable. Replayed
+/// records are returned for the worker (which owns the replay logic); confirmations among
+/// them also rebuild the outbox here.
+fn recover_shard(config: &EngineConfig, shard: u32, n: usize) -> Result<Recovered, EngineError> {
+    let mut state = AuthorityShard::new(
+        KeyPair::from_seed(config.key_seed),
+        config.committee.clone(),
+        ShardId(shard),
+        &config.genesis,
+    )?;
+    let mut report = RecoveryReport {
+        shard,
+        replayed: 0,
+        from_snapshot: false,
+        truncated: None,
+    };
+    let Some(dir) = &config.data_dir else {
+        return Ok(Recovered {
+            state,
+            store: None,
+            links: Links::new(n),
+            report,
+        });
+    };
+    let (store, found) = ShardStore::open(&dir.join(format!("shard-{shard}")))?;
+    let mut links = Links::new(n);
+    if let Some(snapshot) = found.snapshot {
+        state.restore(snapshot.shard);
+        links = Links::from_state(n, snapshot.links);
+        report.from_snapshot = true;
+    }
+    report.replayed = found.records.len();
+    report.truncated = found.truncated;
+    // Replay in log order; number the credits that confirmations emit exactly as when they
+    // were first applied (log order is link order).
+    for record in found.records {
+        match record {
+            Record::Vote(vote) => {
+                state.restore_vote(vote);
+            }
+            Record::Confirm(order) => {
+                if let Ok(confirmed) = state.confirm_verified(&order) {
+                    if let Some(update) = confirmed.cross_shard {
+                        links.number(update.recipient_shard.0, &update);
+                    }
+                }
+            }
+            Record::Credit {
+                from,
+                sequence,
+                update,
+            } => {
+                let _ = state.apply_cross_shard_update(&update);
+                let slot = &mut links.applied[from as usize % n];
+                *slot = (*slot).max(sequence);
+            }
+        }
+    }
+    Ok(Recovered {
+        state,
+        store: Some(store),
+        links,
+        report,
+    })
+}
+
+/// Makes the batch's records durable (one write, one fsync) and then publishes which credits
+/// this shard has applied, so their senders can forget them. Returns `false` if the disk
+/// failed: the shard must stop rather than answer with state it could lose.
+fn persist(ctx: &mut ShardContext, me: usize, n: usize) -> bool {
+    let Some(store) = ctx.store.as_mut() else {
+        return true;
+    };
+    for record in ctx.worker.take_records() {
+        store.append(&record);
+    }
+    if store.has_pending() {
+        if let Err(e) = store.commit() {
+            eprintln!("shard {me}: cannot persist its log, stopping: {e}");
+            return false;
+        }
+        ctx.counters.bump(Counter::Fsyncs);
+    }
+    for (from, applied) in ctx.links.applied.iter().enumerate() {
+        ctx.acked[from * n + me].store(*applied, Ordering::Release);
+    }
+    if store.wants_snapshot() {
+        let snapshot = Snapshot {
+            shard: ctx.worker.shard().snapshot(),
+            links: ctx.links.state(),
+        };
+        if let Err(e) = store.write_snapshot(&snapshot) {
+            eprintln!("shard {me}: cannot write its snapshot, stopping: {e}");
+            return false;
+        }
+    }
+    ctx.counters.set(Counter::DiskBytes, store.disk_bytes());
+    true
+}
+
 fn run_shard(mut ctx: ShardContext) {
     if let Some(core) = ctx.core {
         core_affinity::set_for_current(core);
     }
+    let me = ctx.worker.shard().shard().0 as usize;
     let fd = ctx.socket.as_raw_fd();
     let link_fd = ctx.link.as_ref().map(|l| l.socket.as_raw_fd());
     let mut events = Events::with_capacity(8);
@@ -380,7 +591,29 @@ fn run_shard(mut ctx: ShardContext) {
     let mut backlog: Vec<VecDeque<Handover>> = (0..shards).map(|_| VecDeque::new()).collect();
     let mut backlogged = 0usize;
     let mut to_wake = vec![false; shards];
-    let mut busy = false;
+    let mut busy = true;
+
+    // After a restart: resend, in order, every credit not known to be applied.
+    let resend: Vec<(u32, u64, fastpay_wire::CrossShardUpdate)> = ctx
+        .links
+        .outbox
+        .iter()
+        .filter(|(to, seq, _)| *seq > ctx.acked[me * shards + *to as usize].load(Ordering::Acquire))
+        .cloned()
+        .collect();
+    for (to, sequence, update) in resend {
+        let credit = Handover::Credit {
+            from: me as u32,
+            sequence,
+            update,
+        };
+        park(
+            &mut backlog[to as usize],
+            &mut backlogged,
+            credit,
+            &ctx.counters,
+        );
+    }
 
     while !ctx.stop.load(Ordering::Relaxed) {
         let mut timeout = if busy { Duration::ZERO } else { IDLE_POLL };
@@ -401,7 +634,20 @@ fn run_shard(mut ctx: ShardContext) {
             for rx in &ctx.inbound {
                 while handed.len() < BATCH / 2 {
                     match rx.try_recv() {
-                        Ok(Handover::Credit(update)) => ctx.worker.apply_credit(&update),
+                        Ok(Handover::Credit {
+                            from,
+                            sequence,
+                            update,
+                        }) => {
+                            let mark = &mut ctx.links.applied[from as usize];
+                            if sequence <= *mark {
+                                // Resent after a restart, and applied before it.
+                                ctx.counters.bump(Counter::DuplicateCredit);
+                                continue;
+                            }
+                            *mark = sequence;
+                            ctx.worker.apply_credit(from, sequence, update);
+                        }
                         Ok(Handover::Datagram { peer, bytes }) => handed.push((peer, bytes)),
                         Err(_) => break,
                     }
@@ -428,7 +674,9 @@ fn run_shard(mut ctx: ShardContext) {
             }
 
             inputs.clear();
-            let parked = backlogged + ctx.link.as_ref().map_or(0, |l| l.link.unacked());
+            let parked = backlogged
+                + ctx.links.outbox.len()
+                + ctx.link.as_ref().map_or(0, |l| l.link.unacked());
             // Backpressure: while credits are parked, leave new requests in the kernel.
             if parked < BACKLOG_LIMIT {
                 let room = BATCH - handed.len();
@@ -438,10 +686,20 @@ fn run_shard(mut ctx: ShardContext) {
                 }
             }
             if inputs.is_empty() && handed.is_empty() && !queues_left {
+                // Nothing to answer, but credits applied above must still be made durable.
+                if !persist(&mut ctx, me, shards) {
+                    ctx.stop.store(true, Ordering::SeqCst);
+                    return;
+                }
                 break;
             }
 
             ctx.worker.process(&inputs, &handed, &mut outputs);
+            // Durable before any reply or credit of this batch leaves.
+            if !persist(&mut ctx, me, shards) {
+                ctx.stop.store(true, Ordering::SeqCst);
+                return;
+            }
             let dropped = udp::send_batch(fd, &mut outputs.replies);
             ctx.counters.add(Counter::SendDropped, dropped as u64);
 
@@ -451,7 +709,7 @@ fn run_shard(mut ctx: ShardContext) {
                     // Not in this process: over the link.
                     if let Some(lc) = ctx.link.as_mut() {
                         match handover {
-                            Handover::Credit(update) => {
+                            Handover::Credit { update, .. } => {
                                 ctx.counters.bump(Counter::LinkCredits);
                                 lc.link.queue_credit(destination, update);
                             }
@@ -466,6 +724,17 @@ fn run_shard(mut ctx: ShardContext) {
                         }
                     }
                     continue;
+                };
+                let handover = match handover {
+                    Handover::Credit { update, .. } => {
+                        let sequence = ctx.links.number(destination.0, &update);
+                        Handover::Credit {
+                            from: me as u32,
+                            sequence,
+                            update,
+                        }
+                    }
+                    datagram => datagram,
                 };
                 if !backlog[d].is_empty() {
                     park(&mut backlog[d], &mut backlogged, handover, &ctx.counters);
@@ -491,6 +760,19 @@ fn run_shard(mut ctx: ShardContext) {
             }
             let dropped = udp::send_batch(lc.socket.as_raw_fd(), &mut link_outputs);
             ctx.counters.add(Counter::SendDropped, dropped as u64);
+        }
+
+        // Forget credits their recipients have made durable.
+        while let Some((to, sequence, _)) = ctx.links.outbox.front() {
+            if *sequence <= ctx.acked[me * shards + *to as usize].load(Ordering::Acquire) {
+                ctx.links.outbox.pop_front();
+            } else {
+                break;
+            }
+        }
+        if !ctx.links.outbox.is_empty() {
+            // Keep looking until the acknowledgements arrive.
+            busy = busy || ctx.links.outbox.len() > QUEUE_CAPACITY;
         }
 
         // Retry parked credits, oldest first, so each link stays FIFO.
@@ -519,6 +801,8 @@ fn run_shard(mut ctx: ShardContext) {
             }
         }
     }
+    // Whatever was applied since the last commit is made durable before the shard ends.
+    let _ = persist(&mut ctx, me, shards);
 }
 
 /// Adds a link frame for shard `to` to the outgoing batch, flushing the batch when full.
@@ -548,7 +832,7 @@ fn park(
     counters: &ShardCounters,
 ) {
     match handover {
-        Handover::Credit(_) => {
+        Handover::Credit { .. } => {
             counters.bump(Counter::Backlog);
             queue.push_back(handover);
             *backlogged = backlogged.saturating_add(1);

@@ -37,6 +37,7 @@ fn credits_survive_full_queues() {
         .collect();
     let genesis =
         Genesis::from_accounts(keys.iter().map(|k| (k.account(), Amount::new(100)))).unwrap();
+    let data = tempfile::tempdir().unwrap();
     let engine = Engine::start(EngineConfig {
         key_seed: authority.seed(),
         committee: shared.clone(),
@@ -47,6 +48,7 @@ fn credits_survive_full_queues() {
         only_shard: None,
         link_addresses: Vec::new(),
         queue_capacity: 1,
+        data_dir: Some(data.path().to_path_buf()),
     })
     .unwrap();
 

@@ -54,6 +54,7 @@ fn query_all(steering: bool) -> (BTreeMap<AccountId, String>, f64) {
         only_shard: None,
         link_addresses: Vec::new(),
         queue_capacity: fastpay_engine::runtime::QUEUE_CAPACITY,
+        data_dir: None,
     })
     .unwrap();
     let server = engine.local_addr();

@@ -62,6 +62,14 @@ enum Command {
         /// Seconds between counter reports on stderr (0: only at exit).
         #[arg(long, default_value_t = 10)]
         stats_interval: u64,
+        /// Where the authority keeps its durable state (one subdirectory per shard); default:
+        /// next to the --server file, named after it with `.data`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Keep all state in memory only. A restarted authority then forgets its votes and
+        /// could vote twice for one sequence number: for benchmarks only.
+        #[arg(long, conflicts_with = "data_dir")]
+        no_durability: bool,
     },
 }
 
@@ -91,6 +99,8 @@ fn real_main() -> Result<()> {
             cores,
             no_steering,
             stats_interval,
+            data_dir,
+            no_durability,
         } => run(RunArgs {
             server: args.server,
             initial_accounts,
@@ -99,6 +109,8 @@ fn real_main() -> Result<()> {
             cores,
             steering: !no_steering,
             stats_interval,
+            data_dir,
+            no_durability,
         }),
     }
 }
@@ -133,6 +145,8 @@ struct RunArgs {
     cores: Option<Vec<usize>>,
     steering: bool,
     stats_interval: u64,
+    data_dir: Option<PathBuf>,
+    no_durability: bool,
 }
 
 fn run(args: RunArgs) -> Result<()> {
@@ -170,6 +184,20 @@ fn run(args: RunArgs) -> Result<()> {
     let genesis_accounts = genesis.accounts().len();
     let listen = entry.address()?;
 
+    let data_dir = if args.no_durability {
+        eprintln!(
+            "WARNING: --no-durability: state is kept in memory only. After a restart this \
+             authority forgets its votes and could sign two conflicting orders. Benchmarks only."
+        );
+        None
+    } else {
+        Some(
+            args.data_dir
+                .clone()
+                .unwrap_or_else(|| args.server.with_extension("data")),
+        )
+    };
+
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).context("install the signal handlers")?;
@@ -187,7 +215,29 @@ fn run(args: RunArgs) -> Result<()> {
             .map(|j| entry.link_address(j))
             .collect::<Result<_, _>>()?,
         queue_capacity: QUEUE_CAPACITY,
+        data_dir: data_dir.clone(),
     })?;
+    if let Some(dir) = &data_dir {
+        for report in engine.recovery() {
+            eprintln!(
+                "shard {}: recovered from {}{} with {} log records replayed{}",
+                report.shard,
+                dir.display(),
+                if report.from_snapshot {
+                    " (snapshot)"
+                } else {
+                    ""
+                },
+                report.replayed,
+                match report.truncated {
+                    Some((offset, bytes)) => {
+                        format!("; cut a torn tail of {bytes} bytes at byte {offset}")
+                    }
+                    None => String::new(),
+                }
+            );
+        }
+    }
     let which = match args.shard {
         Some(j) => format!("shard {j} of {}", entry.shards),
         None => format!("{} shards", entry.shards),
