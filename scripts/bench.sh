@@ -6,11 +6,12 @@
 #   scripts/bench.sh [--authorities K] [--shards N] [--rate R] [--duration S]
 #                    [--phase orders|confirmations|payments] [--target all|I]
 #                    [--cores LIST] [--loadgen-cores LIST] [--no-steering] [--check]
-#                    [--portable]
+#                    [--portable] [--no-durability]
 #
 # Defaults: 1 authority, 2 shards, 20000 requests/s for 5 s, orders, every core.
 # Binaries are built for this machine's CPU (-C target-cpu=native, in target/native);
-# --portable uses the ordinary release build (AVX-512 chosen at run time).
+# --portable uses the ordinary release build (AVX-512 chosen at run time). Authorities keep
+# durable state (fsynced per batch) in the temporary directory unless --no-durability.
 # With one authority measured alone in the confirmations phase, certificates are signed
 # offline with every authority's key (as the reference benchmark did). --check exits non-zero
 # unless every request succeeded (CI's smoke run). --cores pins the authorities' shards,
@@ -19,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 authorities=1 shards=2 rate=20000 duration=5 phase=orders target=all
-cores="" loadgen_cores="" steering="" check=false portable=false
+cores="" loadgen_cores="" steering="" check=false portable=false durability=
 while [ $# -gt 0 ]; do
     case "$1" in
         --authorities) authorities=$2; shift 2 ;;
@@ -33,7 +34,8 @@ while [ $# -gt 0 ]; do
         --no-steering) steering=--no-steering; shift ;;
         --check) check=true; shift ;;
         --portable) portable=true; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        --no-durability) durability=--no-durability; shift ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -75,7 +77,7 @@ echo "==> $accounts accounts" >&2
 echo "==> starting $authorities authorit$([ "$authorities" = 1 ] && echo y || echo ies) × $shards shards" >&2
 for i in $(seq 1 "$authorities"); do
     "$bin/server" --server "$work/server$i.json" run --initial-accounts "$work/initial_accounts.txt" \
-        --committee "$work/committee.json" ${cores:+--cores "$cores"} $steering --stats-interval 0 \
+        --committee "$work/committee.json" ${cores:+--cores "$cores"} $steering $durability --stats-interval 0 \
         2> "$work/server$i.log" &
     pids+=($!)
 done
