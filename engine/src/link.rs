@@ -69,8 +69,8 @@ impl LinkKey {
 pub enum Delivery {
     /// Nothing new (an acknowledgement, a duplicate, or an out-of-order credit).
     Nothing,
-    /// The next credit from the sending shard, in order.
-    Credit(CrossShardUpdate),
+    /// The next credit from the sending shard, in order: its incarnation, its position.
+    Credit(CrossShardUpdate, u64, u64),
     /// A client datagram to process as if received, answering `peer`.
     Forward(SocketAddr, Vec<u8>),
 }
@@ -89,6 +89,7 @@ pub enum LinkError {
 #[derive(Default)]
 struct Peer {
     next_sequence: u64,
+    acked: u64,
     unacked: VecDeque<(u64, CrossShardUpdate)>,
     last_transmit: Option<Instant>,
     their_epoch: u64,
@@ -121,6 +122,22 @@ impl Link {
                 })
                 .collect(),
             scratch: vec![0u8; MAX_DATAGRAM_SIZE],
+        }
+    }
+
+    /// How many credits queued for `to` in this incarnation it has acknowledged.
+    pub fn acked(&self, to: ShardId) -> u64 {
+        self.peers.get(to.0 as usize).map_or(0, |p| p.acked)
+    }
+
+    /// After a restart: credits from `from` up to `applied` in its incarnation `epoch` were
+    /// applied (durably) before the crash; expect the next one.
+    pub fn restore_inbound(&mut self, from: ShardId, epoch: u64, applied: u64) {
+        if let Some(peer) = self.peers.get_mut(from.0 as usize) {
+            if epoch >= peer.their_epoch {
+                peer.their_epoch = epoch;
+                peer.next_expected = applied.saturating_add(1);
+            }
         }
     }
 
@@ -242,6 +259,7 @@ impl Link {
             while peer.unacked.front().is_some_and(|(s, _)| *s <= frame.ack) {
                 peer.unacked.pop_front();
             }
+            peer.acked = peer.acked.max(frame.ack);
         }
         match frame.payload {
             LinkPayload::Ack => Ok(Delivery::Nothing),
@@ -253,7 +271,7 @@ impl Link {
                 peer.ack_due = true;
                 if frame.sequence == peer.next_expected {
                     peer.next_expected = peer.next_expected.saturating_add(1);
-                    Ok(Delivery::Credit(update))
+                    Ok(Delivery::Credit(update, frame.epoch, frame.sequence))
                 } else {
                     // A duplicate, or ahead of a gap that go-back-N will fill.
                     Ok(Delivery::Nothing)
@@ -314,7 +332,7 @@ mod tests {
                 continue;
             }
             for _ in 0..(1 + usize::from(i == 3)) {
-                if let Delivery::Credit(u) = b.receive(frame).unwrap() {
+                if let Delivery::Credit(u, _, _) = b.receive(frame).unwrap() {
                     delivered.push(u.certificate.value.transfer.sequence_number.value());
                 }
             }
@@ -330,7 +348,7 @@ mod tests {
             "nothing is due before the retry interval"
         );
         for (_, frame) in a.transmit(t0 + LINK_RETRY) {
-            if let Delivery::Credit(u) = b.receive(&frame).unwrap() {
+            if let Delivery::Credit(u, _, _) = b.receive(&frame).unwrap() {
                 delivered.push(u.certificate.value.transfer.sequence_number.value());
             }
         }
@@ -354,7 +372,7 @@ mod tests {
         outsider.queue_credit(ShardId(1), credit(0));
         let (_, forged) = outsider.transmit(Instant::now()).pop().unwrap();
         assert_eq!(b.receive(&forged), Err(LinkError::BadTag));
-        assert!(matches!(b.receive(&frame), Ok(Delivery::Credit(_))));
+        assert!(matches!(b.receive(&frame), Ok(Delivery::Credit(..))));
 
         // A restarted sender (newer epoch) starts afresh; the old incarnation's frames are
         // refused from then on.
@@ -362,7 +380,7 @@ mod tests {
         let mut restarted = Link::new(ShardId(0), 2, key, 11);
         restarted.queue_credit(ShardId(1), credit(1));
         let (_, fresh) = restarted.transmit(Instant::now()).pop().unwrap();
-        assert!(matches!(b.receive(&fresh), Ok(Delivery::Credit(_))));
+        assert!(matches!(b.receive(&fresh), Ok(Delivery::Credit(..))));
         assert_eq!(b.receive(&frame), Err(LinkError::StaleEpoch));
     }
 

@@ -124,6 +124,7 @@ impl ShardWorker {
                 self.record(|| Record::Credit {
                     from,
                     sequence,
+                    link_epoch: 0,
                     update,
                 });
             }
@@ -134,9 +135,9 @@ impl ShardWorker {
         }
     }
 
-    /// Verifies and applies a credit that came from another process over the link: its
-    /// certificate must prove it.
-    pub fn apply_link_credit(&mut self, update: &CrossShardUpdate) {
+    /// Verifies and applies a credit that came from another process over the link (the
+    /// `sequence`-th of the sender's incarnation `epoch`): its certificate must prove it.
+    pub fn apply_link_credit(&mut self, update: &CrossShardUpdate, epoch: u64, sequence: u64) {
         match self.shard.handle_cross_shard_update(update) {
             Ok(fastpay_authority::CreditOutcome::Applied) => {
                 self.counters.bump(Counter::Credited);
@@ -147,7 +148,8 @@ impl ShardWorker {
                 let update = update.clone();
                 self.record(|| Record::Credit {
                     from,
-                    sequence: 0,
+                    sequence,
+                    link_epoch: epoch,
                     update,
                 });
             }

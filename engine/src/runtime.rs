@@ -122,6 +122,14 @@ struct Links {
     sent: Vec<u64>,
     applied: Vec<u64>,
     outbox: VecDeque<(u32, u64, fastpay_wire::CrossShardUpdate)>,
+    /// Per source shard in another process: its epoch and the last credit applied from it.
+    inbound: Vec<(u64, u64)>,
+    /// Per destination in another process: the numbers of the credits handed to the link in
+    /// this incarnation, in order (the link acknowledges them by position).
+    remote_queue: Vec<VecDeque<u64>>,
+    /// Per destination in another process: how many of this incarnation's credits it
+    /// acknowledged, and the number of the last one.
+    remote_acked: Vec<(u64, u64)>,
 }
 
 impl Links {
@@ -130,6 +138,9 @@ impl Links {
             sent: vec![0; n],
             applied: vec![0; n],
             outbox: VecDeque::new(),
+            inbound: vec![(0, 0); n],
+            remote_queue: (0..n).map(|_| VecDeque::new()).collect(),
+            remote_acked: vec![(0, 0); n],
         }
     }
 
@@ -142,6 +153,9 @@ impl Links {
             links.applied[i] = v;
         }
         links.outbox = state.outbox.into_iter().collect();
+        for (i, v) in state.inbound.into_iter().enumerate().take(n) {
+            links.inbound[i] = v;
+        }
         links
     }
 
@@ -150,6 +164,7 @@ impl Links {
             sent: self.sent.clone(),
             applied: self.applied.clone(),
             outbox: self.outbox.iter().cloned().collect(),
+            inbound: self.inbound.clone(),
         }
     }
 
@@ -524,11 +539,16 @@ fn recover_shard(config: &EngineConfig, shard: u32, n: usize) -> Result<Recovere
             Record::Credit {
                 from,
                 sequence,
+                link_epoch,
                 update,
             } => {
                 let _ = state.apply_cross_shard_update(&update);
-                let slot = &mut links.applied[from as usize % n];
-                *slot = (*slot).max(sequence);
+                let from = from as usize % n;
+                if link_epoch == 0 {
+                    links.applied[from] = links.applied[from].max(sequence);
+                } else if (link_epoch, sequence) > links.inbound[from] {
+                    links.inbound[from] = (link_epoch, sequence);
+                }
             }
         }
     }
@@ -598,10 +618,27 @@ fn run_shard(mut ctx: ShardContext) {
         .links
         .outbox
         .iter()
-        .filter(|(to, seq, _)| *seq > ctx.acked[me * shards + *to as usize].load(Ordering::Acquire))
+        .filter(|(to, seq, _)| {
+            ctx.outbound
+                .get(*to as usize)
+                .and_then(Option::as_ref)
+                .is_none()
+                || *seq > ctx.acked[me * shards + *to as usize].load(Ordering::Acquire)
+        })
         .cloned()
         .collect();
     for (to, sequence, update) in resend {
+        let remote = ctx
+            .outbound
+            .get(to as usize)
+            .and_then(Option::as_ref)
+            .is_none();
+        if let (true, Some(lc)) = (remote, ctx.link.as_mut()) {
+            // A shard in another process: through the link, in order, in this new epoch.
+            ctx.links.remote_queue[to as usize].push_back(sequence);
+            lc.link.queue_credit(ShardId(to), update);
+            continue;
+        }
         let credit = Handover::Credit {
             from: me as u32,
             sequence,
@@ -613,6 +650,15 @@ fn run_shard(mut ctx: ShardContext) {
             credit,
             &ctx.counters,
         );
+    }
+    // Credits from other processes applied before a restart are not expected again.
+    if let Some(lc) = ctx.link.as_mut() {
+        for (from, (epoch, applied)) in ctx.links.inbound.iter().enumerate() {
+            if *epoch != 0 {
+                lc.link
+                    .restore_inbound(ShardId(from as u32), *epoch, *applied);
+            }
+        }
     }
 
     while !ctx.stop.load(Ordering::Relaxed) {
@@ -665,7 +711,12 @@ fn run_shard(mut ctx: ShardContext) {
                 for i in 0..link_inputs.len() {
                     let (_, bytes, _) = link_inputs.get(i);
                     match lc.link.receive(bytes) {
-                        Ok(Delivery::Credit(update)) => ctx.worker.apply_link_credit(&update),
+                        Ok(Delivery::Credit(update, epoch, sequence)) => {
+                            let from = update.certificate.value.transfer.sender;
+                            let from = ctx.worker.shard().shard_of(&from).0 as usize;
+                            ctx.links.inbound[from] = (epoch, sequence);
+                            ctx.worker.apply_link_credit(&update, epoch, sequence);
+                        }
                         Ok(Delivery::Forward(peer, datagram)) => handed.push((peer, datagram)),
                         Ok(Delivery::Nothing) => {}
                         Err(_) => ctx.counters.bump(Counter::LinkRefused),
@@ -711,6 +762,8 @@ fn run_shard(mut ctx: ShardContext) {
                         match handover {
                             Handover::Credit { update, .. } => {
                                 ctx.counters.bump(Counter::LinkCredits);
+                                let number = ctx.links.number(destination.0, &update);
+                                ctx.links.remote_queue[d].push_back(number);
                                 lc.link.queue_credit(destination, update);
                             }
                             Handover::Datagram { peer, bytes } => {
@@ -762,9 +815,27 @@ fn run_shard(mut ctx: ShardContext) {
             ctx.counters.add(Counter::SendDropped, dropped as u64);
         }
 
-        // Forget credits their recipients have made durable.
+        // Forget credits their recipients have made durable: in process through the shared
+        // marks, in other processes through the link's acknowledgements.
+        if let Some(lc) = ctx.link.as_ref() {
+            for (d, queue) in ctx.links.remote_queue.iter_mut().enumerate() {
+                let (count, mark) = &mut ctx.links.remote_acked[d];
+                while *count < lc.link.acked(ShardId(d as u32)) {
+                    let Some(number) = queue.pop_front() else {
+                        break;
+                    };
+                    *count += 1;
+                    *mark = number;
+                }
+            }
+        }
         while let Some((to, sequence, _)) = ctx.links.outbox.front() {
-            if *sequence <= ctx.acked[me * shards + *to as usize].load(Ordering::Acquire) {
+            let to = *to as usize;
+            let acked = match ctx.outbound.get(to).and_then(Option::as_ref) {
+                Some(_) => ctx.acked[me * shards + to].load(Ordering::Acquire),
+                None => ctx.links.remote_acked[to].1,
+            };
+            if *sequence <= acked {
                 ctx.links.outbox.pop_front();
             } else {
                 break;

@@ -39,12 +39,15 @@ pub enum Record {
     Vote(SignedTransferOrder),
     /// A confirmation this shard applied (its debit, and any credit it emitted).
     Confirm(ConfirmationOrder),
-    /// A credit this shard applied, `sequence`-th on the link from shard `from`.
+    /// A credit this shard applied, `sequence`-th on the link from shard `from` (in the
+    /// sender's incarnation `link_epoch` when it came from another process; 0 in process).
     Credit {
         /// The sending shard.
         from: u32,
         /// Its position on that link.
         sequence: u64,
+        /// The sending process's link epoch, or 0 for a shard of this process.
+        link_epoch: u64,
         /// The credit.
         update: CrossShardUpdate,
     },
@@ -60,6 +63,9 @@ pub struct LinkState {
     pub applied: Vec<u64>,
     /// Credits not yet acknowledged: destination, link sequence number, credit.
     pub outbox: Vec<(u32, u64, CrossShardUpdate)>,
+    /// Per source shard in another process: its link epoch and the last sequence applied.
+    #[serde(default)]
+    pub inbound: Vec<(u64, u64)>,
 }
 
 /// Everything a snapshot holds.
@@ -429,6 +435,7 @@ mod tests {
             links: LinkState {
                 sent: vec![0, 7],
                 applied: vec![3, 0],
+                inbound: vec![(0, 0), (17, 2)],
                 outbox: vec![(
                     1,
                     7,

@@ -20,14 +20,30 @@ use std::time::{Duration, Instant};
 struct Authority {
     dir: PathBuf,
     index: usize,
+    /// Run only this shard (its own process).
+    shard: Option<u32>,
     child: Option<Child>,
 }
 
 impl Authority {
+    fn new(dir: &Path, index: usize, shard: Option<u32>) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            index,
+            shard,
+            child: None,
+        }
+    }
+
     fn start(&mut self) {
+        let shard: Vec<String> = match self.shard {
+            Some(j) => vec!["--shard".into(), j.to_string()],
+            None => Vec::new(),
+        };
         let child = Command::new(SERVER)
             .current_dir(&self.dir)
             .args(["--server", &format!("server{}.json", self.index), "run"])
+            .args(shard)
             .args(["--initial-accounts", "initial_accounts.txt"])
             .args(["--committee", "committee.json", "--stats-interval", "0"])
             .stdout(Stdio::null())
@@ -56,7 +72,13 @@ fn committee(dir: &Path, count: usize) -> Vec<(SocketAddr, u32)> {
     let mut text = String::new();
     let mut addresses = Vec::new();
     for i in 1..=count {
-        let port = free_port();
+        // Room for the link ports of split shards after the public port.
+        let port = loop {
+            let port = free_port();
+            if port < 60_000 && (1..=2).all(|k| UdpSocket::bind(("127.0.0.1", port + k)).is_ok()) {
+                break port;
+            }
+        };
         text += &check(
             Command::new(SERVER)
                 .current_dir(dir)
@@ -112,11 +134,7 @@ fn a_restarted_authority_remembers_its_votes_and_confirmations() {
         format!("{}:100\n{}:100\n", payer.account(), other.account()),
     )
     .unwrap();
-    let mut authority = Authority {
-        dir: dir.to_path_buf(),
-        index: 1,
-        child: None,
-    };
+    let mut authority = Authority::new(dir, 1, None);
     authority.start();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
@@ -183,8 +201,9 @@ fn a_restarted_authority_remembers_its_votes_and_confirmations() {
     assert_eq!(query(other.account()).balance.units(), 110);
 }
 
-#[test]
-fn a_committee_survives_random_crashes_during_payments() {
+/// Runs three benchmarks over 200 accounts while `victims` are SIGKILLed and restarted at
+/// random moments, then checks every authority's supply and a quorum's agreement.
+fn crash_during_payments(split_first: bool, kills: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let addresses = committee(dir, 4);
@@ -210,20 +229,28 @@ fn a_committee_survives_random_crashes_during_payments() {
         .lines()
         .map(|l| l.split(':').next().unwrap().parse().unwrap())
         .collect();
-    let mut authorities: Vec<Authority> = (1..=4)
-        .map(|index| Authority {
-            dir: dir.to_path_buf(),
-            index,
-            child: None,
-        })
-        .collect();
-    for a in &mut authorities {
-        a.start();
+    // Authority 1 runs one process per shard when `split_first`; the victims are those.
+    let mut processes: Vec<Authority> = Vec::new();
+    if split_first {
+        processes.push(Authority::new(dir, 1, Some(0)));
+        processes.push(Authority::new(dir, 1, Some(1)));
+    } else {
+        processes.push(Authority::new(dir, 1, None));
+    }
+    let victims = processes.len();
+    for i in 2..=4 {
+        processes.push(Authority::new(dir, i, None));
+    }
+    let victims = if split_first {
+        victims
+    } else {
+        processes.len()
+    };
+    for p in &mut processes {
+        p.start();
     }
     std::thread::sleep(Duration::from_millis(500));
 
-    // Benchmarks run in the background (each account pays one unit to the next, three
-    // times over) while one authority at a time is killed and restarted.
     let runner = {
         let dir = dir.to_path_buf();
         std::thread::spawn(move || {
@@ -243,20 +270,20 @@ fn a_committee_survives_random_crashes_during_payments() {
             }
         })
     };
-    let mut seed = std::process::id() as u64;
+    let mut seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
     let mut next = || {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         seed >> 33
     };
-    for kill in 0..6 {
+    for kill in 0..kills {
         std::thread::sleep(Duration::from_millis(100 + next() % 400));
-        let victim = (next() % 4) as usize;
-        eprintln!("kill {kill}: authority {}", victim + 1);
-        authorities[victim].kill();
+        let victim = (next() % victims as u64) as usize;
+        eprintln!("kill {kill}: process {victim}");
+        processes[victim].kill();
         std::thread::sleep(Duration::from_millis(50 + next() % 200));
-        authorities[victim].start();
+        processes[victim].start();
     }
     runner.join().unwrap();
 
@@ -268,27 +295,58 @@ fn a_committee_survives_random_crashes_during_payments() {
         .unwrap();
     let mut agree = vec![0usize; accounts.len()];
     for (a, to) in addresses.iter().enumerate() {
-        let mut total: i128 = 0;
-        for (i, account) in accounts.iter().enumerate() {
-            let request = Message::AccountInfoRequest(AccountInfoRequest { account: *account });
-            match ask(&socket, *to, account, &request) {
-                Message::AccountInfoResponse(info) => {
-                    total += info.balance.units();
-                    if info.balance.units() == 100 {
-                        agree[i] += 1;
+        // Credits between shard processes may still be on the link: give them a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut total: i128 = 0;
+            let mut at_100 = vec![false; accounts.len()];
+            for (i, account) in accounts.iter().enumerate() {
+                let request = Message::AccountInfoRequest(AccountInfoRequest { account: *account });
+                match ask(&socket, *to, account, &request) {
+                    Message::AccountInfoResponse(info) => {
+                        total += info.balance.units();
+                        at_100[i] = info.balance.units() == 100;
                     }
+                    other => panic!("authority {a}: {other:?}"),
                 }
-                other => panic!("authority {a}: {other:?}"),
             }
+            if total == 200 * 100 {
+                for (i, ok) in at_100.iter().enumerate() {
+                    agree[i] += usize::from(*ok);
+                }
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "authority {} holds {total}, not the genesis supply {}",
+                a + 1,
+                200 * 100
+            );
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert_eq!(
-            total,
-            200 * 100,
-            "authority {} does not hold the genesis supply",
-            a + 1
-        );
     }
     for (i, n) in agree.iter().enumerate() {
         assert!(*n >= 3, "only {n} authorities agree on account {i}");
+    }
+}
+
+#[test]
+fn a_committee_survives_random_crashes_during_payments() {
+    crash_during_payments(false, 6);
+}
+
+#[test]
+fn shard_processes_survive_random_crashes_during_payments() {
+    crash_during_payments(true, 6);
+}
+
+/// The long version: many more kills. Run with `scripts/stress.sh` or
+/// `cargo test -p fastpay-engine --test durability -- --ignored`.
+#[test]
+#[ignore]
+fn stress_crashes_during_payments() {
+    for _ in 0..5 {
+        crash_during_payments(false, 20);
+        crash_during_payments(true, 20);
     }
 }
