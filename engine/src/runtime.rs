@@ -102,6 +102,8 @@ pub struct EngineConfig {
     /// Where each shard keeps its log and snapshot (`shard-<j>/` inside); `None` keeps state
     /// in memory only.
     pub data_dir: Option<PathBuf>,
+    /// Log bytes after which a shard snapshots ([`crate::store::SNAPSHOT_AFTER_BYTES`]).
+    pub snapshot_after_bytes: u64,
 }
 
 /// What a shard recovered from its data directory.
@@ -513,7 +515,8 @@ fn recover_shard(config: &EngineConfig, shard: u32, n: usize) -> Result<Recovere
             report,
         });
     };
-    let (store, found) = ShardStore::open(&dir.join(format!("shard-{shard}")))?;
+    let (mut store, found) = ShardStore::open(&dir.join(format!("shard-{shard}")))?;
+    store.snapshot_after(config.snapshot_after_bytes);
     let mut links = Links::new(n);
     if let Some(snapshot) = found.snapshot {
         state.restore(snapshot.shard);

@@ -49,6 +49,8 @@ fn credits_survive_full_queues() {
         link_addresses: Vec::new(),
         queue_capacity: 1,
         data_dir: Some(data.path().to_path_buf()),
+        // Snapshot often, so compaction runs under the backlog too.
+        snapshot_after_bytes: 64 << 10,
     })
     .unwrap();
 

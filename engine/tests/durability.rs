@@ -22,6 +22,8 @@ struct Authority {
     index: usize,
     /// Run only this shard (its own process).
     shard: Option<u32>,
+    /// Extra `run` arguments.
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -31,6 +33,7 @@ impl Authority {
             dir: dir.to_path_buf(),
             index,
             shard,
+            extra: Vec::new(),
             child: None,
         }
     }
@@ -46,6 +49,7 @@ impl Authority {
             .args(shard)
             .args(["--initial-accounts", "initial_accounts.txt"])
             .args(["--committee", "committee.json", "--stats-interval", "0"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -199,6 +203,35 @@ fn a_restarted_authority_remembers_its_votes_and_confirmations() {
     assert_eq!(info.balance.units(), 90);
     assert_eq!(info.next_sequence_number, SequenceNumber::new(1));
     assert_eq!(query(other.account()).balance.units(), 110);
+
+    // Again with a snapshot after every commit: recovery from the snapshot alone.
+    authority.kill();
+    authority.extra = vec!["--snapshot-after-bytes".into(), "1".into()];
+    authority.start();
+    let a1 = order(5, other.account(), 1);
+    let Message::Vote(vote) = ask(&socket, to, &account, &Message::TransferOrder(a1)) else {
+        panic!("no vote");
+    };
+    authority.kill();
+    authority.start();
+    let b1 = order(6, other.account(), 1);
+    match ask(&socket, to, &account, &Message::TransferOrder(b1)) {
+        Message::Error(error) => assert_eq!(error.code, ErrorCode::ConflictingOrder),
+        other => panic!("voted twice after recovering from a snapshot: {other:?}"),
+    }
+    let Message::Vote(again) = ask(&socket, to, &account, &Message::TransferOrder(a1)) else {
+        panic!("no vote");
+    };
+    assert_eq!(again, vote);
+    assert_eq!(query(other.account()).balance.units(), 110);
+    let shard_dir = dir
+        .join("server1.data")
+        .join(format!("shard-{}", shard_of(&account, 2)));
+    assert!(
+        shard_dir.join("snapshot").exists(),
+        "no snapshot in {}",
+        shard_dir.display()
+    );
 }
 
 /// Runs three benchmarks over 200 accounts while `victims` are SIGKILLed and restarted at

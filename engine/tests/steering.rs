@@ -55,6 +55,7 @@ fn query_all(steering: bool) -> (BTreeMap<AccountId, String>, f64) {
         link_addresses: Vec::new(),
         queue_capacity: fastpay_engine::runtime::QUEUE_CAPACITY,
         data_dir: None,
+        snapshot_after_bytes: fastpay_engine::store::SNAPSHOT_AFTER_BYTES,
     })
     .unwrap();
     let server = engine.local_addr();

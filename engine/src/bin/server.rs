@@ -70,6 +70,9 @@ enum Command {
         /// could vote twice for one sequence number: for benchmarks only.
         #[arg(long, conflicts_with = "data_dir")]
         no_durability: bool,
+        /// Log size (bytes) after which a shard writes a snapshot and starts a new log.
+        #[arg(long, default_value_t = fastpay_engine::store::SNAPSHOT_AFTER_BYTES)]
+        snapshot_after_bytes: u64,
     },
 }
 
@@ -101,6 +104,7 @@ fn real_main() -> Result<()> {
             stats_interval,
             data_dir,
             no_durability,
+            snapshot_after_bytes,
         } => run(RunArgs {
             server: args.server,
             initial_accounts,
@@ -111,6 +115,7 @@ fn real_main() -> Result<()> {
             stats_interval,
             data_dir,
             no_durability,
+            snapshot_after_bytes,
         }),
     }
 }
@@ -147,6 +152,7 @@ struct RunArgs {
     stats_interval: u64,
     data_dir: Option<PathBuf>,
     no_durability: bool,
+    snapshot_after_bytes: u64,
 }
 
 fn run(args: RunArgs) -> Result<()> {
@@ -216,6 +222,7 @@ fn run(args: RunArgs) -> Result<()> {
             .collect::<Result<_, _>>()?,
         queue_capacity: QUEUE_CAPACITY,
         data_dir: data_dir.clone(),
+        snapshot_after_bytes: args.snapshot_after_bytes,
     })?;
     if let Some(dir) = &data_dir {
         for report in engine.recovery() {
