@@ -9,7 +9,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{CLIENT, SERVER, fails_with, free_port};
+use common::{SERVER, fails_with, free_port};
 
 fn server(dir: &Path, args: &[&str]) -> Output {
     Command::new(SERVER)
@@ -134,19 +134,7 @@ fn client_refuses_broken_input() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     set_up(dir);
-    let client = |args: &[&str]| {
-        Command::new(CLIENT)
-            .current_dir(dir)
-            .args([
-                "--committee",
-                "committee.json",
-                "--accounts",
-                "accounts.json",
-            ])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let client = |args: &[&str]| common::client(dir, args);
     let stranger = "cd".repeat(32);
     fails_with(
         client(&["transfer", "1", "--from", &stranger, "--to", &stranger]),

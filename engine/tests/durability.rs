@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{CLIENT, SERVER, check, free_port};
+use common::{SERVER, check};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, Amount, CertifiedTransferOrder, ConfirmationOrder, ErrorCode,
     KeyPair, Message, SequenceNumber, Transfer, TransferOrder, decode, encode, shard_of,
@@ -77,12 +77,7 @@ fn committee(dir: &Path, count: usize) -> Vec<(SocketAddr, u32)> {
     let mut addresses = Vec::new();
     for i in 1..=count {
         // Room for the link ports of split shards after the public port.
-        let port = loop {
-            let port = free_port();
-            if port < 60_000 && (1..=2).all(|k| UdpSocket::bind(("127.0.0.1", port + k)).is_ok()) {
-                break port;
-            }
-        };
+        let port = common::free_port_with_room(2);
         text += &check(
             Command::new(SERVER)
                 .current_dir(dir)
@@ -240,19 +235,7 @@ fn crash_during_payments(split_first: bool, kills: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let addresses = committee(dir, 4);
-    let client = |args: &[&str]| {
-        Command::new(CLIENT)
-            .current_dir(dir)
-            .args([
-                "--committee",
-                "committee.json",
-                "--accounts",
-                "accounts.json",
-            ])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let client = |args: &[&str]| common::client(dir, args);
     let genesis = check(
         client(&["create_accounts", "200", "--initial-funding", "100"]),
         "accounts",
@@ -288,17 +271,7 @@ fn crash_during_payments(split_first: bool, kills: usize) {
         let dir = dir.to_path_buf();
         std::thread::spawn(move || {
             for round in 0..3 {
-                let out = Command::new(CLIENT)
-                    .current_dir(&dir)
-                    .args([
-                        "--committee",
-                        "committee.json",
-                        "--accounts",
-                        "accounts.json",
-                    ])
-                    .args(["--timeout", "60", "benchmark"])
-                    .output()
-                    .unwrap();
+                let out = common::client(&dir, &["--timeout", "60", "benchmark"]);
                 check(out, &format!("benchmark round {round}"));
             }
         })

@@ -4,14 +4,13 @@
 //! committee could not reach a quorum is finished by the next run.
 
 use std::fs;
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{CLIENT, SERVER, check, free_port};
+use common::{SERVER, check};
 
 /// Kills its processes when the test ends, however it ends.
 struct Processes(Vec<Option<Child>>);
@@ -31,17 +30,7 @@ struct Quickstart {
 
 impl Quickstart {
     fn client(&self, args: &[&str]) -> Output {
-        Command::new(CLIENT)
-            .current_dir(&self.dir)
-            .args([
-                "--committee",
-                "committee.json",
-                "--accounts",
-                "accounts.json",
-            ])
-            .args(args)
-            .output()
-            .unwrap()
+        common::client(&self.dir, args)
     }
 
     fn balance(&self, account: &str) -> i64 {
@@ -92,12 +81,7 @@ fn set_up(accounts: usize) -> (tempfile::TempDir, Quickstart, Vec<String>) {
     let mut committee = String::new();
     for i in 1..=4 {
         // Room for the public port and the four link ports after it.
-        let port = loop {
-            let port = free_port();
-            if port < 60_000 && (1..=4).all(|k| UdpSocket::bind(("127.0.0.1", port + k)).is_ok()) {
-                break port.to_string();
-            }
-        };
+        let port = common::free_port_with_room(4).to_string();
         committee += &check(
             Command::new(SERVER)
                 .current_dir(dir)

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::net::UdpSocket;
-use std::process::Output;
+use std::path::Path;
+use std::process::{Command, Output};
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_server");
 pub const CLIENT: &str = env!("CARGO_BIN_EXE_client");
@@ -15,6 +16,31 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A UDP port nobody holds, with the `room` ports after it free too (for shard links).
+pub fn free_port_with_room(room: u16) -> u16 {
+    loop {
+        let port = free_port();
+        if port < 60_000 && (1..=room).all(|k| UdpSocket::bind(("127.0.0.1", port + k)).is_ok()) {
+            return port;
+        }
+    }
+}
+
+/// Runs the `client` binary in `dir` with the usual committee and wallet files.
+pub fn client(dir: &Path, args: &[&str]) -> Output {
+    Command::new(CLIENT)
+        .current_dir(dir)
+        .args([
+            "--committee",
+            "committee.json",
+            "--accounts",
+            "accounts.json",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// Asserts the command succeeded; returns its stdout.
