@@ -3,7 +3,7 @@
 
 use crate::error::AuthorityError;
 use crate::shard::AuthorityShard;
-use fastpay_wire::{AccountId, CrossShardUpdate, Message, SequenceNumber};
+use fastpay_wire::{AccountId, CrossShardUpdate, Message, SequenceNumber, VoteReply};
 
 /// What handling one message produced.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -37,7 +37,7 @@ impl AuthorityShard {
                 let t = &order.transfer;
                 match self.handle_transfer_order(order) {
                     Ok(vote) => Handled {
-                        reply: Some(Message::Vote(vote)),
+                        reply: Some(Message::Vote(VoteReply::of(&vote))),
                         ..Handled::default()
                     },
                     Err(e) => Handled::refused(e, t.sender, t.sequence_number),

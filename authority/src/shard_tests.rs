@@ -488,9 +488,7 @@ fn account_info() {
     let alice = fx.users_on(0)[0];
     let shard = fx.shard(0, 0);
     let info = shard
-        .handle_account_info_request(&AccountInfoRequest {
-            account: alice.account(),
-        })
+        .handle_account_info_request(&AccountInfoRequest::new(alice.account()))
         .unwrap();
     assert_eq!(info.balance, Balance::new(100));
     assert_eq!(info.next_sequence_number, SequenceNumber::ZERO);
@@ -498,7 +496,7 @@ fn account_info() {
     let other = fx.users_on(1)[0].account();
     assert_eq!(
         shard
-            .handle_account_info_request(&AccountInfoRequest { account: other })
+            .handle_account_info_request(&AccountInfoRequest::new(other))
             .unwrap_err(),
         AuthorityError::WrongShard {
             owner: ShardId(1),
@@ -511,7 +509,7 @@ fn account_info() {
         .unwrap();
     assert_eq!(
         shard
-            .handle_account_info_request(&AccountInfoRequest { account: stranger })
+            .handle_account_info_request(&AccountInfoRequest::new(stranger))
             .unwrap_err(),
         AuthorityError::UnknownAccount(stranger)
     );

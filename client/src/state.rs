@@ -3,7 +3,7 @@
 use fastpay_wire::{
     AccountId, AccountInfoResponse, Amount, AuthorityName, Balance, CertifiedTransferOrder,
     Committee, ConfirmationOrder, ErrorCode, ErrorReply, KeyPair, Message, PublicKey,
-    SequenceNumber, Signature, SignedTransferOrder, Transfer, TransferOrder, UserData,
+    SequenceNumber, Signature, SignedTransferOrder, Transfer, TransferOrder, UserData, VoteReply,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -240,6 +240,15 @@ impl ClientState {
             votes: BTreeMap::new(),
         });
         Ok(order)
+    }
+
+    /// The vote a reply claims for the order in progress (its signature is checked by
+    /// [`handle_vote`](Self::handle_vote)).
+    pub fn vote_from_reply(&self, reply: &VoteReply) -> Option<SignedTransferOrder> {
+        match &self.pending {
+            Some(Phase::Voting { order, .. }) => reply.for_order(order),
+            _ => None,
+        }
     }
 
     /// Takes one authority's vote; returns the certificate when the votes reach a quorum.

@@ -73,6 +73,8 @@ counters! {
     LinkRefused => "link_refused",
     /// Credits sent to another shard process.
     LinkCredits => "link_credits_sent",
+    /// Replies not sent because they were larger than their request (anti-amplification).
+    AmplificationRefused => "amplification_refused",
     /// Replies dropped by the socket (full send buffer).
     SendDropped => "send_dropped",
     /// Signatures verified.

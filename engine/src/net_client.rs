@@ -177,7 +177,7 @@ impl Network {
         account: &AccountId,
         timeout: Duration,
     ) -> Result<Vec<QueryAnswer>, NetError> {
-        let request = Message::AccountInfoRequest(AccountInfoRequest { account: *account });
+        let request = Message::AccountInfoRequest(AccountInfoRequest::new(*account));
         let mut answers: Vec<Option<Result<AccountInfoResponse, ErrorCode>>> =
             (0..self.authorities.len()).map(|_| None).collect();
         let deadline = Instant::now() + timeout;
@@ -286,7 +286,7 @@ impl Network {
             stats.received += 1;
             let name = self.authorities[a].name;
             let account = match &message {
-                Message::Vote(vote) => vote.value.transfer.sender,
+                Message::Vote(vote) => vote.sender,
                 Message::AccountInfoResponse(info) => info.account,
                 Message::Error(error) => error.account,
                 _ => continue,
@@ -296,7 +296,11 @@ impl Network {
             };
             let before = reached(&clients[i]);
             match message {
-                Message::Vote(vote) => match clients[i].handle_vote(&vote) {
+                Message::Vote(reply) => match clients[i]
+                    .vote_from_reply(&reply)
+                    .ok_or(fastpay_client::ClientError::Mismatch)
+                    .and_then(|vote| clients[i].handle_vote(&vote))
+                {
                     Ok(Some(_)) if goal == Goal::Finished => {
                         // Certified: confirm at once rather than at the next retry.
                         stats.sent += self.send_pending(&clients[i], goal)?;

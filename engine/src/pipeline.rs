@@ -13,7 +13,7 @@ use crate::udp::Datagrams;
 use fastpay_authority::{AuthorityError, AuthorityShard, ConfirmationCheck, OrderCheck};
 use fastpay_wire::{
     BatchVerifier, ConfirmationOrder, CrossShardUpdate, Message, SequenceNumber, ShardId,
-    TransferOrder, decode, encode_into, peek_header,
+    TransferOrder, VoteReply, decode, encode_into, peek_header,
 };
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -55,11 +55,13 @@ pub struct Outputs {
 enum Pending {
     Order {
         peer: SocketAddr,
+        size: usize,
         order: TransferOrder,
         range: Range<usize>,
     },
     Confirmation {
         peer: SocketAddr,
+        size: usize,
         order: ConfirmationOrder,
         range: Range<usize>,
     },
@@ -219,6 +221,7 @@ impl ShardWorker {
             ));
             return;
         }
+        let size = bytes.len();
         let message = match decode(bytes) {
             Ok((_, message)) => message,
             Err(_) => {
@@ -231,15 +234,16 @@ impl ShardWorker {
                 match self.shard.check_transfer_order(&order, &mut self.verifier) {
                     Ok(OrderCheck::Replay(vote)) => {
                         self.counters.bump(Counter::Voted);
-                        self.reply(peer, &Message::Vote(vote), out);
+                        self.reply(peer, size, &Message::Vote(VoteReply::of(&vote)), out);
                     }
                     Ok(OrderCheck::Verify(index)) => self.pending.push(Pending::Order {
                         peer,
+                        size,
                         order,
                         range: index..index + 1,
                     }),
                     Err(e) => self.refuse(
-                        peer,
+                        (peer, size),
                         &e,
                         order.transfer.sender,
                         order.transfer.sequence_number,
@@ -253,23 +257,33 @@ impl ShardWorker {
                     .shard
                     .check_confirmation_order(&order, &mut self.verifier)
                 {
-                    Ok(ConfirmationCheck::AlreadyApplied(info)) => {
+                    Ok(ConfirmationCheck::AlreadyApplied(mut info)) => {
                         self.counters.bump(Counter::Confirmed);
-                        self.reply(peer, &Message::AccountInfoResponse(info), out);
+                        // An acknowledgement needs no pending vote, and without it the reply
+                        // always fits the confirmation.
+                        info.pending = None;
+                        self.reply(peer, size, &Message::AccountInfoResponse(info), out);
                     }
-                    Ok(ConfirmationCheck::Verify(range)) => self
-                        .pending
-                        .push(Pending::Confirmation { peer, order, range }),
-                    Err(e) => self.refuse(peer, &e, t.sender, t.sequence_number, out),
+                    Ok(ConfirmationCheck::Verify(range)) => {
+                        self.pending.push(Pending::Confirmation {
+                            peer,
+                            size,
+                            order,
+                            range,
+                        })
+                    }
+                    Err(e) => self.refuse((peer, size), &e, t.sender, t.sequence_number, out),
                 }
             }
             Message::AccountInfoRequest(request) => {
                 match self.shard.handle_account_info_request(&request) {
                     Ok(info) => {
                         self.counters.bump(Counter::Queried);
-                        self.reply(peer, &Message::AccountInfoResponse(info), out);
+                        self.reply(peer, size, &Message::AccountInfoResponse(info), out);
                     }
-                    Err(e) => self.refuse(peer, &e, request.account, SequenceNumber::ZERO, out),
+                    Err(e) => {
+                        self.refuse((peer, size), &e, request.account, SequenceNumber::ZERO, out)
+                    }
                 }
             }
             // Credits travel only over in-process queues (or the authenticated link between
@@ -287,10 +301,18 @@ impl ShardWorker {
         let pending = std::mem::take(&mut self.pending);
         for request in &pending {
             let (peer, transfer, range) = match request {
-                Pending::Order { peer, order, range } => (*peer, order.transfer, range),
-                Pending::Confirmation { peer, order, range } => {
-                    (*peer, order.certificate.value.transfer, range)
-                }
+                Pending::Order {
+                    peer,
+                    size,
+                    order,
+                    range,
+                } => ((*peer, *size), order.transfer, range),
+                Pending::Confirmation {
+                    peer,
+                    size,
+                    order,
+                    range,
+                } => ((*peer, *size), order.certificate.value.transfer, range),
             };
             if !self.verifier.verdicts()[range.clone()].iter().all(|ok| *ok) {
                 let error = AuthorityError::InvalidSignature;
@@ -303,7 +325,7 @@ impl ShardWorker {
                     if let Some(records) = self.records.as_mut() {
                         records.push(Record::Vote(vote));
                     }
-                    Message::Vote(vote)
+                    Message::Vote(VoteReply::of(&vote))
                 }),
                 Pending::Confirmation { order, .. } => {
                     self.shard.confirm_verified(order).map(|confirmed| {
@@ -328,7 +350,7 @@ impl ShardWorker {
                 }
             };
             match outcome {
-                Ok(reply) => self.reply(peer, &reply, out),
+                Ok(reply) => self.reply(peer.0, peer.1, &reply, out),
                 Err(e) => self.refuse(peer, &e, transfer.sender, transfer.sequence_number, out),
             }
         }
@@ -337,9 +359,10 @@ impl ShardWorker {
         self.pending.clear();
     }
 
+    /// Refuses the request of `(peer, size)`.
     fn refuse(
         &mut self,
-        peer: SocketAddr,
+        (peer, size): (SocketAddr, usize),
         error: &AuthorityError,
         account: fastpay_wire::AccountId,
         sequence_number: SequenceNumber,
@@ -348,19 +371,24 @@ impl ShardWorker {
         self.counters.bump(Counter::for_error(error));
         self.reply(
             peer,
+            size,
             &Message::Error(error.reply(account, sequence_number)),
             out,
         );
     }
 
-    fn reply(&mut self, peer: SocketAddr, message: &Message, out: &mut Outputs) {
+    /// Answers a request of `size` bytes from `peer`. Source addresses can be forged, so a
+    /// reply larger than its request is not sent (and is counted): nobody can use an
+    /// authority to amplify traffic towards a victim.
+    fn reply(&mut self, peer: SocketAddr, size: usize, message: &Message, out: &mut Outputs) {
         let shard = self.shard.shard();
         let Some(buffer) = out.replies.next_buffer(peer) else {
             self.counters.bump(Counter::SendDropped);
             return;
         };
         match encode_into(message, shard, buffer) {
-            Ok(len) => out.replies.commit(len),
+            Ok(len) if len <= size => out.replies.commit(len),
+            Ok(_) => self.counters.bump(Counter::AmplificationRefused),
             Err(_) => self.counters.bump(Counter::SendDropped),
         }
     }

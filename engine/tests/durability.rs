@@ -189,7 +189,7 @@ fn a_restarted_authority_remembers_its_votes_and_confirmations() {
         &socket,
         to,
         &id,
-        &Message::AccountInfoRequest(AccountInfoRequest { account: id }),
+        &Message::AccountInfoRequest(AccountInfoRequest::new(id)),
     ) {
         Message::AccountInfoResponse(info) => info,
         other => panic!("{other:?}"),
@@ -307,7 +307,7 @@ fn crash_during_payments(split_first: bool, kills: usize) {
             let mut total: i128 = 0;
             let mut at_100 = vec![false; accounts.len()];
             for (i, account) in accounts.iter().enumerate() {
-                let request = Message::AccountInfoRequest(AccountInfoRequest { account: *account });
+                let request = Message::AccountInfoRequest(AccountInfoRequest::new(*account));
                 match ask(&socket, *to, account, &request) {
                     Message::AccountInfoResponse(info) => {
                         total += info.balance.units();

@@ -74,7 +74,7 @@ fn query_all(steering: bool) -> (BTreeMap<AccountId, String>, f64) {
             if answers.contains_key(account) {
                 continue;
             }
-            let request = Message::AccountInfoRequest(AccountInfoRequest { account: *account });
+            let request = Message::AccountInfoRequest(AccountInfoRequest::new(*account));
             let bytes = encode(&request, shard_of(account, SHARDS)).unwrap();
             sockets[i % CLIENT_SOCKETS].send_to(&bytes, server).unwrap();
         }

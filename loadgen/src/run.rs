@@ -293,7 +293,7 @@ fn run_inner(
         // Take every reply that arrived.
         while let Some((authority, message)) = endpoints.receive() {
             let account = match &message {
-                Message::Vote(v) => v.value.transfer.sender,
+                Message::Vote(v) => v.sender,
                 Message::AccountInfoResponse(info) => info.account,
                 Message::Error(e) => e.account,
                 _ => continue,
@@ -412,7 +412,10 @@ fn step(
     let targets = config.targets.len();
     match (&mut request.stage, message) {
         (Stage::Voting { votes, .. }, Message::Vote(vote)) => {
-            if vote.value != jobs[request.job].order || votes.iter().any(|(a, _)| *a == authority) {
+            let order = &jobs[request.job].order;
+            if vote.sequence_number != order.transfer.sequence_number
+                || votes.iter().any(|(a, _)| *a == authority)
+            {
                 return Step::Pending;
             }
             votes.push((authority, vote.signature));
@@ -429,7 +432,7 @@ fn step(
             }
             // Quorum: certify and confirm with every target.
             let certificate = CertifiedTransferOrder {
-                value: vote.value,
+                value: *order,
                 signatures: votes
                     .iter()
                     .map(|(a, s)| (endpoints.names[*a], *s))

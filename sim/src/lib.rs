@@ -25,8 +25,8 @@ use fastpay_client::ClientState;
 use fastpay_wire::{
     AccountId, AccountInfoResponse, Amount, AuthorityName, Balance, CertifiedTransferOrder,
     Committee, CommitteeMember, ConfirmationOrder, CrossShardUpdate, KeyPair, Message,
-    SequenceNumber, ShardId, Signature, SignedTransferOrder, Transfer, TransferOrder, decode,
-    encode, shard_of,
+    SequenceNumber, ShardId, Signature, SignedTransferOrder, Transfer, TransferOrder, VoteReply,
+    decode, encode, shard_of,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -723,7 +723,12 @@ impl World {
             2 => match message {
                 Message::TransferOrder(order) => {
                     let vote = SignedTransferOrder::new(*order, &key);
-                    self.send(Node::Authority(a), from, &Message::Vote(vote), shard);
+                    self.send(
+                        Node::Authority(a),
+                        from,
+                        &Message::Vote(VoteReply::of(&vote)),
+                        shard,
+                    );
                 }
                 Message::ConfirmationOrder(c) => {
                     let t = c.certificate.value.transfer;
@@ -747,7 +752,12 @@ impl World {
                 if let Message::TransferOrder(order) = message {
                     let mut vote = SignedTransferOrder::new(*order, &key);
                     vote.signature = Signature(self.rng.random());
-                    self.send(Node::Authority(a), from, &Message::Vote(vote), shard);
+                    self.send(
+                        Node::Authority(a),
+                        from,
+                        &Message::Vote(VoteReply::of(&vote)),
+                        shard,
+                    );
                 }
             }
             // Sends bytes that are not a message at all.
@@ -781,7 +791,12 @@ impl World {
             return self.double_spender_receives(c, a, message);
         }
         match message {
-            Message::Vote(vote) => match self.clients[c].state.handle_vote(&vote) {
+            Message::Vote(reply) => match self.clients[c]
+                .state
+                .vote_from_reply(&reply)
+                .ok_or(fastpay_client::ClientError::Mismatch)
+                .and_then(|vote| self.clients[c].state.handle_vote(&vote))
+            {
                 Ok(Some(certificate)) => {
                     self.certificate_formed(certificate)?;
                     self.send_pending(c);
@@ -1033,24 +1048,19 @@ impl World {
                 let Some(orders) = orders else {
                     return Ok(());
                 };
-                let Some(i) = orders
-                    .iter()
-                    .position(|o| o.transfer == vote.value.transfer)
-                else {
-                    self.report.replies_refused += 1;
-                    return Ok(());
-                };
                 let Some(key) = self.committee.public_key(&vote.authority) else {
                     self.report.replies_refused += 1;
                     return Ok(());
                 };
-                if key
-                    .verify(&orders[i].vote_bytes(), &vote.signature)
-                    .is_err()
-                {
+                // The reply names the sequence number both orders share: the signature tells
+                // which order it is for.
+                let Some(i) = orders.iter().position(|o| {
+                    vote.for_order(o).is_some()
+                        && key.verify(&o.vote_bytes(), &vote.signature).is_ok()
+                }) else {
                     self.report.replies_refused += 1;
                     return Ok(());
-                }
+                };
                 votes[i].insert(vote.authority, vote.signature);
                 let weight: u64 = votes[i].keys().map(|n| self.committee.weight(n)).sum();
                 if weight < self.committee.quorum_threshold() {

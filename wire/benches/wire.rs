@@ -37,7 +37,7 @@ fn messages() -> Vec<(&'static str, Message)> {
         ("transfer_order", Message::TransferOrder(order)),
         (
             "vote",
-            Message::Vote(SignedTransferOrder::new(order, &key(10))),
+            Message::Vote(VoteReply::of(&SignedTransferOrder::new(order, &key(10)))),
         ),
         (
             "confirmation_order",
@@ -47,9 +47,7 @@ fn messages() -> Vec<(&'static str, Message)> {
         ),
         (
             "account_info_request",
-            Message::AccountInfoRequest(AccountInfoRequest {
-                account: key(1).account(),
-            }),
+            Message::AccountInfoRequest(AccountInfoRequest::new(key(1).account())),
         ),
         (
             "account_info_response",

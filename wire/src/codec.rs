@@ -268,9 +268,7 @@ mod tests {
     use crate::messages::{AccountInfoRequest, ErrorCode, ErrorReply};
 
     fn request() -> Vec<u8> {
-        let message = Message::AccountInfoRequest(AccountInfoRequest {
-            account: AccountId([9; 32]),
-        });
+        let message = Message::AccountInfoRequest(AccountInfoRequest::new(AccountId([9; 32])));
         encode(&message, ShardId(0x0102_0304)).unwrap()
     }
 
@@ -339,9 +337,7 @@ mod tests {
 
     #[test]
     fn encode_reports_small_buffers() {
-        let message = Message::AccountInfoRequest(AccountInfoRequest {
-            account: AccountId([9; 32]),
-        });
+        let message = Message::AccountInfoRequest(AccountInfoRequest::new(AccountId([9; 32])));
         let mut small = [0u8; 20];
         assert_eq!(
             encode_into(&message, ShardId(0), &mut small),

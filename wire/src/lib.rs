@@ -25,7 +25,7 @@ pub use codec::{CodecError, Header, MessageKind, decode, encode, encode_into, pe
 pub use committee::{CertificateError, Committee, CommitteeError, CommitteeMember};
 pub use crypto::{BatchVerifier, CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
 pub use messages::{
-    AccountInfoRequest, AccountInfoResponse, CertifiedTransferOrder, ConfirmationOrder,
-    CrossShardUpdate, ErrorCode, ErrorReply, LinkPayload, Message, PeerAddress, ShardLink,
-    SignedTransferOrder, Transfer, TransferOrder,
+    ACCOUNT_INFO_PADDING, AccountInfoRequest, AccountInfoResponse, CertifiedTransferOrder,
+    ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkPayload, Message, PeerAddress,
+    ShardLink, SignedTransferOrder, Transfer, TransferOrder, VoteReply,
 };

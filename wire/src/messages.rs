@@ -120,6 +120,46 @@ where
     deserializer.deserialize_seq(VotesVisitor)
 }
 
+/// An authority's vote as it travels back to the client. The client holds the order it sent,
+/// so the reply names only the order's sender and sequence number: it stays smaller than the
+/// order that asked for it, and a replayed order with a forged source address cannot make an
+/// authority amplify traffic towards a victim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteReply {
+    /// The order's sender.
+    pub sender: AccountId,
+    /// The order's sequence number.
+    pub sequence_number: SequenceNumber,
+    /// The voting authority.
+    pub authority: AuthorityName,
+    /// The authority's signature over [`Domain::Vote`] bytes of the transfer.
+    pub signature: Signature,
+}
+
+impl VoteReply {
+    /// The reply carrying `vote`.
+    pub fn of(vote: &SignedTransferOrder) -> Self {
+        Self {
+            sender: vote.value.transfer.sender,
+            sequence_number: vote.value.transfer.sequence_number,
+            authority: vote.authority,
+            signature: vote.signature,
+        }
+    }
+
+    /// The vote this reply claims for `order`, if it names the order's sender and sequence
+    /// number (whether the signature is right is for the caller to verify).
+    pub fn for_order(&self, order: &TransferOrder) -> Option<SignedTransferOrder> {
+        let transfer = &order.transfer;
+        (transfer.sender == self.sender && transfer.sequence_number == self.sequence_number)
+            .then_some(SignedTransferOrder {
+                value: *order,
+                authority: self.authority,
+                signature: self.signature,
+            })
+    }
+}
+
 /// A certificate sent back to the authorities so that they debit the sender and credit the
 /// recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,10 +169,29 @@ pub struct ConfirmationOrder {
 }
 
 /// A query for one account's state at one authority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Queries are unauthenticated, so they carry padding that makes them at least as large as
+/// the largest answer: authorities answer nothing larger than what they were sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountInfoRequest {
     /// The account asked about.
     pub account: AccountId,
+    /// Zero bytes, [`ACCOUNT_INFO_PADDING`] of them in a well-formed query.
+    pub padding: Vec<u8>,
+}
+
+/// Padding bytes that make an [`AccountInfoRequest`] datagram as large as the largest
+/// [`AccountInfoResponse`] datagram (pinned by a test).
+pub const ACCOUNT_INFO_PADDING: usize = 290;
+
+impl AccountInfoRequest {
+    /// A padded query for `account`.
+    pub fn new(account: AccountId) -> Self {
+        Self {
+            account,
+            padding: vec![0; ACCOUNT_INFO_PADDING],
+        }
+    }
 }
 
 /// One authority's view of one account.
@@ -277,7 +336,7 @@ pub enum Message {
     /// Shard → shard: credit this recipient.
     CrossShardUpdate(CrossShardUpdate),
     /// Authority → client: a vote.
-    Vote(SignedTransferOrder),
+    Vote(VoteReply),
     /// Authority → client: an account's state (also the acknowledgement of a confirmation).
     AccountInfoResponse(AccountInfoResponse),
     /// Authority → client: a refusal.

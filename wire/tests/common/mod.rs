@@ -45,9 +45,7 @@ pub fn sample_messages() -> Vec<(&'static str, Message)> {
         ),
         (
             "account_info_request",
-            Message::AccountInfoRequest(AccountInfoRequest {
-                account: key(1).account(),
-            }),
+            Message::AccountInfoRequest(AccountInfoRequest::new(key(1).account())),
         ),
         (
             "cross_shard_update",
@@ -58,7 +56,7 @@ pub fn sample_messages() -> Vec<(&'static str, Message)> {
         ),
         (
             "vote",
-            Message::Vote(SignedTransferOrder::new(order, &key(10))),
+            Message::Vote(VoteReply::of(&SignedTransferOrder::new(order, &key(10)))),
         ),
         (
             "account_info_response",
