@@ -2,6 +2,7 @@
 //! addresses cannot turn an authority into an amplifier. The engine enforces the rule; these
 //! sizes make sure honest requests always get their answer.
 
+#[allow(dead_code)]
 mod common;
 
 use fastpay_wire::*;
