@@ -6,6 +6,7 @@
 //! a table on stderr. It links only to the wire crate, so it shares no logic with the server
 //! that could hide the server's bugs.
 
+mod audit;
 mod run;
 mod setup;
 
@@ -86,6 +87,20 @@ enum Command {
         #[arg(long, default_value_t = 1_000)]
         funding: u64,
     },
+    /// Ask every authority about every benchmark account and print, per authority, the sum
+    /// of the balances and how many accounts moved (one JSON object on stdout): after a run,
+    /// each authority must still hold the genesis supply.
+    Audit {
+        /// How many accounts.
+        #[arg(long, default_value_t = 1_000_000)]
+        accounts: u64,
+        /// Seed of the accounts.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The committee file.
+        #[arg(long, default_value = "committee.json")]
+        committee: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -111,13 +126,25 @@ fn real_main() -> Result<()> {
         accounts,
         seed,
         funding,
-    }) = args.command
+    }) = &args.command
     {
+        let (accounts, seed, funding) = (*accounts, *seed, *funding);
         let lines = setup::genesis(seed, 0, accounts, funding);
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for line in lines {
             writeln!(out, "{line}")?;
         }
+        return Ok(());
+    }
+    if let Some(Command::Audit {
+        accounts,
+        seed,
+        committee,
+    }) = args.command
+    {
+        let authorities = setup::load_committee(&committee)?;
+        let report = audit::audit(&authorities, seed, accounts)?;
+        println!("{report}");
         return Ok(());
     }
     let positive = |x: f64| x.is_finite() && x > 0.0;

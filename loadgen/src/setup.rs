@@ -143,6 +143,13 @@ pub fn genesis(seed: u64, first: u64, count: u64, funding: u64) -> Vec<String> {
     })
 }
 
+/// The ids of the accounts `0..count` under `seed`.
+pub fn genesis_accounts(seed: u64, count: u64) -> Vec<AccountId> {
+    parallel(count as usize, "deriving accounts", |i| {
+        account_key(seed, i as u64).account()
+    })
+}
+
 /// A benchmark account and its pre-signed order.
 #[derive(Clone)]
 pub struct Prepared {

@@ -1,0 +1,98 @@
+//! `loadgen audit`: every authority's view of every benchmark account, summed.
+
+use crate::setup::{self, Authority};
+use anyhow::{Result, bail};
+use fastpay_wire::{AccountId, AccountInfoRequest, ErrorCode, Message, decode, encode, shard_of};
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+/// Queries in flight per authority while auditing.
+const WINDOW: usize = 512;
+
+/// Per authority: the sum of balances, accounts whose sequence number moved, and how many
+/// accounts it knows; and how many accounts moved at a quorum of authorities; as JSON.
+pub fn audit(authorities: &[Authority], seed: u64, count: u64) -> Result<serde_json::Value> {
+    let accounts: Vec<AccountId> = setup::genesis_accounts(seed, count);
+    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    socket.set_read_timeout(Some(Duration::from_millis(20)))?;
+    let mut results = Vec::new();
+    let mut moved_at: HashMap<AccountId, usize> = HashMap::new();
+    let mut buffer = vec![0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE];
+    for authority in authorities {
+        let address = authority.address()?;
+        let mut answers: HashMap<AccountId, (i128, u64)> = HashMap::new();
+        let mut next = 0usize;
+        let mut sent_at: HashMap<AccountId, Instant> = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(60 + count / 1000);
+        while answers.len() < accounts.len() {
+            if Instant::now() > deadline {
+                bail!(
+                    "authority {} did not answer about every account",
+                    authority.name
+                );
+            }
+            // Keep a window of queries out; resend the ones unanswered for a while.
+            let now = Instant::now();
+            let stale: Vec<AccountId> = sent_at
+                .iter()
+                .filter(|(_, t)| now.duration_since(**t) > Duration::from_millis(300))
+                .map(|(a, _)| *a)
+                .collect();
+            let room = WINDOW.saturating_sub(sent_at.len());
+            let fresh = accounts.len().saturating_sub(next).min(room);
+            let batch: Vec<AccountId> = stale
+                .into_iter()
+                .chain(accounts[next..next + fresh].iter().copied())
+                .collect();
+            next += fresh;
+            for account in batch {
+                let request = Message::AccountInfoRequest(AccountInfoRequest::new(account));
+                let bytes = encode(&request, shard_of(&account, authority.shards))?;
+                let _ = socket.send_to(&bytes, address);
+                sent_at.insert(account, Instant::now());
+            }
+            while let Ok((len, from)) = socket.recv_from(&mut buffer) {
+                if from != address {
+                    continue;
+                }
+                match decode(&buffer[..len]) {
+                    Ok((_, Message::AccountInfoResponse(info))) => {
+                        if sent_at.remove(&info.account).is_some() {
+                            answers.insert(
+                                info.account,
+                                (info.balance.units(), info.next_sequence_number.value()),
+                            );
+                        }
+                    }
+                    Ok((_, Message::Error(error))) if error.code == ErrorCode::UnknownAccount => {
+                        if sent_at.remove(&error.account).is_some() {
+                            answers.insert(error.account, (0, 0));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (account, (_, sequence)) in &answers {
+            if *sequence > 0 {
+                *moved_at.entry(*account).or_default() += 1;
+            }
+        }
+        let total: i128 = answers.values().map(|(b, _)| b).sum();
+        let moved = answers.values().filter(|(_, s)| *s > 0).count();
+        results.push(serde_json::json!({
+            "authority": authority.name.to_string(),
+            "total_balance": total.to_string(),
+            "accounts_moved": moved,
+            "accounts": answers.len(),
+        }));
+    }
+    let quorum = authorities.len() - authorities.len().saturating_sub(1) / 3;
+    let at_quorum = moved_at.values().filter(|n| **n >= quorum).count();
+    Ok(serde_json::json!({
+        "accounts": count,
+        "authorities": results,
+        "accounts_moved_at_quorum": at_quorum,
+    }))
+}
