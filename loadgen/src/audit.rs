@@ -56,21 +56,20 @@ pub fn audit(authorities: &[Authority], seed: u64, count: u64) -> Result<serde_j
                 if from != address {
                     continue;
                 }
-                match decode(&buffer[..len]) {
-                    Ok((_, Message::AccountInfoResponse(info))) => {
-                        if sent_at.remove(&info.account).is_some() {
-                            answers.insert(
-                                info.account,
-                                (info.balance.units(), info.next_sequence_number.value()),
-                            );
-                        }
-                    }
+                let answer = match decode(&buffer[..len]) {
+                    Ok((_, Message::AccountInfoResponse(info))) => Some((
+                        info.account,
+                        (info.balance.units(), info.next_sequence_number.value()),
+                    )),
                     Ok((_, Message::Error(error))) if error.code == ErrorCode::UnknownAccount => {
-                        if sent_at.remove(&error.account).is_some() {
-                            answers.insert(error.account, (0, 0));
-                        }
+                        Some((error.account, (0, 0)))
                     }
-                    _ => {}
+                    _ => None,
+                };
+                if let Some((account, view)) = answer {
+                    if sent_at.remove(&account).is_some() {
+                        answers.insert(account, view);
+                    }
                 }
             }
         }
