@@ -6,120 +6,14 @@
 
 mod common;
 
-use common::{SERVER, check};
+use common::{Authority, ask, check, committee};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, Amount, CertifiedTransferOrder, ConfirmationOrder, ErrorCode,
-    KeyPair, Message, SequenceNumber, Transfer, TransferOrder, decode, encode, shard_of,
+    KeyPair, Message, SequenceNumber, Transfer, TransferOrder, encode, shard_of,
 };
 use std::fs;
-use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
-
-struct Authority {
-    dir: PathBuf,
-    index: usize,
-    /// Run only this shard (its own process).
-    shard: Option<u32>,
-    /// Extra `run` arguments.
-    extra: Vec<String>,
-    child: Option<Child>,
-}
-
-impl Authority {
-    fn new(dir: &Path, index: usize, shard: Option<u32>) -> Self {
-        Self {
-            dir: dir.to_path_buf(),
-            index,
-            shard,
-            extra: Vec::new(),
-            child: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let shard: Vec<String> = match self.shard {
-            Some(j) => vec!["--shard".into(), j.to_string()],
-            None => Vec::new(),
-        };
-        let child = Command::new(SERVER)
-            .current_dir(&self.dir)
-            .args(["--server", &format!("server{}.json", self.index), "run"])
-            .args(shard)
-            .args(["--initial-accounts", "initial_accounts.txt"])
-            .args(["--committee", "committee.json", "--stats-interval", "0"])
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill(); // SIGKILL: no chance to flush anything.
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Authority {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Generates `count` authorities with 2 shards each into `dir`; returns their addresses.
-fn committee(dir: &Path, count: usize) -> Vec<(SocketAddr, u32)> {
-    let mut text = String::new();
-    let mut addresses = Vec::new();
-    for i in 1..=count {
-        // Room for the link ports of split shards after the public port.
-        let port = common::free_port_with_room(2);
-        text += &check(
-            Command::new(SERVER)
-                .current_dir(dir)
-                .args(["--server", &format!("server{i}.json"), "generate"])
-                .args([
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    &port.to_string(),
-                    "--shards",
-                    "2",
-                ])
-                .output()
-                .unwrap(),
-            "generate",
-        );
-        addresses.push((SocketAddr::from(([127, 0, 0, 1], port)), 2));
-    }
-    fs::write(dir.join("committee.json"), text).unwrap();
-    addresses
-}
-
-/// Sends `message` about `account` to an authority until it answers; returns the answer.
-fn ask(
-    socket: &UdpSocket,
-    to: (SocketAddr, u32),
-    account: &AccountId,
-    message: &Message,
-) -> Message {
-    let bytes = encode(message, shard_of(account, to.1)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut buf = [0u8; 8192];
-    while Instant::now() < deadline {
-        socket.send_to(&bytes, to.0).unwrap();
-        if let Ok((len, from)) = socket.recv_from(&mut buf) {
-            if from == to.0 {
-                return decode(&buf[..len]).unwrap().1;
-            }
-        }
-    }
-    panic!("no answer from {}", to.0);
-}
 
 #[test]
 fn a_restarted_authority_remembers_its_votes_and_confirmations() {
@@ -183,6 +77,47 @@ fn a_restarted_authority_remembers_its_votes_and_confirmations() {
         ask(&socket, to, &account, &confirm),
         Message::AccountInfoResponse(_)
     ));
+
+    // The reference prototype's hole: credits sent to the public port. A forged one (no
+    // quorum behind its amount) and a replay of the genuine certificate's credit are both
+    // ignored: balances below are exactly those of the one confirmed transfer.
+    let Message::ConfirmationOrder(ConfirmationOrder { certificate }) = &confirm else {
+        unreachable!()
+    };
+    let mut forged = certificate.clone();
+    forged.value.transfer.amount = Amount::new(1_000_000);
+    for credit in [forged, certificate.clone()] {
+        let recipient = credit.value.transfer.recipient;
+        let update = fastpay_wire::CrossShardUpdate {
+            recipient_shard: shard_of(&recipient, 2),
+            certificate: credit,
+        };
+        let bytes = encode(&Message::CrossShardUpdate(update), shard_of(&recipient, 2)).unwrap();
+        for _ in 0..3 {
+            socket.send_to(&bytes, to.0).unwrap();
+        }
+    }
+
+    // A query without its padding would get an answer larger than itself: none comes.
+    // (First drain late duplicates of earlier answers.)
+    std::thread::sleep(Duration::from_millis(300));
+    let mut buf = [0u8; 8192];
+    while socket.recv_from(&mut buf).is_ok() {}
+    let unpadded = Message::AccountInfoRequest(AccountInfoRequest {
+        account,
+        padding: Vec::new(),
+    });
+    let bytes = encode(&unpadded, shard_of(&account, 2)).unwrap();
+    socket.send_to(&bytes, to.0).unwrap();
+    let deadline = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < deadline {
+        if let Ok((len, _)) = socket.recv_from(&mut buf) {
+            panic!(
+                "an unpadded query got {len} bytes back (it was {} bytes)",
+                bytes.len()
+            );
+        }
+    }
     authority.kill();
     authority.start();
     let query = |id: AccountId| match ask(

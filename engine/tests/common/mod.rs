@@ -2,9 +2,12 @@
 
 #![allow(dead_code)]
 
-use std::net::UdpSocket;
-use std::path::Path;
-use std::process::{Command, Output};
+use fastpay_wire::{AccountId, Message, decode, encode, shard_of};
+use std::fs;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_server");
 pub const CLIENT: &str = env!("CARGO_BIN_EXE_client");
@@ -61,4 +64,109 @@ pub fn fails_with(output: Output, needle: &str) {
     assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
     assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+}
+
+/// One `server run` process (a whole authority, or one of its shards).
+pub struct Authority {
+    pub dir: PathBuf,
+    pub index: usize,
+    /// Run only this shard (its own process).
+    pub shard: Option<u32>,
+    /// Extra `run` arguments.
+    pub extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Authority {
+    pub fn new(dir: &Path, index: usize, shard: Option<u32>) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            index,
+            shard,
+            extra: Vec::new(),
+            child: None,
+        }
+    }
+
+    pub fn start(&mut self) {
+        let shard: Vec<String> = match self.shard {
+            Some(j) => vec!["--shard".into(), j.to_string()],
+            None => Vec::new(),
+        };
+        let child = Command::new(SERVER)
+            .current_dir(&self.dir)
+            .args(["--server", &format!("server{}.json", self.index), "run"])
+            .args(shard)
+            .args(["--initial-accounts", "initial_accounts.txt"])
+            .args(["--committee", "committee.json", "--stats-interval", "0"])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL: no chance to flush anything.
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Authority {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Generates `count` authorities with 2 shards each into `dir`; returns their addresses.
+pub fn committee(dir: &Path, count: usize) -> Vec<(SocketAddr, u32)> {
+    let mut text = String::new();
+    let mut addresses = Vec::new();
+    for i in 1..=count {
+        // Room for the link ports of split shards after the public port.
+        let port = free_port_with_room(2);
+        text += &check(
+            Command::new(SERVER)
+                .current_dir(dir)
+                .args(["--server", &format!("server{i}.json"), "generate"])
+                .args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--shards",
+                    "2",
+                ])
+                .output()
+                .unwrap(),
+            "generate",
+        );
+        addresses.push((SocketAddr::from(([127, 0, 0, 1], port)), 2));
+    }
+    fs::write(dir.join("committee.json"), text).unwrap();
+    addresses
+}
+
+/// Sends `message` about `account` to an authority until it answers; returns the answer.
+pub fn ask(
+    socket: &UdpSocket,
+    to: (SocketAddr, u32),
+    account: &AccountId,
+    message: &Message,
+) -> Message {
+    let bytes = encode(message, shard_of(account, to.1)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 8192];
+    while Instant::now() < deadline {
+        socket.send_to(&bytes, to.0).unwrap();
+        if let Ok((len, from)) = socket.recv_from(&mut buf) {
+            if from == to.0 {
+                return decode(&buf[..len]).unwrap().1;
+            }
+        }
+    }
+    panic!("no answer from {}", to.0);
 }
