@@ -170,3 +170,30 @@ pub fn ask(
     }
     panic!("no answer from {}", to.0);
 }
+
+/// Sends every certificate in the wallet of `dir` to every authority, as a payer pushing its
+/// receipts to authorities that missed them; panics if one is refused.
+pub fn push_wallet_certificates(dir: &Path, addresses: &[(SocketAddr, u32)], socket: &UdpSocket) {
+    let wallet: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("accounts.json")).unwrap()).unwrap();
+    let mut certificates: Vec<fastpay_wire::CertifiedTransferOrder> = Vec::new();
+    for account in wallet["accounts"].as_array().unwrap() {
+        for c in account["state"]["sent_certificates"].as_array().unwrap() {
+            certificates.push(serde_json::from_value(c.clone()).unwrap());
+        }
+    }
+    // Per sender, in sequence order, so no authority misses an earlier one.
+    certificates.sort_by_key(|c| (c.value.transfer.sender, c.value.transfer.sequence_number));
+    for to in addresses {
+        for certificate in &certificates {
+            let account = certificate.value.transfer.sender;
+            let message = Message::ConfirmationOrder(fastpay_wire::ConfirmationOrder {
+                certificate: certificate.clone(),
+            });
+            match ask(socket, *to, &account, &message) {
+                Message::AccountInfoResponse(_) => {}
+                other => panic!("{}: certificate refused: {other:?}", to.0),
+            }
+        }
+    }
+}
