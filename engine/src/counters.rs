@@ -83,6 +83,8 @@ counters! {
     Fsyncs => "fsyncs",
     /// Bytes of log and snapshot on disk (a gauge).
     DiskBytes => "disk_bytes",
+    /// Credits sent and not yet known to be applied by their recipient (a gauge).
+    Outbox => "outbox",
     /// Batches processed.
     Batches => "batches",
 }

@@ -568,6 +568,8 @@ fn recover_shard(config: &EngineConfig, shard: u32, n: usize) -> Result<Recovere
 /// failed: the shard must stop rather than answer with state it could lose.
 fn persist(ctx: &mut ShardContext, me: usize, n: usize) -> bool {
     let Some(store) = ctx.store.as_mut() else {
+        // In memory only: applied is as good as it gets, so senders may forget at once.
+        publish_applied(ctx, me, n);
         return true;
     };
     for record in ctx.worker.take_records() {
@@ -580,9 +582,10 @@ fn persist(ctx: &mut ShardContext, me: usize, n: usize) -> bool {
         }
         ctx.counters.bump(Counter::Fsyncs);
     }
-    for (from, applied) in ctx.links.applied.iter().enumerate() {
-        ctx.acked[from * n + me].store(*applied, Ordering::Release);
-    }
+    publish_applied(ctx, me, n);
+    let Some(store) = ctx.store.as_mut() else {
+        return true;
+    };
     if store.wants_snapshot() {
         let snapshot = Snapshot {
             shard: ctx.worker.shard().snapshot(),
@@ -595,6 +598,13 @@ fn persist(ctx: &mut ShardContext, me: usize, n: usize) -> bool {
     }
     ctx.counters.set(Counter::DiskBytes, store.disk_bytes());
     true
+}
+
+/// Tells every sender which of its credits this shard has applied (and made durable).
+fn publish_applied(ctx: &ShardContext, me: usize, n: usize) {
+    for (from, applied) in ctx.links.applied.iter().enumerate() {
+        ctx.acked[from * n + me].store(*applied, Ordering::Release);
+    }
 }
 
 fn run_shard(mut ctx: ShardContext) {
@@ -844,6 +854,8 @@ fn run_shard(mut ctx: ShardContext) {
                 break;
             }
         }
+        ctx.counters
+            .set(Counter::Outbox, ctx.links.outbox.len() as u64);
         if !ctx.links.outbox.is_empty() {
             // Keep looking until the acknowledgements arrive.
             busy = busy || ctx.links.outbox.len() > QUEUE_CAPACITY;

@@ -18,6 +18,15 @@ const ACCOUNTS: u64 = 300;
 
 #[test]
 fn credits_survive_full_queues() {
+    run(true);
+}
+
+#[test]
+fn credits_survive_full_queues_in_memory() {
+    run(false);
+}
+
+fn run(durable: bool) {
     let authority = KeyPair::from_seed([11; 32]);
     let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = probe.local_addr().unwrap().port();
@@ -48,7 +57,7 @@ fn credits_survive_full_queues() {
         only_shard: None,
         link_addresses: Vec::new(),
         queue_capacity: 1,
-        data_dir: Some(data.path().to_path_buf()),
+        data_dir: durable.then(|| data.path().to_path_buf()),
         // Snapshot often, so compaction runs under the backlog too.
         snapshot_after_bytes: 64 << 10,
     })
@@ -95,6 +104,22 @@ fn credits_survive_full_queues() {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+    // Senders forget every credit once its recipient applied it (else memory would grow and
+    // backpressure would eventually stop the shard).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while engine
+        .counters()
+        .iter()
+        .map(|c| c.get(Counter::Outbox))
+        .sum::<u64>()
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "outboxes never drained"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
     let counters = engine.counters().to_vec();
     engine.shutdown();
