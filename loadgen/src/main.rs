@@ -71,6 +71,13 @@ struct Args {
     /// UDP sockets to send from (distinct source ports).
     #[arg(long, default_value_t = 4)]
     sockets: usize,
+    /// Mix hostile datagrams into the run: this share (0..1) of everything sent is orders with
+    /// broken signatures from funded accounts (the last 1000 of the genesis set).
+    #[arg(long, conflicts_with = "flood_garbage")]
+    flood_invalid: Option<f64>,
+    /// Mix hostile datagrams into the run: this share (0..1) of everything sent is random bytes.
+    #[arg(long)]
+    flood_garbage: Option<f64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -255,6 +262,7 @@ fn real_main() -> Result<()> {
                 quorum
             },
             quorum,
+            flood: None,
         };
         let bar = live_bar("voting (unmeasured)");
         let votes = run::run_collecting(&prepare, &mut endpoints, &jobs, &bar)?;
@@ -282,6 +290,35 @@ fn real_main() -> Result<()> {
         jobs = kept;
     }
 
+    let flood = match (args.flood_invalid, args.flood_garbage) {
+        (Some(share), _) => {
+            if !(0.0..1.0).contains(&share) {
+                bail!("--flood-invalid must be in [0, 1)");
+            }
+            // Orders from the last funded accounts, each with one signature byte flipped.
+            let first = args.accounts.saturating_sub(1000);
+            let forged =
+                setup::prepare_orders(args.seed, first, args.accounts - first, args.accounts)
+                    .into_iter()
+                    .map(|p| {
+                        let mut order = p.order;
+                        order.signature.0[40] ^= 0x55;
+                        fastpay_wire::Message::TransferOrder(order)
+                    })
+                    .collect();
+            Some(run::Flood { share, forged })
+        }
+        (None, Some(share)) => {
+            if !(0.0..1.0).contains(&share) {
+                bail!("--flood-garbage must be in [0, 1)");
+            }
+            Some(run::Flood {
+                share,
+                forged: Vec::new(),
+            })
+        }
+        (None, None) => None,
+    };
     let config = RunConfig {
         phase,
         rate: args.rate,
@@ -291,6 +328,7 @@ fn real_main() -> Result<()> {
         targets: targets.clone(),
         needed,
         quorum,
+        flood,
     };
     let bar = live_bar("running");
     let report = run::run(&config, &mut endpoints, &jobs, &certificates, &bar)?;

@@ -59,6 +59,17 @@ pub struct RunConfig {
     pub needed: usize,
     /// For payments: the quorum of the whole committee.
     pub quorum: usize,
+    /// Hostile datagrams sent alongside the valid ones (not measured, only sent).
+    pub flood: Option<Flood>,
+}
+
+/// Hostile traffic mixed into a run, as a share of all datagrams sent.
+pub struct Flood {
+    /// Share of all datagrams that are hostile, in [0, 1).
+    pub share: f64,
+    /// Orders with broken signatures from funded accounts (they pass every cheap check and
+    /// cost a signature verification), or, when empty, random bytes.
+    pub forged: Vec<Message>,
 }
 
 /// What a run measured.
@@ -153,6 +164,39 @@ impl Endpoints {
         }
     }
 
+    /// Sends the `n`-th hostile datagram of `flood` to every target.
+    fn send_flood(&mut self, flood: &Flood, n: usize, targets: &[usize]) {
+        for &authority in targets {
+            let len = if flood.forged.is_empty() {
+                // Random bytes behind a plausible header, so they reach the decoder.
+                let mut x = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                let len = 150;
+                for byte in self.buffer[..len].iter_mut() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *byte = x as u8;
+                }
+                self.buffer[..4].copy_from_slice(&[fastpay_wire::codec::WIRE_VERSION, 1, 0, 0]);
+                let shard = (x as u32) % self.shards[authority].max(1);
+                self.buffer[4..8].copy_from_slice(&shard.to_be_bytes());
+                len
+            } else {
+                let message = &flood.forged[n % flood.forged.len()];
+                let Message::TransferOrder(order) = message else {
+                    continue;
+                };
+                let shard = shard_of(&order.transfer.sender, self.shards[authority]);
+                match encode_into(message, shard, &mut self.buffer) {
+                    Ok(len) => len,
+                    Err(_) => continue,
+                }
+            };
+            let socket = &self.sockets[n % self.sockets.len()];
+            let _ = socket.send_to(&self.buffer[..len], self.addresses[authority]);
+        }
+    }
+
     /// One pending reply, from any socket.
     fn receive(&mut self) -> Option<(usize, Message)> {
         for socket in &self.sockets {
@@ -243,6 +287,8 @@ fn run_inner(
     let mut next = 0usize;
     let mut last_report = start;
     let mut last_send = start;
+    let mut flood_debt = 0.0f64;
+    let mut flood_sent = 0usize;
 
     loop {
         let now = Instant::now();
@@ -276,6 +322,15 @@ fn run_inner(
             };
             for &authority in &config.targets {
                 endpoints.send(job, authority, &jobs[job].account, &message);
+            }
+            if let Some(flood) = &config.flood {
+                // Keep the hostile share of the datagrams at `share` on average.
+                flood_debt += flood.share / (1.0 - flood.share).max(1e-9);
+                while flood_debt >= 1.0 {
+                    flood_debt -= 1.0;
+                    flood_sent += 1;
+                    endpoints.send_flood(flood, flood_sent, &config.targets);
+                }
             }
             outstanding.insert(
                 job,
