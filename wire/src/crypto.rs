@@ -343,15 +343,24 @@ impl fmt::Debug for SignedBytes {
 }
 
 /// Signatures to check together: collect with [`push`](Self::push), then [`verify`](Self::verify)
-/// the lot. A failing batch is bisected so that one forger cannot sink its batch-mates.
-/// Reuse one verifier across batches to keep its buffers.
+/// the lot. A failing batch is bisected so that one forger cannot sink its batch-mates; while
+/// recent batches are full of forgeries (a flood), signatures are checked one by one instead,
+/// which then costs less than batches that fail and bisect. Reuse one verifier across batches
+/// to keep its buffers and its memory of recent failures.
 #[derive(Default)]
 pub struct BatchVerifier {
     keys: Vec<VerifyingKey>,
     signatures: Vec<ed25519_dalek::Signature>,
     messages: Vec<SignedBytes>,
     valid: Vec<bool>,
+    /// Share of bad signatures in recent batches, in 1/1024ths (an exponential average).
+    recent_bad: u32,
 }
+
+/// Share of bad signatures (in 1/1024ths) in recent batches above which each signature is
+/// checked alone: at about one bad signature in eight, bisecting a failed batch of 64 costs
+/// more than checking the 64 singly (a single check costs about 2.6 batch shares).
+const SINGLE_CHECK_ABOVE: u32 = 128;
 
 /// Below this many signatures a batch is split into single checks: the batch equation's fixed
 /// cost (transcript, multiscalar setup) outweighs its saving for one or two signatures.
@@ -394,6 +403,17 @@ impl BatchVerifier {
 
     /// Verifies every queued signature; the verdicts are indexed as returned by `push`.
     pub fn verify(&mut self) -> &[bool] {
+        if self.recent_bad > SINGLE_CHECK_ABOVE {
+            for i in 0..self.valid.len() {
+                if self.valid[i] {
+                    self.valid[i] = self.keys[i]
+                        .verify_strict(self.messages[i].as_slice(), &self.signatures[i])
+                        .is_ok();
+                }
+            }
+            self.note_failures();
+            return &self.valid;
+        }
         let mut start = 0;
         // Runs of signatures that passed the byte checks go to the batch equation.
         while start < self.valid.len() {
@@ -408,7 +428,18 @@ impl BatchVerifier {
             self.verify_range(start, end);
             start = end;
         }
+        self.note_failures();
         &self.valid
+    }
+
+    /// Folds this batch's share of bad signatures into the recent average (weight 1/4).
+    fn note_failures(&mut self) {
+        if self.valid.is_empty() {
+            return;
+        }
+        let bad = self.valid.iter().filter(|ok| !**ok).count();
+        let share = u32::try_from(bad.saturating_mul(1024) / self.valid.len()).unwrap_or(1024);
+        self.recent_bad = (self.recent_bad.saturating_mul(3).saturating_add(share)) / 4;
     }
 
     /// Verdicts of the last `verify`.
@@ -514,6 +545,41 @@ mod tests {
         let mut non_canonical = FIELD_PRIME;
         non_canonical[0] = 0xef;
         assert!(PublicKey::from_bytes(&non_canonical).is_err());
+    }
+
+    #[test]
+    fn a_flood_of_forgeries_switches_to_single_checks_and_back() {
+        let key = KeyPair::from_seed([8; 32]);
+        let public = key.public_key().unwrap();
+        let mut verifier = BatchVerifier::new();
+        let mut run = |bad_every: usize| {
+            verifier.clear();
+            for i in 0..16u64 {
+                let message = SignedBytes::for_transfer(Domain::Vote, &transfer(i));
+                let mut signature = key.sign(&message);
+                if bad_every > 0 && i as usize % bad_every == 0 {
+                    signature.0[40] ^= 1;
+                }
+                verifier.push(&public, message, signature);
+            }
+            let verdicts = verifier.verify().to_vec();
+            for (i, ok) in verdicts.iter().enumerate() {
+                assert_eq!(*ok, bad_every == 0 || i % bad_every != 0);
+            }
+            verifier.recent_bad
+        };
+        assert_eq!(run(0), 0);
+        // Half forged: the average climbs past the threshold, and verdicts stay right.
+        let mut level = 0;
+        for _ in 0..4 {
+            level = run(2);
+        }
+        assert!(level > SINGLE_CHECK_ABOVE, "{level}");
+        // Clean batches bring it back to batching.
+        for _ in 0..8 {
+            level = run(0);
+        }
+        assert!(level <= SINGLE_CHECK_ABOVE, "{level}");
     }
 
     #[test]
