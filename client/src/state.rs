@@ -242,13 +242,18 @@ impl ClientState {
         Ok(order)
     }
 
-    /// The vote a reply claims for the order in progress (its signature is checked by
-    /// [`handle_vote`](Self::handle_vote)).
-    pub fn vote_from_reply(&self, reply: &VoteReply) -> Option<SignedTransferOrder> {
-        match &self.pending {
-            Some(Phase::Voting { order, .. }) => reply.for_order(order),
-            _ => None,
-        }
+    /// Takes a vote as it travels (a [`VoteReply`] names only the sender and sequence
+    /// number): rebuilds the vote for the order in progress and handles it like
+    /// [`handle_vote`](Self::handle_vote).
+    pub fn handle_vote_reply(
+        &mut self,
+        reply: &VoteReply,
+    ) -> Result<Option<CertifiedTransferOrder>, ClientError> {
+        let Some(Phase::Voting { order, .. }) = &self.pending else {
+            return Err(ClientError::NoTransferInProgress);
+        };
+        let vote = reply.for_order(order).ok_or(ClientError::Mismatch)?;
+        self.handle_vote(&vote)
     }
 
     /// Takes one authority's vote; returns the certificate when the votes reach a quorum.

@@ -296,11 +296,7 @@ impl Network {
             };
             let before = reached(&clients[i]);
             match message {
-                Message::Vote(reply) => match clients[i]
-                    .vote_from_reply(&reply)
-                    .ok_or(fastpay_client::ClientError::Mismatch)
-                    .and_then(|vote| clients[i].handle_vote(&vote))
-                {
+                Message::Vote(reply) => match clients[i].handle_vote_reply(&reply) {
                     Ok(Some(_)) if goal == Goal::Finished => {
                         // Certified: confirm at once rather than at the next retry.
                         stats.sent += self.send_pending(&clients[i], goal)?;

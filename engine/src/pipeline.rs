@@ -107,11 +107,6 @@ impl ShardWorker {
         }
     }
 
-    /// The shard's state, for a snapshot.
-    pub fn shard_mut(&mut self) -> &mut AuthorityShard {
-        &mut self.shard
-    }
-
     /// The shard state.
     pub fn shard(&self) -> &AuthorityShard {
         &self.shard

@@ -791,12 +791,7 @@ impl World {
             return self.double_spender_receives(c, a, message);
         }
         match message {
-            Message::Vote(reply) => match self.clients[c]
-                .state
-                .vote_from_reply(&reply)
-                .ok_or(fastpay_client::ClientError::Mismatch)
-                .and_then(|vote| self.clients[c].state.handle_vote(&vote))
-            {
+            Message::Vote(reply) => match self.clients[c].state.handle_vote_reply(&reply) {
                 Ok(Some(certificate)) => {
                     self.certificate_formed(certificate)?;
                     self.send_pending(c);
