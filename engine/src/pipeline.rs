@@ -136,25 +136,26 @@ impl ShardWorker {
     /// `sequence`-th of the sender's incarnation `epoch`): its certificate must prove it.
     pub fn apply_link_credit(&mut self, update: &CrossShardUpdate, epoch: u64, sequence: u64) {
         match self.shard.handle_cross_shard_update(update) {
-            Ok(fastpay_authority::CreditOutcome::Applied) => {
-                self.counters.bump(Counter::Credited);
-                let from = self
-                    .shard
-                    .shard_of(&update.certificate.value.transfer.sender)
-                    .0;
-                let update = update.clone();
-                self.record(|| Record::Credit {
-                    from,
-                    sequence,
-                    link_epoch: epoch,
-                    update,
-                });
-            }
+            Ok(fastpay_authority::CreditOutcome::Applied) => self.counters.bump(Counter::Credited),
             Ok(fastpay_authority::CreditOutcome::Duplicate) => {
                 self.counters.bump(Counter::DuplicateCredit)
             }
             Err(e) => self.counters.bump(Counter::for_error(&e)),
         }
+        // Logged whatever the outcome: the record also says how far the link got, and the
+        // sender forgets every credit this shard acknowledges. (Replaying a duplicate or a
+        // refused credit changes nothing.)
+        let from = self
+            .shard
+            .shard_of(&update.certificate.value.transfer.sender)
+            .0;
+        let update = update.clone();
+        self.record(|| Record::Credit {
+            from,
+            sequence,
+            link_epoch: epoch,
+            update,
+        });
     }
 
     /// Processes a batch: every datagram of `inputs`, then `handed` (datagrams other shards
