@@ -14,7 +14,7 @@ use fastpay_wire::{
     TransferOrder, VoteReply, decode, encode,
 };
 use std::fs;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -35,7 +35,7 @@ enum Lie {
     /// Signs every order it sees, conflicting or not, and acknowledges every certificate.
     VoteForEverything,
     /// Answers queries with a made-up balance, sequence number and pending vote.
-    LieAboutAccounts,
+    InventAccounts,
 }
 
 const LIES: [Lie; 5] = [
@@ -43,7 +43,7 @@ const LIES: [Lie; 5] = [
     Lie::Garbage,
     Lie::Equivocate,
     Lie::VoteForEverything,
-    Lie::LieAboutAccounts,
+    Lie::InventAccounts,
 ];
 
 /// A lying authority on a real UDP socket, in a thread of the test.
@@ -109,6 +109,7 @@ impl Drop for Impostor {
     }
 }
 
+#[allow(clippy::large_enum_variant)] // Built once per reply of a test.
 enum Reply {
     Message(Message),
     Bytes(Vec<u8>),
@@ -176,7 +177,7 @@ fn lie_about(lie: Lie, key: &KeyPair, message: &Message, noise: &mut u64) -> Vec
             ))],
             _ => Vec::new(),
         },
-        Lie::LieAboutAccounts => match account_of(message) {
+        Lie::InventAccounts => match account_of(message) {
             Some(account) => vec![Reply::Message(Message::AccountInfoResponse(
                 made_up_account(account, key, Some(message)),
             ))],
@@ -206,17 +207,8 @@ fn made_up_account(
 
 /// A committee whose fourth authority is an impostor, with `accounts` funded accounts in the
 /// wallet of `dir`; returns the honest processes, the impostor and the account addresses.
-fn set_up(
-    dir: &Path,
-    accounts: usize,
-    lie: Lie,
-) -> (
-    Vec<(SocketAddr, u32)>,
-    Vec<Authority>,
-    Impostor,
-    Vec<String>,
-) {
-    let addresses = committee(dir, 4);
+fn set_up(dir: &Path, accounts: usize, lie: Lie) -> (Vec<Authority>, Impostor, Vec<String>) {
+    committee(dir, 4);
     let genesis = check(
         client(
             dir,
@@ -239,7 +231,7 @@ fn set_up(
         .lines()
         .map(|l| l.split(':').next().unwrap().to_string())
         .collect();
-    (addresses, honest, impostor, accounts)
+    (honest, impostor, accounts)
 }
 
 fn balance(dir: &Path, account: &str) -> String {
@@ -252,7 +244,7 @@ fn balance(dir: &Path, account: &str) -> String {
 fn honest_clients_pay_whatever_one_authority_does() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let (_addresses, _honest, impostor, accounts) = set_up(dir, 2, Lie::Silent);
+    let (_honest, impostor, accounts) = set_up(dir, 2, Lie::Silent);
     let (a, b) = (&accounts[0], &accounts[1]);
     // The committee is up when the honest authorities agree on the genesis balance.
     for _ in 0..100 {
