@@ -101,14 +101,17 @@ pub enum StoreError {
     },
 }
 
+/// A torn tail cut off a log: (offset, bytes removed).
+pub type TornTail = (u64, u64);
+
 /// What recovery found.
 pub struct Recovered {
     /// The last snapshot, if any.
     pub snapshot: Option<Snapshot>,
     /// Records logged since, in order.
     pub records: Vec<Record>,
-    /// A torn tail that was cut off: (offset, bytes removed).
-    pub truncated: Option<(u64, u64)>,
+    /// A torn tail that was cut off.
+    pub truncated: Option<TornTail>,
 }
 
 /// One shard's open log.
@@ -166,17 +169,9 @@ impl ShardStore {
             .map_err(io_at(&log_path))?;
         let mut bytes = Vec::new();
         log.read_to_end(&mut bytes).map_err(io_at(&log_path))?;
-        let parsed = parse_log(&log_path, &bytes)?;
-        let mut records = Vec::with_capacity(parsed.payloads.len());
-        for (payload, offset) in parsed.payloads.iter().zip(&parsed.offsets) {
-            records.push(decode_stored(payload).map_err(|_| StoreError::Corrupt {
-                path: log_path.clone(),
-                offset: *offset,
-                reason: "record does not decode",
-            })?);
-        }
+        let (records, truncated) = decode_log(&log_path, &bytes)?;
         let mut log_len = bytes.len() as u64;
-        if let Some((offset, _)) = parsed.truncated {
+        if let Some((offset, _)) = truncated {
             log.set_len(offset).map_err(io_at(&log_path))?;
             log.sync_all().map_err(io_at(&log_path))?;
             log_len = offset;
@@ -195,7 +190,7 @@ impl ShardStore {
             Recovered {
                 snapshot,
                 records,
-                truncated: parsed.truncated,
+                truncated,
             },
         ))
     }
@@ -290,6 +285,24 @@ struct Parsed<'a> {
     payloads: Vec<&'a [u8]>,
     offsets: Vec<u64>,
     truncated: Option<(u64, u64)>,
+}
+
+/// Decodes the records of a log file's contents (named `path` in errors): the records, and
+/// the torn tail found after them as (offset, length), if any. Pure, so it can be fuzzed.
+pub fn decode_log(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(Vec<Record>, Option<TornTail>), StoreError> {
+    let parsed = parse_log(path, bytes)?;
+    let mut records = Vec::with_capacity(parsed.payloads.len());
+    for (payload, offset) in parsed.payloads.iter().zip(&parsed.offsets) {
+        records.push(decode_stored(payload).map_err(|_| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            offset: *offset,
+            reason: "record does not decode",
+        })?);
+    }
+    Ok((records, parsed.truncated))
 }
 
 /// Splits a log into record payloads, finding a torn tail or mid-log corruption.

@@ -1,6 +1,8 @@
 //! The per-batch pipeline fed arbitrary datagrams (random bytes, and valid messages with bytes
 //! flipped) never panics, and random bytes never change a shard's state. The stable-toolchain
-//! stand-in for a fuzz target, run on every CI build.
+//! stand-in for the fuzz targets, run on every CI build, plus a replay of the fuzzers'
+//! committed corpora (`fuzz/corpus`, `fuzz/regressions`): every input a fuzzer kept, and every
+//! crash it ever found, stays a regression test.
 
 use fastpay_authority::{AuthorityShard, Genesis};
 use fastpay_engine::counters::ShardCounters;
@@ -72,6 +74,90 @@ fn run(worker: &mut ShardWorker, datagrams: &[Vec<u8>]) {
     }
     let mut out = Outputs::default();
     worker.process(&batch, &[], &mut out);
+}
+
+/// The files of `fuzz/<dir>/<target>` (none if the directory does not exist).
+fn fuzz_inputs(dir: &str, target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz")
+        .join(dir)
+        .join(target);
+    let Ok(entries) = std::fs::read_dir(&path) else {
+        return Vec::new();
+    };
+    let mut inputs: Vec<_> = entries
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    inputs.sort();
+    inputs
+}
+
+/// The pipeline fuzz target's input format: datagrams each preceded by a two-byte
+/// little-endian length, at most one batch of them.
+fn split_batch(mut input: &[u8]) -> Vec<Vec<u8>> {
+    let mut datagrams = Vec::new();
+    while input.len() >= 2 && datagrams.len() < 64 {
+        let len = usize::from(u16::from_le_bytes([input[0], input[1]]));
+        let (datagram, tail) = input[2..].split_at(len.min(input.len() - 2));
+        datagrams.push(datagram.to_vec());
+        input = tail;
+    }
+    datagrams
+}
+
+#[test]
+fn fuzz_corpora_replay_cleanly() {
+    let mut replayed = 0;
+    for dir in ["corpus", "regressions"] {
+        for (path, input) in fuzz_inputs(dir, "pipeline") {
+            let mut w = worker();
+            run(&mut w, &split_batch(&input));
+            let total: i128 = w
+                .shard()
+                .snapshot()
+                .accounts
+                .iter()
+                .map(|(_, a)| a.balance.units())
+                .sum();
+            assert_eq!(total, 400, "{} changed the supply", path.display());
+            replayed += 1;
+        }
+        for (path, datagram) in fuzz_inputs(dir, "wire_decode") {
+            if let Ok((header, message)) = decode(&datagram) {
+                let again = encode(&message, header.shard).unwrap();
+                assert_eq!(
+                    again,
+                    datagram,
+                    "{} decodes but is not canonical",
+                    path.display()
+                );
+            }
+            replayed += 1;
+        }
+        for (path, bytes) in fuzz_inputs(dir, "store_log") {
+            if let Ok((_, Some((offset, length)))) =
+                fastpay_engine::store::decode_log(&path, &bytes)
+            {
+                assert_eq!(offset + length, bytes.len() as u64, "{}", path.display());
+            }
+            replayed += 1;
+        }
+        for (path, bytes) in fuzz_inputs(dir, "config") {
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                let _ = fastpay_engine::config::CommitteeConfig::parse(&path, text);
+                let _ = fastpay_authority::Genesis::parse(text);
+            }
+            replayed += 1;
+        }
+    }
+    assert!(
+        replayed > 100,
+        "the committed fuzz corpus is missing ({replayed} inputs)"
+    );
 }
 
 proptest! {

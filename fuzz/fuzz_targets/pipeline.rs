@@ -1,0 +1,30 @@
+//! A shard's per-batch pipeline fed arbitrary datagrams (the input is a batch: each datagram
+//! preceded by its length as two little-endian bytes). Nothing panics, and whatever the batch
+//! does, the shard's books still hold the genesis supply.
+
+#![no_main]
+
+use fastpay_engine::pipeline::{Outputs, ShardWorker};
+use fastpay_engine::udp::Datagrams;
+use fastpay_fuzz::{GENESIS_SUPPLY, split_batch, worker};
+use libfuzzer_sys::fuzz_target;
+use std::net::SocketAddr;
+
+fuzz_target!(|input: &[u8]| {
+    let mut worker: ShardWorker = worker();
+    let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let mut batch = Datagrams::new();
+    for datagram in split_batch(input) {
+        batch.push(peer, datagram);
+    }
+    let mut out = Outputs::default();
+    worker.process(&batch, &[], &mut out);
+    let total: i128 = worker
+        .shard()
+        .snapshot()
+        .accounts
+        .iter()
+        .map(|(_, account)| account.balance.units())
+        .sum();
+    assert_eq!(total, GENESIS_SUPPLY, "a batch created or destroyed money");
+});
