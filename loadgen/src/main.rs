@@ -7,6 +7,7 @@
 //! that could hide the server's bugs.
 
 mod audit;
+mod gso;
 mod run;
 mod setup;
 

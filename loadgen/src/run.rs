@@ -2,6 +2,7 @@
 //! latency is measured from the request's scheduled time, so a stalled sender or a full
 //! in-flight window shows up in the latencies (no coordinated omission).
 
+use crate::gso::SegmentBatch;
 use crate::setup::{Authority, Prepared};
 use anyhow::Result;
 use fastpay_wire::{
@@ -129,6 +130,9 @@ pub struct Endpoints {
     by_address: HashMap<SocketAddr, usize>,
     names: Vec<fastpay_wire::AuthorityName>,
     buffer: Vec<u8>,
+    /// Hostile datagrams per authority and shard, sent in GSO batches (one batch reaches one
+    /// socket of the authority's reuseport group, so it must hold one shard's datagrams).
+    flood: Vec<Vec<SegmentBatch>>,
 }
 
 impl Endpoints {
@@ -145,6 +149,15 @@ impl Endpoints {
             .iter()
             .map(Authority::address)
             .collect::<Result<_>>()?;
+        let flood = addresses
+            .iter()
+            .zip(authorities)
+            .map(|(address, a)| {
+                (0..a.shards.max(1))
+                    .map(|_| SegmentBatch::new(*address))
+                    .collect()
+            })
+            .collect();
         Ok(Self {
             sockets,
             by_address: addresses.iter().enumerate().map(|(i, a)| (*a, i)).collect(),
@@ -152,6 +165,7 @@ impl Endpoints {
             shards: authorities.iter().map(|a| a.shards).collect(),
             names: authorities.iter().map(|a| a.name).collect(),
             buffer: vec![0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE],
+            flood,
         })
     }
 
@@ -167,7 +181,7 @@ impl Endpoints {
     /// Sends the `n`-th hostile datagram of `flood` to every target.
     fn send_flood(&mut self, flood: &Flood, n: usize, targets: &[usize]) {
         for &authority in targets {
-            let len = if flood.forged.is_empty() {
+            let (shard, len) = if flood.forged.is_empty() {
                 // Random bytes behind a plausible header, so they reach the decoder.
                 let mut x = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
                 let len = 150;
@@ -180,7 +194,7 @@ impl Endpoints {
                 self.buffer[..4].copy_from_slice(&[fastpay_wire::codec::WIRE_VERSION, 1, 0, 0]);
                 let shard = (x as u32) % self.shards[authority].max(1);
                 self.buffer[4..8].copy_from_slice(&shard.to_be_bytes());
-                len
+                (shard, len)
             } else {
                 let message = &flood.forged[n % flood.forged.len()];
                 let Message::TransferOrder(order) = message else {
@@ -188,12 +202,19 @@ impl Endpoints {
                 };
                 let shard = shard_of(&order.transfer.sender, self.shards[authority]);
                 match encode_into(message, shard, &mut self.buffer) {
-                    Ok(len) => len,
+                    Ok(len) => (shard.0, len),
                     Err(_) => continue,
                 }
             };
             let socket = &self.sockets[n % self.sockets.len()];
-            let _ = socket.send_to(&self.buffer[..len], self.addresses[authority]);
+            self.flood[authority][shard as usize].push(socket, &self.buffer[..len]);
+        }
+    }
+
+    /// Sends the hostile datagrams still queued.
+    fn flush_flood(&mut self) {
+        for batch in self.flood.iter_mut().flatten() {
+            batch.flush(&self.sockets[0]);
         }
     }
 
@@ -344,6 +365,7 @@ fn run_inner(
             report.sent += 1;
             last_send = Instant::now();
         }
+        endpoints.flush_flood();
 
         // Take every reply that arrived.
         while let Some((authority, message)) = endpoints.receive() {
