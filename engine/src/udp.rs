@@ -1,7 +1,7 @@
 //! Batched UDP: `recvmmsg`/`sendmmsg` into preallocated buffers, `SO_REUSEPORT` sockets and
 //! the classic BPF program that steers each datagram to the shard named in its header.
 //!
-//! This is the engine's only `unsafe` code: the two batch system calls and one `setsockopt`.
+//! This is the engine's only `unsafe` code: the two batch system calls and three `setsockopt`s.
 //! We call libc directly rather than quinn-udp because quinn-udp's send path takes one
 //! destination per call (built for QUIC's GSO), while an authority replies to many clients per
 //! batch, which is exactly what `sendmmsg` does in one system call.
@@ -24,6 +24,12 @@ pub const BATCH: usize = 64;
 /// shard is busy verifying a batch. The kernel caps it at `net.core.{r,w}mem_max`.
 pub const SOCKET_BUFFER_BYTES: usize = 8 << 20;
 
+/// Receive buffer an authority's shard sockets ask for: room for tens of thousands of
+/// datagrams, so a flood that arrives while a shard waits for its log's fsync does not push
+/// honest requests out. Granted in full to a privileged process (`SO_RCVBUFFORCE`);
+/// otherwise capped at `net.core.rmem_max`.
+pub const SHARD_RECEIVE_BUFFER_BYTES: usize = 16 << 20;
+
 /// `SO_ATTACH_REUSEPORT_CBPF` from `asm-generic/socket.h` (libc does not export it for glibc).
 const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
 
@@ -34,10 +40,34 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     // Best effort: an unprivileged process gets at most the sysctl maximum.
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    if force_buffer(&socket, libc::SO_RCVBUFFORCE, SHARD_RECEIVE_BUFFER_BYTES).is_err() {
+        let _ = socket.set_recv_buffer_size(SHARD_RECEIVE_BUFFER_BYTES);
+    }
+    if force_buffer(&socket, libc::SO_SNDBUFFORCE, SOCKET_BUFFER_BYTES).is_err() {
+        let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    }
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// Sets a socket buffer size past the sysctl maximum (`SO_RCVBUFFORCE`/`SO_SNDBUFFORCE`);
+/// fails without `CAP_NET_ADMIN`.
+fn force_buffer(socket: &impl AsRawFd, option: libc::c_int, bytes: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the option value is a c_int that lives across the call; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Attaches to `socket`'s reuseport group a classic BPF program that returns the big-endian
