@@ -242,6 +242,18 @@ fn balance(dir: &Path, account: &str) -> String {
 
 #[test]
 fn honest_clients_pay_whatever_one_authority_does() {
+    pay_through_every_lie(1);
+}
+
+/// The long version: ten rounds through every lie.
+#[test]
+#[ignore]
+fn stress_honest_clients_pay_whatever_one_authority_does() {
+    pay_through_every_lie(10);
+}
+
+/// `rounds` times, one transfer while the impostor tells each lie in turn.
+fn pay_through_every_lie(rounds: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (_honest, impostor, accounts) = set_up(dir, 2, Lie::Silent);
@@ -254,13 +266,13 @@ fn honest_clients_pay_whatever_one_authority_does() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut expected = (100, 100);
-    for lie in LIES {
+    for lie in (0..rounds).flat_map(|_| LIES) {
         impostor.set(lie);
         let seen = impostor.seen.load(Ordering::Relaxed);
         check(
             client(
                 dir,
-                &["--timeout", "20", "transfer", "10", "--from", a, "--to", b],
+                &["--timeout", "20", "transfer", "1", "--from", a, "--to", b],
             ),
             &format!("transfer while the fourth authority lies: {lie:?}"),
         );
@@ -268,7 +280,7 @@ fn honest_clients_pay_whatever_one_authority_does() {
             impostor.seen.load(Ordering::Relaxed) > seen,
             "the client never asked the impostor"
         );
-        expected = (expected.0 - 10, expected.1 + 10);
+        expected = (expected.0 - 1, expected.1 + 1);
         assert_eq!(
             (balance(dir, a), balance(dir, b)),
             (expected.0.to_string(), expected.1.to_string()),

@@ -80,15 +80,32 @@ fn spawn_proxy(back: SocketAddr, stop: Arc<AtomicBool>, seed: u64) -> SocketAddr
 
 #[test]
 fn payments_complete_over_a_lossy_reordering_network() {
+    lossy_payments(100, 1);
+}
+
+/// The long version: 1000 accounts, five rounds of payments through the proxies.
+#[test]
+#[ignore]
+fn stress_payments_over_a_lossy_reordering_network() {
+    lossy_payments(1000, 5);
+}
+
+/// `rounds` benchmark runs (each account pays one unit to the next, so balances come back to
+/// 100) of `accounts` accounts through lossy proxies, with the supply checked after each.
+fn lossy_payments(accounts: usize, rounds: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let addresses = committee(dir, 4);
+    let count = accounts.to_string();
     let genesis = check(
-        common::client(dir, &["create_accounts", "100", "--initial-funding", "100"]),
+        common::client(
+            dir,
+            &["create_accounts", &count, "--initial-funding", "100"],
+        ),
         "accounts",
     );
     fs::write(dir.join("initial_accounts.txt"), &genesis).unwrap();
-    let accounts: Vec<AccountId> = genesis
+    let accounts_list: Vec<AccountId> = genesis
         .lines()
         .map(|l| l.split(':').next().unwrap().parse().unwrap())
         .collect();
@@ -110,28 +127,29 @@ fn payments_complete_over_a_lossy_reordering_network() {
     fs::write(dir.join("proxied.json"), proxied).unwrap();
     std::thread::sleep(Duration::from_millis(300));
 
-    let out = std::process::Command::new(common::CLIENT)
-        .current_dir(dir)
-        .args(["--committee", "proxied.json", "--accounts", "accounts.json"])
-        .args(["--timeout", "60", "benchmark"])
-        .output()
-        .unwrap();
-    let report: serde_json::Value =
-        serde_json::from_str(check(out, "benchmark over the lossy network").trim()).unwrap();
-    assert_eq!(report["transfers"], 100);
-    stop.store(true, Ordering::Relaxed);
-
-    // Every authority holds the genesis supply even before any catch-up.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    supply_and_balances(&addresses, &accounts, &socket, false);
+    for _ in 0..rounds {
+        let out = std::process::Command::new(common::CLIENT)
+            .current_dir(dir)
+            .args(["--committee", "proxied.json", "--accounts", "accounts.json"])
+            .args(["--timeout", "60", "benchmark"])
+            .output()
+            .unwrap();
+        let report: serde_json::Value =
+            serde_json::from_str(check(out, "benchmark over the lossy network").trim()).unwrap();
+        assert_eq!(report["transfers"], accounts);
+        // Every authority holds the genesis supply even before any catch-up.
+        supply_and_balances(&addresses, &accounts_list, &socket, false);
+    }
+    stop.store(true, Ordering::Relaxed);
     // Authorities that missed a confirmation (the client stops at a quorum of
     // acknowledgements) catch up when the payer pushes its certificates; then every account
     // is back at 100 everywhere.
     common::push_wallet_certificates(dir, &addresses, &socket);
-    supply_and_balances(&addresses, &accounts, &socket, true);
+    supply_and_balances(&addresses, &accounts_list, &socket, true);
 }
 
 fn supply_and_balances(

@@ -1,0 +1,178 @@
+//! A real authority process under a flood of garbage bytes, forged signatures and unpadded
+//! queries, sent as fast as one thread can: honest transfers still complete, no reply is ever
+//! larger than the smallest datagram the flooder sent, and the authority's memory stays
+//! bounded (its queues are capped; what does not fit is dropped and counted).
+
+mod common;
+
+use common::{Authority, check, client, committee};
+use fastpay_wire::{
+    AccountId, AccountInfoRequest, Amount, KeyPair, Message, SequenceNumber, ShardId, Signature,
+    Transfer, TransferOrder, encode,
+};
+use std::fs;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// What the flooder saw. Each kind of datagram goes out from its own socket, so a reply is
+/// matched to the kind of request that caused it.
+#[derive(Debug, Default)]
+struct FloodReport {
+    sent: u64,
+    replies: u64,
+    /// Per socket: (its datagrams' size, the largest reply it got).
+    sizes: Vec<(usize, usize)>,
+}
+
+fn flood(target: (SocketAddr, u32), victim: AccountId, stop: Arc<AtomicBool>) -> FloodReport {
+    let forger = KeyPair::from_seed([66; 32]);
+    let mut forged = TransferOrder::new(
+        Transfer {
+            sender: victim,
+            recipient: forger.account(),
+            amount: Amount::new(1),
+            sequence_number: SequenceNumber::new(0),
+            user_data: None,
+        },
+        &forger,
+    );
+    forged.signature = Signature([5; 64]);
+    let mut templates: Vec<Vec<u8>> = (0..target.1)
+        .flat_map(|shard| {
+            let shard = ShardId(shard);
+            let unpadded = AccountInfoRequest {
+                account: victim,
+                padding: Vec::new(),
+            };
+            [
+                encode(&Message::TransferOrder(forged), shard).unwrap(),
+                encode(&Message::AccountInfoRequest(unpadded), shard).unwrap(),
+            ]
+        })
+        .collect();
+    let mut garbage = templates[0].clone();
+    for (i, byte) in garbage.iter_mut().enumerate().skip(8) {
+        *byte = (i as u8).wrapping_mul(151);
+    }
+    templates.push(garbage);
+    let sockets: Vec<UdpSocket> = templates
+        .iter()
+        .map(|_| {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.set_nonblocking(true).unwrap();
+            socket
+        })
+        .collect();
+    let mut report = FloodReport {
+        sizes: templates.iter().map(|t| (t.len(), 0)).collect(),
+        ..FloodReport::default()
+    };
+    let mut buf = [0u8; 8192];
+    let mut n = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let k = n % templates.len();
+        n += 1;
+        if sockets[k].send_to(&templates[k], target.0).is_ok() {
+            report.sent += 1;
+        }
+        while let Ok(len) = sockets[k].recv(&mut buf) {
+            report.replies += 1;
+            report.sizes[k].1 = report.sizes[k].1.max(len);
+        }
+    }
+    report
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn balance(dir: &Path, account: &str) -> String {
+    check(client(dir, &["query_balance", account]), "query_balance")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn honest_transfers_complete_during_a_flood() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let addresses = committee(dir, 1);
+    let genesis = check(
+        client(dir, &["create_accounts", "2", "--initial-funding", "100"]),
+        "create_accounts",
+    );
+    fs::write(dir.join("initial_accounts.txt"), &genesis).unwrap();
+    let accounts: Vec<String> = genesis
+        .lines()
+        .map(|l| l.split(':').next().unwrap().to_string())
+        .collect();
+    let mut authority = Authority::new(dir, 1, None);
+    authority.start();
+    let pid = authority.pid().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !client(dir, &["query_balance", &accounts[0]])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the authority never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = rss_kb(pid);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let victim: AccountId = accounts[0].parse().unwrap();
+    let flooder = {
+        let stop = stop.clone();
+        let target = addresses[0];
+        std::thread::spawn(move || flood(target, victim, stop))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let transfers = 5;
+    for _ in 0..transfers {
+        check(
+            client(
+                dir,
+                &[
+                    "--timeout",
+                    "20",
+                    "transfer",
+                    "1",
+                    "--from",
+                    &accounts[0],
+                    "--to",
+                    &accounts[1],
+                ],
+            ),
+            "transfer during the flood",
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let report = flooder.join().unwrap();
+    let after = rss_kb(pid);
+    eprintln!("flood: {report:?}; authority RSS {before} kB -> {after} kB");
+
+    assert!(report.sent > 10_000, "the flood was too weak: {report:?}");
+    for (sent, reply) in &report.sizes {
+        assert!(
+            reply <= sent,
+            "amplification: a {reply} byte reply to {sent} byte datagrams"
+        );
+    }
+    // Queues are capped: the flood may fill them, but not grow memory without bound.
+    assert!(
+        after < before + 64 * 1024,
+        "authority RSS grew from {before} kB to {after} kB under the flood"
+    );
+    assert_eq!(balance(dir, &accounts[0]), (100 - transfers).to_string());
+    assert_eq!(balance(dir, &accounts[1]), (100 + transfers).to_string());
+}
