@@ -18,11 +18,11 @@
 //! for, where redb or fjall would add transactions and compaction of their own.
 
 use fastpay_authority::ShardSnapshot;
-use fastpay_wire::codec::{decode_stored, encode_stored};
+use fastpay_wire::codec::{decode_stored, encode_stored, encode_stored_to};
 use fastpay_wire::{ConfirmationOrder, CrossShardUpdate, SignedTransferOrder};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -234,20 +234,34 @@ impl ShardStore {
     }
 
     /// Writes `snapshot` (which must include every committed record) and empties the log.
+    /// The snapshot is encoded straight into the file (one record, like a log entry), so its
+    /// size costs no memory.
     pub fn write_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
         self.commit()?;
         let path = self.dir.join("snapshot");
         let tmp = self.dir.join("snapshot.tmp");
-        self.scratch.clear();
-        encode_stored(snapshot, &mut self.scratch).map_err(|_| StoreError::Corrupt {
+        let too_large = || StoreError::Corrupt {
             path: path.clone(),
             offset: 0,
-            reason: "snapshot too large to encode",
-        })?;
-        let mut framed = Vec::with_capacity(self.scratch.len() + HEADER);
-        frame(&self.scratch, &mut framed);
-        let mut file = File::create(&tmp).map_err(io_at(&tmp))?;
-        file.write_all(&framed).map_err(io_at(&tmp))?;
+            reason: "snapshot too large to encode (over 4 GiB)",
+        };
+        let file = File::create(&tmp).map_err(io_at(&tmp))?;
+        let mut out = Checksummed {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hasher: crc32fast::Hasher::new(),
+        };
+        // The record header (length, checksum) is filled in once the payload is written.
+        out.inner.write_all(&[0; HEADER]).map_err(io_at(&tmp))?;
+        let len = encode_stored_to(snapshot, &mut out).map_err(|_| too_large())?;
+        let len = u32::try_from(len).map_err(|_| too_large())?;
+        let crc = out.hasher.finalize();
+        let mut file = out
+            .inner
+            .into_inner()
+            .map_err(|e| io_at(&tmp)(e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).map_err(io_at(&tmp))?;
+        file.write_all(&len.to_le_bytes()).map_err(io_at(&tmp))?;
+        file.write_all(&crc.to_le_bytes()).map_err(io_at(&tmp))?;
         file.sync_all().map_err(io_at(&tmp))?;
         fs::rename(&tmp, &path).map_err(io_at(&path))?;
         File::open(&self.dir)
@@ -259,7 +273,7 @@ impl ShardStore {
         self.log.sync_all().map_err(io_at(&log_path))?;
         self.fsyncs += 3;
         self.log_len = 0;
-        self.snapshot_len = framed.len() as u64;
+        self.snapshot_len = HEADER as u64 + u64::from(len);
         Ok(())
     }
 
@@ -271,6 +285,24 @@ impl ShardStore {
     /// Bytes on disk (log and snapshot).
     pub fn disk_bytes(&self) -> u64 {
         self.log_len + self.snapshot_len
+    }
+}
+
+/// A writer that checksums what passes through it.
+struct Checksummed<W> {
+    inner: W,
+    hasher: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.hasher.update(&bytes[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -226,6 +226,15 @@ pub fn encode_stored<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), C
         .map_err(|_| CodecError::TooLarge)
 }
 
+/// Writes the stored encoding of `value` to `writer` without buffering it whole (for
+/// snapshots of millions of accounts); returns the bytes written.
+pub fn encode_stored_to<T: Serialize, W: std::io::Write>(
+    value: &T,
+    writer: &mut W,
+) -> Result<usize, CodecError> {
+    bincode::serde::encode_into_std_write(value, writer, STORAGE).map_err(|_| CodecError::TooLarge)
+}
+
 /// Decodes a value written by [`encode_stored`]; every byte must be used.
 pub fn decode_stored<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, read) = bincode::serde::decode_from_slice(bytes, STORAGE)
