@@ -55,7 +55,7 @@ start() {
     [ "$name" != "$authority" ] && shard=(--shard "${name#*-}")
     "$bin/server" --server "$work/server$authority.json" run "${shard[@]}" \
         --initial-accounts "$work/initial_accounts.txt" --committee "$work/committee.json" \
-        --stats-interval 0 2>> "$work/server$name.log" &
+        --stats-interval 0 --snapshot-after-bytes 200000 2>> "$work/server$name.log" &
     pids[$name]=$!
 }
 for name in "${names[@]}"; do start "$name"; done

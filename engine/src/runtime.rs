@@ -583,20 +583,36 @@ fn persist(ctx: &mut ShardContext, me: usize, n: usize) -> bool {
         ctx.counters.bump(Counter::Fsyncs);
     }
     publish_applied(ctx, me, n);
+    if let Some(store) = ctx.store.as_ref() {
+        ctx.counters.set(Counter::DiskBytes, store.disk_bytes());
+    }
+    true
+}
+
+/// Takes a snapshot if the log asks for one. Called once a batch's credits have been numbered
+/// and handed on, never between its commit and that: a snapshot taken there would hold the
+/// batch's debits but not the credits they owe, and the log that would have rebuilt those
+/// credits is the one the snapshot replaces. Returns `false` if the disk failed.
+fn snapshot_if_due(ctx: &mut ShardContext, me: usize) -> bool {
     let Some(store) = ctx.store.as_mut() else {
         return true;
     };
+    // Snapshots are written by a background thread from a copy of the state; the shard only
+    // pays for the copy and goes on logging into the next log generation meanwhile.
+    if let Err(e) = store.poll_snapshot() {
+        eprintln!("shard {me}: cannot write its snapshot, stopping: {e}");
+        return false;
+    }
     if store.wants_snapshot() {
         let snapshot = Snapshot {
             shard: ctx.worker.shard().snapshot(),
             links: ctx.links.state(),
         };
-        if let Err(e) = store.write_snapshot(&snapshot) {
-            eprintln!("shard {me}: cannot write its snapshot, stopping: {e}");
+        if let Err(e) = store.begin_snapshot(snapshot) {
+            eprintln!("shard {me}: cannot start its snapshot, stopping: {e}");
             return false;
         }
     }
-    ctx.counters.set(Counter::DiskBytes, store.disk_bytes());
     true
 }
 
@@ -751,7 +767,7 @@ fn run_shard(mut ctx: ShardContext) {
             }
             if inputs.is_empty() && handed.is_empty() && !queues_left {
                 // Nothing to answer, but credits applied above must still be made durable.
-                if !persist(&mut ctx, me, shards) {
+                if !persist(&mut ctx, me, shards) || !snapshot_if_due(&mut ctx, me) {
                     ctx.stop.store(true, Ordering::SeqCst);
                     return;
                 }
@@ -813,6 +829,11 @@ fn run_shard(mut ctx: ShardContext) {
                     }
                     Err(TrySendError::Disconnected(_)) => {}
                 }
+            }
+            // Every credit of the batch is numbered (in the outbox): a snapshot may follow.
+            if !snapshot_if_due(&mut ctx, me) {
+                ctx.stop.store(true, Ordering::SeqCst);
+                return;
             }
             if round + 1 == IO_LOOP_BOUND {
                 busy = true;

@@ -7,8 +7,13 @@
 //! acknowledged before its debit does.
 //!
 //! Files, in `<data-dir>/shard-<j>/`: `snapshot` (written to a temporary file, fsynced and
-//! renamed, so it is always whole) and `log`. A log record is `[len: u32 LE][crc32: u32 LE]
-//! [len bytes]`. On recovery, a record that runs past the end of the file, or the last record
+//! renamed, so it is always whole) and logs `log-<g>` numbered by generation. A snapshot is
+//! taken off the shard thread: the shard copies its state, closes log `g` and goes on
+//! appending to log `g + 1` while a background thread writes the copy (marked "covers every
+//! log before `g + 1`") and then deletes the logs it covers. Recovery loads the snapshot and
+//! replays, in order, the logs it does not cover, so a crash at any point of that sequence
+//! loses nothing and replays nothing twice. A log record is `[len: u32 LE][crc32: u32 LE]
+//! [len bytes]`; a snapshot file is one such record. On recovery, a record that runs past the end of the file, or the last record
 //! failing its checksum, is a torn tail from a crash: it is truncated and reported. A record
 //! failing its checksum with more records after it is corruption, and recovery stops with an
 //! error naming the file and offset: never a silent reset to genesis.
@@ -22,7 +27,7 @@ use fastpay_wire::codec::{decode_stored, encode_stored, encode_stored_to};
 use fastpay_wire::{ConfirmationOrder, CrossShardUpdate, SignedTransferOrder};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -118,8 +123,12 @@ pub struct Recovered {
 pub struct ShardStore {
     dir: PathBuf,
     log: File,
+    /// The open log's generation.
+    generation: u64,
     log_len: u64,
     snapshot_len: u64,
+    /// The snapshot being written in the background: its thread reports the file's length.
+    writer: Option<std::thread::JoinHandle<Result<u64, StoreError>>>,
     pending: Vec<u8>,
     scratch: Vec<u8>,
     fsyncs: u64,
@@ -148,40 +157,77 @@ impl ShardStore {
                         reason: "snapshot is not one whole record",
                     });
                 }
-                let snapshot: Snapshot =
-                    decode_stored(records.payloads[0]).map_err(|_| StoreError::Corrupt {
+                let (covers, snapshot): (u64, Snapshot) = decode_stored(records.payloads[0])
+                    .map_err(|_| StoreError::Corrupt {
                         path: snapshot_path.clone(),
                         offset: 0,
                         reason: "snapshot does not decode",
                     })?;
-                (Some(snapshot), bytes.len() as u64)
+                (Some((covers, snapshot)), bytes.len() as u64)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => (None, 0),
             Err(e) => return Err(io_at(&snapshot_path)(e)),
         };
+        let covers = snapshot.as_ref().map_or(0, |(covers, _)| *covers);
+        let snapshot = snapshot.map(|(_, snapshot)| snapshot);
 
-        let log_path = dir.join("log");
-        let mut log = OpenOptions::new()
+        // Logs the snapshot covers are leftovers of a crash before their deletion.
+        let mut generations = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_at(dir))? {
+            let entry = entry.map_err(io_at(dir))?;
+            let name = entry.file_name();
+            let Some(g) = name.to_str().and_then(log_generation) else {
+                continue;
+            };
+            if g < covers {
+                fs::remove_file(entry.path()).map_err(io_at(&entry.path()))?;
+            } else {
+                generations.push(g);
+            }
+        }
+        generations.sort_unstable();
+        let generation = generations.last().copied().unwrap_or(covers);
+        let mut records = Vec::new();
+        let mut truncated = None;
+        for g in generations {
+            let path = log_path(dir, g);
+            let bytes = fs::read(&path).map_err(io_at(&path))?;
+            let (mut logged, torn) = decode_log(&path, &bytes)?;
+            if let Some((offset, _)) = torn {
+                if g != generation {
+                    // An older log was committed whole before the next one started.
+                    return Err(StoreError::Corrupt {
+                        path,
+                        offset,
+                        reason: "torn record in a closed log",
+                    });
+                }
+                truncated = torn;
+            }
+            records.append(&mut logged);
+        }
+        let path = log_path(dir, generation);
+        let log = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
-            .open(&log_path)
-            .map_err(io_at(&log_path))?;
-        let mut bytes = Vec::new();
-        log.read_to_end(&mut bytes).map_err(io_at(&log_path))?;
-        let (records, truncated) = decode_log(&log_path, &bytes)?;
-        let mut log_len = bytes.len() as u64;
+            .open(&path)
+            .map_err(io_at(&path))?;
+        let mut log_len = log.metadata().map_err(io_at(&path))?.len();
         if let Some((offset, _)) = truncated {
-            log.set_len(offset).map_err(io_at(&log_path))?;
-            log.sync_all().map_err(io_at(&log_path))?;
+            log.set_len(offset).map_err(io_at(&path))?;
+            log.sync_all().map_err(io_at(&path))?;
             log_len = offset;
         }
+        sync_dir(dir)?;
         Ok((
             ShardStore {
                 dir: dir.to_path_buf(),
                 log,
+                generation,
                 log_len,
                 snapshot_len,
+                writer: None,
                 pending: Vec::new(),
                 scratch: Vec::new(),
                 fsyncs: 0,
@@ -214,9 +260,13 @@ impl ShardStore {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let path = self.dir.join("log");
-        self.log.write_all(&self.pending).map_err(io_at(&path))?;
-        self.log.sync_data().map_err(io_at(&path))?;
+        if let Err(e) = self
+            .log
+            .write_all(&self.pending)
+            .and_then(|()| self.log.sync_data())
+        {
+            return Err(io_at(&log_path(&self.dir, self.generation))(e));
+        }
         self.fsyncs += 1;
         self.log_len += self.pending.len() as u64;
         self.pending.clear();
@@ -228,53 +278,67 @@ impl ShardStore {
         self.snapshot_after = bytes.max(1);
     }
 
-    /// Whether the log has grown enough to deserve a snapshot.
+    /// Whether the log has grown enough to deserve a snapshot (and none is being written).
     pub fn wants_snapshot(&self) -> bool {
-        self.log_len >= self.snapshot_after
+        self.log_len >= self.snapshot_after && self.writer.is_none()
     }
 
-    /// Writes `snapshot` (which must include every committed record) and empties the log.
-    /// The snapshot is encoded straight into the file (one record, like a log entry), so its
-    /// size costs no memory.
-    pub fn write_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
+    /// Starts writing `snapshot` (which must include every record appended so far) in the
+    /// background: commits, closes the log and opens the next generation's, which later
+    /// records go to. [`poll_snapshot`](Self::poll_snapshot) reports the outcome.
+    pub fn begin_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError> {
         self.commit()?;
-        let path = self.dir.join("snapshot");
-        let tmp = self.dir.join("snapshot.tmp");
-        let too_large = || StoreError::Corrupt {
-            path: path.clone(),
-            offset: 0,
-            reason: "snapshot too large to encode (over 4 GiB)",
-        };
-        let file = File::create(&tmp).map_err(io_at(&tmp))?;
-        let mut out = Checksummed {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            hasher: crc32fast::Hasher::new(),
-        };
-        // The record header (length, checksum) is filled in once the payload is written.
-        out.inner.write_all(&[0; HEADER]).map_err(io_at(&tmp))?;
-        let len = encode_stored_to(snapshot, &mut out).map_err(|_| too_large())?;
-        let len = u32::try_from(len).map_err(|_| too_large())?;
-        let crc = out.hasher.finalize();
-        let mut file = out
-            .inner
-            .into_inner()
-            .map_err(|e| io_at(&tmp)(e.into_error()))?;
-        file.seek(SeekFrom::Start(0)).map_err(io_at(&tmp))?;
-        file.write_all(&len.to_le_bytes()).map_err(io_at(&tmp))?;
-        file.write_all(&crc.to_le_bytes()).map_err(io_at(&tmp))?;
-        file.sync_all().map_err(io_at(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io_at(&path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_at(&self.dir))?;
-        // The snapshot covers the log: start it afresh.
-        let log_path = self.dir.join("log");
-        self.log.set_len(0).map_err(io_at(&log_path))?;
-        self.log.sync_all().map_err(io_at(&log_path))?;
-        self.fsyncs += 3;
+        self.wait_snapshot()?;
+        let next = self.generation + 1;
+        let path = log_path(&self.dir, next);
+        let log = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        sync_dir(&self.dir)?;
+        self.log = log;
+        self.generation = next;
         self.log_len = 0;
-        self.snapshot_len = HEADER as u64 + u64::from(len);
+        let dir = self.dir.clone();
+        self.writer = Some(std::thread::spawn(move || {
+            write_snapshot_file(&dir, next, &snapshot)
+        }));
         Ok(())
+    }
+
+    /// Whether the background snapshot finished: `Ok(true)` once it is durable and the logs
+    /// it covers are gone, `Ok(false)` while it is being written (or when none is).
+    pub fn poll_snapshot(&mut self) -> Result<bool, StoreError> {
+        if !self.writer.as_ref().is_some_and(|w| w.is_finished()) {
+            return Ok(false);
+        }
+        self.wait_snapshot()?;
+        Ok(true)
+    }
+
+    /// Waits for the background snapshot, if any.
+    pub fn wait_snapshot(&mut self) -> Result<(), StoreError> {
+        if let Some(writer) = self.writer.take() {
+            let len = writer.join().unwrap_or_else(|_| {
+                Err(StoreError::Corrupt {
+                    path: self.dir.join("snapshot"),
+                    offset: 0,
+                    reason: "the snapshot writer panicked",
+                })
+            })?;
+            self.fsyncs += 3;
+            self.snapshot_len = len;
+        }
+        Ok(())
+    }
+
+    /// Writes `snapshot` (which must include every record appended so far) and waits until it
+    /// is durable and the logs it covers are gone.
+    pub fn write_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.begin_snapshot(snapshot)?;
+        self.wait_snapshot()
     }
 
     /// `fdatasync`s so far.
@@ -304,6 +368,72 @@ impl<W: Write> Write for Checksummed<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+impl Drop for ShardStore {
+    fn drop(&mut self) {
+        // A clean stop lets the snapshot finish; a crash leaves it to recovery.
+        let _ = self.wait_snapshot();
+    }
+}
+
+/// The path of log generation `g` in `dir`.
+fn log_path(dir: &Path, g: u64) -> PathBuf {
+    dir.join(format!("log-{g}"))
+}
+
+/// The generation of a log file's name, if it is one.
+fn log_generation(name: &str) -> Option<u64> {
+    name.strip_prefix("log-")?.parse().ok()
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(dir))
+}
+
+/// Writes `snapshot` as covering every log before generation `covers`, encoded straight into
+/// the file (one record, like a log entry, so its size costs no memory), renames it into
+/// place, and deletes the logs it covers; returns the file's length.
+fn write_snapshot_file(dir: &Path, covers: u64, snapshot: &Snapshot) -> Result<u64, StoreError> {
+    let path = dir.join("snapshot");
+    let tmp = dir.join("snapshot.tmp");
+    let too_large = || StoreError::Corrupt {
+        path: path.clone(),
+        offset: 0,
+        reason: "snapshot too large to encode (over 4 GiB)",
+    };
+    let file = File::create(&tmp).map_err(io_at(&tmp))?;
+    let mut out = Checksummed {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        hasher: crc32fast::Hasher::new(),
+    };
+    // The record header (length, checksum) is filled in once the payload is written.
+    out.inner.write_all(&[0; HEADER]).map_err(io_at(&tmp))?;
+    let len = encode_stored_to(&(covers, snapshot), &mut out).map_err(|_| too_large())?;
+    let len = u32::try_from(len).map_err(|_| too_large())?;
+    let crc = out.hasher.finalize();
+    let mut file = out
+        .inner
+        .into_inner()
+        .map_err(|e| io_at(&tmp)(e.into_error()))?;
+    file.seek(SeekFrom::Start(0)).map_err(io_at(&tmp))?;
+    file.write_all(&len.to_le_bytes()).map_err(io_at(&tmp))?;
+    file.write_all(&crc.to_le_bytes()).map_err(io_at(&tmp))?;
+    file.sync_all().map_err(io_at(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io_at(&path))?;
+    sync_dir(dir)?;
+    for entry in fs::read_dir(dir).map_err(io_at(dir))? {
+        let entry = entry.map_err(io_at(dir))?;
+        if let Some(g) = entry.file_name().to_str().and_then(log_generation) {
+            if g < covers {
+                fs::remove_file(entry.path()).map_err(io_at(&entry.path()))?;
+            }
+        }
+    }
+    sync_dir(dir)?;
+    Ok(HEADER as u64 + u64::from(len))
 }
 
 fn frame(payload: &[u8], out: &mut Vec<u8>) {
@@ -428,7 +558,7 @@ mod tests {
     fn a_torn_tail_is_truncated_and_reported() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), 5);
-        let log = dir.path().join("log");
+        let log = dir.path().join("log-0");
         let len = fs::metadata(&log).unwrap().len();
         // Cut the last record in half, as a crash during the write would.
         OpenOptions::new()
@@ -456,7 +586,7 @@ mod tests {
     fn corruption_in_the_middle_stops_recovery() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), 5);
-        let log = dir.path().join("log");
+        let log = dir.path().join("log-0");
         let mut bytes = fs::read(&log).unwrap();
         bytes[HEADER + 10] ^= 0xff; // Inside the first record's payload.
         fs::write(&log, &bytes).unwrap();
@@ -470,7 +600,7 @@ mod tests {
         }
         let message = ShardStore::open(dir.path()).err().unwrap().to_string();
         assert!(
-            message.contains("log: corrupt record at byte 0"),
+            message.contains("log-0: corrupt record at byte 0"),
             "{message}"
         );
     }
@@ -505,12 +635,89 @@ mod tests {
                 )],
             },
         };
-        store.write_snapshot(&snapshot).unwrap();
+        store.write_snapshot(snapshot.clone()).unwrap();
         store.append(&vote(9));
         store.commit().unwrap();
         let (store, recovered) = ShardStore::open(dir.path()).unwrap();
         assert_eq!(recovered.snapshot, Some(snapshot));
         assert_eq!(recovered.records, vec![vote(9)]);
         assert!(store.disk_bytes() > 0);
+    }
+
+    #[test]
+    fn a_crash_during_a_background_snapshot_loses_and_repeats_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 3);
+        let (mut store, _) = ShardStore::open(dir.path()).unwrap();
+        let empty = Snapshot {
+            shard: ShardSnapshot {
+                accounts: Vec::new(),
+                credited: Vec::new(),
+            },
+            links: LinkState::default(),
+        };
+        // The shard moved on to log 1 but the snapshot never landed: both logs replay.
+        let old_log = fs::read(dir.path().join("log-0")).unwrap();
+        store.begin_snapshot(empty.clone()).unwrap();
+        store.append(&vote(3));
+        store.commit().unwrap();
+        store.wait_snapshot().unwrap();
+        drop(store);
+        let covered = fs::read(dir.path().join("snapshot")).unwrap();
+        fs::remove_file(dir.path().join("snapshot")).unwrap();
+        fs::write(dir.path().join("log-0"), &old_log).unwrap();
+        let (_, recovered) = ShardStore::open(dir.path()).unwrap();
+        assert_eq!(recovered.snapshot, None);
+        assert_eq!(recovered.records, (0..4).map(vote).collect::<Vec<_>>());
+
+        // The snapshot landed but the log it covers was not deleted yet: only log 1 replays,
+        // and the covered log is removed.
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 3);
+        fs::write(dir.path().join("snapshot"), &covered).unwrap();
+        fs::write(dir.path().join("log-0"), &old_log).unwrap();
+        let (mut store, _) = ShardStore::open(dir.path()).unwrap();
+        store.append(&vote(4));
+        store.commit().unwrap();
+        drop(store);
+        let (_, recovered) = ShardStore::open(dir.path()).unwrap();
+        assert_eq!(recovered.snapshot, Some(empty));
+        assert_eq!(recovered.records, vec![vote(4)]);
+        assert!(!dir.path().join("log-0").exists());
+    }
+
+    #[test]
+    fn records_after_a_background_snapshot_follow_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 2);
+        let (mut store, _) = ShardStore::open(dir.path()).unwrap();
+        let empty = Snapshot {
+            shard: ShardSnapshot {
+                accounts: Vec::new(),
+                credited: Vec::new(),
+            },
+            links: LinkState::default(),
+        };
+        for round in 0..3u64 {
+            store.begin_snapshot(empty.clone()).unwrap();
+            store.append(&vote(10 + round));
+            store.commit().unwrap();
+            while !store.poll_snapshot().unwrap() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        drop(store);
+        let (_, recovered) = ShardStore::open(dir.path()).unwrap();
+        assert_eq!(recovered.snapshot, Some(empty));
+        // Each snapshot covered the logs before it; the last one's log holds the last vote.
+        assert_eq!(recovered.records, vec![vote(12)]);
+        let logs = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_str().unwrap().starts_with("log-")
+            })
+            .count();
+        assert_eq!(logs, 1, "covered logs are deleted");
     }
 }

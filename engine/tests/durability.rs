@@ -198,6 +198,9 @@ fn crash_during_payments(split_first: bool, kills: usize) {
         processes.len()
     };
     for p in &mut processes {
+        // Snapshots every few dozen records, so that kills land while background snapshots
+        // are being written and logs change generation.
+        p.extra = vec!["--snapshot-after-bytes".into(), "20000".into()];
         p.start();
     }
     std::thread::sleep(Duration::from_millis(500));

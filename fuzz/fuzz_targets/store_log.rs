@@ -15,5 +15,5 @@ fuzz_target!(|bytes: &[u8]| {
             "torn tail outside the file"
         );
     }
-    let _ = fastpay_wire::codec::decode_stored::<Snapshot>(bytes);
+    let _ = fastpay_wire::codec::decode_stored::<(u64, Snapshot)>(bytes);
 });
