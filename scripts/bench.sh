@@ -40,17 +40,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if $portable; then
-    echo "==> building (release, portable)" >&2
-    cargo build --release --locked -p fastpay-engine -p fastpay-loadgen >&2
-    bin="$PWD/target/release"
-else
-    echo "==> building (release, native CPU)" >&2
-    RUSTFLAGS='-C target-cpu=native --cfg curve25519_dalek_backend="avx512"' \
-        CARGO_TARGET_DIR="$PWD/target/native" \
-        cargo build --release --locked -p fastpay-engine -p fastpay-loadgen >&2
-    bin="$PWD/target/native/release"
-fi
+. scripts/lib.sh
+if $portable; then build_binaries portable; else build_binaries native; fi
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -82,13 +73,7 @@ for i in $(seq 1 "$authorities"); do
     pids+=($!)
 done
 for i in $(seq 1 "$authorities"); do
-    for _ in $(seq 1 600); do
-        grep -q "listening" "$work/server$i.log" 2>/dev/null && break
-        if ! kill -0 "${pids[$((i - 1))]}" 2>/dev/null; then
-            cat "$work/server$i.log" >&2; exit 1
-        fi
-        sleep 0.1
-    done
+    wait_listening "${pids[$((i - 1))]}" "$work/server$i.log"
 done
 
 extra=()

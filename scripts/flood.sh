@@ -28,15 +28,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if $portable; then
-    cargo build --release --locked -p fastpay-engine -p fastpay-loadgen >&2
-    bin="$PWD/target/release"
-else
-    RUSTFLAGS='-C target-cpu=native --cfg curve25519_dalek_backend="avx512"' \
-        CARGO_TARGET_DIR="$PWD/target/native" \
-        cargo build --release --locked -p fastpay-engine -p fastpay-loadgen >&2
-    bin="$PWD/target/native/release"
-fi
+. scripts/lib.sh
+if $portable; then build_binaries portable; else build_binaries native; fi
 work=$(mktemp -d)
 server_pid=""
 cleanup() {
@@ -57,11 +50,7 @@ echo "==> genesis: $accounts accounts" >&2
 "$bin/server" --server "$work/server.json" run --initial-accounts "$work/initial_accounts.txt" \
     --committee "$work/committee.json" --stats-interval 0 2> "$work/server.log" &
 server_pid=$!
-for _ in $(seq 1 1200); do
-    grep -q "listening" "$work/server.log" 2>/dev/null && break
-    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
-    sleep 0.1
-done
+wait_listening "$server_pid" "$work/server.log"
 rss() { awk '/VmRSS/ { print $2 }' "/proc/$server_pid/status"; }
 rss_start=$(rss)
 

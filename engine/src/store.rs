@@ -644,18 +644,22 @@ mod tests {
         assert!(store.disk_bytes() > 0);
     }
 
-    #[test]
-    fn a_crash_during_a_background_snapshot_loses_and_repeats_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), 3);
-        let (mut store, _) = ShardStore::open(dir.path()).unwrap();
-        let empty = Snapshot {
+    fn empty_snapshot() -> Snapshot {
+        Snapshot {
             shard: ShardSnapshot {
                 accounts: Vec::new(),
                 credited: Vec::new(),
             },
             links: LinkState::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_crash_during_a_background_snapshot_loses_and_repeats_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 3);
+        let (mut store, _) = ShardStore::open(dir.path()).unwrap();
+        let empty = empty_snapshot();
         // The shard moved on to log 1 but the snapshot never landed: both logs replay.
         let old_log = fs::read(dir.path().join("log-0")).unwrap();
         store.begin_snapshot(empty.clone()).unwrap();
@@ -691,13 +695,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), 2);
         let (mut store, _) = ShardStore::open(dir.path()).unwrap();
-        let empty = Snapshot {
-            shard: ShardSnapshot {
-                accounts: Vec::new(),
-                credited: Vec::new(),
-            },
-            links: LinkState::default(),
-        };
+        let empty = empty_snapshot();
         for round in 0..3u64 {
             store.begin_snapshot(empty.clone()).unwrap();
             store.append(&vote(10 + round));

@@ -6,12 +6,12 @@
 
 mod common;
 
-use common::{Authority, ask, check, client, committee};
+use common::{Authority, ask, balance, check, client, committee, fund_accounts, order};
 use fastpay_engine::config::ServerFile;
 use fastpay_wire::{
     AccountId, AccountInfoResponse, Amount, Balance, CertifiedTransferOrder, ConfirmationOrder,
-    ErrorCode, KeyPair, Message, SequenceNumber, Signature, SignedTransferOrder, Transfer,
-    TransferOrder, VoteReply, decode, encode,
+    ErrorCode, KeyPair, Message, SequenceNumber, Signature, SignedTransferOrder, TransferOrder,
+    VoteReply, decode, encode,
 };
 use std::fs;
 use std::net::UdpSocket;
@@ -209,35 +209,13 @@ fn made_up_account(
 /// wallet of `dir`; returns the honest processes, the impostor and the account addresses.
 fn set_up(dir: &Path, accounts: usize, lie: Lie) -> (Vec<Authority>, Impostor, Vec<String>) {
     committee(dir, 4);
-    let genesis = check(
-        client(
-            dir,
-            &[
-                "create_accounts",
-                &accounts.to_string(),
-                "--initial-funding",
-                "100",
-            ],
-        ),
-        "create_accounts",
-    );
-    fs::write(dir.join("initial_accounts.txt"), &genesis).unwrap();
+    let accounts = fund_accounts(dir, accounts);
     let mut honest: Vec<Authority> = (1..=3).map(|i| Authority::new(dir, i, None)).collect();
     for authority in &mut honest {
         authority.start();
     }
     let impostor = Impostor::start(&dir.join("server4.json"), lie);
-    let accounts = genesis
-        .lines()
-        .map(|l| l.split(':').next().unwrap().to_string())
-        .collect();
     (honest, impostor, accounts)
-}
-
-fn balance(dir: &Path, account: &str) -> String {
-    check(client(dir, &["query_balance", account]), "query_balance")
-        .trim()
-        .to_string()
 }
 
 #[test]
@@ -287,19 +265,6 @@ fn pay_through_every_lie(rounds: usize) {
             "balances after a transfer with the impostor {lie:?}"
         );
     }
-}
-
-fn order(from: &KeyPair, to: AccountId, amount: u64, sequence: u64) -> TransferOrder {
-    TransferOrder::new(
-        Transfer {
-            sender: from.account(),
-            recipient: to,
-            amount: Amount::new(amount),
-            sequence_number: SequenceNumber::new(sequence),
-            user_data: None,
-        },
-        from,
-    )
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Authority, ask, committee};
+use common::{Authority, ask, committee, order};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, Amount, AuthorityName, CertifiedTransferOrder,
     ConfirmationOrder, ErrorCode, KeyPair, Message, SequenceNumber, Signature, Transfer,
@@ -14,19 +14,6 @@ use fastpay_wire::{
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
-
-fn order(from: &KeyPair, to: AccountId, amount: u64, sequence: u64) -> TransferOrder {
-    TransferOrder::new(
-        Transfer {
-            sender: from.account(),
-            recipient: to,
-            amount: Amount::new(amount),
-            sequence_number: SequenceNumber::new(sequence),
-            user_data: None,
-        },
-        from,
-    )
-}
 
 struct Committee {
     addresses: Vec<(SocketAddr, u32)>,

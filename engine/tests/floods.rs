@@ -5,14 +5,13 @@
 
 mod common;
 
-use common::{Authority, check, client, committee};
+use common::{Authority, balance, check, client, committee, fund_accounts};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, Amount, KeyPair, Message, SequenceNumber, ShardId, Signature,
     Transfer, TransferOrder, encode,
 };
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -95,26 +94,12 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap()
 }
 
-fn balance(dir: &Path, account: &str) -> String {
-    check(client(dir, &["query_balance", account]), "query_balance")
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn honest_transfers_complete_during_a_flood() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let addresses = committee(dir, 1);
-    let genesis = check(
-        client(dir, &["create_accounts", "2", "--initial-funding", "100"]),
-        "create_accounts",
-    );
-    fs::write(dir.join("initial_accounts.txt"), &genesis).unwrap();
-    let accounts: Vec<String> = genesis
-        .lines()
-        .map(|l| l.split(':').next().unwrap().to_string())
-        .collect();
+    let accounts = fund_accounts(dir, 2);
     let mut authority = Authority::new(dir, 1, None);
     authority.start();
     let pid = authority.pid().unwrap();

@@ -155,6 +155,54 @@ pub fn committee(dir: &Path, count: usize) -> Vec<(SocketAddr, u32)> {
     addresses
 }
 
+/// A transfer order of `amount` from `from` to `to` with sequence number `sequence`, signed.
+pub fn order(
+    from: &fastpay_wire::KeyPair,
+    to: AccountId,
+    amount: u64,
+    sequence: u64,
+) -> fastpay_wire::TransferOrder {
+    fastpay_wire::TransferOrder::new(
+        fastpay_wire::Transfer {
+            sender: from.account(),
+            recipient: to,
+            amount: fastpay_wire::Amount::new(amount),
+            sequence_number: fastpay_wire::SequenceNumber::new(sequence),
+            user_data: None,
+        },
+        from,
+    )
+}
+
+/// The balance of `account` as `client query_balance` prints it.
+pub fn balance(dir: &Path, account: &str) -> String {
+    check(client(dir, &["query_balance", account]), "query_balance")
+        .trim()
+        .to_string()
+}
+
+/// Funds `count` new wallet accounts in `dir` with 100 each (the genesis file the
+/// authorities read); returns their addresses.
+pub fn fund_accounts(dir: &Path, count: usize) -> Vec<String> {
+    let genesis = check(
+        client(
+            dir,
+            &[
+                "create_accounts",
+                &count.to_string(),
+                "--initial-funding",
+                "100",
+            ],
+        ),
+        "create_accounts",
+    );
+    fs::write(dir.join("initial_accounts.txt"), &genesis).unwrap();
+    genesis
+        .lines()
+        .map(|l| l.split(':').next().unwrap().to_string())
+        .collect()
+}
+
 /// Sends `message` about `account` to an authority until it answers; returns the answer.
 pub fn ask(
     socket: &UdpSocket,
