@@ -7,9 +7,8 @@ mod common;
 
 use common::{Authority, ask, committee, order};
 use fastpay_wire::{
-    AccountId, AccountInfoRequest, Amount, AuthorityName, CertifiedTransferOrder,
-    ConfirmationOrder, ErrorCode, KeyPair, Message, SequenceNumber, Signature, Transfer,
-    TransferOrder, VoteReply,
+    AccountId, AccountInfoRequest, AuthorityName, CertifiedTransferOrder, ConfirmationOrder,
+    ErrorCode, KeyPair, Message, Signature, TransferOrder, VoteReply,
 };
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
