@@ -56,6 +56,7 @@ sleep 1
 kill "$sampler_pid" 2>/dev/null || true; sampler_pid=""
 echo "==> RSS samples (s kB)" >&2
 cat "$work/rss.txt" >&2
+grep "snapshot" "$work/server.log" >&2 || true
 first=$(head -1 "$work/rss.txt" | cut -d' ' -f2)
 last=$(tail -1 "$work/rss.txt" | cut -d' ' -f2)
 echo "$result" | python3 -c '

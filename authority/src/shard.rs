@@ -81,6 +81,14 @@ pub struct ShardSnapshot {
     pub credited: Vec<(AccountId, SequenceNumber)>,
 }
 
+impl ShardSnapshot {
+    /// Puts accounts and credit marks in their canonical (sorted) order.
+    pub fn sort(&mut self) {
+        self.accounts.sort_unstable_by_key(|(id, _)| *id);
+        self.credited.sort_unstable();
+    }
+}
+
 /// The effects of applying a confirmation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confirmed {
@@ -579,19 +587,26 @@ impl AuthorityShard {
 
     /// The whole state, sorted so that equal states give equal snapshots.
     pub fn snapshot(&self) -> ShardSnapshot {
-        let mut accounts: Vec<(AccountId, AccountState)> = self
-            .accounts
-            .iter()
-            .map(|(id, state)| (*id, state.clone()))
-            .collect();
-        accounts.sort_by_key(|(id, _)| *id);
-        let mut credited: Vec<(AccountId, SequenceNumber)> = self
-            .credited
-            .iter()
-            .map(|(id, mark)| (*id, *mark))
-            .collect();
-        credited.sort();
-        ShardSnapshot { accounts, credited }
+        let mut snapshot = self.snapshot_unsorted();
+        snapshot.sort();
+        snapshot
+    }
+
+    /// The state as [`snapshot`](Self::snapshot) gives it, in the maps' order: the cheapest
+    /// copy, for a caller that sorts it later on another thread ([`ShardSnapshot::sort`]).
+    pub fn snapshot_unsorted(&self) -> ShardSnapshot {
+        ShardSnapshot {
+            accounts: self
+                .accounts
+                .iter()
+                .map(|(id, state)| (*id, state.clone()))
+                .collect(),
+            credited: self
+                .credited
+                .iter()
+                .map(|(id, mark)| (*id, *mark))
+                .collect(),
+        }
     }
 
     /// Replaces the state with a snapshot's (keys are validated again as accounts order).

@@ -599,19 +599,32 @@ fn snapshot_if_due(ctx: &mut ShardContext, me: usize) -> bool {
     };
     // Snapshots are written by a background thread from a copy of the state; the shard only
     // pays for the copy and goes on logging into the next log generation meanwhile.
-    if let Err(e) = store.poll_snapshot() {
-        eprintln!("shard {me}: cannot write its snapshot, stopping: {e}");
-        return false;
+    match store.poll_snapshot() {
+        Ok(true) => eprintln!(
+            "shard {me}: snapshot written ({} bytes on disk)",
+            store.disk_bytes()
+        ),
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("shard {me}: cannot write its snapshot, stopping: {e}");
+            return false;
+        }
     }
     if store.wants_snapshot() {
+        let started = Instant::now();
         let snapshot = Snapshot {
-            shard: ctx.worker.shard().snapshot(),
+            shard: ctx.worker.shard().snapshot_unsorted(),
             links: ctx.links.state(),
         };
+        let copied = started.elapsed();
         if let Err(e) = store.begin_snapshot(snapshot) {
             eprintln!("shard {me}: cannot start its snapshot, stopping: {e}");
             return false;
         }
+        eprintln!(
+            "shard {me}: snapshot started (state copied in {:.1} ms, written in the background)",
+            copied.as_secs_f64() * 1e3
+        );
     }
     true
 }
