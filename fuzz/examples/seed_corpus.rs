@@ -125,7 +125,7 @@ fn main() {
         }
         store.commit().expect("the scratch log commits");
     }
-    let log = fs::read(store_dir.join("log")).expect("the scratch log");
+    let log = fs::read(store_dir.join("log-0")).expect("the scratch log");
     write(&root.join("store_log"), "records", &log);
     let _ = fs::remove_dir_all(&store_dir);
 
