@@ -42,15 +42,7 @@ per_run=$(awk -v r="$rate" -v d="$duration" 'BEGIN { printf "%d", r * d * 1.05 +
 runs=$(( repeats * 3 ))
 # Every run gets fresh accounts; the invalid flood forges orders from the last 1000.
 accounts=$(( per_run * runs + 2000 ))
-port=$(( 20000 + (RANDOM % 2000) * 10 ))
-"$bin/server" --server "$work/server.json" generate --host 127.0.0.1 --port "$port" \
-    --shards "$shards" > "$work/committee.json"
-echo "==> genesis: $accounts accounts" >&2
-"$bin/loadgen" genesis --accounts "$accounts" > "$work/initial_accounts.txt"
-"$bin/server" --server "$work/server.json" run --initial-accounts "$work/initial_accounts.txt" \
-    --committee "$work/committee.json" --stats-interval 0 2> "$work/server.log" &
-server_pid=$!
-wait_listening "$server_pid" "$work/server.log"
+start_authority "$work" "$shards" "$accounts"
 rss() { awk '/VmRSS/ { print $2 }' "/proc/$server_pid/status"; }
 rss_start=$(rss)
 

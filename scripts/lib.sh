@@ -16,6 +16,23 @@ build_binaries() {
     fi
 }
 
+# Starts one authority with $2 shards in directory $1 (server.json, committee.json, a genesis
+# of $3 loadgen accounts in initial_accounts.txt, log in server.log), passing any further
+# arguments to `server run`; sets `server_pid` and waits until it listens.
+start_authority() {
+    local dir=$1 shards=$2 accounts=$3
+    shift 3
+    local port=$(( 20000 + (RANDOM % 2000) * 10 ))
+    "$bin/server" --server "$dir/server.json" generate --host 127.0.0.1 --port "$port" \
+        --shards "$shards" > "$dir/committee.json"
+    echo "==> genesis: $accounts accounts" >&2
+    "$bin/loadgen" genesis --accounts "$accounts" > "$dir/initial_accounts.txt"
+    "$bin/server" --server "$dir/server.json" run --initial-accounts "$dir/initial_accounts.txt" \
+        --committee "$dir/committee.json" --stats-interval 0 "$@" 2> "$dir/server.log" &
+    server_pid=$!
+    wait_listening "$server_pid" "$dir/server.log"
+}
+
 # Waits until the server with PID $1 says in log $2 that it listens (up to 2 minutes: large
 # genesis files take a while); prints the log and fails if it died first.
 wait_listening() {

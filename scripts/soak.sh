@@ -33,15 +33,7 @@ cleanup() {
 trap cleanup EXIT
 
 accounts=$(awk -v r="$rate" -v d="$duration" 'BEGIN { printf "%d", r * d * 1.02 + 1000 }')
-port=$(( 20000 + (RANDOM % 2000) * 10 ))
-"$bin/server" --server "$work/server.json" generate --host 127.0.0.1 --port "$port" \
-    --shards "$shards" > "$work/committee.json"
-echo "==> genesis: $accounts accounts" >&2
-"$bin/loadgen" genesis --accounts "$accounts" > "$work/initial_accounts.txt"
-"$bin/server" --server "$work/server.json" run --initial-accounts "$work/initial_accounts.txt" \
-    --committee "$work/committee.json" --stats-interval 0 "${snapshot[@]}" 2> "$work/server.log" &
-server_pid=$!
-wait_listening "$server_pid" "$work/server.log"
+start_authority "$work" "$shards" "$accounts" "${snapshot[@]}"
 (
     start=$(date +%s)
     while kill -0 "$server_pid" 2>/dev/null; do

@@ -207,12 +207,7 @@ impl ShardStore {
             records.append(&mut logged);
         }
         let path = log_path(dir, generation);
-        let log = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io_at(&path))?;
+        let log = open_log(&path)?;
         let mut log_len = log.metadata().map_err(io_at(&path))?.len();
         if let Some((offset, _)) = truncated {
             log.set_len(offset).map_err(io_at(&path))?;
@@ -290,13 +285,7 @@ impl ShardStore {
         self.commit()?;
         self.wait_snapshot()?;
         let next = self.generation + 1;
-        let path = log_path(&self.dir, next);
-        let log = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io_at(&path))?;
+        let log = open_log(&log_path(&self.dir, next))?;
         sync_dir(&self.dir)?;
         self.log = log;
         self.generation = next;
@@ -394,6 +383,16 @@ fn yield_to_shards() {
 /// The path of log generation `g` in `dir`.
 fn log_path(dir: &Path, g: u64) -> PathBuf {
     dir.join(format!("log-{g}"))
+}
+
+/// Opens (creating if needed) a log file for appending.
+fn open_log(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(io_at(path))
 }
 
 /// The generation of a log file's name, if it is one.
