@@ -548,6 +548,20 @@ mod tests {
         shard.handle_transfer_order(order).unwrap()
     }
 
+    /// Alice pays Bob `amount`; authorities 0..3 vote, which certifies the order.
+    fn certify(fx: &mut Fixture, amount: u64) -> CertifiedTransferOrder {
+        let order = fx
+            .alice
+            .transfer(fx.bob.account(), Amount::new(amount), None)
+            .unwrap();
+        let mut certificate = None;
+        for i in 0..3 {
+            let v = vote(&mut fx.shards[i], &order);
+            certificate = fx.alice.handle_vote(&v).unwrap();
+        }
+        certificate.unwrap()
+    }
+
     #[test]
     fn transfer_refusals() {
         let mut fx = fixture();
@@ -667,16 +681,7 @@ mod tests {
     #[test]
     fn forged_certificates_are_refused() {
         let mut fx = fixture();
-        let order = fx
-            .alice
-            .transfer(fx.bob.account(), Amount::new(5), None)
-            .unwrap();
-        let mut certificate = None;
-        for i in 0..3 {
-            let v = vote(&mut fx.shards[i], &order);
-            certificate = fx.alice.handle_vote(&v).unwrap();
-        }
-        let certificate = certificate.unwrap();
+        let certificate = certify(&mut fx, 5);
         let mut short = certificate.clone();
         short.signatures.pop();
         assert_eq!(
@@ -698,14 +703,7 @@ mod tests {
         let name = fx.shards[3].name();
         // Alice pays twice with authorities 0..3; authority 3 sees nothing.
         for amount in [10, 20] {
-            let order = fx
-                .alice
-                .transfer(fx.bob.account(), Amount::new(amount), None)
-                .unwrap();
-            for i in 0..3 {
-                let v = vote(&mut fx.shards[i], &order);
-                fx.alice.handle_vote(&v).unwrap();
-            }
+            certify(&mut fx, amount);
             let confirmation = fx.alice.confirmation().unwrap();
             for i in 0..3 {
                 let done = fx.shards[i]
@@ -735,16 +733,7 @@ mod tests {
     #[test]
     fn an_interrupted_transfer_resumes_from_its_certificate() {
         let mut fx = fixture();
-        let order = fx
-            .alice
-            .transfer(fx.bob.account(), Amount::new(25), None)
-            .unwrap();
-        let mut certificate = None;
-        for i in 0..3 {
-            let v = vote(&mut fx.shards[i], &order);
-            certificate = fx.alice.handle_vote(&v).unwrap();
-        }
-        let certificate = certificate.unwrap();
+        let certificate = certify(&mut fx, 25);
         // A fresh state (the wallet reloaded after a crash) adopts the certificate once.
         let mut again = ClientState::new(
             KeyPair::from_seed([1; 32]),
