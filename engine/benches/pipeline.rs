@@ -123,6 +123,36 @@ impl Fixture {
     }
 }
 
+/// Processes `iters` batches of `timed` (each after its untimed twin from `before`, if any),
+/// with a fresh worker each time the batches run out; returns the time spent on `timed`.
+fn time_batches(
+    fx: &Fixture,
+    iters: u64,
+    before: Option<&[Datagrams]>,
+    timed: &[Datagrams],
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut out = Outputs::default();
+    let mut worker = fx.worker();
+    for i in 0..iters as usize {
+        let batch = i % BATCHES_PER_SHARD;
+        if batch == 0 && i > 0 {
+            worker = fx.worker();
+        }
+        if let Some(before) = before {
+            worker.process(&before[batch], &[], &mut out);
+            out.replies.clear();
+        }
+        let start = Instant::now();
+        worker.process(&timed[batch], &[], &mut out);
+        total += start.elapsed();
+        assert_eq!(out.replies.len(), BATCH);
+        out.replies.clear();
+        out.handovers.clear();
+    }
+    total
+}
+
 fn pipeline(c: &mut Criterion) {
     let fx = fixture();
     assert_eq!(fx.accounts.len(), BATCH * BATCHES_PER_SHARD);
@@ -134,47 +164,11 @@ fn pipeline(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH as u64));
 
     group.bench_function("orders_batch_64", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut out = Outputs::default();
-            let mut worker = fx.worker();
-            for i in 0..iters as usize {
-                let batch = i % BATCHES_PER_SHARD;
-                if batch == 0 && i > 0 {
-                    worker = fx.worker();
-                }
-                let start = Instant::now();
-                worker.process(&order_batches[batch], &[], &mut out);
-                total += start.elapsed();
-                assert_eq!(out.replies.len(), BATCH);
-                out.replies.clear();
-            }
-            total
-        })
+        b.iter_custom(|iters| time_batches(&fx, iters, None, &order_batches))
     });
-
+    // Vote first (untimed), as in a real payment.
     group.bench_function("confirmations_batch_64", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut out = Outputs::default();
-            let mut worker = fx.worker();
-            for i in 0..iters as usize {
-                let batch = i % BATCHES_PER_SHARD;
-                if batch == 0 && i > 0 {
-                    worker = fx.worker();
-                }
-                // Vote first (untimed), as in a real payment.
-                worker.process(&order_batches[batch], &[], &mut out);
-                out.replies.clear();
-                let start = Instant::now();
-                worker.process(&confirmation_batches[batch], &[], &mut out);
-                total += start.elapsed();
-                assert_eq!(out.replies.len(), BATCH);
-                out.replies.clear();
-                out.handovers.clear();
-            }
-            total
-        })
+        b.iter_custom(|iters| time_batches(&fx, iters, Some(&order_batches), &confirmation_batches))
     });
     group.finish();
 }
