@@ -1,7 +1,7 @@
 //! Every rejection path of every handler, and that a rejection changes nothing.
 
 use super::*;
-use fastpay_wire::{Amount, CertificateError, CommitteeMember, CryptoError, Transfer};
+use fastpay_wire::{Amount, CertificateError, CryptoError, Transfer};
 
 const SHARDS: u32 = 2;
 
@@ -17,17 +17,7 @@ fn fixture() -> Fixture {
         .map(|i| KeyPair::from_seed([100 + i; 32]))
         .collect();
     let committee = Arc::new(
-        Committee::new(
-            authorities
-                .iter()
-                .map(|k| CommitteeMember {
-                    name: k.authority(),
-                    weight: 1,
-                    num_shards: SHARDS,
-                })
-                .collect(),
-        )
-        .unwrap(),
+        Committee::equal_weights(authorities.iter().map(KeyPair::authority), SHARDS).unwrap(),
     );
     let users: Vec<KeyPair> = (0..12u8).map(|i| KeyPair::from_seed([i + 1; 32])).collect();
     let genesis =

@@ -503,7 +503,7 @@ impl ClientState {
 mod tests {
     use super::*;
     use fastpay_authority::{AuthorityShard, Genesis};
-    use fastpay_wire::{CommitteeMember, ShardId};
+    use fastpay_wire::ShardId;
 
     struct Fixture {
         shards: Vec<AuthorityShard>,
@@ -514,18 +514,8 @@ mod tests {
     /// Four single-shard authorities; Alice and Bob start with 100 each.
     fn fixture() -> Fixture {
         let keys: Vec<KeyPair> = (0..4u8).map(|i| KeyPair::from_seed([50 + i; 32])).collect();
-        let committee = Arc::new(
-            Committee::new(
-                keys.iter()
-                    .map(|k| CommitteeMember {
-                        name: k.authority(),
-                        weight: 1,
-                        num_shards: 1,
-                    })
-                    .collect(),
-            )
-            .unwrap(),
-        );
+        let committee =
+            Arc::new(Committee::equal_weights(keys.iter().map(KeyPair::authority), 1).unwrap());
         let alice = KeyPair::from_seed([1; 32]);
         let bob = KeyPair::from_seed([2; 32]);
         let genesis = Genesis::from_accounts([

@@ -33,19 +33,8 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let authorities: Vec<KeyPair> = (0..4).map(|i| key(1, i)).collect();
-    let committee = Arc::new(
-        Committee::new(
-            authorities
-                .iter()
-                .map(|k| CommitteeMember {
-                    name: k.authority(),
-                    weight: 1,
-                    num_shards: 1,
-                })
-                .collect(),
-        )
-        .unwrap(),
-    );
+    let committee =
+        Arc::new(Committee::equal_weights(authorities.iter().map(KeyPair::authority), 1).unwrap());
     let accounts: Vec<KeyPair> = (0..(BATCH * BATCHES_PER_SHARD) as u64)
         .map(|i| key(2, i))
         .collect();

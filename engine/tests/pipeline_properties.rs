@@ -19,14 +19,7 @@ fn key(i: u8) -> KeyPair {
 
 fn worker() -> ShardWorker {
     let authority = key(200);
-    let committee = Arc::new(
-        Committee::new(vec![CommitteeMember {
-            name: authority.authority(),
-            weight: 1,
-            num_shards: 1,
-        }])
-        .unwrap(),
-    );
+    let committee = Arc::new(Committee::equal_weights([authority.authority()], 1).unwrap());
     let genesis =
         Genesis::from_accounts((1..5).map(|i| (key(i).account(), Amount::new(100)))).unwrap();
     let shard = AuthorityShard::new(authority, committee, ShardId(0), &genesis).unwrap();

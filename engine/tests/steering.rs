@@ -6,8 +6,7 @@ use fastpay_authority::Genesis;
 use fastpay_engine::counters::Counter;
 use fastpay_engine::runtime::{Engine, EngineConfig};
 use fastpay_wire::{
-    AccountId, AccountInfoRequest, Amount, Committee, CommitteeMember, KeyPair, Message, decode,
-    encode, shard_of,
+    AccountId, AccountInfoRequest, Amount, Committee, KeyPair, Message, decode, encode, shard_of,
 };
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
@@ -22,14 +21,7 @@ const CLIENT_SOCKETS: usize = 32;
 /// by account and the fraction of datagrams that needed an in-process hop.
 fn query_all(steering: bool) -> (BTreeMap<AccountId, String>, f64) {
     let key = KeyPair::from_seed([7; 32]);
-    let committee = Arc::new(
-        Committee::new(vec![CommitteeMember {
-            name: key.authority(),
-            weight: 1,
-            num_shards: SHARDS,
-        }])
-        .unwrap(),
-    );
+    let committee = Arc::new(Committee::equal_weights([key.authority()], SHARDS).unwrap());
     let accounts: Vec<AccountId> = (0..ACCOUNTS as u64)
         .map(|i| {
             let mut seed = [9u8; 32];

@@ -4,7 +4,7 @@
 use fastpay_authority::{AuthorityShard, Genesis};
 use fastpay_engine::counters::ShardCounters;
 use fastpay_engine::pipeline::ShardWorker;
-use fastpay_wire::{Amount, Committee, CommitteeMember, KeyPair, ShardId};
+use fastpay_wire::{Amount, Committee, KeyPair, ShardId};
 use std::sync::Arc;
 
 /// Accounts 1..=4 hold 100 each at genesis.
@@ -18,14 +18,8 @@ pub fn key(i: u8) -> KeyPair {
 /// A one-shard authority (key 200) of a committee of one, with accounts 1..=4 funded.
 pub fn worker() -> ShardWorker {
     let authority = key(200);
-    let committee = Arc::new(
-        Committee::new(vec![CommitteeMember {
-            name: authority.authority(),
-            weight: 1,
-            num_shards: 1,
-        }])
-        .expect("a committee of one"),
-    );
+    let committee =
+        Arc::new(Committee::equal_weights([authority.authority()], 1).expect("a committee of one"));
     let genesis = Genesis::from_accounts((1..=4).map(|i| (key(i).account(), Amount::new(100))))
         .expect("four funded accounts");
     let shard =

@@ -24,9 +24,8 @@ use fastpay_authority::{AuthorityShard, CreditOutcome, Genesis};
 use fastpay_client::ClientState;
 use fastpay_wire::{
     AccountId, AccountInfoResponse, Amount, AuthorityName, Balance, CertifiedTransferOrder,
-    Committee, CommitteeMember, ConfirmationOrder, CrossShardUpdate, KeyPair, Message,
-    SequenceNumber, ShardId, Signature, SignedTransferOrder, Transfer, TransferOrder, VoteReply,
-    decode, encode, shard_of,
+    Committee, ConfirmationOrder, CrossShardUpdate, KeyPair, Message, SequenceNumber, ShardId,
+    Signature, SignedTransferOrder, Transfer, TransferOrder, VoteReply, decode, encode, shard_of,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -275,17 +274,8 @@ impl World {
             .map(|_| KeyPair::from_seed(rng.random()))
             .collect();
         let committee = Arc::new(
-            Committee::new(
-                authority_keys
-                    .iter()
-                    .map(|k| CommitteeMember {
-                        name: k.authority(),
-                        weight: 1,
-                        num_shards: config.shards,
-                    })
-                    .collect(),
-            )
-            .unwrap_or_else(|e| panic!("simulated committee is invalid: {e}")),
+            Committee::equal_weights(authority_keys.iter().map(KeyPair::authority), config.shards)
+                .unwrap_or_else(|e| panic!("simulated committee is invalid: {e}")),
         );
         let client_count = config.honest_clients + config.double_spenders;
         let client_seeds: Vec<[u8; 32]> = (0..client_count).map(|_| rng.random()).collect();

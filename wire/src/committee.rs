@@ -69,6 +69,23 @@ pub struct Committee {
 }
 
 impl Committee {
+    /// A committee of authorities of weight one, each with `num_shards` shards.
+    pub fn equal_weights(
+        names: impl IntoIterator<Item = AuthorityName>,
+        num_shards: u32,
+    ) -> Result<Self, CommitteeError> {
+        Self::new(
+            names
+                .into_iter()
+                .map(|name| CommitteeMember {
+                    name,
+                    weight: 1,
+                    num_shards,
+                })
+                .collect(),
+        )
+    }
+
     /// Builds and validates a committee.
     pub fn new(members: Vec<CommitteeMember>) -> Result<Self, CommitteeError> {
         if members.is_empty() {
