@@ -9,7 +9,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{SERVER, fails_with, free_port};
+use common::{SERVER, committee, fails_with};
 
 fn server(dir: &Path, args: &[&str]) -> Output {
     Command::new(SERVER)
@@ -21,23 +21,7 @@ fn server(dir: &Path, args: &[&str]) -> Output {
 
 /// A one-authority set-up: server1.json, committee.json, initial_accounts.txt.
 fn set_up(dir: &Path) -> u16 {
-    let port = free_port();
-    let out = server(
-        dir,
-        &[
-            "--server",
-            "server1.json",
-            "generate",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--shards",
-            "2",
-        ],
-    );
-    assert!(out.status.success());
-    fs::write(dir.join("committee.json"), &out.stdout).unwrap();
+    let port = committee(dir, 1)[0].0.port();
     fs::write(
         dir.join("initial_accounts.txt"),
         format!("{}:100\n", "ab".repeat(32)),
