@@ -172,20 +172,7 @@ impl ShardStore {
         let snapshot = snapshot.map(|(_, snapshot)| snapshot);
 
         // Logs the snapshot covers are leftovers of a crash before their deletion.
-        let mut generations = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io_at(dir))? {
-            let entry = entry.map_err(io_at(dir))?;
-            let name = entry.file_name();
-            let Some(g) = name.to_str().and_then(log_generation) else {
-                continue;
-            };
-            if g < covers {
-                fs::remove_file(entry.path()).map_err(io_at(&entry.path()))?;
-            } else {
-                generations.push(g);
-            }
-        }
-        generations.sort_unstable();
+        let generations = remove_covered_logs(dir, covers)?;
         let generation = generations.last().copied().unwrap_or(covers);
         let mut records = Vec::new();
         let mut truncated = None;
@@ -395,6 +382,25 @@ fn open_log(path: &Path) -> Result<File, StoreError> {
         .map_err(io_at(path))
 }
 
+/// Deletes the logs in `dir` older than generation `covers` (a snapshot holds what they
+/// held); returns the generations left, in order.
+fn remove_covered_logs(dir: &Path, covers: u64) -> Result<Vec<u64>, StoreError> {
+    let mut left = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_at(dir))? {
+        let entry = entry.map_err(io_at(dir))?;
+        let Some(g) = entry.file_name().to_str().and_then(log_generation) else {
+            continue;
+        };
+        if g < covers {
+            fs::remove_file(entry.path()).map_err(io_at(&entry.path()))?;
+        } else {
+            left.push(g);
+        }
+    }
+    left.sort_unstable();
+    Ok(left)
+}
+
 /// The generation of a log file's name, if it is one.
 fn log_generation(name: &str) -> Option<u64> {
     name.strip_prefix("log-")?.parse().ok()
@@ -437,14 +443,7 @@ fn write_snapshot_file(dir: &Path, covers: u64, snapshot: &Snapshot) -> Result<u
     file.sync_all().map_err(io_at(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_at(&path))?;
     sync_dir(dir)?;
-    for entry in fs::read_dir(dir).map_err(io_at(dir))? {
-        let entry = entry.map_err(io_at(dir))?;
-        if let Some(g) = entry.file_name().to_str().and_then(log_generation) {
-            if g < covers {
-                fs::remove_file(entry.path()).map_err(io_at(&entry.path()))?;
-            }
-        }
-    }
+    remove_covered_logs(dir, covers)?;
     sync_dir(dir)?;
     Ok(HEADER as u64 + u64::from(len))
 }
