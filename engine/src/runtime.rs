@@ -645,6 +645,7 @@ fn run_shard(mut ctx: ShardContext) {
     let link_fd = ctx.link.as_ref().map(|l| l.socket.as_raw_fd());
     let mut events = Events::with_capacity(8);
     let mut inputs = Datagrams::new();
+    let mut receiver = udp::Receiver::new(&ctx.socket);
     let mut link_inputs = Datagrams::new();
     let mut link_outputs = Datagrams::new();
     let mut outputs = Outputs::default();
@@ -773,7 +774,7 @@ fn run_shard(mut ctx: ShardContext) {
             // Backpressure: while credits are parked, leave new requests in the kernel.
             if parked < BACKLOG_LIMIT {
                 let room = BATCH - handed.len();
-                match udp::recv_batch(fd, &mut inputs, room) {
+                match receiver.recv(fd, &mut inputs, room) {
                     Ok(n) => ctx.counters.add(Counter::Received, n as u64),
                     Err(e) => eprintln!("shard receive failed: {e}"),
                 }
@@ -852,6 +853,9 @@ fn run_shard(mut ctx: ShardContext) {
                 busy = true;
             }
         }
+        // Datagrams read in a coalesced message and not yet processed: the socket will not
+        // signal them again.
+        busy |= receiver.has_staged();
 
         // Link: new and timed-out credits, and acknowledgements.
         if let Some(lc) = ctx.link.as_mut() {

@@ -324,6 +324,213 @@ pub fn recv_batch(fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<us
     Ok(received)
 }
 
+/// Bytes one coalesced read may carry: the largest UDP payload, so a coalesced message is
+/// never cut short (which would lose every datagram past the cut).
+const COALESCED_BYTES: usize = 65_536;
+
+/// `UDP_GRO` from `linux/udp.h`: deliver a sender's GSO batch (and, on real NICs, datagrams
+/// the driver coalesced) as one message carrying its segment size.
+const UDP_GRO: libc::c_int = 104;
+
+/// Room for one control message carrying an `int`, aligned for `cmsghdr`.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct GroControl([u8; 32]);
+
+/// One coalesced message read and not yet split into a batch.
+#[derive(Clone, Copy)]
+struct Coalesced {
+    peer: SocketAddr,
+    len: usize,
+    /// Bytes per datagram in it (all but the last are this long).
+    segment: usize,
+    truncated: bool,
+}
+
+/// Reads a shard's socket with UDP generic receive offload: a client that sends its requests
+/// in GSO batches costs the kernel one delivery (and us one message) per batch instead of
+/// one per datagram. Coalesced messages are split into the caller's [`Datagrams`]; what does
+/// not fit stays here for the next call ([`has_staged`](Self::has_staged)). Where the
+/// kernel refuses `UDP_GRO`, reads are plain [`recv_batch`]es.
+pub struct Receiver {
+    gro: bool,
+    /// `BATCH` areas of `COALESCED_BYTES`, touched (and so resident) only as far as written.
+    area: Box<[u8]>,
+    staged: [Coalesced; BATCH],
+    staged_count: usize,
+    /// The staged message being split, and how far.
+    next: usize,
+    offset: usize,
+}
+
+impl Receiver {
+    /// A receiver for `socket`, which it switches to `UDP_GRO` when the kernel allows.
+    pub fn new(socket: &impl AsRawFd) -> Self {
+        let on: libc::c_int = 1;
+        // SAFETY: the option value is a c_int that lives across the call; the kernel copies it.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_UDP,
+                UDP_GRO,
+                (&on as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        let gro = rc == 0;
+        Self {
+            gro,
+            area: if gro {
+                vec![0u8; BATCH * COALESCED_BYTES].into_boxed_slice()
+            } else {
+                Box::default()
+            },
+            staged: [Coalesced {
+                peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+                len: 0,
+                segment: 0,
+                truncated: false,
+            }; BATCH],
+            staged_count: 0,
+            next: 0,
+            offset: 0,
+        }
+    }
+
+    /// Whether datagrams already read from the socket wait here for room in a batch (the
+    /// socket's readiness will not say so).
+    pub fn has_staged(&self) -> bool {
+        self.next < self.staged_count
+    }
+
+    /// Appends up to `max` datagrams (bounded by the free room of `batch`): those staged
+    /// first, then from one `recvmmsg`. Returns how many were added; `Ok(0)` when there is
+    /// nothing to read.
+    pub fn recv(&mut self, fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<usize> {
+        if !self.gro {
+            return recv_batch(fd, batch, max);
+        }
+        let max = max.min(BATCH - batch.count);
+        let mut added = self.split_into(batch, max);
+        if added < max && !self.has_staged() {
+            self.read(fd, max - added)?;
+            added += self.split_into(batch, max - added);
+        }
+        Ok(added)
+    }
+
+    /// Reads up to `messages` coalesced messages into the (empty) staging area.
+    fn read(&mut self, fd: RawFd, messages: usize) -> io::Result<()> {
+        self.staged_count = 0;
+        self.next = 0;
+        self.offset = 0;
+        let messages = messages.min(BATCH);
+        // SAFETY: zeroed C structs are valid values; every pointer is set below, into
+        // `self.area` and locals that outlive the call.
+        let mut iovecs: [libc::iovec; BATCH] = unsafe { zeroed() };
+        let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
+        let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+        let mut controls = [GroControl([0; 32]); BATCH];
+        for (i, area) in self
+            .area
+            .chunks_exact_mut(COALESCED_BYTES)
+            .take(messages)
+            .enumerate()
+        {
+            iovecs[i] = libc::iovec {
+                iov_base: area.as_mut_ptr().cast(),
+                iov_len: COALESCED_BYTES,
+            };
+            let header = &mut headers[i].msg_hdr;
+            header.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+            header.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_iov = &mut iovecs[i];
+            header.msg_iovlen = 1;
+            header.msg_control = controls[i].0.as_mut_ptr().cast();
+            header.msg_controllen = size_of::<GroControl>() as _;
+        }
+        // SAFETY: `headers[..messages]` point at live buffers; MSG_DONTWAIT, no timeout.
+        let received = unsafe {
+            libc::recvmmsg(
+                fd,
+                headers.as_mut_ptr(),
+                messages as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if received < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::WouldBlock {
+                return Ok(());
+            }
+            return Err(error);
+        }
+        let received = usize::try_from(received).unwrap_or(0).min(messages);
+        for i in 0..received {
+            let header = &headers[i].msg_hdr;
+            let len = (headers[i].msg_len as usize).min(COALESCED_BYTES);
+            // Staged in place: message `i`'s bytes stay in area `i`. A peer of an unknown
+            // address family leaves an empty message, skipped when split.
+            let (peer, len) = match to_socket_addr(&names[i]) {
+                Some(peer) => (peer, len),
+                None => (SocketAddr::from(([0, 0, 0, 0], 0)), 0),
+            };
+            self.staged[i] = Coalesced {
+                peer,
+                len,
+                segment: gro_segment(header).filter(|&s| s > 0).unwrap_or(len),
+                truncated: header.msg_flags & libc::MSG_TRUNC != 0,
+            };
+        }
+        self.staged_count = received;
+        Ok(())
+    }
+
+    /// Moves up to `max` staged datagrams into `batch`; returns how many.
+    fn split_into(&mut self, batch: &mut Datagrams, max: usize) -> usize {
+        let mut added = 0;
+        while added < max && self.has_staged() && !batch.is_full() {
+            let message = self.staged[self.next];
+            if self.offset >= message.len {
+                self.next += 1;
+                self.offset = 0;
+                continue;
+            }
+            let start = self.next * COALESCED_BYTES + self.offset;
+            let piece = message.segment.min(message.len - self.offset);
+            let kept = piece.min(MAX_DATAGRAM_SIZE);
+            let slot = batch.count;
+            batch.buffers[slot][..kept].copy_from_slice(&self.area[start..start + kept]);
+            batch.peers[slot] = message.peer;
+            batch.lens[slot] = kept;
+            let last = self.offset + piece >= message.len;
+            batch.truncated[slot] = piece > MAX_DATAGRAM_SIZE || (last && message.truncated);
+            batch.count += 1;
+            added += 1;
+            self.offset += piece;
+        }
+        added
+    }
+}
+
+/// The segment size in a message's `UDP_GRO` control message, if it has one.
+fn gro_segment(header: &libc::msghdr) -> Option<usize> {
+    // SAFETY: `header` was filled by recvmmsg, so its control pointer and length describe
+    // control messages the kernel wrote into a live buffer; CMSG_* walk only within them.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(header);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                return usize::try_from(size).ok();
+            }
+            cmsg = libc::CMSG_NXTHDR(header, cmsg);
+        }
+    }
+    None
+}
+
 /// Whether the kernel takes `UDP_SEGMENT` (generic segmentation offload); cleared the first
 /// time it refuses, after which every datagram goes out on its own.
 static GSO: AtomicBool = AtomicBool::new(true);
@@ -534,6 +741,104 @@ mod tests {
             recv_batch(server.as_raw_fd(), &mut batch, BATCH).unwrap(),
             0
         );
+    }
+
+    /// Reads from `receiver` until `want` datagrams arrived (or two seconds passed), taking
+    /// at most `max` per call into a fresh batch each time.
+    fn receive_all(
+        receiver: &mut Receiver,
+        socket: &std::net::UdpSocket,
+        want: usize,
+        max: usize,
+    ) -> Vec<(SocketAddr, Vec<u8>, bool)> {
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while got.len() < want && std::time::Instant::now() < deadline {
+            let mut batch = Datagrams::new();
+            let n = receiver.recv(socket.as_raw_fd(), &mut batch, max).unwrap();
+            assert!(n <= max && n == batch.len());
+            got.extend((0..n).map(|i| {
+                let (peer, bytes, truncated) = batch.get(i);
+                (peer, bytes.to_vec(), truncated)
+            }));
+            if n == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn coalesced_batches_split_into_datagrams_in_order() {
+        let server = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut receiver = Receiver::new(&server);
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut expected = Vec::new();
+        // Two GSO messages of 64 equal datagrams, each followed by a shorter one (sent as
+        // the message's short last segment or alone), then a lone datagram.
+        for round in 0..2u8 {
+            let mut out = Datagrams::new();
+            for i in 0..63u8 {
+                let datagram = vec![round * 64 + i; 150];
+                assert!(out.push(server.local_addr().unwrap(), &datagram));
+                expected.push(datagram);
+            }
+            let short = vec![200 + round; 40];
+            assert!(out.push(server.local_addr().unwrap(), &short));
+            expected.push(short);
+            assert_eq!(send_batch(client.as_raw_fd(), &mut out), 0);
+        }
+        client
+            .send_to(&[9; 33], server.local_addr().unwrap())
+            .unwrap();
+        expected.push(vec![9; 33]);
+
+        let mut first = Datagrams::new();
+        for _ in 0..2000 {
+            if receiver.recv(server.as_raw_fd(), &mut first, 50).unwrap() > 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(first.len(), 50);
+        if receiver.gro {
+            // The first message held 64 datagrams: 14 wait for the next call.
+            assert!(receiver.has_staged());
+        }
+        let mut got: Vec<Vec<u8>> = (0..50).map(|i| first.get(i).1.to_vec()).collect();
+        for (peer, bytes, truncated) in receive_all(&mut receiver, &server, expected.len() - 50, 50)
+        {
+            assert_eq!(peer, client.local_addr().unwrap());
+            assert!(!truncated);
+            got.push(bytes);
+        }
+        assert_eq!(got, expected);
+        assert!(!receiver.has_staged());
+        let mut empty = Datagrams::new();
+        assert_eq!(
+            receiver
+                .recv(server.as_raw_fd(), &mut empty, BATCH)
+                .unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn the_receiver_marks_oversized_datagrams_truncated() {
+        let server = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut receiver = Receiver::new(&server);
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = server.local_addr().unwrap();
+        client
+            .send_to(&vec![7u8; MAX_DATAGRAM_SIZE + 100], to)
+            .unwrap();
+        client.send_to(&[8u8; 10], to).unwrap();
+        let got = receive_all(&mut receiver, &server, 2, BATCH);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].2);
+        assert_eq!(got[0].1, vec![7u8; MAX_DATAGRAM_SIZE]);
+        assert!(!got[1].2);
+        assert_eq!(got[1].1, vec![8u8; 10]);
     }
 
     #[test]
