@@ -2,7 +2,7 @@
 //! latency is measured from the request's scheduled time, so a stalled sender or a full
 //! in-flight window shows up in the latencies (no coordinated omission).
 
-use crate::gso::SegmentBatch;
+use crate::gso::{self, SegmentBatch};
 use crate::setup::{Authority, Prepared};
 use anyhow::Result;
 use fastpay_wire::{
@@ -125,14 +125,23 @@ struct Request {
 /// The sockets and the committee's addresses.
 pub struct Endpoints {
     sockets: Vec<UdpSocket>,
-    addresses: Vec<SocketAddr>,
     shards: Vec<u32>,
     by_address: HashMap<SocketAddr, usize>,
     names: Vec<fastpay_wire::AuthorityName>,
     buffer: Vec<u8>,
-    /// Hostile datagrams per authority and shard, sent in GSO batches (one batch reaches one
-    /// socket of the authority's reuseport group, so it must hold one shard's datagrams).
-    flood: Vec<Vec<SegmentBatch>>,
+    /// Datagrams per authority and shard, sent in GSO batches at each [`flush`](Self::flush)
+    /// (one batch reaches one socket of the authority's reuseport group, so it must hold one
+    /// shard's datagrams).
+    outgoing: Vec<Vec<SegmentBatch>>,
+    /// Batches flushed so far: picks the socket of the next (spreading source ports).
+    flushes: usize,
+    /// The last message read (replies coalesced by the kernel when the authority sent them
+    /// as one GSO batch), its sender, and how far it has been handed out.
+    incoming: Vec<u8>,
+    incoming_len: usize,
+    incoming_segment: usize,
+    incoming_from: usize,
+    incoming_at: usize,
 }
 
 impl Endpoints {
@@ -143,13 +152,15 @@ impl Endpoints {
         for _ in 0..count.max(1) {
             let socket = UdpSocket::bind("0.0.0.0:0")?;
             socket.set_nonblocking(true)?;
+            // Best effort: without it every reply is read on its own.
+            gso::enable_gro(&socket);
             sockets.push(socket);
         }
         let addresses: Vec<SocketAddr> = authorities
             .iter()
             .map(Authority::address)
             .collect::<Result<_>>()?;
-        let flood = addresses
+        let outgoing = addresses
             .iter()
             .zip(authorities)
             .map(|(address, a)| {
@@ -161,20 +172,26 @@ impl Endpoints {
         Ok(Self {
             sockets,
             by_address: addresses.iter().enumerate().map(|(i, a)| (*a, i)).collect(),
-            addresses,
             shards: authorities.iter().map(|a| a.shards).collect(),
             names: authorities.iter().map(|a| a.name).collect(),
             buffer: vec![0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE],
-            flood,
+            outgoing,
+            flushes: 0,
+            incoming: vec![0u8; gso::COALESCED_BYTES],
+            incoming_len: 0,
+            incoming_segment: 0,
+            incoming_from: 0,
+            incoming_at: 0,
         })
     }
 
+    /// Queues `message` for `authority` (sent at the next [`flush`](Self::flush)). A full
+    /// socket buffer loses it: the request times out and is counted.
     fn send(&mut self, socket: usize, authority: usize, account: &AccountId, message: &Message) {
         let shard = shard_of(account, self.shards[authority]);
         if let Ok(len) = encode_into(message, shard, &mut self.buffer) {
             let socket = &self.sockets[socket % self.sockets.len()];
-            // A full socket buffer is a lost datagram: the request times out and is counted.
-            let _ = socket.send_to(&self.buffer[..len], self.addresses[authority]);
+            self.outgoing[authority][shard.0 as usize].push(socket, &self.buffer[..len]);
         }
     }
 
@@ -207,36 +224,59 @@ impl Endpoints {
                 }
             };
             let socket = &self.sockets[n % self.sockets.len()];
-            self.flood[authority][shard as usize].push(socket, &self.buffer[..len]);
+            self.outgoing[authority][shard as usize].push(socket, &self.buffer[..len]);
         }
     }
 
-    /// Sends the hostile datagrams still queued.
-    fn flush_flood(&mut self) {
-        for batch in self.flood.iter_mut().flatten() {
-            batch.flush(&self.sockets[0]);
+    /// Sends everything queued: one GSO message per authority shard with datagrams waiting.
+    fn flush(&mut self) {
+        for batch in self.outgoing.iter_mut().flatten() {
+            if !batch.is_empty() {
+                self.flushes += 1;
+                batch.flush(&self.sockets[self.flushes % self.sockets.len()]);
+            }
         }
     }
 
     /// One pending reply, from any socket.
     fn receive(&mut self) -> Option<(usize, Message)> {
+        loop {
+            while self.incoming_at < self.incoming_len {
+                let end = (self.incoming_at + self.incoming_segment).min(self.incoming_len);
+                let bytes = &self.incoming[self.incoming_at..end];
+                self.incoming_at = end;
+                if let Ok((_, message)) = decode(bytes) {
+                    return Some((self.incoming_from, message));
+                }
+            }
+            if !self.read_message() {
+                return None;
+            }
+        }
+    }
+
+    /// Reads the next message from an authority into `incoming`; `false` when every socket
+    /// is drained.
+    fn read_message(&mut self) -> bool {
         for socket in &self.sockets {
             loop {
-                match socket.recv_from(&mut self.buffer) {
-                    Ok((len, from)) => {
+                match gso::recv_coalesced(socket, &mut self.incoming) {
+                    Ok((len, segment, from)) => {
                         let Some(&authority) = self.by_address.get(&from) else {
                             continue;
                         };
-                        if let Ok((_, message)) = decode(&self.buffer[..len]) {
-                            return Some((authority, message));
-                        }
+                        self.incoming_len = len;
+                        self.incoming_segment = segment.max(1);
+                        self.incoming_from = authority;
+                        self.incoming_at = 0;
+                        return true;
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(_) => break,
                 }
             }
         }
-        None
+        false
     }
 }
 
@@ -365,7 +405,7 @@ fn run_inner(
             report.sent += 1;
             last_send = Instant::now();
         }
-        endpoints.flush_flood();
+        endpoints.flush();
 
         // Take every reply that arrived.
         while let Some((authority, message)) = endpoints.receive() {
@@ -424,6 +464,8 @@ fn run_inner(
                 }
             }
         }
+        // Confirmations started by the replies above (payments).
+        endpoints.flush();
 
         // Expire the oldest requests.
         while let Some(&job) = by_start.front() {
