@@ -6,7 +6,7 @@
 #   scripts/bench.sh [--authorities K] [--shards N] [--rate R] [--duration S]
 #                    [--phase orders|confirmations|payments] [--target all|I]
 #                    [--cores LIST] [--loadgen-cores LIST] [--no-steering] [--check]
-#                    [--portable] [--no-durability]
+#                    [--portable] [--no-durability] [--tick-us US]
 #
 # Defaults: 1 authority, 2 shards, 20000 requests/s for 5 s, orders, every core.
 # Binaries are built for this machine's CPU (-C target-cpu=native, in target/native);
@@ -16,11 +16,12 @@
 # offline with every authority's key (as the reference benchmark did). --check exits non-zero
 # unless every request succeeded (CI's smoke run). --cores pins the authorities' shards,
 # --loadgen-cores pins loadgen (taskset), to keep them apart where the machine allows.
+# --tick-us sets loadgen's pacing tick (default 200 µs; see `loadgen --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 authorities=1 shards=2 rate=20000 duration=5 phase=orders target=all
-cores="" loadgen_cores="" steering="" check=false portable=false durability=
+cores="" loadgen_cores="" steering="" check=false portable=false durability= tick=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --authorities) authorities=$2; shift 2 ;;
@@ -35,7 +36,8 @@ while [ $# -gt 0 ]; do
         --check) check=true; shift ;;
         --portable) portable=true; shift ;;
         --no-durability) durability=--no-durability; shift ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        --tick-us) tick=(--tick-us "$2"); shift 2 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -84,7 +86,7 @@ echo "==> loadgen --phase $phase --rate $rate --duration $duration --target $tar
 runner=()
 [ -n "$loadgen_cores" ] && runner=(taskset -c "$loadgen_cores")
 result=$("${runner[@]}" "$bin/loadgen" --committee "$work/committee.json" --accounts "$accounts" \
-    --rate "$rate" --duration "$duration" --phase "$phase" --target "$target" "${extra[@]}")
+    --rate "$rate" --duration "$duration" --phase "$phase" --target "$target" "${tick[@]}" "${extra[@]}")
 
 for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
 for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done

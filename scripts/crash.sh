@@ -17,7 +17,7 @@ while [ $# -gt 0 ]; do
         --kills) kills=$2; shift 2 ;;
         --rate) rate=$2; shift 2 ;;
         --duration) duration=$2; shift 2 ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
         *) echo "crash.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done

@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
         --phase) phase=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --callgrind) callgrind=true; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "flamegraph.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done

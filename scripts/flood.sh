@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
         --invalid) invalid=$2; shift 2 ;;
         --garbage) garbage=$2; shift 2 ;;
         --portable) portable=true; shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "flood.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done

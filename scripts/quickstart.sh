@@ -15,7 +15,7 @@ per_shard=false
 case "${1:-}" in
     --per-shard) per_shard=true ;;
     "") ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
 esac
 

@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
         --p99-ms) p99_ms=$2; shift 2 ;;
         --duration) duration=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "scale-cores.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done

@@ -42,6 +42,12 @@ struct Args {
     /// Most requests outstanding at once.
     #[arg(long, default_value_t = 100_000)]
     in_flight: usize,
+    /// Microseconds between the sender's wake-ups: each sends what is due (one burst) and
+    /// reads the replies that arrived. Latencies include up to one tick of this pacing; a
+    /// longer tick wakes loadgen less often, which leaves more of a shared machine to the
+    /// authority under test (each wake-up costs a few microseconds of CPU).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=1000))]
+    tick_us: u64,
     /// The committee file.
     #[arg(long, default_value = "committee.json")]
     committee: PathBuf,
@@ -251,6 +257,7 @@ fn real_main() -> Result<()> {
             rate: args.rate,
             duration: Duration::from_secs_f64(args.duration),
             in_flight: args.in_flight,
+            tick: Duration::from_micros(args.tick_us),
             timeout,
             targets: if args.offline_certificates {
                 targets.clone()
@@ -325,6 +332,7 @@ fn real_main() -> Result<()> {
         rate: args.rate,
         duration: Duration::from_secs_f64(args.duration),
         in_flight: args.in_flight,
+        tick: Duration::from_micros(args.tick_us),
         timeout,
         targets: targets.clone(),
         needed,

@@ -18,10 +18,6 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-/// How often the sender wakes to send what is due and take replies: short enough that it adds
-/// little to the latencies it measures, long enough to leave the core idle between bursts.
-pub const TICK: Duration = Duration::from_micros(50);
-
 /// What each request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -54,6 +50,8 @@ pub struct RunConfig {
     pub duration: Duration,
     /// Most requests outstanding at once; past it the schedule slips (and latencies show it).
     pub in_flight: usize,
+    /// Time between wake-ups (each sends one burst of what is due and reads the replies).
+    pub tick: Duration,
     /// How long a request may take before it counts as timed out.
     pub timeout: Duration,
     /// Indexes of the authorities requests go to.
@@ -512,7 +510,7 @@ fn run_inner(
             report.timeouts += outstanding.len() as u64;
             break;
         }
-        std::thread::sleep(TICK);
+        std::thread::sleep(config.tick);
     }
     report.window_s = (last_send - start)
         .as_secs_f64()
