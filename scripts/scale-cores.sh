@@ -5,14 +5,16 @@
 # ideal (gnuplot, installed from Debian's packages if missing).
 #
 #   scripts/scale-cores.sh [--max-shards N] [--phase orders|confirmations] [--p99-ms MS]
-#                          [--duration S] [--out DIR]
+#                          [--duration S] [--out DIR] [--no-durability]
 #
-# Each probe is a fresh scripts/bench.sh run (one authority, certificates signed offline for
-# confirmations). loadgen is pinned to the cores the shards leave free, when there are any.
+# Each probe is two or three fresh scripts/bench.sh runs (one authority, certificates signed
+# offline for confirmations): a rate passes when two runs pass. Authorities keep durable
+# state unless --no-durability (then the plot shows CPU scaling without fsync noise).
+# loadgen is pinned to the cores the shards leave free, when there are any.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-max_shards=$(nproc) phase=orders p99_ms=5 duration=3 out=scaling
+max_shards=$(nproc) phase=orders p99_ms=5 duration=3 out=scaling durability=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --max-shards) max_shards=$2; shift 2 ;;
@@ -20,7 +22,8 @@ while [ $# -gt 0 ]; do
         --p99-ms) p99_ms=$2; shift 2 ;;
         --duration) duration=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        --no-durability) durability=(--no-durability); shift ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "scale-cores.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -29,21 +32,34 @@ cores=$(nproc)
 target=all
 [ "$phase" = confirmations ] && target=0
 
-# probe SHARDS RATE -> prints "ok achieved p99" or "fail achieved p99"
-probe() {
+# probe_once SHARDS RATE -> prints "ok achieved p99" or "fail achieved p99" for one run
+probe_once() {
     local shards=$1 rate=$2 pin loadgen_pin=""
     pin=$(seq -s, 0 $((shards - 1)))
     if [ "$shards" -lt "$cores" ]; then loadgen_pin=$(seq -s, "$shards" $((cores - 1))); fi
     local result
     result=$(scripts/bench.sh --authorities 1 --shards "$shards" --cores "$pin" \
         ${loadgen_pin:+--loadgen-cores "$loadgen_pin"} --rate "$rate" --duration "$duration" \
-        --phase "$phase" --target "$target" 2>/dev/null | tail -n 1)
+        --phase "$phase" --target "$target" "${durability[@]}" 2>/dev/null | tail -n 1)
     echo "$result" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 bound = float(sys.argv[1]) * 1000
 good = r["sent"] > 0 and r["rejected"] == 0 and r["loss"] < 0.001 and r["latency_us"]["p99"] <= bound and r["ok"] >= 0.999 * r["sent"]
 print("ok" if good else "fail", round(r["achieved_rate"]), r["latency_us"]["p99"])' "$p99_ms"
+}
+
+# probe SHARDS RATE -> the verdict of two runs out of up to three (one noisy run on a shared
+# machine neither passes nor fails a rate), with the median p99 of the runs made
+probe() {
+    local passes=0 fails=0 verdict achieved p99 p99s=()
+    while [ "$passes" -lt 2 ] && [ "$fails" -lt 2 ]; do
+        read -r verdict achieved p99 < <(probe_once "$@")
+        p99s+=("$p99")
+        if [ "$verdict" = ok ]; then passes=$((passes + 1)); else fails=$((fails + 1)); fi
+    done
+    p99=$(printf '%s\n' "${p99s[@]}" | sort -n | sed -n "$(( ${#p99s[@]} / 2 + 1 ))p")
+    if [ "$passes" -ge 2 ]; then echo ok "$achieved" "$p99"; else echo fail "$achieved" "$p99"; fi
 }
 
 echo "shards,max_rate,p99_us,ideal" > "$out/scaling.csv"
@@ -79,7 +95,7 @@ gnuplot <<PLOT
 set terminal pngcairo size 800,500
 set output "$out/scaling.png"
 set datafile separator ","
-set title "fastpay: sustained $phase/s per shard count (p99 <= ${p99_ms} ms, loss < 0.1%)"
+set title "fastpay: sustained $phase/s per shard count (p99 <= ${p99_ms} ms, loss < 0.1%${durability[*]:+, in memory})"
 set xlabel "shards (pinned cores)"
 set ylabel "$phase per second"
 set xtics 1

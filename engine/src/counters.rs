@@ -87,6 +87,8 @@ counters! {
     Outbox => "outbox",
     /// Batches processed.
     Batches => "batches",
+    /// CPU time the shard's thread used, in milliseconds (a gauge, set when the shard stops).
+    CpuMillis => "cpu_ms",
 }
 
 impl Counter {

@@ -927,6 +927,18 @@ fn run_shard(mut ctx: ShardContext) {
     }
     // Whatever was applied since the last commit is made durable before the shard ends.
     let _ = persist(&mut ctx, me, shards);
+    if let Some(cpu) = thread_cpu_time() {
+        ctx.counters
+            .set(Counter::CpuMillis, cpu.as_millis().try_into().unwrap_or(u64::MAX));
+    }
+}
+
+/// CPU time the calling thread has used (the scheduler's own account in
+/// `/proc/thread-self/schedstat`, nanoseconds), if the kernel reports it.
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
 }
 
 /// Adds a link frame for shard `to` to the outgoing batch, flushing the batch when full.
