@@ -928,8 +928,10 @@ fn run_shard(mut ctx: ShardContext) {
     // Whatever was applied since the last commit is made durable before the shard ends.
     let _ = persist(&mut ctx, me, shards);
     if let Some(cpu) = thread_cpu_time() {
-        ctx.counters
-            .set(Counter::CpuMillis, cpu.as_millis().try_into().unwrap_or(u64::MAX));
+        ctx.counters.set(
+            Counter::CpuMillis,
+            cpu.as_millis().try_into().unwrap_or(u64::MAX),
+        );
     }
 }
 
