@@ -1,8 +1,8 @@
 //! Batched UDP: `recvmmsg`/`sendmmsg` into preallocated buffers, `SO_REUSEPORT` sockets and
 //! the classic BPF program that steers each datagram to the shard named in its header.
 //!
-//! Almost all of the engine's `unsafe` code is here: the two batch system calls and three
-//! `setsockopt`s (the other is one `setpriority` in `store`).
+//! Almost all of the engine's `unsafe` code is here: the batch system calls, their GSO and GRO
+//! control messages, and two `setsockopt`s (the other is one `setpriority` in `store`).
 //! We call libc directly rather than quinn-udp because quinn-udp's send path takes one
 //! destination per call (built for QUIC's GSO), while an authority replies to many clients per
 //! batch, which is exactly what `sendmmsg` does in one system call.
@@ -56,11 +56,21 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
 /// fails without `CAP_NET_ADMIN`.
 fn force_buffer(socket: &impl AsRawFd, option: libc::c_int, bytes: usize) -> io::Result<()> {
     let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    set_int_option(socket, libc::SOL_SOCKET, option, value)
+}
+
+/// Sets a socket option whose value is an `int`.
+fn set_int_option(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: the option value is a c_int that lives across the call; the kernel copies it.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
+            level,
             option,
             (&value as *const libc::c_int).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
@@ -366,18 +376,7 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver for `socket`, which it switches to `UDP_GRO` when the kernel allows.
     pub fn new(socket: &impl AsRawFd) -> Self {
-        let on: libc::c_int = 1;
-        // SAFETY: the option value is a c_int that lives across the call; the kernel copies it.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_UDP,
-                UDP_GRO,
-                (&on as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        let gro = rc == 0;
+        let gro = set_int_option(socket, libc::SOL_UDP, UDP_GRO, 1).is_ok();
         Self {
             gro,
             area: if gro {
