@@ -187,12 +187,18 @@ impl Endpoints {
 
     /// Queues `message` for `authority` (sent at the next [`flush`](Self::flush)). A full
     /// socket buffer loses it: the request times out and is counted.
-    fn send(&mut self, socket: usize, authority: usize, account: &AccountId, message: &Message) {
+    fn send(&mut self, authority: usize, account: &AccountId, message: &Message) {
         let shard = shard_of(account, self.shards[authority]);
         if let Ok(len) = encode_into(message, shard, &mut self.buffer) {
-            let socket = &self.sockets[socket % self.sockets.len()];
-            self.outgoing[authority][shard.0 as usize].push(socket, &self.buffer[..len]);
+            self.queue(authority, shard.0, len);
         }
+    }
+
+    /// Queues the first `len` bytes of `buffer` for `shard` of `authority`. A batch that must
+    /// go out early (another size, or full) leaves from the socket of the next flush.
+    fn queue(&mut self, authority: usize, shard: u32, len: usize) {
+        let socket = &self.sockets[self.flushes % self.sockets.len()];
+        self.outgoing[authority][shard as usize].push(socket, &self.buffer[..len]);
     }
 
     /// Sends the `n`-th hostile datagram of `flood` to every target.
@@ -223,8 +229,7 @@ impl Endpoints {
                     Err(_) => continue,
                 }
             };
-            let socket = &self.sockets[n % self.sockets.len()];
-            self.outgoing[authority][shard as usize].push(socket, &self.buffer[..len]);
+            self.queue(authority, shard, len);
         }
     }
 
@@ -385,7 +390,7 @@ fn run_inner(
                 _ => Message::TransferOrder(jobs[job].order),
             };
             for &authority in &config.targets {
-                endpoints.send(job, authority, &jobs[job].account, &message);
+                endpoints.send(authority, &jobs[job].account, &message);
             }
             if let Some(flood) = &config.flood {
                 // Keep the hostile share of the datagrams at `share` on average.
@@ -572,7 +577,7 @@ fn step(
             };
             let message = Message::ConfirmationOrder(ConfirmationOrder { certificate });
             for &target in &config.targets {
-                endpoints.send(request.job, target, &jobs[request.job].account, &message);
+                endpoints.send(target, &jobs[request.job].account, &message);
             }
             request.stage = Stage::Confirming {
                 acks: Vec::new(),
