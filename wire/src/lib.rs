@@ -15,6 +15,7 @@ pub mod base_types;
 pub mod codec;
 pub mod committee;
 pub mod crypto;
+pub mod datagrams;
 pub mod messages;
 
 pub use base_types::{
@@ -23,9 +24,10 @@ pub use base_types::{
 };
 pub use codec::{CodecError, Header, MessageKind, decode, encode, encode_into, peek_header};
 pub use committee::{CertificateError, Committee, CommitteeError, CommitteeMember};
+pub use datagrams::{BATCH, Datagrams};
 pub use crypto::{BatchVerifier, CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
 pub use messages::{
     ACCOUNT_INFO_PADDING, AccountInfoRequest, AccountInfoResponse, CertifiedTransferOrder,
-    ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkPayload, Message, PeerAddress,
+    ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkFrame, LinkPayload, Message, PeerAddress,
     ShardLink, SignedTransferOrder, Transfer, TransferOrder, VoteReply,
 };

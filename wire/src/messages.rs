@@ -285,14 +285,19 @@ impl From<PeerAddress> for std::net::SocketAddr {
     }
 }
 
-/// What one shard process sends another shard process of the same authority.
+/// What one shard sends another shard of the same authority.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LinkPayload {
     /// Nothing but the acknowledgement in the frame.
     Ack,
-    /// A credit for the receiving shard; sequenced and retransmitted until acknowledged.
-    Credit(CrossShardUpdate),
-    /// A client datagram that reached the wrong shard process (unsequenced, like UDP).
+    /// The `sequence`-th credit on the link from the sending shard to the receiving one.
+    Credit {
+        /// Its number on the link (from 1), durable across restarts of either end.
+        sequence: u64,
+        /// The credit.
+        update: CrossShardUpdate,
+    },
+    /// A client datagram that reached the wrong shard (unsequenced, like UDP).
     Forward {
         /// The client, to answer directly.
         peer: PeerAddress,
@@ -301,26 +306,27 @@ pub enum LinkPayload {
     },
 }
 
-/// A frame on the link between two shard processes of one authority, authenticated with a
-/// key derived from the authority's secret so that nobody else can inject or reorder credits.
+/// A frame between two shards of one authority: passed as a value between shards of one
+/// process, and as a [`ShardLink`] datagram between processes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardLink {
+pub struct LinkFrame {
     /// The sending shard.
     pub from: ShardId,
     /// The receiving shard.
     pub to: ShardId,
-    /// The sender's incarnation: a new process starts a new, larger epoch.
-    pub epoch: u64,
-    /// Position of a sequenced payload in this direction of the link (from 1; 0 when
-    /// unsequenced).
-    pub sequence: u64,
-    /// Every sequenced payload of the other direction up to this one was received.
-    pub ack_epoch: u64,
-    /// See `ack_epoch`.
+    /// The sender has durably taken every credit up to this number from the receiver.
     pub ack: u64,
     /// What the frame carries.
     pub payload: LinkPayload,
-    /// Keyed hash of the frame's encoding with this field zeroed.
+}
+
+/// A [`LinkFrame`] between shard processes, authenticated with a key derived from the
+/// authority's secret so that nobody else can inject or reorder credits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardLink {
+    /// The frame.
+    pub frame: LinkFrame,
+    /// Keyed hash of the datagram's encoding with this field zeroed.
     pub tag: [u8; 32],
 }
 

@@ -70,15 +70,14 @@ pub fn sample_messages() -> Vec<(&'static str, Message)> {
         (
             "shard_link_forward",
             Message::ShardLink(ShardLink {
-                from: ShardId(1),
-                to: ShardId(2),
-                epoch: 9,
-                sequence: 0,
-                ack_epoch: 8,
-                ack: 41,
-                payload: LinkPayload::Forward {
-                    peer: PeerAddress::V4([127, 0, 0, 1], 4000),
-                    datagram: vec![1, 2, 3],
+                frame: LinkFrame {
+                    from: ShardId(1),
+                    to: ShardId(2),
+                    ack: 41,
+                    payload: LinkPayload::Forward {
+                        peer: PeerAddress::V4([127, 0, 0, 1], 4000),
+                        datagram: vec![1, 2, 3],
+                    },
                 },
                 tag: [0x5a; 32],
             }),

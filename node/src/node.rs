@@ -1,0 +1,606 @@
+//! [`ShardNode`]: one shard of an authority, datagrams and frames in, effects out.
+
+use crate::counters::{Counter, ShardCounters};
+use crate::links::{Arrival, CreditLinks, Transport};
+use crate::log::{Record, Snapshot, append_record};
+use fastpay_authority::{
+    AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, CreditOutcome, OrderCheck,
+};
+use fastpay_wire::{
+    AccountId, BATCH, BatchVerifier, ConfirmationOrder, CrossShardUpdate, Datagrams, LinkFrame,
+    LinkPayload, Message, SequenceNumber, ShardId, TransferOrder, VoteReply, decode, encode_into,
+};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Log bytes after which a node asks for a snapshot (the default): bounds both the disk used
+/// and the time a restart spends replaying, while a snapshot of a million accounts (about
+/// 100 MB) is written rarely enough not to matter.
+pub const SNAPSHOT_AFTER_BYTES: u64 = 64 << 20;
+
+/// Datagrams handed over by other shards that a node queues for its next batch; more are
+/// dropped (and counted), as a socket would drop them.
+pub const FORWARD_QUEUE: usize = BATCH;
+
+/// How a node is set up.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// How each shard of the authority is reached (this shard's own entry is unused).
+    pub transports: Vec<Transport>,
+    /// Whether effects wait for their records to be durable (a data directory is in use).
+    /// Without it, nothing is logged and every effect is released at once.
+    pub durable: bool,
+    /// Log bytes after which [`ShardNode::snapshot_due`] says so.
+    pub snapshot_after_bytes: u64,
+}
+
+/// A request waiting for the batch's signature verdicts.
+enum Pending {
+    Order {
+        peer: SocketAddr,
+        size: usize,
+        order: TransferOrder,
+        range: Range<usize>,
+    },
+    Confirmation {
+        peer: SocketAddr,
+        size: usize,
+        order: ConfirmationOrder,
+        range: Range<usize>,
+    },
+}
+
+/// Effects waiting until the log is durable up to `position`.
+struct Held {
+    position: u64,
+    replies: Option<Datagrams>,
+    numbered: Vec<u64>,
+    taken: Vec<u64>,
+}
+
+/// One shard of an authority as a sans-IO state machine.
+///
+/// Inputs: a batch of datagrams from the socket ([`handle_batch`](Self::handle_batch)), a
+/// frame from another shard ([`handle_frame`](Self::handle_frame)), "the log is durable up
+/// to here" ([`durable`](Self::durable)), and the time, passed to each. Effects: records to
+/// log ([`take_log`](Self::take_log)), replies to send ([`poll_replies`](Self::poll_replies)),
+/// frames for other shards ([`transmit`](Self::transmit)), and "snapshot due"
+/// ([`snapshot_due`](Self::snapshot_due)). No reply, credit or acknowledgement is released
+/// before the records it depends on are durable. Recovery ([`recover`](Self::recover)) feeds
+/// a snapshot and the logged records back through the same code that made them.
+pub struct ShardNode {
+    shard: AuthorityShard,
+    me: ShardId,
+    num_shards: u32,
+    links: CreditLinks,
+    counters: Arc<ShardCounters>,
+    verifier: BatchVerifier,
+    pending: Vec<Pending>,
+    /// Datagrams handed over by other shards, for the next batch.
+    forwarded: Vec<(SocketAddr, Vec<u8>)>,
+    /// Datagrams this shard hands over, until the next transmit.
+    forwards: Vec<LinkFrame>,
+    durable: bool,
+    replaying: bool,
+    /// Framed records not yet taken by the runtime.
+    log: Vec<u8>,
+    scratch: Vec<u8>,
+    /// Records produced so far: the log position.
+    position: u64,
+    durable_position: u64,
+    log_bytes: u64,
+    snapshot_after: u64,
+    held: VecDeque<Held>,
+    spare_held: Vec<Held>,
+    ready: VecDeque<Datagrams>,
+    spare_replies: Vec<Datagrams>,
+    replies: Option<Datagrams>,
+}
+
+impl ShardNode {
+    /// A node for `shard`, fresh from genesis, reporting into `counters`.
+    pub fn new(shard: AuthorityShard, config: NodeConfig, counters: Arc<ShardCounters>) -> Self {
+        let me = shard.shard();
+        let num_shards = config.transports.len() as u32;
+        Self {
+            shard,
+            me,
+            num_shards,
+            links: CreditLinks::new(me, config.transports),
+            counters,
+            verifier: BatchVerifier::new(),
+            pending: Vec::new(),
+            forwarded: Vec::new(),
+            forwards: Vec::new(),
+            durable: config.durable,
+            replaying: false,
+            log: Vec::new(),
+            scratch: Vec::new(),
+            position: 0,
+            durable_position: 0,
+            log_bytes: 0,
+            snapshot_after: config.snapshot_after_bytes.max(1),
+            held: VecDeque::new(),
+            spare_held: Vec::new(),
+            ready: VecDeque::new(),
+            spare_replies: Vec::new(),
+            replies: None,
+        }
+    }
+
+    /// A node for `shard` recovered from its last snapshot and the records logged since, in
+    /// order: each record goes through the code that made it, without logging it again.
+    pub fn recover(
+        shard: AuthorityShard,
+        config: NodeConfig,
+        counters: Arc<ShardCounters>,
+        snapshot: Option<Snapshot>,
+        records: impl IntoIterator<Item = Record>,
+    ) -> Self {
+        let mut node = Self::new(shard, config, counters);
+        node.replaying = true;
+        if let Some(snapshot) = snapshot {
+            node.shard.restore(snapshot.shard);
+            node.links.restore(snapshot.links);
+        }
+        for record in records {
+            node.replay(record);
+        }
+        node.replaying = false;
+        node.links.recovered();
+        node
+    }
+
+    fn replay(&mut self, record: Record) {
+        match record {
+            Record::Vote(vote) => {
+                self.shard.restore_vote(vote);
+            }
+            Record::Confirm(order) => {
+                let _ = self.apply_confirmation(&order);
+            }
+            Record::Credit {
+                from,
+                sequence,
+                update,
+            } => self.take_credit(ShardId(from), sequence, &update, Transport::Reliable),
+            Record::RefusedCredit { from, sequence } => self.links.taken(ShardId(from), sequence),
+        }
+    }
+
+    /// The shard state.
+    pub fn shard(&self) -> &AuthorityShard {
+        &self.shard
+    }
+
+    /// The credit links (numbering, outbox, marks), for inspection.
+    pub fn links(&self) -> &CreditLinks {
+        &self.links
+    }
+
+    /// Credits not yet acknowledged by their recipients: the runtime stops reading new
+    /// requests while this is too large.
+    pub fn backlog(&self) -> usize {
+        self.links.unacked()
+    }
+
+    /// Whether datagrams handed over by other shards wait for a batch.
+    pub fn has_forwarded(&self) -> bool {
+        !self.forwarded.is_empty()
+    }
+
+    /// How many datagrams the next batch can take from the socket: a batch's replies (one
+    /// per datagram, its own and those handed over) must fit one reply buffer.
+    pub fn batch_room(&self) -> usize {
+        BATCH.saturating_sub(self.forwarded.len())
+    }
+
+    // ---- inputs -------------------------------------------------------------------------
+
+    /// Processes a batch: every datagram of `inputs`, then those other shards handed over.
+    /// Route and decode each, run the cheap checks and queue the signatures that remain,
+    /// verify them all at once, then commit in arrival order.
+    pub fn handle_batch(&mut self, now: Duration, inputs: &Datagrams) {
+        let _ = now;
+        self.counters.bump(Counter::Batches);
+        self.verifier.clear();
+        self.pending.clear();
+        let mut replies = self.spare_replies.pop().unwrap_or_default();
+        replies.clear();
+        self.replies = Some(replies);
+        for i in 0..inputs.len() {
+            let (peer, bytes, truncated) = inputs.get(i);
+            if truncated {
+                self.counters.bump(Counter::DecodeError);
+                continue;
+            }
+            self.admit(peer, bytes, true);
+        }
+        let forwarded = std::mem::take(&mut self.forwarded);
+        for (peer, bytes) in &forwarded {
+            self.admit(*peer, bytes, false);
+        }
+        self.forwarded = forwarded;
+        self.forwarded.clear();
+        if !self.pending.is_empty() {
+            // A confirmation may need no signature at all (a committee of one, whose own
+            // vote is skipped): it still has to be committed.
+            if !self.verifier.is_empty() {
+                self.counters
+                    .add(Counter::SignaturesChecked, self.verifier.len() as u64);
+                self.verifier.verify();
+            }
+            self.commit();
+        }
+        let replies = self.replies.take();
+        self.seal(replies);
+    }
+
+    /// Takes a frame from another shard of this authority: its acknowledgement, and a credit
+    /// to apply (once, in order) or a datagram for the next batch.
+    pub fn handle_frame(&mut self, now: Duration, frame: LinkFrame) {
+        let from = frame.from;
+        if frame.to != self.me || from == self.me || from.0 >= self.num_shards {
+            self.counters.bump(Counter::LinkRefused);
+            return;
+        }
+        self.links.acknowledged(now, from, frame.ack);
+        match frame.payload {
+            LinkPayload::Ack => {}
+            LinkPayload::Credit { sequence, update } => match self.links.arrival(from, sequence) {
+                Arrival::Next => {
+                    let transport = self.links.transport(from).unwrap_or(Transport::Lossy);
+                    self.take_credit(from, sequence, &update, transport);
+                    self.seal(None);
+                }
+                Arrival::Duplicate => self.counters.bump(Counter::DuplicateCredit),
+                Arrival::Early => {}
+            },
+            LinkPayload::Forward { peer, datagram } => {
+                if self.forwarded.len() < FORWARD_QUEUE {
+                    self.forwarded.push((peer.into(), datagram));
+                } else {
+                    self.counters.bump(Counter::HandoverDropped);
+                }
+            }
+        }
+    }
+
+    /// The log is durable up to `position` (from [`take_log`](Self::take_log)): release what
+    /// waited for it.
+    pub fn durable(&mut self, position: u64) {
+        self.durable_position = self.durable_position.max(position);
+        while self
+            .held
+            .front()
+            .is_some_and(|h| h.position <= self.durable_position)
+        {
+            let Some(mut held) = self.held.pop_front() else {
+                break;
+            };
+            self.links.made_durable(&held.numbered, &held.taken);
+            if let Some(replies) = held.replies.take() {
+                self.ready.push_back(replies);
+            }
+            self.spare_held.push(held);
+        }
+    }
+
+    // ---- effects ------------------------------------------------------------------------
+
+    /// Moves the framed records produced since the last call to the end of `out`; returns the
+    /// log position they reach, to pass to [`durable`](Self::durable) once they are synced.
+    /// `None` when there is nothing new.
+    pub fn take_log(&mut self, out: &mut Vec<u8>) -> Option<u64> {
+        if self.log.is_empty() {
+            return None;
+        }
+        out.extend_from_slice(&self.log);
+        self.log.clear();
+        Some(self.position)
+    }
+
+    /// The next batch of replies whose records are durable; hand it back with
+    /// [`recycle`](Self::recycle) once sent.
+    pub fn poll_replies(&mut self) -> Option<Datagrams> {
+        self.ready.pop_front()
+    }
+
+    /// Returns a reply batch's buffers for reuse.
+    pub fn recycle(&mut self, mut replies: Datagrams) {
+        replies.clear();
+        self.spare_replies.push(replies);
+    }
+
+    /// Frames for other shards due at `now` (handed-over datagrams, credits that may leave,
+    /// acknowledgements), appended to `out`.
+    pub fn transmit(&mut self, now: Duration, out: &mut Vec<LinkFrame>) {
+        out.append(&mut self.forwards);
+        self.links.transmit(now, out);
+        self.counters
+            .set(Counter::Outbox, self.links.unacked() as u64);
+    }
+
+    /// When [`transmit`](Self::transmit) next has something due without any input.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        self.links.next_deadline()
+    }
+
+    /// Whether the log has grown enough since the last snapshot to deserve one.
+    pub fn snapshot_due(&self) -> bool {
+        self.durable && self.log_bytes >= self.snapshot_after
+    }
+
+    /// The state to snapshot: it includes every record produced so far, so the runtime must
+    /// have taken the log (and queued it before the snapshot) first.
+    pub fn snapshot(&mut self) -> Snapshot {
+        self.log_bytes = 0;
+        Snapshot {
+            shard: self.shard.snapshot_unsorted(),
+            links: self.links.state(),
+        }
+    }
+
+    // ---- the pipeline -------------------------------------------------------------------
+
+    /// Holds the effects produced so far until the log is durable up to here.
+    fn seal(&mut self, replies: Option<Datagrams>) {
+        let mut held = self.spare_held.pop().unwrap_or(Held {
+            position: 0,
+            replies: None,
+            numbered: Vec::new(),
+            taken: Vec::new(),
+        });
+        held.position = self.position;
+        held.replies = replies;
+        self.links.marks(&mut held.numbered, &mut held.taken);
+        self.held.push_back(held);
+        if !self.durable {
+            self.durable_position = self.position;
+        }
+        self.durable(self.durable_position);
+    }
+
+    fn record(&mut self, record: impl FnOnce() -> Record) {
+        if !self.durable || self.replaying {
+            return;
+        }
+        let before = self.log.len();
+        if append_record(&record(), &mut self.scratch, &mut self.log) {
+            self.position += 1;
+            self.log_bytes += (self.log.len() - before) as u64;
+        }
+    }
+
+    /// Applies a confirmation whose signatures verified (or that the log says was applied):
+    /// debits the sender once and numbers the credit it owes another shard.
+    fn apply_confirmation(&mut self, order: &ConfirmationOrder) -> Result<Confirmed, AuthorityError> {
+        let mut confirmed = self.shard.confirm_verified(order)?;
+        if confirmed.applied {
+            self.record(|| Record::Confirm(order.clone()));
+        }
+        if let Some(update) = confirmed.cross_shard.take() {
+            if self.links.transport(update.recipient_shard) == Some(Transport::Lossy) {
+                self.counters.bump(Counter::LinkCredits);
+            }
+            self.links.number(update);
+        }
+        Ok(confirmed)
+    }
+
+    /// Takes the next credit from `from`: applies it, checking its certificate when it came
+    /// over a lossy transport, and records the outcome. A refused credit still moves the link
+    /// on (it would be refused again forever) and replays as nothing.
+    fn take_credit(
+        &mut self,
+        from: ShardId,
+        sequence: u64,
+        update: &CrossShardUpdate,
+        transport: Transport,
+    ) {
+        let outcome = match transport {
+            Transport::Reliable => self.shard.apply_cross_shard_update(update),
+            Transport::Lossy => self.shard.handle_cross_shard_update(update),
+        };
+        self.links.taken(from, sequence);
+        match outcome {
+            Ok(CreditOutcome::Applied) => {
+                self.counters.bump(Counter::Credited);
+                self.record(|| Record::Credit {
+                    from: from.0,
+                    sequence,
+                    update: update.clone(),
+                });
+            }
+            Ok(CreditOutcome::Duplicate) => {
+                self.counters.bump(Counter::DuplicateCredit);
+                self.record(|| Record::RefusedCredit {
+                    from: from.0,
+                    sequence,
+                });
+            }
+            Err(e) => {
+                self.counters.bump(Counter::for_error(&e));
+                self.record(|| Record::RefusedCredit {
+                    from: from.0,
+                    sequence,
+                });
+            }
+        }
+    }
+
+    /// Decodes and routes one datagram and runs the cheap checks. Only datagrams that decode
+    /// are handed over to another shard: garbage costs no queue space and no copy.
+    fn admit(&mut self, peer: SocketAddr, bytes: &[u8], may_hand_over: bool) {
+        let (header, message) = match decode(bytes) {
+            Ok(decoded) => decoded,
+            Err(_) => {
+                self.counters.bump(Counter::DecodeError);
+                return;
+            }
+        };
+        if header.shard != self.me {
+            if header.shard.0 >= self.num_shards || !may_hand_over {
+                self.counters.bump(Counter::NoSuchShard);
+                return;
+            }
+            self.counters.bump(Counter::WrongShard);
+            self.forwards.push(LinkFrame {
+                from: self.me,
+                to: header.shard,
+                ack: self.links.durable_taken_from(header.shard),
+                payload: LinkPayload::Forward {
+                    peer: peer.into(),
+                    datagram: bytes.to_vec(),
+                },
+            });
+            return;
+        }
+        let size = bytes.len();
+        match message {
+            Message::TransferOrder(order) => {
+                match self.shard.check_transfer_order(&order, &mut self.verifier) {
+                    Ok(OrderCheck::Replay(vote)) => {
+                        self.counters.bump(Counter::Voted);
+                        self.reply(peer, size, &Message::Vote(VoteReply::of(&vote)));
+                    }
+                    Ok(OrderCheck::Verify(index)) => self.pending.push(Pending::Order {
+                        peer,
+                        size,
+                        order,
+                        range: index..index + 1,
+                    }),
+                    Err(e) => self.refuse(
+                        (peer, size),
+                        &e,
+                        order.transfer.sender,
+                        order.transfer.sequence_number,
+                    ),
+                }
+            }
+            Message::ConfirmationOrder(order) => {
+                let t = order.certificate.value.transfer;
+                match self
+                    .shard
+                    .check_confirmation_order(&order, &mut self.verifier)
+                {
+                    Ok(ConfirmationCheck::AlreadyApplied(mut info)) => {
+                        self.counters.bump(Counter::Confirmed);
+                        // An acknowledgement needs no pending vote, and without it the reply
+                        // always fits the confirmation.
+                        info.pending = None;
+                        self.reply(peer, size, &Message::AccountInfoResponse(info));
+                    }
+                    Ok(ConfirmationCheck::Verify(range)) => {
+                        self.pending.push(Pending::Confirmation {
+                            peer,
+                            size,
+                            order,
+                            range,
+                        })
+                    }
+                    Err(e) => self.refuse((peer, size), &e, t.sender, t.sequence_number),
+                }
+            }
+            Message::AccountInfoRequest(request) => {
+                match self.shard.handle_account_info_request(&request) {
+                    Ok(info) => {
+                        self.counters.bump(Counter::Queried);
+                        self.reply(peer, size, &Message::AccountInfoResponse(info));
+                    }
+                    Err(e) => self.refuse((peer, size), &e, request.account, SequenceNumber::ZERO),
+                }
+            }
+            // Credits travel only over the links between shards, never through the public
+            // port: see `AuthorityShard`.
+            Message::CrossShardUpdate(_)
+            | Message::Vote(_)
+            | Message::AccountInfoResponse(_)
+            | Message::Error(_)
+            | Message::ShardLink(_) => self.counters.bump(Counter::Unexpected),
+        }
+    }
+
+    /// Applies the requests whose signatures all verified, in arrival order.
+    fn commit(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for request in &pending {
+            let (peer, transfer, range) = match request {
+                Pending::Order {
+                    peer,
+                    size,
+                    order,
+                    range,
+                } => ((*peer, *size), order.transfer, range),
+                Pending::Confirmation {
+                    peer,
+                    size,
+                    order,
+                    range,
+                } => ((*peer, *size), order.certificate.value.transfer, range),
+            };
+            if !self.verifier.verdicts()[range.clone()].iter().all(|ok| *ok) {
+                let error = AuthorityError::InvalidSignature;
+                self.refuse(peer, &error, transfer.sender, transfer.sequence_number);
+                continue;
+            }
+            let outcome = match request {
+                Pending::Order { order, .. } => self.shard.vote_verified(order).map(|vote| {
+                    self.counters.bump(Counter::Voted);
+                    self.record(|| Record::Vote(vote));
+                    Message::Vote(VoteReply::of(&vote))
+                }),
+                Pending::Confirmation { order, .. } => {
+                    self.apply_confirmation(order).map(|confirmed| {
+                        self.counters.bump(Counter::Confirmed);
+                        Message::AccountInfoResponse(confirmed.response)
+                    })
+                }
+            };
+            match outcome {
+                Ok(reply) => self.reply(peer.0, peer.1, &reply),
+                Err(e) => self.refuse(peer, &e, transfer.sender, transfer.sequence_number),
+            }
+        }
+        // Hand the (empty) buffer back so its capacity is reused.
+        self.pending = pending;
+        self.pending.clear();
+    }
+
+    /// Refuses the request of `(peer, size)`.
+    fn refuse(
+        &mut self,
+        (peer, size): (SocketAddr, usize),
+        error: &AuthorityError,
+        account: AccountId,
+        sequence_number: SequenceNumber,
+    ) {
+        self.counters.bump(Counter::for_error(error));
+        self.reply(
+            peer,
+            size,
+            &Message::Error(error.reply(account, sequence_number)),
+        );
+    }
+
+    /// Answers a request of `size` bytes from `peer`. Source addresses can be forged, so a
+    /// reply larger than its request is not sent (and is counted): nobody can use an
+    /// authority to amplify traffic towards a victim.
+    fn reply(&mut self, peer: SocketAddr, size: usize, message: &Message) {
+        let Some(replies) = self.replies.as_mut() else {
+            return;
+        };
+        let Some(buffer) = replies.next_buffer(peer) else {
+            self.counters.bump(Counter::SendDropped);
+            return;
+        };
+        match encode_into(message, self.me, buffer) {
+            Ok(len) if len <= size => replies.commit(len),
+            Ok(_) => self.counters.bump(Counter::AmplificationRefused),
+            Err(_) => self.counters.bump(Counter::SendDropped),
+        }
+    }
+}
