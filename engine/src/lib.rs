@@ -4,19 +4,20 @@
 //! its own pinned thread with its own `SO_REUSEPORT` UDP socket on the authority's one port,
 //! polled with mio; a classic BPF program steers each datagram to the socket of the shard named
 //! in its header, and the rare misrouted one is handed over in process. Datagrams move in
-//! batches (`recvmmsg`/`sendmmsg`), signatures of a batch are verified together, and
-//! cross-shard credits travel over bounded crossbeam queues. The protocol logic it drives lives
-//! in `fastpay-authority` and stays pure.
+//! batches (`recvmmsg`/`sendmmsg`), and cross-shard frames travel over bounded crossbeam
+//! queues (or a link socket to shards in other processes). It decides nothing: each shard's
+//! decisions (batch verification, the credit links, what to log) are a
+//! `fastpay_node::ShardNode`'s, which the runtime only feeds and drains.
 //!
 //! Binaries: `server` (generate keys, run an authority) and `client` (the wallet).
 
 pub mod config;
-pub mod counters;
+pub use fastpay_node::counters;
 pub mod link;
 /// Talking to the committee from a client.
 pub mod net_client;
-pub mod pipeline;
 pub mod runtime;
+mod shard_loop;
 pub mod store;
 pub mod udp;
 pub mod wallet;

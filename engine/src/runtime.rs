@@ -1,51 +1,38 @@
 //! The authority runtime: one pinned thread per shard, each owning one `SO_REUSEPORT` socket on
 //! the authority's port, polled with mio; bounded crossbeam queues between every pair of shards
-//! carry credits and misrouted datagrams.
+//! of the process carry the frames of the credit links (and datagrams that reached the wrong
+//! shard), and a link socket per shard carries them to shards in other processes.
 //!
-//! A shard's loop never blocks: it drains its queues and its socket in rounds of at most
-//! [`BATCH`] datagrams, processes each round as one batch, flushes the replies with one
-//! `sendmmsg`, and hands credits on. Only when everything is drained does it wait in `poll`,
-//! woken by its socket, by a peer shard's [`Waker`], or by shutdown.
+//! This module sets an authority up (binds, recovers each shard from its data directory,
+//! builds the queues, spawns the threads); [`crate::shard_loop`] is the loop each thread runs.
+//! Neither decides anything: the decisions are the [`ShardNode`]'s.
 
-use crate::counters::{Counter, ShardCounters};
-use crate::link::{Delivery, Link, LinkKey};
-use crate::pipeline::{Handover, Outputs, ShardWorker};
-use crate::store::{LinkState, Record, ShardStore, Snapshot, StoreError};
-use crate::udp::{self, BATCH, Datagrams};
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crate::counters::ShardCounters;
+use crate::link::LinkKey;
+use crate::shard_loop::{Peers, ShardLoop};
+use crate::store::{ShardStore, StoreError};
+use crate::udp;
+use crossbeam_channel::{Receiver, Sender, bounded};
 use fastpay_authority::{AuthorityShard, Genesis, ShardSetupError};
-use fastpay_wire::{Committee, KeyPair, ShardId};
-use mio::{Events, Interest, Poll, Token, Waker};
-use std::collections::VecDeque;
+use fastpay_node::{NodeConfig, ShardNode, Transport};
+use fastpay_wire::{Committee, KeyPair, LinkFrame, ShardId};
+use mio::{Interest, Poll, Token, Waker};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 
-/// Handovers a queue between two shards holds. Deep enough to absorb a burst of cross-shard
-/// confirmations from a full batch of every peer; past it, credits wait in a backlog.
+/// Frames a queue between two shards holds. Deep enough to absorb a burst of cross-shard
+/// confirmations from a full batch of every peer; past it, frames wait in the sender's
+/// backlog.
 pub const QUEUE_CAPACITY: usize = 4096;
 
-/// Credits a shard parks (over all destinations) before it stops reading its socket: bounds
-/// memory while the destination catches up; the kernel then sheds load and clients retry.
-pub const BACKLOG_LIMIT: usize = 65_536;
-
-/// Rounds of up to [`BATCH`] datagrams a shard runs per wakeup before polling again (without
-/// waiting) to let the kernel's other events in. 16 rounds are about a millisecond of work.
-pub const IO_LOOP_BOUND: usize = 16;
-
-/// How long an idle shard sleeps in `poll` before re-checking the shutdown flag. Shutdown also
-/// wakes it at once; this is only a safety net.
-const IDLE_POLL: Duration = Duration::from_millis(200);
-
-const SOCKET: Token = Token(0);
-const WAKER: Token = Token(1);
-const LINK: Token = Token(2);
+pub(crate) const SOCKET: Token = Token(0);
+pub(crate) const WAKER: Token = Token(1);
+pub(crate) const LINK: Token = Token(2);
 
 /// Why the engine could not start.
 #[derive(Debug, Error)]
@@ -118,75 +105,6 @@ pub struct RecoveryReport {
     pub truncated: Option<(u64, u64)>,
 }
 
-/// A shard's credit links: numbering of credits sent, marks of credits applied, and the
-/// credits sent but not yet known to be durably applied (resent after a restart).
-struct Links {
-    sent: Vec<u64>,
-    applied: Vec<u64>,
-    outbox: VecDeque<(u32, u64, fastpay_wire::CrossShardUpdate)>,
-    /// Per source shard in another process: its epoch and the last credit applied from it.
-    inbound: Vec<(u64, u64)>,
-    /// Per destination in another process: the numbers of the credits handed to the link in
-    /// this incarnation, in order (the link acknowledges them by position).
-    remote_queue: Vec<VecDeque<u64>>,
-    /// Per destination in another process: how many of this incarnation's credits it
-    /// acknowledged, and the number of the last one.
-    remote_acked: Vec<(u64, u64)>,
-}
-
-impl Links {
-    fn new(n: usize) -> Self {
-        Self {
-            sent: vec![0; n],
-            applied: vec![0; n],
-            outbox: VecDeque::new(),
-            inbound: vec![(0, 0); n],
-            remote_queue: (0..n).map(|_| VecDeque::new()).collect(),
-            remote_acked: vec![(0, 0); n],
-        }
-    }
-
-    fn from_state(n: usize, state: LinkState) -> Self {
-        let mut links = Self::new(n);
-        for (i, v) in state.sent.into_iter().enumerate().take(n) {
-            links.sent[i] = v;
-        }
-        for (i, v) in state.applied.into_iter().enumerate().take(n) {
-            links.applied[i] = v;
-        }
-        links.outbox = state.outbox.into_iter().collect();
-        for (i, v) in state.inbound.into_iter().enumerate().take(n) {
-            links.inbound[i] = v;
-        }
-        links
-    }
-
-    fn state(&self) -> LinkState {
-        LinkState {
-            sent: self.sent.clone(),
-            applied: self.applied.clone(),
-            outbox: self.outbox.iter().cloned().collect(),
-            inbound: self.inbound.clone(),
-        }
-    }
-
-    /// Numbers a credit for `to` and keeps it until acknowledged.
-    fn number(&mut self, to: u32, update: &fastpay_wire::CrossShardUpdate) -> u64 {
-        let slot = &mut self.sent[to as usize];
-        *slot = slot.saturating_add(1);
-        self.outbox.push_back((to, *slot, update.clone()));
-        *slot
-    }
-}
-
-/// One shard's state, store and links after recovery.
-struct Recovered {
-    state: AuthorityShard,
-    store: Option<ShardStore>,
-    links: Links,
-    report: RecoveryReport,
-}
-
 /// A running authority.
 pub struct Engine {
     recovery: Vec<RecoveryReport>,
@@ -197,34 +115,16 @@ pub struct Engine {
     local_addr: SocketAddr,
 }
 
-/// A shard's end of the links to the authority's shards in other processes.
-struct LinkContext {
-    socket: mio::net::UdpSocket,
-    link: Link,
-    addresses: Vec<SocketAddr>,
-}
-
-struct ShardContext {
-    worker: ShardWorker,
-    store: Option<ShardStore>,
-    links: Links,
-    /// `acked[from * n + to]`: the last credit from `from` that `to` has made durable.
-    acked: Arc<Vec<AtomicU64>>,
-    link: Option<LinkContext>,
-    socket: mio::net::UdpSocket,
-    poll: Poll,
-    /// `outbound[j]`: the queue to shard `j` (none to ourselves).
-    outbound: Vec<Option<Sender<Handover>>>,
-    inbound: Vec<Receiver<Handover>>,
-    wakers: Vec<Arc<Waker>>,
-    stop: Arc<AtomicBool>,
-    counters: Arc<ShardCounters>,
-    core: Option<core_affinity::CoreId>,
+/// The queues between the shards of this process: `senders[from][to]`, and each shard's
+/// receiving ends.
+struct Queues {
+    senders: Vec<Vec<Option<Sender<LinkFrame>>>>,
+    receivers: Vec<Vec<Receiver<LinkFrame>>>,
 }
 
 impl Engine {
     /// Binds every shard's socket (in shard order, so the BPF program's indexes match),
-    /// builds the queues and starts the shard threads.
+    /// recovers each shard, builds the queues and starts the shard threads.
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
         let key = KeyPair::from_seed(config.key_seed);
         let name = key.authority();
@@ -233,71 +133,14 @@ impl Engine {
             .member(&name)
             .ok_or(ShardSetupError::NotInCommittee(name))?
             .num_shards;
-
-        let local: Vec<u32> = match config.only_shard {
-            Some(shard) if shard >= num_shards => {
-                return Err(ShardSetupError::ShardOutOfRange {
-                    shard: ShardId(shard),
-                    num_shards,
-                }
-                .into());
-            }
-            Some(shard) => vec![shard],
-            None => (0..num_shards).collect(),
-        };
+        let local = local_shards(&config, num_shards)?;
         let split = config.only_shard.is_some();
-
-        // SO_REUSEPORT would let us share a port with a stray copy of ourselves; a plain bind
-        // first tells us the port is really free. Split shards share the port on purpose, so
-        // their exclusive link port plays that role.
-        let mut links = Vec::new();
-        let listen = if split {
-            for &shard in &local {
-                let address = *config.link_addresses.get(shard as usize).ok_or(
-                    ShardSetupError::ShardOutOfRange {
-                        shard: ShardId(shard),
-                        num_shards,
-                    },
-                )?;
-                let socket = UdpSocket::bind(address).map_err(|e| match e.kind() {
-                    io::ErrorKind::AddrInUse => EngineError::PortBusy(address),
-                    _ => EngineError::Io {
-                        context: format!("bind the link of shard {shard} to {address}"),
-                        source: e,
-                    },
-                })?;
-                socket
-                    .set_nonblocking(true)
-                    .map_err(io_context("make the link socket nonblocking"))?;
-                links.push(socket);
-            }
-            config.listen
+        let (listen, link_sockets) = if split {
+            (config.listen, bind_links(&config, &local, num_shards)?)
         } else {
-            let probe = UdpSocket::bind(config.listen).map_err(|e| match e.kind() {
-                io::ErrorKind::AddrInUse => EngineError::PortBusy(config.listen),
-                _ => EngineError::Io {
-                    context: format!("bind {}", config.listen),
-                    source: e,
-                },
-            })?;
-            let listen = probe
-                .local_addr()
-                .map_err(io_context("read the bound address"))?;
-            drop(probe);
-            listen
+            (probe_listen(config.listen)?, Vec::new())
         };
-
-        let mut sockets = Vec::new();
-        for &shard in &local {
-            let socket = udp::bind_reuseport(listen).map_err(|e| match e.kind() {
-                io::ErrorKind::AddrInUse => EngineError::PortBusy(listen),
-                _ => EngineError::Io {
-                    context: format!("bind shard {shard} to {listen}"),
-                    source: e,
-                },
-            })?;
-            sockets.push(socket);
-        }
+        let sockets = bind_shard_sockets(listen, &local)?;
         // Steering indexes sockets in binding order, which only one process controls; shards
         // in separate processes rely on the flow hash and hop over the link instead.
         if config.steering && !split {
@@ -306,103 +149,52 @@ impl Engine {
                     .map_err(io_context("attach the shard-steering BPF program"))?;
             }
         }
-
-        let available = core_affinity::get_core_ids().unwrap_or_default();
-        let cores: Vec<core_affinity::CoreId> = match &config.cores {
-            Some(list) => list
-                .iter()
-                .map(|&c| {
-                    available
-                        .iter()
-                        .find(|id| id.id == c)
-                        .copied()
-                        .ok_or(EngineError::NoSuchCore(c, available.len()))
-                })
-                .collect::<Result<_, _>>()?,
-            None => available,
-        };
-
+        let cores = resolve_cores(config.cores.as_deref())?;
         let n = num_shards as usize;
-        let is_local = |shard: usize| local.contains(&(shard as u32));
-        let mut senders: Vec<Vec<Option<Sender<Handover>>>> = vec![vec![None; n]; n];
-        let mut receivers: Vec<Vec<Receiver<Handover>>> = (0..n).map(|_| Vec::new()).collect();
-        for (from, row) in senders.iter_mut().enumerate() {
-            for (to, slot) in row.iter_mut().enumerate() {
-                if from != to && is_local(from) && is_local(to) {
-                    let (tx, rx) = bounded(config.queue_capacity.max(1));
-                    *slot = Some(tx);
-                    receivers[to].push(rx);
-                }
-            }
-        }
-        let epoch = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
-
-        let mut polls = Vec::new();
-        let mut wakers = Vec::new();
-        for _ in 0..n {
-            // Every shard index gets a waker (so indexes line up); only local ones are used.
-            let poll = Poll::new().map_err(io_context("create a poller"))?;
-            let waker = Waker::new(poll.registry(), WAKER).map_err(io_context("create a waker"))?;
-            polls.push(poll);
-            wakers.push(Arc::new(waker));
-        }
-
-        let stop = Arc::new(AtomicBool::new(false));
+        let transports: Vec<Transport> = (0..n)
+            .map(|j| match local.contains(&(j as u32)) {
+                true => Transport::Reliable,
+                false => Transport::Lossy,
+            })
+            .collect();
+        let queues = build_queues(n, &local, config.queue_capacity);
         // Counters of every shard index, so reports name shards by their real number; shards
         // running elsewhere stay at zero.
         let counters: Vec<Arc<ShardCounters>> =
             (0..n).map(|_| Arc::new(ShardCounters::default())).collect();
-        let mut threads = Vec::new();
-        let mut links = links.into_iter();
-        let mut polls: Vec<Option<Poll>> = polls.into_iter().map(Some).collect();
-        // Build and recover the shards' states in parallel: each validates its genesis keys
-        // and replays its own log.
-        let recovered: Vec<Result<Recovered, EngineError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = local
-                .iter()
-                .map(|&shard| {
-                    let config = &config;
-                    scope.spawn(move || recover_shard(config, shard, n))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or(Err(ShardSetupError::NotInCommittee(name).into()))
-                })
-                .collect()
-        });
-        let mut shards_recovered = Vec::new();
-        for r in recovered {
-            shards_recovered.push(r?);
+        let recovered = recover_shards(&config, &local, &transports, &counters)?;
+
+        // Every shard index gets a poller and a waker (so indexes line up); only local ones
+        // are used.
+        let mut polls = Vec::new();
+        let mut wakers = Vec::new();
+        for _ in 0..n {
+            let poll = Poll::new().map_err(io_context("create a poller"))?;
+            let waker = Waker::new(poll.registry(), WAKER).map_err(io_context("create a waker"))?;
+            polls.push(Some(poll));
+            wakers.push(Arc::new(waker));
         }
-        // Credits a shard applied before the restart are acknowledged from the start.
-        let acked: Arc<Vec<AtomicU64>> = Arc::new((0..n * n).map(|_| AtomicU64::new(0)).collect());
-        for r in &shards_recovered {
-            let to = r.report.shard as usize;
-            for (from, applied) in r.links.applied.iter().enumerate() {
-                acked[from * n + to].store(*applied, Ordering::SeqCst);
-            }
-        }
-        let mut recovery = Vec::new();
-        for ((shard, socket), r) in local
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut engine = Engine {
+            recovery: Vec::new(),
+            threads: Vec::new(),
+            wakers: wakers.clone(),
+            stop: stop.clone(),
+            counters: counters.clone(),
+            local_addr: listen,
+        };
+        let Queues {
+            mut senders,
+            mut receivers,
+        } = queues;
+        let mut link_sockets = link_sockets.into_iter();
+        for ((shard, socket), (node, store, report)) in local
             .iter()
             .map(|s| *s as usize)
             .zip(sockets)
-            .zip(shards_recovered)
+            .zip(recovered)
         {
-            let Recovered {
-                state,
-                store,
-                links: shard_links,
-                report,
-            } = r;
-            recovery.push(report);
-            let shard_id = ShardId(shard as u32);
+            engine.recovery.push(report);
             let Some(poll) = polls[shard].take() else {
                 continue;
             };
@@ -410,58 +202,45 @@ impl Engine {
             poll.registry()
                 .register(&mut socket, SOCKET, Interest::READABLE)
                 .map_err(io_context("register a socket"))?;
-            let link = match links.next() {
+            let link = match link_sockets.next() {
                 Some(link_socket) => {
                     let mut link_socket = mio::net::UdpSocket::from_std(link_socket);
                     poll.registry()
                         .register(&mut link_socket, LINK, Interest::READABLE)
                         .map_err(io_context("register a link socket"))?;
-                    Some(LinkContext {
-                        socket: link_socket,
-                        link: Link::new(
-                            shard_id,
-                            num_shards,
-                            LinkKey::derive(&config.key_seed),
-                            epoch,
-                        ),
-                        addresses: config.link_addresses.clone(),
-                    })
+                    Some((link_socket, LinkKey::derive(&config.key_seed)))
                 }
                 None => None,
             };
-            let mut worker = ShardWorker::new(state, num_shards, counters[shard].clone());
-            if store.is_some() {
-                worker.record_changes();
-            }
-            let context = ShardContext {
-                worker,
-                store,
-                links: shard_links,
-                acked: acked.clone(),
+            let peers = Peers::new(
+                std::mem::take(&mut senders[shard]),
+                std::mem::take(&mut receivers[shard]),
+                wakers.clone(),
                 link,
+                config.link_addresses.clone(),
+            );
+            let shard_loop = ShardLoop::new(
+                node,
+                store,
                 socket,
                 poll,
-                outbound: std::mem::take(&mut senders[shard]),
-                inbound: std::mem::take(&mut receivers[shard]),
-                wakers: wakers.clone(),
-                stop: stop.clone(),
-                counters: counters[shard].clone(),
-                core: (!cores.is_empty()).then(|| cores[shard % cores.len()]),
-            };
+                peers,
+                stop.clone(),
+                counters[shard].clone(),
+            );
+            let core = (!cores.is_empty()).then(|| cores[shard % cores.len()]);
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{shard}"))
-                .spawn(move || run_shard(context))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    shard_loop.run();
+                })
                 .map_err(io_context("spawn a shard thread"))?;
-            threads.push(thread);
+            engine.threads.push(thread);
         }
-        Ok(Engine {
-            recovery,
-            threads,
-            wakers,
-            stop,
-            counters,
-            local_addr: listen,
-        })
+        Ok(engine)
     }
 
     /// What each local shard recovered from its data directory.
@@ -480,27 +259,186 @@ impl Engine {
     }
 
     /// Stops every shard thread and waits for them; sockets close as the threads end.
-    pub fn shutdown(self) {
+    pub fn shutdown(mut self) {
+        self.stop_threads();
+    }
+
+    fn stop_threads(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         for waker in &self.wakers {
             let _ = waker.wake();
         }
-        for thread in self.threads {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
 }
 
-/// Builds shard `shard`'s state: genesis, then its snapshot and log when durable. Replayed
-/// records are returned for the worker (which owns the replay logic); confirmations among
-/// them also rebuild the outbox here.
-fn recover_shard(config: &EngineConfig, shard: u32, n: usize) -> Result<Recovered, EngineError> {
-    let mut state = AuthorityShard::new(
+impl Drop for Engine {
+    /// An engine that failed half-way through `start` (or is dropped) stops what it started.
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}
+
+/// The shards this process runs.
+fn local_shards(config: &EngineConfig, num_shards: u32) -> Result<Vec<u32>, EngineError> {
+    match config.only_shard {
+        Some(shard) if shard >= num_shards => Err(ShardSetupError::ShardOutOfRange {
+            shard: ShardId(shard),
+            num_shards,
+        }
+        .into()),
+        Some(shard) => Ok(vec![shard]),
+        None => Ok((0..num_shards).collect()),
+    }
+}
+
+/// Binds the link socket of each local shard (split mode). The link port is exclusive, so a
+/// second copy of the shard fails here rather than sharing the public port.
+fn bind_links(
+    config: &EngineConfig,
+    local: &[u32],
+    num_shards: u32,
+) -> Result<Vec<UdpSocket>, EngineError> {
+    let mut links = Vec::new();
+    for &shard in local {
+        let address = *config.link_addresses.get(shard as usize).ok_or(
+            ShardSetupError::ShardOutOfRange {
+                shard: ShardId(shard),
+                num_shards,
+            },
+        )?;
+        let socket = UdpSocket::bind(address).map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => EngineError::PortBusy(address),
+            _ => EngineError::Io {
+                context: format!("bind the link of shard {shard} to {address}"),
+                source: e,
+            },
+        })?;
+        socket
+            .set_nonblocking(true)
+            .map_err(io_context("make the link socket nonblocking"))?;
+        links.push(socket);
+    }
+    Ok(links)
+}
+
+/// SO_REUSEPORT would let us share a port with a stray copy of ourselves; a plain bind first
+/// tells us the port is really free. Returns the address actually bound (port 0 resolved).
+fn probe_listen(listen: SocketAddr) -> Result<SocketAddr, EngineError> {
+    let probe = UdpSocket::bind(listen).map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => EngineError::PortBusy(listen),
+        _ => EngineError::Io {
+            context: format!("bind {listen}"),
+            source: e,
+        },
+    })?;
+    probe
+        .local_addr()
+        .map_err(io_context("read the bound address"))
+}
+
+/// One `SO_REUSEPORT` socket per local shard, in shard order.
+fn bind_shard_sockets(listen: SocketAddr, local: &[u32]) -> Result<Vec<UdpSocket>, EngineError> {
+    local
+        .iter()
+        .map(|shard| {
+            udp::bind_reuseport(listen).map_err(|e| match e.kind() {
+                io::ErrorKind::AddrInUse => EngineError::PortBusy(listen),
+                _ => EngineError::Io {
+                    context: format!("bind shard {shard} to {listen}"),
+                    source: e,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The cores to pin to: the configured ones (each must exist), or every core.
+fn resolve_cores(wanted: Option<&[usize]>) -> Result<Vec<core_affinity::CoreId>, EngineError> {
+    let available = core_affinity::get_core_ids().unwrap_or_default();
+    let Some(list) = wanted else {
+        return Ok(available);
+    };
+    list.iter()
+        .map(|&c| {
+            available
+                .iter()
+                .find(|id| id.id == c)
+                .copied()
+                .ok_or(EngineError::NoSuchCore(c, available.len()))
+        })
+        .collect()
+}
+
+/// A bounded queue between every ordered pair of local shards.
+fn build_queues(n: usize, local: &[u32], capacity: usize) -> Queues {
+    let is_local = |shard: usize| local.contains(&(shard as u32));
+    let mut senders: Vec<Vec<Option<Sender<LinkFrame>>>> = vec![vec![None; n]; n];
+    let mut receivers: Vec<Vec<Receiver<LinkFrame>>> = (0..n).map(|_| Vec::new()).collect();
+    for (from, row) in senders.iter_mut().enumerate() {
+        for (to, slot) in row.iter_mut().enumerate() {
+            if from != to && is_local(from) && is_local(to) {
+                let (tx, rx) = bounded(capacity.max(1));
+                *slot = Some(tx);
+                receivers[to].push(rx);
+            }
+        }
+    }
+    Queues { senders, receivers }
+}
+
+type RecoveredShard = (ShardNode, Option<ShardStore>, RecoveryReport);
+
+/// Recovers every local shard in parallel: each validates its genesis keys and replays its
+/// own log.
+fn recover_shards(
+    config: &EngineConfig,
+    local: &[u32],
+    transports: &[Transport],
+    counters: &[Arc<ShardCounters>],
+) -> Result<Vec<RecoveredShard>, EngineError> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = local
+            .iter()
+            .map(|&shard| {
+                let counters = counters[shard as usize].clone();
+                scope.spawn(move || recover_shard(config, shard, transports.to_vec(), counters))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(EngineError::Io {
+                        context: "recover a shard".into(),
+                        source: io::Error::other("the recovery thread panicked"),
+                    })
+                })
+            })
+            .collect()
+    })
+}
+
+/// Builds shard `shard`: genesis, then its snapshot and log fed back through its node.
+fn recover_shard(
+    config: &EngineConfig,
+    shard: u32,
+    transports: Vec<Transport>,
+    counters: Arc<ShardCounters>,
+) -> Result<RecoveredShard, EngineError> {
+    let state = AuthorityShard::new(
         KeyPair::from_seed(config.key_seed),
         config.committee.clone(),
         ShardId(shard),
         &config.genesis,
     )?;
+    let node_config = NodeConfig {
+        transports,
+        durable: config.data_dir.is_some(),
+        snapshot_after_bytes: config.snapshot_after_bytes,
+    };
     let mut report = RecoveryReport {
         shard,
         replayed: 0,
@@ -508,473 +446,12 @@ fn recover_shard(config: &EngineConfig, shard: u32, n: usize) -> Result<Recovere
         truncated: None,
     };
     let Some(dir) = &config.data_dir else {
-        return Ok(Recovered {
-            state,
-            store: None,
-            links: Links::new(n),
-            report,
-        });
+        return Ok((ShardNode::new(state, node_config, counters), None, report));
     };
-    let (mut store, found) = ShardStore::open(&dir.join(format!("shard-{shard}")))?;
-    store.snapshot_after(config.snapshot_after_bytes);
-    let mut links = Links::new(n);
-    if let Some(snapshot) = found.snapshot {
-        state.restore(snapshot.shard);
-        links = Links::from_state(n, snapshot.links);
-        report.from_snapshot = true;
-    }
+    let (store, found) = ShardStore::open(&dir.join(format!("shard-{shard}")))?;
     report.replayed = found.records.len();
+    report.from_snapshot = found.snapshot.is_some();
     report.truncated = found.truncated;
-    // Replay in log order; number the credits that confirmations emit exactly as when they
-    // were first applied (log order is link order).
-    for record in found.records {
-        match record {
-            Record::Vote(vote) => {
-                state.restore_vote(vote);
-            }
-            Record::Confirm(order) => {
-                if let Ok(confirmed) = state.confirm_verified(&order) {
-                    if let Some(update) = confirmed.cross_shard {
-                        links.number(update.recipient_shard.0, &update);
-                    }
-                }
-            }
-            Record::Credit {
-                from,
-                sequence,
-                link_epoch,
-                update,
-            } => {
-                let _ = state.apply_cross_shard_update(&update);
-                let from = from as usize % n;
-                if link_epoch == 0 {
-                    links.applied[from] = links.applied[from].max(sequence);
-                } else if (link_epoch, sequence) > links.inbound[from] {
-                    links.inbound[from] = (link_epoch, sequence);
-                }
-            }
-        }
-    }
-    Ok(Recovered {
-        state,
-        store: Some(store),
-        links,
-        report,
-    })
-}
-
-/// Makes the batch's records durable (one write, one fsync) and then publishes which credits
-/// this shard has applied, so their senders can forget them. Returns `false` if the disk
-/// failed: the shard must stop rather than answer with state it could lose.
-fn persist(ctx: &mut ShardContext, me: usize, n: usize) -> bool {
-    let Some(store) = ctx.store.as_mut() else {
-        // In memory only: applied is as good as it gets, so senders may forget at once.
-        publish_applied(ctx, me, n);
-        return true;
-    };
-    for record in ctx.worker.take_records() {
-        store.append(&record);
-    }
-    if store.has_pending() {
-        if let Err(e) = store.commit() {
-            eprintln!("shard {me}: cannot persist its log, stopping: {e}");
-            return false;
-        }
-        ctx.counters.bump(Counter::Fsyncs);
-    }
-    publish_applied(ctx, me, n);
-    if let Some(store) = ctx.store.as_ref() {
-        ctx.counters.set(Counter::DiskBytes, store.disk_bytes());
-    }
-    true
-}
-
-/// Takes a snapshot if the log asks for one. Called once a batch's credits have been numbered
-/// and handed on, never between its commit and that: a snapshot taken there would hold the
-/// batch's debits but not the credits they owe, and the log that would have rebuilt those
-/// credits is the one the snapshot replaces. Returns `false` if the disk failed.
-fn snapshot_if_due(ctx: &mut ShardContext, me: usize) -> bool {
-    let Some(store) = ctx.store.as_mut() else {
-        return true;
-    };
-    // Snapshots are written by a background thread from a copy of the state; the shard only
-    // pays for the copy and goes on logging into the next log generation meanwhile.
-    match store.poll_snapshot() {
-        Ok(true) => eprintln!(
-            "shard {me}: snapshot written ({} bytes on disk)",
-            store.disk_bytes()
-        ),
-        Ok(false) => {}
-        Err(e) => {
-            eprintln!("shard {me}: cannot write its snapshot, stopping: {e}");
-            return false;
-        }
-    }
-    if store.wants_snapshot() {
-        let started = Instant::now();
-        let snapshot = Snapshot {
-            shard: ctx.worker.shard().snapshot_unsorted(),
-            links: ctx.links.state(),
-        };
-        let copied = started.elapsed();
-        if let Err(e) = store.begin_snapshot(snapshot) {
-            eprintln!("shard {me}: cannot start its snapshot, stopping: {e}");
-            return false;
-        }
-        eprintln!(
-            "shard {me}: snapshot started (state copied in {:.1} ms, written in the background)",
-            copied.as_secs_f64() * 1e3
-        );
-    }
-    true
-}
-
-/// Tells every sender which of its credits this shard has applied (and made durable).
-fn publish_applied(ctx: &ShardContext, me: usize, n: usize) {
-    for (from, applied) in ctx.links.applied.iter().enumerate() {
-        ctx.acked[from * n + me].store(*applied, Ordering::Release);
-    }
-}
-
-fn run_shard(mut ctx: ShardContext) {
-    if let Some(core) = ctx.core {
-        core_affinity::set_for_current(core);
-    }
-    let me = ctx.worker.shard().shard().0 as usize;
-    let fd = ctx.socket.as_raw_fd();
-    let link_fd = ctx.link.as_ref().map(|l| l.socket.as_raw_fd());
-    let mut events = Events::with_capacity(8);
-    let mut inputs = Datagrams::new();
-    let mut receiver = udp::Receiver::new(&ctx.socket);
-    let mut link_inputs = Datagrams::new();
-    let mut link_outputs = Datagrams::new();
-    let mut outputs = Outputs::default();
-    let mut handed: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(BATCH);
-    let shards = ctx.outbound.len();
-    let mut backlog: Vec<VecDeque<Handover>> = (0..shards).map(|_| VecDeque::new()).collect();
-    let mut backlogged = 0usize;
-    let mut to_wake = vec![false; shards];
-    let mut busy = true;
-
-    // After a restart: resend, in order, every credit not known to be applied.
-    let resend: Vec<(u32, u64, fastpay_wire::CrossShardUpdate)> = ctx
-        .links
-        .outbox
-        .iter()
-        .filter(|(to, seq, _)| {
-            ctx.outbound
-                .get(*to as usize)
-                .and_then(Option::as_ref)
-                .is_none()
-                || *seq > ctx.acked[me * shards + *to as usize].load(Ordering::Acquire)
-        })
-        .cloned()
-        .collect();
-    for (to, sequence, update) in resend {
-        let remote = ctx
-            .outbound
-            .get(to as usize)
-            .and_then(Option::as_ref)
-            .is_none();
-        if let (true, Some(lc)) = (remote, ctx.link.as_mut()) {
-            // A shard in another process: through the link, in order, in this new epoch.
-            ctx.links.remote_queue[to as usize].push_back(sequence);
-            lc.link.queue_credit(ShardId(to), update);
-            continue;
-        }
-        let credit = Handover::Credit {
-            from: me as u32,
-            sequence,
-            update,
-        };
-        park(
-            &mut backlog[to as usize],
-            &mut backlogged,
-            credit,
-            &ctx.counters,
-        );
-    }
-    // Credits from other processes applied before a restart are not expected again.
-    if let Some(lc) = ctx.link.as_mut() {
-        for (from, (epoch, applied)) in ctx.links.inbound.iter().enumerate() {
-            if *epoch != 0 {
-                lc.link
-                    .restore_inbound(ShardId(from as u32), *epoch, *applied);
-            }
-        }
-    }
-
-    while !ctx.stop.load(Ordering::Relaxed) {
-        let mut timeout = if busy { Duration::ZERO } else { IDLE_POLL };
-        if let Some(deadline) = ctx.link.as_ref().and_then(|l| l.link.next_deadline()) {
-            timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
-        }
-        if let Err(e) = ctx.poll.poll(&mut events, Some(timeout)) {
-            if e.kind() != io::ErrorKind::Interrupted {
-                eprintln!("shard poll failed: {e}");
-                return;
-            }
-        }
-        busy = false;
-        for round in 0..IO_LOOP_BOUND {
-            // Queued handovers first: credits apply at once; datagrams join this batch.
-            handed.clear();
-            let mut queues_left = false;
-            for rx in &ctx.inbound {
-                while handed.len() < BATCH / 2 {
-                    match rx.try_recv() {
-                        Ok(Handover::Credit {
-                            from,
-                            sequence,
-                            update,
-                        }) => {
-                            let mark = &mut ctx.links.applied[from as usize];
-                            if sequence <= *mark {
-                                // Resent after a restart, and applied before it.
-                                ctx.counters.bump(Counter::DuplicateCredit);
-                                continue;
-                            }
-                            *mark = sequence;
-                            ctx.worker.apply_credit(from, sequence, update);
-                        }
-                        Ok(Handover::Datagram { peer, bytes }) => handed.push((peer, bytes)),
-                        Err(_) => break,
-                    }
-                }
-                queues_left |= !rx.is_empty();
-            }
-            // Then the link from shards in other processes.
-            if let (Some(lc), Some(link_fd)) = (ctx.link.as_mut(), link_fd) {
-                link_inputs.clear();
-                let room = BATCH / 2 - handed.len().min(BATCH / 2);
-                if let Err(e) = udp::recv_batch(link_fd, &mut link_inputs, room.max(1)) {
-                    eprintln!("shard link receive failed: {e}");
-                }
-                queues_left |= link_inputs.is_full();
-                for i in 0..link_inputs.len() {
-                    let (_, bytes, _) = link_inputs.get(i);
-                    match lc.link.receive(bytes) {
-                        Ok(Delivery::Credit(update, epoch, sequence)) => {
-                            let from = update.certificate.value.transfer.sender;
-                            let from = ctx.worker.shard().shard_of(&from).0 as usize;
-                            ctx.links.inbound[from] = (epoch, sequence);
-                            ctx.worker.apply_link_credit(&update, epoch, sequence);
-                        }
-                        Ok(Delivery::Forward(peer, datagram)) => handed.push((peer, datagram)),
-                        Ok(Delivery::Nothing) => {}
-                        Err(_) => ctx.counters.bump(Counter::LinkRefused),
-                    }
-                }
-            }
-
-            inputs.clear();
-            let parked = backlogged
-                + ctx.links.outbox.len()
-                + ctx.link.as_ref().map_or(0, |l| l.link.unacked());
-            // Backpressure: while credits are parked, leave new requests in the kernel.
-            if parked < BACKLOG_LIMIT {
-                let room = BATCH - handed.len();
-                match receiver.recv(fd, &mut inputs, room) {
-                    Ok(n) => ctx.counters.add(Counter::Received, n as u64),
-                    Err(e) => eprintln!("shard receive failed: {e}"),
-                }
-            }
-            if inputs.is_empty() && handed.is_empty() && !queues_left {
-                // Nothing to answer, but credits applied above must still be made durable.
-                if !persist(&mut ctx, me, shards) || !snapshot_if_due(&mut ctx, me) {
-                    ctx.stop.store(true, Ordering::SeqCst);
-                    return;
-                }
-                break;
-            }
-
-            ctx.worker.process(&inputs, &handed, &mut outputs);
-            // Durable before any reply or credit of this batch leaves.
-            if !persist(&mut ctx, me, shards) {
-                ctx.stop.store(true, Ordering::SeqCst);
-                return;
-            }
-            let dropped = udp::send_batch(fd, &mut outputs.replies);
-            ctx.counters.add(Counter::SendDropped, dropped as u64);
-
-            for (destination, handover) in outputs.handovers.drain(..) {
-                let d = destination.0 as usize;
-                let Some(tx) = ctx.outbound.get(d).and_then(Option::as_ref) else {
-                    // Not in this process: over the link.
-                    if let Some(lc) = ctx.link.as_mut() {
-                        match handover {
-                            Handover::Credit { update, .. } => {
-                                ctx.counters.bump(Counter::LinkCredits);
-                                let number = ctx.links.number(destination.0, &update);
-                                ctx.links.remote_queue[d].push_back(number);
-                                lc.link.queue_credit(destination, update);
-                            }
-                            Handover::Datagram { peer, bytes } => {
-                                match lc.link.forward(destination, peer, &bytes) {
-                                    Some(frame) => {
-                                        queue_frame(lc, &mut link_outputs, d, &frame, &ctx.counters)
-                                    }
-                                    None => ctx.counters.bump(Counter::HandoverDropped),
-                                }
-                            }
-                        }
-                    }
-                    continue;
-                };
-                let handover = match handover {
-                    Handover::Credit { update, .. } => {
-                        let sequence = ctx.links.number(destination.0, &update);
-                        Handover::Credit {
-                            from: me as u32,
-                            sequence,
-                            update,
-                        }
-                    }
-                    datagram => datagram,
-                };
-                if !backlog[d].is_empty() {
-                    park(&mut backlog[d], &mut backlogged, handover, &ctx.counters);
-                    continue;
-                }
-                match tx.try_send(handover) {
-                    Ok(()) => to_wake[d] = true,
-                    Err(TrySendError::Full(handover)) => {
-                        park(&mut backlog[d], &mut backlogged, handover, &ctx.counters)
-                    }
-                    Err(TrySendError::Disconnected(_)) => {}
-                }
-            }
-            // Every credit of the batch is numbered (in the outbox): a snapshot may follow.
-            if !snapshot_if_due(&mut ctx, me) {
-                ctx.stop.store(true, Ordering::SeqCst);
-                return;
-            }
-            if round + 1 == IO_LOOP_BOUND {
-                busy = true;
-            }
-        }
-        // Datagrams read in a coalesced message and not yet processed: the socket will not
-        // signal them again.
-        busy |= receiver.has_staged();
-
-        // Link: new and timed-out credits, and acknowledgements.
-        if let Some(lc) = ctx.link.as_mut() {
-            for (to, frame) in lc.link.transmit(Instant::now()) {
-                queue_frame(lc, &mut link_outputs, to.0 as usize, &frame, &ctx.counters);
-            }
-            let dropped = udp::send_batch(lc.socket.as_raw_fd(), &mut link_outputs);
-            ctx.counters.add(Counter::SendDropped, dropped as u64);
-        }
-
-        // Forget credits their recipients have made durable: in process through the shared
-        // marks, in other processes through the link's acknowledgements.
-        if let Some(lc) = ctx.link.as_ref() {
-            for (d, queue) in ctx.links.remote_queue.iter_mut().enumerate() {
-                let (count, mark) = &mut ctx.links.remote_acked[d];
-                while *count < lc.link.acked(ShardId(d as u32)) {
-                    let Some(number) = queue.pop_front() else {
-                        break;
-                    };
-                    *count += 1;
-                    *mark = number;
-                }
-            }
-        }
-        while let Some((to, sequence, _)) = ctx.links.outbox.front() {
-            let to = *to as usize;
-            let acked = match ctx.outbound.get(to).and_then(Option::as_ref) {
-                Some(_) => ctx.acked[me * shards + to].load(Ordering::Acquire),
-                None => ctx.links.remote_acked[to].1,
-            };
-            if *sequence <= acked {
-                ctx.links.outbox.pop_front();
-            } else {
-                break;
-            }
-        }
-        ctx.counters
-            .set(Counter::Outbox, ctx.links.outbox.len() as u64);
-        if !ctx.links.outbox.is_empty() {
-            // Keep looking until the acknowledgements arrive.
-            busy = busy || ctx.links.outbox.len() > QUEUE_CAPACITY;
-        }
-
-        // Retry parked credits, oldest first, so each link stays FIFO.
-        for (d, queue) in backlog.iter_mut().enumerate() {
-            let Some(Some(tx)) = ctx.outbound.get(d) else {
-                continue;
-            };
-            while let Some(handover) = queue.pop_front() {
-                match tx.try_send(handover) {
-                    Ok(()) => {
-                        backlogged = backlogged.saturating_sub(1);
-                        to_wake[d] = true;
-                    }
-                    Err(TrySendError::Full(handover)) => {
-                        queue.push_front(handover);
-                        busy = true;
-                        break;
-                    }
-                    Err(TrySendError::Disconnected(_)) => {}
-                }
-            }
-        }
-        for (d, wake) in to_wake.iter_mut().enumerate() {
-            if std::mem::take(wake) {
-                let _ = ctx.wakers[d].wake();
-            }
-        }
-    }
-    // Whatever was applied since the last commit is made durable before the shard ends.
-    let _ = persist(&mut ctx, me, shards);
-    if let Some(cpu) = thread_cpu_time() {
-        ctx.counters.set(
-            Counter::CpuMillis,
-            cpu.as_millis().try_into().unwrap_or(u64::MAX),
-        );
-    }
-}
-
-/// CPU time the calling thread has used (the scheduler's own account in
-/// `/proc/thread-self/schedstat`, nanoseconds), if the kernel reports it.
-fn thread_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let nanos = stat.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(nanos))
-}
-
-/// Adds a link frame for shard `to` to the outgoing batch, flushing the batch when full.
-fn queue_frame(
-    lc: &LinkContext,
-    out: &mut Datagrams,
-    to: usize,
-    frame: &[u8],
-    counters: &ShardCounters,
-) {
-    let Some(address) = lc.addresses.get(to) else {
-        return;
-    };
-    if out.is_full() {
-        let dropped = udp::send_batch(lc.socket.as_raw_fd(), out);
-        counters.add(Counter::SendDropped, dropped as u64);
-    }
-    out.push(*address, frame);
-}
-
-/// Parks a handover that did not fit its queue: credits are kept (they carry money), misrouted
-/// datagrams are dropped (UDP promises nothing; the client retries).
-fn park(
-    queue: &mut VecDeque<Handover>,
-    backlogged: &mut usize,
-    handover: Handover,
-    counters: &ShardCounters,
-) {
-    match handover {
-        Handover::Credit { .. } => {
-            counters.bump(Counter::Backlog);
-            queue.push_back(handover);
-            *backlogged = backlogged.saturating_add(1);
-        }
-        Handover::Datagram { .. } => counters.bump(Counter::HandoverDropped),
-    }
+    let node = ShardNode::recover(state, node_config, counters, found.snapshot, found.records);
+    Ok((node, Some(store), report))
 }

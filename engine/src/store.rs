@@ -1,87 +1,35 @@
 //! A shard's durable state: an append-only log of what changed the state, with a checksum per
 //! record, plus a snapshot that lets the log be truncated.
 //!
-//! Group commit: the runtime appends the records of a whole batch and makes them durable with
-//! one `write` and one `fdatasync` before any reply of that batch leaves, so a vote is never
-//! sent before the pending order it records survives a crash, and a confirmation is never
-//! acknowledged before its debit does.
+//! Group commit: the runtime appends the records of a whole batch (framed by the node, see
+//! `fastpay_node::log`) and makes them durable with one `write` and one `fdatasync` before the
+//! node releases any reply of that batch, so a vote is never sent before the pending order it
+//! records survives a crash, and a confirmation is never acknowledged before its debit does.
 //!
 //! Files, in `<data-dir>/shard-<j>/`: `snapshot` (written to a temporary file, fsynced and
 //! renamed, so it is always whole) and logs `log-<g>` numbered by generation. A snapshot is
 //! taken off the shard thread: the shard copies its state, closes log `g` and goes on
 //! appending to log `g + 1` while a background thread writes the copy (marked "covers every
 //! log before `g + 1`") and then deletes the logs it covers. Recovery loads the snapshot and
-//! replays, in order, the logs it does not cover, so a crash at any point of that sequence
-//! loses nothing and replays nothing twice. A log record is `[len: u32 LE][crc32: u32 LE]
-//! [len bytes]`; a snapshot file is one such record. On recovery, a record that runs past the end of the file, or the last record
-//! failing its checksum, is a torn tail from a crash: it is truncated and reported. A record
-//! failing its checksum with more records after it is corruption, and recovery stops with an
-//! error naming the file and offset: never a silent reset to genesis.
+//! returns, in order, the records of the logs it does not cover, so a crash at any point of
+//! that sequence loses nothing and replays nothing twice. A snapshot file is one log record.
+//! A torn tail (see `fastpay_node::log`) is truncated and reported; corruption stops recovery
+//! with an error naming the file and offset: never a silent reset to genesis.
 //!
 //! We wrote this rather than use an embedded database: the shard needs exactly one write and
 //! one fsync per batch and a whole-state snapshot, which a log gives with no read path to pay
 //! for, where redb or fjall would add transactions and compaction of their own.
 
-use fastpay_authority::ShardSnapshot;
-use fastpay_wire::codec::{decode_stored, encode_stored, encode_stored_to};
-use fastpay_wire::{ConfirmationOrder, CrossShardUpdate, SignedTransferOrder};
-use serde::{Deserialize, Serialize};
+use fastpay_node::log::{LogError, Record, Snapshot, TornTail, parse_frames};
+use fastpay_wire::codec::{decode_stored, encode_stored_to};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-/// Bytes of log after which the shard writes a snapshot and starts a new log (the default):
-/// bounds both the disk used and the time a restart spends replaying, while a snapshot of a
-/// million accounts (about 100 MB) is written rarely enough not to matter.
-pub const SNAPSHOT_AFTER_BYTES: u64 = 64 << 20;
+const HEADER: usize = fastpay_node::log::RECORD_HEADER;
 
-const HEADER: usize = 8;
-
-/// Something that changed a shard's state, as the log records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Record {
-    /// A vote this shard sent: the account's pending order.
-    Vote(SignedTransferOrder),
-    /// A confirmation this shard applied (its debit, and any credit it emitted).
-    Confirm(ConfirmationOrder),
-    /// A credit this shard applied, `sequence`-th on the link from shard `from` (in the
-    /// sender's incarnation `link_epoch` when it came from another process; 0 in process).
-    Credit {
-        /// The sending shard.
-        from: u32,
-        /// Its position on that link.
-        sequence: u64,
-        /// The sending process's link epoch, or 0 for a shard of this process.
-        link_epoch: u64,
-        /// The credit.
-        update: CrossShardUpdate,
-    },
-}
-
-/// The runtime's part of a snapshot: credits sent but not known to be applied, and the link
-/// counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinkState {
-    /// Per destination shard: the last link sequence number assigned.
-    pub sent: Vec<u64>,
-    /// Per source shard: the last link sequence number applied here.
-    pub applied: Vec<u64>,
-    /// Credits not yet acknowledged: destination, link sequence number, credit.
-    pub outbox: Vec<(u32, u64, CrossShardUpdate)>,
-    /// Per source shard in another process: its link epoch and the last sequence applied.
-    #[serde(default)]
-    pub inbound: Vec<(u64, u64)>,
-}
-
-/// Everything a snapshot holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// The shard state.
-    pub shard: ShardSnapshot,
-    /// The links.
-    pub links: LinkState,
-}
+pub use fastpay_node::SNAPSHOT_AFTER_BYTES;
 
 /// Why a data directory could not be used.
 #[derive(Debug, Error)]
@@ -106,9 +54,6 @@ pub enum StoreError {
     },
 }
 
-/// A torn tail cut off a log: (offset, bytes removed).
-pub type TornTail = (u64, u64);
-
 /// What recovery found.
 pub struct Recovered {
     /// The last snapshot, if any.
@@ -130,9 +75,7 @@ pub struct ShardStore {
     /// The snapshot being written in the background: its thread reports the file's length.
     writer: Option<std::thread::JoinHandle<Result<u64, StoreError>>>,
     pending: Vec<u8>,
-    scratch: Vec<u8>,
     fsyncs: u64,
-    snapshot_after: u64,
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -149,8 +92,8 @@ impl ShardStore {
         let snapshot_path = dir.join("snapshot");
         let (snapshot, snapshot_len) = match fs::read(&snapshot_path) {
             Ok(bytes) => {
-                let records = parse_log(&snapshot_path, &bytes)?;
-                if records.truncated.is_some() || records.payloads.len() != 1 {
+                let records = parse_frames(&bytes).map_err(corrupt_at(&snapshot_path))?;
+                if records.torn.is_some() || records.payloads.len() != 1 {
                     return Err(StoreError::Corrupt {
                         path: snapshot_path,
                         offset: 0,
@@ -211,9 +154,7 @@ impl ShardStore {
                 snapshot_len,
                 writer: None,
                 pending: Vec::new(),
-                scratch: Vec::new(),
                 fsyncs: 0,
-                snapshot_after: SNAPSHOT_AFTER_BYTES,
             },
             Recovered {
                 snapshot,
@@ -223,13 +164,10 @@ impl ShardStore {
         ))
     }
 
-    /// Queues a record for the next [`commit`](Self::commit).
-    pub fn append(&mut self, record: &Record) {
-        self.scratch.clear();
-        if encode_stored(record, &mut self.scratch).is_err() {
-            return;
-        }
-        frame(&self.scratch, &mut self.pending);
+    /// The buffer of framed records (from `ShardNode::take_log`) that the next
+    /// [`commit`](Self::commit) writes.
+    pub fn pending_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.pending
     }
 
     /// Whether records wait for a commit.
@@ -255,14 +193,9 @@ impl ShardStore {
         Ok(())
     }
 
-    /// Snapshot once the log reaches `bytes` (instead of [`SNAPSHOT_AFTER_BYTES`]).
-    pub fn snapshot_after(&mut self, bytes: u64) {
-        self.snapshot_after = bytes.max(1);
-    }
-
-    /// Whether the log has grown enough to deserve a snapshot (and none is being written).
-    pub fn wants_snapshot(&self) -> bool {
-        self.log_len >= self.snapshot_after && self.writer.is_none()
+    /// Whether a snapshot is being written in the background.
+    pub fn snapshot_in_progress(&self) -> bool {
+        self.writer.is_some()
     }
 
     /// Starts writing `snapshot` (which must include every record appended so far) in the
@@ -448,85 +381,31 @@ fn write_snapshot_file(dir: &Path, covers: u64, snapshot: &Snapshot) -> Result<u
     Ok(HEADER as u64 + u64::from(len))
 }
 
-fn frame(payload: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    out.extend_from_slice(payload);
-}
-
-struct Parsed<'a> {
-    payloads: Vec<&'a [u8]>,
-    offsets: Vec<u64>,
-    truncated: Option<(u64, u64)>,
-}
-
 /// Decodes the records of a log file's contents (named `path` in errors): the records, and
-/// the torn tail found after them as (offset, length), if any. Pure, so it can be fuzzed.
+/// the torn tail found after them, if any. Pure, so it can be fuzzed.
 pub fn decode_log(
     path: &Path,
     bytes: &[u8],
 ) -> Result<(Vec<Record>, Option<TornTail>), StoreError> {
-    let parsed = parse_log(path, bytes)?;
-    let mut records = Vec::with_capacity(parsed.payloads.len());
-    for (payload, offset) in parsed.payloads.iter().zip(&parsed.offsets) {
-        records.push(decode_stored(payload).map_err(|_| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            offset: *offset,
-            reason: "record does not decode",
-        })?);
-    }
-    Ok((records, parsed.truncated))
+    fastpay_node::log::decode_log(bytes).map_err(corrupt_at(path))
 }
 
-/// Splits a log into record payloads, finding a torn tail or mid-log corruption.
-fn parse_log<'a>(path: &Path, bytes: &'a [u8]) -> Result<Parsed<'a>, StoreError> {
-    let mut parsed = Parsed {
-        payloads: Vec::new(),
-        offsets: Vec::new(),
-        truncated: None,
-    };
-    let mut at = 0usize;
-    while at < bytes.len() {
-        let torn = Some((at as u64, (bytes.len() - at) as u64));
-        if bytes.len() - at < HEADER {
-            parsed.truncated = torn;
-            break;
-        }
-        let len =
-            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
-        let crc = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
-        let end = at + HEADER + len;
-        if end > bytes.len() {
-            parsed.truncated = torn;
-            break;
-        }
-        let payload = &bytes[at + HEADER..end];
-        if crc32fast::hash(payload) != crc {
-            if end == bytes.len() {
-                // The last record: a write the crash cut short.
-                parsed.truncated = torn;
-                break;
-            }
-            return Err(StoreError::Corrupt {
-                path: path.to_path_buf(),
-                offset: at as u64,
-                reason: "checksum mismatch",
-            });
-        }
-        parsed.payloads.push(payload);
-        parsed.offsets.push(at as u64);
-        at = end;
+fn corrupt_at(path: &Path) -> impl FnOnce(LogError) -> StoreError + '_ {
+    move |e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        offset: e.offset,
+        reason: e.reason,
     }
-    Ok(parsed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fastpay_authority::ShardSnapshot;
+    use fastpay_node::log::{LinkState, append_record};
     use fastpay_wire::{
-        AccountId, Amount, AuthorityName, CertifiedTransferOrder, KeyPair, SequenceNumber,
-        Signature, Transfer, TransferOrder,
+        AccountId, Amount, AuthorityName, CertifiedTransferOrder, CrossShardUpdate, KeyPair,
+        SequenceNumber, Signature, SignedTransferOrder, Transfer, TransferOrder,
     };
 
     fn vote(n: u64) -> Record {
@@ -547,11 +426,15 @@ mod tests {
         })
     }
 
+    fn append(store: &mut ShardStore, record: &Record) {
+        assert!(append_record(record, &mut Vec::new(), store.pending_mut()));
+    }
+
     fn write(dir: &Path, n: u64) {
         let (mut store, recovered) = ShardStore::open(dir).unwrap();
         assert!(recovered.records.is_empty());
         for i in 0..n {
-            store.append(&vote(i));
+            append(&mut store, &vote(i));
         }
         store.commit().unwrap();
         assert_eq!(store.fsyncs(), 1, "one fsync for the whole batch");
@@ -628,9 +511,8 @@ mod tests {
                 credited: vec![(AccountId([9; 32]), SequenceNumber::new(4))],
             },
             links: LinkState {
-                sent: vec![0, 7],
-                applied: vec![3, 0],
-                inbound: vec![(0, 0), (17, 2)],
+                numbered: vec![0, 7],
+                applied: vec![3, 2],
                 outbox: vec![(
                     1,
                     7,
@@ -648,7 +530,7 @@ mod tests {
             },
         };
         store.write_snapshot(snapshot.clone()).unwrap();
-        store.append(&vote(9));
+        append(&mut store, &vote(9));
         store.commit().unwrap();
         let (store, recovered) = ShardStore::open(dir.path()).unwrap();
         assert_eq!(recovered.snapshot, Some(snapshot));
@@ -675,7 +557,7 @@ mod tests {
         // The shard moved on to log 1 but the snapshot never landed: both logs replay.
         let old_log = fs::read(dir.path().join("log-0")).unwrap();
         store.begin_snapshot(empty.clone()).unwrap();
-        store.append(&vote(3));
+        append(&mut store, &vote(3));
         store.commit().unwrap();
         store.wait_snapshot().unwrap();
         drop(store);
@@ -693,7 +575,7 @@ mod tests {
         fs::write(dir.path().join("snapshot"), &covered).unwrap();
         fs::write(dir.path().join("log-0"), &old_log).unwrap();
         let (mut store, _) = ShardStore::open(dir.path()).unwrap();
-        store.append(&vote(4));
+        append(&mut store, &vote(4));
         store.commit().unwrap();
         drop(store);
         let (_, recovered) = ShardStore::open(dir.path()).unwrap();
@@ -710,7 +592,7 @@ mod tests {
         let empty = empty_snapshot();
         for round in 0..3u64 {
             store.begin_snapshot(empty.clone()).unwrap();
-            store.append(&vote(10 + round));
+            append(&mut store, &vote(10 + round));
             store.commit().unwrap();
             while !store.poll_snapshot().unwrap() {
                 std::thread::sleep(std::time::Duration::from_millis(1));

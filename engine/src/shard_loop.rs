@@ -1,0 +1,428 @@
+//! The loop one shard thread runs, in the manner of a Firedancer tile: receive, hand to the
+//! node, persist, send, housekeeping. It moves bytes and frames between the node and the
+//! sockets, queues and disk, and decides nothing itself.
+//!
+//! The loop never blocks while there is work: it runs rounds of at most [`BATCH`] datagrams,
+//! and only when everything is drained does it wait in `poll`, woken by its socket, its link
+//! socket, a peer shard's [`Waker`], the node's next retransmission deadline, or shutdown.
+
+use crate::counters::{Counter, ShardCounters};
+use crate::link::LinkKey;
+use crate::store::{ShardStore, StoreError};
+use crate::udp::{self, BATCH, Datagrams};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use fastpay_node::ShardNode;
+use fastpay_wire::{LinkFrame, LinkPayload};
+use mio::{Events, Poll, Waker};
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Frames a shard parks (credits not yet acknowledged, plus frames waiting for room in a
+/// queue) before it stops reading its socket: bounds memory while a destination catches up;
+/// the kernel then sheds load and clients retry.
+pub const BACKLOG_LIMIT: usize = 65_536;
+
+/// Rounds of up to [`BATCH`] datagrams a shard runs per wakeup before polling again (without
+/// waiting) to let the kernel's other events in. 16 rounds are about a millisecond of work.
+pub const IO_LOOP_BOUND: usize = 16;
+
+/// How long an idle shard sleeps in `poll` before re-checking the shutdown flag. Shutdown also
+/// wakes it at once; this is only a safety net.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// Frames taken from the in-process queues per round, over all of them: credits and
+/// acknowledgements are cheap, but a round must still get to the socket.
+const FRAMES_PER_ROUND: usize = 4 * BATCH;
+
+/// How a shard reaches the authority's other shards: queues to those in this process, a link
+/// socket to those in others.
+pub(crate) struct Peers {
+    /// `outbound[j]`: the queue to shard `j` of this process (none to ourselves or to shards
+    /// elsewhere).
+    outbound: Vec<Option<Sender<LinkFrame>>>,
+    inbound: Vec<Receiver<LinkFrame>>,
+    wakers: Vec<Arc<Waker>>,
+    to_wake: Vec<bool>,
+    /// Frames that found their queue full, per destination, oldest first.
+    parked: Vec<VecDeque<LinkFrame>>,
+    parked_count: usize,
+    /// The link socket and key, when shards run in other processes.
+    link: Option<(mio::net::UdpSocket, LinkKey)>,
+    link_addresses: Vec<SocketAddr>,
+    link_in: Datagrams,
+    link_out: Datagrams,
+}
+
+impl Peers {
+    pub(crate) fn new(
+        outbound: Vec<Option<Sender<LinkFrame>>>,
+        inbound: Vec<Receiver<LinkFrame>>,
+        wakers: Vec<Arc<Waker>>,
+        link: Option<(mio::net::UdpSocket, LinkKey)>,
+        link_addresses: Vec<SocketAddr>,
+    ) -> Self {
+        let n = outbound.len();
+        Self {
+            outbound,
+            inbound,
+            to_wake: vec![false; n],
+            wakers,
+            parked: (0..n).map(|_| VecDeque::new()).collect(),
+            parked_count: 0,
+            link,
+            link_addresses,
+            link_in: Datagrams::new(),
+            link_out: Datagrams::new(),
+        }
+    }
+
+    /// Takes frames from the queues and the link socket into `node`; returns whether any
+    /// queue still holds frames.
+    fn receive(&mut self, node: &mut ShardNode, now: Duration, counters: &ShardCounters) -> bool {
+        let mut taken = 0;
+        let mut left = false;
+        for rx in &self.inbound {
+            while taken < FRAMES_PER_ROUND {
+                let Ok(frame) = rx.try_recv() else {
+                    break;
+                };
+                node.handle_frame(now, frame);
+                taken += 1;
+            }
+            left |= !rx.is_empty();
+        }
+        if let Some((socket, key)) = &self.link {
+            self.link_in.clear();
+            if let Err(e) = udp::recv_batch(socket.as_raw_fd(), &mut self.link_in, BATCH) {
+                eprintln!("shard link receive failed: {e}");
+            }
+            left |= self.link_in.is_full();
+            for i in 0..self.link_in.len() {
+                let (_, bytes, _) = self.link_in.get(i);
+                match key.open_frame(bytes) {
+                    Ok(frame) => node.handle_frame(now, frame),
+                    Err(_) => counters.bump(Counter::LinkRefused),
+                }
+            }
+        }
+        left
+    }
+
+    /// Sends `frames` on their way: into the queue of a shard of this process (parked while
+    /// it is full, behind anything parked before it, so each queue stays FIFO), or sealed
+    /// onto the link socket.
+    fn send(&mut self, frames: &mut Vec<LinkFrame>, counters: &ShardCounters) {
+        for frame in frames.drain(..) {
+            let to = frame.to.0 as usize;
+            match self.outbound.get(to).and_then(Option::as_ref) {
+                Some(tx) => {
+                    if !self.parked[to].is_empty() {
+                        park(&mut self.parked[to], &mut self.parked_count, frame, counters);
+                        continue;
+                    }
+                    match tx.try_send(frame) {
+                        Ok(()) => self.to_wake[to] = true,
+                        Err(TrySendError::Full(frame)) => {
+                            park(&mut self.parked[to], &mut self.parked_count, frame, counters)
+                        }
+                        Err(TrySendError::Disconnected(_)) => {}
+                    }
+                }
+                None => self.send_over_link(frame, counters),
+            }
+        }
+        self.flush_link(counters);
+    }
+
+    fn send_over_link(&mut self, frame: LinkFrame, counters: &ShardCounters) {
+        let Some((socket, key)) = &self.link else {
+            return;
+        };
+        let Some(address) = self.link_addresses.get(frame.to.0 as usize).copied() else {
+            return;
+        };
+        if self.link_out.is_full() {
+            let dropped = udp::send_batch(socket.as_raw_fd(), &mut self.link_out);
+            counters.add(Counter::SendDropped, dropped as u64);
+        }
+        let Some(buffer) = self.link_out.next_buffer(address) else {
+            return;
+        };
+        match key.seal_frame(frame, &mut buffer[..]) {
+            Some(len) => self.link_out.commit(len),
+            None => counters.bump(Counter::HandoverDropped),
+        }
+    }
+
+    fn flush_link(&mut self, counters: &ShardCounters) {
+        if let Some((socket, _)) = &self.link {
+            if !self.link_out.is_empty() {
+                let dropped = udp::send_batch(socket.as_raw_fd(), &mut self.link_out);
+                counters.add(Counter::SendDropped, dropped as u64);
+            }
+        }
+    }
+
+    /// Retries parked frames, oldest first; returns whether some still wait.
+    fn retry_parked(&mut self) -> bool {
+        for (to, queue) in self.parked.iter_mut().enumerate() {
+            let Some(Some(tx)) = self.outbound.get(to) else {
+                continue;
+            };
+            while let Some(frame) = queue.pop_front() {
+                match tx.try_send(frame) {
+                    Ok(()) => {
+                        self.parked_count = self.parked_count.saturating_sub(1);
+                        self.to_wake[to] = true;
+                    }
+                    Err(TrySendError::Full(frame)) => {
+                        queue.push_front(frame);
+                        break;
+                    }
+                    Err(TrySendError::Disconnected(_)) => {
+                        self.parked_count = self.parked_count.saturating_sub(1);
+                    }
+                }
+            }
+        }
+        self.parked_count > 0
+    }
+
+    /// Wakes the shards whose queues received frames.
+    fn wake(&mut self) {
+        for (to, wake) in self.to_wake.iter_mut().enumerate() {
+            if std::mem::take(wake) {
+                let _ = self.wakers[to].wake();
+            }
+        }
+    }
+}
+
+/// Parks a frame that did not fit its queue. Credits and acknowledgements are kept (they carry
+/// money or free it); handed-over client datagrams are dropped (UDP promises nothing; the
+/// client retries).
+fn park(
+    queue: &mut VecDeque<LinkFrame>,
+    count: &mut usize,
+    frame: LinkFrame,
+    counters: &ShardCounters,
+) {
+    match frame.payload {
+        LinkPayload::Forward { .. } => counters.bump(Counter::HandoverDropped),
+        LinkPayload::Credit { .. } | LinkPayload::Ack => {
+            counters.bump(Counter::Backlog);
+            queue.push_back(frame);
+            *count = count.saturating_add(1);
+        }
+    }
+}
+
+/// One shard thread's node and everything it touches.
+pub(crate) struct ShardLoop {
+    node: ShardNode,
+    store: Option<ShardStore>,
+    socket: mio::net::UdpSocket,
+    receiver: udp::Receiver,
+    poll: Poll,
+    peers: Peers,
+    stop: Arc<AtomicBool>,
+    counters: Arc<ShardCounters>,
+    started: Instant,
+    inputs: Datagrams,
+    frames: Vec<LinkFrame>,
+}
+
+impl ShardLoop {
+    pub(crate) fn new(
+        node: ShardNode,
+        store: Option<ShardStore>,
+        socket: mio::net::UdpSocket,
+        poll: Poll,
+        peers: Peers,
+        stop: Arc<AtomicBool>,
+        counters: Arc<ShardCounters>,
+    ) -> Self {
+        Self {
+            receiver: udp::Receiver::new(&socket),
+            node,
+            store,
+            socket,
+            poll,
+            peers,
+            stop,
+            counters,
+            started: Instant::now(),
+            inputs: Datagrams::new(),
+            frames: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Runs until shutdown or a disk failure (the shard must then stop rather than answer
+    /// with state it could lose).
+    pub(crate) fn run(mut self) {
+        let me = self.node.shard().shard().0;
+        if let Err(e) = self.run_until_stopped() {
+            eprintln!("shard {me}: {e}, stopping");
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        // Whatever was applied since the last commit is made durable before the shard ends.
+        let _ = self.persist();
+        if let Some(cpu) = thread_cpu_time() {
+            self.counters.set(
+                Counter::CpuMillis,
+                cpu.as_millis().try_into().unwrap_or(u64::MAX),
+            );
+        }
+    }
+
+    fn run_until_stopped(&mut self) -> Result<(), StoreError> {
+        let mut events = Events::with_capacity(8);
+        // After a restart the node has credits to resend and acknowledgements to give.
+        self.send()?;
+        let mut busy = true;
+        while !self.stop.load(Ordering::Relaxed) {
+            self.wait(&mut events, busy);
+            busy = false;
+            for _ in 0..IO_LOOP_BOUND {
+                if !self.round()? {
+                    break;
+                }
+                busy = true;
+            }
+            // Datagrams read in a coalesced message and not yet processed: the socket will not
+            // signal them again.
+            busy |= self.receiver.has_staged();
+            busy |= self.housekeeping()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for something to do: not at all when busy, else until an event, the node's next
+    /// deadline or the idle timeout.
+    fn wait(&mut self, events: &mut Events, busy: bool) {
+        let mut timeout = if busy { Duration::ZERO } else { IDLE_POLL };
+        if let Some(deadline) = self.node.next_deadline() {
+            timeout = timeout.min(deadline.saturating_sub(self.now()));
+        }
+        if let Err(e) = self.poll.poll(events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                eprintln!("shard poll failed: {e}");
+                self.stop.store(true, Ordering::SeqCst);
+            }
+        }
+        // Which source woke us does not matter: every round looks at all of them.
+    }
+
+    /// One round: receive, hand to the node, persist, send. Returns whether it found work.
+    fn round(&mut self) -> Result<bool, StoreError> {
+        let now = self.now();
+        let frames_left = self.peers.receive(&mut self.node, now, &self.counters);
+        self.inputs.clear();
+        // Backpressure: while credits wait for their recipients, leave new requests in the
+        // kernel.
+        if self.node.backlog() + self.peers.parked_count < BACKLOG_LIMIT {
+            let room = self.node.batch_room();
+            match self
+                .receiver
+                .recv(self.socket.as_raw_fd(), &mut self.inputs, room)
+            {
+                Ok(n) => self.counters.add(Counter::Received, n as u64),
+                Err(e) => eprintln!("shard receive failed: {e}"),
+            }
+        }
+        let work = !self.inputs.is_empty() || self.node.has_forwarded();
+        if work {
+            self.node.handle_batch(now, &self.inputs);
+        }
+        self.send()?;
+        Ok(work || frames_left)
+    }
+
+    /// Makes the node's records durable (one write, one fsync) and tells it so.
+    fn persist(&mut self) -> Result<(), StoreError> {
+        let Some(store) = self.store.as_mut() else {
+            return Ok(());
+        };
+        let Some(position) = self.node.take_log(store.pending_mut()) else {
+            return Ok(());
+        };
+        store.commit()?;
+        self.counters.bump(Counter::Fsyncs);
+        self.counters.set(Counter::DiskBytes, store.disk_bytes());
+        self.node.durable(position);
+        Ok(())
+    }
+
+    /// Persists, then sends every released reply and every frame due.
+    fn send(&mut self) -> Result<(), StoreError> {
+        self.persist()?;
+        let fd = self.socket.as_raw_fd();
+        while let Some(mut replies) = self.node.poll_replies() {
+            let dropped = udp::send_batch(fd, &mut replies);
+            self.counters.add(Counter::SendDropped, dropped as u64);
+            self.node.recycle(replies);
+        }
+        self.node.transmit(self.now(), &mut self.frames);
+        self.peers.send(&mut self.frames, &self.counters);
+        self.snapshot_if_due()
+    }
+
+    /// Retransmissions due, parked frames, waking peers. Returns whether work remains.
+    fn housekeeping(&mut self) -> Result<bool, StoreError> {
+        self.send()?;
+        let parked = self.peers.retry_parked();
+        self.peers.wake();
+        Ok(parked)
+    }
+
+    /// Starts a snapshot when the node asks for one and none is being written, and reports
+    /// those that finish.
+    fn snapshot_if_due(&mut self) -> Result<(), StoreError> {
+        let Some(store) = self.store.as_mut() else {
+            return Ok(());
+        };
+        let me = self.node.shard().shard().0;
+        // Snapshots are written by a background thread from a copy of the state; the shard
+        // only pays for the copy and goes on logging into the next log generation meanwhile.
+        if store.poll_snapshot()? {
+            eprintln!(
+                "shard {me}: snapshot written ({} bytes on disk)",
+                store.disk_bytes()
+            );
+        }
+        if !self.node.snapshot_due() || store.snapshot_in_progress() {
+            return Ok(());
+        }
+        // Every record the snapshot includes goes to the log it covers.
+        if let Some(position) = self.node.take_log(store.pending_mut()) {
+            store.commit()?;
+            self.node.durable(position);
+        }
+        let started = Instant::now();
+        let snapshot = self.node.snapshot();
+        let copied = started.elapsed();
+        store.begin_snapshot(snapshot)?;
+        eprintln!(
+            "shard {me}: snapshot started (state copied in {:.1} ms, written in the background)",
+            copied.as_secs_f64() * 1e3
+        );
+        Ok(())
+    }
+}
+
+/// CPU time the calling thread has used (the scheduler's own account in
+/// `/proc/thread-self/schedstat`, nanoseconds), if the kernel reports it.
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
