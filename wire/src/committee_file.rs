@@ -20,15 +20,18 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// Why a committee file or a server file could not be used.
+///
+/// Each message is whole (file, then cause); the cause is not also returned by
+/// [`std::error::Error::source`], so `{:#}` chains (anyhow) do not print it twice.
 #[derive(Debug, Error)]
 pub enum CommitteeFileError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not what it should be.
     #[error("{path}: {reason}")]
@@ -39,12 +42,12 @@ pub enum CommitteeFileError {
         reason: String,
     },
     /// The entries do not make a valid committee.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Committee {
         /// The committee file.
         path: PathBuf,
         /// What is wrong.
-        source: CommitteeError,
+        error: CommitteeError,
     },
     /// An authority's host and port do not resolve to an address.
     #[error("authority {name}: cannot resolve {host}:{port}")]
@@ -132,9 +135,9 @@ pub struct CommitteeFile {
 impl CommitteeFile {
     /// Reads and validates a committee file.
     pub fn load(path: &Path) -> Result<Self, CommitteeFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CommitteeFileError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| CommitteeFileError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::parse(path, &text)
     }
@@ -161,9 +164,9 @@ impl CommitteeFile {
                 })
                 .collect(),
         )
-        .map_err(|source| CommitteeFileError::Committee {
+        .map_err(|error| CommitteeFileError::Committee {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Ok(Self {
             authorities,
@@ -279,7 +282,7 @@ mod tests {
         assert!(matches!(
             CommitteeFile::parse(path, ""),
             Err(CommitteeFileError::Committee {
-                source: CommitteeError::Empty,
+                error: CommitteeError::Empty,
                 ..
             })
         ));
@@ -287,7 +290,7 @@ mod tests {
         assert!(matches!(
             CommitteeFile::parse(path, &format!("{line}\n{line}")),
             Err(CommitteeFileError::Committee {
-                source: CommitteeError::Duplicate(_),
+                error: CommitteeError::Duplicate(_),
                 ..
             })
         ));
@@ -299,6 +302,9 @@ mod tests {
         );
         let err = CommitteeFile::load(Path::new("/nonexistent/committee.json")).unwrap_err();
         assert!(matches!(err, CommitteeFileError::Io { .. }), "{err}");
+        // The cause is in the message only, so an error chain names it once.
+        assert!(std::error::Error::source(&err).is_none());
+        assert!(err.to_string().starts_with("/nonexistent/committee.json: "));
     }
 
     #[test]
