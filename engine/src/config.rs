@@ -12,16 +12,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-/// Why a configuration file could not be used.
+/// Why a configuration file could not be used. As with
+/// [`CommitteeFileError`], each message is whole and no cause is also returned as `source()`,
+/// so `{:#}` chains name it once.
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not what it should be.
     #[error("{path}: {reason}")]
@@ -42,12 +44,12 @@ pub enum ConfigError {
         mode: u32,
     },
     /// The genesis file is malformed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Genesis {
         /// The genesis file.
         path: PathBuf,
         /// What is wrong, with its line.
-        source: GenesisError,
+        error: GenesisError,
     },
     /// A committee file, or the public part of a server file, is unusable.
     #[error(transparent)]
@@ -55,9 +57,9 @@ pub enum ConfigError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ConfigError + '_ {
-    move |source| ConfigError::Io {
+    move |error| ConfigError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -137,9 +139,9 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
 /// Reads a genesis file (`ADDRESS:BALANCE` lines).
 pub fn load_genesis(path: &Path) -> Result<Genesis, ConfigError> {
     let text = fs::read_to_string(path).map_err(io_error(path))?;
-    Genesis::parse(&text).map_err(|source| ConfigError::Genesis {
+    Genesis::parse(&text).map_err(|error| ConfigError::Genesis {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
