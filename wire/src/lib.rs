@@ -7,8 +7,8 @@
 //! committee file and of an authority's server file ([`committee_file`]).
 //!
 //! It keeps no state and does no I/O, except that [`CommitteeFile::load`] reads the file it is
-//! given. Everything that decodes untrusted bytes goes through [`codec::decode`], which returns
-//! a typed error and never panics.
+//! given and [`AuthorityEntry::address`] resolves a host name. Everything that decodes
+//! untrusted bytes goes through [`codec::decode`], which returns a typed error and never panics.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
