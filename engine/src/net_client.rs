@@ -3,11 +3,10 @@
 //! [`ClientState`]s at once over one socket, so one transfer and a benchmark of thousands use
 //! the same code.
 
-use crate::config::{CommitteeConfig, ConfigError};
 use fastpay_client::{ClientState, Phase};
 use fastpay_wire::{
-    AccountId, AccountInfoRequest, AccountInfoResponse, AuthorityName, ErrorCode, Message, decode,
-    encode_into, shard_of,
+    AccountId, AccountInfoRequest, AccountInfoResponse, AuthorityName, CommitteeFile,
+    CommitteeFileError, ErrorCode, Message, decode, encode_into, shard_of,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
@@ -32,7 +31,7 @@ pub enum NetError {
     Io(#[from] io::Error),
     /// The committee file's addresses do not resolve.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Committee(#[from] CommitteeFileError),
     /// Some transfers did not finish in time.
     #[error(
         "{unfinished} transfer(s) did not finish within {seconds} s: too many authorities are down or refusing"
@@ -88,7 +87,7 @@ pub struct Network {
 
 impl Network {
     /// Opens a socket on an ephemeral port and resolves every authority's address.
-    pub fn new(committee: &CommitteeConfig) -> Result<Self, NetError> {
+    pub fn new(committee: &CommitteeFile) -> Result<Self, NetError> {
         let mut authorities = Vec::new();
         for entry in &committee.authorities {
             authorities.push(Authority {

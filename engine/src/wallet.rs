@@ -47,9 +47,9 @@ impl Wallet {
             });
         }
         check_private(path)?;
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let file: WalletFile = serde_json::from_str(&text).map_err(|e| malformed(path, e))?;
         let mut clients = Vec::with_capacity(file.accounts.len());

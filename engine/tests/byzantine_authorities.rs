@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Authority, ask, balance, check, client, committee, fund_accounts, order};
-use fastpay_engine::config::ServerFile;
+use fastpay_engine::config::load_server_file;
 use fastpay_wire::{
     AccountId, AccountInfoResponse, Amount, Balance, CertifiedTransferOrder, ConfirmationOrder,
     ErrorCode, KeyPair, Message, SequenceNumber, Signature, SignedTransferOrder, TransferOrder,
@@ -57,7 +57,7 @@ struct Impostor {
 
 impl Impostor {
     fn start(server_file: &Path, lie: Lie) -> Self {
-        let (file, key) = ServerFile::load(server_file).unwrap();
+        let (file, key) = load_server_file(server_file).unwrap();
         let socket = UdpSocket::bind(file.authority.address().unwrap()).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(50)))

@@ -4,11 +4,10 @@
 
 use fastpay_authority::Genesis;
 use fastpay_client::ClientState;
-use fastpay_engine::config::CommitteeConfig;
 use fastpay_engine::counters::Counter;
 use fastpay_engine::net_client::{Goal, Network};
 use fastpay_engine::runtime::{Engine, EngineConfig};
-use fastpay_wire::{Amount, Balance, KeyPair, shard_of};
+use fastpay_wire::{Amount, Balance, CommitteeFile, KeyPair, shard_of};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +34,7 @@ fn run(durable: bool) {
         "{{\"name\":\"{}\",\"host\":\"127.0.0.1\",\"port\":{port},\"shards\":{SHARDS}}}",
         authority.authority()
     );
-    let committee = CommitteeConfig::parse(Path::new("committee.json"), &entry).unwrap();
+    let committee = CommitteeFile::parse(Path::new("committee.json"), &entry).unwrap();
     let shared = Arc::new(committee.committee.clone());
     let keys: Vec<KeyPair> = (0..ACCOUNTS)
         .map(|i| {

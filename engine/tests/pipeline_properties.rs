@@ -141,7 +141,7 @@ fn fuzz_corpora_replay_cleanly() {
         }
         for (path, bytes) in fuzz_inputs(dir, "config") {
             if let Ok(text) = std::str::from_utf8(&bytes) {
-                let _ = fastpay_engine::config::CommitteeConfig::parse(&path, text);
+                let _ = fastpay_wire::CommitteeFile::parse(&path, text);
                 let _ = fastpay_authority::Genesis::parse(text);
             }
             replayed += 1;

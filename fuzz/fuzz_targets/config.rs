@@ -3,13 +3,13 @@
 #![no_main]
 
 use fastpay_authority::Genesis;
-use fastpay_engine::config::CommitteeConfig;
+use fastpay_wire::CommitteeFile;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(text) = std::str::from_utf8(bytes) {
-        let _ = CommitteeConfig::parse(Path::new("committee.json"), text);
+        let _ = CommitteeFile::parse(Path::new("committee.json"), text);
         let _ = Genesis::parse(text);
     }
 });

@@ -1,8 +1,10 @@
 //! `loadgen audit`: every authority's view of every benchmark account, summed.
 
-use crate::setup::{self, Authority};
+use crate::setup;
 use anyhow::{Result, bail};
-use fastpay_wire::{AccountId, AccountInfoRequest, ErrorCode, Message, decode, encode, shard_of};
+use fastpay_wire::{
+    AccountId, AccountInfoRequest, AuthorityEntry, ErrorCode, Message, decode, encode, shard_of,
+};
 use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -12,7 +14,7 @@ const WINDOW: usize = 512;
 
 /// Per authority: the sum of balances, accounts whose sequence number moved, and how many
 /// accounts it knows; and how many accounts moved at a quorum of authorities; as JSON.
-pub fn audit(authorities: &[Authority], seed: u64, count: u64) -> Result<serde_json::Value> {
+pub fn audit(authorities: &[AuthorityEntry], seed: u64, count: u64) -> Result<serde_json::Value> {
     let accounts: Vec<AccountId> = setup::genesis_accounts(seed, count);
     let socket = UdpSocket::bind("0.0.0.0:0")?;
     socket.set_read_timeout(Some(Duration::from_millis(20)))?;

@@ -13,6 +13,7 @@ mod setup;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use fastpay_wire::CommitteeFile;
 use indicatif::ProgressBar;
 use run::{Endpoints, Phase, RunConfig};
 use std::io::Write;
@@ -156,7 +157,7 @@ fn real_main() -> Result<()> {
         committee,
     }) = args.command
     {
-        let authorities = setup::load_committee(&committee)?;
+        let authorities = CommitteeFile::load(&committee)?.authorities;
         let report = audit::audit(&authorities, seed, accounts)?;
         println!("{report}");
         return Ok(());
@@ -170,7 +171,7 @@ fn real_main() -> Result<()> {
         PhaseArg::Confirmations => Phase::Confirmations,
         PhaseArg::Payments => Phase::Payments,
     };
-    let authorities = setup::load_committee(&args.committee)?;
+    let authorities = CommitteeFile::load(&args.committee)?.authorities;
     let total_weight: u64 = authorities.iter().map(|a| a.weight).sum();
     let quorum_weight = 2 * total_weight / 3 + 1;
     // Loadgen counts votes, not weights: with equal weights these agree.

@@ -3,11 +3,11 @@
 //! in-flight window shows up in the latencies (no coordinated omission).
 
 use crate::gso::{self, SegmentBatch};
-use crate::setup::{Authority, Prepared};
+use crate::setup::Prepared;
 use anyhow::Result;
 use fastpay_wire::{
-    AccountId, CertifiedTransferOrder, ConfirmationOrder, ErrorCode, Message, Signature, decode,
-    encode_into, shard_of,
+    AccountId, AuthorityEntry, CertifiedTransferOrder, ConfirmationOrder, ErrorCode, Message,
+    Signature, decode, encode_into, shard_of,
 };
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
@@ -147,7 +147,7 @@ pub struct Endpoints {
 impl Endpoints {
     /// `count` nonblocking sockets (distinct source ports spread flow hashing) and the
     /// committee's addresses.
-    pub fn new(authorities: &[Authority], count: usize) -> Result<Self> {
+    pub fn new(authorities: &[AuthorityEntry], count: usize) -> Result<Self> {
         let mut sockets = Vec::new();
         for _ in 0..count.max(1) {
             let socket = UdpSocket::bind("0.0.0.0:0")?;
@@ -158,8 +158,8 @@ impl Endpoints {
         }
         let addresses: Vec<SocketAddr> = authorities
             .iter()
-            .map(Authority::address)
-            .collect::<Result<_>>()?;
+            .map(AuthorityEntry::address)
+            .collect::<Result<_, _>>()?;
         let outgoing = addresses
             .iter()
             .zip(authorities)

@@ -1,85 +1,20 @@
-//! What loadgen prepares before the clock starts: the committee, the benchmark accounts (keys
-//! derived from a seed, so `loadgen genesis` and a run agree without sharing files), and
-//! pre-signed orders and certificates.
+//! What loadgen prepares before the clock starts: the authorities' keys (for offline
+//! certificates), the benchmark accounts (keys derived from a seed, so `loadgen genesis` and a
+//! run agree without sharing files), and pre-signed orders and certificates.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use fastpay_wire::{
-    AccountId, Amount, AuthorityName, CertifiedTransferOrder, KeyPair, SequenceNumber,
+    AccountId, Amount, CertifiedTransferOrder, KeyPair, SequenceNumber, ServerFile,
     SignedTransferOrder, Transfer, TransferOrder,
 };
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Deserialize;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
-/// One authority as the committee file describes it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Authority {
-    /// Its public key.
-    pub name: AuthorityName,
-    /// Host it listens on.
-    pub host: String,
-    /// Its public port.
-    pub port: u16,
-    /// Its shard count.
-    pub shards: u32,
-    /// Its voting weight.
-    #[serde(default = "one")]
-    pub weight: u64,
-}
-
-fn one() -> u64 {
-    1
-}
-
-impl Authority {
-    /// The address clients send to.
-    pub fn address(&self) -> Result<SocketAddr> {
-        (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .with_context(|| format!("cannot resolve {}:{}", self.host, self.port))
-    }
-}
-
-/// Reads a committee file: one JSON object per authority.
-pub fn load_committee(path: &Path) -> Result<Vec<Authority>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    let mut authorities = Vec::new();
-    for entry in serde_json::Deserializer::from_str(&text).into_iter::<Authority>() {
-        authorities.push(
-            entry
-                .with_context(|| format!("{}: entry {}", path.display(), authorities.len() + 1))?,
-        );
-    }
-    if authorities.is_empty() {
-        bail!("{}: no authority in the committee file", path.display());
-    }
-    Ok(authorities)
-}
-
-#[derive(Deserialize)]
-struct ServerFile {
-    authority: Authority,
-    secret: String,
-}
-
-/// Reads an authority's private file (for `--offline-certificates`).
+/// Reads an authority's server file (for `--offline-certificates`) and returns its key. The
+/// file's permissions are the authority's concern; loadgen only borrows the key.
 pub fn load_authority_key(path: &Path) -> Result<KeyPair> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    let file: ServerFile =
-        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
-    let mut seed = [0u8; 32];
-    hex::decode_to_slice(file.secret.trim(), &mut seed)
-        .with_context(|| format!("{}: secret is not 64 hex digits", path.display()))?;
-    let key = KeyPair::from_seed(seed);
-    if key.authority() != file.authority.name {
-        bail!(
-            "{}: the secret does not match the authority name",
-            path.display()
-        );
-    }
+    let (_, key) = ServerFile::parse(path, &text)?;
     Ok(key)
 }
 

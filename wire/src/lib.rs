@@ -3,10 +3,12 @@
 //! This crate defines what travels between clients and authorities: identifiers and money as
 //! newtypes with checked arithmetic ([`base_types`]), the protocol messages ([`messages`]), the
 //! committee and its quorum rules ([`committee`]), keys and signatures over canonical,
-//! domain-separated bytes ([`crypto`]), and the datagram format ([`codec`]).
+//! domain-separated bytes ([`crypto`]), the datagram format ([`codec`]), and the format of the
+//! committee file and of an authority's server file ([`committee_file`]).
 //!
-//! It does no I/O and keeps no state. Everything that decodes untrusted bytes goes through
-//! [`codec::decode`], which returns a typed error and never panics.
+//! It keeps no state and does no I/O, except that [`CommitteeFile::load`] reads the file it is
+//! given and [`AuthorityEntry::address`] resolves a host name. Everything that decodes
+//! untrusted bytes goes through [`codec::decode`], which returns a typed error and never panics.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -14,6 +16,7 @@
 pub mod base_types;
 pub mod codec;
 pub mod committee;
+pub mod committee_file;
 pub mod crypto;
 pub mod datagrams;
 pub mod messages;
@@ -24,6 +27,7 @@ pub use base_types::{
 };
 pub use codec::{CodecError, Header, MessageKind, decode, encode, encode_into, peek_header};
 pub use committee::{CertificateError, Committee, CommitteeError, CommitteeMember};
+pub use committee_file::{AuthorityEntry, CommitteeFile, CommitteeFileError, ServerFile};
 pub use datagrams::{BATCH, Datagrams};
 pub use crypto::{BatchVerifier, CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
 pub use messages::{

@@ -4,10 +4,9 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use fastpay_client::{ClientState, Phase};
-use fastpay_engine::config::CommitteeConfig;
 use fastpay_engine::net_client::{Goal, Network};
 use fastpay_engine::wallet::Wallet;
-use fastpay_wire::{AccountId, Amount, Balance, KeyPair};
+use fastpay_wire::{AccountId, Amount, Balance, CommitteeFile, KeyPair};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -83,7 +82,7 @@ fn main() -> std::process::ExitCode {
 
 fn real_main() -> Result<()> {
     let args = Args::parse();
-    let committee = CommitteeConfig::load(&args.committee)?;
+    let committee = CommitteeFile::load(&args.committee)?;
     let shared = Arc::new(committee.committee.clone());
     let timeout = Duration::from_secs(args.timeout.max(1));
     match args.command {
@@ -149,7 +148,7 @@ fn real_main() -> Result<()> {
 /// The balance reported by the largest group of authorities that agree, if it carries at
 /// least the validity threshold (so an honest authority is among them).
 fn agreed_balance(
-    committee: &CommitteeConfig,
+    committee: &CommitteeFile,
     answers: &[(
         fastpay_wire::AuthorityName,
         Result<fastpay_wire::AccountInfoResponse, fastpay_wire::ErrorCode>,
@@ -224,7 +223,7 @@ fn hand_over(wallet: &mut Wallet, which: &[usize]) {
 fn benchmark(
     path: &std::path::Path,
     committee: Arc<fastpay_wire::Committee>,
-    config: &CommitteeConfig,
+    config: &CommitteeFile,
     max_accounts: Option<usize>,
     timeout: Duration,
 ) -> Result<()> {

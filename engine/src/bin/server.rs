@@ -2,9 +2,10 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use fastpay_engine::config::{CommitteeConfig, ServerFile, load_genesis};
+use fastpay_engine::config::{load_genesis, load_server_file, write_server_file};
 use fastpay_engine::counters;
 use fastpay_engine::runtime::{Engine, EngineConfig, QUEUE_CAPACITY};
+use fastpay_wire::{CommitteeFile, ServerFile};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,7 +138,7 @@ fn generate(
         );
     }
     let (file, _) = ServerFile::generate(host, port, shards)?;
-    file.write(path)?;
+    write_server_file(path, &file)?;
     println!("{}", serde_json::to_string(&file.authority)?);
     Ok(())
 }
@@ -156,8 +157,8 @@ struct RunArgs {
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    let (server, key) = ServerFile::load(&args.server)?;
-    let committee = CommitteeConfig::load(&args.committee)?;
+    let (server, key) = load_server_file(&args.server)?;
+    let committee = CommitteeFile::load(&args.committee)?;
     let entry = committee.entry(&server.authority.name).with_context(|| {
         format!(
             "authority {} (from {}) is not in {}",
