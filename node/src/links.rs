@@ -264,6 +264,31 @@ impl CreditLinks {
         self.inbound.get(from.0 as usize).map_or(0, |i| i.durable)
     }
 
+    /// A one-line account of every link's marks, for failure reports.
+    pub fn summary(&self) -> String {
+        let out: Vec<String> = self
+            .outbound
+            .iter()
+            .map(|o| {
+                format!(
+                    "numbered {} releasable {} sent {} acked {} unacked {} timer {:?}",
+                    o.numbered,
+                    o.releasable,
+                    o.sent,
+                    o.acked,
+                    o.unacked.len(),
+                    o.timer
+                )
+            })
+            .collect();
+        let inbound: Vec<String> = self
+            .inbound
+            .iter()
+            .map(|i| format!("taken {} durable {} ack sent {}", i.taken, i.durable, i.ack_sent))
+            .collect();
+        format!("shard {}: to {out:?}, from {inbound:?}", self.me.0)
+    }
+
     /// The last number taken from `from`.
     pub fn taken_from(&self, from: ShardId) -> u64 {
         self.inbound.get(from.0 as usize).map_or(0, |i| i.taken)

@@ -303,6 +303,11 @@ impl ShardNode {
         Some(self.position)
     }
 
+    /// The log position reached so far (records produced, taken or not).
+    pub fn log_position(&self) -> u64 {
+        self.position
+    }
+
     /// The next batch of replies whose records are durable; hand it back with
     /// [`recycle`](Self::recycle) once sent.
     pub fn poll_replies(&mut self) -> Option<Datagrams> {

@@ -4,8 +4,9 @@ use anyhow::Result;
 use clap::Parser;
 use fastpay_sim::{SimConfig, run};
 
-/// Simulate a FastPay committee (real shards, clients and signatures) over a lossy network,
-/// checking conservation, agreement, exactly-once credits and liveness. Prints one JSON report
+/// Simulate a FastPay committee (real shard nodes on simulated disks that crash and restart,
+/// real clients and signatures) over a lossy network, checking conservation, agreement,
+/// durability, exactly-once credits and liveness. Prints one JSON report
 /// per seed on stdout; exits non-zero with the failing seed when an invariant breaks.
 #[derive(Parser, Debug)]
 #[command(version)]
@@ -40,6 +41,12 @@ struct Args {
     /// Run without the Byzantine authority.
     #[arg(long)]
     no_byzantine: bool,
+    /// Run each shard as its own process (lossy links between shards; crashes take one shard).
+    #[arg(long)]
+    split_shards: bool,
+    /// Mean virtual microseconds between crashes of each honest authority (0: none).
+    #[arg(long, default_value_t = 40_000)]
+    crash_interval_us: u64,
 }
 
 fn main() -> Result<()> {
@@ -60,6 +67,8 @@ fn main() -> Result<()> {
             drop_rate: args.drop_rate,
             duplicate_rate: args.duplicate_rate,
             byzantine: !args.no_byzantine,
+            split_shards: args.split_shards,
+            crash_interval_us: args.crash_interval_us,
             ..SimConfig::standard(seed)
         };
         let report = run(config)?;

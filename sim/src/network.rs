@@ -110,12 +110,12 @@ pub enum Event {
         /// The shard, when shards run as separate processes.
         shard: Option<usize>,
     },
-    /// A crashed shard restarts from its disk.
+    /// A crashed process restarts from its disks: the whole authority, or one shard process.
     Restart {
         /// The authority.
         authority: usize,
-        /// The shard.
-        shard: usize,
+        /// The shard, when shards run as separate processes.
+        shard: Option<usize>,
     },
     /// A client wakes up.
     Tick {

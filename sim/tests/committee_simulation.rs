@@ -1,12 +1,13 @@
-//! The seeded committee simulation: every invariant, over many seeds.
+//! The seeded committee simulation, running the real shard nodes: every invariant, over many
+//! seeds, in both link modes, with crashes and restarts from simulated disks.
 //!
 //! CI runs the fixed seeds below. `FASTPAY_SIM_SEEDS=N` runs seeds 1..=N instead, and
 //! `FASTPAY_SIM_SEED=S` replays exactly one seed (the one a failure prints).
 
 use fastpay_sim::{SimConfig, SimReport, run};
 
-/// Seeds that CI runs on every change.
-const CI_SEEDS: u64 = 24;
+/// Seeds that CI runs on every change, per link mode.
+const CI_SEEDS: u64 = 100;
 
 fn seeds() -> Vec<u64> {
     if let Ok(seed) = std::env::var("FASTPAY_SIM_SEED") {
@@ -25,22 +26,21 @@ fn run_all(shape: impl Fn(u64) -> SimConfig) -> Vec<SimReport> {
         .collect()
 }
 
-#[test]
-fn committee_keeps_every_invariant() {
-    let reports = run_all(SimConfig::standard);
-    let delivered: u64 = reports.iter().map(|r| r.datagrams_delivered).sum();
+fn summarize(name: &str, reports: &[SimReport]) -> (u64, u64) {
+    let delivered: u64 = reports.iter().map(|r| r.messages_delivered).sum();
+    let crashes: u64 = reports.iter().map(|r| r.crashes).sum();
+    let damaged: u64 = reports.iter().map(|r| r.damaged_restarts).sum();
+    let snapshots: u64 = reports.iter().map(|r| r.snapshots).sum();
     let completed: u64 = reports.iter().map(|r| r.transfers_completed).sum();
     let credits: u64 = reports.iter().map(|r| r.cross_shard_credits).sum();
-    let duplicates: u64 = reports.iter().map(|r| r.duplicate_credits_ignored).sum();
-    let double_spends: u64 = reports.iter().map(|r| r.double_spends_certified).sum();
     eprintln!(
-        "{} seeds: {delivered} datagrams delivered, {completed} transfers, {credits} cross-shard \
-         credits, {duplicates} redelivered credits ignored, {double_spends} double spends \
-         certified once",
+        "{name}: {} seeds: {delivered} messages delivered, {crashes} crash-restarts ({damaged} \
+         from torn or zero-filled logs), {snapshots} snapshots, {completed} transfers, \
+         {credits} cross-shard credits",
         reports.len()
     );
     // The faults the simulation promises actually happened.
-    for r in &reports {
+    for r in reports {
         assert!(
             r.datagrams_dropped > 0 && r.datagrams_duplicated > 0,
             "{r:?}"
@@ -50,8 +50,26 @@ fn committee_keeps_every_invariant() {
             r.cross_shard_credits > 0 && r.double_spends_attempted > 0,
             "{r:?}"
         );
+        assert!(r.crashes > 0, "{r:?}");
     }
-    assert!(duplicates > 0);
+    (delivered, crashes)
+}
+
+#[test]
+fn committee_keeps_every_invariant_through_crashes() {
+    let in_process = run_all(SimConfig::standard);
+    let split = run_all(|seed| SimConfig {
+        split_shards: true,
+        ..SimConfig::standard(seed)
+    });
+    let (d1, c1) = summarize("shards in one process", &in_process);
+    let (d2, c2) = summarize("shards as separate processes", &split);
+    if seeds().len() as u64 >= CI_SEEDS {
+        assert!(d1 + d2 >= 1_000_000, "only {} messages", d1 + d2);
+        assert!(c1 + c2 >= 1_000, "only {} crash-restarts", c1 + c2);
+    }
+    assert!(in_process.iter().chain(&split).any(|r| r.damaged_restarts > 0));
+    assert!(in_process.iter().chain(&split).any(|r| r.snapshots > 0));
 }
 
 #[test]
@@ -61,6 +79,7 @@ fn many_shards_heavy_loss() {
         honest_clients: 16,
         drop_rate: 0.3,
         duplicate_rate: 0.2,
+        split_shards: seed % 2 == 0,
         ..SimConfig::standard(seed.wrapping_add(1_000))
     });
 }
@@ -71,20 +90,28 @@ fn single_shard_no_faults_completes_every_transfer() {
         shards: 1,
         drop_rate: 0.0,
         duplicate_rate: 0.0,
-        credit_redelivery_rate: 0.0,
+        misroute_rate: 0.0,
+        crash_interval_us: 0,
         byzantine: false,
         ..SimConfig::standard(seed.wrapping_add(2_000))
     }) {
         assert_eq!(report.transfers_completed, 24 * 4);
         assert_eq!(report.cross_shard_credits, 0);
+        assert_eq!(report.crashes, 0);
     }
 }
 
 #[test]
 fn a_seed_replays_exactly() {
-    let first = run(SimConfig::standard(7)).unwrap();
-    let second = run(SimConfig::standard(7)).unwrap();
-    assert_eq!(format!("{first:?}"), format!("{second:?}"));
-    let other = run(SimConfig::standard(8)).unwrap();
-    assert_ne!(format!("{first:?}"), format!("{other:?}"));
+    for split_shards in [false, true] {
+        let shape = |seed| SimConfig {
+            split_shards,
+            ..SimConfig::standard(seed)
+        };
+        let first = run(shape(7)).unwrap();
+        let second = run(shape(7)).unwrap();
+        assert_eq!(format!("{first:?}"), format!("{second:?}"));
+        let other = run(shape(8)).unwrap();
+        assert_ne!(format!("{first:?}"), format!("{other:?}"));
+    }
 }

@@ -1,0 +1,235 @@
+//! What must hold, checked after every event, after every restart, and once the network heals.
+//!
+//! - **conservation**: at every honest authority whose shards all run, the balances of its
+//!   shards plus the credits numbered and not yet taken by their recipients equal the genesis
+//!   supply (a credit applied twice, or lost, breaks it);
+//! - **agreement**: no two different transfers are certified for one sender and sequence
+//!   number, and no honest authority ever sends votes for two different orders of one sender
+//!   and sequence number, across any number of restarts;
+//! - **durability**: every confirmation an honest shard acknowledged is still applied after
+//!   it restarts;
+//! - at the end, after healing: every outbox drains, every honest ledger equals genesis plus
+//!   the certified transfers, and every client's view of its balance matches it.
+
+use crate::{SimFailure, World};
+use fastpay_wire::{
+    AccountId, CertifiedTransferOrder, Message, SequenceNumber, ShardId, Transfer, decode,
+};
+use std::collections::BTreeMap;
+
+impl World {
+    /// The invariants checked after every event.
+    pub(crate) fn check_after_event(&self) -> Result<(), SimFailure> {
+        self.check_conservation()
+    }
+
+    fn check_conservation(&self) -> Result<(), SimFailure> {
+        let supply = self.genesis.total().units();
+        for (i, authority) in self.authorities.iter().enumerate() {
+            if authority.is_byzantine() || !authority.all_up() {
+                continue;
+            }
+            let mut total = 0i128;
+            let mut in_flight = 0i128;
+            let nodes: Vec<_> = authority.shards.iter().filter_map(|s| s.node.as_ref()).collect();
+            for (s, node) in nodes.iter().enumerate() {
+                let balance = node
+                    .shard()
+                    .total_balance()
+                    .map_err(|e| self.fail(format!("authority {i}: {e}")))?;
+                total += balance.units();
+                for (d, recipient) in nodes.iter().enumerate() {
+                    let taken = recipient.links().taken_from(ShardId(s as u32));
+                    for (sequence, update) in node.links().outbox(ShardId(d as u32)) {
+                        if *sequence > taken {
+                            in_flight += i128::from(update.certificate.value.transfer.amount.units());
+                        }
+                    }
+                }
+            }
+            if total + in_flight != supply {
+                return Err(self.fail(format!(
+                    "conservation: authority {i} holds {total} with {in_flight} in flight, \
+                     genesis is {supply}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `transfer` was certified; two different transfers for one sender and
+    /// sequence number break agreement.
+    pub(crate) fn decide(&mut self, transfer: Transfer, source: &str) -> Result<(), SimFailure> {
+        let key = (transfer.sender, transfer.sequence_number);
+        match self.decided.get(&key) {
+            Some(existing) if *existing != transfer => Err(self.fail(format!(
+                "agreement: {source} decided {transfer:?} but {existing:?} was decided for the \
+                 same sender and sequence number"
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                self.decided.insert(key, transfer);
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn certificate_formed(
+        &mut self,
+        certificate: CertifiedTransferOrder,
+    ) -> Result<(), SimFailure> {
+        let transfer = certificate.value.transfer;
+        self.decide(transfer, "a client's certificate")?;
+        self.certificates
+            .entry((transfer.sender, transfer.sequence_number))
+            .or_insert(certificate);
+        Ok(())
+    }
+
+    /// Watches a reply leaving honest authority `a`: votes must never conflict (signatures
+    /// are deterministic, so one order gives one signature), and acknowledged sequence
+    /// numbers are remembered for the restart check.
+    pub(crate) fn observe_reply(&mut self, a: usize, bytes: &[u8]) -> Result<(), SimFailure> {
+        let Ok((_, message)) = decode(bytes) else {
+            return Err(self.fail(format!("authority {a} sent an undecodable reply")));
+        };
+        match message {
+            Message::Vote(vote) => {
+                let key = (a, vote.sender, vote.sequence_number);
+                match self.votes_sent.get(&key) {
+                    Some(signature) if *signature != vote.signature => Err(self.fail(format!(
+                        "safety: authority {a} voted for two different orders of {} at \
+                         sequence number {}",
+                        vote.sender, vote.sequence_number
+                    ))),
+                    Some(_) => Ok(()),
+                    None => {
+                        self.votes_sent.insert(key, vote.signature);
+                        Ok(())
+                    }
+                }
+            }
+            Message::AccountInfoResponse(info) => {
+                let mark = self
+                    .acknowledged
+                    .entry((a, info.account))
+                    .or_insert(SequenceNumber::ZERO);
+                *mark = (*mark).max(info.next_sequence_number);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// After shard `s` of authority `a` restarted: every sequence number it acknowledged for
+    /// an account it owns is still there.
+    pub(crate) fn check_recovered(&self, a: usize, s: usize) -> Result<(), SimFailure> {
+        let Some(node) = self.authorities[a].shards[s].node.as_ref() else {
+            return Ok(());
+        };
+        let shard = node.shard();
+        for ((authority, account), acknowledged) in self.acknowledged.range((a, AccountId([0; 32]))..)
+        {
+            if *authority != a {
+                break;
+            }
+            if shard.shard_of(account) != shard.shard() {
+                continue;
+            }
+            let now = shard
+                .accounts()
+                .get(account)
+                .map(|state| state.next_sequence_number)
+                .unwrap_or_default();
+            if now < *acknowledged {
+                return Err(self.fail(format!(
+                    "durability: authority {a} shard {s} acknowledged {account} at sequence \
+                     number {acknowledged} but recovered at {now}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Once healed and settled: outboxes are empty, honest ledgers equal genesis plus the
+    /// certified transfers, and every client agrees with them.
+    pub(crate) fn check_settled(
+        &mut self,
+        certificates: &[CertifiedTransferOrder],
+    ) -> Result<(), SimFailure> {
+        for (a, authority) in self.authorities.iter().enumerate() {
+            for (s, host) in authority.shards.iter().enumerate() {
+                let Some(node) = host.node.as_ref() else {
+                    return Err(self.fail(format!("authority {a} shard {s} never restarted")));
+                };
+                if node.backlog() > 0 {
+                    return Err(self.fail(format!(
+                        "outbox: authority {a} shard {s} still holds {} unacknowledged credits \
+                         after the network healed: {:?}",
+                        node.backlog(),
+                        authority
+                            .shards
+                            .iter()
+                            .filter_map(|h| h.node.as_ref().map(|n| n.links().summary()))
+                            .collect::<Vec<_>>()
+                    )));
+                }
+            }
+        }
+        self.check_conservation()?;
+        // The expected ledger: genesis plus every certified transfer.
+        let mut expected: BTreeMap<AccountId, i128> = self
+            .genesis
+            .accounts()
+            .iter()
+            .map(|(a, amount)| (*a, i128::from(amount.units())))
+            .collect();
+        for certificate in certificates {
+            let t = certificate.value.transfer;
+            let amount = i128::from(t.amount.units());
+            *expected.entry(t.sender).or_default() -= amount;
+            *expected.entry(t.recipient).or_default() += amount;
+        }
+        for (a, authority) in self.authorities.iter().enumerate() {
+            if authority.is_byzantine() {
+                continue;
+            }
+            let mut ledger: BTreeMap<AccountId, i128> = BTreeMap::new();
+            for host in &authority.shards {
+                let Some(node) = host.node.as_ref() else {
+                    continue;
+                };
+                for (account, state) in node.shard().accounts() {
+                    ledger.insert(*account, state.balance.units());
+                }
+            }
+            ledger.retain(|account, balance| *balance != 0 || expected.contains_key(account));
+            let mut want = expected.clone();
+            want.retain(|account, balance| *balance != 0 || ledger.contains_key(account));
+            if ledger != want {
+                let diff: Vec<_> = want
+                    .iter()
+                    .filter(|(k, v)| ledger.get(k) != Some(v))
+                    .take(3)
+                    .collect();
+                return Err(self.fail(format!(
+                    "ledger: authority {a} disagrees with the certificates on {diff:?}"
+                )));
+            }
+        }
+        // Payers hand every receipt over; then each client's own view must match the ledger.
+        for certificate in certificates {
+            self.hand_over(certificate.clone());
+        }
+        for (c, client) in self.clients.iter().enumerate() {
+            let want = expected.get(&client.state.account()).copied().unwrap_or(0);
+            if client.state.balance().units() != want {
+                return Err(self.fail(format!(
+                    "client {c} believes its balance is {}, the ledger says {want}",
+                    client.state.balance()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
