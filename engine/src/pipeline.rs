@@ -9,8 +9,8 @@
 
 use crate::counters::{Counter, ShardCounters};
 use crate::store::Record;
-use crate::udp::Datagrams;
 use fastpay_authority::{AuthorityError, AuthorityShard, ConfirmationCheck, OrderCheck};
+use fastpay_wire::Datagrams;
 use fastpay_wire::{
     BatchVerifier, ConfirmationOrder, CrossShardUpdate, Message, SequenceNumber, ShardId,
     TransferOrder, VoteReply, decode, encode_into,

@@ -10,17 +10,13 @@
 #![allow(unsafe_code)]
 
 use fastpay_wire::codec::{MAX_DATAGRAM_SIZE, SHARD_OFFSET};
+use fastpay_wire::{BATCH, Datagrams};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Datagrams moved per system call. 64 amortises the call over many datagrams while keeping
-/// the buffers (64 × 8 KiB each way) within a shard core's L2; larger batches did not raise
-/// loopback throughput in our runs.
-pub const BATCH: usize = 64;
 
 /// Socket buffer size asked for, in bytes: room for bursts of a few thousand datagrams while a
 /// shard is busy verifying a batch. The kernel caps it at `net.core.{r,w}mem_max`.
@@ -124,94 +120,6 @@ pub fn attach_shard_steering(socket: &impl AsRawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// A batch of datagrams with their peers: filled by [`recv_batch`], drained by [`send_batch`].
-/// Allocated once per shard; the hot path reuses it.
-pub struct Datagrams {
-    buffers: Box<[[u8; MAX_DATAGRAM_SIZE]]>,
-    lens: [usize; BATCH],
-    peers: [SocketAddr; BATCH],
-    truncated: [bool; BATCH],
-    count: usize,
-}
-
-impl Default for Datagrams {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Datagrams {
-    /// An empty batch with its buffers.
-    pub fn new() -> Self {
-        Self {
-            buffers: vec![[0u8; MAX_DATAGRAM_SIZE]; BATCH].into_boxed_slice(),
-            lens: [0; BATCH],
-            peers: [SocketAddr::from(([0, 0, 0, 0], 0)); BATCH],
-            truncated: [false; BATCH],
-            count: 0,
-        }
-    }
-
-    /// Number of datagrams held.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    /// Whether the batch holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// Whether no more datagrams fit.
-    pub fn is_full(&self) -> bool {
-        self.count == BATCH
-    }
-
-    /// Datagram `i`: its peer, its bytes, and whether it was longer than the buffer.
-    pub fn get(&self, i: usize) -> (SocketAddr, &[u8], bool) {
-        (
-            self.peers[i],
-            &self.buffers[i][..self.lens[i]],
-            self.truncated[i],
-        )
-    }
-
-    /// Empties the batch.
-    pub fn clear(&mut self) {
-        self.count = 0;
-    }
-
-    /// Reserves the next slot for `peer`; returns its buffer, or `None` when full. Call
-    /// [`commit`](Self::commit) with the length written.
-    pub fn next_buffer(&mut self, peer: SocketAddr) -> Option<&mut [u8; MAX_DATAGRAM_SIZE]> {
-        if self.is_full() {
-            return None;
-        }
-        self.peers[self.count] = peer;
-        self.truncated[self.count] = false;
-        Some(&mut self.buffers[self.count])
-    }
-
-    /// Keeps the slot reserved by `next_buffer`, holding `len` bytes.
-    pub fn commit(&mut self, len: usize) {
-        self.lens[self.count] = len.min(MAX_DATAGRAM_SIZE);
-        self.count = self.count.saturating_add(1).min(BATCH);
-    }
-
-    /// Copies `bytes` for `peer` into the next slot; `false` when full.
-    pub fn push(&mut self, peer: SocketAddr, bytes: &[u8]) -> bool {
-        let len = bytes.len().min(MAX_DATAGRAM_SIZE);
-        match self.next_buffer(peer) {
-            Some(buffer) => {
-                buffer[..len].copy_from_slice(&bytes[..len]);
-                self.commit(len);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
 fn to_socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match libc::c_int::from(storage.ss_family) {
         libc::AF_INET => {
@@ -276,7 +184,7 @@ fn to_storage(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 /// Reads up to `max` datagrams (bounded by the free room of `batch`) in one `recvmmsg`,
 /// appending to it. Returns how many arrived; `Ok(0)` when the socket is drained.
 pub fn recv_batch(fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<usize> {
-    let start = batch.count;
+    let start = batch.len();
     let room = BATCH.saturating_sub(start).min(max);
     if room == 0 {
         return Ok(0);
@@ -286,9 +194,9 @@ pub fn recv_batch(fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<us
     let mut iovecs: [libc::iovec; BATCH] = unsafe { zeroed() };
     let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
     let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-    for i in 0..room {
+    for (i, buffer) in batch.free_buffers_mut().iter_mut().take(room).enumerate() {
         iovecs[i] = libc::iovec {
-            iov_base: batch.buffers[start + i].as_mut_ptr().cast(),
+            iov_base: buffer.as_mut_ptr().cast(),
             iov_len: MAX_DATAGRAM_SIZE,
         };
         let header = &mut headers[i].msg_hdr;
@@ -297,8 +205,8 @@ pub fn recv_batch(fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<us
         header.msg_iov = &mut iovecs[i];
         header.msg_iovlen = 1;
     }
-    // SAFETY: `headers[..room]` point at live buffers (`batch.buffers`, `iovecs`, `names`)
-    // that outlive the call; MSG_DONTWAIT makes it nonblocking; no timeout pointer.
+    // SAFETY: `headers[..room]` point at live buffers (the batch's free buffers, `iovecs`,
+    // `names`) that outlive the call; MSG_DONTWAIT makes it nonblocking; no timeout pointer.
     let received = unsafe {
         libc::recvmmsg(
             fd,
@@ -316,21 +224,18 @@ pub fn recv_batch(fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<us
         return Err(error);
     }
     let received = usize::try_from(received).unwrap_or(0).min(room);
-    let mut kept = 0;
     for i in 0..received {
+        // A peer of an unknown address family is left out (its slot is filled by the next).
         let Some(peer) = to_socket_addr(&names[i]) else {
             continue;
         };
-        let slot = start + kept;
-        if slot != start + i {
-            batch.buffers.copy_within(start + i..start + i + 1, slot);
-        }
-        batch.peers[slot] = peer;
-        batch.lens[slot] = (headers[i].msg_len as usize).min(MAX_DATAGRAM_SIZE);
-        batch.truncated[slot] = headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-        kept += 1;
+        batch.keep(
+            start + i,
+            peer,
+            headers[i].msg_len as usize,
+            headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+        );
     }
-    batch.count = start + kept;
     Ok(received)
 }
 
@@ -409,7 +314,7 @@ impl Receiver {
         if !self.gro {
             return recv_batch(fd, batch, max);
         }
-        let max = max.min(BATCH - batch.count);
+        let max = max.min(BATCH - batch.len());
         let mut added = self.split_into(batch, max);
         if added < max && !self.has_staged() {
             self.read(fd, max - added)?;
@@ -499,13 +404,14 @@ impl Receiver {
             let start = self.next * COALESCED_BYTES + self.offset;
             let piece = message.segment.min(message.len - self.offset);
             let kept = piece.min(MAX_DATAGRAM_SIZE);
-            let slot = batch.count;
-            batch.buffers[slot][..kept].copy_from_slice(&self.area[start..start + kept]);
-            batch.peers[slot] = message.peer;
-            batch.lens[slot] = kept;
+            let slot = batch.len();
+            let Some(buffer) = batch.free_buffers_mut().first_mut() else {
+                break;
+            };
+            buffer[..kept].copy_from_slice(&self.area[start..start + kept]);
             let last = self.offset + piece >= message.len;
-            batch.truncated[slot] = piece > MAX_DATAGRAM_SIZE || (last && message.truncated);
-            batch.count += 1;
+            let truncated = piece > MAX_DATAGRAM_SIZE || (last && message.truncated);
+            batch.keep(slot, message.peer, kept, truncated);
             added += 1;
             self.offset += piece;
         }
@@ -570,7 +476,7 @@ fn segment_control(control: &mut SegmentControl, size: u16) -> usize {
 /// many datagrams were dropped (a full socket buffer, an unreachable peer): UDP may lose
 /// datagrams, and the clients resend.
 pub fn send_batch(fd: RawFd, batch: &mut Datagrams) -> usize {
-    let count = batch.count;
+    let count = batch.len();
     if count == 0 {
         return 0;
     }
@@ -580,21 +486,21 @@ pub fn send_batch(fd: RawFd, batch: &mut Datagrams) -> usize {
     let order = &mut order[..count];
     let gso = GSO.load(Ordering::Relaxed);
     if gso {
-        order.sort_by_key(|&i| batch.peers[i]);
+        order.sort_by_key(|&i| batch.get(i).0);
     }
     // Messages: (first position in `order`, datagrams in it).
     let mut messages: [(usize, usize); BATCH] = [(0, 0); BATCH];
     let mut message_count = 0;
     let mut at = 0;
     while at < count {
-        let first = order[at];
+        let (peer, bytes, _) = batch.get(order[at]);
         let mut k = 1;
         while gso
             && at + k < count
             && k < GSO_MAX_SEGMENTS
-            && (k + 1) * batch.lens[first] <= GSO_MAX_BYTES
-            && batch.peers[order[at + k]] == batch.peers[first]
-            && batch.lens[order[at + k]] == batch.lens[first]
+            && (k + 1) * bytes.len() <= GSO_MAX_BYTES
+            && batch.get(order[at + k]).0 == peer
+            && batch.get(order[at + k]).1.len() == bytes.len()
         {
             k += 1;
         }
@@ -604,20 +510,21 @@ pub fn send_batch(fd: RawFd, batch: &mut Datagrams) -> usize {
     }
 
     // SAFETY: zeroed C structs are valid; every pointer is set before use and points into
-    // locals or `batch`, which outlive the calls.
+    // locals or `batch`, which outlive the calls (the kernel only reads the datagrams).
     let mut iovecs: [libc::iovec; BATCH] = unsafe { zeroed() };
     let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
     let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
     let mut controls = [SegmentControl([0; 32]); BATCH];
     for (position, &slot) in order.iter().enumerate() {
+        let bytes = batch.get(slot).1;
         iovecs[position] = libc::iovec {
-            iov_base: batch.buffers[slot].as_mut_ptr().cast(),
-            iov_len: batch.lens[slot],
+            iov_base: bytes.as_ptr().cast_mut().cast(),
+            iov_len: bytes.len(),
         };
     }
     for (m, &(first, k)) in messages[..message_count].iter().enumerate() {
-        let slot = order[first];
-        let (storage, len) = to_storage(&batch.peers[slot]);
+        let (peer, bytes, _) = batch.get(order[first]);
+        let (storage, len) = to_storage(&peer);
         names[m] = storage;
         let header = &mut headers[m].msg_hdr;
         header.msg_name = (&mut names[m] as *mut libc::sockaddr_storage).cast();
@@ -625,7 +532,7 @@ pub fn send_batch(fd: RawFd, batch: &mut Datagrams) -> usize {
         header.msg_iov = &mut iovecs[first];
         header.msg_iovlen = k as _;
         if k > 1 {
-            let size = u16::try_from(batch.lens[slot]).unwrap_or(u16::MAX);
+            let size = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
             let control_len = segment_control(&mut controls[m], size);
             header.msg_control = controls[m].0.as_mut_ptr().cast();
             header.msg_controllen = control_len as _;
@@ -653,7 +560,8 @@ pub fn send_batch(fd: RawFd, batch: &mut Datagrams) -> usize {
                 let mut rest = Datagrams::new();
                 for &(first, k) in &messages[sent..message_count] {
                     for &slot in &order[first..first + k] {
-                        rest.push(batch.peers[slot], &batch.buffers[slot][..batch.lens[slot]]);
+                        let (peer, bytes, _) = batch.get(slot);
+                        rest.push(peer, bytes);
                     }
                 }
                 batch.clear();

@@ -5,7 +5,6 @@
 
 use fastpay_engine::pipeline::Outputs;
 use fastpay_engine::store::ShardStore;
-use fastpay_engine::udp::Datagrams;
 use fastpay_fuzz::{join_batch, key, worker};
 use fastpay_wire::*;
 use std::fs;

@@ -5,7 +5,7 @@
 #![no_main]
 
 use fastpay_engine::pipeline::{Outputs, ShardWorker};
-use fastpay_engine::udp::Datagrams;
+use fastpay_wire::Datagrams;
 use fastpay_fuzz::{GENESIS_SUPPLY, split_batch, worker};
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;

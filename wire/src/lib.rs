@@ -3,7 +3,8 @@
 //! This crate defines what travels between clients and authorities: identifiers and money as
 //! newtypes with checked arithmetic ([`base_types`]), the protocol messages ([`messages`]), the
 //! committee and its quorum rules ([`committee`]), keys and signatures over canonical,
-//! domain-separated bytes ([`crypto`]), and the datagram format ([`codec`]).
+//! domain-separated bytes ([`crypto`]), the datagram format ([`codec`]), and the batch of
+//! datagrams that the I/O layer fills and protocol code reads ([`datagrams`]).
 //!
 //! It does no I/O and keeps no state. Everything that decodes untrusted bytes goes through
 //! [`codec::decode`], which returns a typed error and never panics.
@@ -15,6 +16,7 @@ pub mod base_types;
 pub mod codec;
 pub mod committee;
 pub mod crypto;
+pub mod datagrams;
 pub mod messages;
 
 pub use base_types::{
@@ -24,6 +26,7 @@ pub use base_types::{
 pub use codec::{CodecError, Header, MessageKind, decode, encode, encode_into, peek_header};
 pub use committee::{CertificateError, Committee, CommitteeError, CommitteeMember};
 pub use crypto::{BatchVerifier, CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
+pub use datagrams::{BATCH, Datagrams};
 pub use messages::{
     ACCOUNT_INFO_PADDING, AccountInfoRequest, AccountInfoResponse, CertifiedTransferOrder,
     ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkPayload, Message, PeerAddress,
