@@ -6,7 +6,9 @@
 //! in its header, and the rare misrouted one is handed over in process. Datagrams move in
 //! batches (`recvmmsg`/`sendmmsg`), signatures of a batch are verified together, and
 //! cross-shard credits travel over bounded crossbeam queues. The protocol logic it drives lives
-//! in `fastpay-authority` and stays pure.
+//! in `fastpay-authority` and stays pure; the system calls behind the sockets (the batches,
+//! GSO/GRO, the reuseport bind, the steering program) live in `fastpay-udp`, so this crate has
+//! no unsafe code.
 //!
 //! Binaries: `server` (generate keys, run an authority) and `client` (the wallet).
 
@@ -18,5 +20,4 @@ pub mod net_client;
 pub mod pipeline;
 pub mod runtime;
 pub mod store;
-pub mod udp;
 pub mod wallet;
