@@ -5,6 +5,10 @@
 //!   call each way: [`recv_batch`] (`recvmmsg`), a [`Receiver`] that turns on `UDP_GRO` and
 //!   splits coalesced messages into the batch (staging what does not fit), and [`send_batch`]
 //!   (`sendmmsg`, each run of same-sized datagrams to one peer as one `UDP_SEGMENT` message);
+//! - sends one destination's equal-sized datagrams as one GSO message ([`SegmentBatch`],
+//!   [`send_segments`]) and reads one message whole with its GRO segment size
+//!   ([`recv_coalesced`]), for a client such as the load generator that talks to a few peers
+//!   from several sockets;
 //! - sets sockets up: [`bind_reuseport`] with buffer sizes past the sysctl limit where
 //!   allowed, [`enable_gro`], and [`attach_shard_steering`], the classic BPF program that
 //!   hands each datagram to the reuseport socket of the shard named in its header;
@@ -30,10 +34,12 @@ mod addr;
 mod cmsg;
 mod mmsg;
 mod process;
+mod segments;
 mod socket;
 
 pub use mmsg::{COALESCED_BYTES, Receiver, recv_batch, send_batch};
 pub use process::{lower_thread_priority, process_cpu_time};
+pub use segments::{SegmentBatch, recv_coalesced, send_segments};
 pub use socket::{
     SHARD_RECEIVE_BUFFER_BYTES, SOCKET_BUFFER_BYTES, attach_shard_steering, bind_reuseport,
     enable_gro,
