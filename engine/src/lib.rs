@@ -7,10 +7,11 @@
 //! batches (`recvmmsg`/`sendmmsg`), signatures of a batch are verified together, and
 //! cross-shard credits travel over bounded crossbeam queues. The protocol logic it drives lives
 //! in `fastpay-authority` and stays pure; the system calls behind the sockets (the batches,
-//! GSO/GRO, the reuseport bind, the steering program) live in `fastpay-udp`, so this crate has
-//! no unsafe code.
+//! GSO/GRO, the reuseport bind, the steering program) live in `fastpay-udp`.
 //!
 //! Binaries: `server` (generate keys, run an authority) and `client` (the wallet).
+
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod counters;

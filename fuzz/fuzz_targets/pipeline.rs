@@ -3,6 +3,7 @@
 //! does, the shard's books still hold the genesis supply.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use fastpay_engine::pipeline::{Outputs, ShardWorker};
 use fastpay_wire::Datagrams;

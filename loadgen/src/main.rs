@@ -6,6 +6,8 @@
 //! a table on stderr. It links only to the wire crate (and to `fastpay-udp` for its GSO sends
 //! and GRO receives), so it shares no logic with the server that could hide the server's bugs.
 
+#![forbid(unsafe_code)]
+
 mod audit;
 mod run;
 mod setup;

@@ -20,6 +20,8 @@
 //!
 //! Everything random comes from one seed, so a failure replays exactly.
 
+#![forbid(unsafe_code)]
+
 use fastpay_authority::{AuthorityShard, CreditOutcome, Genesis};
 use fastpay_client::ClientState;
 use fastpay_wire::{

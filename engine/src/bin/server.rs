@@ -1,5 +1,7 @@
 //! `server`: creates an authority's key file, and runs the authority.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use fastpay_engine::config::{CommitteeConfig, ServerFile, load_genesis};
