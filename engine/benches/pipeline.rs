@@ -7,7 +7,6 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fastpay_authority::{AuthorityShard, Genesis};
 use fastpay_engine::counters::ShardCounters;
 use fastpay_engine::pipeline::{Outputs, ShardWorker};
-use fastpay_engine::udp::{BATCH, Datagrams};
 use fastpay_wire::*;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -8,8 +8,12 @@
 //! queues (or a link socket to shards in other processes). It decides nothing: each shard's
 //! decisions (batch verification, the credit links, what to log) are a
 //! `fastpay_node::ShardNode`'s, which the runtime only feeds and drains.
+//! The system calls behind the sockets (the batches, GSO/GRO, the reuseport bind, the
+//! steering program) live in `fastpay-udp`.
 //!
 //! Binaries: `server` (generate keys, run an authority) and `client` (the wallet).
+
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub use fastpay_node::counters;
@@ -19,5 +23,4 @@ pub mod net_client;
 pub mod runtime;
 mod shard_loop;
 pub mod store;
-pub mod udp;
 pub mod wallet;

@@ -102,8 +102,8 @@ impl Network {
             _ => "0.0.0.0:0".parse().map_err(io::Error::other)?,
         };
         let socket = Socket::new(Domain::for_address(any), Type::DGRAM, Some(Protocol::UDP))?;
-        let _ = socket.set_recv_buffer_size(crate::udp::SOCKET_BUFFER_BYTES);
-        let _ = socket.set_send_buffer_size(crate::udp::SOCKET_BUFFER_BYTES);
+        let _ = socket.set_recv_buffer_size(fastpay_udp::SOCKET_BUFFER_BYTES);
+        let _ = socket.set_send_buffer_size(fastpay_udp::SOCKET_BUFFER_BYTES);
         socket.bind(&any.into())?;
         let socket: UdpSocket = socket.into();
         let by_address = authorities

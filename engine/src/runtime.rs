@@ -11,7 +11,7 @@ use crate::counters::ShardCounters;
 use crate::link::LinkKey;
 use crate::shard_loop::{Peers, ShardLoop};
 use crate::store::{ShardStore, StoreError};
-use crate::udp;
+use fastpay_udp as udp;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use fastpay_authority::{AuthorityShard, Genesis, ShardSetupError};
 use fastpay_node::{NodeConfig, ShardNode, Transport};

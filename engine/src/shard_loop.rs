@@ -9,7 +9,8 @@
 use crate::counters::{Counter, ShardCounters};
 use crate::link::LinkKey;
 use crate::store::{ShardStore, StoreError};
-use crate::udp::{self, BATCH, Datagrams};
+use fastpay_udp as udp;
+use fastpay_wire::{BATCH, Datagrams};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use fastpay_node::ShardNode;
 use fastpay_wire::{LinkFrame, LinkPayload};

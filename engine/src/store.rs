@@ -212,7 +212,9 @@ impl ShardStore {
         self.log_len = 0;
         let dir = self.dir.clone();
         self.writer = Some(std::thread::spawn(move || {
-            yield_to_shards();
+            // Nice 19: a writer sharing a core with a shard thread runs only when the shard has
+            // nothing to do. Failing leaves the normal priority, which is still correct.
+            let _ = fastpay_udp::lower_thread_priority();
             let mut snapshot = snapshot;
             snapshot.shard.sort();
             write_snapshot_file(&dir, next, &snapshot)
@@ -286,17 +288,6 @@ impl Drop for ShardStore {
     fn drop(&mut self) {
         // A clean stop lets the snapshot finish; a crash leaves it to recovery.
         let _ = self.wait_snapshot();
-    }
-}
-
-/// Gives the calling thread the lowest scheduling priority (nice 19), so that a snapshot
-/// writer sharing a core with a shard thread runs only when the shard has nothing to do.
-#[allow(unsafe_code)]
-fn yield_to_shards() {
-    // SAFETY: on Linux, setpriority with who = 0 changes only the calling thread; it touches
-    // no memory of ours. Failing leaves the normal priority, which is still correct.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS as _, 0, 19);
     }
 }
 

@@ -7,7 +7,6 @@
 use fastpay_authority::{AuthorityShard, Genesis};
 use fastpay_engine::counters::ShardCounters;
 use fastpay_engine::pipeline::{Outputs, ShardWorker};
-use fastpay_engine::udp::Datagrams;
 use fastpay_wire::*;
 use proptest::prelude::*;
 use std::net::SocketAddr;

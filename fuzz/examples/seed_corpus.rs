@@ -3,9 +3,10 @@
 //! produce), a committee file and a genesis text. `scripts/fuzz.sh` adds datagrams captured
 //! from a real committee on loopback.
 
+#![forbid(unsafe_code)]
+
 use fastpay_engine::pipeline::Outputs;
 use fastpay_engine::store::ShardStore;
-use fastpay_engine::udp::Datagrams;
 use fastpay_fuzz::{join_batch, key, worker};
 use fastpay_wire::*;
 use std::fs;

@@ -1,6 +1,7 @@
 //! Any committee file or genesis text: parsing gives a value or a typed error, never a panic.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use fastpay_authority::Genesis;
 use fastpay_wire::CommitteeFile;

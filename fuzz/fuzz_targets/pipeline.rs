@@ -3,9 +3,10 @@
 //! does, the shard's books still hold the genesis supply.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use fastpay_engine::pipeline::{Outputs, ShardWorker};
-use fastpay_engine::udp::Datagrams;
+use fastpay_wire::Datagrams;
 use fastpay_fuzz::{GENESIS_SUPPLY, split_batch, worker};
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;

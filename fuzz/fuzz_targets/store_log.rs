@@ -2,6 +2,7 @@
 //! tail is reported inside the file.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use fastpay_engine::store::{Snapshot, decode_log};
 use libfuzzer_sys::fuzz_target;

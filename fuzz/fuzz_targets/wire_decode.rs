@@ -2,6 +2,7 @@
 //! of its message (so two byte strings never mean the same message).
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use fastpay_wire::{decode, encode, peek_header};
 use libfuzzer_sys::fuzz_target;

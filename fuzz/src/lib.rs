@@ -1,6 +1,8 @@
 //! What the fuzz targets share: a small shard to feed, and the batch format of the pipeline
 //! target's inputs.
 
+#![forbid(unsafe_code)]
+
 use fastpay_authority::{AuthorityShard, Genesis};
 use fastpay_engine::counters::ShardCounters;
 use fastpay_engine::pipeline::ShardWorker;

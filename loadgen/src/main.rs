@@ -3,11 +3,12 @@
 //! It pre-generates accounts and pre-signs every order (and, for confirmations, every
 //! certificate) before the clock starts, then sends on a fixed schedule at `--rate`, whatever
 //! the replies do, and reports throughput and latency percentiles: one JSON object on stdout,
-//! a table on stderr. It links only to the wire crate, so it shares no logic with the server
-//! that could hide the server's bugs.
+//! a table on stderr. It links only to the wire crate (and to `fastpay-udp` for its GSO sends
+//! and GRO receives), so it shares no logic with the server that could hide the server's bugs.
+
+#![forbid(unsafe_code)]
 
 mod audit;
-mod gso;
 mod run;
 mod setup;
 
@@ -417,18 +418,10 @@ fn real_main() -> Result<()> {
     Ok(())
 }
 
-/// CPU time (user and system) this process has used so far, in seconds: how much of the
-/// machine loadgen itself took from the authority it measures.
-#[allow(unsafe_code)]
+/// CPU time (user and system) this process has used so far, in seconds (0 where the OS will
+/// not say): how much of the machine loadgen itself took from the authority it measures.
 fn process_cpu_seconds() -> f64 {
-    // SAFETY: an all-zero `rusage` is a valid value; getrusage only writes into it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_SELF with a pointer to a live `rusage`.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return 0.0;
-    }
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    fastpay_udp::process_cpu_time().map_or(0.0, |t| t.as_secs_f64())
 }
 
 fn live_bar(what: &str) -> ProgressBar {

@@ -2,9 +2,9 @@
 //! latency is measured from the request's scheduled time, so a stalled sender or a full
 //! in-flight window shows up in the latencies (no coordinated omission).
 
-use crate::gso::{self, SegmentBatch};
 use crate::setup::Prepared;
 use anyhow::Result;
+use fastpay_udp::SegmentBatch;
 use fastpay_wire::{
     AccountId, AuthorityEntry, CertifiedTransferOrder, ConfirmationOrder, ErrorCode, Message,
     Signature, decode, encode_into, shard_of,
@@ -153,7 +153,7 @@ impl Endpoints {
             let socket = UdpSocket::bind("0.0.0.0:0")?;
             socket.set_nonblocking(true)?;
             // Best effort: without it every reply is read on its own.
-            gso::enable_gro(&socket);
+            fastpay_udp::enable_gro(&socket);
             sockets.push(socket);
         }
         let addresses: Vec<SocketAddr> = authorities
@@ -177,7 +177,7 @@ impl Endpoints {
             buffer: vec![0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE],
             outgoing,
             flushes: 0,
-            incoming: vec![0u8; gso::COALESCED_BYTES],
+            incoming: vec![0u8; fastpay_udp::COALESCED_BYTES],
             incoming_len: 0,
             incoming_segment: 0,
             incoming_from: 0,
@@ -265,7 +265,7 @@ impl Endpoints {
     fn read_message(&mut self) -> bool {
         for socket in &self.sockets {
             loop {
-                match gso::recv_coalesced(socket, &mut self.incoming) {
+                match fastpay_udp::recv_coalesced(socket, &mut self.incoming) {
                     Ok((len, segment, from)) => {
                         let Some(&authority) = self.by_address.get(&from) else {
                             continue;

@@ -1,5 +1,7 @@
 //! Runs the committee simulation from the command line and prints its report as JSON.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Result;
 use clap::Parser;
 use fastpay_sim::{SimConfig, run};

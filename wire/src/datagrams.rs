@@ -1,5 +1,6 @@
-//! A batch of datagrams with their peers, in buffers allocated once: what a shard reads from
-//! its socket in one go and what it sends back.
+//! A batch of datagrams with their peers, in buffers allocated once: what the I/O layer
+//! (`fastpay-udp`) fills with one receive call and drains with one send call, and what the
+//! protocol code between them reads requests from and writes replies into. No I/O here.
 
 use crate::codec::MAX_DATAGRAM_SIZE;
 use std::net::SocketAddr;
@@ -9,7 +10,8 @@ use std::net::SocketAddr;
 /// loopback throughput in our runs.
 pub const BATCH: usize = 64;
 
-/// A batch of datagrams with their peers: filled by a batched receive, drained by a batched send.
+/// A batch of up to [`BATCH`] datagrams with their peers: filled by a receive
+/// (`fastpay_udp::recv_batch`), drained by a send (`fastpay_udp::send_batch`).
 /// Allocated once per shard; the hot path reuses it.
 pub struct Datagrams {
     buffers: Box<[[u8; MAX_DATAGRAM_SIZE]]>,
@@ -38,21 +40,25 @@ impl Datagrams {
     }
 
     /// Number of datagrams held.
+    #[inline]
     pub fn len(&self) -> usize {
         self.count
     }
 
     /// Whether the batch holds nothing.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
     /// Whether no more datagrams fit.
+    #[inline]
     pub fn is_full(&self) -> bool {
         self.count == BATCH
     }
 
     /// Datagram `i`: its peer, its bytes, and whether it was longer than the buffer.
+    #[inline]
     pub fn get(&self, i: usize) -> (SocketAddr, &[u8], bool) {
         (
             self.peers[i],
@@ -62,12 +68,14 @@ impl Datagrams {
     }
 
     /// Empties the batch.
+    #[inline]
     pub fn clear(&mut self) {
         self.count = 0;
     }
 
     /// Reserves the next slot for `peer`; returns its buffer, or `None` when full. Call
     /// [`commit`](Self::commit) with the length written.
+    #[inline]
     pub fn next_buffer(&mut self, peer: SocketAddr) -> Option<&mut [u8; MAX_DATAGRAM_SIZE]> {
         if self.is_full() {
             return None;
@@ -78,6 +86,7 @@ impl Datagrams {
     }
 
     /// Keeps the slot reserved by `next_buffer`, holding `len` bytes.
+    #[inline]
     pub fn commit(&mut self, len: usize) {
         self.lens[self.count] = len.min(MAX_DATAGRAM_SIZE);
         self.count = self.count.saturating_add(1).min(BATCH);
@@ -94,5 +103,74 @@ impl Datagrams {
             }
             None => false,
         }
+    }
+
+    /// The buffers of the free slots (slot [`len`](Self::len) onwards), for a receive call
+    /// to write several datagrams into in place; [`keep`](Self::keep) then adds each of them.
+    #[inline]
+    pub fn free_buffers_mut(&mut self) -> &mut [[u8; MAX_DATAGRAM_SIZE]] {
+        &mut self.buffers[self.count..]
+    }
+
+    /// Adds as the next datagram the `len` bytes from `peer` written into free slot `slot`
+    /// (counted from the start of the batch), moving them down when free slots before it were
+    /// left out; `truncated` says the datagram was longer than the buffer. Does nothing when
+    /// `slot` is not free.
+    #[inline]
+    pub fn keep(&mut self, slot: usize, peer: SocketAddr, len: usize, truncated: bool) {
+        if slot < self.count || slot >= BATCH {
+            return;
+        }
+        let to = self.count;
+        if slot != to {
+            self.buffers.copy_within(slot..slot + 1, to);
+        }
+        self.peers[to] = peer;
+        self.lens[to] = len.min(MAX_DATAGRAM_SIZE);
+        self.truncated[to] = truncated;
+        self.count += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn push_fills_to_batch_and_clear_empties() {
+        let mut batch = Datagrams::new();
+        for i in 0..BATCH {
+            assert!(batch.push(peer(i as u16), &[i as u8; 3]));
+        }
+        assert!(batch.is_full());
+        assert!(!batch.push(peer(1), &[0]));
+        assert_eq!(batch.get(5), (peer(5), &[5u8; 3][..], false));
+        batch.clear();
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn kept_slots_move_down_over_the_ones_left_out() {
+        let mut batch = Datagrams::new();
+        assert!(batch.push(peer(1), b"held"));
+        let free = batch.free_buffers_mut();
+        free[0][..4].copy_from_slice(b"skip");
+        free[1][..4].copy_from_slice(b"kept");
+        free[2][..5].copy_from_slice(b"extra");
+        // Slot 1 (free slot 0) is left out, as a receive leaves a peer of an unknown family.
+        batch.keep(2, peer(2), 4, false);
+        batch.keep(3, peer(3), MAX_DATAGRAM_SIZE + 1, true);
+        batch.keep(0, peer(9), 1, false); // Not free: ignored.
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.get(1), (peer(2), &b"kept"[..], false));
+        let (from, bytes, truncated) = batch.get(2);
+        assert_eq!(
+            (from, &bytes[..5], bytes.len(), truncated),
+            (peer(3), &b"extra"[..], MAX_DATAGRAM_SIZE, true)
+        );
     }
 }

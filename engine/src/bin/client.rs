@@ -1,6 +1,8 @@
 //! `client`: a FastPay wallet. Creates accounts, queries balances, pays, and benchmarks a
 //! committee, talking UDP to every authority.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use fastpay_client::{ClientState, Phase};

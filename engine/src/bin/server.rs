@@ -1,5 +1,7 @@
 //! `server`: creates an authority's key file, and runs the authority.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use fastpay_engine::config::{load_genesis, load_server_file, write_server_file};

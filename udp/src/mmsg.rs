@@ -1,203 +1,47 @@
-//! Batched UDP: `recvmmsg`/`sendmmsg` into preallocated buffers, `SO_REUSEPORT` sockets and
-//! the classic BPF program that steers each datagram to the shard named in its header.
-//!
-//! Almost all of the engine's `unsafe` code is here: the batch system calls, their GSO and GRO
-//! control messages, and two `setsockopt`s (the other is one `setpriority` in `store`).
-//! We call libc directly rather than quinn-udp because quinn-udp's send path takes one
-//! destination per call (built for QUIC's GSO), while an authority replies to many clients per
-//! batch, which is exactly what `sendmmsg` does in one system call.
+//! The batch system calls: `recvmmsg` into a [`Datagrams`] (plain, or through a [`Receiver`]
+//! that splits `UDP_GRO` messages) and `sendmmsg` out of one, with runs of datagrams to one
+//! peer sent as one `UDP_SEGMENT` message.
 
-#![allow(unsafe_code)]
-
-use fastpay_wire::codec::{MAX_DATAGRAM_SIZE, SHARD_OFFSET};
-use socket2::{Domain, Protocol, Socket, Type};
+use crate::addr::{to_socket_addr, to_storage};
+use crate::cmsg::{Control, GSO_MAX_SEGMENTS, gro_segment, segment_control};
+use crate::socket::enable_gro;
+use fastpay_wire::codec::MAX_DATAGRAM_SIZE;
+use fastpay_wire::{BATCH, Datagrams};
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use fastpay_wire::{BATCH, Datagrams};
+/// The arrays one batch call hands the kernel: an iovec, a peer address and a message header
+/// per datagram.
+type MessageArrays = (
+    [libc::iovec; BATCH],
+    [libc::sockaddr_storage; BATCH],
+    [libc::mmsghdr; BATCH],
+);
 
-/// Socket buffer size asked for, in bytes: room for bursts of a few thousand datagrams while a
-/// shard is busy verifying a batch. The kernel caps it at `net.core.{r,w}mem_max`.
-pub const SOCKET_BUFFER_BYTES: usize = 8 << 20;
-
-/// Receive buffer an authority's shard sockets ask for: room for tens of thousands of
-/// datagrams, so a flood that arrives while a shard waits for its log's fsync does not push
-/// honest requests out. Granted in full to a privileged process (`SO_RCVBUFFORCE`);
-/// otherwise capped at `net.core.rmem_max`.
-pub const SHARD_RECEIVE_BUFFER_BYTES: usize = 16 << 20;
-
-/// `SO_ATTACH_REUSEPORT_CBPF` from `asm-generic/socket.h` (libc does not export it for glibc).
-const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
-
-/// A nonblocking UDP socket bound to `addr` with `SO_REUSEPORT`, so that every shard of an
-/// authority can bind the same port and join one reuseport group.
-pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    // Best effort: an unprivileged process gets at most the sysctl maximum.
-    if force_buffer(&socket, libc::SO_RCVBUFFORCE, SHARD_RECEIVE_BUFFER_BYTES).is_err() {
-        let _ = socket.set_recv_buffer_size(SHARD_RECEIVE_BUFFER_BYTES);
-    }
-    if force_buffer(&socket, libc::SO_SNDBUFFORCE, SOCKET_BUFFER_BYTES).is_err() {
-        let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
-    }
-    socket.bind(&addr.into())?;
-    Ok(socket.into())
-}
-
-/// Sets a socket buffer size past the sysctl maximum (`SO_RCVBUFFORCE`/`SO_SNDBUFFORCE`);
-/// fails without `CAP_NET_ADMIN`.
-fn force_buffer(socket: &impl AsRawFd, option: libc::c_int, bytes: usize) -> io::Result<()> {
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    set_int_option(socket, libc::SOL_SOCKET, option, value)
-}
-
-/// Sets a socket option whose value is an `int`.
-fn set_int_option(
-    socket: &impl AsRawFd,
-    level: libc::c_int,
-    option: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: the option value is a c_int that lives across the call; the kernel copies it.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            option,
-            (&value as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Attaches to `socket`'s reuseport group a classic BPF program that returns the big-endian
-/// shard number at [`SHARD_OFFSET`] of the UDP payload: the kernel then hands the datagram to
-/// the group's socket with that index (sockets are indexed in binding order, so shard `j`'s
-/// socket must be the `j`-th bound). An index past the group, or a datagram too short to hold
-/// a header, falls back to the kernel's flow hash.
-pub fn attach_shard_steering(socket: &impl AsRawFd) -> io::Result<()> {
-    let mut program = [
-        libc::sock_filter {
-            // Load the 32-bit word at the shard offset; BPF word loads are big-endian.
-            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
-            jt: 0,
-            jf: 0,
-            k: SHARD_OFFSET as u32,
-        },
-        libc::sock_filter {
-            code: (libc::BPF_RET | libc::BPF_A) as u16,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
-    ];
-    let fprog = libc::sock_fprog {
-        len: program.len() as libc::c_ushort,
-        filter: program.as_mut_ptr(),
-    };
-    // SAFETY: `fprog` points at `program`, which outlives the call; the kernel copies the
-    // program during setsockopt and keeps no pointer to it.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ATTACH_REUSEPORT_CBPF,
-            (&fprog as *const libc::sock_fprog).cast(),
-            size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn to_socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match libc::c_int::from(storage.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the kernel wrote a `sockaddr_in` for AF_INET, and `sockaddr_storage` is
-            // large and aligned enough for it.
-            let addr =
-                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
-                u16::from_be(addr.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: as above, for AF_INET6 and `sockaddr_in6`.
-            let addr = unsafe {
-                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(addr.sin6_addr.s6_addr),
-                u16::from_be(addr.sin6_port),
-                addr.sin6_flowinfo,
-                addr.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
-}
-
-fn to_storage(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero bytes are a valid `sockaddr_storage`.
-    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-    match addr {
-        SocketAddr::V4(v4) => {
-            // SAFETY: `sockaddr_storage` is large and aligned enough for a `sockaddr_in`.
-            let out = unsafe {
-                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
-            };
-            out.sin_family = libc::AF_INET as libc::sa_family_t;
-            out.sin_port = v4.port().to_be();
-            out.sin_addr = libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            };
-            (storage, size_of::<libc::sockaddr_in>() as libc::socklen_t)
-        }
-        SocketAddr::V6(v6) => {
-            // SAFETY: as above, for `sockaddr_in6`.
-            let out = unsafe {
-                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            out.sin6_port = v6.port().to_be();
-            out.sin6_addr = libc::in6_addr {
-                s6_addr: v6.ip().octets(),
-            };
-            out.sin6_flowinfo = v6.flowinfo();
-            out.sin6_scope_id = v6.scope_id();
-            (storage, size_of::<libc::sockaddr_in6>() as libc::socklen_t)
-        }
-    }
+/// Zeroed [`MessageArrays`]; the caller sets every pointer it hands to the kernel.
+#[inline]
+fn zeroed_messages() -> MessageArrays {
+    // SAFETY: all-zero bytes are valid values of these C structs (null pointers, zero
+    // lengths); nothing reads through a pointer until the caller has set it.
+    unsafe { (zeroed(), zeroed(), zeroed()) }
 }
 
 /// Reads up to `max` datagrams (bounded by the free room of `batch`) in one `recvmmsg`,
 /// appending to it. Returns how many arrived; `Ok(0)` when the socket is drained.
 pub fn recv_batch(fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<usize> {
-    let start = batch.count;
+    let start = batch.len();
     let room = BATCH.saturating_sub(start).min(max);
     if room == 0 {
         return Ok(0);
     }
-    // SAFETY: zeroed iovecs, sockaddr_storages and mmsghdrs are valid values for these C
-    // structs; every pointer is set below before the kernel reads it.
-    let mut iovecs: [libc::iovec; BATCH] = unsafe { zeroed() };
-    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
-    let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-    for i in 0..room {
+    // Every pointer is set below before the kernel reads it.
+    let (mut iovecs, mut names, mut headers) = zeroed_messages();
+    for (i, buffer) in batch.free_buffers_mut().iter_mut().take(room).enumerate() {
         iovecs[i] = libc::iovec {
-            iov_base: batch.buffers[start + i].as_mut_ptr().cast(),
+            iov_base: buffer.as_mut_ptr().cast(),
             iov_len: MAX_DATAGRAM_SIZE,
         };
         let header = &mut headers[i].msg_hdr;
@@ -206,8 +50,8 @@ pub fn recv_batch(fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<us
         header.msg_iov = &mut iovecs[i];
         header.msg_iovlen = 1;
     }
-    // SAFETY: `headers[..room]` point at live buffers (`batch.buffers`, `iovecs`, `names`)
-    // that outlive the call; MSG_DONTWAIT makes it nonblocking; no timeout pointer.
+    // SAFETY: `headers[..room]` point at live buffers (the batch's free buffers, `iovecs`,
+    // `names`) that outlive the call; MSG_DONTWAIT makes it nonblocking; no timeout pointer.
     let received = unsafe {
         libc::recvmmsg(
             fd,
@@ -225,36 +69,24 @@ pub fn recv_batch(fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<us
         return Err(error);
     }
     let received = usize::try_from(received).unwrap_or(0).min(room);
-    let mut kept = 0;
     for i in 0..received {
+        // A peer of an unknown address family is left out (its slot is filled by the next).
         let Some(peer) = to_socket_addr(&names[i]) else {
             continue;
         };
-        let slot = start + kept;
-        if slot != start + i {
-            batch.buffers.copy_within(start + i..start + i + 1, slot);
-        }
-        batch.peers[slot] = peer;
-        batch.lens[slot] = (headers[i].msg_len as usize).min(MAX_DATAGRAM_SIZE);
-        batch.truncated[slot] = headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-        kept += 1;
+        batch.keep(
+            start + i,
+            peer,
+            headers[i].msg_len as usize,
+            headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+        );
     }
-    batch.count = start + kept;
     Ok(received)
 }
 
 /// Bytes one coalesced read may carry: the largest UDP payload, so a coalesced message is
 /// never cut short (which would lose every datagram past the cut).
-const COALESCED_BYTES: usize = 65_536;
-
-/// `UDP_GRO` from `linux/udp.h`: deliver a sender's GSO batch (and, on real NICs, datagrams
-/// the driver coalesced) as one message carrying its segment size.
-const UDP_GRO: libc::c_int = 104;
-
-/// Room for one control message carrying an `int`, aligned for `cmsghdr`.
-#[derive(Clone, Copy)]
-#[repr(C, align(8))]
-struct GroControl([u8; 32]);
+pub const COALESCED_BYTES: usize = 65_536;
 
 /// One coalesced message read and not yet split into a batch.
 #[derive(Clone, Copy)]
@@ -285,7 +117,7 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver for `socket`, which it switches to `UDP_GRO` when the kernel allows.
     pub fn new(socket: &impl AsRawFd) -> Self {
-        let gro = set_int_option(socket, libc::SOL_UDP, UDP_GRO, 1).is_ok();
+        let gro = enable_gro(socket);
         Self {
             gro,
             area: if gro {
@@ -318,7 +150,7 @@ impl Receiver {
         if !self.gro {
             return recv_batch(fd, batch, max);
         }
-        let max = max.min(BATCH - batch.count);
+        let max = max.min(BATCH - batch.len());
         let mut added = self.split_into(batch, max);
         if added < max && !self.has_staged() {
             self.read(fd, max - added)?;
@@ -333,12 +165,9 @@ impl Receiver {
         self.next = 0;
         self.offset = 0;
         let messages = messages.min(BATCH);
-        // SAFETY: zeroed C structs are valid values; every pointer is set below, into
-        // `self.area` and locals that outlive the call.
-        let mut iovecs: [libc::iovec; BATCH] = unsafe { zeroed() };
-        let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
-        let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        let mut controls = [GroControl([0; 32]); BATCH];
+        // Every pointer is set below, into `self.area` and locals that outlive the call.
+        let (mut iovecs, mut names, mut headers) = zeroed_messages();
+        let mut controls = [Control::new(); BATCH];
         for (i, area) in self
             .area
             .chunks_exact_mut(COALESCED_BYTES)
@@ -355,7 +184,7 @@ impl Receiver {
             header.msg_iov = &mut iovecs[i];
             header.msg_iovlen = 1;
             header.msg_control = controls[i].0.as_mut_ptr().cast();
-            header.msg_controllen = size_of::<GroControl>() as _;
+            header.msg_controllen = size_of::<Control>() as _;
         }
         // SAFETY: `headers[..messages]` point at live buffers; MSG_DONTWAIT, no timeout.
         let received = unsafe {
@@ -387,7 +216,10 @@ impl Receiver {
             self.staged[i] = Coalesced {
                 peer,
                 len,
-                segment: gro_segment(header).filter(|&s| s > 0).unwrap_or(len),
+                // SAFETY: recvmmsg filled `header`; its control buffer (`controls[i]`) is live.
+                segment: unsafe { gro_segment(header) }
+                    .filter(|&s| s > 0)
+                    .unwrap_or(len),
                 truncated: header.msg_flags & libc::MSG_TRUNC != 0,
             };
         }
@@ -408,13 +240,14 @@ impl Receiver {
             let start = self.next * COALESCED_BYTES + self.offset;
             let piece = message.segment.min(message.len - self.offset);
             let kept = piece.min(MAX_DATAGRAM_SIZE);
-            let slot = batch.count;
-            batch.buffers[slot][..kept].copy_from_slice(&self.area[start..start + kept]);
-            batch.peers[slot] = message.peer;
-            batch.lens[slot] = kept;
+            let slot = batch.len();
+            let Some(buffer) = batch.free_buffers_mut().first_mut() else {
+                break;
+            };
+            buffer[..kept].copy_from_slice(&self.area[start..start + kept]);
             let last = self.offset + piece >= message.len;
-            batch.truncated[slot] = piece > MAX_DATAGRAM_SIZE || (last && message.truncated);
-            batch.count += 1;
+            let truncated = piece > MAX_DATAGRAM_SIZE || (last && message.truncated);
+            batch.keep(slot, message.peer, kept, truncated);
             added += 1;
             self.offset += piece;
         }
@@ -422,55 +255,12 @@ impl Receiver {
     }
 }
 
-/// The segment size in a message's `UDP_GRO` control message, if it has one.
-fn gro_segment(header: &libc::msghdr) -> Option<usize> {
-    // SAFETY: `header` was filled by recvmmsg, so its control pointer and length describe
-    // control messages the kernel wrote into a live buffer; CMSG_* walk only within them.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(header);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
-                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-                return usize::try_from(size).ok();
-            }
-            cmsg = libc::CMSG_NXTHDR(header, cmsg);
-        }
-    }
-    None
-}
-
 /// Whether the kernel takes `UDP_SEGMENT` (generic segmentation offload); cleared the first
 /// time it refuses, after which every datagram goes out on its own.
 static GSO: AtomicBool = AtomicBool::new(true);
 
-/// Most datagrams one GSO send may carry (the kernel's `UDP_MAX_SEGMENTS` on older kernels).
-const GSO_MAX_SEGMENTS: usize = 64;
-
 /// Most bytes one GSO send may carry (a UDP datagram's limit, with room to spare).
 const GSO_MAX_BYTES: usize = 60_000;
-
-/// Room for one control message carrying a `u16`, aligned for `cmsghdr`.
-#[derive(Clone, Copy)]
-#[repr(C, align(8))]
-struct SegmentControl([u8; 32]);
-
-/// Fills `control` with a `UDP_SEGMENT` message of `size`; returns its length.
-fn segment_control(control: &mut SegmentControl, size: u16) -> usize {
-    // SAFETY: `control` is aligned for `cmsghdr` and larger than CMSG_SPACE(2); the header
-    // pointer comes from CMSG_FIRSTHDR over exactly that buffer and is written before use.
-    unsafe {
-        let space = libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
-        let mut header: libc::msghdr = zeroed();
-        header.msg_control = control.0.as_mut_ptr().cast();
-        header.msg_controllen = space as _;
-        let cmsg = libc::CMSG_FIRSTHDR(&header);
-        (*cmsg).cmsg_level = libc::SOL_UDP;
-        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
-        space
-    }
-}
 
 /// Sends every datagram of `batch` with as few `sendmmsg` calls as the kernel allows, then
 /// clears it. Datagrams for the same peer of the same size go out together as one message
@@ -479,7 +269,7 @@ fn segment_control(control: &mut SegmentControl, size: u16) -> usize {
 /// many datagrams were dropped (a full socket buffer, an unreachable peer): UDP may lose
 /// datagrams, and the clients resend.
 pub fn send_batch(fd: RawFd, batch: &mut Datagrams) -> usize {
-    let count = batch.count;
+    let count = batch.len();
     if count == 0 {
         return 0;
     }
@@ -489,21 +279,21 @@ pub fn send_batch(fd: RawFd, batch: &mut Datagrams) -> usize {
     let order = &mut order[..count];
     let gso = GSO.load(Ordering::Relaxed);
     if gso {
-        order.sort_by_key(|&i| batch.peers[i]);
+        order.sort_by_key(|&i| batch.get(i).0);
     }
     // Messages: (first position in `order`, datagrams in it).
     let mut messages: [(usize, usize); BATCH] = [(0, 0); BATCH];
     let mut message_count = 0;
     let mut at = 0;
     while at < count {
-        let first = order[at];
+        let (peer, bytes, _) = batch.get(order[at]);
         let mut k = 1;
         while gso
             && at + k < count
             && k < GSO_MAX_SEGMENTS
-            && (k + 1) * batch.lens[first] <= GSO_MAX_BYTES
-            && batch.peers[order[at + k]] == batch.peers[first]
-            && batch.lens[order[at + k]] == batch.lens[first]
+            && (k + 1) * bytes.len() <= GSO_MAX_BYTES
+            && batch.get(order[at + k]).0 == peer
+            && batch.get(order[at + k]).1.len() == bytes.len()
         {
             k += 1;
         }
@@ -512,21 +302,20 @@ pub fn send_batch(fd: RawFd, batch: &mut Datagrams) -> usize {
         at += k;
     }
 
-    // SAFETY: zeroed C structs are valid; every pointer is set before use and points into
-    // locals or `batch`, which outlive the calls.
-    let mut iovecs: [libc::iovec; BATCH] = unsafe { zeroed() };
-    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
-    let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-    let mut controls = [SegmentControl([0; 32]); BATCH];
+    // Every pointer is set before use and points into locals or `batch`, which outlive the
+    // calls (the kernel only reads the datagrams).
+    let (mut iovecs, mut names, mut headers) = zeroed_messages();
+    let mut controls = [Control::new(); BATCH];
     for (position, &slot) in order.iter().enumerate() {
+        let bytes = batch.get(slot).1;
         iovecs[position] = libc::iovec {
-            iov_base: batch.buffers[slot].as_mut_ptr().cast(),
-            iov_len: batch.lens[slot],
+            iov_base: bytes.as_ptr().cast_mut().cast(),
+            iov_len: bytes.len(),
         };
     }
     for (m, &(first, k)) in messages[..message_count].iter().enumerate() {
-        let slot = order[first];
-        let (storage, len) = to_storage(&batch.peers[slot]);
+        let (peer, bytes, _) = batch.get(order[first]);
+        let (storage, len) = to_storage(&peer);
         names[m] = storage;
         let header = &mut headers[m].msg_hdr;
         header.msg_name = (&mut names[m] as *mut libc::sockaddr_storage).cast();
@@ -534,7 +323,7 @@ pub fn send_batch(fd: RawFd, batch: &mut Datagrams) -> usize {
         header.msg_iov = &mut iovecs[first];
         header.msg_iovlen = k as _;
         if k > 1 {
-            let size = u16::try_from(batch.lens[slot]).unwrap_or(u16::MAX);
+            let size = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
             let control_len = segment_control(&mut controls[m], size);
             header.msg_control = controls[m].0.as_mut_ptr().cast();
             header.msg_controllen = control_len as _;
@@ -562,7 +351,8 @@ pub fn send_batch(fd: RawFd, batch: &mut Datagrams) -> usize {
                 let mut rest = Datagrams::new();
                 for &(first, k) in &messages[sent..message_count] {
                     for &slot in &order[first..first + k] {
-                        rest.push(batch.peers[slot], &batch.buffers[slot][..batch.lens[slot]]);
+                        let (peer, bytes, _) = batch.get(slot);
+                        rest.push(peer, bytes);
                     }
                 }
                 batch.clear();
@@ -582,6 +372,7 @@ pub fn send_batch(fd: RawFd, batch: &mut Datagrams) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bind_reuseport;
     use std::net::UdpSocket;
 
     #[test]
