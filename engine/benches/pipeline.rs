@@ -6,7 +6,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fastpay_authority::{AuthorityShard, Genesis};
 use fastpay_engine::counters::ShardCounters;
-use fastpay_engine::pipeline::{Outputs, ShardWorker};
+use fastpay_node::{NodeConfig, ShardNode};
 use fastpay_wire::*;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,7 +65,7 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    fn worker(&self) -> ShardWorker {
+    fn worker(&self) -> ShardNode {
         let shard = AuthorityShard::new(
             KeyPair::from_seed(self.authorities[0].seed()),
             self.committee.clone(),
@@ -73,7 +73,11 @@ impl Fixture {
             &self.genesis,
         )
         .unwrap();
-        ShardWorker::new(shard, 1, Arc::new(ShardCounters::default()))
+        ShardNode::new(
+            shard,
+            NodeConfig::in_process(1, false),
+            Arc::new(ShardCounters::default()),
+        )
     }
 
     fn batch(&self, messages: impl Iterator<Item = Message>) -> Datagrams {
@@ -120,7 +124,6 @@ fn time_batches(
     timed: &[Datagrams],
 ) -> Duration {
     let mut total = Duration::ZERO;
-    let mut out = Outputs::default();
     let mut worker = fx.worker();
     for i in 0..iters as usize {
         let batch = i % BATCHES_PER_SHARD;
@@ -128,15 +131,17 @@ fn time_batches(
             worker = fx.worker();
         }
         if let Some(before) = before {
-            worker.process(&before[batch], &[], &mut out);
-            out.replies.clear();
+            worker.handle_batch(Duration::ZERO, &before[batch]);
+            while let Some(replies) = worker.poll_replies() {
+                worker.recycle(replies);
+            }
         }
         let start = Instant::now();
-        worker.process(&timed[batch], &[], &mut out);
+        worker.handle_batch(Duration::ZERO, &timed[batch]);
+        let replies = worker.poll_replies().expect("the batch's replies");
         total += start.elapsed();
-        assert_eq!(out.replies.len(), BATCH);
-        out.replies.clear();
-        out.handovers.clear();
+        assert_eq!(replies.len(), BATCH);
+        worker.recycle(replies);
     }
     total
 }

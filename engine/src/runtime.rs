@@ -11,10 +11,10 @@ use crate::counters::ShardCounters;
 use crate::link::LinkKey;
 use crate::shard_loop::{Peers, ShardLoop};
 use crate::store::{ShardStore, StoreError};
-use fastpay_udp as udp;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use fastpay_authority::{AuthorityShard, Genesis, ShardSetupError};
 use fastpay_node::{NodeConfig, ShardNode, Transport};
+use fastpay_udp as udp;
 use fastpay_wire::{Committee, KeyPair, LinkFrame, ShardId};
 use mio::{Interest, Poll, Token, Waker};
 use std::io;
@@ -303,12 +303,14 @@ fn bind_links(
 ) -> Result<Vec<UdpSocket>, EngineError> {
     let mut links = Vec::new();
     for &shard in local {
-        let address = *config.link_addresses.get(shard as usize).ok_or(
-            ShardSetupError::ShardOutOfRange {
-                shard: ShardId(shard),
-                num_shards,
-            },
-        )?;
+        let address =
+            *config
+                .link_addresses
+                .get(shard as usize)
+                .ok_or(ShardSetupError::ShardOutOfRange {
+                    shard: ShardId(shard),
+                    num_shards,
+                })?;
         let socket = UdpSocket::bind(address).map_err(|e| match e.kind() {
             io::ErrorKind::AddrInUse => EngineError::PortBusy(address),
             _ => EngineError::Io {

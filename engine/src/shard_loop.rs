@@ -9,10 +9,10 @@
 use crate::counters::{Counter, ShardCounters};
 use crate::link::LinkKey;
 use crate::store::{ShardStore, StoreError};
-use fastpay_udp as udp;
-use fastpay_wire::{BATCH, Datagrams};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use fastpay_node::ShardNode;
+use fastpay_udp as udp;
+use fastpay_wire::{BATCH, Datagrams};
 use fastpay_wire::{LinkFrame, LinkPayload};
 use mio::{Events, Poll, Waker};
 use std::collections::VecDeque;
@@ -123,14 +123,22 @@ impl Peers {
             match self.outbound.get(to).and_then(Option::as_ref) {
                 Some(tx) => {
                     if !self.parked[to].is_empty() {
-                        park(&mut self.parked[to], &mut self.parked_count, frame, counters);
+                        park(
+                            &mut self.parked[to],
+                            &mut self.parked_count,
+                            frame,
+                            counters,
+                        );
                         continue;
                     }
                     match tx.try_send(frame) {
                         Ok(()) => self.to_wake[to] = true,
-                        Err(TrySendError::Full(frame)) => {
-                            park(&mut self.parked[to], &mut self.parked_count, frame, counters)
-                        }
+                        Err(TrySendError::Full(frame)) => park(
+                            &mut self.parked[to],
+                            &mut self.parked_count,
+                            frame,
+                            counters,
+                        ),
                         Err(TrySendError::Disconnected(_)) => {}
                     }
                 }

@@ -6,7 +6,7 @@
 
 use fastpay_authority::{AuthorityShard, Genesis};
 use fastpay_engine::counters::ShardCounters;
-use fastpay_engine::pipeline::{Outputs, ShardWorker};
+use fastpay_node::{NodeConfig, ShardNode};
 use fastpay_wire::*;
 use proptest::prelude::*;
 use std::net::SocketAddr;
@@ -16,13 +16,17 @@ fn key(i: u8) -> KeyPair {
     KeyPair::from_seed([i; 32])
 }
 
-fn worker() -> ShardWorker {
+fn worker() -> ShardNode {
     let authority = key(200);
     let committee = Arc::new(Committee::equal_weights([authority.authority()], 1).unwrap());
     let genesis =
         Genesis::from_accounts((1..5).map(|i| (key(i).account(), Amount::new(100)))).unwrap();
     let shard = AuthorityShard::new(authority, committee, ShardId(0), &genesis).unwrap();
-    ShardWorker::new(shard, 1, Arc::new(ShardCounters::default()))
+    ShardNode::new(
+        shard,
+        NodeConfig::in_process(1, false),
+        Arc::new(ShardCounters::default()),
+    )
 }
 
 /// Valid datagrams of every request kind, to mutate.
@@ -58,14 +62,16 @@ fn seeds() -> Vec<Vec<u8>> {
     .collect()
 }
 
-fn run(worker: &mut ShardWorker, datagrams: &[Vec<u8>]) {
+fn run(worker: &mut ShardNode, datagrams: &[Vec<u8>]) {
     let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let mut batch = Datagrams::new();
     for d in datagrams {
         batch.push(peer, d);
     }
-    let mut out = Outputs::default();
-    worker.process(&batch, &[], &mut out);
+    worker.handle_batch(std::time::Duration::ZERO, &batch);
+    while let Some(replies) = worker.poll_replies() {
+        worker.recycle(replies);
+    }
 }
 
 /// The files of `fuzz/<dir>/<target>` (none if the directory does not exist).

@@ -5,7 +5,6 @@
 
 #![forbid(unsafe_code)]
 
-use fastpay_engine::pipeline::Outputs;
 use fastpay_engine::store::ShardStore;
 use fastpay_fuzz::{join_batch, key, worker};
 use fastpay_wire::*;
@@ -114,16 +113,13 @@ fn main() {
             &join_batch(batch.iter().map(Vec::as_slice)),
         );
         // The records the pipeline logs for the batch seed the log decoder.
-        let mut worker = worker();
-        worker.record_changes();
+        let mut worker = worker(true);
         let mut datagrams = Datagrams::new();
         for d in batch {
             datagrams.push("127.0.0.1:9".parse().expect("an address"), d);
         }
-        worker.process(&datagrams, &[], &mut Outputs::default());
-        for record in worker.take_records() {
-            store.append(&record);
-        }
+        worker.handle_batch(std::time::Duration::ZERO, &datagrams);
+        worker.take_log(store.pending_mut());
         store.commit().expect("the scratch log commits");
     }
     let log = fs::read(store_dir.join("log-0")).expect("the scratch log");

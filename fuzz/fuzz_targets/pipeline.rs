@@ -5,21 +5,19 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use fastpay_engine::pipeline::{Outputs, ShardWorker};
 use fastpay_wire::Datagrams;
 use fastpay_fuzz::{GENESIS_SUPPLY, split_batch, worker};
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
 
 fuzz_target!(|input: &[u8]| {
-    let mut worker: ShardWorker = worker();
+    let mut worker = worker(false);
     let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let mut batch = Datagrams::new();
     for datagram in split_batch(input) {
         batch.push(peer, datagram);
     }
-    let mut out = Outputs::default();
-    worker.process(&batch, &[], &mut out);
+    worker.handle_batch(std::time::Duration::ZERO, &batch);
     let total: i128 = worker
         .shard()
         .snapshot()

@@ -5,7 +5,7 @@
 
 use fastpay_authority::{AuthorityShard, Genesis};
 use fastpay_engine::counters::ShardCounters;
-use fastpay_engine::pipeline::ShardWorker;
+use fastpay_node::{NodeConfig, ShardNode};
 use fastpay_wire::{Amount, Committee, KeyPair, ShardId};
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ pub fn key(i: u8) -> KeyPair {
 }
 
 /// A one-shard authority (key 200) of a committee of one, with accounts 1..=4 funded.
-pub fn worker() -> ShardWorker {
+pub fn worker(durable: bool) -> ShardNode {
     let authority = key(200);
     let committee =
         Arc::new(Committee::equal_weights([authority.authority()], 1).expect("a committee of one"));
@@ -26,7 +26,11 @@ pub fn worker() -> ShardWorker {
         .expect("four funded accounts");
     let shard =
         AuthorityShard::new(authority, committee, ShardId(0), &genesis).expect("a valid shard");
-    ShardWorker::new(shard, 1, Arc::new(ShardCounters::default()))
+    ShardNode::new(
+        shard,
+        NodeConfig::in_process(1, durable),
+        Arc::new(ShardCounters::default()),
+    )
 }
 
 /// Most datagrams one batch carries (the engine's recvmmsg batch).

@@ -202,10 +202,7 @@ impl CreditLinks {
                 }
             };
             if last > first {
-                for (sequence, update) in o
-                    .unacked
-                    .iter()
-                    .filter(|(s, _)| *s > first && *s <= last)
+                for (sequence, update) in o.unacked.iter().filter(|(s, _)| *s > first && *s <= last)
                 {
                     out.push(LinkFrame {
                         from: self.me,
@@ -284,7 +281,12 @@ impl CreditLinks {
         let inbound: Vec<String> = self
             .inbound
             .iter()
-            .map(|i| format!("taken {} durable {} ack sent {}", i.taken, i.durable, i.ack_sent))
+            .map(|i| {
+                format!(
+                    "taken {} durable {} ack sent {}",
+                    i.taken, i.durable, i.ack_sent
+                )
+            })
             .collect();
         format!("shard {}: to {out:?}, from {inbound:?}", self.me.0)
     }
@@ -303,7 +305,11 @@ impl CreditLinks {
                 .outbound
                 .iter()
                 .enumerate()
-                .flat_map(|(d, o)| o.unacked.iter().map(move |(s, u)| (d as u32, *s, u.clone())))
+                .flat_map(|(d, o)| {
+                    o.unacked
+                        .iter()
+                        .map(move |(s, u)| (d as u32, *s, u.clone()))
+                })
                 .collect(),
         }
     }
@@ -352,8 +358,7 @@ impl CreditLinks {
 mod tests {
     use super::*;
     use fastpay_wire::{
-        AccountId, Amount, CertifiedTransferOrder, KeyPair, SequenceNumber, Transfer,
-        TransferOrder,
+        AccountId, Amount, CertifiedTransferOrder, KeyPair, SequenceNumber, Transfer, TransferOrder,
     };
 
     fn credit(n: u64) -> CrossShardUpdate {
@@ -420,7 +425,10 @@ mod tests {
         assert_eq!(a.unacked(), 4);
         frames.clear();
         a.transmit(LINK_RETRY / 2, &mut frames);
-        assert!(frames.is_empty(), "nothing is due before the retry interval");
+        assert!(
+            frames.is_empty(),
+            "nothing is due before the retry interval"
+        );
         assert_eq!(a.next_deadline(), Some(LINK_RETRY));
         a.transmit(LINK_RETRY, &mut frames);
         assert_eq!(deliver(&frames, &mut b), vec![2, 3, 4, 5]);

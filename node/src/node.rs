@@ -37,6 +37,18 @@ pub struct NodeConfig {
     pub snapshot_after_bytes: u64,
 }
 
+impl NodeConfig {
+    /// A shard of `num_shards` whose peers all run in the same process (reliable queues),
+    /// logging its records when `durable`.
+    pub fn in_process(num_shards: u32, durable: bool) -> Self {
+        Self {
+            transports: vec![Transport::Reliable; num_shards as usize],
+            durable,
+            snapshot_after_bytes: SNAPSHOT_AFTER_BYTES,
+        }
+    }
+}
+
 /// A request waiting for the batch's signature verdicts.
 enum Pending {
     Order {
@@ -382,7 +394,10 @@ impl ShardNode {
 
     /// Applies a confirmation whose signatures verified (or that the log says was applied):
     /// debits the sender once and numbers the credit it owes another shard.
-    fn apply_confirmation(&mut self, order: &ConfirmationOrder) -> Result<Confirmed, AuthorityError> {
+    fn apply_confirmation(
+        &mut self,
+        order: &ConfirmationOrder,
+    ) -> Result<Confirmed, AuthorityError> {
         let mut confirmed = self.shard.confirm_verified(order)?;
         if confirmed.applied {
             self.record(|| Record::Confirm(order.clone()));

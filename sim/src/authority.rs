@@ -414,8 +414,7 @@ impl World {
 
     /// Schedules authority `a`'s next crash.
     pub(crate) fn schedule_crash(&mut self, a: usize) {
-        if self.config.crash_interval_us == 0 || self.authorities[a].is_byzantine() || self.healed
-        {
+        if self.config.crash_interval_us == 0 || self.authorities[a].is_byzantine() || self.healed {
             return;
         }
         let delay = self.rng.random_range(1..=2 * self.config.crash_interval_us);
@@ -474,7 +473,11 @@ impl World {
     /// A crashed process restarts: each of its shards recovers from its disk through the
     /// node's recovery, and only then do they start talking (as the engine spawns its shard
     /// threads once every shard has recovered).
-    pub(crate) fn restart(&mut self, a: usize, shard: Option<usize>) -> Result<(), crate::SimFailure> {
+    pub(crate) fn restart(
+        &mut self,
+        a: usize,
+        shard: Option<usize>,
+    ) -> Result<(), crate::SimFailure> {
         let shards: Vec<usize> = match shard {
             Some(s) => vec![s],
             None => (0..self.authorities[a].shards.len()).collect(),
@@ -495,8 +498,13 @@ impl World {
     /// still be there.
     fn recover_shard(&mut self, a: usize, s: usize) -> Result<(), crate::SimFailure> {
         let key = KeyPair::from_seed(self.authorities[a].key_seed);
-        let state = AuthorityShard::new(key, self.committee.clone(), ShardId(s as u32), &self.genesis)
-            .map_err(|e| self.fail(format!("authority {a} shard {s}: {e}")))?;
+        let state = AuthorityShard::new(
+            key,
+            self.committee.clone(),
+            ShardId(s as u32),
+            &self.genesis,
+        )
+        .map_err(|e| self.fail(format!("authority {a} shard {s}: {e}")))?;
         let config = node_config(&self.config);
         let host = &mut self.authorities[a].shards[s];
         let (snapshot, records) = host

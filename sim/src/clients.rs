@@ -4,8 +4,8 @@
 use crate::network::{Event, Node};
 use crate::{RETRY_US, Role, SimFailure, World};
 use fastpay_wire::{
-    AccountId, Amount, CertifiedTransferOrder, ConfirmationOrder, KeyPair, Message,
-    SequenceNumber, Transfer, TransferOrder, decode,
+    AccountId, Amount, CertifiedTransferOrder, ConfirmationOrder, KeyPair, Message, SequenceNumber,
+    Transfer, TransferOrder, decode,
 };
 use rand::RngExt;
 use std::collections::BTreeMap;
@@ -18,7 +18,12 @@ impl World {
         }
     }
 
-    pub(crate) fn client_receives(&mut self, c: usize, from: Node, bytes: &[u8]) -> Result<(), SimFailure> {
+    pub(crate) fn client_receives(
+        &mut self,
+        c: usize,
+        from: Node,
+        bytes: &[u8],
+    ) -> Result<(), SimFailure> {
         let Ok((_, message)) = decode(bytes) else {
             self.report.undecodable += 1;
             return Ok(());

@@ -31,7 +31,11 @@ impl World {
             }
             let mut total = 0i128;
             let mut in_flight = 0i128;
-            let nodes: Vec<_> = authority.shards.iter().filter_map(|s| s.node.as_ref()).collect();
+            let nodes: Vec<_> = authority
+                .shards
+                .iter()
+                .filter_map(|s| s.node.as_ref())
+                .collect();
             for (s, node) in nodes.iter().enumerate() {
                 let balance = node
                     .shard()
@@ -42,7 +46,8 @@ impl World {
                     let taken = recipient.links().taken_from(ShardId(s as u32));
                     for (sequence, update) in node.links().outbox(ShardId(d as u32)) {
                         if *sequence > taken {
-                            in_flight += i128::from(update.certificate.value.transfer.amount.units());
+                            in_flight +=
+                                i128::from(update.certificate.value.transfer.amount.units());
                         }
                     }
                 }
@@ -128,7 +133,8 @@ impl World {
             return Ok(());
         };
         let shard = node.shard();
-        for ((authority, account), acknowledged) in self.acknowledged.range((a, AccountId([0; 32]))..)
+        for ((authority, account), acknowledged) in
+            self.acknowledged.range((a, AccountId([0; 32]))..)
         {
             if *authority != a {
                 break;

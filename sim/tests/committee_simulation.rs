@@ -68,7 +68,12 @@ fn committee_keeps_every_invariant_through_crashes() {
         assert!(d1 + d2 >= 1_000_000, "only {} messages", d1 + d2);
         assert!(c1 + c2 >= 1_000, "only {} crash-restarts", c1 + c2);
     }
-    assert!(in_process.iter().chain(&split).any(|r| r.damaged_restarts > 0));
+    assert!(
+        in_process
+            .iter()
+            .chain(&split)
+            .any(|r| r.damaged_restarts > 0)
+    );
     assert!(in_process.iter().chain(&split).any(|r| r.snapshots > 0));
 }
 

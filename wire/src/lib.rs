@@ -29,10 +29,10 @@ pub use base_types::{
 pub use codec::{CodecError, Header, MessageKind, decode, encode, encode_into, peek_header};
 pub use committee::{CertificateError, Committee, CommitteeError, CommitteeMember};
 pub use committee_file::{AuthorityEntry, CommitteeFile, CommitteeFileError, ServerFile};
-pub use datagrams::{BATCH, Datagrams};
 pub use crypto::{BatchVerifier, CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
+pub use datagrams::{BATCH, Datagrams};
 pub use messages::{
     ACCOUNT_INFO_PADDING, AccountInfoRequest, AccountInfoResponse, CertifiedTransferOrder,
-    ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkFrame, LinkPayload, Message, PeerAddress,
-    ShardLink, SignedTransferOrder, Transfer, TransferOrder, VoteReply,
+    ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkFrame, LinkPayload, Message,
+    PeerAddress, ShardLink, SignedTransferOrder, Transfer, TransferOrder, VoteReply,
 };
