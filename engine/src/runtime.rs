@@ -454,6 +454,7 @@ fn recover_shard(
     report.replayed = found.records.len();
     report.from_snapshot = found.snapshot.is_some();
     report.truncated = found.truncated;
-    let node = ShardNode::recover(state, node_config, counters, found.snapshot, found.records);
+    let mut node = ShardNode::recover(state, node_config, counters, found.snapshot, found.records);
+    node.count_recovered_log(store.log_bytes());
     Ok((node, Some(store), report))
 }

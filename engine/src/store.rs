@@ -260,6 +260,11 @@ impl ShardStore {
         self.fsyncs
     }
 
+    /// Bytes in the open log (what the next snapshot would let go).
+    pub fn log_bytes(&self) -> u64 {
+        self.log_len
+    }
+
     /// Bytes on disk (log and snapshot).
     pub fn disk_bytes(&self) -> u64 {
         self.log_len + self.snapshot_len

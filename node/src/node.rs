@@ -183,6 +183,12 @@ impl ShardNode {
         }
     }
 
+    /// After recovery: `bytes` of log already on disk since the last snapshot count towards
+    /// the next one, as if this incarnation had written them.
+    pub fn count_recovered_log(&mut self, bytes: u64) {
+        self.log_bytes = self.log_bytes.saturating_add(bytes);
+    }
+
     /// The shard state.
     pub fn shard(&self) -> &AuthorityShard {
         &self.shard

@@ -512,13 +512,14 @@ impl World {
             .recover()
             .map_err(|e| self.fail(format!("authority {a} shard {s} refused to recover: {e}")))?;
         let host = &mut self.authorities[a].shards[s];
-        let node = ShardNode::recover(
+        let mut node = ShardNode::recover(
             state,
             config,
             Arc::new(ShardCounters::default()),
             snapshot,
             records,
         );
+        node.count_recovered_log(host.disk.log_bytes());
         host.node = Some(node);
         self.check_recovered(a, s)?;
         Ok(())

@@ -106,6 +106,11 @@ impl SimDisk {
         fault
     }
 
+    /// Bytes of log since the snapshot.
+    pub fn log_bytes(&self) -> u64 {
+        self.log.len() as u64
+    }
+
     /// What recovery finds: the snapshot and the records after it. A torn tail is cut off,
     /// as the store does; corruption is an error.
     pub fn recover(&mut self) -> Result<(Option<Snapshot>, Vec<Record>), LogError> {
