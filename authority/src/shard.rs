@@ -77,15 +77,12 @@ pub enum ConfirmationCheck {
 pub struct ShardSnapshot {
     /// Every account, sorted.
     pub accounts: Vec<(AccountId, AccountState)>,
-    /// The credit marks, sorted.
-    pub credited: Vec<(AccountId, SequenceNumber)>,
 }
 
 impl ShardSnapshot {
-    /// Puts accounts and credit marks in their canonical (sorted) order.
+    /// Puts accounts in their canonical (sorted) order.
     pub fn sort(&mut self) {
         self.accounts.sort_unstable_by_key(|(id, _)| *id);
-        self.credited.sort_unstable();
     }
 }
 
@@ -98,15 +95,6 @@ pub struct Confirmed {
     pub response: AccountInfoResponse,
     /// The credit to send to the recipient's shard, when that is another shard.
     pub cross_shard: Option<CrossShardUpdate>,
-}
-
-/// Whether a cross-shard credit was new.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CreditOutcome {
-    /// The recipient was credited now.
-    Applied,
-    /// This credit was applied before; nothing changed.
-    Duplicate,
 }
 
 /// One shard of an authority: the accounts it owns, its votes and its credits.
@@ -127,13 +115,6 @@ pub struct AuthorityShard {
     /// Validated, decompressed keys: of every genesis account, and of accounts created since
     /// once they order (decompression costs a square root, so it is paid once per account).
     keys: HashMap<AccountId, PublicKey>,
-    /// For each sender that paid into this shard from another shard: the sequence number after
-    /// the last credit applied. A sender's credits leave its shard in sequence order, so over
-    /// one FIFO link per source shard anything below this mark is a duplicate. Credits must
-    /// therefore come only over such links (in-process queues, or an authenticated, ordered
-    /// link between processes), never from an open port: a genuine certificate replayed ahead
-    /// of an earlier one would move the mark past that earlier credit.
-    credited: HashMap<AccountId, SequenceNumber>,
 }
 
 impl AuthorityShard {
@@ -180,7 +161,6 @@ impl AuthorityShard {
             num_shards,
             accounts,
             keys,
-            credited: HashMap::new(),
         })
     }
 
@@ -497,8 +477,8 @@ impl AuthorityShard {
 
     // ---- cross-shard credits ---------------------------------------------------------------
 
-    /// The cheap checks on a credit: `Ok(true)` when it is a duplicate.
-    fn credit_precheck(&self, update: &CrossShardUpdate) -> Result<bool, AuthorityError> {
+    /// The cheap checks on a credit.
+    fn credit_precheck(&self, update: &CrossShardUpdate) -> Result<(), AuthorityError> {
         let transfer = &update.certificate.value.transfer;
         if update.recipient_shard != self.shard {
             return Err(AuthorityError::WrongShard {
@@ -513,24 +493,17 @@ impl AuthorityShard {
         if transfer.amount.units() == 0 {
             return Err(AuthorityError::ZeroAmount);
         }
-        let mark = self
-            .credited
-            .get(&transfer.sender)
-            .copied()
-            .unwrap_or_default();
-        Ok(transfer.sequence_number < mark)
+        Ok(())
     }
 
     /// Cheap checks on a credit from another process; queues the certificate's signatures so
-    /// that the credit proves itself. `Ok(None)` for a duplicate.
+    /// that the credit proves itself.
     pub fn check_cross_shard_update(
         &mut self,
         update: &CrossShardUpdate,
         verifier: &mut BatchVerifier,
-    ) -> Result<Option<Range<usize>>, AuthorityError> {
-        if self.credit_precheck(update)? {
-            return Ok(None);
-        }
+    ) -> Result<Range<usize>, AuthorityError> {
+        self.credit_precheck(update)?;
         self.committee
             .check_signers(&update.certificate)
             .map_err(AuthorityError::InvalidCertificate)?;
@@ -541,19 +514,19 @@ impl AuthorityShard {
                 verifier.push(key, vote_bytes, *signature);
             }
         }
-        Ok(Some(start..verifier.len()))
+        Ok(start..verifier.len())
     }
 
     /// Credits the recipient of a certificate that was verified (by
     /// [`check_cross_shard_update`](Self::check_cross_shard_update)) or that came from a shard
-    /// of this same process. Applied once: repeats are reported as duplicates.
+    /// of this same process. Every call credits: taking each credit exactly once is the job of
+    /// the ordered, numbered links between shards (`fastpay_node::links`), the one place that
+    /// de-duplicates credits.
     pub fn apply_cross_shard_update(
         &mut self,
         update: &CrossShardUpdate,
-    ) -> Result<CreditOutcome, AuthorityError> {
-        if self.credit_precheck(update)? {
-            return Ok(CreditOutcome::Duplicate);
-        }
+    ) -> Result<(), AuthorityError> {
+        self.credit_precheck(update)?;
         let transfer = update.certificate.value.transfer;
         let mut recipient = self
             .accounts
@@ -561,24 +534,17 @@ impl AuthorityShard {
             .cloned()
             .unwrap_or_default();
         recipient.balance = recipient.balance.try_add(transfer.amount)?;
-        let mark = transfer.sequence_number.try_next()?;
         self.accounts.insert(transfer.recipient, recipient);
-        self.credited.insert(transfer.sender, mark);
-        Ok(CreditOutcome::Applied)
+        Ok(())
     }
 
     /// Verifies and applies a credit from an untrusted source: the whole handler.
     pub fn handle_cross_shard_update(
         &mut self,
         update: &CrossShardUpdate,
-    ) -> Result<CreditOutcome, AuthorityError> {
+    ) -> Result<(), AuthorityError> {
         let mut verifier = BatchVerifier::new();
-        if self
-            .check_cross_shard_update(update, &mut verifier)?
-            .is_none()
-        {
-            return Ok(CreditOutcome::Duplicate);
-        }
+        self.check_cross_shard_update(update, &mut verifier)?;
         all_verified(&mut verifier)?;
         self.apply_cross_shard_update(update)
     }
@@ -601,18 +567,12 @@ impl AuthorityShard {
                 .iter()
                 .map(|(id, state)| (*id, state.clone()))
                 .collect(),
-            credited: self
-                .credited
-                .iter()
-                .map(|(id, mark)| (*id, *mark))
-                .collect(),
         }
     }
 
     /// Replaces the state with a snapshot's (keys are validated again as accounts order).
     pub fn restore(&mut self, snapshot: ShardSnapshot) {
         self.accounts = snapshot.accounts.into_iter().collect();
-        self.credited = snapshot.credited.into_iter().collect();
         self.keys
             .retain(|account, _| self.accounts.contains_key(account));
     }

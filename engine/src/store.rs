@@ -504,7 +504,6 @@ mod tests {
         let snapshot = Snapshot {
             shard: ShardSnapshot {
                 accounts: Vec::new(),
-                credited: vec![(AccountId([9; 32]), SequenceNumber::new(4))],
             },
             links: LinkState {
                 numbered: vec![0, 7],
@@ -538,7 +537,6 @@ mod tests {
         Snapshot {
             shard: ShardSnapshot {
                 accounts: Vec::new(),
-                credited: Vec::new(),
             },
             links: LinkState::default(),
         }

@@ -4,7 +4,7 @@ use crate::counters::{Counter, ShardCounters};
 use crate::links::{Arrival, CreditLinks, Transport};
 use crate::log::{Record, Snapshot, append_record};
 use fastpay_authority::{
-    AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, CreditOutcome, OrderCheck,
+    AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck,
 };
 use fastpay_wire::{
     AccountId, BATCH, BatchVerifier, ConfirmationOrder, CrossShardUpdate, Datagrams, LinkFrame,
@@ -433,19 +433,12 @@ impl ShardNode {
         };
         self.links.taken(from, sequence);
         match outcome {
-            Ok(CreditOutcome::Applied) => {
+            Ok(()) => {
                 self.counters.bump(Counter::Credited);
                 self.record(|| Record::Credit {
                     from: from.0,
                     sequence,
                     update: update.clone(),
-                });
-            }
-            Ok(CreditOutcome::Duplicate) => {
-                self.counters.bump(Counter::DuplicateCredit);
-                self.record(|| Record::RefusedCredit {
-                    from: from.0,
-                    sequence,
                 });
             }
             Err(e) => {
