@@ -23,6 +23,6 @@ pub use dispatch::Handled;
 pub use error::AuthorityError;
 pub use genesis::{Genesis, GenesisError};
 pub use shard::{
-    AccountState, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck,
-    ShardSetupError, ShardSnapshot,
+    AccountState, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck, ShardSetupError,
+    ShardSnapshot,
 };

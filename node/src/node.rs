@@ -3,9 +3,7 @@
 use crate::counters::{Counter, ShardCounters};
 use crate::links::{Arrival, CreditLinks, Transport};
 use crate::log::{Record, Snapshot, append_record};
-use fastpay_authority::{
-    AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck,
-};
+use fastpay_authority::{AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck};
 use fastpay_wire::{
     AccountId, BATCH, BatchVerifier, ConfirmationOrder, CrossShardUpdate, Datagrams, LinkFrame,
     LinkPayload, Message, SequenceNumber, ShardId, TransferOrder, VoteReply, decode, encode_into,
@@ -621,5 +619,157 @@ impl ShardNode {
             Ok(_) => self.counters.bump(Counter::AmplificationRefused),
             Err(_) => self.counters.bump(Counter::SendDropped),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::decode_log;
+    use fastpay_authority::Genesis;
+    use fastpay_wire::{
+        Amount, CertifiedTransferOrder, Committee, KeyPair, SignedTransferOrder, Transfer, encode,
+        shard_of,
+    };
+
+    const SHARDS: u32 = 2;
+
+    fn user(i: u8) -> KeyPair {
+        KeyPair::from_seed([i; 32])
+    }
+
+    /// A payer on shard 0 and a payee on shard 1, each funded.
+    fn parties() -> (KeyPair, KeyPair) {
+        let on = |shard| {
+            (1..=40)
+                .map(user)
+                .find(|k| shard_of(&k.account(), SHARDS) == ShardId(shard))
+                .unwrap()
+        };
+        (on(0), on(1))
+    }
+
+    fn node(shard: u32, durable: bool) -> ShardNode {
+        let authority = KeyPair::from_seed([200; 32]);
+        let committee =
+            Arc::new(Committee::equal_weights([authority.authority()], SHARDS).unwrap());
+        let (payer, payee) = parties();
+        let genesis = Genesis::from_accounts(
+            [payer, payee]
+                .iter()
+                .map(|k| (k.account(), Amount::new(100))),
+        )
+        .unwrap();
+        let state = AuthorityShard::new(authority, committee, ShardId(shard), &genesis).unwrap();
+        ShardNode::new(
+            state,
+            NodeConfig::in_process(SHARDS, durable),
+            Arc::new(ShardCounters::default()),
+        )
+    }
+
+    fn batch(message: &Message) -> Datagrams {
+        let mut batch = Datagrams::new();
+        batch.push(
+            "127.0.0.1:9".parse().unwrap(),
+            &encode(message, ShardId(0)).unwrap(),
+        );
+        batch
+    }
+
+    /// A confirmation of a payment of 30 from the payer (shard 0) to the payee (shard 1).
+    fn confirmation() -> ConfirmationOrder {
+        let (payer, payee) = parties();
+        let order = TransferOrder::new(
+            Transfer {
+                sender: payer.account(),
+                recipient: payee.account(),
+                amount: Amount::new(30),
+                sequence_number: SequenceNumber::ZERO,
+                user_data: None,
+            },
+            &payer,
+        );
+        let vote = SignedTransferOrder::new(order, &KeyPair::from_seed([200; 32]));
+        ConfirmationOrder {
+            certificate: CertifiedTransferOrder {
+                value: order,
+                signatures: vec![(vote.authority, vote.signature)],
+            },
+        }
+    }
+
+    fn balance(node: &ShardNode, account: &AccountId) -> i128 {
+        node.shard().accounts()[account].balance.units()
+    }
+
+    #[test]
+    fn nothing_leaves_before_it_is_durable_and_each_credit_is_taken_once() {
+        let (payer, payee) = parties();
+        let (mut sender, mut receiver) = (node(0, true), node(1, true));
+        sender.handle_batch(
+            Duration::ZERO,
+            &batch(&Message::ConfirmationOrder(confirmation())),
+        );
+        let mut frames = Vec::new();
+        sender.transmit(Duration::ZERO, &mut frames);
+        assert!(
+            sender.poll_replies().is_none(),
+            "a reply before its record is durable"
+        );
+        assert!(frames.is_empty(), "a credit before its debit is durable");
+
+        let mut log = Vec::new();
+        let position = sender.take_log(&mut log).unwrap();
+        sender.durable(position);
+        assert_eq!(sender.poll_replies().map(|r| r.len()), Some(1));
+        sender.transmit(Duration::ZERO, &mut frames);
+        assert_eq!(frames.len(), 1);
+
+        // Delivered twice (a resend after a restart would do that): taken once.
+        receiver.handle_frame(Duration::ZERO, frames[0].clone());
+        receiver.handle_frame(Duration::ZERO, frames[0].clone());
+        assert_eq!(balance(&receiver, &payee.account()), 130);
+        let mut acks = Vec::new();
+        receiver.transmit(Duration::ZERO, &mut acks);
+        assert!(
+            acks.iter().all(|frame| frame.ack == 0),
+            "an acknowledgement before the credit is durable"
+        );
+        acks.clear();
+        let mut receiver_log = Vec::new();
+        let position = receiver.take_log(&mut receiver_log).unwrap();
+        receiver.durable(position);
+        receiver.transmit(Duration::ZERO, &mut acks);
+        assert_eq!(acks.iter().map(|frame| frame.ack).collect::<Vec<_>>(), [1]);
+        sender.handle_frame(Duration::ZERO, acks.remove(0));
+        assert_eq!(sender.backlog(), 0, "the acknowledged credit is forgotten");
+
+        // Recovery feeds the logs back: the same state, and the credit is not taken again.
+        let (records, torn) = decode_log(&log).unwrap();
+        assert!(torn.is_none());
+        let recovered = ShardNode::recover(
+            node(0, true).shard,
+            NodeConfig::in_process(SHARDS, true),
+            Arc::new(ShardCounters::default()),
+            None,
+            records,
+        );
+        assert_eq!(balance(&recovered, &payer.account()), 70);
+        assert_eq!(
+            recovered.backlog(),
+            1,
+            "not known to be acknowledged: resent"
+        );
+        let (records, _) = decode_log(&receiver_log).unwrap();
+        let mut receiver = ShardNode::recover(
+            node(1, true).shard,
+            NodeConfig::in_process(SHARDS, true),
+            Arc::new(ShardCounters::default()),
+            None,
+            records,
+        );
+        receiver.handle_frame(Duration::ZERO, frames[0].clone());
+        assert_eq!(balance(&receiver, &payee.account()), 130);
     }
 }
