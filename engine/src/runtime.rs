@@ -151,29 +151,24 @@ impl Engine {
         }
         let cores = resolve_cores(config.cores.as_deref())?;
         let n = num_shards as usize;
+        // Shards of this process are reached over queues, the others over the link.
         let transports: Vec<Transport> = (0..n)
             .map(|j| match local.contains(&(j as u32)) {
                 true => Transport::Reliable,
                 false => Transport::Lossy,
             })
             .collect();
-        let queues = build_queues(n, &local, config.queue_capacity);
+        let Queues {
+            mut senders,
+            mut receivers,
+        } = build_queues(n, &local, config.queue_capacity);
         // Counters of every shard index, so reports name shards by their real number; shards
         // running elsewhere stay at zero.
         let counters: Vec<Arc<ShardCounters>> =
             (0..n).map(|_| Arc::new(ShardCounters::default())).collect();
         let recovered = recover_shards(&config, &local, &transports, &counters)?;
 
-        // Every shard index gets a poller and a waker (so indexes line up); only local ones
-        // are used.
-        let mut polls = Vec::new();
-        let mut wakers = Vec::new();
-        for _ in 0..n {
-            let poll = Poll::new().map_err(io_context("create a poller"))?;
-            let waker = Waker::new(poll.registry(), WAKER).map_err(io_context("create a waker"))?;
-            polls.push(Some(poll));
-            wakers.push(Arc::new(waker));
-        }
+        let (mut polls, wakers) = pollers(n)?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut engine = Engine {
             recovery: Vec::new(),
@@ -183,10 +178,6 @@ impl Engine {
             counters: counters.clone(),
             local_addr: listen,
         };
-        let Queues {
-            mut senders,
-            mut receivers,
-        } = queues;
         let mut link_sockets = link_sockets.into_iter();
         for ((shard, socket), (node, store, report)) in local
             .iter()
@@ -198,20 +189,7 @@ impl Engine {
             let Some(poll) = polls[shard].take() else {
                 continue;
             };
-            let mut socket = mio::net::UdpSocket::from_std(socket);
-            poll.registry()
-                .register(&mut socket, SOCKET, Interest::READABLE)
-                .map_err(io_context("register a socket"))?;
-            let link = match link_sockets.next() {
-                Some(link_socket) => {
-                    let mut link_socket = mio::net::UdpSocket::from_std(link_socket);
-                    poll.registry()
-                        .register(&mut link_socket, LINK, Interest::READABLE)
-                        .map_err(io_context("register a link socket"))?;
-                    Some((link_socket, LinkKey::derive(&config.key_seed)))
-                }
-                None => None,
-            };
+            let (socket, link) = register(&poll, socket, link_sockets.next(), &config.key_seed)?;
             let peers = Peers::new(
                 std::mem::take(&mut senders[shard]),
                 std::mem::take(&mut receivers[shard]),
@@ -229,15 +207,7 @@ impl Engine {
                 counters[shard].clone(),
             );
             let core = (!cores.is_empty()).then(|| cores[shard % cores.len()]);
-            let thread = std::thread::Builder::new()
-                .name(format!("shard-{shard}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        core_affinity::set_for_current(core);
-                    }
-                    shard_loop.run();
-                })
-                .map_err(io_context("spawn a shard thread"))?;
+            let thread = spawn(shard, shard_loop, core)?;
             engine.threads.push(thread);
         }
         Ok(engine)
@@ -279,6 +249,58 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.stop_threads();
     }
+}
+
+/// A poller and a waker for every shard index (so indexes line up); only local ones are
+/// used.
+fn pollers(n: usize) -> Result<(Vec<Option<Poll>>, Vec<Arc<Waker>>), EngineError> {
+    let mut polls = Vec::new();
+    let mut wakers = Vec::new();
+    for _ in 0..n {
+        let poll = Poll::new().map_err(io_context("create a poller"))?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(io_context("create a waker"))?;
+        polls.push(Some(poll));
+        wakers.push(Arc::new(waker));
+    }
+    Ok((polls, wakers))
+}
+
+/// Registers a shard's socket, and its link socket (split mode), with its poller.
+fn register(
+    poll: &Poll,
+    socket: UdpSocket,
+    link: Option<UdpSocket>,
+    key_seed: &[u8; 32],
+) -> Result<(mio::net::UdpSocket, Option<(mio::net::UdpSocket, LinkKey)>), EngineError> {
+    let mut socket = mio::net::UdpSocket::from_std(socket);
+    poll.registry()
+        .register(&mut socket, SOCKET, Interest::READABLE)
+        .map_err(io_context("register a socket"))?;
+    let Some(link) = link else {
+        return Ok((socket, None));
+    };
+    let mut link = mio::net::UdpSocket::from_std(link);
+    poll.registry()
+        .register(&mut link, LINK, Interest::READABLE)
+        .map_err(io_context("register a link socket"))?;
+    Ok((socket, Some((link, LinkKey::derive(key_seed)))))
+}
+
+/// Starts shard `shard`'s thread, pinned to `core`.
+fn spawn(
+    shard: usize,
+    shard_loop: ShardLoop,
+    core: Option<core_affinity::CoreId>,
+) -> Result<JoinHandle<()>, EngineError> {
+    std::thread::Builder::new()
+        .name(format!("shard-{shard}"))
+        .spawn(move || {
+            if let Some(core) = core {
+                core_affinity::set_for_current(core);
+            }
+            shard_loop.run();
+        })
+        .map_err(io_context("spawn a shard thread"))
 }
 
 /// The shards this process runs.
