@@ -251,9 +251,12 @@ impl Drop for Engine {
     }
 }
 
+/// Each shard index's poller (taken by its thread) and the wakers of all of them.
+type Pollers = (Vec<Option<Poll>>, Vec<Arc<Waker>>);
+
 /// A poller and a waker for every shard index (so indexes line up); only local ones are
 /// used.
-fn pollers(n: usize) -> Result<(Vec<Option<Poll>>, Vec<Arc<Waker>>), EngineError> {
+fn pollers(n: usize) -> Result<Pollers, EngineError> {
     let mut polls = Vec::new();
     let mut wakers = Vec::new();
     for _ in 0..n {
