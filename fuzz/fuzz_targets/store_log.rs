@@ -4,7 +4,8 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use fastpay_engine::store::{Snapshot, decode_log};
+use fastpay_engine::store::decode_log;
+use fastpay_node::log::Snapshot;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
