@@ -39,6 +39,13 @@ pub(crate) struct ShardHost {
     batch: Datagrams,
 }
 
+impl ShardHost {
+    /// Whether an event for `incarnation` (any, when `None`) finds this shard running it.
+    fn runs(&self, incarnation: Option<u64>) -> bool {
+        self.node.is_some() && incarnation.is_none_or(|i| i == self.incarnation)
+    }
+}
+
 /// An authority of the simulated committee.
 pub(crate) struct AuthorityNode {
     pub(crate) name: AuthorityName,
@@ -184,7 +191,7 @@ impl World {
         let size = self.rng.random_range(1..=BATCH);
         let now = self.now;
         let host = &mut self.authorities[a].shards[s];
-        if host.incarnation != incarnation {
+        if !host.runs(Some(incarnation)) {
             return Ok(());
         }
         host.wake_scheduled = false;
@@ -218,7 +225,7 @@ impl World {
         incarnation: u64,
     ) -> Result<(), crate::SimFailure> {
         let host = &mut self.authorities[a].shards[s];
-        if host.incarnation != incarnation || host.node.is_none() {
+        if !host.runs(Some(incarnation)) {
             return Ok(());
         }
         host.timer_at = None;
@@ -235,7 +242,7 @@ impl World {
         let s = frame.to.0 as usize;
         let now = self.now;
         let host = &mut self.authorities[a].shards[s];
-        if incarnation.is_some_and(|i| i != host.incarnation) {
+        if !host.runs(incarnation) {
             return Ok(());
         }
         let Some(node) = host.node.as_mut() else {
@@ -263,7 +270,7 @@ impl World {
         position: u64,
     ) -> Result<(), crate::SimFailure> {
         let host = &mut self.authorities[a].shards[s];
-        if host.incarnation != incarnation {
+        if !host.runs(Some(incarnation)) {
             return Ok(());
         }
         let Some(node) = host.node.as_mut() else {
@@ -276,7 +283,7 @@ impl World {
 
     pub(crate) fn snapshot_landed(&mut self, a: usize, s: usize, incarnation: u64) {
         let host = &mut self.authorities[a].shards[s];
-        if host.incarnation == incarnation && host.node.is_some() {
+        if host.runs(Some(incarnation)) {
             host.disk.snapshot_landed();
             self.report.snapshots += 1;
         }
