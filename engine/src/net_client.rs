@@ -139,11 +139,17 @@ impl Network {
         }
     }
 
-    /// Waits up to `timeout` for one decodable reply from an authority.
-    fn receive(&mut self, timeout: Duration) -> io::Result<Option<(usize, Message)>> {
-        self.socket
-            .set_read_timeout(Some(timeout.max(Duration::from_micros(100))))?;
+    /// Waits until `deadline` for one decodable reply from an authority. The deadline is
+    /// absolute: datagrams from strangers or that do not decode are skipped without extending
+    /// it, so nobody can hold the client by sending it garbage.
+    fn receive(&mut self, deadline: Instant) -> io::Result<Option<(usize, Message)>> {
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.socket
+                .set_read_timeout(Some(left.max(Duration::from_micros(100))))?;
             match self.socket.recv_from(&mut self.buffer) {
                 Ok((len, from)) => {
                     // Replies from strangers and undecodable bytes are ignored.
@@ -203,10 +209,7 @@ impl Network {
                 }
                 next_send = Instant::now() + RETRY_INTERVAL;
             }
-            let wait = next_send
-                .min(deadline)
-                .saturating_duration_since(Instant::now());
-            match self.receive(wait)? {
+            match self.receive(next_send.min(deadline))? {
                 Some((a, Message::AccountInfoResponse(info))) if info.account == *account => {
                     answers[a] = Some(Ok(info));
                 }
@@ -279,7 +282,8 @@ impl Network {
                 last_sent.insert(i, now);
                 stats.sent += self.send_pending(&clients[i], goal)?;
             }
-            let Some((a, message)) = self.receive(Duration::from_millis(20))? else {
+            let Some((a, message)) = self.receive(Instant::now() + Duration::from_millis(20))?
+            else {
                 continue;
             };
             stats.received += 1;

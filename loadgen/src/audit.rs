@@ -54,7 +54,12 @@ pub fn audit(authorities: &[AuthorityEntry], seed: u64, count: u64) -> Result<se
                 let _ = socket.send_to(&bytes, address);
                 sent_at.insert(account, Instant::now());
             }
-            while let Ok((len, from)) = socket.recv_from(&mut buffer) {
+            // Bounded per round, so that a stream of datagrams cannot keep the loop from
+            // resending or ending.
+            for _ in 0..2 * WINDOW {
+                let Ok((len, from)) = socket.recv_from(&mut buffer) else {
+                    break;
+                };
                 if from != address {
                     continue;
                 }
