@@ -1,7 +1,7 @@
 //! Every rejection path of every handler, and that a rejection changes nothing.
 
 use super::*;
-use fastpay_wire::{Amount, CertificateError, CryptoError, Transfer};
+use fastpay_wire::{Amount, CertificateError, CryptoError, Signature, Transfer};
 
 const SHARDS: u32 = 2;
 
@@ -507,4 +507,37 @@ fn lagging_authority_applies_certified_debit_below_zero() {
         .handle_confirmation_order(&ConfirmationOrder { certificate: cert })
         .unwrap();
     assert_eq!(done.response.balance, Balance::new(-40));
+}
+
+#[test]
+fn forged_confirmations_leave_nothing_behind() {
+    let fx = fixture();
+    let mut shard = fx.shard(0, 0);
+    let before = shard.keys.len();
+    // Confirmations naming fresh senders at sequence number 0, with garbage signatures: each
+    // is refused, and none may leave state behind (a flood of them must keep memory flat).
+    let mut refused = 0;
+    for i in 0..200u32 {
+        let sender = KeyPair::from_seed({
+            let mut seed = [7u8; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            seed
+        });
+        if shard_of(&sender.account(), SHARDS) != ShardId(0) {
+            continue;
+        }
+        let mut forged = fx.certificate(order(&sender, fx.users[0].account(), 5, 0), &[0, 1, 2]);
+        forged.value.signature = Signature([9; 64]);
+        for (_, signature) in &mut forged.signatures {
+            *signature = Signature([9; 64]);
+        }
+        let confirmation = ConfirmationOrder {
+            certificate: forged,
+        };
+        assert!(shard.handle_confirmation_order(&confirmation).is_err());
+        refused += 1;
+    }
+    assert!(refused > 50);
+    assert_eq!(shard.keys.len(), before, "unverified senders' keys were cached");
+    assert_eq!(shard.accounts.len(), fx.users_on(0).len());
 }
