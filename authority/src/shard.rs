@@ -373,10 +373,11 @@ impl AuthorityShard {
         }
         let vote_bytes = order.vote_bytes();
         for (authority, signature) in &certificate.signatures {
-            if let Some(vote) = &ours {
-                if vote.authority == *authority && vote.signature == *signature {
-                    continue;
-                }
+            if let Some(vote) = &ours
+                && vote.authority == *authority
+                && vote.signature == *signature
+            {
+                continue;
             }
             // `check_signers` ran first, so every signer is a member.
             let key =

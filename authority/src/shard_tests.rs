@@ -538,6 +538,10 @@ fn forged_confirmations_leave_nothing_behind() {
         refused += 1;
     }
     assert!(refused > 50);
-    assert_eq!(shard.keys.len(), before, "unverified senders' keys were cached");
+    assert_eq!(
+        shard.keys.len(),
+        before,
+        "unverified senders' keys were cached"
+    );
     assert_eq!(shard.accounts.len(), fx.users_on(0).len());
 }

@@ -169,11 +169,11 @@ impl Peers {
     }
 
     fn flush_link(&mut self, counters: &ShardCounters) {
-        if let Some((socket, _)) = &self.link {
-            if !self.link_out.is_empty() {
-                let dropped = udp::send_batch(socket.as_raw_fd(), &mut self.link_out);
-                counters.add(Counter::SendDropped, dropped as u64);
-            }
+        if let Some((socket, _)) = &self.link
+            && !self.link_out.is_empty()
+        {
+            let dropped = udp::send_batch(socket.as_raw_fd(), &mut self.link_out);
+            counters.add(Counter::SendDropped, dropped as u64);
         }
     }
 
@@ -322,11 +322,11 @@ impl ShardLoop {
         if let Some(deadline) = self.node.next_deadline() {
             timeout = timeout.min(deadline.saturating_sub(self.now()));
         }
-        if let Err(e) = self.poll.poll(events, Some(timeout)) {
-            if e.kind() != io::ErrorKind::Interrupted {
-                eprintln!("shard poll failed: {e}");
-                self.stop.store(true, Ordering::SeqCst);
-            }
+        if let Err(e) = self.poll.poll(events, Some(timeout))
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            eprintln!("shard poll failed: {e}");
+            self.stop.store(true, Ordering::SeqCst);
         }
         // Which source woke us does not matter: every round looks at all of them.
     }

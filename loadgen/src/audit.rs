@@ -73,10 +73,10 @@ pub fn audit(authorities: &[AuthorityEntry], seed: u64, count: u64) -> Result<se
                     }
                     _ => None,
                 };
-                if let Some((account, view)) = answer {
-                    if sent_at.remove(&account).is_some() {
-                        answers.insert(account, view);
-                    }
+                if let Some((account, view)) = answer
+                    && sent_at.remove(&account).is_some()
+                {
+                    answers.insert(account, view);
                 }
             }
         }

@@ -392,11 +392,11 @@ mod tests {
         let mut taken = Vec::new();
         for frame in frames {
             b.acknowledged(Duration::ZERO, frame.from, frame.ack);
-            if let LinkPayload::Credit { sequence, .. } = &frame.payload {
-                if b.arrival(frame.from, *sequence) == Arrival::Next {
-                    b.taken(frame.from, *sequence);
-                    taken.push(*sequence);
-                }
+            if let LinkPayload::Credit { sequence, .. } = &frame.payload
+                && b.arrival(frame.from, *sequence) == Arrival::Next
+            {
+                b.taken(frame.from, *sequence);
+                taken.push(*sequence);
             }
         }
         taken

@@ -554,10 +554,10 @@ impl World {
                 };
                 let handled = state.handle_message(message);
                 // Its own credits land at once: its ledger is not checked.
-                if let Some(update) = handled.cross_shard {
-                    if let Some(to) = shards.get_mut(update.recipient_shard.0 as usize) {
-                        let _ = to.apply_cross_shard_update(&update);
-                    }
+                if let Some(update) = handled.cross_shard
+                    && let Some(to) = shards.get_mut(update.recipient_shard.0 as usize)
+                {
+                    let _ = to.apply_cross_shard_update(&update);
                 }
                 if let Some(reply) = handled.reply {
                     self.send(Node::Authority(a), from, &reply, shard);

@@ -334,11 +334,11 @@ impl World {
                 self.send_pending(c);
             }
             Message::AccountInfoResponse(info) => {
-                if let Ok(true) = self.clients[c].state.handle_account_info(name, &info) {
-                    if let Some(certificate) = self.clients[c].state.sent_certificates().last() {
-                        let certificate = certificate.clone();
-                        self.hand_over(certificate);
-                    }
+                if let Ok(true) = self.clients[c].state.handle_account_info(name, &info)
+                    && let Some(certificate) = self.clients[c].state.sent_certificates().last()
+                {
+                    let certificate = certificate.clone();
+                    self.hand_over(certificate);
                 }
             }
             _ => {}

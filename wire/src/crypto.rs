@@ -557,7 +557,7 @@ mod tests {
             for i in 0..16u64 {
                 let message = SignedBytes::for_transfer(Domain::Vote, &transfer(i));
                 let mut signature = key.sign(&message);
-                if bad_every > 0 && i as usize % bad_every == 0 {
+                if bad_every > 0 && (i as usize).is_multiple_of(bad_every) {
                     signature.0[40] ^= 1;
                 }
                 verifier.push(&public, message, signature);

@@ -112,10 +112,10 @@ fn real_main() -> Result<()> {
             let mut network = Network::new(&committee)?;
             let answers = network.query(&address, timeout)?;
             let balance = agreed_balance(&committee, &answers)?;
-            if let Ok(wallet) = Wallet::open(&args.accounts, shared) {
-                if let Some(i) = wallet.position(&address) {
-                    eprintln!("wallet view: {}", wallet.clients()[i].balance());
-                }
+            if let Ok(wallet) = Wallet::open(&args.accounts, shared)
+                && let Some(i) = wallet.position(&address)
+            {
+                eprintln!("wallet view: {}", wallet.clients()[i].balance());
             }
             println!("{balance}");
         }
@@ -265,7 +265,7 @@ fn benchmark(
     let step = (orders / 10).max(1);
     let progress = |phase: &'static str| {
         move |done: usize| {
-            if done % step == 0 || done == orders {
+            if done.is_multiple_of(step) || done == orders {
                 eprintln!("  {phase}: {done}/{orders}");
             }
         }

@@ -179,15 +179,15 @@ fn run(args: RunArgs) -> Result<()> {
             entry
         );
     }
-    if let Some(shard) = args.shard {
-        if shard >= entry.shards {
-            bail!(
-                "--shard {shard} is out of range: authority {} has {} shards (0..{})",
-                entry.name,
-                entry.shards,
-                entry.shards
-            );
-        }
+    if let Some(shard) = args.shard
+        && shard >= entry.shards
+    {
+        bail!(
+            "--shard {shard} is out of range: authority {} has {} shards (0..{})",
+            entry.name,
+            entry.shards,
+            entry.shards
+        );
     }
     let genesis = load_genesis(&args.initial_accounts)?;
     let genesis_accounts = genesis.accounts().len();

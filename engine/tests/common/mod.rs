@@ -215,10 +215,10 @@ pub fn ask(
     let mut buf = [0u8; 8192];
     while Instant::now() < deadline {
         socket.send_to(&bytes, to.0).unwrap();
-        if let Ok((len, from)) = socket.recv_from(&mut buf) {
-            if from == to.0 {
-                return decode(&buf[..len]).unwrap().1;
-            }
+        if let Ok((len, from)) = socket.recv_from(&mut buf)
+            && from == to.0
+        {
+            return decode(&buf[..len]).unwrap().1;
         }
     }
     panic!("no answer from {}", to.0);
