@@ -19,6 +19,8 @@ use fastpay_wire::{Committee, KeyPair, LinkFrame, ShardId};
 use mio::{Interest, Poll, Token, Waker};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +59,20 @@ pub enum EngineError {
     /// A shard's data directory could not be recovered.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another process runs this shard already (the in-memory lock is taken).
+    #[error(
+        "shard {shard} of authority {authority} is already running in another process \
+         (its lock {lock:?} is taken); refusing to start a second copy, which could sign two \
+         conflicting votes"
+    )]
+    ShardRunning {
+        /// The shard.
+        shard: u32,
+        /// The authority.
+        authority: fastpay_wire::AuthorityName,
+        /// The abstract socket name used as the lock.
+        lock: String,
+    },
 }
 
 fn io_context(context: impl Into<String>) -> impl FnOnce(io::Error) -> EngineError {
@@ -108,6 +124,8 @@ pub struct RecoveryReport {
 /// A running authority.
 pub struct Engine {
     recovery: Vec<RecoveryReport>,
+    /// The in-memory shards' locks, held while the engine runs.
+    _locks: Vec<UnixListener>,
     threads: Vec<JoinHandle<()>>,
     wakers: Vec<Arc<Waker>>,
     stop: Arc<AtomicBool>,
@@ -123,8 +141,8 @@ struct Queues {
 }
 
 impl Engine {
-    /// Binds every shard's socket (in shard order, so the BPF program's indexes match),
-    /// recovers each shard, builds the queues and starts the shard threads.
+    /// Locks and recovers every local shard, binds each one's socket (in shard order, so the
+    /// BPF program's indexes match), builds the queues and starts the shard threads.
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
         let key = KeyPair::from_seed(config.key_seed);
         let name = key.authority();
@@ -134,21 +152,6 @@ impl Engine {
             .ok_or(ShardSetupError::NotInCommittee(name))?
             .num_shards;
         let local = local_shards(&config, num_shards)?;
-        let split = config.only_shard.is_some();
-        let (listen, link_sockets) = if split {
-            (config.listen, bind_links(&config, &local, num_shards)?)
-        } else {
-            (probe_listen(config.listen)?, Vec::new())
-        };
-        let sockets = bind_shard_sockets(listen, &local)?;
-        // Steering indexes sockets in binding order, which only one process controls; shards
-        // in separate processes rely on the flow hash and hop over the link instead.
-        if config.steering && !split {
-            if let Some(first) = sockets.first() {
-                udp::attach_shard_steering(first)
-                    .map_err(io_context("attach the shard-steering BPF program"))?;
-            }
-        }
         let cores = resolve_cores(config.cores.as_deref())?;
         let n = num_shards as usize;
         // Shards of this process are reached over queues, the others over the link.
@@ -166,11 +169,35 @@ impl Engine {
         // running elsewhere stay at zero.
         let counters: Vec<Arc<ShardCounters>> =
             (0..n).map(|_| Arc::new(ShardCounters::default())).collect();
+        // Durable shards are locked by their data directory; in-memory ones by a name.
+        let locks = match config.data_dir {
+            Some(_) => Vec::new(),
+            None => lock_in_memory(name, &local)?,
+        };
         let recovered = recover_shards(&config, &local, &transports, &counters)?;
+        // Sockets only once every shard is locked and recovered: a second copy of a shard
+        // stops at its lock before it can share the port.
+        let split = config.only_shard.is_some();
+        let (listen, link_sockets) = if split {
+            (config.listen, bind_links(&config, &local, num_shards)?)
+        } else {
+            (probe_listen(config.listen)?, Vec::new())
+        };
+        let sockets = bind_shard_sockets(listen, &local)?;
+        // Steering indexes sockets in binding order, which only one process controls; shards
+        // in separate processes rely on the flow hash and hop over the link instead.
+        if config.steering
+            && !split
+            && let Some(first) = sockets.first()
+        {
+            udp::attach_shard_steering(first)
+                .map_err(io_context("attach the shard-steering BPF program"))?;
+        }
 
         let (mut polls, wakers) = pollers(n)?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut engine = Engine {
+            _locks: locks,
             recovery: Vec::new(),
             threads: Vec::new(),
             wakers: wakers.clone(),
@@ -304,6 +331,31 @@ fn spawn(
             shard_loop.run();
         })
         .map_err(io_context("spawn a shard thread"))
+}
+
+/// Takes, for each local shard, an abstract Unix socket named after the authority and the
+/// shard: the in-memory equivalent of a data directory's lock, released by the kernel when the
+/// process ends however it ends.
+fn lock_in_memory(
+    authority: fastpay_wire::AuthorityName,
+    local: &[u32],
+) -> Result<Vec<UnixListener>, EngineError> {
+    local
+        .iter()
+        .map(|&shard| {
+            let lock = format!("fastpay/{authority}/shard-{shard}");
+            let address = std::os::unix::net::SocketAddr::from_abstract_name(lock.as_bytes())
+                .map_err(io_context("name the shard lock"))?;
+            UnixListener::bind_addr(&address).map_err(|e| match e.kind() {
+                io::ErrorKind::AddrInUse => EngineError::ShardRunning {
+                    shard,
+                    authority,
+                    lock,
+                },
+                _ => io_context("take the shard lock")(e),
+            })
+        })
+        .collect()
 }
 
 /// The shards this process runs.

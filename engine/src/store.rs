@@ -52,6 +52,17 @@ pub enum StoreError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// Another process holds the directory: two copies of a shard would vote from two states.
+    #[error(
+        "{path} is locked by another running copy of this shard ({holder}); refusing to start \
+         a second one, which could sign two conflicting votes"
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it, as far as the lock file says.
+        holder: String,
+    },
 }
 
 /// What recovery found.
@@ -67,6 +78,8 @@ pub struct Recovered {
 /// One shard's open log.
 pub struct ShardStore {
     dir: PathBuf,
+    /// The directory's lock (an exclusive `flock` on `LOCK`), held while the store lives.
+    _lock: File,
     log: File,
     /// The open log's generation.
     generation: u64,
@@ -89,6 +102,7 @@ impl ShardStore {
     /// Opens (creating if needed) the shard directory `dir` and recovers its contents.
     pub fn open(dir: &Path) -> Result<(ShardStore, Recovered), StoreError> {
         fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let lock = lock_dir(dir)?;
         let snapshot_path = dir.join("snapshot");
         let (snapshot, snapshot_len) = match fs::read(&snapshot_path) {
             Ok(bytes) => {
@@ -148,6 +162,7 @@ impl ShardStore {
         Ok((
             ShardStore {
                 dir: dir.to_path_buf(),
+                _lock: lock,
                 log,
                 generation,
                 log_len,
@@ -296,6 +311,36 @@ impl Drop for ShardStore {
     }
 }
 
+/// Takes the exclusive lock of a shard directory and writes our process id into it, so that
+/// a second copy can name the holder. The kernel releases the lock when the process ends,
+/// however it ends.
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join("LOCK");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_at(&path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| text.trim().parse::<u32>().ok())
+                .map_or_else(|| "process unknown".to_string(), |pid| format!("pid {pid}"));
+            return Err(StoreError::Locked { path, holder });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io_at(&path)(e)),
+    }
+    file.set_len(0)
+        .and_then(|()| file.write_all(std::process::id().to_string().as_bytes()))
+        .and_then(|()| file.sync_all())
+        .map_err(io_at(&path))?;
+    Ok(file)
+}
+
 /// The path of log generation `g` in `dir`.
 fn log_path(dir: &Path, g: u64) -> PathBuf {
     dir.join(format!("log-{g}"))
@@ -437,6 +482,21 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_opens_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ShardStore::open(dir.path()).unwrap();
+        match ShardStore::open(dir.path()) {
+            Err(StoreError::Locked { holder, .. }) => {
+                assert_eq!(holder, format!("pid {}", std::process::id()))
+            }
+            Err(other) => panic!("wrong error: {other}"),
+            Ok(_) => panic!("a locked directory opened twice"),
+        }
+        drop(first);
+        ShardStore::open(dir.path()).unwrap();
+    }
+
+    #[test]
     fn records_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), 5);
@@ -527,6 +587,7 @@ mod tests {
         store.write_snapshot(snapshot.clone()).unwrap();
         append(&mut store, &vote(9));
         store.commit().unwrap();
+        drop(store);
         let (store, recovered) = ShardStore::open(dir.path()).unwrap();
         assert_eq!(recovered.snapshot, Some(snapshot));
         assert_eq!(recovered.records, vec![vote(9)]);
