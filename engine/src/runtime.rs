@@ -388,16 +388,13 @@ fn bind_links(
                     shard: ShardId(shard),
                     num_shards,
                 })?;
-        let socket = UdpSocket::bind(address).map_err(|e| match e.kind() {
+        let socket = udp::bind_exclusive(address).map_err(|e| match e.kind() {
             io::ErrorKind::AddrInUse => EngineError::PortBusy(address),
             _ => EngineError::Io {
                 context: format!("bind the link of shard {shard} to {address}"),
                 source: e,
             },
         })?;
-        socket
-            .set_nonblocking(true)
-            .map_err(io_context("make the link socket nonblocking"))?;
         links.push(socket);
     }
     Ok(links)

@@ -104,7 +104,13 @@ impl Peers {
             }
             left |= self.link_in.is_full();
             for i in 0..self.link_in.len() {
-                let (_, bytes, _) = self.link_in.get(i);
+                let (from, bytes, _) = self.link_in.get(i);
+                // Only the authority's own shards send here: anything else is dropped before
+                // it costs a hash.
+                if !self.link_addresses.contains(&from) {
+                    counters.bump(Counter::LinkStranger);
+                    continue;
+                }
                 match key.open_frame(bytes) {
                     Ok(frame) => node.handle_frame(now, frame),
                     Err(_) => counters.bump(Counter::LinkRefused),

@@ -161,3 +161,123 @@ fn honest_transfers_complete_during_a_flood() {
     assert_eq!(balance(dir, &accounts[0]), (100 - transfers).to_string());
     assert_eq!(balance(dir, &accounts[1]), (100 + transfers).to_string());
 }
+
+/// The value of counter `name` in a shard process's final report.
+fn final_counter(log: &str, name: &str) -> u64 {
+    let report = log.rsplit("final counters").next().unwrap_or("");
+    report
+        .split_whitespace()
+        .filter_map(|field| field.strip_prefix(&format!("{name}=")))
+        .filter_map(|value| value.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn cross_shard_payments_complete_during_a_link_flood() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = committee(dir, 1)[0].0.port();
+    let accounts = fund_accounts(dir, 8);
+    let mut shards: Vec<Authority> = (0..2)
+        .map(|j| {
+            let mut shard = Authority::new(dir, 1, Some(j));
+            shard.log = Some(dir.join(format!("shard-{j}.log")));
+            shard.start();
+            shard
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !client(dir, &["query_balance", &accounts[0]])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the authority never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A payer and a payee on different shards: every payment's credit crosses the link.
+    let shard = |a: &String| fastpay_wire::shard_of(&a.parse().unwrap(), 2);
+    let payer = accounts[0].clone();
+    let payee = accounts
+        .iter()
+        .find(|a| shard(a) != shard(&payer))
+        .unwrap()
+        .clone();
+
+    // Junk and well-formed frames with a wrong tag, from strangers, at both link ports.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.set_nonblocking(true).unwrap();
+            let forged = encode(
+                &Message::ShardLink(fastpay_wire::ShardLink {
+                    frame: fastpay_wire::LinkFrame {
+                        from: ShardId(0),
+                        to: ShardId(1),
+                        ack: u64::MAX,
+                        payload: fastpay_wire::LinkPayload::Ack,
+                    },
+                    tag: [7; 32],
+                }),
+                ShardId(1),
+            )
+            .unwrap();
+            let junk = vec![0xa5u8; 1200];
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for link in [port + 1, port + 2] {
+                    for datagram in [&forged, &junk] {
+                        if socket.send_to(datagram, ("127.0.0.1", link)).is_ok() {
+                            sent += 1;
+                        }
+                    }
+                }
+            }
+            sent
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let transfers = 5;
+    for _ in 0..transfers {
+        check(
+            client(
+                dir,
+                &[
+                    "--timeout",
+                    "20",
+                    "transfer",
+                    "1",
+                    "--from",
+                    &payer,
+                    "--to",
+                    &payee,
+                ],
+            ),
+            "transfer during the link flood",
+        );
+    }
+    // The credits arrive over the flooded link: wait for the payee's balance.
+    let want = (100 + transfers).to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while balance(dir, &payee) != want {
+        assert!(
+            Instant::now() < deadline,
+            "credits never crossed the flooded link"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = flooder.join().unwrap();
+    assert_eq!(balance(dir, &payer), (100 - transfers).to_string());
+    let mut strangers = 0;
+    for (j, shard) in shards.iter_mut().enumerate() {
+        shard.terminate();
+        let log = fs::read_to_string(dir.join(format!("shard-{j}.log"))).unwrap();
+        assert!(!log.contains("panicked"), "{log}");
+        strangers += final_counter(&log, "link_stranger");
+    }
+    eprintln!("{sent} junk datagrams sent at the link ports; {strangers} dropped as strangers");
+    assert!(sent > 10_000, "the flood was too weak: {sent}");
+    assert!(strangers > 0, "junk from strangers was not dropped as such");
+}

@@ -69,8 +69,11 @@ counters! {
     Backlog => "backlog",
     /// Handovers dropped because the destination's queue was full.
     HandoverDropped => "handover_dropped",
-    /// Link frames refused (bad tag, stale epoch, malformed).
+    /// Link frames refused (bad tag, malformed, not for this shard).
     LinkRefused => "link_refused",
+    /// Datagrams on the link port from addresses that are not this authority's shards,
+    /// dropped before any hashing.
+    LinkStranger => "link_stranger",
     /// Credits sent to another shard process.
     LinkCredits => "link_credits_sent",
     /// Replies not sent because they were larger than their request (anti-amplification).

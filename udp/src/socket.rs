@@ -25,8 +25,19 @@ const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
 /// A nonblocking UDP socket bound to `addr` with `SO_REUSEPORT`, so that every shard of an
 /// authority can bind the same port and join one reuseport group.
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    bind_sized(addr, true)
+}
+
+/// A nonblocking UDP socket bound to `addr` alone (no `SO_REUSEPORT`: a second bind fails),
+/// with buffers sized like a shard's public socket: for the links between shard processes,
+/// where a burst of junk must not push real frames out of a default-sized buffer.
+pub fn bind_exclusive(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    bind_sized(addr, false)
+}
+
+fn bind_sized(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_port(true)?;
+    socket.set_reuse_port(reuse_port)?;
     socket.set_nonblocking(true)?;
     // Best effort: an unprivileged process gets at most the sysctl maximum.
     if force_buffer(&socket, libc::SO_RCVBUFFORCE, SHARD_RECEIVE_BUFFER_BYTES).is_err() {

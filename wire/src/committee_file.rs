@@ -98,29 +98,44 @@ impl AuthorityEntry {
 
     /// The link address of shard `shard` (used when shards run in separate processes).
     pub fn link_address(&self, shard: u32) -> Result<SocketAddr, CommitteeFileError> {
+        self.link_address_at(&self.host, shard)
+    }
+
+    /// Where shard `shard`'s link listens when the authority binds its links to `host` (a
+    /// private address, say) rather than its public host: the same port.
+    pub fn link_address_at(
+        &self,
+        host: &str,
+        shard: u32,
+    ) -> Result<SocketAddr, CommitteeFileError> {
         let port = u32::from(self.port)
             .checked_add(1)
             .and_then(|p| p.checked_add(shard))
             .and_then(|p| u16::try_from(p).ok())
             .ok_or_else(|| CommitteeFileError::Unresolvable {
                 name: self.name,
-                host: self.host.clone(),
+                host: host.to_string(),
                 port: self.port,
             })?;
-        self.resolve(port)
+        resolve(self.name, host, port)
     }
 
     fn resolve(&self, port: u16) -> Result<SocketAddr, CommitteeFileError> {
-        (self.host.as_str(), port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| CommitteeFileError::Unresolvable {
-                name: self.name,
-                host: self.host.clone(),
-                port,
-            })
+        resolve(self.name, &self.host, port)
     }
+}
+
+/// The first address `host:port` resolves to.
+fn resolve(name: AuthorityName, host: &str, port: u16) -> Result<SocketAddr, CommitteeFileError> {
+    (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| CommitteeFileError::Unresolvable {
+            name,
+            host: host.to_string(),
+            port,
+        })
 }
 
 /// A validated committee file: its entries in file order and the committee they make.

@@ -54,6 +54,12 @@ enum Command {
         /// Run only this shard (to spread an authority's shards over processes).
         #[arg(long)]
         shard: Option<u32>,
+        /// With --shard: the host (a private address, say) on which this authority's shard
+        /// processes bind their links to each other, at the committee's link ports (the
+        /// authority's port plus one plus the shard). Give every shard process of the authority
+        /// the same value. Default: the authority's public host.
+        #[arg(long, requires = "shard")]
+        link_host: Option<String>,
         /// Cores to pin shard threads to, comma separated (shard j on the j-th, wrapping);
         /// default: every core.
         #[arg(long, value_delimiter = ',')]
@@ -102,6 +108,7 @@ fn real_main() -> Result<()> {
             initial_accounts,
             committee,
             shard,
+            link_host,
             cores,
             no_steering,
             stats_interval,
@@ -113,6 +120,7 @@ fn real_main() -> Result<()> {
             initial_accounts,
             committee,
             shard,
+            link_host,
             cores,
             steering: !no_steering,
             stats_interval,
@@ -150,6 +158,7 @@ struct RunArgs {
     initial_accounts: PathBuf,
     committee: PathBuf,
     shard: Option<u32>,
+    link_host: Option<String>,
     cores: Option<Vec<usize>>,
     steering: bool,
     stats_interval: u64,
@@ -221,7 +230,7 @@ fn run(args: RunArgs) -> Result<()> {
         steering: args.steering,
         only_shard: args.shard,
         link_addresses: (0..entry.shards)
-            .map(|j| entry.link_address(j))
+            .map(|j| entry.link_address_at(args.link_host.as_deref().unwrap_or(&entry.host), j))
             .collect::<Result<_, _>>()?,
         queue_capacity: QUEUE_CAPACITY,
         data_dir: data_dir.clone(),

@@ -74,6 +74,8 @@ pub struct Authority {
     pub shard: Option<u32>,
     /// Extra `run` arguments.
     pub extra: Vec<String>,
+    /// Where its stderr goes (discarded when `None`).
+    pub log: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -84,6 +86,7 @@ impl Authority {
             index,
             shard,
             extra: Vec::new(),
+            log: None,
             child: None,
         }
     }
@@ -101,7 +104,10 @@ impl Authority {
             .args(["--committee", "committee.json", "--stats-interval", "0"])
             .args(&self.extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(match &self.log {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::null(),
+            })
             .spawn()
             .unwrap();
         self.child = Some(child);
@@ -110,6 +116,16 @@ impl Authority {
     /// The running process's id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops it with SIGTERM (it then prints its final counters) and waits.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
     }
 
     pub fn kill(&mut self) {
