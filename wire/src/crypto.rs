@@ -1,26 +1,28 @@
 //! Keys, signatures over domain-separated bytes, and verification that gives the same verdict
 //! whether a signature is checked alone or in a batch.
 //!
-//! ed25519 verifiers disagree on edge cases (small-order keys and `R` points, non-canonical
-//! encodings), and a batch equation can accept what the single equation rejects. We close that
-//! gap with cheap checks applied to every signature before either path:
-//! - keys are validated once, when a [`PublicKey`] is built: canonical encoding and not of
-//!   small order;
-//! - every signature's `R` must be canonically encoded and not one of the eight small-order
-//!   points, checked on its bytes without decompressing.
-//!
-//! What remains are points with a torsion component that are not of small order (a "mixed
-//! order" key, or `R`), which only the key's owner can use: the single check rejects such a
-//! signature (or accepts it with probability 1/8), a batch may decide otherwise. That cannot
-//! forge anyone's signature; it only lets an owner get its own order accepted by some
-//! authorities and not others, which it can do anyway by sending the order to only some of
-//! them. Ruling mixed-order keys out would cost a scalar multiplication (about 20 µs) per new
-//! account, as much as the rest of voting on its first order.
+//! ed25519 verifiers disagree on edge cases (small-order keys and `R`, non-canonical encodings,
+//! points with a torsion component), and a cofactorless batch equation with random
+//! coefficients can accept what the single equation rejects. We use one rule on both paths:
+//! - cheap checks first, applied to every signature whichever path checks it: keys are
+//!   validated once, when a [`PublicKey`] is built (canonical encoding, not of small order);
+//!   every signature's `R` must be canonically encoded and not one of the eight small-order
+//!   points (checked on its bytes), and `s` must be a canonical scalar;
+//! - then the cofactored equation `[8]([s]B - R - [k]A) = 0` with `k = SHA-512(R || A || M)`
+//!   (ZIP-215's), alone or in a batch with 128-bit coefficients derived from every input.
+//!   Multiplying by the cofactor removes any torsion component, so a batch and a single check
+//!   give the same verdict on every signature (a batch wrongly accepts with probability
+//!   2^-128 at most); a sending and a receiving shard can never disagree on a certificate.
 
 use crate::base_types::{AccountId, AuthorityName};
 use crate::messages::Transfer;
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha512};
 use std::fmt;
 use thiserror::Error;
 
@@ -31,12 +33,12 @@ use thiserror::Error;
 pub struct Signature(pub [u8; 64]);
 
 impl Signature {
-    fn to_dalek(self) -> ed25519_dalek::Signature {
-        ed25519_dalek::Signature::from_bytes(&self.0)
-    }
-
     fn r_bytes(&self) -> &[u8; 32] {
         self.0.first_chunk::<32>().unwrap_or(&[0; 32])
+    }
+
+    fn s_bytes(&self) -> &[u8; 32] {
+        self.0.last_chunk::<32>().unwrap_or(&[0; 32])
     }
 }
 
@@ -168,13 +170,102 @@ fn y_is_canonical(encoding: &[u8; 32]) -> bool {
     false
 }
 
-/// Cheap byte-level checks on a signature's `R` shared by the single and the batch path.
-fn check_r(signature: &Signature) -> Result<(), CryptoError> {
+/// Cheap byte-level checks on a signature shared by the single and the batch path: `R`
+/// canonical and not of small order, `s` a canonical scalar.
+fn check_bytes(signature: &Signature) -> Result<(), CryptoError> {
     let r = signature.r_bytes();
     if !y_is_canonical(r) || SMALL_ORDER_ENCODINGS.contains(r) {
         return Err(CryptoError::MalformedSignature);
     }
+    if Scalar::from_canonical_bytes(*signature.s_bytes())
+        .is_none()
+        .into()
+    {
+        return Err(CryptoError::MalformedSignature);
+    }
     Ok(())
+}
+
+/// A signature that passed [`check_bytes`], with its points and scalars.
+struct Equation {
+    r: EdwardsPoint,
+    a: EdwardsPoint,
+    s: Scalar,
+    k: Scalar,
+    /// `SHA-512(R || A || M)`, which `k` reduces: binds the batch's coefficients to R, A, M.
+    hram: [u8; 64],
+}
+
+impl Equation {
+    /// Decompresses `R` and computes the challenge; `None` when `R` is not a curve point.
+    fn new(key: &VerifyingKey, message: &[u8], signature: &Signature) -> Option<Self> {
+        let r = CompressedEdwardsY(*signature.r_bytes()).decompress()?;
+        let s = Option::from(Scalar::from_canonical_bytes(*signature.s_bytes()))?;
+        let mut hash = Sha512::new();
+        hash.update(signature.r_bytes());
+        hash.update(key.as_bytes());
+        hash.update(message);
+        let hram: [u8; 64] = hash.finalize().into();
+        Some(Self {
+            r,
+            a: key.to_edwards(),
+            s,
+            k: Scalar::from_bytes_mod_order_wide(&hram),
+            hram,
+        })
+    }
+
+    /// `[8]([s]B - R - [k]A) = 0`.
+    fn holds(&self) -> bool {
+        let expected =
+            EdwardsPoint::vartime_double_scalar_mul_basepoint(&self.k, &-self.a, &self.s);
+        (expected - self.r).mul_by_cofactor().is_identity()
+    }
+}
+
+/// Whether every equation holds, checked as one: `[8](sum z_i R_i + sum z_i k_i A_i -
+/// (sum z_i s_i) B) = 0` with 128-bit coefficients `z_i` derived from every input (so nobody
+/// can choose signatures after seeing them).
+fn all_hold(equations: &[Equation]) -> bool {
+    let mut transcript = Sha512::new();
+    transcript.update(b"fastpay cofactored batch v1");
+    for e in equations {
+        transcript.update(e.hram);
+        transcript.update(e.s.as_bytes());
+    }
+    let seed = transcript.finalize();
+    let mut z = Vec::with_capacity(equations.len());
+    let mut block = 0u64;
+    while z.len() < equations.len() {
+        let mut hash = Sha512::new();
+        hash.update(seed);
+        hash.update(block.to_le_bytes());
+        block += 1;
+        let bytes: [u8; 64] = hash.finalize().into();
+        for chunk in bytes.chunks_exact(16) {
+            if z.len() < equations.len() {
+                let mut wide = [0u8; 16];
+                wide.copy_from_slice(chunk);
+                z.push(Scalar::from(u128::from_le_bytes(wide)));
+            }
+        }
+    }
+    let b_coefficient: Scalar = equations.iter().zip(&z).map(|(e, z)| z * e.s).sum();
+    let scalars = std::iter::once(-b_coefficient)
+        .chain(z.iter().copied())
+        .chain(equations.iter().zip(&z).map(|(e, z)| z * e.k));
+    let points = std::iter::once(ED25519_BASEPOINT_POINT)
+        .chain(equations.iter().map(|e| e.r))
+        .chain(equations.iter().map(|e| e.a));
+    EdwardsPoint::vartime_multiscalar_mul(scalars, points)
+        .mul_by_cofactor()
+        .is_identity()
+}
+
+/// One signature under the shared rule.
+fn verify_one(key: &VerifyingKey, message: &[u8], signature: &Signature) -> bool {
+    check_bytes(signature).is_ok()
+        && Equation::new(key, message, signature).is_some_and(|e| e.holds())
 }
 
 /// A validated ed25519 public key, decompressed once so that verifying under it is cheap.
@@ -211,10 +302,11 @@ impl PublicKey {
 
     /// Checks one signature on `message` under this key.
     pub fn verify(&self, message: &SignedBytes, signature: &Signature) -> Result<(), CryptoError> {
-        check_r(signature)?;
-        self.0
-            .verify_strict(message.as_slice(), &signature.to_dalek())
-            .map_err(|_| CryptoError::InvalidSignature)
+        check_bytes(signature)?;
+        match verify_one(&self.0, message.as_slice(), signature) {
+            true => Ok(()),
+            false => Err(CryptoError::InvalidSignature),
+        }
     }
 }
 
@@ -350,8 +442,9 @@ impl fmt::Debug for SignedBytes {
 #[derive(Default)]
 pub struct BatchVerifier {
     keys: Vec<VerifyingKey>,
-    signatures: Vec<ed25519_dalek::Signature>,
+    signatures: Vec<Signature>,
     messages: Vec<SignedBytes>,
+    equations: Vec<Equation>,
     valid: Vec<bool>,
     /// Share of bad signatures in recent batches, in 1/1024ths (an exponential average).
     recent_bad: u32,
@@ -395,9 +488,9 @@ impl BatchVerifier {
         let index = self.keys.len();
         self.keys.push(key.0);
         self.messages.push(message);
-        self.signatures.push(signature.to_dalek());
+        self.signatures.push(signature);
         // Byte-level checks now, so that the batch only sees well-formed signatures.
-        self.valid.push(check_r(&signature).is_ok());
+        self.valid.push(check_bytes(&signature).is_ok());
         index
     }
 
@@ -406,9 +499,11 @@ impl BatchVerifier {
         if self.recent_bad > SINGLE_CHECK_ABOVE {
             for i in 0..self.valid.len() {
                 if self.valid[i] {
-                    self.valid[i] = self.keys[i]
-                        .verify_strict(self.messages[i].as_slice(), &self.signatures[i])
-                        .is_ok();
+                    self.valid[i] = verify_one(
+                        &self.keys[i],
+                        self.messages[i].as_slice(),
+                        &self.signatures[i],
+                    );
                 }
             }
             self.note_failures();
@@ -451,23 +546,27 @@ impl BatchVerifier {
         let count = end.saturating_sub(start);
         if count < MIN_BATCH {
             for i in start..end {
-                self.valid[i] = self.keys[i]
-                    .verify_strict(self.messages[i].as_slice(), &self.signatures[i])
-                    .is_ok();
+                self.valid[i] = verify_one(
+                    &self.keys[i],
+                    self.messages[i].as_slice(),
+                    &self.signatures[i],
+                );
             }
             return;
         }
-        let messages: Vec<&[u8]> = self.messages[start..end]
-            .iter()
-            .map(SignedBytes::as_slice)
-            .collect();
-        let ok = ed25519_dalek::verify_batch(
-            &messages,
-            &self.signatures[start..end],
-            &self.keys[start..end],
-        )
-        .is_ok();
-        if ok {
+        self.equations.clear();
+        for i in start..end {
+            match Equation::new(
+                &self.keys[i],
+                self.messages[i].as_slice(),
+                &self.signatures[i],
+            ) {
+                Some(equation) => self.equations.push(equation),
+                // R is not a point: this one fails alone, and the batch cannot hold.
+                None => break,
+            }
+        }
+        if self.equations.len() == count && all_hold(&self.equations) {
             return;
         }
         let middle = start.saturating_add(count / 2);
