@@ -20,7 +20,9 @@
 //! one fsync per batch and a whole-state snapshot, which a log gives with no read path to pay
 //! for, where redb or fjall would add transactions and compaction of their own.
 
-use fastpay_node::log::{LogError, Record, Snapshot, TornTail, parse_frames};
+use fastpay_node::log::{
+    GROUP_HEADER, LogError, Record, Snapshot, TornTail, new_group, parse_frames, seal_group,
+};
 use fastpay_wire::codec::{decode_stored, encode_stored_to};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -107,7 +109,7 @@ impl ShardStore {
         let (snapshot, snapshot_len) = match fs::read(&snapshot_path) {
             Ok(bytes) => {
                 let records = parse_frames(&bytes).map_err(corrupt_at(&snapshot_path))?;
-                if records.torn.is_some() || records.payloads.len() != 1 {
+                if records.payloads.len() != 1 {
                     return Err(StoreError::Corrupt {
                         path: snapshot_path,
                         offset: 0,
@@ -168,7 +170,11 @@ impl ShardStore {
                 log_len,
                 snapshot_len,
                 writer: None,
-                pending: Vec::new(),
+                pending: {
+                    let mut group = Vec::new();
+                    new_group(&mut group);
+                    group
+                },
                 fsyncs: 0,
             },
             Recovered {
@@ -179,22 +185,23 @@ impl ShardStore {
         ))
     }
 
-    /// The buffer of framed records (from `ShardNode::take_log`) that the next
-    /// [`commit`](Self::commit) writes.
+    /// The buffer to append framed records to (from `ShardNode::take_log`); the next
+    /// [`commit`](Self::commit) writes them as one group.
     pub fn pending_mut(&mut self) -> &mut Vec<u8> {
         &mut self.pending
     }
 
     /// Whether records wait for a commit.
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.pending.len() > GROUP_HEADER
     }
 
-    /// Makes every queued record durable: one write, one `fdatasync`.
+    /// Makes every queued record durable: one group, one write, one `fdatasync`.
     pub fn commit(&mut self) -> Result<(), StoreError> {
-        if self.pending.is_empty() {
+        if !self.has_pending() {
             return Ok(());
         }
+        seal_group(&mut self.pending);
         if let Err(e) = self
             .log
             .write_all(&self.pending)
@@ -204,7 +211,7 @@ impl ShardStore {
         }
         self.fsyncs += 1;
         self.log_len += self.pending.len() as u64;
-        self.pending.clear();
+        new_group(&mut self.pending);
         Ok(())
     }
 
@@ -481,6 +488,15 @@ mod tests {
         assert_eq!(store.fsyncs(), 1, "one fsync for the whole batch");
     }
 
+    /// Writes `n` votes, one commit (one group) each.
+    fn write_groups(dir: &Path, n: u64) {
+        let (mut store, _) = ShardStore::open(dir).unwrap();
+        for i in 0..n {
+            append(&mut store, &vote(i));
+            store.commit().unwrap();
+        }
+    }
+
     #[test]
     fn a_directory_opens_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -508,10 +524,10 @@ mod tests {
     #[test]
     fn a_torn_tail_is_truncated_and_reported() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), 5);
+        write_groups(dir.path(), 5);
         let log = dir.path().join("log-0");
         let len = fs::metadata(&log).unwrap().len();
-        // Cut the last record in half, as a crash during the write would.
+        // Cut the last group in half, as a crash during the write would.
         OpenOptions::new()
             .write(true)
             .open(&log)
@@ -522,7 +538,7 @@ mod tests {
         assert_eq!(recovered.records, (0..4).map(vote).collect::<Vec<_>>());
         let (offset, removed) = recovered.truncated.unwrap();
         assert_eq!(removed, len - 20 - offset);
-        // A flipped byte in the last record is a torn tail too.
+        // A flipped byte in the last group is a torn tail too.
         let bytes = fs::read(&log).unwrap();
         let mut flipped = bytes.clone();
         let last = flipped.len() - 3;
@@ -536,7 +552,7 @@ mod tests {
     #[test]
     fn corruption_in_the_middle_stops_recovery() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), 5);
+        write_groups(dir.path(), 5);
         let log = dir.path().join("log-0");
         let mut bytes = fs::read(&log).unwrap();
         bytes[HEADER + 10] ^= 0xff; // Inside the first record's payload.

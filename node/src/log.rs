@@ -1,14 +1,19 @@
 //! What a shard writes to its log and snapshot, and how those bytes are framed and parsed.
 //!
 //! Pure: the node produces framed records as bytes, the runtime (or the simulation's disk)
-//! stores them, and recovery parses them back here. A record on disk is `[len: u32 LE]
-//! [crc32: u32 LE][len bytes]`; a snapshot file is one such record.
+//! writes them as one group per commit, and recovery parses them back here. A record is a
+//! frame `[len: u32 LE][crc32: u32 LE][len bytes]`, and a snapshot file is one such frame. A
+//! group is `[GROUP_MAGIC][len: u32 LE][crc32 of the records: u32 LE]` followed by the
+//! commit's framed records; the magic tells a group's start from a record's inside a group
+//! when recovery looks past damage for a valid group.
 //!
-//! Parsing tells a torn tail (a crash during the last write) from corruption: a record that
-//! runs past the end, the last record failing its checksum, or a tail of zeros (an extension
-//! of the file that never received its data; records are never empty, so a zero header is
-//! never written) is torn and is reported for truncation. A record failing its checksum with
-//! more data after it is corruption, which recovery must refuse rather than guess around.
+//! A commit's group is written with one `write` and synced before the next one starts, so
+//! only the last group can be damaged by a crash, and its pages may land in any order or not
+//! at all: a group that runs past the end, fails its checksum, is empty (a zero-filled
+//! extension of the file that never received its data) or is garbage is torn, as long as no
+//! valid group follows it anywhere in the file, and is reported for truncation. A bad group
+//! with a valid one after it is corruption, which recovery must refuse rather than guess
+//! around; so is a bad record inside a group whose checksum holds.
 
 use fastpay_authority::ShardSnapshot;
 use fastpay_wire::codec::{decode_stored, encode_stored};
@@ -74,7 +79,7 @@ pub struct LogError {
     pub reason: &'static str,
 }
 
-/// A torn tail found after the last whole record: (offset, bytes).
+/// A torn tail found after the last whole group: (offset, bytes).
 pub type TornTail = (u64, u64);
 
 /// Log bytes split into record payloads.
@@ -83,8 +88,6 @@ pub struct Frames<'a> {
     pub payloads: Vec<&'a [u8]>,
     /// Where each record starts.
     pub offsets: Vec<u64>,
-    /// The torn tail after them, if any.
-    pub torn: Option<TornTail>,
 }
 
 /// Appends `payload` as one framed record to `out`.
@@ -93,6 +96,32 @@ pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     out.extend_from_slice(payload);
+}
+
+/// The first bytes of every group.
+pub const GROUP_MAGIC: [u8; 4] = *b"FPG1";
+
+/// Bytes of a group's header: a buffer of records to commit starts with this many bytes
+/// reserved, which [`seal_group`] fills in.
+pub const GROUP_HEADER: usize = 12;
+
+/// An empty group buffer: the header reserved, records to be appended after it.
+pub fn new_group(out: &mut Vec<u8>) {
+    out.clear();
+    out.resize(GROUP_HEADER, 0);
+}
+
+/// Fills in the header of a group buffer made by [`new_group`] whose records were appended
+/// after it; the buffer is then one frame, ready to write.
+pub fn seal_group(group: &mut [u8]) {
+    if group.len() < GROUP_HEADER {
+        return;
+    }
+    let (header, records) = group.split_at_mut(GROUP_HEADER);
+    let len = u32::try_from(records.len()).unwrap_or(u32::MAX);
+    header[..4].copy_from_slice(&GROUP_MAGIC);
+    header[4..8].copy_from_slice(&len.to_le_bytes());
+    header[8..].copy_from_slice(&crc32fast::hash(records).to_le_bytes());
 }
 
 /// Appends `record`, encoded and framed, to `out`; `scratch` is reused for the encoding.
@@ -106,67 +135,82 @@ pub fn append_record(record: &Record, scratch: &mut Vec<u8>, out: &mut Vec<u8>) 
     true
 }
 
-/// Splits log bytes into record payloads, finding a torn tail or corruption.
+/// The frame starting at `at`, if it is whole, not empty and its checksum holds.
+fn valid_frame(bytes: &[u8], at: usize) -> Option<&[u8]> {
+    let header = bytes.get(at..at.checked_add(RECORD_HEADER)?)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if len == 0 {
+        return None;
+    }
+    let start = at + RECORD_HEADER;
+    let payload = bytes.get(start..start.checked_add(len)?)?;
+    (crc32fast::hash(payload) == crc).then_some(payload)
+}
+
+/// Splits bytes into record payloads, all of which must be whole and valid.
 pub fn parse_frames(bytes: &[u8]) -> Result<Frames<'_>, LogError> {
     let mut frames = Frames {
         payloads: Vec::new(),
         offsets: Vec::new(),
-        torn: None,
     };
     let mut at = 0usize;
     while at < bytes.len() {
-        let rest = &bytes[at..];
-        let torn = Some((at as u64, rest.len() as u64));
-        if rest.len() < RECORD_HEADER {
-            frames.torn = torn;
-            break;
-        }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        if len == 0 {
-            // Never written by us: the zero-filled extension of a file whose data was lost.
-            if rest.iter().all(|b| *b == 0) {
-                frames.torn = torn;
-                break;
-            }
-            return Err(LogError {
-                offset: at as u64,
-                reason: "empty record",
-            });
-        }
-        let Some(payload) = rest.get(RECORD_HEADER..RECORD_HEADER + len) else {
-            frames.torn = torn;
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
-            if RECORD_HEADER + len == rest.len() {
-                // The last record: a write the crash cut short.
-                frames.torn = torn;
-                break;
-            }
-            return Err(LogError {
-                offset: at as u64,
-                reason: "checksum mismatch",
-            });
-        }
+        let payload = valid_frame(bytes, at).ok_or(LogError {
+            offset: at as u64,
+            reason: "bad record",
+        })?;
         frames.payloads.push(payload);
         frames.offsets.push(at as u64);
-        at += RECORD_HEADER + len;
+        at += RECORD_HEADER + payload.len();
     }
     Ok(frames)
 }
 
-/// Decodes the records of log bytes, and the torn tail after them, if any.
-pub fn decode_log(bytes: &[u8]) -> Result<(Vec<Record>, Option<TornTail>), LogError> {
-    let frames = parse_frames(bytes)?;
-    let mut records = Vec::with_capacity(frames.payloads.len());
-    for (payload, offset) in frames.payloads.iter().zip(&frames.offsets) {
-        records.push(decode_stored(payload).map_err(|_| LogError {
-            offset: *offset,
-            reason: "record does not decode",
-        })?);
+/// The records of the group starting at `at`, if it is whole and its checksum holds.
+fn valid_group(bytes: &[u8], at: usize) -> Option<&[u8]> {
+    let header = bytes.get(at..at.checked_add(GROUP_HEADER)?)?;
+    if header[..4] != GROUP_MAGIC {
+        return None;
     }
-    Ok((records, frames.torn))
+    let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    let crc = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    let start = at + GROUP_HEADER;
+    let records = bytes.get(start..start.checked_add(len)?)?;
+    (len > 0 && crc32fast::hash(records) == crc).then_some(records)
+}
+
+/// Decodes the records of a log (its groups, each a run of framed records), and the torn tail
+/// after the last whole group, if any: where a group is bad, what follows is torn if no valid
+/// group starts anywhere after it, and corruption otherwise.
+pub fn decode_log(bytes: &[u8]) -> Result<(Vec<Record>, Option<TornTail>), LogError> {
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let Some(group) = valid_group(bytes, at) else {
+            if (at + 1..bytes.len()).any(|later| valid_group(bytes, later).is_some()) {
+                return Err(LogError {
+                    offset: at as u64,
+                    reason: "bad group before a valid one",
+                });
+            }
+            return Ok((records, Some((at as u64, (bytes.len() - at) as u64))));
+        };
+        // The group's checksum held: a bad record inside it was written so.
+        let base = (at + GROUP_HEADER) as u64;
+        let frames = parse_frames(group).map_err(|e| LogError {
+            offset: base + e.offset,
+            reason: "bad record in a whole group",
+        })?;
+        for (payload, offset) in frames.payloads.iter().zip(&frames.offsets) {
+            records.push(decode_stored(payload).map_err(|_| LogError {
+                offset: base + offset,
+                reason: "record does not decode",
+            })?);
+        }
+        at += GROUP_HEADER + group.len();
+    }
+    Ok((records, None))
 }
 
 #[cfg(test)]
@@ -195,10 +239,14 @@ mod tests {
         })
     }
 
+    /// A log of `n` groups of one vote each.
     fn log(n: u64) -> Vec<u8> {
-        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        let (mut scratch, mut group, mut out) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..n {
-            assert!(append_record(&vote(i), &mut scratch, &mut out));
+            new_group(&mut group);
+            assert!(append_record(&vote(i), &mut scratch, &mut group));
+            seal_group(&mut group);
+            out.extend_from_slice(&group);
         }
         out
     }
@@ -237,19 +285,44 @@ mod tests {
         bytes.extend_from_slice(&log(1));
         assert_eq!(
             decode_log(&bytes).err().map(|e| e.reason),
-            Some("empty record")
+            Some("bad group before a valid one")
         );
     }
 
     #[test]
-    fn corruption_before_the_last_record_is_an_error() {
+    fn pages_of_the_last_group_landing_out_of_order_are_a_torn_tail() {
+        // A last group of many records whose middle never reached the disk (zeros), while
+        // its end did: the group's checksum fails, nothing valid follows, so it is torn.
+        let (mut scratch, mut group) = (Vec::new(), Vec::new());
+        new_group(&mut group);
+        for i in 0..40 {
+            append_record(&vote(i), &mut scratch, &mut group);
+        }
+        seal_group(&mut group);
+        let mut bytes = log(2);
+        let start = bytes.len();
+        bytes.extend_from_slice(&group);
+        bytes[start + 512..start + 1024].fill(0);
+        let (records, torn) = decode_log(&bytes).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(torn, Some((start as u64, group.len() as u64)));
+        // So is a lost header page with the rest of the group present.
+        bytes[start..start + 8].fill(0);
+        assert_eq!(
+            decode_log(&bytes).unwrap().1,
+            Some((start as u64, group.len() as u64))
+        );
+    }
+
+    #[test]
+    fn corruption_before_the_last_group_is_an_error() {
         let mut bytes = log(3);
         bytes[RECORD_HEADER + 3] ^= 0xff;
         assert_eq!(
             decode_log(&bytes),
             Err(LogError {
                 offset: 0,
-                reason: "checksum mismatch"
+                reason: "bad group before a valid one"
             })
         );
     }

@@ -625,7 +625,16 @@ impl ShardNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::decode_log;
+    use crate::log::{decode_log, new_group, seal_group};
+
+    /// The records of `take_log` as the store writes them: one group.
+    fn as_group(records: &[u8]) -> Vec<u8> {
+        let mut group = Vec::new();
+        new_group(&mut group);
+        group.extend_from_slice(records);
+        seal_group(&mut group);
+        group
+    }
     use fastpay_authority::Genesis;
     use fastpay_wire::{
         Amount, CertifiedTransferOrder, Committee, KeyPair, SignedTransferOrder, Transfer, encode,
@@ -746,7 +755,7 @@ mod tests {
         assert_eq!(sender.backlog(), 0, "the acknowledged credit is forgotten");
 
         // Recovery feeds the logs back: the same state, and the credit is not taken again.
-        let (records, torn) = decode_log(&log).unwrap();
+        let (records, torn) = decode_log(&as_group(&log)).unwrap();
         assert!(torn.is_none());
         let recovered = ShardNode::recover(
             node(0, true).shard,
@@ -761,7 +770,7 @@ mod tests {
             1,
             "not known to be acknowledged: resent"
         );
-        let (records, _) = decode_log(&receiver_log).unwrap();
+        let (records, _) = decode_log(&as_group(&receiver_log)).unwrap();
         let mut receiver = ShardNode::recover(
             node(1, true).shard,
             NodeConfig::in_process(SHARDS, true),

@@ -460,7 +460,10 @@ impl World {
             host.wake_scheduled = false;
             host.timer_at = None;
             let fault = host.disk.crash(&mut self.rng);
-            if matches!(fault, CrashFault::Torn | CrashFault::ZeroFilled) {
+            if matches!(
+                fault,
+                CrashFault::Torn | CrashFault::ZeroFilled | CrashFault::Scrambled
+            ) {
                 self.report.damaged_restarts += 1;
             }
         }

@@ -1,13 +1,13 @@
 //! A simulated shard disk: keeps only what was synced, and a crash does to the rest what a
 //! power loss may: loses it, tears the last write, or leaves a zero-filled tail.
 //!
-//! The log holds the node's real framed records (`fastpay_node::log`), and recovery parses
-//! them with the same code as the engine's store, so torn and zero-filled tails meet the real
-//! parser. A snapshot follows the store's protocol: the log is synced, the snapshot is written
+//! The log holds the node's real framed records in groups, one per write, as the engine's
+//! store writes them (`fastpay_node::log`), and recovery parses them with the same code, so
+//! torn, zero-filled and scrambled tails meet the real parser. A snapshot follows the store's protocol: the log is synced, the snapshot is written
 //! in the background and, once it lands, replaces the log prefix it covers; a crash before it
 //! lands keeps the old snapshot and the whole log.
 
-use fastpay_node::log::{LogError, Record, Snapshot, decode_log};
+use fastpay_node::log::{LogError, Record, Snapshot, decode_log, new_group, seal_group};
 use rand::RngExt;
 use rand::rngs::StdRng;
 
@@ -22,6 +22,8 @@ pub enum CrashFault {
     Torn,
     /// The file was extended but its data never written: zeros.
     ZeroFilled,
+    /// The pages of the last write landed out of order: some of them never did.
+    Scrambled,
     /// The unsynced bytes all reached the disk after all.
     Kept,
 }
@@ -37,12 +39,20 @@ pub struct SimDisk {
     base: u64,
     /// A snapshot being written, and the absolute log offset it covers.
     writing: Option<(Snapshot, u64)>,
+    /// Where each write not yet synced ends (indexes into `log`).
+    unsynced_ends: Vec<usize>,
+    group: Vec<u8>,
 }
 
 impl SimDisk {
-    /// Appends bytes (not yet durable); returns the absolute offset they end at.
-    pub fn write(&mut self, bytes: &[u8]) -> u64 {
-        self.log.extend_from_slice(bytes);
+    /// Appends framed records as one group, in one write (not yet durable); returns the
+    /// absolute offset they end at.
+    pub fn write(&mut self, records: &[u8]) -> u64 {
+        new_group(&mut self.group);
+        self.group.extend_from_slice(records);
+        seal_group(&mut self.group);
+        self.log.extend_from_slice(&self.group);
+        self.unsynced_ends.push(self.log.len());
         self.base + self.log.len() as u64
     }
 
@@ -50,11 +60,13 @@ impl SimDisk {
     pub fn sync(&mut self, end: u64) {
         let end = end.saturating_sub(self.base).min(self.log.len() as u64) as usize;
         self.synced = self.synced.max(end);
+        let synced = self.synced;
+        self.unsynced_ends.retain(|e| *e > synced);
     }
 
     /// Syncs the log and starts writing `snapshot`, which covers all of it.
     pub fn begin_snapshot(&mut self, snapshot: Snapshot) {
-        self.synced = self.log.len();
+        self.sync(u64::MAX);
         self.writing = Some((snapshot, self.base + self.log.len() as u64));
     }
 
@@ -71,6 +83,9 @@ impl SimDisk {
         let cut = covers.saturating_sub(self.base).min(self.log.len() as u64) as usize;
         self.log.drain(..cut);
         self.synced = self.synced.saturating_sub(cut);
+        for end in &mut self.unsynced_ends {
+            *end = end.saturating_sub(cut);
+        }
         self.base += cut as u64;
         self.snapshot = Some(snapshot);
     }
@@ -83,10 +98,11 @@ impl SimDisk {
         if unsynced == 0 {
             return CrashFault::Clean;
         }
-        let fault = match rng.random_range(0..4u8) {
+        let fault = match rng.random_range(0..5u8) {
             0 => CrashFault::Lost,
             1 => CrashFault::Torn,
             2 => CrashFault::ZeroFilled,
+            3 => CrashFault::Scrambled,
             _ => CrashFault::Kept,
         };
         match fault {
@@ -100,8 +116,24 @@ impl SimDisk {
                 self.log.truncate(self.synced);
                 self.log.resize(self.synced + len, 0);
             }
+            CrashFault::Scrambled => {
+                // Earlier writes landed whole; of the next one, a page is missing; later ones
+                // never started.
+                let landed = rng.random_range(0..self.unsynced_ends.len());
+                let start = match landed {
+                    0 => self.synced,
+                    n => self.unsynced_ends[n - 1],
+                };
+                let end = self.unsynced_ends[landed];
+                self.log.truncate(end);
+                let page = rng.random_range(start..end) & !511;
+                let page = page.max(start);
+                let page_end = (page + 512).min(end);
+                self.log[page..page_end].fill(0);
+            }
             CrashFault::Clean | CrashFault::Kept => {}
         }
+        self.unsynced_ends.clear();
         self.synced = self.log.len();
         fault
     }

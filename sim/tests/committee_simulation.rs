@@ -7,7 +7,7 @@
 use fastpay_sim::{SimConfig, SimReport, run};
 
 /// Seeds that CI runs on every change, per link mode.
-const CI_SEEDS: u64 = 100;
+const CI_SEEDS: u64 = 120;
 
 fn seeds() -> Vec<u64> {
     if let Ok(seed) = std::env::var("FASTPAY_SIM_SEED") {
@@ -35,7 +35,7 @@ fn summarize(name: &str, reports: &[SimReport]) -> (u64, u64) {
     let credits: u64 = reports.iter().map(|r| r.cross_shard_credits).sum();
     eprintln!(
         "{name}: {} seeds: {delivered} messages delivered, {crashes} crash-restarts ({damaged} \
-         from torn or zero-filled logs), {snapshots} snapshots, {completed} transfers, \
+         from torn, zero-filled or scrambled logs), {snapshots} snapshots, {completed} transfers, \
          {credits} cross-shard credits",
         reports.len()
     );
