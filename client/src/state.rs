@@ -105,7 +105,16 @@ pub struct ClientState {
     /// Per authority, the next sequence number it acknowledged for this account: what a
     /// lagging authority still lacks.
     acknowledged: HashMap<AuthorityName, SequenceNumber>,
+    /// Per authority, where the next refusal for want of funds resumes in the received
+    /// certificates (they go out [`CATCH_UP_LIMIT`] at a time).
+    received_cursor: HashMap<AuthorityName, usize>,
 }
+
+/// Most messages one refusal makes a client send. Refusals come over UDP, whose source
+/// addresses can be forged: a forged refusal must not make a client send its whole history
+/// (an amplifier aimed at an authority). A lagging authority catches up over a few round
+/// trips instead, each refusal bringing the next few.
+pub const CATCH_UP_LIMIT: usize = 4;
 
 impl ClientState {
     /// A client for `key`'s account, starting from `balance` at sequence number zero.
@@ -121,6 +130,7 @@ impl ClientState {
             sent_certificates: Vec::new(),
             received_certificates: BTreeMap::new(),
             acknowledged: HashMap::new(),
+            received_cursor: HashMap::new(),
         }
     }
 
@@ -168,6 +178,7 @@ impl ClientState {
                 })
                 .collect(),
             acknowledged: snapshot.acknowledged.into_iter().collect(),
+            received_cursor: HashMap::new(),
         })
     }
 
@@ -394,20 +405,37 @@ impl ClientState {
             .collect()
     }
 
-    /// What an authority that refused this client's request needs to catch up: the
-    /// confirmations of this account's earlier transfers when it misses them, or the
-    /// certificates of payments received when it sees too little money here.
-    pub fn catch_up(&self, authority: &AuthorityName, error: &ErrorReply) -> Vec<Message> {
+    /// What an authority that refused this client's request needs to catch up, at most
+    /// [`CATCH_UP_LIMIT`] messages: the oldest confirmations of this account's earlier
+    /// transfers when it misses them, or the next few certificates of payments received when
+    /// it sees too little money here (the following refusal brings the next few).
+    pub fn catch_up(&mut self, authority: &AuthorityName, error: &ErrorReply) -> Vec<Message> {
         if error.account != self.account {
             return Vec::new();
         }
         match error.code {
-            ErrorCode::MissingEarlierConfirmations => self.confirmations_missing_at(authority),
-            ErrorCode::InsufficientFunds => self
-                .received_certificates
-                .values()
-                .map(confirmation_message)
-                .collect(),
+            ErrorCode::MissingEarlierConfirmations => {
+                let mut missing = self.confirmations_missing_at(authority);
+                missing.truncate(CATCH_UP_LIMIT);
+                missing
+            }
+            ErrorCode::InsufficientFunds => {
+                let received = self.received_certificates.len();
+                if received == 0 {
+                    return Vec::new();
+                }
+                let cursor = self.received_cursor.entry(*authority).or_default();
+                let start = *cursor % received;
+                let count = CATCH_UP_LIMIT.min(received);
+                *cursor = start + count;
+                self.received_certificates
+                    .values()
+                    .cycle()
+                    .skip(start)
+                    .take(count)
+                    .map(confirmation_message)
+                    .collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -714,10 +742,93 @@ mod tests {
         assert_eq!(error.code, ErrorCode::MissingEarlierConfirmations);
         let catch_up = fx.alice.catch_up(&name, &error);
         assert_eq!(catch_up.len(), 2);
+        assert!(catch_up.len() <= CATCH_UP_LIMIT);
         for message in &catch_up {
             assert!(fx.shards[3].handle_message(message).error.is_none());
         }
         assert!(fx.shards[3].handle_transfer_order(&order).is_ok());
+    }
+
+    #[test]
+    fn one_refusal_makes_the_client_send_a_few_messages_not_its_history() {
+        let mut fx = fixture();
+        let name = fx.shards[3].name();
+        // Alice pays ten times with authorities 0..3, and receives ten payments from Bob.
+        for amount in 1..=10 {
+            certify(&mut fx, amount);
+            let confirmation = fx.alice.confirmation().unwrap();
+            for i in 0..3 {
+                let done = fx.shards[i]
+                    .handle_confirmation_order(&confirmation)
+                    .unwrap();
+                let n = fx.shards[i].name();
+                fx.alice.handle_account_info(n, &done.response).unwrap();
+            }
+        }
+        let mut received = 0;
+        for sequence in 0..10u64 {
+            let order = TransferOrder::new(
+                Transfer {
+                    sender: fx.bob.account(),
+                    recipient: fx.alice.account(),
+                    amount: Amount::new(1),
+                    sequence_number: SequenceNumber::new(sequence),
+                    user_data: None,
+                },
+                &KeyPair::from_seed([2; 32]),
+            );
+            let certificate = CertifiedTransferOrder {
+                value: order,
+                signatures: (0..3)
+                    .map(|i| {
+                        let vote = fx.shards[i].handle_transfer_order(&order).unwrap();
+                        (vote.authority, vote.signature)
+                    })
+                    .collect(),
+            };
+            for i in 0..3 {
+                fx.shards[i]
+                    .handle_confirmation_order(&ConfirmationOrder {
+                        certificate: certificate.clone(),
+                    })
+                    .unwrap();
+            }
+            if fx.alice.receive_certificate(certificate).is_ok() {
+                received += 1;
+            }
+        }
+        assert_eq!(received, 10);
+        // Forged refusals (anyone can send them in an authority's name) about Alice.
+        let alice = fx.alice.account();
+        let forged = |code| ErrorReply {
+            code,
+            account: alice,
+            sequence_number: SequenceNumber::ZERO,
+        };
+        let missing = fx
+            .alice
+            .catch_up(&name, &forged(ErrorCode::MissingEarlierConfirmations));
+        assert_eq!(
+            missing.len(),
+            CATCH_UP_LIMIT,
+            "one refusal, the whole history"
+        );
+        // Refusals for want of funds bring the received certificates a few at a time, and
+        // the next ones each time, so a real lagging authority still gets them all.
+        let mut sent = std::collections::BTreeSet::new();
+        for _ in 0..3 {
+            let batch = fx
+                .alice
+                .catch_up(&name, &forged(ErrorCode::InsufficientFunds));
+            assert!(batch.len() <= CATCH_UP_LIMIT);
+            for message in batch {
+                let Message::ConfirmationOrder(c) = message else {
+                    panic!("{message:?}");
+                };
+                sent.insert(c.certificate.value.transfer.sequence_number);
+            }
+        }
+        assert_eq!(sent.len(), 10);
     }
 
     #[test]
