@@ -85,8 +85,18 @@ struct Args {
     #[arg(long, conflicts_with = "flood_garbage")]
     flood_invalid: Option<f64>,
     /// Mix hostile datagrams into the run: this share (0..1) of everything sent is random bytes.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "flood_confirmations")]
     flood_garbage: Option<f64>,
+    /// Mix hostile datagrams into the run: this share (0..1) of everything sent is
+    /// confirmation orders forging a quorum's signatures on transfers from accounts nobody
+    /// funded, sequence number 0, each from a different sender (16,384 of them, in turn): every
+    /// one passes the cheap checks and costs a quorum's signature verifications.
+    #[arg(long, conflicts_with = "flood_invalid")]
+    flood_confirmations: Option<f64>,
+    /// Send the hostile datagrams of a --flood-* option to these addresses instead of the
+    /// authorities (comma separated), e.g. the link ports of an authority's shard processes.
+    #[arg(long, value_delimiter = ',')]
+    flood_to: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -300,35 +310,7 @@ fn real_main() -> Result<()> {
         jobs = kept;
     }
 
-    let flood = match (args.flood_invalid, args.flood_garbage) {
-        (Some(share), _) => {
-            if !(0.0..1.0).contains(&share) {
-                bail!("--flood-invalid must be in [0, 1)");
-            }
-            // Orders from the last funded accounts, each with one signature byte flipped.
-            let first = args.accounts.saturating_sub(1000);
-            let forged =
-                setup::prepare_orders(args.seed, first, args.accounts - first, args.accounts)
-                    .into_iter()
-                    .map(|p| {
-                        let mut order = p.order;
-                        order.signature.0[40] ^= 0x55;
-                        fastpay_wire::Message::TransferOrder(order)
-                    })
-                    .collect();
-            Some(run::Flood { share, forged })
-        }
-        (None, Some(share)) => {
-            if !(0.0..1.0).contains(&share) {
-                bail!("--flood-garbage must be in [0, 1)");
-            }
-            Some(run::Flood {
-                share,
-                forged: Vec::new(),
-            })
-        }
-        (None, None) => None,
-    };
+    let flood = flood(&args, &authorities, quorum)?;
     let config = RunConfig {
         phase,
         rate: args.rate,
@@ -416,6 +398,56 @@ fn real_main() -> Result<()> {
     );
     println!("{json}");
     Ok(())
+}
+
+/// The hostile traffic the --flood-* options ask for.
+fn flood(
+    args: &Args,
+    authorities: &[fastpay_wire::AuthorityEntry],
+    quorum: usize,
+) -> Result<Option<run::Flood>> {
+    let (share, forged) = match (
+        args.flood_invalid,
+        args.flood_garbage,
+        args.flood_confirmations,
+    ) {
+        (Some(share), _, _) => {
+            // Orders from the last funded accounts, each with one signature byte flipped.
+            let first = args.accounts.saturating_sub(1000);
+            let forged =
+                setup::prepare_orders(args.seed, first, args.accounts - first, args.accounts)
+                    .into_iter()
+                    .map(|p| {
+                        let mut order = p.order;
+                        order.signature.0[40] ^= 0x55;
+                        fastpay_wire::Message::TransferOrder(order)
+                    })
+                    .collect();
+            (share, forged)
+        }
+        (None, Some(share), _) => (share, Vec::new()),
+        (None, None, Some(share)) => {
+            let names: Vec<_> = authorities.iter().map(|a| a.name).collect();
+            (share, setup::forged_confirmations(&names, quorum, 16_384))
+        }
+        (None, None, None) => {
+            if !args.flood_to.is_empty() {
+                bail!(
+                    "--flood-to needs one of --flood-invalid, --flood-garbage, \
+                     --flood-confirmations"
+                );
+            }
+            return Ok(None);
+        }
+    };
+    if !(0.0..1.0).contains(&share) {
+        bail!("a --flood-* share must be in [0, 1)");
+    }
+    Ok(Some(run::Flood {
+        share,
+        forged,
+        to: args.flood_to.clone(),
+    }))
 }
 
 /// CPU time (user and system) this process has used so far, in seconds (0 where the OS will

@@ -68,9 +68,11 @@ pub struct RunConfig {
 pub struct Flood {
     /// Share of all datagrams that are hostile, in [0, 1).
     pub share: f64,
-    /// Orders with broken signatures from funded accounts (they pass every cheap check and
-    /// cost a signature verification), or, when empty, random bytes.
+    /// Orders or confirmations with broken signatures (they pass every cheap check and cost
+    /// signature verifications), or, when empty, random bytes.
     pub forged: Vec<Message>,
+    /// Where the hostile datagrams go instead of the targets (random bytes only).
+    pub to: Vec<SocketAddr>,
 }
 
 /// What a run measured.
@@ -201,29 +203,45 @@ impl Endpoints {
         self.outgoing[authority][shard as usize].push(socket, &self.buffer[..len]);
     }
 
-    /// Sends the `n`-th hostile datagram of `flood` to every target.
+    /// Writes `n`-th datagram of random bytes behind a plausible header (so that it reaches
+    /// the decoder) for shard `shard % shards`; returns its shard and length.
+    fn garbage(&mut self, n: usize, shards: u32) -> (u32, usize) {
+        let mut x = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let len = 150;
+        for byte in self.buffer[..len].iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *byte = x as u8;
+        }
+        self.buffer[..4].copy_from_slice(&[fastpay_wire::codec::WIRE_VERSION, 1, 0, 0]);
+        let shard = (x as u32) % shards.max(1);
+        self.buffer[4..8].copy_from_slice(&shard.to_be_bytes());
+        (shard, len)
+    }
+
+    /// Sends the `n`-th hostile datagram of `flood` to every target (or to its own
+    /// addresses).
     fn send_flood(&mut self, flood: &Flood, n: usize, targets: &[usize]) {
+        if !flood.to.is_empty() {
+            let (_, len) = self.garbage(n, 1);
+            let socket = &self.sockets[n % self.sockets.len()];
+            for address in &flood.to {
+                let _ = socket.send_to(&self.buffer[..len], address);
+            }
+            return;
+        }
         for &authority in targets {
             let (shard, len) = if flood.forged.is_empty() {
-                // Random bytes behind a plausible header, so they reach the decoder.
-                let mut x = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-                let len = 150;
-                for byte in self.buffer[..len].iter_mut() {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    *byte = x as u8;
-                }
-                self.buffer[..4].copy_from_slice(&[fastpay_wire::codec::WIRE_VERSION, 1, 0, 0]);
-                let shard = (x as u32) % self.shards[authority].max(1);
-                self.buffer[4..8].copy_from_slice(&shard.to_be_bytes());
-                (shard, len)
+                self.garbage(n, self.shards[authority])
             } else {
                 let message = &flood.forged[n % flood.forged.len()];
-                let Message::TransferOrder(order) = message else {
-                    continue;
+                let sender = match message {
+                    Message::TransferOrder(order) => order.transfer.sender,
+                    Message::ConfirmationOrder(c) => c.certificate.value.transfer.sender,
+                    _ => continue,
                 };
-                let shard = shard_of(&order.transfer.sender, self.shards[authority]);
+                let shard = shard_of(&sender, self.shards[authority]);
                 match encode_into(message, shard, &mut self.buffer) {
                     Ok(len) => (shard.0, len),
                     Err(_) => continue,

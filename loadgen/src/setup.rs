@@ -140,3 +140,38 @@ pub fn offline_certificates(
         }
     })
 }
+
+/// `count` confirmation orders that forge a quorum of `names`' signatures (and the owner's)
+/// on transfers of 1 from distinct fresh accounts at sequence number 0: each passes an
+/// authority's cheap checks and is refused only by signature verification.
+pub fn forged_confirmations(
+    names: &[fastpay_wire::AuthorityName],
+    quorum: usize,
+    count: usize,
+) -> Vec<fastpay_wire::Message> {
+    parallel(count, "forging confirmations", |i| {
+        let mut seed = [0xf0u8; 32];
+        seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let sender = KeyPair::from_seed(seed).account();
+        let order = fastpay_wire::TransferOrder {
+            transfer: fastpay_wire::Transfer {
+                sender,
+                recipient: sender,
+                amount: fastpay_wire::Amount::new(1),
+                sequence_number: fastpay_wire::SequenceNumber::ZERO,
+                user_data: None,
+            },
+            signature: fastpay_wire::Signature([0x5a; 64]),
+        };
+        fastpay_wire::Message::ConfirmationOrder(fastpay_wire::ConfirmationOrder {
+            certificate: CertifiedTransferOrder {
+                value: order,
+                signatures: names
+                    .iter()
+                    .take(quorum)
+                    .map(|name| (*name, fastpay_wire::Signature([0xa5; 64])))
+                    .collect(),
+            },
+        })
+    })
+}
