@@ -76,6 +76,8 @@ pub struct Authority {
     pub extra: Vec<String>,
     /// Where its stderr goes (discarded when `None`).
     pub log: Option<PathBuf>,
+    /// A command (and its arguments) to run the server under, e.g. `faketime -f -1d`.
+    pub wrapper: Vec<String>,
     child: Option<Child>,
 }
 
@@ -87,6 +89,7 @@ impl Authority {
             shard,
             extra: Vec::new(),
             log: None,
+            wrapper: Vec::new(),
             child: None,
         }
     }
@@ -96,7 +99,15 @@ impl Authority {
             Some(j) => vec!["--shard".into(), j.to_string()],
             None => Vec::new(),
         };
-        let child = Command::new(SERVER)
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(SERVER);
+                command
+            }
+            None => Command::new(SERVER),
+        };
+        let child = command
             .current_dir(&self.dir)
             .args(["--server", &format!("server{}.json", self.index), "run"])
             .args(shard)

@@ -1,0 +1,91 @@
+//! A shard process restarted with its clock stepped back a day keeps its links working: the
+//! links number credits durably and read no clock, where they once took each incarnation's
+//! epoch from the wall clock, so that every frame of the restarted shard was refused as
+//! stale, forever.
+//!
+//! Needs `faketime` (Debian's `faketime` package; CI installs it).
+
+mod common;
+
+use common::{Authority, balance, check, client, committee, fund_accounts};
+use std::time::{Duration, Instant};
+
+fn faketime_available() -> bool {
+    std::process::Command::new("faketime")
+        .args(["-f", "-1d", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Waits until `account`'s balance reads `want`.
+fn wait_balance(dir: &std::path::Path, account: &str, want: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while balance(dir, account) != want.to_string() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {account} never reached {want}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_shard_restarted_with_its_clock_stepped_back_still_sends_credits() {
+    if !faketime_available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "faketime is missing (apt-get install faketime)"
+        );
+        eprintln!("skipped: faketime is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    committee(dir, 1);
+    let accounts = fund_accounts(dir, 8);
+    let shard = |a: &String| fastpay_wire::shard_of(&a.parse().unwrap(), 2).0;
+    // The payer's shard sends the credits; it is the one that restarts.
+    let payer = accounts.iter().find(|a| shard(a) == 0).unwrap().clone();
+    let payee = accounts.iter().find(|a| shard(a) == 1).unwrap().clone();
+    let mut shards: Vec<Authority> = (0..2).map(|j| Authority::new(dir, 1, Some(j))).collect();
+    for s in &mut shards {
+        s.start();
+    }
+    let pay = |what: &str| {
+        check(
+            client(
+                dir,
+                &[
+                    "--timeout",
+                    "20",
+                    "transfer",
+                    "1",
+                    "--from",
+                    &payer,
+                    "--to",
+                    &payee,
+                ],
+            ),
+            what,
+        );
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !client(dir, &["query_balance", &payer]).status.success() {
+        assert!(Instant::now() < deadline, "the shards never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pay("a payment before the restart");
+    wait_balance(dir, &payee, 101, "before the restart");
+
+    shards[0].kill();
+    shards[0].wrapper = ["faketime", "-f", "-1d"].map(String::from).to_vec();
+    shards[0].start();
+    pay("a payment after the restart");
+    wait_balance(
+        dir,
+        &payee,
+        102,
+        "after a restart with the clock a day back",
+    );
+    assert_eq!(balance(dir, &payer), "98");
+}
