@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Authority, balance, check, client, committee, fund_accounts};
+use common::{Authority, balance, committee, fund_accounts, pay_one, wait_serving};
 use std::time::{Duration, Instant};
 
 fn faketime_available() -> bool {
@@ -51,36 +51,14 @@ fn a_shard_restarted_with_its_clock_stepped_back_still_sends_credits() {
     for s in &mut shards {
         s.start();
     }
-    let pay = |what: &str| {
-        check(
-            client(
-                dir,
-                &[
-                    "--timeout",
-                    "20",
-                    "transfer",
-                    "1",
-                    "--from",
-                    &payer,
-                    "--to",
-                    &payee,
-                ],
-            ),
-            what,
-        );
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !client(dir, &["query_balance", &payer]).status.success() {
-        assert!(Instant::now() < deadline, "the shards never came up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    pay("a payment before the restart");
+    wait_serving(dir, &payer);
+    pay_one(dir, &payer, &payee, "a payment before the restart");
     wait_balance(dir, &payee, 101, "before the restart");
 
     shards[0].kill();
     shards[0].wrapper = ["faketime", "-f", "-1d"].map(String::from).to_vec();
     shards[0].start();
-    pay("a payment after the restart");
+    pay_one(dir, &payer, &payee, "a payment after the restart");
     wait_balance(
         dir,
         &payee,

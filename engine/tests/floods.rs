@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Authority, balance, check, client, committee, fund_accounts};
+use common::{Authority, balance, committee, fund_accounts, pay_one, wait_serving};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, Amount, KeyPair, Message, SequenceNumber, ShardId, Signature,
     Transfer, TransferOrder, encode,
@@ -103,14 +103,7 @@ fn honest_transfers_complete_during_a_flood() {
     let mut authority = Authority::new(dir, 1, None);
     authority.start();
     let pid = authority.pid().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !client(dir, &["query_balance", &accounts[0]])
-        .status
-        .success()
-    {
-        assert!(Instant::now() < deadline, "the authority never came up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_serving(dir, &accounts[0]);
     let before = rss_kb(pid);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -123,22 +116,7 @@ fn honest_transfers_complete_during_a_flood() {
     std::thread::sleep(Duration::from_millis(300));
     let transfers = 5;
     for _ in 0..transfers {
-        check(
-            client(
-                dir,
-                &[
-                    "--timeout",
-                    "20",
-                    "transfer",
-                    "1",
-                    "--from",
-                    &accounts[0],
-                    "--to",
-                    &accounts[1],
-                ],
-            ),
-            "transfer during the flood",
-        );
+        pay_one(dir, &accounts[0], &accounts[1], "transfer during the flood");
     }
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
@@ -188,14 +166,7 @@ fn cross_shard_payments_complete_during_a_link_flood() {
             shard
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !client(dir, &["query_balance", &accounts[0]])
-        .status
-        .success()
-    {
-        assert!(Instant::now() < deadline, "the authority never came up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_serving(dir, &accounts[0]);
     // A payer and a payee on different shards: every payment's credit crosses the link.
     let shard = |a: &String| fastpay_wire::shard_of(&a.parse().unwrap(), 2);
     let payer = accounts[0].clone();
@@ -243,22 +214,7 @@ fn cross_shard_payments_complete_during_a_link_flood() {
     std::thread::sleep(Duration::from_millis(300));
     let transfers = 5;
     for _ in 0..transfers {
-        check(
-            client(
-                dir,
-                &[
-                    "--timeout",
-                    "20",
-                    "transfer",
-                    "1",
-                    "--from",
-                    &payer,
-                    "--to",
-                    &payee,
-                ],
-            ),
-            "transfer during the link flood",
-        );
+        pay_one(dir, &payer, &payee, "transfer during the link flood");
     }
     // The credits arrive over the flooded link: wait for the payee's balance.
     let want = (100 + transfers).to_string();

@@ -201,6 +201,39 @@ pub fn order(
     )
 }
 
+/// Pays one unit from `from` to `to` with the `client` binary (20 s to complete), or fails the
+/// test naming `what`.
+pub fn pay_one(dir: &Path, from: &str, to: &str, what: &str) {
+    check(
+        client(
+            dir,
+            &[
+                "--timeout",
+                "20",
+                "transfer",
+                "1",
+                "--from",
+                from,
+                "--to",
+                to,
+            ],
+        ),
+        what,
+    );
+}
+
+/// Waits (up to 20 s) until the committee answers a query about `account`.
+pub fn wait_serving(dir: &Path, account: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !client(dir, &["query_balance", account]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the authorities never came up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// The balance of `account` as `client query_balance` prints it.
 pub fn balance(dir: &Path, account: &str) -> String {
     check(client(dir, &["query_balance", account]), "query_balance")
