@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::str::FromStr;
 use thiserror::Error;
 
 /// Money arithmetic that would leave its type's range.
@@ -24,6 +23,7 @@ pub enum IdParseError {
     BadHex,
 }
 
+// Paths are spelled out so that the macro works in any module of this crate.
 macro_rules! key_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -31,57 +31,60 @@ macro_rules! key_id {
         pub struct $name(pub [u8; 32]);
 
         // Hex text in human-readable formats (wallets, committee files), raw bytes on the wire.
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 if serializer.is_human_readable() {
-                    serializer.serialize_str(&hex::encode(self.0))
+                    serializer.serialize_str(&::hex::encode(self.0))
                 } else {
-                    self.0.serialize(serializer)
+                    ::serde::Serialize::serialize(&self.0, serializer)
                 }
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 if deserializer.is_human_readable() {
-                    let text = String::deserialize(deserializer)?;
-                    text.parse().map_err(serde::de::Error::custom)
+                    let text = <String as ::serde::Deserialize>::deserialize(deserializer)?;
+                    text.parse().map_err(::serde::de::Error::custom)
                 } else {
-                    <[u8; 32]>::deserialize(deserializer).map(Self)
+                    <[u8; 32] as ::serde::Deserialize>::deserialize(deserializer).map(Self)
                 }
             }
         }
 
         impl $name {
-            /// The 32 bytes of the ed25519 public key.
+            /// The identifier's 32 bytes.
             pub fn as_bytes(&self) -> &[u8; 32] {
                 &self.0
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&hex::encode(self.0))
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&::hex::encode(self.0))
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 // Eight hex digits are enough to tell ids apart in logs and test failures.
-                write!(f, "{}({})", stringify!($name), &hex::encode(&self.0[..4]))
+                write!(f, "{}({})", stringify!($name), &::hex::encode(&self.0[..4]))
             }
         }
 
-        impl FromStr for $name {
-            type Err = IdParseError;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::base_types::IdParseError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 let mut bytes = [0u8; 32];
-                hex::decode_to_slice(s.trim(), &mut bytes).map_err(|_| IdParseError::BadHex)?;
+                ::hex::decode_to_slice(s.trim(), &mut bytes)
+                    .map_err(|_| $crate::base_types::IdParseError::BadHex)?;
                 Ok(Self(bytes))
             }
         }
     };
 }
+// The committee identifier in `committee.rs` is printed and encoded like these.
+pub(crate) use key_id;
 
 key_id!(
     /// An account: the ed25519 public key of its owner.

@@ -1,10 +1,48 @@
-//! The committee of authorities, their voting weights and the certificate rules.
+//! The committee of authorities, their voting weights, the certificate rules, and the id
+//! that binds every signature to one committee.
 
-use crate::base_types::{AccountId, AuthorityName, ShardId, shard_of};
+use crate::base_types::{AccountId, AuthorityName, ShardId, key_id, shard_of};
 use crate::crypto::{CryptoError, PublicKey};
 use crate::messages::CertifiedTransferOrder;
+use sha2::{Digest, Sha512};
 use std::collections::HashMap;
 use thiserror::Error;
+
+key_id!(
+    /// Names one committee: a hash of its voting set and weights. Every signature covers it,
+    /// so votes and certificates formed in one committee never verify in another, even one
+    /// that shares members.
+    CommitteeId
+);
+
+/// Domain tag of the committee identifier's hash; NUL-terminated like the signing tags.
+const COMMITTEE_ID_TAG: &[u8] = b"fastpay/committee/v1\0";
+
+impl CommitteeId {
+    /// The identifier of the committee whose members are `members`: SHA-512 over a domain tag,
+    /// then each member sorted by name as its name (32 bytes) and weight (`u64` LE), truncated
+    /// to 32 bytes.
+    ///
+    /// Shard counts are left out on purpose: they are an authority's internal layout, which
+    /// it may change (resharding) without changing who can certify or with what weight, and
+    /// such a change must not invalidate every signature in flight. The order in which
+    /// members are listed is left out too: it is presentation, not membership.
+    fn of_members(members: &[CommitteeMember]) -> Self {
+        let mut sorted: Vec<(&AuthorityName, u64)> =
+            members.iter().map(|m| (&m.name, m.weight)).collect();
+        sorted.sort_unstable();
+        let mut hash = Sha512::new();
+        hash.update(COMMITTEE_ID_TAG);
+        for (name, weight) in sorted {
+            hash.update(name.0);
+            hash.update(weight.to_le_bytes());
+        }
+        let digest: [u8; 64] = hash.finalize().into();
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&digest[..32]);
+        Self(id)
+    }
+}
 
 /// One authority as the committee knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +104,8 @@ pub struct Committee {
     keys: Vec<PublicKey>,
     index: HashMap<AuthorityName, usize>,
     total_weight: u64,
+    /// Computed once in `new`: every signature check needs it.
+    id: CommitteeId,
 }
 
 impl Committee {
@@ -113,12 +153,19 @@ impl Committee {
         if total_weight > u64::MAX / 2 {
             return Err(CommitteeError::WeightOverflow);
         }
+        let id = CommitteeId::of_members(&members);
         Ok(Self {
             members,
             keys,
             index,
             total_weight,
+            id,
         })
+    }
+
+    /// The identifier every signature of this committee covers (see [`CommitteeId`]).
+    pub fn id(&self) -> CommitteeId {
+        self.id
     }
 
     /// The members in their configured order.
@@ -188,5 +235,65 @@ impl Committee {
             return Err(CertificateError::NoQuorum { weight, quorum });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KeyPair;
+
+    fn authority(seed: u8) -> KeyPair {
+        KeyPair::from_seed([seed; 32])
+    }
+
+    fn member(seed: u8, weight: u64, num_shards: u32) -> CommitteeMember {
+        CommitteeMember {
+            name: authority(seed).authority(),
+            weight,
+            num_shards,
+        }
+    }
+
+    /// Authorities 10 to 13 with the given weights, `num_shards` shards each.
+    fn committee(weights: [u64; 4], num_shards: u32) -> Committee {
+        Committee::new(
+            (10..14)
+                .zip(weights)
+                .map(|(seed, weight)| member(seed, weight, num_shards))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn id_covers_the_voting_set_and_weights_only() {
+        let base = committee([1, 1, 1, 1], 1);
+        assert_eq!(base.id(), CommitteeId::of_members(base.members()));
+        // Shard counts and listing order are an authority's layout and presentation.
+        assert_eq!(committee([1, 1, 1, 1], 8).id(), base.id());
+        let mut reversed = base.members().to_vec();
+        reversed.reverse();
+        assert_eq!(Committee::new(reversed).unwrap().id(), base.id());
+        // Weights and membership decide who can certify.
+        assert_ne!(committee([1, 1, 1, 2], 1).id(), base.id());
+        let mut more = base.members().to_vec();
+        more.push(member(14, 1, 1));
+        assert_ne!(Committee::new(more).unwrap().id(), base.id());
+        let fewer = base.members()[..3].to_vec();
+        assert_ne!(Committee::new(fewer).unwrap().id(), base.id());
+    }
+
+    #[test]
+    fn id_prints_and_parses_as_hex() {
+        let id = committee([1, 1, 1, 1], 1).id();
+        let text = id.to_string();
+        assert_eq!(text.len(), 64);
+        assert_eq!(text, hex::encode(id.0));
+        assert_eq!(text.parse::<CommitteeId>(), Ok(id));
+        assert_eq!(format!("{id:?}"), format!("CommitteeId({})", &text[..8]));
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{text}\""));
+        assert_eq!(serde_json::from_str::<CommitteeId>(&json).unwrap(), id);
     }
 }
