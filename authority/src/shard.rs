@@ -286,7 +286,7 @@ impl AuthorityShard {
         let key = self.account_key(&order.transfer.sender)?;
         Ok(OrderCheck::Verify(verifier.push(
             &key,
-            order.signed_bytes(),
+            order.signed_bytes(&self.committee.id()),
             order.signature,
         )))
     }
@@ -301,7 +301,7 @@ impl AuthorityShard {
         if let Some(vote) = self.order_precheck(order)? {
             return Ok(vote);
         }
-        let vote = SignedTransferOrder::new(*order, &self.key);
+        let vote = SignedTransferOrder::new(*order, &self.committee.id(), &self.key);
         let account = self
             .accounts
             .get_mut(&order.transfer.sender)
@@ -369,9 +369,13 @@ impl AuthorityShard {
         let start = verifier.len();
         if ours.is_none() {
             let key = self.account_key(&order.transfer.sender)?;
-            verifier.push(&key, order.signed_bytes(), order.signature);
+            verifier.push(
+                &key,
+                order.signed_bytes(&self.committee.id()),
+                order.signature,
+            );
         }
-        let vote_bytes = order.vote_bytes();
+        let vote_bytes = order.vote_bytes(&self.committee.id());
         for (authority, signature) in &certificate.signatures {
             if let Some(vote) = &ours
                 && vote.authority == *authority
@@ -515,7 +519,7 @@ impl AuthorityShard {
             .check_signers(&update.certificate)
             .map_err(AuthorityError::InvalidCertificate)?;
         let start = verifier.len();
-        let vote_bytes = update.certificate.value.vote_bytes();
+        let vote_bytes = update.certificate.value.vote_bytes(&self.committee.id());
         for (authority, signature) in &update.certificate.signatures {
             if let Some(key) = self.committee.public_key(authority) {
                 verifier.push(key, vote_bytes, *signature);

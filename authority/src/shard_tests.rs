@@ -1,7 +1,7 @@
 //! Every rejection path of every handler, and that a rejection changes nothing.
 
 use super::*;
-use fastpay_wire::{Amount, CertificateError, CryptoError, Signature, Transfer};
+use fastpay_wire::{Amount, CertificateError, CommitteeId, CryptoError, Signature, Transfer};
 
 const SHARDS: u32 = 2;
 
@@ -44,13 +44,19 @@ impl Fixture {
         AuthorityShard::new(key, self.committee.clone(), ShardId(shard), &self.genesis).unwrap()
     }
 
+    /// An order signed by `from` for the fixture's committee.
+    fn order(&self, from: &KeyPair, to: AccountId, amount: u64, sequence: u64) -> TransferOrder {
+        order_in(&self.committee.id(), from, to, amount, sequence)
+    }
+
     fn certificate(&self, order: TransferOrder, voters: &[usize]) -> CertifiedTransferOrder {
         CertifiedTransferOrder {
             value: order,
             signatures: voters
                 .iter()
                 .map(|&i| {
-                    let vote = SignedTransferOrder::new(order, &self.authorities[i]);
+                    let vote =
+                        SignedTransferOrder::new(order, &self.committee.id(), &self.authorities[i]);
                     (vote.authority, vote.signature)
                 })
                 .collect(),
@@ -58,7 +64,14 @@ impl Fixture {
     }
 }
 
-fn order(from: &KeyPair, to: AccountId, amount: u64, sequence: u64) -> TransferOrder {
+/// An order signed by `from` for the committee `committee`.
+fn order_in(
+    committee: &CommitteeId,
+    from: &KeyPair,
+    to: AccountId,
+    amount: u64,
+    sequence: u64,
+) -> TransferOrder {
     TransferOrder::new(
         Transfer {
             sender: from.account(),
@@ -67,6 +80,7 @@ fn order(from: &KeyPair, to: AccountId, amount: u64, sequence: u64) -> TransferO
             sequence_number: SequenceNumber::new(sequence),
             user_data: None,
         },
+        committee,
         from,
     )
 }
@@ -123,12 +137,15 @@ fn vote_and_replay() {
     let alice = fx.users_on(0)[0];
     let bob = fx.users[11].account();
     let mut shard = fx.shard(0, 0);
-    let o = order(alice, bob, 10, 0);
+    let o = fx.order(alice, bob, 10, 0);
     let vote = shard.handle_transfer_order(&o).unwrap();
     assert_eq!(vote.value, o);
     assert_eq!(vote.authority, fx.authorities[0].authority());
     let key = fx.committee.public_key(&vote.authority).unwrap();
-    assert_eq!(key.verify(&o.vote_bytes(), &vote.signature), Ok(()));
+    assert_eq!(
+        key.verify(&o.vote_bytes(&fx.committee.id()), &vote.signature),
+        Ok(())
+    );
     // The same order again: the same vote, no new state, no cryptography.
     let mut verifier = BatchVerifier::new();
     assert_eq!(
@@ -153,10 +170,10 @@ fn transfer_order_rejections() {
             owner: ShardId(1),
             this: ShardId(0),
         },
-        |s| s.handle_transfer_order(&order(other_shard_user, bob, 1, 0)),
+        |s| s.handle_transfer_order(&fx.order(other_shard_user, bob, 1, 0)),
     );
     refused(&mut shard, AuthorityError::ZeroAmount, |s| {
-        s.handle_transfer_order(&order(alice, bob, 0, 0))
+        s.handle_transfer_order(&fx.order(alice, bob, 0, 0))
     });
     let stranger = (20..40u8)
         .map(|i| KeyPair::from_seed([i; 32]))
@@ -165,7 +182,7 @@ fn transfer_order_rejections() {
     refused(
         &mut shard,
         AuthorityError::UnknownAccount(stranger.account()),
-        |s| s.handle_transfer_order(&order(&stranger, bob, 1, 0)),
+        |s| s.handle_transfer_order(&fx.order(&stranger, bob, 1, 0)),
     );
     refused(
         &mut shard,
@@ -173,7 +190,7 @@ fn transfer_order_rejections() {
             expected: SequenceNumber::new(0),
             got: SequenceNumber::new(1),
         },
-        |s| s.handle_transfer_order(&order(alice, bob, 1, 1)),
+        |s| s.handle_transfer_order(&fx.order(alice, bob, 1, 1)),
     );
     refused(
         &mut shard,
@@ -181,25 +198,25 @@ fn transfer_order_rejections() {
             balance: Balance::new(100),
             amount: Amount::new(101),
         },
-        |s| s.handle_transfer_order(&order(alice, bob, 101, 0)),
+        |s| s.handle_transfer_order(&fx.order(alice, bob, 101, 0)),
     );
-    let mut forged = order(alice, bob, 5, 0);
-    forged.signature = order(alice, bob, 6, 0).signature;
+    let mut forged = fx.order(alice, bob, 5, 0);
+    forged.signature = fx.order(alice, bob, 6, 0).signature;
     refused(&mut shard, AuthorityError::InvalidSignature, |s| {
         s.handle_transfer_order(&forged)
     });
 
     shard
-        .handle_transfer_order(&order(alice, bob, 10, 0))
+        .handle_transfer_order(&fx.order(alice, bob, 10, 0))
         .unwrap();
     refused(
         &mut shard,
         AuthorityError::ConflictingOrder(SequenceNumber::new(0)),
-        |s| s.handle_transfer_order(&order(alice, bob, 11, 0)),
+        |s| s.handle_transfer_order(&fx.order(alice, bob, 11, 0)),
     );
 
     // Confirm it, then the old sequence number is stale.
-    let cert = fx.certificate(order(alice, bob, 10, 0), &[0, 1, 2]);
+    let cert = fx.certificate(fx.order(alice, bob, 10, 0), &[0, 1, 2]);
     shard
         .handle_confirmation_order(&ConfirmationOrder { certificate: cert })
         .unwrap();
@@ -209,7 +226,7 @@ fn transfer_order_rejections() {
             expected: SequenceNumber::new(1),
             got: SequenceNumber::new(0),
         },
-        |s| s.handle_transfer_order(&order(alice, bob, 10, 0)),
+        |s| s.handle_transfer_order(&fx.order(alice, bob, 10, 0)),
     );
 }
 
@@ -224,7 +241,7 @@ fn weak_account_keys_are_refused() {
     let num = shard_of(&weak, SHARDS);
     let key = KeyPair::from_seed(fx.authorities[0].seed());
     let mut shard = AuthorityShard::new(key, fx.committee.clone(), num, &genesis).unwrap();
-    let mut o = order(&fx.users[0], fx.users[1].account(), 1, 0);
+    let mut o = fx.order(&fx.users[0], fx.users[1].account(), 1, 0);
     o.transfer.sender = weak;
     refused(
         &mut shard,
@@ -238,8 +255,8 @@ fn conflicting_orders_in_one_batch_get_one_vote() {
     let fx = fixture();
     let alice = fx.users_on(0)[0];
     let mut shard = fx.shard(0, 0);
-    let first = order(alice, fx.users[10].account(), 10, 0);
-    let second = order(alice, fx.users[11].account(), 10, 0);
+    let first = fx.order(alice, fx.users[10].account(), 10, 0);
+    let second = fx.order(alice, fx.users[11].account(), 10, 0);
     let mut verifier = BatchVerifier::new();
     assert_eq!(
         shard.check_transfer_order(&first, &mut verifier).unwrap(),
@@ -268,7 +285,7 @@ fn confirmation_debits_once_and_credits_across_shards() {
     let genesis_total = fx.genesis.total().units();
 
     // Same-shard payment: credited with the debit.
-    let local = fx.certificate(order(alice, carol.account(), 30, 0), &[1, 2, 3]);
+    let local = fx.certificate(fx.order(alice, carol.account(), 30, 0), &[1, 2, 3]);
     let done = s0
         .handle_confirmation_order(&ConfirmationOrder { certificate: local })
         .unwrap();
@@ -277,7 +294,7 @@ fn confirmation_debits_once_and_credits_across_shards() {
     assert_eq!(s0.accounts()[&carol.account()].balance, Balance::new(130));
 
     // Cross-shard payment: the debit returns the credit as a value.
-    let cert = fx.certificate(order(alice, bob.account(), 20, 1), &[1, 2, 3]);
+    let cert = fx.certificate(fx.order(alice, bob.account(), 20, 1), &[1, 2, 3]);
     let confirmation = ConfirmationOrder { certificate: cert };
     let done = s0.handle_confirmation_order(&confirmation).unwrap();
     let update = done.cross_shard.unwrap();
@@ -303,7 +320,7 @@ fn confirmation_debits_once_and_credits_across_shards() {
 fn confirmation_skips_our_own_vote_and_the_verified_owner_signature() {
     let fx = fixture();
     let alice = fx.users_on(0)[0];
-    let o = order(alice, fx.users[11].account(), 10, 0);
+    let o = fx.order(alice, fx.users[11].account(), 10, 0);
     let cert = fx.certificate(o, &[0, 1, 2]);
     let confirmation = ConfirmationOrder { certificate: cert };
 
@@ -344,7 +361,7 @@ fn confirmation_rejections() {
         },
         |s| {
             s.handle_confirmation_order(&confirm(
-                fx.certificate(order(other, bob, 1, 0), &[0, 1, 2]),
+                fx.certificate(fx.order(other, bob, 1, 0), &[0, 1, 2]),
             ))
         },
     );
@@ -356,17 +373,17 @@ fn confirmation_rejections() {
         },
         |s| {
             s.handle_confirmation_order(&confirm(
-                fx.certificate(order(alice, bob, 1, 3), &[0, 1, 2]),
+                fx.certificate(fx.order(alice, bob, 1, 3), &[0, 1, 2]),
             ))
         },
     );
     refused(&mut shard, AuthorityError::ZeroAmount, |s| {
         s.handle_confirmation_order(&confirm(
-            fx.certificate(order(alice, bob, 0, 0), &[0, 1, 2]),
+            fx.certificate(fx.order(alice, bob, 0, 0), &[0, 1, 2]),
         ))
     });
 
-    let o = order(alice, bob, 5, 0);
+    let o = fx.order(alice, bob, 5, 0);
     refused(
         &mut shard,
         AuthorityError::InvalidCertificate(CertificateError::NoQuorum {
@@ -383,7 +400,7 @@ fn confirmation_rejections() {
     );
     let mut outsider = fx.certificate(o, &[0, 1]);
     let stranger = KeyPair::from_seed([99; 32]);
-    let vote = SignedTransferOrder::new(o, &stranger);
+    let vote = SignedTransferOrder::new(o, &fx.committee.id(), &stranger);
     outsider.signatures.push((vote.authority, vote.signature));
     refused(
         &mut shard,
@@ -393,13 +410,13 @@ fn confirmation_rejections() {
 
     // A vote for another order under a valid signer set.
     let mut wrong_vote = fx.certificate(o, &[0, 1, 2]);
-    wrong_vote.signatures[2].1 = fx.certificate(order(alice, bob, 6, 0), &[2]).signatures[0].1;
+    wrong_vote.signatures[2].1 = fx.certificate(fx.order(alice, bob, 6, 0), &[2]).signatures[0].1;
     refused(&mut shard, AuthorityError::InvalidSignature, |s| {
         s.handle_confirmation_order(&confirm(wrong_vote))
     });
     // A certificate whose owner signature is forged (votes are genuine).
     let mut bad_owner = fx.certificate(o, &[0, 1, 2]);
-    bad_owner.value.signature = order(alice, bob, 7, 0).signature;
+    bad_owner.value.signature = fx.order(alice, bob, 7, 0).signature;
     refused(&mut shard, AuthorityError::InvalidSignature, |s| {
         s.handle_confirmation_order(&confirm(bad_owner))
     });
@@ -423,7 +440,13 @@ fn cross_shard_rejections() {
             owner: ShardId(0),
             this: ShardId(1),
         },
-        |s| s.handle_cross_shard_update(&update(order(alice, bob.account(), 5, 0), &[0, 1, 2], 0)),
+        |s| {
+            s.handle_cross_shard_update(&update(
+                fx.order(alice, bob.account(), 5, 0),
+                &[0, 1, 2],
+                0,
+            ))
+        },
     );
     refused(
         &mut s1,
@@ -432,15 +455,19 @@ fn cross_shard_rejections() {
             this: ShardId(1),
         },
         |s| {
-            s.handle_cross_shard_update(&update(order(alice, carol.account(), 5, 0), &[0, 1, 2], 1))
+            s.handle_cross_shard_update(&update(
+                fx.order(alice, carol.account(), 5, 0),
+                &[0, 1, 2],
+                1,
+            ))
         },
     );
     let bob2 = fx.users_on(1)[1];
     refused(&mut s1, AuthorityError::NotCrossShard, |s| {
-        s.handle_cross_shard_update(&update(order(bob2, bob.account(), 5, 0), &[0, 1, 2], 1))
+        s.handle_cross_shard_update(&update(fx.order(bob2, bob.account(), 5, 0), &[0, 1, 2], 1))
     });
     refused(&mut s1, AuthorityError::ZeroAmount, |s| {
-        s.handle_cross_shard_update(&update(order(alice, bob.account(), 0, 0), &[0, 1, 2], 1))
+        s.handle_cross_shard_update(&update(fx.order(alice, bob.account(), 0, 0), &[0, 1, 2], 1))
     });
     // The reference prototype's hole: a credit with no quorum behind it mints money.
     refused(
@@ -449,9 +476,15 @@ fn cross_shard_rejections() {
             weight: 0,
             quorum: 3,
         }),
-        |s| s.handle_cross_shard_update(&update(order(alice, bob.account(), 1_000_000, 0), &[], 1)),
+        |s| {
+            s.handle_cross_shard_update(&update(
+                fx.order(alice, bob.account(), 1_000_000, 0),
+                &[],
+                1,
+            ))
+        },
     );
-    let mut forged = update(order(alice, bob.account(), 1_000_000, 0), &[0, 1, 2], 1);
+    let mut forged = update(fx.order(alice, bob.account(), 1_000_000, 0), &[0, 1, 2], 1);
     forged.certificate.signatures[0].1 = forged.certificate.signatures[1].1;
     refused(&mut s1, AuthorityError::InvalidSignature, |s| {
         s.handle_cross_shard_update(&forged)
@@ -498,11 +531,11 @@ fn lagging_authority_applies_certified_debit_below_zero() {
     let fx = fixture();
     let alice = fx.users_on(0)[0];
     let mut shard = fx.shard(3, 0);
-    let cert = fx.certificate(order(alice, fx.users[11].account(), 100, 0), &[0, 1, 2]);
+    let cert = fx.certificate(fx.order(alice, fx.users[11].account(), 100, 0), &[0, 1, 2]);
     shard
         .handle_confirmation_order(&ConfirmationOrder { certificate: cert })
         .unwrap();
-    let cert = fx.certificate(order(alice, fx.users[11].account(), 40, 1), &[0, 1, 2]);
+    let cert = fx.certificate(fx.order(alice, fx.users[11].account(), 40, 1), &[0, 1, 2]);
     let done = shard
         .handle_confirmation_order(&ConfirmationOrder { certificate: cert })
         .unwrap();
@@ -526,7 +559,7 @@ fn forged_confirmations_leave_nothing_behind() {
         if shard_of(&sender.account(), SHARDS) != ShardId(0) {
             continue;
         }
-        let mut forged = fx.certificate(order(&sender, fx.users[0].account(), 5, 0), &[0, 1, 2]);
+        let mut forged = fx.certificate(fx.order(&sender, fx.users[0].account(), 5, 0), &[0, 1, 2]);
         forged.value.signature = Signature([9; 64]);
         for (_, signature) in &mut forged.signatures {
             *signature = Signature([9; 64]);

@@ -244,6 +244,7 @@ impl ClientState {
                 sequence_number: self.next_sequence_number,
                 user_data,
             },
+            &self.committee.id(),
             &self.key,
         );
         self.pending = Some(Phase::Voting {
@@ -285,7 +286,7 @@ impl ClientState {
         if votes.contains_key(&vote.authority) {
             return Ok(None);
         }
-        key.verify(&order.vote_bytes(), &vote.signature)
+        key.verify(&order.vote_bytes(&self.committee.id()), &vote.signature)
             .map_err(|_| ClientError::InvalidVote(vote.authority))?;
         votes.insert(vote.authority, vote.signature);
         let weight: u64 = votes
@@ -469,7 +470,8 @@ impl ClientState {
             .check_signers(certificate)
             .map_err(|_| ClientError::InvalidCertificate)?;
         let order = &certificate.value;
-        let vote_bytes = order.vote_bytes();
+        let committee = self.committee.id();
+        let vote_bytes = order.vote_bytes(&committee);
         for (name, signature) in &certificate.signatures {
             let key = self
                 .committee
@@ -479,7 +481,7 @@ impl ClientState {
                 .map_err(|_| ClientError::InvalidCertificate)?;
         }
         PublicKey::of_account(&order.transfer.sender)
-            .and_then(|key| key.verify(&order.signed_bytes(), &order.signature))
+            .and_then(|key| key.verify(&order.signed_bytes(&committee), &order.signature))
             .map_err(|_| ClientError::InvalidCertificate)
     }
 
@@ -624,7 +626,11 @@ mod tests {
             ..garbage
         };
         assert_eq!(fx.alice.handle_vote(&wrong), Err(ClientError::Mismatch));
-        let stranger = SignedTransferOrder::new(order, &KeyPair::from_seed([99; 32]));
+        let stranger = SignedTransferOrder::new(
+            order,
+            &fx.alice.committee().id(),
+            &KeyPair::from_seed([99; 32]),
+        );
         assert_eq!(
             fx.alice.handle_vote(&stranger),
             Err(ClientError::UnknownAuthority(stranger.authority))
@@ -677,6 +683,7 @@ mod tests {
                 sequence_number: SequenceNumber::ZERO,
                 user_data: None,
             },
+            &fx.alice.committee().id(),
             &KeyPair::from_seed([1; 32]),
         );
         let v = vote(&mut fx.shards[0], &order);
@@ -775,6 +782,7 @@ mod tests {
                     sequence_number: SequenceNumber::new(sequence),
                     user_data: None,
                 },
+                &fx.bob.committee().id(),
                 &KeyPair::from_seed([2; 32]),
             );
             let certificate = CertifiedTransferOrder {

@@ -51,6 +51,7 @@ fn fixture() -> Fixture {
                     sequence_number: SequenceNumber::ZERO,
                     user_data: None,
                 },
+                &committee.id(),
                 k,
             )
         })
@@ -105,7 +106,7 @@ impl Fixture {
                     signatures: self.authorities[..3]
                         .iter()
                         .map(|k| {
-                            let v = SignedTransferOrder::new(*o, k);
+                            let v = SignedTransferOrder::new(*o, &self.committee.id(), k);
                             (v.authority, v.signature)
                         })
                         .collect(),

@@ -452,8 +452,8 @@ mod tests {
     use fastpay_authority::ShardSnapshot;
     use fastpay_node::log::{LinkState, append_record};
     use fastpay_wire::{
-        AccountId, Amount, AuthorityName, CertifiedTransferOrder, CrossShardUpdate, KeyPair,
-        SequenceNumber, Signature, SignedTransferOrder, Transfer, TransferOrder,
+        AccountId, Amount, AuthorityName, CertifiedTransferOrder, CommitteeId, CrossShardUpdate,
+        KeyPair, SequenceNumber, Signature, SignedTransferOrder, Transfer, TransferOrder,
     };
 
     fn vote(n: u64) -> Record {
@@ -467,6 +467,8 @@ mod tests {
                     sequence_number: SequenceNumber::new(n),
                     user_data: None,
                 },
+                // The store keeps records as they are; nothing here verifies a signature.
+                &CommitteeId([0; 32]),
                 &key,
             ),
             authority: AuthorityName([3; 32]),

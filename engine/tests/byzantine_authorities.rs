@@ -6,12 +6,14 @@
 
 mod common;
 
-use common::{Authority, ask, balance, check, client, committee, fund_accounts, order};
+use common::{
+    Authority, ask, balance, check, client, committee, committee_id, fund_accounts, order,
+};
 use fastpay_engine::config::load_server_file;
 use fastpay_wire::{
-    AccountId, AccountInfoResponse, Amount, Balance, CertifiedTransferOrder, ConfirmationOrder,
-    ErrorCode, KeyPair, Message, SequenceNumber, Signature, SignedTransferOrder, TransferOrder,
-    VoteReply, decode, encode,
+    AccountId, AccountInfoResponse, Amount, Balance, CertifiedTransferOrder, CommitteeId,
+    ConfirmationOrder, ErrorCode, KeyPair, Message, SequenceNumber, Signature, SignedTransferOrder,
+    TransferOrder, VoteReply, decode, encode,
 };
 use std::fs;
 use std::net::UdpSocket;
@@ -56,7 +58,8 @@ struct Impostor {
 }
 
 impl Impostor {
-    fn start(server_file: &Path, lie: Lie) -> Self {
+    /// Lies as the authority of `server_file`, signing for `committee` as the real one would.
+    fn start(server_file: &Path, committee: CommitteeId, lie: Lie) -> Self {
         let (file, key) = load_server_file(server_file).unwrap();
         let socket = UdpSocket::bind(file.authority.address().unwrap()).unwrap();
         socket
@@ -78,7 +81,7 @@ impl Impostor {
                     continue;
                 };
                 let lie = LIES[usize::from(lie_seen.load(Ordering::Relaxed))];
-                for reply in lie_about(lie, &key, &message, &mut noise) {
+                for reply in lie_about(lie, &committee, &key, &message, &mut noise) {
                     let bytes = match reply {
                         Reply::Message(m) => encode(&m, shard.shard).unwrap(),
                         Reply::Bytes(b) => b,
@@ -134,10 +137,16 @@ fn conflicting(order: &TransferOrder) -> TransferOrder {
     }
 }
 
-fn lie_about(lie: Lie, key: &KeyPair, message: &Message, noise: &mut u64) -> Vec<Reply> {
+fn lie_about(
+    lie: Lie,
+    committee: &CommitteeId,
+    key: &KeyPair,
+    message: &Message,
+    noise: &mut u64,
+) -> Vec<Reply> {
     let vote = |order: &TransferOrder| {
         Reply::Message(Message::Vote(VoteReply::of(&SignedTransferOrder::new(
-            *order, key,
+            *order, committee, key,
         ))))
     };
     let account_of = |message: &Message| match message {
@@ -153,7 +162,7 @@ fn lie_about(lie: Lie, key: &KeyPair, message: &Message, noise: &mut u64) -> Vec
             bytes[0] = 1; // Looks like our codec version.
             let mut replies = vec![Reply::Bytes(bytes)];
             if let Message::TransferOrder(order) = message {
-                let mut reply = VoteReply::of(&SignedTransferOrder::new(*order, key));
+                let mut reply = VoteReply::of(&SignedTransferOrder::new(*order, committee, key));
                 reply.signature = Signature([next_noise(noise) as u8; 64]);
                 replies.push(Reply::Message(Message::Vote(reply)));
             }
@@ -173,13 +182,13 @@ fn lie_about(lie: Lie, key: &KeyPair, message: &Message, noise: &mut u64) -> Vec
         Lie::VoteForEverything => match message {
             Message::TransferOrder(order) => vec![vote(order)],
             Message::ConfirmationOrder(c) => vec![Reply::Message(Message::AccountInfoResponse(
-                made_up_account(c.certificate.value.transfer.sender, key, None),
+                made_up_account(c.certificate.value.transfer.sender, committee, key, None),
             ))],
             _ => Vec::new(),
         },
         Lie::InventAccounts => match account_of(message) {
             Some(account) => vec![Reply::Message(Message::AccountInfoResponse(
-                made_up_account(account, key, Some(message)),
+                made_up_account(account, committee, key, Some(message)),
             ))],
             None => Vec::new(),
         },
@@ -188,12 +197,13 @@ fn lie_about(lie: Lie, key: &KeyPair, message: &Message, noise: &mut u64) -> Vec
 
 fn made_up_account(
     account: AccountId,
+    committee: &CommitteeId,
     key: &KeyPair,
     message: Option<&Message>,
 ) -> AccountInfoResponse {
     let pending = match message {
         Some(Message::TransferOrder(order)) => {
-            Some(SignedTransferOrder::new(conflicting(order), key))
+            Some(SignedTransferOrder::new(conflicting(order), committee, key))
         }
         _ => None,
     };
@@ -214,7 +224,7 @@ fn set_up(dir: &Path, accounts: usize, lie: Lie) -> (Vec<Authority>, Impostor, V
     for authority in &mut honest {
         authority.start();
     }
-    let impostor = Impostor::start(&dir.join("server4.json"), lie);
+    let impostor = Impostor::start(&dir.join("server4.json"), committee_id(dir), lie);
     (honest, impostor, accounts)
 }
 
@@ -283,7 +293,8 @@ fn an_authority_that_votes_for_everything_cannot_certify_two_orders() {
     for authority in &mut honest {
         authority.start();
     }
-    let _impostor = Impostor::start(&dir.join("server4.json"), Lie::VoteForEverything);
+    let committee = committee_id(dir);
+    let _impostor = Impostor::start(&dir.join("server4.json"), committee, Lie::VoteForEverything);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
@@ -304,8 +315,8 @@ fn an_authority_that_votes_for_everything_cannot_certify_two_orders() {
 
     // Mallory, colluding with the impostor, splits two orders across the honest authorities:
     // every order the impostor signs still needs two honest votes of the same order.
-    let to_alice = order(&mallory, alice, 60, 0);
-    let to_bob = order(&mallory, bob, 60, 0);
+    let to_alice = order(&committee, &mallory, alice, 60, 0);
+    let to_bob = order(&committee, &mallory, bob, 60, 0);
     let mut for_alice = vec![vote(0, &to_alice).unwrap(), vote(3, &to_alice).unwrap()];
     let mut for_bob = vec![vote(1, &to_bob).unwrap(), vote(3, &to_bob).unwrap()];
     // The third honest authority decides which order can ever be certified.

@@ -5,16 +5,18 @@
 
 mod common;
 
-use common::{Authority, ask, committee, order};
+use common::{Authority, ask, committee, committee_id, order};
 use fastpay_wire::{
-    AccountId, AccountInfoRequest, AuthorityName, CertifiedTransferOrder, ConfirmationOrder,
-    ErrorCode, KeyPair, Message, Signature, TransferOrder, VoteReply,
+    AccountId, AccountInfoRequest, AuthorityName, CertifiedTransferOrder, CommitteeId,
+    ConfirmationOrder, ErrorCode, KeyPair, Message, Signature, TransferOrder, VoteReply,
 };
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 struct Committee {
+    /// What the authorities check signatures against.
+    id: CommitteeId,
     addresses: Vec<(SocketAddr, u32)>,
     socket: UdpSocket,
     _processes: Vec<Authority>,
@@ -38,6 +40,7 @@ impl Committee {
             .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         Self {
+            id: committee_id(dir.path()),
             addresses,
             socket,
             _processes: processes,
@@ -101,8 +104,8 @@ fn byzantine_clients_get_nothing_and_cost_nobody_anything() {
     std::thread::sleep(Duration::from_millis(300));
 
     // Conflicting orders for one sequence number, each sent to half of the committee.
-    let to_alice = order(&mallory, alice.account(), 60, 0);
-    let to_bob = order(&mallory, bob.account(), 60, 0);
+    let to_alice = order(&c.id, &mallory, alice.account(), 60, 0);
+    let to_bob = order(&c.id, &mallory, bob.account(), 60, 0);
     let a: Vec<VoteReply> = (0..2).map(|i| c.vote(i, &to_alice).unwrap()).collect();
     let b: Vec<VoteReply> = (2..4).map(|i| c.vote(i, &to_bob).unwrap()).collect();
     // Crossing over is refused: each authority keeps the order it voted for.
@@ -124,7 +127,7 @@ fn byzantine_clients_get_nothing_and_cost_nobody_anything() {
 
     // Forged certificates for a fresh order of Alice's: duplicated signers, a signer outside
     // the committee, too little weight, a garbage signature.
-    let pay = order(&alice, bob.account(), 10, 0);
+    let pay = order(&c.id, &alice, bob.account(), 10, 0);
     let votes: Vec<VoteReply> = (0..4).map(|i| c.vote(i, &pay).unwrap()).collect();
     let mut duplicated = certificate(pay, &votes[..2]);
     duplicated.signatures.push(duplicated.signatures[0]);
@@ -153,9 +156,9 @@ fn byzantine_clients_get_nothing_and_cost_nobody_anything() {
     }
 
     // Absurd amounts, zero, unknown senders.
-    let huge = order(&bob, alice.account(), u64::MAX, 0);
-    let zero = order(&bob, alice.account(), 0, 0);
-    let stranger = order(&KeyPair::from_seed([4; 32]), bob.account(), 1, 0);
+    let huge = order(&c.id, &bob, alice.account(), u64::MAX, 0);
+    let zero = order(&c.id, &bob, alice.account(), 0, 0);
+    let stranger = order(&c.id, &KeyPair::from_seed([4; 32]), bob.account(), 1, 0);
     for i in 0..4 {
         assert_eq!(c.vote(i, &huge), Err(ErrorCode::InsufficientFunds));
         assert_eq!(c.vote(i, &zero), Err(ErrorCode::ZeroAmount));

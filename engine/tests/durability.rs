@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Authority, ask, check, committee};
+use common::{Authority, ask, check, committee, committee_id};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, Amount, CertifiedTransferOrder, ConfirmationOrder, ErrorCode,
     KeyPair, Message, SequenceNumber, Transfer, TransferOrder, encode, shard_of,
@@ -34,6 +34,7 @@ fn a_restarted_authority_remembers_its_votes_and_confirmations() {
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     let to = addresses[0];
+    let committee = committee_id(dir);
     let order = |amount: u64, recipient: AccountId, sequence: u64| {
         TransferOrder::new(
             Transfer {
@@ -43,6 +44,7 @@ fn a_restarted_authority_remembers_its_votes_and_confirmations() {
                 sequence_number: SequenceNumber::new(sequence),
                 user_data: None,
             },
+            &committee,
             &payer,
         )
     };

@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::{Authority, balance, committee, fund_accounts, pay_one, wait_serving};
+use common::{Authority, balance, committee, committee_id, fund_accounts, pay_one, wait_serving};
 use fastpay_wire::{
-    AccountId, AccountInfoRequest, Amount, KeyPair, Message, SequenceNumber, ShardId, Signature,
-    Transfer, TransferOrder, encode,
+    AccountId, AccountInfoRequest, Amount, CommitteeId, KeyPair, Message, SequenceNumber, ShardId,
+    Signature, Transfer, TransferOrder, encode,
 };
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
@@ -26,7 +26,12 @@ struct FloodReport {
     sizes: Vec<(usize, usize)>,
 }
 
-fn flood(target: (SocketAddr, u32), victim: AccountId, stop: Arc<AtomicBool>) -> FloodReport {
+fn flood(
+    target: (SocketAddr, u32),
+    committee: CommitteeId,
+    victim: AccountId,
+    stop: Arc<AtomicBool>,
+) -> FloodReport {
     let forger = KeyPair::from_seed([66; 32]);
     let mut forged = TransferOrder::new(
         Transfer {
@@ -36,6 +41,7 @@ fn flood(target: (SocketAddr, u32), victim: AccountId, stop: Arc<AtomicBool>) ->
             sequence_number: SequenceNumber::new(0),
             user_data: None,
         },
+        &committee,
         &forger,
     );
     forged.signature = Signature([5; 64]);
@@ -110,8 +116,8 @@ fn honest_transfers_complete_during_a_flood() {
     let victim: AccountId = accounts[0].parse().unwrap();
     let flooder = {
         let stop = stop.clone();
-        let target = addresses[0];
-        std::thread::spawn(move || flood(target, victim, stop))
+        let (target, committee) = (addresses[0], committee_id(dir));
+        std::thread::spawn(move || flood(target, committee, victim, stop))
     };
     std::thread::sleep(Duration::from_millis(300));
     let transfers = 5;

@@ -16,9 +16,13 @@ fn key(i: u8) -> KeyPair {
     KeyPair::from_seed([i; 32])
 }
 
+/// One authority of one shard.
+fn committee() -> Arc<Committee> {
+    Arc::new(Committee::equal_weights([key(200).authority()], 1).unwrap())
+}
+
 fn worker() -> ShardNode {
-    let authority = key(200);
-    let committee = Arc::new(Committee::equal_weights([authority.authority()], 1).unwrap());
+    let (authority, committee) = (key(200), committee());
     let genesis =
         Genesis::from_accounts((1..5).map(|i| (key(i).account(), Amount::new(100)))).unwrap();
     let shard = AuthorityShard::new(authority, committee, ShardId(0), &genesis).unwrap();
@@ -39,9 +43,10 @@ fn seeds() -> Vec<Vec<u8>> {
             sequence_number: SequenceNumber::ZERO,
             user_data: None,
         },
+        &committee().id(),
         &key(1),
     );
-    let vote = SignedTransferOrder::new(order, &key(200));
+    let vote = SignedTransferOrder::new(order, &committee().id(), &key(200));
     let certificate = CertifiedTransferOrder {
         value: order,
         signatures: vec![(vote.authority, vote.signature)],

@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 use fastpay_engine::store::ShardStore;
-use fastpay_fuzz::{join_batch, key, worker};
+use fastpay_fuzz::{committee, join_batch, key, worker};
 use fastpay_wire::*;
 use std::fs;
 use std::path::Path;
@@ -25,12 +25,13 @@ fn order(from: u8, to: u8, amount: u64, sequence: u64) -> TransferOrder {
             sequence_number: SequenceNumber::new(sequence),
             user_data: None,
         },
+        &committee().id(),
         &key(from),
     )
 }
 
 fn certified(order: TransferOrder) -> CertifiedTransferOrder {
-    let vote = SignedTransferOrder::new(order, &key(200));
+    let vote = SignedTransferOrder::new(order, &committee().id(), &key(200));
     CertifiedTransferOrder {
         value: order,
         signatures: vec![(vote.authority, vote.signature)],
@@ -40,7 +41,7 @@ fn certified(order: TransferOrder) -> CertifiedTransferOrder {
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let first = order(1, 2, 5, 0);
-    let vote = SignedTransferOrder::new(first, &key(200));
+    let vote = SignedTransferOrder::new(first, &committee().id(), &key(200));
     let messages = [
         Message::TransferOrder(first),
         Message::Vote(VoteReply::of(&vote)),
@@ -126,11 +127,11 @@ fn main() {
     write(&root.join("store_log"), "records", &log);
     let _ = fs::remove_dir_all(&store_dir);
 
-    let committee = format!(
+    let committee_file = format!(
         "{{\"name\":\"{}\",\"host\":\"127.0.0.1\",\"port\":9100,\"shards\":2,\"weight\":1}}\n",
         key(200).authority()
     );
-    write(&root.join("config"), "committee", committee.as_bytes());
+    write(&root.join("config"), "committee", committee_file.as_bytes());
     let genesis = format!("{}:100\n{}:7\n", key(1).account(), key(2).account());
     write(&root.join("config"), "genesis", genesis.as_bytes());
     println!("seed corpus written to {}", root.display());

@@ -17,11 +17,14 @@ pub fn key(i: u8) -> KeyPair {
     KeyPair::from_seed([i; 32])
 }
 
-/// A one-shard authority (key 200) of a committee of one, with accounts 1..=4 funded.
+/// The committee of one: the authority (key 200) with one shard.
+pub fn committee() -> Arc<Committee> {
+    Arc::new(Committee::equal_weights([key(200).authority()], 1).expect("a committee of one"))
+}
+
+/// A one-shard authority (key 200) of [`committee`], with accounts 1..=4 funded.
 pub fn worker(durable: bool) -> ShardNode {
-    let authority = key(200);
-    let committee =
-        Arc::new(Committee::equal_weights([authority.authority()], 1).expect("a committee of one"));
+    let (authority, committee) = (key(200), committee());
     let genesis = Genesis::from_accounts((1..=4).map(|i| (key(i).account(), Amount::new(100))))
         .expect("four funded accounts");
     let shard =

@@ -14,7 +14,7 @@ mod setup;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use fastpay_wire::CommitteeFile;
+use fastpay_wire::{CommitteeFile, CommitteeId};
 use indicatif::ProgressBar;
 use run::{Endpoints, Phase, RunConfig};
 use std::io::Write;
@@ -182,7 +182,10 @@ fn real_main() -> Result<()> {
         PhaseArg::Confirmations => Phase::Confirmations,
         PhaseArg::Payments => Phase::Payments,
     };
-    let authorities = CommitteeFile::load(&args.committee)?.authorities;
+    let committee_file = CommitteeFile::load(&args.committee)?;
+    // Orders and offline votes are signed for the committee the authorities were started with.
+    let committee = committee_file.committee.id();
+    let authorities = committee_file.authorities;
     let total_weight: u64 = authorities.iter().map(|a| a.weight).sum();
     let quorum_weight = 2 * total_weight / 3 + 1;
     // Loadgen counts votes, not weights: with equal weights these agree.
@@ -238,7 +241,13 @@ fn real_main() -> Result<()> {
         count,
         args.account_offset
     );
-    let mut jobs = setup::prepare_orders(args.seed, args.account_offset, count, args.accounts);
+    let mut jobs = setup::prepare_orders(
+        args.seed,
+        &committee,
+        args.account_offset,
+        count,
+        args.accounts,
+    );
     let mut endpoints = Endpoints::new(&authorities, args.sockets)?;
     let timeout = Duration::from_millis(args.timeout_ms);
 
@@ -260,7 +269,7 @@ fn real_main() -> Result<()> {
                     .iter()
                     .any(|&t| authorities[t].name == k.authority())
             });
-            certificates = setup::offline_certificates(&jobs, &keys, quorum);
+            certificates = setup::offline_certificates(&jobs, &committee, &keys, quorum);
         }
         // The targets vote first (unmeasured), as they would in a real payment, so that the
         // measured confirmations skip their own vote and the owner signature.
@@ -310,7 +319,7 @@ fn real_main() -> Result<()> {
         jobs = kept;
     }
 
-    let flood = flood(&args, &authorities, quorum)?;
+    let flood = flood(&args, &committee, &authorities, quorum)?;
     let config = RunConfig {
         phase,
         rate: args.rate,
@@ -403,6 +412,7 @@ fn real_main() -> Result<()> {
 /// The hostile traffic the --flood-* options ask for.
 fn flood(
     args: &Args,
+    committee: &CommitteeId,
     authorities: &[fastpay_wire::AuthorityEntry],
     quorum: usize,
 ) -> Result<Option<run::Flood>> {
@@ -414,15 +424,20 @@ fn flood(
         (Some(share), _, _) => {
             // Orders from the last funded accounts, each with one signature byte flipped.
             let first = args.accounts.saturating_sub(1000);
-            let forged =
-                setup::prepare_orders(args.seed, first, args.accounts - first, args.accounts)
-                    .into_iter()
-                    .map(|p| {
-                        let mut order = p.order;
-                        order.signature.0[40] ^= 0x55;
-                        fastpay_wire::Message::TransferOrder(order)
-                    })
-                    .collect();
+            let forged = setup::prepare_orders(
+                args.seed,
+                committee,
+                first,
+                args.accounts - first,
+                args.accounts,
+            )
+            .into_iter()
+            .map(|p| {
+                let mut order = p.order;
+                order.signature.0[40] ^= 0x55;
+                fastpay_wire::Message::TransferOrder(order)
+            })
+            .collect();
             (share, forged)
         }
         (None, Some(share), _) => (share, Vec::new()),

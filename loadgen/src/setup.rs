@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use fastpay_wire::{
-    AccountId, Amount, CertifiedTransferOrder, KeyPair, SequenceNumber, ServerFile,
+    AccountId, Amount, CertifiedTransferOrder, CommitteeId, KeyPair, SequenceNumber, ServerFile,
     SignedTransferOrder, Transfer, TransferOrder,
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -94,9 +94,15 @@ pub struct Prepared {
     pub order: TransferOrder,
 }
 
-/// Derives the accounts `first..first + count` and signs one order each (one unit to the
-/// next account of the genesis set of `total`).
-pub fn prepare_orders(seed: u64, first: u64, count: u64, total: u64) -> Vec<Prepared> {
+/// Derives the accounts `first..first + count` and signs one order each for `committee` (one
+/// unit to the next account of the genesis set of `total`).
+pub fn prepare_orders(
+    seed: u64,
+    committee: &CommitteeId,
+    first: u64,
+    count: u64,
+    total: u64,
+) -> Vec<Prepared> {
     parallel(count as usize, "pre-signing orders", |i| {
         let index = first + i as u64;
         let key = account_key(seed, index);
@@ -109,6 +115,7 @@ pub fn prepare_orders(seed: u64, first: u64, count: u64, total: u64) -> Vec<Prep
                 sequence_number: SequenceNumber::ZERO,
                 user_data: None,
             },
+            committee,
             &key,
         );
         Prepared {
@@ -118,10 +125,12 @@ pub fn prepare_orders(seed: u64, first: u64, count: u64, total: u64) -> Vec<Prep
     })
 }
 
-/// Signs a certificate for every order with the committee's keys, as the authorities would
-/// (ed25519 signatures are deterministic, so these votes are byte-identical to live ones).
+/// Signs a certificate for every order with the keys of `committee`'s members, as the
+/// authorities would (ed25519 signatures are deterministic, so these votes are byte-identical
+/// to live ones).
 pub fn offline_certificates(
     orders: &[Prepared],
+    committee: &CommitteeId,
     keys: &[KeyPair],
     quorum: usize,
 ) -> Vec<CertifiedTransferOrder> {
@@ -133,7 +142,7 @@ pub fn offline_certificates(
                 .iter()
                 .take(quorum)
                 .map(|key| {
-                    let vote = SignedTransferOrder::new(order, key);
+                    let vote = SignedTransferOrder::new(order, committee, key);
                     (vote.authority, vote.signature)
                 })
                 .collect(),

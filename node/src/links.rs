@@ -358,7 +358,8 @@ impl CreditLinks {
 mod tests {
     use super::*;
     use fastpay_wire::{
-        AccountId, Amount, CertifiedTransferOrder, KeyPair, SequenceNumber, Transfer, TransferOrder,
+        AccountId, Amount, CertifiedTransferOrder, CommitteeId, KeyPair, SequenceNumber, Transfer,
+        TransferOrder,
     };
 
     fn credit(n: u64) -> CrossShardUpdate {
@@ -374,6 +375,8 @@ mod tests {
                         sequence_number: SequenceNumber::new(n),
                         user_data: None,
                     },
+                    // Links order and number credits; they never verify signatures.
+                    &CommitteeId([0; 32]),
                     &key,
                 ),
                 signatures: Vec::new(),

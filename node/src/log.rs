@@ -217,8 +217,8 @@ pub fn decode_log(bytes: &[u8]) -> Result<(Vec<Record>, Option<TornTail>), LogEr
 mod tests {
     use super::*;
     use fastpay_wire::{
-        AccountId, Amount, AuthorityName, KeyPair, SequenceNumber, Signature, Transfer,
-        TransferOrder,
+        AccountId, Amount, AuthorityName, CommitteeId, KeyPair, SequenceNumber, Signature,
+        Transfer, TransferOrder,
     };
 
     fn vote(n: u64) -> Record {
@@ -232,6 +232,8 @@ mod tests {
                     sequence_number: SequenceNumber::new(n),
                     user_data: None,
                 },
+                // The log stores records as they are; nothing here verifies a signature.
+                &CommitteeId([0; 32]),
                 &key,
             ),
             authority: AuthorityName([3; 32]),

@@ -658,10 +658,18 @@ mod tests {
         (on(0), on(1))
     }
 
+    /// The key of the committee's one authority.
+    fn authority() -> KeyPair {
+        KeyPair::from_seed([200; 32])
+    }
+
+    /// One authority with `SHARDS` shards.
+    fn committee() -> Arc<Committee> {
+        Arc::new(Committee::equal_weights([authority().authority()], SHARDS).unwrap())
+    }
+
     fn node(shard: u32, durable: bool) -> ShardNode {
-        let authority = KeyPair::from_seed([200; 32]);
-        let committee =
-            Arc::new(Committee::equal_weights([authority.authority()], SHARDS).unwrap());
+        let (authority, committee) = (authority(), committee());
         let (payer, payee) = parties();
         let genesis = Genesis::from_accounts(
             [payer, payee]
@@ -697,9 +705,10 @@ mod tests {
                 sequence_number: SequenceNumber::ZERO,
                 user_data: None,
             },
+            &committee().id(),
             &payer,
         );
-        let vote = SignedTransferOrder::new(order, &KeyPair::from_seed([200; 32]));
+        let vote = SignedTransferOrder::new(order, &committee().id(), &authority());
         ConfirmationOrder {
             certificate: CertifiedTransferOrder {
                 value: order,

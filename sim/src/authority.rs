@@ -569,7 +569,7 @@ impl World {
             // Equivocates: votes for anything, and acknowledges confirmations it never applied.
             2 => match message {
                 Message::TransferOrder(order) => {
-                    let vote = SignedTransferOrder::new(*order, &key);
+                    let vote = SignedTransferOrder::new(*order, &self.committee.id(), &key);
                     self.send(
                         Node::Authority(a),
                         from,
@@ -597,7 +597,7 @@ impl World {
             // Signs garbage.
             3 => {
                 if let Message::TransferOrder(order) = message {
-                    let mut vote = SignedTransferOrder::new(*order, &key);
+                    let mut vote = SignedTransferOrder::new(*order, &self.committee.id(), &key);
                     vote.signature = Signature(self.rng.random());
                     self.send(
                         Node::Authority(a),

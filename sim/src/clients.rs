@@ -173,6 +173,7 @@ impl World {
                 sequence_number: state.next_sequence_number(),
                 user_data: None,
             },
+            &self.committee.id(),
             &key,
         );
         for a in 0..self.authorities.len() {
@@ -214,6 +215,7 @@ impl World {
             None => {
                 self.report.double_spends_attempted += 1;
                 let key = self.client_key(c);
+                let committee = self.committee.id();
                 let state = &self.clients[c].state;
                 let amount = Amount::new(self.config.initial_balance);
                 let make = |recipient: AccountId| {
@@ -225,6 +227,7 @@ impl World {
                             sequence_number: SequenceNumber::ZERO,
                             user_data: None,
                         },
+                        &committee,
                         &key,
                     )
                 };
@@ -296,7 +299,9 @@ impl World {
                 // which order it is for.
                 let Some(i) = orders.iter().position(|o| {
                     vote.for_order(o).is_some()
-                        && key.verify(&o.vote_bytes(), &vote.signature).is_ok()
+                        && key
+                            .verify(&o.vote_bytes(&self.committee.id()), &vote.signature)
+                            .is_ok()
                 }) else {
                     self.report.replies_refused += 1;
                     return Ok(());

@@ -22,13 +22,19 @@ fn transfer(i: u64) -> Transfer {
     }
 }
 
+/// The committee the benchmark's votes are cast in: authorities 10 to 12.
+fn committee() -> Committee {
+    Committee::equal_weights((10..13).map(|i| key(i).authority()), 1).unwrap()
+}
+
 fn messages() -> Vec<(&'static str, Message)> {
-    let order = TransferOrder::new(transfer(1), &key(1));
+    let committee = committee().id();
+    let order = TransferOrder::new(transfer(1), &committee, &key(1));
     let certificate = CertifiedTransferOrder {
         value: order,
         signatures: (10..13)
             .map(|i| {
-                let v = SignedTransferOrder::new(order, &key(i));
+                let v = SignedTransferOrder::new(order, &committee, &key(i));
                 (v.authority, v.signature)
             })
             .collect(),
@@ -37,7 +43,11 @@ fn messages() -> Vec<(&'static str, Message)> {
         ("transfer_order", Message::TransferOrder(order)),
         (
             "vote",
-            Message::Vote(VoteReply::of(&SignedTransferOrder::new(order, &key(10)))),
+            Message::Vote(VoteReply::of(&SignedTransferOrder::new(
+                order,
+                &committee,
+                &key(10),
+            ))),
         ),
         (
             "confirmation_order",
@@ -86,18 +96,20 @@ fn codec(c: &mut Criterion) {
 fn signing(c: &mut Criterion) {
     let signer = key(1);
     let value = transfer(1);
-    let bytes = SignedBytes::for_transfer(Domain::Vote, &value);
+    let committee = committee().id();
+    let bytes = SignedBytes::for_transfer(Domain::Vote, &committee, &value);
     c.bench_function("sign/vote", |b| b.iter(|| signer.sign(black_box(&bytes))));
     c.bench_function("signed_bytes/transfer", |b| {
-        b.iter(|| SignedBytes::for_transfer(Domain::Vote, black_box(&value)))
+        b.iter(|| SignedBytes::for_transfer(Domain::Vote, &committee, black_box(&value)))
     });
 }
 
 fn verification(c: &mut Criterion) {
+    let committee = committee().id();
     let items: Vec<(PublicKey, SignedBytes, Signature)> = (0..256)
         .map(|i| {
             let k = key(i);
-            let bytes = SignedBytes::for_transfer(Domain::TransferOrder, &transfer(i));
+            let bytes = SignedBytes::for_transfer(Domain::TransferOrder, &committee, &transfer(i));
             (k.public_key().unwrap(), bytes, k.sign(&bytes))
         })
         .collect();

@@ -245,7 +245,7 @@ pub fn decode_stored<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError>
     Ok(value)
 }
 
-/// Encodes one value (no header) with the wire configuration; used for signed bytes.
+/// Encodes one message body (no header) with the wire configuration.
 pub(crate) fn encode_value<T: Serialize>(value: &T, out: &mut [u8]) -> Result<usize, CodecError> {
     bincode::serde::encode_into_slice(value, out, CONFIG).map_err(|error| match error {
         bincode::error::EncodeError::UnexpectedEnd => CodecError::BufferTooSmall,

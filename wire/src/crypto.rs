@@ -1,6 +1,12 @@
 //! Keys, signatures over domain-separated bytes, and verification that gives the same verdict
 //! whether a signature is checked alone or in a batch.
 //!
+//! Every signature covers [`SignedBytes`]: a domain tag, then the [`CommitteeId`] of the
+//! committee the signer acts in, then the transfer in a fixed layout written by hand (no
+//! encoder that could fail). The committee id binds a signature to one committee: an order
+//! or a vote made for committee A does not verify in committee B, even when B shares members
+//! with A (the same names with other weights, or one member more).
+//!
 //! ed25519 verifiers disagree on edge cases (small-order keys and `R`, non-canonical encodings,
 //! points with a torsion component), and a cofactorless batch equation with random
 //! coefficients can accept what the single equation rejects. We use one rule on both paths:
@@ -14,7 +20,8 @@
 //!   give the same verdict on every signature (a batch wrongly accepts with probability
 //!   2^-128 at most); a sending and a receiving shard can never disagree on a certificate.
 
-use crate::base_types::{AccountId, AuthorityName};
+use crate::base_types::{AccountId, AuthorityName, UserData};
+use crate::committee::CommitteeId;
 use crate::messages::Transfer;
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
@@ -386,21 +393,73 @@ pub enum Domain {
 }
 
 impl Domain {
+    /// Every domain, for sizing the signed bytes: a new domain must be listed here too, or
+    /// its tag might not fit.
+    const ALL: [Domain; 2] = [Domain::TransferOrder, Domain::Vote];
+
     /// The tag prepended to the signed bytes. Tags are NUL-terminated so no tag is a prefix of
-    /// another.
+    /// another. `v2`: the bytes after the tag are the committee id and the fixed transfer
+    /// layout of [`SignedBytes`]; `v1` tags covered the codec's encoding of the transfer alone.
     pub const fn tag(self) -> &'static [u8] {
         match self {
-            Domain::TransferOrder => b"fastpay/order/v1\0",
-            Domain::Vote => b"fastpay/vote/v1\0",
+            Domain::TransferOrder => b"fastpay/order/v2\0",
+            Domain::Vote => b"fastpay/vote/v2\0",
         }
     }
 }
 
-/// Room for the longest tag plus the longest encoded transfer.
-const SIGNED_BYTES_CAPACITY: usize = 160;
+/// The length of the longest domain tag.
+const LONGEST_TAG: usize = {
+    let mut longest = 0;
+    let mut i = 0;
+    while i < Domain::ALL.len() {
+        let len = Domain::ALL[i].tag().len();
+        if len > longest {
+            longest = len;
+        }
+        i += 1;
+    }
+    longest
+};
 
-/// The canonical bytes a signature covers: a domain tag, then the codec's encoding of the
-/// value. Lives on the stack so signing and verifying allocate nothing.
+/// Bytes of a committee id in the signed bytes.
+const COMMITTEE_ID_LEN: usize = size_of::<CommitteeId>();
+
+/// Bytes of an account id (sender, recipient).
+const ACCOUNT_LEN: usize = size_of::<AccountId>();
+
+/// Bytes of the user data's presence marker (0 none, 1 present).
+const USER_DATA_MARKER_LEN: usize = 1;
+
+/// Bytes of user data when present.
+const USER_DATA_LEN: usize = size_of::<UserData>();
+
+/// Bytes of a transfer in its signed layout when it carries user data: sender, recipient,
+/// amount, sequence number, user data marker and user data.
+const LONGEST_TRANSFER: usize = ACCOUNT_LEN
+    + ACCOUNT_LEN
+    + size_of::<u64>()
+    + size_of::<u64>()
+    + USER_DATA_MARKER_LEN
+    + USER_DATA_LEN;
+
+/// Exactly the longest signed bytes: longest tag, committee id, longest transfer.
+const SIGNED_BYTES_CAPACITY: usize = LONGEST_TAG + COMMITTEE_ID_LEN + LONGEST_TRANSFER;
+
+/// The canonical bytes a signature covers, in a fixed layout that is written by hand and
+/// cannot fail:
+///
+/// | part            | bytes                                            |
+/// |-----------------|--------------------------------------------------|
+/// | domain tag      | [`Domain::tag`], NUL-terminated                  |
+/// | committee id    | 32                                               |
+/// | sender          | 32                                               |
+/// | recipient       | 32                                               |
+/// | amount          | 8, `u64` little-endian                           |
+/// | sequence number | 8, `u64` little-endian                           |
+/// | user data       | 1 byte `0` if none, or `1` followed by 32 bytes  |
+///
+/// Lives on the stack so signing and verifying allocate nothing.
 #[derive(Clone, Copy)]
 pub struct SignedBytes {
     buf: [u8; SIGNED_BYTES_CAPACITY],
@@ -408,18 +467,34 @@ pub struct SignedBytes {
 }
 
 impl SignedBytes {
-    /// The bytes that `domain` signatures over `transfer` cover.
-    pub fn for_transfer(domain: Domain, transfer: &Transfer) -> Self {
-        let mut buf = [0u8; SIGNED_BYTES_CAPACITY];
-        let tag = domain.tag();
-        buf[..tag.len()].copy_from_slice(tag);
-        // A transfer has a fixed maximal encoded size that fits the buffer (asserted by a test),
-        // so encoding cannot fail; were it to, the bytes would not verify, never panic.
-        let body = crate::codec::encode_value(transfer, &mut buf[tag.len()..]).unwrap_or(0);
-        Self {
-            buf,
-            len: tag.len().saturating_add(body),
+    /// The bytes that `domain` signatures over `transfer` in `committee` cover.
+    pub fn for_transfer(domain: Domain, committee: &CommitteeId, transfer: &Transfer) -> Self {
+        let mut bytes = Self {
+            buf: [0; SIGNED_BYTES_CAPACITY],
+            len: 0,
+        };
+        bytes.put(domain.tag());
+        bytes.put(&committee.0);
+        bytes.put(&transfer.sender.0);
+        bytes.put(&transfer.recipient.0);
+        bytes.put(&transfer.amount.units().to_le_bytes());
+        bytes.put(&transfer.sequence_number.value().to_le_bytes());
+        match &transfer.user_data {
+            None => bytes.put(&[0]),
+            Some(UserData(data)) => {
+                bytes.put(&[1]);
+                bytes.put(data);
+            }
         }
+        bytes
+    }
+
+    /// Appends `part`. The capacity is the sum of the longest case of every part written by
+    /// [`for_transfer`](Self::for_transfer), each sized from its type, so this stays in bounds.
+    fn put(&mut self, part: &[u8]) {
+        let end = self.len + part.len();
+        self.buf[self.len..end].copy_from_slice(part);
+        self.len = end;
     }
 
     /// The bytes.
@@ -581,6 +656,9 @@ mod tests {
     use crate::base_types::{Amount, SequenceNumber};
     use curve25519_dalek::edwards::CompressedEdwardsY;
 
+    /// A committee id for tests that are about signatures, not committees.
+    const COMMITTEE: CommitteeId = CommitteeId([0xc0; 32]);
+
     fn transfer(n: u64) -> Transfer {
         Transfer {
             sender: AccountId([1; 32]),
@@ -614,8 +692,8 @@ mod tests {
     fn domains_separate_signatures() {
         let key = KeyPair::from_seed([3; 32]);
         let public = key.public_key().unwrap();
-        let order = SignedBytes::for_transfer(Domain::TransferOrder, &transfer(1));
-        let vote = SignedBytes::for_transfer(Domain::Vote, &transfer(1));
+        let order = SignedBytes::for_transfer(Domain::TransferOrder, &COMMITTEE, &transfer(1));
+        let vote = SignedBytes::for_transfer(Domain::Vote, &COMMITTEE, &transfer(1));
         let signature = key.sign(&order);
         assert_eq!(public.verify(&order, &signature), Ok(()));
         assert_eq!(
@@ -627,11 +705,69 @@ mod tests {
     #[test]
     fn longest_transfer_fits_signed_bytes() {
         let mut longest = transfer(u64::MAX);
-        longest.user_data = Some(crate::base_types::UserData([0xff; 32]));
-        let bytes = SignedBytes::for_transfer(Domain::TransferOrder, &longest);
+        longest.user_data = Some(UserData([0xff; 32]));
+        let tag = Domain::TransferOrder.tag();
+        assert_eq!(tag.len(), LONGEST_TAG);
+        let bytes = SignedBytes::for_transfer(Domain::TransferOrder, &COMMITTEE, &longest);
         assert_eq!(
             bytes.as_slice().len(),
-            Domain::TransferOrder.tag().len() + 32 + 32 + 8 + 8 + 1 + 32
+            tag.len() + 32 + 32 + 32 + 8 + 8 + 1 + 32
+        );
+        assert_eq!(bytes.as_slice().len(), SIGNED_BYTES_CAPACITY);
+    }
+
+    #[test]
+    fn signed_bytes_have_the_fixed_layout() {
+        let committee = CommitteeId([0x5c; 32]);
+        for domain in Domain::ALL {
+            let tag = domain.tag();
+            let mut with_data = transfer(0x0102_0304_0506_0708);
+            with_data.amount = Amount::new(0x1112_1314_1516_1718);
+            with_data.user_data = Some(UserData([0xee; 32]));
+            let without_data = Transfer {
+                user_data: None,
+                ..with_data
+            };
+            let mut expected = Vec::new();
+            expected.extend_from_slice(tag);
+            expected.extend_from_slice(&[0x5c; 32]);
+            expected.extend_from_slice(&[1; 32]);
+            expected.extend_from_slice(&[2; 32]);
+            expected.extend_from_slice(&[0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11]);
+            expected.extend_from_slice(&[8, 7, 6, 5, 4, 3, 2, 1]);
+            let common = expected.len();
+            assert_eq!(common, tag.len() + 32 + 32 + 32 + 8 + 8);
+
+            let mut none = expected.clone();
+            none.push(0);
+            let bytes = SignedBytes::for_transfer(domain, &committee, &without_data);
+            assert!(bytes.as_slice().starts_with(tag));
+            assert_eq!(&bytes.as_slice()[tag.len()..tag.len() + 32], &committee.0);
+            assert_eq!(bytes.as_slice().len(), common + 1);
+            assert_eq!(bytes.as_slice(), &none[..]);
+
+            let mut some = expected;
+            some.push(1);
+            some.extend_from_slice(&[0xee; 32]);
+            let bytes = SignedBytes::for_transfer(domain, &committee, &with_data);
+            assert!(bytes.as_slice().starts_with(tag));
+            assert_eq!(&bytes.as_slice()[tag.len()..tag.len() + 32], &committee.0);
+            assert_eq!(bytes.as_slice().len(), common + 1 + 32);
+            assert_eq!(bytes.as_slice(), &some[..]);
+        }
+    }
+
+    #[test]
+    fn committees_separate_signatures() {
+        let key = KeyPair::from_seed([3; 32]);
+        let public = key.public_key().unwrap();
+        let here = SignedBytes::for_transfer(Domain::Vote, &COMMITTEE, &transfer(1));
+        let there = SignedBytes::for_transfer(Domain::Vote, &CommitteeId([0xc1; 32]), &transfer(1));
+        let signature = key.sign(&here);
+        assert_eq!(public.verify(&here, &signature), Ok(()));
+        assert_eq!(
+            public.verify(&there, &signature),
+            Err(CryptoError::InvalidSignature)
         );
     }
 
@@ -654,7 +790,7 @@ mod tests {
         let mut run = |bad_every: usize| {
             verifier.clear();
             for i in 0..16u64 {
-                let message = SignedBytes::for_transfer(Domain::Vote, &transfer(i));
+                let message = SignedBytes::for_transfer(Domain::Vote, &COMMITTEE, &transfer(i));
                 let mut signature = key.sign(&message);
                 if bad_every > 0 && (i as usize).is_multiple_of(bad_every) {
                     signature.0[40] ^= 1;
@@ -686,11 +822,15 @@ mod tests {
         let keys: Vec<KeyPair> = (0..16u8).map(|i| KeyPair::from_seed([i; 32])).collect();
         let mut verifier = BatchVerifier::new();
         for (i, key) in keys.iter().enumerate() {
-            let message = SignedBytes::for_transfer(Domain::Vote, &transfer(i as u64));
+            let message = SignedBytes::for_transfer(Domain::Vote, &COMMITTEE, &transfer(i as u64));
             let mut signature = key.sign(&message);
             if i % 5 == 3 {
                 // Sign another message: well formed, but wrong.
-                signature = key.sign(&SignedBytes::for_transfer(Domain::Vote, &transfer(99)));
+                signature = key.sign(&SignedBytes::for_transfer(
+                    Domain::Vote,
+                    &COMMITTEE,
+                    &transfer(99),
+                ));
             }
             verifier.push(&key.public_key().unwrap(), message, signature);
         }

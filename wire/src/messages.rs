@@ -3,6 +3,7 @@
 use crate::base_types::{
     AccountId, Amount, AuthorityName, Balance, SequenceNumber, ShardId, UserData,
 };
+use crate::committee::CommitteeId;
 use crate::crypto::{Domain, KeyPair, Signature, SignedBytes};
 use serde::{Deserialize, Serialize};
 
@@ -26,28 +27,33 @@ pub struct Transfer {
 pub struct TransferOrder {
     /// The transfer.
     pub transfer: Transfer,
-    /// The sender's signature over [`Domain::TransferOrder`] bytes of `transfer`.
+    /// The sender's signature over [`Domain::TransferOrder`] bytes of `transfer` in the
+    /// committee it is sent to.
     pub signature: Signature,
 }
 
 impl TransferOrder {
-    /// Signs `transfer` with the sender's `key`.
-    pub fn new(transfer: Transfer, key: &KeyPair) -> Self {
-        let signature = key.sign(&SignedBytes::for_transfer(Domain::TransferOrder, &transfer));
+    /// Signs `transfer` for `committee` with the sender's `key`.
+    pub fn new(transfer: Transfer, committee: &CommitteeId, key: &KeyPair) -> Self {
+        let signature = key.sign(&SignedBytes::for_transfer(
+            Domain::TransferOrder,
+            committee,
+            &transfer,
+        ));
         Self {
             transfer,
             signature,
         }
     }
 
-    /// The bytes the owner's signature covers.
-    pub fn signed_bytes(&self) -> SignedBytes {
-        SignedBytes::for_transfer(Domain::TransferOrder, &self.transfer)
+    /// The bytes the owner's signature covers in `committee`.
+    pub fn signed_bytes(&self, committee: &CommitteeId) -> SignedBytes {
+        SignedBytes::for_transfer(Domain::TransferOrder, committee, &self.transfer)
     }
 
-    /// The bytes an authority's vote covers.
-    pub fn vote_bytes(&self) -> SignedBytes {
-        SignedBytes::for_transfer(Domain::Vote, &self.transfer)
+    /// The bytes a vote of a member of `committee` covers.
+    pub fn vote_bytes(&self, committee: &CommitteeId) -> SignedBytes {
+        SignedBytes::for_transfer(Domain::Vote, committee, &self.transfer)
     }
 }
 
@@ -58,14 +64,14 @@ pub struct SignedTransferOrder {
     pub value: TransferOrder,
     /// The voting authority.
     pub authority: AuthorityName,
-    /// The authority's signature over [`Domain::Vote`] bytes of the transfer.
+    /// The authority's signature over [`Domain::Vote`] bytes of the transfer in its committee.
     pub signature: Signature,
 }
 
 impl SignedTransferOrder {
-    /// `authority_key` votes for `order`.
-    pub fn new(order: TransferOrder, authority_key: &KeyPair) -> Self {
-        let signature = authority_key.sign(&order.vote_bytes());
+    /// `authority_key`, a member of `committee`, votes for `order`.
+    pub fn new(order: TransferOrder, committee: &CommitteeId, authority_key: &KeyPair) -> Self {
+        let signature = authority_key.sign(&order.vote_bytes(committee));
         Self {
             value: order,
             authority: authority_key.authority(),

@@ -13,9 +13,10 @@ fn size(message: &Message) -> usize {
 
 #[test]
 fn replies_fit_their_requests() {
-    let bare = TransferOrder::new(common::transfer(1, 1, false), &common::key(1));
-    let memo = TransferOrder::new(common::transfer(1, 1, true), &common::key(1));
-    let vote = SignedTransferOrder::new(memo, &common::key(10));
+    let committee = common::committee().id();
+    let bare = TransferOrder::new(common::transfer(1, 1, false), &committee, &common::key(1));
+    let memo = TransferOrder::new(common::transfer(1, 1, true), &committee, &common::key(1));
+    let vote = SignedTransferOrder::new(memo, &committee, &common::key(10));
     let account = common::key(1).account();
 
     // The smallest order still gets its vote.

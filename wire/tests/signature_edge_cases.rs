@@ -17,7 +17,11 @@ use sha2::{Digest, Sha512};
 const SEED: [u8; 32] = [42; 32];
 
 fn message(n: u64) -> SignedBytes {
-    SignedBytes::for_transfer(Domain::TransferOrder, &common::transfer(n, 10, false))
+    SignedBytes::for_transfer(
+        Domain::TransferOrder,
+        &common::committee().id(),
+        &common::transfer(n, 10, false),
+    )
 }
 
 fn challenge(r: &[u8; 32], a: &[u8; 32], m: &SignedBytes) -> Scalar {

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use fastpay_wire::{AccountId, Message, decode, encode, shard_of};
+use fastpay_wire::{AccountId, CommitteeFile, CommitteeId, Message, decode, encode, shard_of};
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -182,8 +182,19 @@ pub fn committee(dir: &Path, count: usize) -> Vec<(SocketAddr, u32)> {
     addresses
 }
 
-/// A transfer order of `amount` from `from` to `to` with sequence number `sequence`, signed.
+/// The id of the committee in `dir`'s `committee.json`: what the authorities started there
+/// check every signature against.
+pub fn committee_id(dir: &Path) -> CommitteeId {
+    CommitteeFile::load(&dir.join("committee.json"))
+        .unwrap()
+        .committee
+        .id()
+}
+
+/// A transfer order of `amount` from `from` to `to` with sequence number `sequence`, signed
+/// for `committee`.
 pub fn order(
+    committee: &CommitteeId,
     from: &fastpay_wire::KeyPair,
     to: AccountId,
     amount: u64,
@@ -197,6 +208,7 @@ pub fn order(
             sequence_number: fastpay_wire::SequenceNumber::new(sequence),
             user_data: None,
         },
+        committee,
         from,
     )
 }

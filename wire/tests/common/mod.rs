@@ -16,13 +16,19 @@ pub fn transfer(sequence: u64, amount: u64, memo: bool) -> Transfer {
     }
 }
 
+/// The committee the samples are signed for: authorities 10 to 13, one vote each.
+pub fn committee() -> Committee {
+    Committee::equal_weights((10..=13).map(|seed| key(seed).authority()), 1).unwrap()
+}
+
 pub fn certificate(order: TransferOrder, voters: &[u8]) -> CertifiedTransferOrder {
+    let committee = committee().id();
     CertifiedTransferOrder {
         value: order,
         signatures: voters
             .iter()
             .map(|&seed| {
-                let vote = SignedTransferOrder::new(order, &key(seed));
+                let vote = SignedTransferOrder::new(order, &committee, &key(seed));
                 (vote.authority, vote.signature)
             })
             .collect(),
@@ -31,8 +37,9 @@ pub fn certificate(order: TransferOrder, voters: &[u8]) -> CertifiedTransferOrde
 
 /// One message of every kind, with fields that exercise every encoding path.
 pub fn sample_messages() -> Vec<(&'static str, Message)> {
-    let order = TransferOrder::new(transfer(7, 1_000, true), &key(1));
-    let plain = TransferOrder::new(transfer(0, 1, false), &key(1));
+    let committee = committee().id();
+    let order = TransferOrder::new(transfer(7, 1_000, true), &committee, &key(1));
+    let plain = TransferOrder::new(transfer(0, 1, false), &committee, &key(1));
     let certificate = certificate(order, &[10, 11, 12]);
     vec![
         ("transfer_order", Message::TransferOrder(order)),
@@ -56,7 +63,11 @@ pub fn sample_messages() -> Vec<(&'static str, Message)> {
         ),
         (
             "vote",
-            Message::Vote(VoteReply::of(&SignedTransferOrder::new(order, &key(10)))),
+            Message::Vote(VoteReply::of(&SignedTransferOrder::new(
+                order,
+                &committee,
+                &key(10),
+            ))),
         ),
         (
             "account_info_response",
@@ -64,7 +75,7 @@ pub fn sample_messages() -> Vec<(&'static str, Message)> {
                 account: key(1).account(),
                 balance: Balance::new(-5),
                 next_sequence_number: SequenceNumber::new(7),
-                pending: Some(SignedTransferOrder::new(order, &key(11))),
+                pending: Some(SignedTransferOrder::new(order, &committee, &key(11))),
             }),
         ),
         (
