@@ -1,7 +1,9 @@
 //! Every rejection path of every handler, and that a rejection changes nothing.
 
 use super::*;
-use fastpay_wire::{Amount, CertificateError, CommitteeId, CryptoError, Signature, Transfer};
+use fastpay_wire::{
+    Amount, CertificateError, CommitteeId, CommitteeMember, CryptoError, Signature, Transfer,
+};
 
 const SHARDS: u32 = 2;
 
@@ -577,4 +579,89 @@ fn forged_confirmations_leave_nothing_behind() {
         "unverified senders' keys were cached"
     );
     assert_eq!(shard.accounts.len(), fx.users_on(0).len());
+}
+
+#[test]
+fn signatures_for_another_committee_are_refused() {
+    let fx = fixture();
+    let alice = fx.users_on(0)[0];
+    let bob = fx.users_on(1)[0];
+    let a = fx.committee.id();
+    // Committees that share A's members: one with other weights, one with a member more.
+    let reweighted: Vec<CommitteeMember> = fx
+        .committee
+        .members()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| CommitteeMember {
+            weight: if i == 3 { 2 } else { 1 },
+            ..m.clone()
+        })
+        .collect();
+    let mut larger = fx.committee.members().to_vec();
+    larger.push(CommitteeMember {
+        name: KeyPair::from_seed([104; 32]).authority(),
+        weight: 1,
+        num_shards: SHARDS,
+    });
+    for members in [reweighted, larger] {
+        let other = Arc::new(Committee::new(members).unwrap());
+        let b = other.id();
+        assert_ne!(a, b);
+        let shard_in = |shard: u32| {
+            let key = KeyPair::from_seed(fx.authorities[0].seed());
+            AuthorityShard::new(key, other.clone(), ShardId(shard), &fx.genesis).unwrap()
+        };
+        let votes = |committee: &CommitteeId, order: TransferOrder| CertifiedTransferOrder {
+            value: order,
+            signatures: (0..4)
+                .map(|i| {
+                    let vote = SignedTransferOrder::new(order, committee, &fx.authorities[i]);
+                    (vote.authority, vote.signature)
+                })
+                .collect(),
+        };
+        let mut s0 = shard_in(0);
+        let mut s1 = shard_in(1);
+
+        // An order signed for A.
+        let for_a = order_in(&a, alice, bob.account(), 5, 0);
+        refused(&mut s0, AuthorityError::InvalidSignature, |s| {
+            s.handle_transfer_order(&for_a)
+        });
+        // A certificate formed in A (a quorum in B too), and one whose owner signature is for
+        // B but whose votes were cast in A.
+        let for_b = order_in(&b, alice, bob.account(), 5, 0);
+        for certificate in [votes(&a, for_a), votes(&a, for_b)] {
+            assert_eq!(other.check_signers(&certificate), Ok(()));
+            refused(&mut s0, AuthorityError::InvalidSignature, |s| {
+                s.handle_confirmation_order(&ConfirmationOrder {
+                    certificate: certificate.clone(),
+                })
+            });
+            refused(&mut s1, AuthorityError::InvalidSignature, |s| {
+                s.handle_cross_shard_update(&CrossShardUpdate {
+                    recipient_shard: ShardId(1),
+                    certificate,
+                })
+            });
+        }
+
+        // The same messages formed in B pass: the committee binding alone refused them.
+        let vote = s0.handle_transfer_order(&for_b).unwrap();
+        let key = other.public_key(&vote.authority).unwrap();
+        assert_eq!(key.verify(&for_b.vote_bytes(&b), &vote.signature), Ok(()));
+        assert_eq!(
+            key.verify(&for_b.vote_bytes(&a), &vote.signature),
+            Err(CryptoError::InvalidSignature)
+        );
+        let certificate = votes(&b, for_b);
+        s1.handle_cross_shard_update(&CrossShardUpdate {
+            recipient_shard: ShardId(1),
+            certificate: certificate.clone(),
+        })
+        .unwrap();
+        s0.handle_confirmation_order(&ConfirmationOrder { certificate })
+            .unwrap();
+    }
 }

@@ -533,7 +533,7 @@ impl ClientState {
 mod tests {
     use super::*;
     use fastpay_authority::{AuthorityShard, Genesis};
-    use fastpay_wire::ShardId;
+    use fastpay_wire::{CommitteeMember, ShardId};
 
     struct Fixture {
         shards: Vec<AuthorityShard>,
@@ -720,6 +720,55 @@ mod tests {
             Err(ClientError::InvalidCertificate)
         );
         assert_eq!(fx.bob.balance(), Balance::new(100));
+    }
+
+    #[test]
+    fn votes_and_certificates_of_another_committee_are_refused() {
+        let mut fx = fixture();
+        let certificate = certify(&mut fx, 5);
+        // The same four authorities, the last with weight two: a committee of its own.
+        let committee = fx.alice.committee();
+        let members: Vec<CommitteeMember> = committee
+            .members()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| CommitteeMember {
+                weight: if i == 3 { 2 } else { 1 },
+                ..m.clone()
+            })
+            .collect();
+        let other = Arc::new(Committee::new(members).unwrap());
+        assert_ne!(other.id(), committee.id());
+        let mut bob = ClientState::new(KeyPair::from_seed([2; 32]), other, Balance::new(100));
+
+        // A certificate of the fixture's committee, whose signers weigh a quorum in the other.
+        assert_eq!(
+            bob.receive_certificate(certificate),
+            Err(ClientError::InvalidCertificate)
+        );
+        // A vote for the very transfer Bob ordered, cast in the fixture's committee.
+        let order = bob
+            .transfer(fx.alice.account(), Amount::new(1), None)
+            .unwrap();
+        let elsewhere = SignedTransferOrder::new(
+            TransferOrder::new(
+                order.transfer,
+                &committee.id(),
+                &KeyPair::from_seed([2; 32]),
+            ),
+            &committee.id(),
+            &KeyPair::from_seed([50; 32]),
+        );
+        assert_eq!(elsewhere.value.transfer, order.transfer);
+        assert_eq!(
+            bob.handle_vote(&elsewhere),
+            Err(ClientError::InvalidVote(elsewhere.authority))
+        );
+        // And the fixture's authorities refuse Bob's order, signed for the other committee.
+        assert_eq!(
+            fx.shards[0].handle_transfer_order(&order),
+            Err(fastpay_authority::AuthorityError::InvalidSignature)
+        );
     }
 
     #[test]

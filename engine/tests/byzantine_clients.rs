@@ -155,14 +155,16 @@ fn byzantine_clients_get_nothing_and_cost_nobody_anything() {
         assert_eq!(c.vote(i, &pay), Err(ErrorCode::StaleSequenceNumber));
     }
 
-    // Absurd amounts, zero, unknown senders.
+    // Absurd amounts, zero, unknown senders, and an order signed for another committee.
     let huge = order(&c.id, &bob, alice.account(), u64::MAX, 0);
     let zero = order(&c.id, &bob, alice.account(), 0, 0);
     let stranger = order(&c.id, &KeyPair::from_seed([4; 32]), bob.account(), 1, 0);
+    let elsewhere = order(&CommitteeId([0x5a; 32]), &bob, alice.account(), 1, 0);
     for i in 0..4 {
         assert_eq!(c.vote(i, &huge), Err(ErrorCode::InsufficientFunds));
         assert_eq!(c.vote(i, &zero), Err(ErrorCode::ZeroAmount));
         assert_eq!(c.vote(i, &stranger), Err(ErrorCode::UnknownAccount));
+        assert_eq!(c.vote(i, &elsewhere), Err(ErrorCode::InvalidSignature));
     }
 
     // Nobody lost anything: Mallory's funds are locked, not gone; Alice paid Bob 10, once.

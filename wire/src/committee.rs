@@ -241,7 +241,9 @@ impl Committee {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::KeyPair;
+    use crate::base_types::{Amount, SequenceNumber};
+    use crate::crypto::{KeyPair, PublicKey};
+    use crate::messages::{SignedTransferOrder, Transfer, TransferOrder};
 
     fn authority(seed: u8) -> KeyPair {
         KeyPair::from_seed([seed; 32])
@@ -295,5 +297,70 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, format!("\"{text}\""));
         assert_eq!(serde_json::from_str::<CommitteeId>(&json).unwrap(), id);
+    }
+
+    /// Whether `certificate` is a quorum of `committee` and every vote verifies under its id.
+    fn verifies(committee: &Committee, certificate: &CertifiedTransferOrder) -> bool {
+        let bytes = certificate.value.vote_bytes(&committee.id());
+        committee.check_signers(certificate).is_ok()
+            && certificate.signatures.iter().all(|(name, signature)| {
+                committee
+                    .public_key(name)
+                    .is_some_and(|key| key.verify(&bytes, signature).is_ok())
+            })
+    }
+
+    #[test]
+    fn votes_and_certificates_do_not_cross_committees() {
+        let a = committee([1, 1, 1, 1], 1);
+        let reweighted = committee([1, 1, 1, 2], 1);
+        let mut larger = a.members().to_vec();
+        larger.push(member(14, 1, 1));
+        let larger = Committee::new(larger).unwrap();
+
+        let owner = KeyPair::from_seed([1; 32]);
+        let transfer = Transfer {
+            sender: owner.account(),
+            recipient: KeyPair::from_seed([2; 32]).account(),
+            amount: Amount::new(5),
+            sequence_number: SequenceNumber::new(0),
+            user_data: None,
+        };
+        let order = TransferOrder::new(transfer, &a.id(), &owner);
+        let owner_key = PublicKey::of_account(&owner.account()).unwrap();
+        let vote = SignedTransferOrder::new(order, &a.id(), &authority(10));
+        let certificate = CertifiedTransferOrder {
+            value: order,
+            signatures: (10..14)
+                .map(|seed| {
+                    let vote = SignedTransferOrder::new(order, &a.id(), &authority(seed));
+                    (vote.authority, vote.signature)
+                })
+                .collect(),
+        };
+        let voter = a.public_key(&vote.authority).unwrap();
+        assert_eq!(
+            voter.verify(&order.vote_bytes(&a.id()), &vote.signature),
+            Ok(())
+        );
+        assert_eq!(
+            owner_key.verify(&order.signed_bytes(&a.id()), &order.signature),
+            Ok(())
+        );
+        assert!(verifies(&a, &certificate));
+
+        for b in [&reweighted, &larger] {
+            // Same voters, enough weight in B: only the committee binding refuses them.
+            assert_eq!(b.check_signers(&certificate), Ok(()));
+            assert_eq!(
+                voter.verify(&order.vote_bytes(&b.id()), &vote.signature),
+                Err(CryptoError::InvalidSignature)
+            );
+            assert_eq!(
+                owner_key.verify(&order.signed_bytes(&b.id()), &order.signature),
+                Err(CryptoError::InvalidSignature)
+            );
+            assert!(!verifies(b, &certificate));
+        }
     }
 }
