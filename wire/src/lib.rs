@@ -2,10 +2,11 @@
 //!
 //! This crate defines what travels between clients and authorities: identifiers and money as
 //! newtypes with checked arithmetic ([`base_types`]), the protocol messages ([`messages`]), the
-//! committee and its quorum rules ([`committee`]), keys and signatures over canonical,
-//! domain-separated bytes ([`crypto`]), the datagram format ([`codec`]), the batch of
-//! datagrams that the I/O layer fills and protocol code reads ([`datagrams`]), and the format
-//! of the committee file and of an authority's server file ([`committee_file`]).
+//! committee, its quorum rules and its id ([`committee`]), keys and signatures over canonical,
+//! domain-separated bytes bound to one committee ([`crypto`]), the datagram format
+//! ([`codec`]), the batch of datagrams that the I/O layer fills and protocol code reads
+//! ([`datagrams`]), and the format of the committee file and of an authority's server file
+//! ([`committee_file`]).
 //!
 //! It keeps no state and does no I/O, except that [`CommitteeFile::load`] reads the file it is
 //! given and [`AuthorityEntry::address`] resolves a host name. Everything that decodes
