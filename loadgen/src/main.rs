@@ -443,7 +443,10 @@ fn flood(
         (None, Some(share), _) => (share, Vec::new()),
         (None, None, Some(share)) => {
             let names: Vec<_> = authorities.iter().map(|a| a.name).collect();
-            (share, setup::forged_confirmations(&names, quorum, 16_384))
+            (
+                share,
+                setup::forged_confirmations(&names, quorum, committee, 16_384),
+            )
         }
         (None, None, None) => {
             if !args.flood_to.is_empty() {

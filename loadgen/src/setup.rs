@@ -151,34 +151,54 @@ pub fn offline_certificates(
 }
 
 /// `count` confirmation orders that forge a quorum of `names`' signatures (and the owner's)
-/// on transfers of 1 from distinct fresh accounts at sequence number 0: each passes an
-/// authority's cheap checks and is refused only by signature verification.
+/// on transfers of 1 from distinct fresh accounts at sequence number 0, for the committee
+/// `committee`: each passes an authority's cheap checks (the signatures are well formed: real
+/// signatures, of other bytes or by other keys) and is refused only after its signatures are
+/// verified.
 pub fn forged_confirmations(
     names: &[fastpay_wire::AuthorityName],
     quorum: usize,
+    committee: &fastpay_wire::CommitteeId,
     count: usize,
 ) -> Vec<fastpay_wire::Message> {
+    use fastpay_wire::{Domain, SignedBytes, Transfer};
+    let stranger = KeyPair::from_seed([0xf1; 32]);
     parallel(count, "forging confirmations", |i| {
         let mut seed = [0xf0u8; 32];
         seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        let sender = KeyPair::from_seed(seed).account();
-        let order = fastpay_wire::TransferOrder {
-            transfer: fastpay_wire::Transfer {
-                sender,
-                recipient: sender,
-                amount: fastpay_wire::Amount::new(1),
-                sequence_number: fastpay_wire::SequenceNumber::ZERO,
-                user_data: None,
-            },
-            signature: fastpay_wire::Signature([0x5a; 64]),
+        let owner = KeyPair::from_seed(seed);
+        let transfer = Transfer {
+            sender: owner.account(),
+            recipient: owner.account(),
+            amount: fastpay_wire::Amount::new(1),
+            sequence_number: fastpay_wire::SequenceNumber::ZERO,
+            user_data: None,
         };
+        // The owner signs another amount; a stranger signs the votes in members' names.
+        let other = Transfer {
+            amount: fastpay_wire::Amount::new(2),
+            ..transfer
+        };
+        let order = fastpay_wire::TransferOrder {
+            transfer,
+            signature: owner.sign(&SignedBytes::for_transfer(
+                Domain::TransferOrder,
+                committee,
+                &other,
+            )),
+        };
+        let vote = stranger.sign(&SignedBytes::for_transfer(
+            Domain::Vote,
+            committee,
+            &transfer,
+        ));
         fastpay_wire::Message::ConfirmationOrder(fastpay_wire::ConfirmationOrder {
             certificate: CertifiedTransferOrder {
                 value: order,
                 signatures: names
                     .iter()
                     .take(quorum)
-                    .map(|name| (*name, fastpay_wire::Signature([0xa5; 64])))
+                    .map(|name| (*name, vote))
                     .collect(),
             },
         })
