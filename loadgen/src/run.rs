@@ -135,6 +135,9 @@ pub struct Endpoints {
     /// (one batch reaches one socket of the authority's reuseport group, so it must hold one
     /// shard's datagrams).
     outgoing: Vec<Vec<SegmentBatch>>,
+    /// Hostile datagrams for addresses other than the authorities' (`--flood-to`), batched
+    /// like the rest so that flooding them costs loadgen no more than flooding an authority.
+    flood_out: Vec<SegmentBatch>,
     /// Batches flushed so far: picks the socket of the next (spreading source ports).
     flushes: usize,
     /// The last message read (replies coalesced by the kernel when the authority sent them
@@ -178,6 +181,7 @@ impl Endpoints {
             names: authorities.iter().map(|a| a.name).collect(),
             buffer: vec![0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE],
             outgoing,
+            flood_out: Vec::new(),
             flushes: 0,
             incoming: vec![0u8; fastpay_udp::COALESCED_BYTES],
             incoming_len: 0,
@@ -224,10 +228,13 @@ impl Endpoints {
     /// addresses).
     fn send_flood(&mut self, flood: &Flood, n: usize, targets: &[usize]) {
         if !flood.to.is_empty() {
+            if self.flood_out.is_empty() {
+                self.flood_out = flood.to.iter().map(|a| SegmentBatch::new(*a)).collect();
+            }
             let (_, len) = self.garbage(n, 1);
-            let socket = &self.sockets[n % self.sockets.len()];
-            for address in &flood.to {
-                let _ = socket.send_to(&self.buffer[..len], address);
+            let socket = &self.sockets[self.flushes % self.sockets.len()];
+            for batch in &mut self.flood_out {
+                batch.push(socket, &self.buffer[..len]);
             }
             return;
         }
@@ -253,7 +260,7 @@ impl Endpoints {
 
     /// Sends everything queued: one GSO message per authority shard with datagrams waiting.
     fn flush(&mut self) {
-        for batch in self.outgoing.iter_mut().flatten() {
+        for batch in self.outgoing.iter_mut().flatten().chain(&mut self.flood_out) {
             if !batch.is_empty() {
                 self.flushes += 1;
                 batch.flush(&self.sockets[self.flushes % self.sockets.len()]);
