@@ -103,6 +103,14 @@ r["rss_kb"] = int(sys.argv[2])
 print(json.dumps(r))' "$case" "$(rss)" >> "$results"
     done
 done
+# A snapshot being written holds a copy of a shard's state until it lands: let any finish
+# (up to a minute) so that the memory measured is what the floods left.
+for _ in $(seq 1 600); do
+    started=$(cat "$work"/server*.log | grep -c "snapshot started" || true)
+    written=$(cat "$work"/server*.log | grep -c "snapshot written" || true)
+    [ "$started" = "$written" ] && break
+    sleep 0.1
+done
 rss_end=$(rss)
 
 python3 - "$results" "$rate" "$duration" "$invalid" "$garbage" "$confirmations" "$rss_start" "$rss_end" <<'PY'
