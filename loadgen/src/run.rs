@@ -260,7 +260,12 @@ impl Endpoints {
 
     /// Sends everything queued: one GSO message per authority shard with datagrams waiting.
     fn flush(&mut self) {
-        for batch in self.outgoing.iter_mut().flatten().chain(&mut self.flood_out) {
+        for batch in self
+            .outgoing
+            .iter_mut()
+            .flatten()
+            .chain(&mut self.flood_out)
+        {
             if !batch.is_empty() {
                 self.flushes += 1;
                 batch.flush(&self.sockets[self.flushes % self.sockets.len()]);
