@@ -249,9 +249,10 @@ impl World {
             return Ok(());
         };
         self.report.frames_delivered += 1;
-        let credited = node.links().taken_from(frame.from);
-        node.handle_frame(micros(now), frame.clone());
-        if node.links().taken_from(frame.from) > credited {
+        let from = frame.from;
+        let credited = node.links().taken_from(from);
+        node.handle_frame(micros(now), frame);
+        if node.links().taken_from(from) > credited {
             self.report.cross_shard_credits += 1;
         }
         if node.has_forwarded() {
