@@ -83,8 +83,6 @@ macro_rules! key_id {
         }
     };
 }
-// The committee identifier in `committee.rs` is printed and encoded like these.
-pub(crate) use key_id;
 
 key_id!(
     /// An account: the ed25519 public key of its owner.
@@ -93,6 +91,13 @@ key_id!(
 key_id!(
     /// An authority of the committee: the ed25519 public key it votes with.
     AuthorityName
+);
+
+key_id!(
+    /// Names one committee: a hash of its voting set and weights (computed by
+    /// `Committee::id`). Every signature covers it, so votes and certificates formed in one
+    /// committee never verify in another, even one that shares members.
+    CommitteeId
 );
 
 /// A positive quantity of money moved by one transfer.

@@ -1,19 +1,12 @@
 //! The committee of authorities, their voting weights, the certificate rules, and the id
 //! that binds every signature to one committee.
 
-use crate::base_types::{AccountId, AuthorityName, ShardId, key_id, shard_of};
+use crate::base_types::{AccountId, AuthorityName, CommitteeId, ShardId, shard_of};
 use crate::crypto::{CryptoError, PublicKey};
 use crate::messages::CertifiedTransferOrder;
 use sha2::{Digest, Sha512};
 use std::collections::HashMap;
 use thiserror::Error;
-
-key_id!(
-    /// Names one committee: a hash of its voting set and weights. Every signature covers it,
-    /// so votes and certificates formed in one committee never verify in another, even one
-    /// that shares members.
-    CommitteeId
-);
 
 /// Domain tag of the committee identifier's hash; NUL-terminated like the signing tags.
 const COMMITTEE_ID_TAG: &[u8] = b"fastpay/committee/v1\0";

@@ -20,8 +20,8 @@
 //!   give the same verdict on every signature (a batch wrongly accepts with probability
 //!   2^-128 at most); a sending and a receiving shard can never disagree on a certificate.
 
+use crate::base_types::CommitteeId;
 use crate::base_types::{AccountId, AuthorityName, UserData};
-use crate::committee::CommitteeId;
 use crate::messages::Transfer;
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};

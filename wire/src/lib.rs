@@ -24,11 +24,11 @@ pub mod datagrams;
 pub mod messages;
 
 pub use base_types::{
-    AccountId, Amount, ArithmeticError, AuthorityName, Balance, IdParseError, SequenceNumber,
-    ShardId, UserData, shard_of,
+    AccountId, Amount, ArithmeticError, AuthorityName, Balance, CommitteeId, IdParseError,
+    SequenceNumber, ShardId, UserData, shard_of,
 };
 pub use codec::{CodecError, Header, MessageKind, decode, encode, encode_into, peek_header};
-pub use committee::{CertificateError, Committee, CommitteeError, CommitteeId, CommitteeMember};
+pub use committee::{CertificateError, Committee, CommitteeError, CommitteeMember};
 pub use committee_file::{AuthorityEntry, CommitteeFile, CommitteeFileError, ServerFile};
 pub use crypto::{BatchVerifier, CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
 pub use datagrams::{BATCH, Datagrams};

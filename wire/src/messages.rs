@@ -1,9 +1,9 @@
 //! The protocol's messages, in the vocabulary of the FastPay paper and its reference prototype.
 
+use crate::base_types::CommitteeId;
 use crate::base_types::{
     AccountId, Amount, AuthorityName, Balance, SequenceNumber, ShardId, UserData,
 };
-use crate::committee::CommitteeId;
 use crate::crypto::{Domain, KeyPair, Signature, SignedBytes};
 use serde::{Deserialize, Serialize};
 
