@@ -18,6 +18,7 @@
 pub mod config;
 pub use fastpay_node::counters;
 pub mod link;
+mod log_writer;
 /// Talking to the committee from a client.
 pub mod net_client;
 pub mod runtime;

@@ -9,6 +9,7 @@
 
 use crate::counters::ShardCounters;
 use crate::link::LinkKey;
+use crate::log_writer::LogWriter;
 use crate::shard_loop::{Peers, ShardLoop};
 use crate::store::{ShardStore, StoreError};
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -224,9 +225,20 @@ impl Engine {
                 link,
                 config.link_addresses.clone(),
             );
+            let writer = store
+                .map(|store| {
+                    LogWriter::spawn(
+                        store,
+                        shard as u32,
+                        wakers[shard].clone(),
+                        counters[shard].clone(),
+                    )
+                })
+                .transpose()
+                .map_err(io_context("spawn a log writer"))?;
             let shard_loop = ShardLoop::new(
                 node,
-                store,
+                writer,
                 socket,
                 poll,
                 peers,

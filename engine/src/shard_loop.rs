@@ -8,7 +8,8 @@
 
 use crate::counters::{Counter, ShardCounters};
 use crate::link::LinkKey;
-use crate::store::{ShardStore, StoreError};
+use crate::log_writer::LogWriter;
+use crate::store::StoreError;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use fastpay_node::ShardNode;
 use fastpay_udp as udp;
@@ -31,6 +32,10 @@ pub const BACKLOG_LIMIT: usize = 65_536;
 /// Rounds of up to [`BATCH`] datagrams a shard runs per wakeup before polling again (without
 /// waiting) to let the kernel's other events in. 16 rounds are about a millisecond of work.
 pub const IO_LOOP_BOUND: usize = 16;
+
+/// Log appends a shard lets wait for its writer before it stops reading new requests: bounds
+/// the memory of records not yet durable while the disk is slow.
+pub const LOG_APPENDS_IN_FLIGHT: usize = 256;
 
 /// How long an idle shard sleeps in `poll` before re-checking the shutdown flag. Shutdown also
 /// wakes it at once; this is only a safety net.
@@ -240,7 +245,8 @@ fn park(
 /// One shard thread's node and everything it touches.
 pub(crate) struct ShardLoop {
     node: ShardNode,
-    store: Option<ShardStore>,
+    /// The log's writer thread, when the shard is durable.
+    writer: Option<LogWriter>,
     socket: mio::net::UdpSocket,
     receiver: udp::Receiver,
     poll: Poll,
@@ -255,7 +261,7 @@ pub(crate) struct ShardLoop {
 impl ShardLoop {
     pub(crate) fn new(
         node: ShardNode,
-        store: Option<ShardStore>,
+        writer: Option<LogWriter>,
         socket: mio::net::UdpSocket,
         poll: Poll,
         peers: Peers,
@@ -265,7 +271,7 @@ impl ShardLoop {
         Self {
             receiver: udp::Receiver::new(&socket),
             node,
-            store,
+            writer,
             socket,
             poll,
             peers,
@@ -291,6 +297,9 @@ impl ShardLoop {
         }
         // Whatever was applied since the last commit is made durable before the shard ends.
         let _ = self.persist();
+        if let Some(writer) = self.writer.as_mut() {
+            let _ = writer.finish();
+        }
         if let Some(cpu) = thread_cpu_time() {
             self.counters.set(
                 Counter::CpuMillis,
@@ -342,9 +351,13 @@ impl ShardLoop {
         let now = self.now();
         let frames_left = self.peers.receive(&mut self.node, now, &self.counters);
         self.inputs.clear();
-        // Backpressure: while credits wait for their recipients, leave new requests in the
-        // kernel.
-        if self.node.backlog() + self.peers.parked_count < BACKLOG_LIMIT {
+        // Backpressure: while credits wait for their recipients, or records for the disk,
+        // leave new requests in the kernel.
+        let log_waits = self
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.in_flight() >= LOG_APPENDS_IN_FLIGHT);
+        if self.node.backlog() + self.peers.parked_count < BACKLOG_LIMIT && !log_waits {
             let room = self.node.batch_room();
             match self
                 .receiver
@@ -362,18 +375,20 @@ impl ShardLoop {
         Ok(work || frames_left)
     }
 
-    /// Makes the node's records durable (one write, one fsync) and tells it so.
+    /// Hands the node's new records to the log writer, and tells the node what became durable
+    /// meanwhile (the writer syncs while the shard works on).
     fn persist(&mut self) -> Result<(), StoreError> {
-        let Some(store) = self.store.as_mut() else {
+        let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        let Some(position) = self.node.take_log(store.pending_mut()) else {
-            return Ok(());
-        };
-        store.commit()?;
-        self.counters.bump(Counter::Fsyncs);
-        self.counters.set(Counter::DiskBytes, store.disk_bytes());
-        self.node.durable(position);
+        let mut buffer = writer.buffer();
+        match self.node.take_log(&mut buffer) {
+            Some(position) => writer.append(buffer, position),
+            None => writer.recycle(buffer),
+        }
+        if let Some(position) = writer.poll()? {
+            self.node.durable(position);
+        }
         Ok(())
     }
 
@@ -399,33 +414,25 @@ impl ShardLoop {
         Ok(parked)
     }
 
-    /// Starts a snapshot when the node asks for one and none is being written, and reports
-    /// those that finish.
+    /// Starts a snapshot when the node asks for one and none is being written (the writer
+    /// reports those that land).
     fn snapshot_if_due(&mut self) -> Result<(), StoreError> {
-        let Some(store) = self.store.as_mut() else {
+        let due = self.node.snapshot_due();
+        let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        let me = self.node.shard().shard().0;
-        // Snapshots are written by a background thread from a copy of the state; the shard
-        // only pays for the copy and goes on logging into the next log generation meanwhile.
-        if store.poll_snapshot()? {
-            eprintln!(
-                "shard {me}: snapshot written ({} bytes on disk)",
-                store.disk_bytes()
-            );
-        }
-        if !self.node.snapshot_due() || store.snapshot_in_progress() {
+        if !due || writer.snapshot_in_progress() {
             return Ok(());
         }
-        // Every record the snapshot includes goes to the log it covers.
-        if let Some(position) = self.node.take_log(store.pending_mut()) {
-            store.commit()?;
-            self.node.durable(position);
-        }
+        // Every record the snapshot includes goes to the log before it.
+        self.persist()?;
+        let me = self.node.shard().shard().0;
         let started = Instant::now();
         let snapshot = self.node.snapshot();
         let copied = started.elapsed();
-        store.begin_snapshot(snapshot)?;
+        if let Some(writer) = self.writer.as_mut() {
+            writer.snapshot(snapshot);
+        }
         eprintln!(
             "shard {me}: snapshot started (state copied in {:.1} ms, written in the background)",
             copied.as_secs_f64() * 1e3

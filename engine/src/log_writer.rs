@@ -1,0 +1,239 @@
+//! Pipelined group commit: a thread per shard that makes the shard's log durable while the
+//! shard goes on checking and verifying the next batches.
+//!
+//! The shard hands over each round's framed records with the log position they reach; the
+//! writer takes everything queued since its last sync as one group (so groups grow while a
+//! sync is in flight), writes it with one `write`, syncs it with one `fdatasync`, and reports
+//! the position now durable, waking the shard. The shard's node holds every reply, credit and
+//! acknowledgement until its position is durable, so the durability rules do not change: only
+//! the shard no longer idles while the disk syncs. Snapshots go through the same queue, after
+//! the records they include.
+
+use crate::counters::{Counter, ShardCounters};
+use crate::store::{ShardStore, StoreError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
+use fastpay_node::log::Snapshot;
+use mio::Waker;
+use std::io;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often an idle writer looks whether its background snapshot finished.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+enum Job {
+    /// Framed records reaching log position `position`.
+    Append { records: Vec<u8>, position: u64 },
+    /// A snapshot including every record appended before it.
+    Snapshot(Box<Snapshot>),
+}
+
+enum Done {
+    /// The log is durable up to this position; the record buffers, for reuse.
+    Durable(u64, Vec<Vec<u8>>),
+    /// The background snapshot landed; bytes now on disk.
+    SnapshotWritten(u64),
+    /// The disk failed: the shard must stop.
+    Failed(StoreError),
+}
+
+/// A shard's handle on its log writer thread.
+pub(crate) struct LogWriter {
+    jobs: Option<Sender<Job>>,
+    done: Receiver<Done>,
+    thread: Option<JoinHandle<()>>,
+    spare: Vec<Vec<u8>>,
+    /// Appends handed over and not yet reported durable.
+    in_flight: usize,
+    snapshot_in_progress: bool,
+    me: u32,
+}
+
+impl LogWriter {
+    /// Starts the writer of shard `me`'s `store`; it wakes the shard through `waker` when
+    /// something is durable.
+    pub(crate) fn spawn(
+        store: ShardStore,
+        me: u32,
+        waker: Arc<Waker>,
+        counters: Arc<ShardCounters>,
+    ) -> io::Result<Self> {
+        let (jobs, job_rx) = unbounded();
+        let (done_tx, done) = unbounded();
+        let thread = std::thread::Builder::new()
+            .name(format!("log-{me}"))
+            .spawn(move || write_loop(store, &job_rx, &done_tx, &waker, &counters))?;
+        Ok(Self {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+            spare: Vec::new(),
+            in_flight: 0,
+            snapshot_in_progress: false,
+            me,
+        })
+    }
+
+    /// An empty buffer for the next round's records.
+    pub(crate) fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Hands over `records` (reaching `position`) to be made durable.
+    pub(crate) fn append(&mut self, records: Vec<u8>, position: u64) {
+        if let Some(jobs) = &self.jobs
+            && jobs.send(Job::Append { records, position }).is_ok()
+        {
+            self.in_flight += 1;
+        }
+    }
+
+    /// Gives back a buffer that carried nothing.
+    pub(crate) fn recycle(&mut self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        self.spare.push(buffer);
+    }
+
+    /// Queues `snapshot`, which includes every record handed over so far.
+    pub(crate) fn snapshot(&mut self, snapshot: Snapshot) {
+        if let Some(jobs) = &self.jobs
+            && jobs.send(Job::Snapshot(Box::new(snapshot))).is_ok()
+        {
+            self.snapshot_in_progress = true;
+        }
+    }
+
+    /// Whether a snapshot is queued or being written.
+    pub(crate) fn snapshot_in_progress(&self) -> bool {
+        self.snapshot_in_progress
+    }
+
+    /// Appends not yet durable.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// What the writer reported since the last call: the highest position now durable, if
+    /// it moved; an error if the disk failed.
+    pub(crate) fn poll(&mut self) -> Result<Option<u64>, StoreError> {
+        let mut durable = None;
+        while let Ok(done) = self.done.try_recv() {
+            match done {
+                Done::Durable(position, buffers) => {
+                    self.in_flight = self.in_flight.saturating_sub(buffers.len());
+                    for buffer in buffers {
+                        self.recycle(buffer);
+                    }
+                    durable = durable.max(Some(position));
+                }
+                Done::SnapshotWritten(bytes) => {
+                    self.snapshot_in_progress = false;
+                    eprintln!(
+                        "shard {}: snapshot written ({bytes} bytes on disk)",
+                        self.me
+                    );
+                }
+                Done::Failed(e) => return Err(e),
+            }
+        }
+        Ok(durable)
+    }
+
+    /// Stops the writer once everything handed over is durable, and waits for it.
+    pub(crate) fn finish(&mut self) -> Result<Option<u64>, StoreError> {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.poll()
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+/// The writer thread: one group per sync, made of everything queued meanwhile.
+fn write_loop(
+    mut store: ShardStore,
+    jobs: &Receiver<Job>,
+    done: &Sender<Done>,
+    waker: &Waker,
+    counters: &ShardCounters,
+) {
+    let fail = |e: StoreError| {
+        let _ = done.send(Done::Failed(e));
+        let _ = waker.wake();
+    };
+    loop {
+        let first = match jobs.recv_timeout(IDLE_POLL) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(e) = report_snapshot(&mut store, done, waker) {
+                    return fail(e);
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut buffers = Vec::new();
+        let mut position = None;
+        let mut snapshot = None;
+        let mut next = Some(first);
+        // Everything queued joins this group, up to a snapshot (which must follow its
+        // records).
+        while let Some(job) = next.take() {
+            match job {
+                Job::Append {
+                    records,
+                    position: p,
+                } => {
+                    store.pending_mut().extend_from_slice(&records);
+                    buffers.push(records);
+                    position = Some(p);
+                    next = jobs.try_recv().ok();
+                }
+                Job::Snapshot(s) => snapshot = Some(s),
+            }
+        }
+        if store.has_pending() {
+            if let Err(e) = store.commit() {
+                return fail(e);
+            }
+            counters.bump(Counter::Fsyncs);
+            counters.set(Counter::DiskBytes, store.disk_bytes());
+        }
+        if let Some(position) = position {
+            let _ = done.send(Done::Durable(position, buffers));
+            let _ = waker.wake();
+        }
+        if let Some(snapshot) = snapshot
+            && let Err(e) = store.begin_snapshot(*snapshot)
+        {
+            return fail(e);
+        }
+        if let Err(e) = report_snapshot(&mut store, done, waker) {
+            return fail(e);
+        }
+    }
+    // Shut down: whatever was handed over is already committed; let the snapshot land.
+    if let Err(e) = store.wait_snapshot() {
+        fail(e);
+    }
+}
+
+/// Tells the shard when the background snapshot has landed.
+fn report_snapshot(
+    store: &mut ShardStore,
+    done: &Sender<Done>,
+    waker: &Waker,
+) -> Result<(), StoreError> {
+    if store.poll_snapshot()? {
+        let _ = done.send(Done::SnapshotWritten(store.disk_bytes()));
+        let _ = waker.wake();
+    }
+    Ok(())
+}
