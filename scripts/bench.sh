@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for a benchmark: build in release, generate a committee, start the
 # authorities, run loadgen, stop only the processes started here, and print the results
-# (loadgen's JSON is the last line on stdout). The reference's `./bench`.
+# (loadgen's JSON is the last line on stdout). The reference's one-process `./bench` is the
+# `bench` binary (target/release/bench).
 #
 #   scripts/bench.sh [--authorities K] [--shards N] [--rate R] [--duration S]
 #                    [--phase orders|confirmations|payments] [--target all|I]
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
         --portable) portable=true; shift ;;
         --no-durability) durability=--no-durability; shift ;;
         --tick-us) tick=(--tick-us "$2"); shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done

@@ -72,3 +72,6 @@ echo "==> killing authority 4"
 if $per_shard; then kill "${pids[@]:12:4}"; else kill "${pids[3]}"; fi
 client transfer 5 --from "$ACCOUNT2" --to "$ACCOUNT1"
 echo "==> balances with authority 4 down: $(client query_balance "$ACCOUNT1" 2>/dev/null) $(client query_balance "$ACCOUNT2" 2>/dev/null)"
+
+echo "==> additional local benchmark (./bench, as the reference's last line)"
+(cd "$bin" && ./bench)

@@ -1,0 +1,354 @@
+//! `bench`: the reference's "additional local benchmark". One authority, all its shards in this
+//! process, fed pre-signed transfer orders and then confirmation orders over UDP on 127.0.0.1;
+//! prints how many of each it handled per second.
+
+#![forbid(unsafe_code)]
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use fastpay_authority::Genesis;
+use fastpay_engine::runtime::{Engine, EngineConfig, QUEUE_CAPACITY};
+use fastpay_engine::store::SNAPSHOT_AFTER_BYTES;
+use fastpay_wire::{
+    AccountId, Amount, CertifiedTransferOrder, Committee, ConfirmationOrder, KeyPair, Message,
+    SequenceNumber, SignedTransferOrder, Transfer, TransferOrder, decode, encode, shard_of,
+};
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Benchmark one authority (all its shards in this process, state in memory) with pre-signed
+/// transfer orders, then with the confirmation orders of their certificates, over UDP on
+/// 127.0.0.1. Every account pays one unit to the next. Prints orders and confirmations handled
+/// per second (a table on stderr, JSON on stdout).
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Authorities in the committee (the benchmarked one verifies a quorum of their votes in
+    /// every certificate; the others' votes are signed beforehand).
+    #[arg(long, default_value_t = 4)]
+    committee_size: usize,
+    /// Shards of the benchmarked authority (one thread each).
+    #[arg(long, default_value_t = 2)]
+    num_shards: u32,
+    /// Accounts, each making one transfer.
+    #[arg(long, default_value_t = 20_000)]
+    num_accounts: usize,
+    /// Requests outstanding at once.
+    #[arg(long, default_value_t = 1_000)]
+    max_in_flight: usize,
+    /// Transport (the reference also had TCP; fastpay speaks UDP).
+    #[arg(long, value_enum, default_value_t = Protocol::Udp)]
+    protocol: Protocol,
+    /// Milliseconds before an unanswered request is sent again (then given up after 5 tries).
+    #[arg(long, default_value_t = 500)]
+    timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    Udp,
+    Tcp,
+}
+
+/// How many times a request is sent before it counts as lost.
+const TRIES: u32 = 5;
+
+fn main() -> std::process::ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    if args.protocol == Protocol::Tcp {
+        bail!("--protocol tcp is not supported: fastpay authorities speak UDP only");
+    }
+    if args.committee_size == 0 || args.num_shards == 0 || args.num_accounts == 0 {
+        bail!("--committee-size, --num-shards and --num-accounts must be at least 1");
+    }
+    if args.max_in_flight == 0 {
+        bail!("--max-in-flight must be at least 1");
+    }
+    let authorities: Vec<KeyPair> = (0..args.committee_size)
+        .map(|i| KeyPair::from_seed(seed(0xa0, i)))
+        .collect();
+    let committee = Arc::new(
+        Committee::equal_weights(authorities.iter().map(KeyPair::authority), args.num_shards)
+            .context("build the committee")?,
+    );
+    let id = committee.id();
+    let accounts: Vec<KeyPair> = (0..args.num_accounts)
+        .map(|i| KeyPair::from_seed(seed(0xb0, i)))
+        .collect();
+    let genesis = Genesis::from_accounts(accounts.iter().map(|k| (k.account(), Amount::new(100))))
+        .context("build the genesis")?;
+
+    // Everything is signed before the clock starts: each account's order, and a certificate
+    // of the other authorities' votes (a quorum without the benchmarked one where possible,
+    // so that it verifies every vote).
+    let started = Instant::now();
+    let orders: Vec<TransferOrder> = parallel(&accounts, |i, key| {
+        let next = &accounts[(i + 1) % accounts.len()];
+        TransferOrder::new(
+            Transfer {
+                sender: key.account(),
+                recipient: next.account(),
+                amount: Amount::new(1),
+                sequence_number: SequenceNumber::ZERO,
+                user_data: None,
+            },
+            &id,
+            key,
+        )
+    });
+    let quorum = committee.quorum_threshold() as usize;
+    let voters: Vec<&KeyPair> = authorities
+        .iter()
+        .skip(usize::from(args.committee_size > quorum))
+        .take(quorum)
+        .collect();
+    let certificates: Vec<CertifiedTransferOrder> =
+        parallel(&orders, |_, order| CertifiedTransferOrder {
+            value: *order,
+            signatures: voters
+                .iter()
+                .map(|key| {
+                    let vote = SignedTransferOrder::new(*order, &id, key);
+                    (vote.authority, vote.signature)
+                })
+                .collect(),
+        });
+    eprintln!(
+        "signed {} orders and their certificates ({} votes each) in {:.1} s",
+        orders.len(),
+        quorum,
+        started.elapsed().as_secs_f64()
+    );
+
+    let engine = Engine::start(EngineConfig {
+        key_seed: authorities[0].seed(),
+        committee: committee.clone(),
+        listen: "127.0.0.1:0".parse()?,
+        genesis,
+        cores: None,
+        steering: true,
+        only_shard: None,
+        link_addresses: Vec::new(),
+        queue_capacity: QUEUE_CAPACITY,
+        data_dir: None,
+        snapshot_after_bytes: SNAPSHOT_AFTER_BYTES,
+    })
+    .context("start the authority")?;
+    let target = engine.local_addr();
+    let shards = args.num_shards;
+
+    let order_datagrams: Vec<(AccountId, Vec<u8>)> = orders
+        .iter()
+        .map(|o| {
+            let shard = shard_of(&o.transfer.sender, shards);
+            Ok((
+                o.transfer.sender,
+                encode(&Message::TransferOrder(*o), shard)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let confirmation_datagrams: Vec<(AccountId, Vec<u8>)> = certificates
+        .into_iter()
+        .map(|certificate| {
+            let sender = certificate.value.transfer.sender;
+            let message = Message::ConfirmationOrder(ConfirmationOrder { certificate });
+            Ok((sender, encode(&message, shard_of(&sender, shards))?))
+        })
+        .collect::<Result<_>>()?;
+
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let orders = drive(
+        target,
+        &order_datagrams,
+        args.max_in_flight,
+        timeout,
+        |m| match m {
+            Message::Vote(vote) if vote.sequence_number == SequenceNumber::ZERO => {
+                Some(vote.sender)
+            }
+            _ => None,
+        },
+    )?;
+    let confirmations = drive(
+        target,
+        &confirmation_datagrams,
+        args.max_in_flight,
+        timeout,
+        |m| match m {
+            Message::AccountInfoResponse(info)
+                if info.next_sequence_number == SequenceNumber::new(1) =>
+            {
+                Some(info.account)
+            }
+            _ => None,
+        },
+    )?;
+    engine.shutdown();
+
+    eprintln!("phase          done    lost    seconds   per second");
+    for (name, r) in [("orders", &orders), ("confirmations", &confirmations)] {
+        eprintln!(
+            "{name:13} {:6} {:7} {:10.3} {:12.0}",
+            r.done,
+            r.lost,
+            r.seconds,
+            r.per_second()
+        );
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "committee_size": args.committee_size,
+            "num_shards": args.num_shards,
+            "num_accounts": args.num_accounts,
+            "max_in_flight": args.max_in_flight,
+            "orders": orders.done,
+            "orders_lost": orders.lost,
+            "orders_per_s": orders.per_second().round(),
+            "confirmations": confirmations.done,
+            "confirmations_lost": confirmations.lost,
+            "confirmations_per_s": confirmations.per_second().round(),
+        })
+    );
+    if orders.lost + confirmations.lost > 0 {
+        bail!(
+            "{} orders and {} confirmations got no answer after {TRIES} tries",
+            orders.lost,
+            confirmations.lost
+        );
+    }
+    Ok(())
+}
+
+/// What one phase did.
+struct Phase {
+    done: usize,
+    lost: usize,
+    seconds: f64,
+}
+
+impl Phase {
+    fn per_second(&self) -> f64 {
+        self.done as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Sends every datagram (keyed by its account) with at most `window` outstanding, resending
+/// each unanswered one after `timeout` up to [`TRIES`] times; `answers` maps a reply to the
+/// account it completes. Ends when every request is answered or given up: never waits on a
+/// lost datagram.
+fn drive(
+    target: SocketAddr,
+    datagrams: &[(AccountId, Vec<u8>)],
+    window: usize,
+    timeout: Duration,
+    answers: impl Fn(&Message) -> Option<AccountId>,
+) -> Result<Phase> {
+    let socket = UdpSocket::bind("127.0.0.1:0").context("bind the benchmark socket")?;
+    socket.set_read_timeout(Some(Duration::from_millis(5)))?;
+    let index: HashMap<AccountId, usize> = datagrams
+        .iter()
+        .enumerate()
+        .map(|(i, (account, _))| (*account, i))
+        .collect();
+    // Per request: when it was last sent and how often.
+    let mut outstanding: HashMap<usize, (Instant, u32)> = HashMap::new();
+    let mut next = 0;
+    let (mut done, mut lost) = (0, 0);
+    let mut buffer = vec![0u8; 65_536];
+    let started = Instant::now();
+    while done + lost < datagrams.len() {
+        while outstanding.len() < window && next < datagrams.len() {
+            socket.send_to(&datagrams[next].1, target)?;
+            outstanding.insert(next, (Instant::now(), 1));
+            next += 1;
+        }
+        match socket.recv_from(&mut buffer) {
+            Ok((len, from)) if from == target => {
+                if let Some(i) = decode(&buffer[..len])
+                    .ok()
+                    .and_then(|(_, m)| answers(&m))
+                    .and_then(|account| index.get(&account).copied())
+                    && outstanding.remove(&i).is_some()
+                {
+                    done += 1;
+                }
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // Resend what timed out; give up on what timed out too often.
+        let now = Instant::now();
+        let due: Vec<usize> = outstanding
+            .iter()
+            .filter(|(_, (sent, _))| now.duration_since(*sent) >= timeout)
+            .map(|(i, _)| *i)
+            .collect();
+        for i in due {
+            let Some((sent, tries)) = outstanding.get_mut(&i) else {
+                continue;
+            };
+            if *tries >= TRIES {
+                outstanding.remove(&i);
+                lost += 1;
+            } else {
+                socket.send_to(&datagrams[i].1, target)?;
+                *sent = now;
+                *tries += 1;
+            }
+        }
+    }
+    Ok(Phase {
+        done,
+        lost,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A distinct 32-byte seed for item `i` of family `tag`.
+fn seed(tag: u8, i: usize) -> [u8; 32] {
+    let mut seed = [tag; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    seed
+}
+
+/// `f` over `items` on every core, results in order.
+fn parallel<T: Sync, U: Send>(items: &[T], f: impl Fn(usize, &T) -> U + Sync) -> Vec<U> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = items.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, part)| {
+                let f = &f;
+                scope.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(j, item)| f(c * chunk + j, item))
+                        .collect::<Vec<U>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
