@@ -63,8 +63,8 @@ pub enum EngineError {
     /// Another process runs this shard already (the in-memory lock is taken).
     #[error(
         "shard {shard} of authority {authority} is already running in another process \
-         (its lock {lock:?} is taken); refusing to start a second copy, which could sign two \
-         conflicting votes"
+         ({holder}; its lock {lock:?} is taken); refusing to start a second copy, which could \
+         sign two conflicting votes"
     )]
     ShardRunning {
         /// The shard.
@@ -73,6 +73,8 @@ pub enum EngineError {
         authority: fastpay_wire::AuthorityName,
         /// The abstract socket name used as the lock.
         lock: String,
+        /// Who holds it, as far as `/proc` says.
+        holder: String,
     },
 }
 
@@ -362,12 +364,41 @@ fn lock_in_memory(
                 io::ErrorKind::AddrInUse => EngineError::ShardRunning {
                     shard,
                     authority,
+                    holder: abstract_socket_holder(&lock)
+                        .map_or_else(|| "process unknown".to_string(), |pid| format!("pid {pid}")),
                     lock,
                 },
                 _ => io_context("take the shard lock")(e),
             })
         })
         .collect()
+}
+
+/// The process holding the abstract Unix socket `name`, found through `/proc`: the socket's
+/// inode in `/proc/net/unix`, then the process with a descriptor on it. `None` when `/proc`
+/// does not say (another network namespace, or no permission to read a process's
+/// descriptors).
+fn abstract_socket_holder(name: &str) -> Option<u32> {
+    let table = std::fs::read_to_string("/proc/net/unix").ok()?;
+    let path = format!("@{name}");
+    let inode = table.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.len() >= 8 && fields[7] == path).then(|| fields[6].to_string())
+    })?;
+    let target = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
+            fds.flatten()
+                .any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|link| link.as_os_str() == target.as_str())
+                })
+                .then_some(pid)
+        })
 }
 
 /// The shards this process runs.
