@@ -431,28 +431,27 @@ fn bind_links(
                     shard: ShardId(shard),
                     num_shards,
                 })?;
-        let socket = udp::bind_exclusive(address).map_err(|e| match e.kind() {
-            io::ErrorKind::AddrInUse => EngineError::PortBusy(address),
-            _ => EngineError::Io {
-                context: format!("bind the link of shard {shard} to {address}"),
-                source: e,
-            },
-        })?;
+        let socket = udp::bind_exclusive(address).map_err(bind_error(
+            address,
+            format!("bind the link of shard {shard} to {address}"),
+        ))?;
         links.push(socket);
     }
     Ok(links)
 }
 
+/// The error of a failed bind to `address`: the port taken by another process, or `context`.
+fn bind_error(address: SocketAddr, context: String) -> impl FnOnce(io::Error) -> EngineError {
+    move |e| match e.kind() {
+        io::ErrorKind::AddrInUse => EngineError::PortBusy(address),
+        _ => EngineError::Io { context, source: e },
+    }
+}
+
 /// SO_REUSEPORT would let us share a port with a stray copy of ourselves; a plain bind first
 /// tells us the port is really free. Returns the address actually bound (port 0 resolved).
 fn probe_listen(listen: SocketAddr) -> Result<SocketAddr, EngineError> {
-    let probe = UdpSocket::bind(listen).map_err(|e| match e.kind() {
-        io::ErrorKind::AddrInUse => EngineError::PortBusy(listen),
-        _ => EngineError::Io {
-            context: format!("bind {listen}"),
-            source: e,
-        },
-    })?;
+    let probe = UdpSocket::bind(listen).map_err(bind_error(listen, format!("bind {listen}")))?;
     probe
         .local_addr()
         .map_err(io_context("read the bound address"))
@@ -463,13 +462,10 @@ fn bind_shard_sockets(listen: SocketAddr, local: &[u32]) -> Result<Vec<UdpSocket
     local
         .iter()
         .map(|shard| {
-            udp::bind_reuseport(listen).map_err(|e| match e.kind() {
-                io::ErrorKind::AddrInUse => EngineError::PortBusy(listen),
-                _ => EngineError::Io {
-                    context: format!("bind shard {shard} to {listen}"),
-                    source: e,
-                },
-            })
+            udp::bind_reuseport(listen).map_err(bind_error(
+                listen,
+                format!("bind shard {shard} to {listen}"),
+            ))
         })
         .collect()
 }
