@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use thiserror::Error;
 
 /// Frames a queue between two shards holds. Deep enough to absorb a burst of cross-shard
@@ -110,6 +111,9 @@ pub struct EngineConfig {
     pub data_dir: Option<PathBuf>,
     /// Log bytes after which a shard snapshots ([`crate::store::SNAPSHOT_AFTER_BYTES`]).
     pub snapshot_after_bytes: u64,
+    /// Requests that waited longer than this in the kernel are shed
+    /// ([`fastpay_node::NodeConfig::shed_after`]); `None` never sheds.
+    pub shed_after: Option<Duration>,
 }
 
 /// What a shard recovered from its data directory.
@@ -553,6 +557,7 @@ fn recover_shard(
         transports,
         durable: config.data_dir.is_some(),
         snapshot_after_bytes: config.snapshot_after_bytes,
+        shed_after: config.shed_after,
     };
     let mut report = RecoveryReport {
         shard,

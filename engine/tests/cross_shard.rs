@@ -59,6 +59,7 @@ fn run(durable: bool) {
         data_dir: durable.then(|| data.path().to_path_buf()),
         // Snapshot often, so compaction runs under the backlog too.
         snapshot_after_bytes: 64 << 10,
+        shed_after: Some(fastpay_node::DEFAULT_SHED_AFTER),
     })
     .unwrap();
 

@@ -48,6 +48,7 @@ fn query_all(steering: bool) -> (BTreeMap<AccountId, String>, f64) {
         queue_capacity: fastpay_engine::runtime::QUEUE_CAPACITY,
         data_dir: None,
         snapshot_after_bytes: fastpay_engine::store::SNAPSHOT_AFTER_BYTES,
+        shed_after: Some(fastpay_node::DEFAULT_SHED_AFTER),
     })
     .unwrap();
     let server = engine.local_addr();

@@ -349,6 +349,7 @@ fn real_main() -> Result<()> {
     let json = serde_json::json!({
         "phase": phase.name(),
         "offered_rate": report.sent as f64 / report.window_s,
+        // Goodput: requests completed within the timeout, per second of sending.
         "achieved_rate": report.ok as f64 / report.window_s,
         "target_rate": args.rate,
         "duration_s": report.window_s,
@@ -356,6 +357,7 @@ fn real_main() -> Result<()> {
         "ok": report.ok,
         "rejected": report.rejected_total(),
         "rejected_by_code": report.rejected,
+        "shed": report.shed,
         "timeouts": report.timeouts,
         "loss": report.timeouts as f64 / (report.sent.max(1)) as f64,
         "late_starts": report.late,
@@ -372,7 +374,7 @@ fn real_main() -> Result<()> {
         } else { serde_json::Value::Null },
     });
     eprintln!(
-        "\n{:<16}{:>12}\n{:<16}{:>12.0}\n{:<16}{:>12.0}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}/{}/{}/{}/{} us",
+        "\n{:<16}{:>12}\n{:<16}{:>12.0}\n{:<16}{:>12.0}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}/{}/{}/{}/{} us",
         "phase",
         phase.name(),
         "offered /s",
@@ -385,6 +387,8 @@ fn real_main() -> Result<()> {
         report.ok,
         "rejected",
         report.rejected_total(),
+        "shed",
+        report.shed,
         "timeouts",
         report.timeouts,
         "late starts",

@@ -85,6 +85,9 @@ pub struct Report {
     pub rejected: BTreeMap<String, u64>,
     /// Requests without an answer in time.
     pub timeouts: u64,
+    /// Requests the authorities refused as `Overloaded` (they shed them: see `server run
+    /// --shed-after-ms`); not counted in `rejected`.
+    pub shed: u64,
     /// Latency from scheduled start to completion, microseconds.
     pub latency: Histogram<u64>,
     /// For payments: scheduled start to certificate, microseconds.
@@ -367,6 +370,7 @@ fn run_inner(
         ok: 0,
         rejected: BTreeMap::new(),
         timeouts: 0,
+        shed: 0,
         latency: histogram()?,
         certify_latency: histogram()?,
         window_s: 0.0,
@@ -500,6 +504,10 @@ fn run_inner(
                     report.ok += 1;
                     outstanding.remove(&job);
                 }
+                Step::Refused(ErrorCode::Overloaded) => {
+                    report.shed += 1;
+                    outstanding.remove(&job);
+                }
                 Step::Refused(code) => {
                     *report.rejected.entry(format!("{code:?}")).or_default() += 1;
                     outstanding.remove(&job);
@@ -527,10 +535,11 @@ fn run_inner(
             last_report = now;
             let elapsed = (now - start).as_secs_f64();
             live.set_message(format!(
-                "t={elapsed:5.1}s sent={} ok={} rejected={} timeouts={} in-flight={} rate={:.0}/s p99={}us",
+                "t={elapsed:5.1}s sent={} ok={} rejected={} shed={} timeouts={} in-flight={} rate={:.0}/s p99={}us",
                 report.sent,
                 report.ok,
                 report.rejected_total(),
+                report.shed,
                 report.timeouts,
                 outstanding.len(),
                 report.ok as f64 / elapsed.max(1e-9),

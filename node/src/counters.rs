@@ -80,6 +80,13 @@ counters! {
     AmplificationRefused => "amplification_refused",
     /// Replies dropped by the socket (full send buffer).
     SendDropped => "send_dropped",
+    /// Orders refused as `Overloaded` because they waited in the kernel longer than the
+    /// shedding budget.
+    ShedOrders => "shed_orders",
+    /// Account queries refused as `Overloaded` (same budget as orders).
+    ShedQueries => "shed_queries",
+    /// Confirmations refused as `Overloaded` (a budget four times the orders').
+    ShedConfirmations => "shed_confirmations",
     /// Signatures verified.
     SignaturesChecked => "signatures_checked",
     /// Log commits made durable (one fdatasync each).

@@ -20,4 +20,7 @@ pub mod log;
 mod node;
 
 pub use links::{CreditLinks, LINK_RETRY, LINK_WINDOW, Transport};
-pub use node::{FORWARD_QUEUE, NodeConfig, SNAPSHOT_AFTER_BYTES, ShardNode};
+pub use node::{
+    CONFIRMATION_SHED_FACTOR, DEFAULT_SHED_AFTER, FORWARD_QUEUE, NodeConfig, SNAPSHOT_AFTER_BYTES,
+    ShardNode,
+};

@@ -5,8 +5,9 @@ use crate::links::{Arrival, CreditLinks, Transport};
 use crate::log::{Record, Snapshot, append_record};
 use fastpay_authority::{AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck};
 use fastpay_wire::{
-    AccountId, BATCH, BatchVerifier, ConfirmationOrder, CrossShardUpdate, Datagrams, LinkFrame,
-    LinkPayload, Message, SequenceNumber, ShardId, TransferOrder, VoteReply, decode, encode_into,
+    AccountId, BATCH, BatchVerifier, ConfirmationOrder, CrossShardUpdate, Datagrams, ErrorCode,
+    ErrorReply, LinkFrame, LinkPayload, Message, SequenceNumber, ShardId, TransferOrder, VoteReply,
+    decode, encode_into,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -33,7 +34,21 @@ pub struct NodeConfig {
     pub durable: bool,
     /// Log bytes after which [`ShardNode::snapshot_due`] says so.
     pub snapshot_after_bytes: u64,
+    /// Load shedding: orders and queries that waited in the kernel longer than this (as the
+    /// receive reports in [`Datagrams::waited`]) are refused as `Overloaded` without being
+    /// checked; confirmations only past [`CONFIRMATION_SHED_FACTOR`] times it. `None` never
+    /// sheds.
+    pub shed_after: Option<Duration>,
 }
+
+/// How many times longer than an order a confirmation may wait before it is shed: a
+/// confirmation finishes a payment whose votes the committee already paid for, and frees the
+/// sender's account, so it is the last request worth dropping.
+pub const CONFIRMATION_SHED_FACTOR: u32 = 4;
+
+/// The shedding budget an authority uses unless told otherwise: far past the latency of a
+/// shard that keeps up (a few milliseconds), well within a client's patience (seconds).
+pub const DEFAULT_SHED_AFTER: Duration = Duration::from_millis(200);
 
 impl NodeConfig {
     /// A shard of `num_shards` whose peers all run in the same process (reliable queues),
@@ -43,6 +58,7 @@ impl NodeConfig {
             transports: vec![Transport::Reliable; num_shards as usize],
             durable,
             snapshot_after_bytes: SNAPSHOT_AFTER_BYTES,
+            shed_after: Some(DEFAULT_SHED_AFTER),
         }
     }
 }
@@ -103,6 +119,7 @@ pub struct ShardNode {
     durable_position: u64,
     log_bytes: u64,
     snapshot_after: u64,
+    shed_after: Option<Duration>,
     held: VecDeque<Held>,
     spare_held: Vec<Held>,
     ready: VecDeque<Datagrams>,
@@ -133,6 +150,7 @@ impl ShardNode {
             durable_position: 0,
             log_bytes: 0,
             snapshot_after: config.snapshot_after_bytes.max(1),
+            shed_after: config.shed_after,
             held: VecDeque::new(),
             spare_held: Vec::new(),
             ready: VecDeque::new(),
@@ -233,11 +251,11 @@ impl ShardNode {
                 self.counters.bump(Counter::DecodeError);
                 continue;
             }
-            self.admit(peer, bytes, true);
+            self.admit(peer, bytes, inputs.waited(i), true);
         }
         let forwarded = std::mem::take(&mut self.forwarded);
         for (peer, bytes) in &forwarded {
-            self.admit(*peer, bytes, false);
+            self.admit(*peer, bytes, Duration::ZERO, false);
         }
         self.forwarded = forwarded;
         self.forwarded.clear();
@@ -449,9 +467,10 @@ impl ShardNode {
         }
     }
 
-    /// Decodes and routes one datagram and runs the cheap checks. Only datagrams that decode
-    /// are handed over to another shard: garbage costs no queue space and no copy.
-    fn admit(&mut self, peer: SocketAddr, bytes: &[u8], may_hand_over: bool) {
+    /// Decodes and routes one datagram that `waited` in the kernel, sheds it if it waited too
+    /// long, and runs the cheap checks. Only datagrams that decode are handed over to another
+    /// shard: garbage costs no queue space and no copy.
+    fn admit(&mut self, peer: SocketAddr, bytes: &[u8], waited: Duration, may_hand_over: bool) {
         let (header, message) = match decode(bytes) {
             Ok(decoded) => decoded,
             Err(_) => {
@@ -459,6 +478,9 @@ impl ShardNode {
                 return;
             }
         };
+        if self.shed(peer, bytes.len(), &message, waited) {
+            return;
+        }
         if header.shard != self.me {
             if header.shard.0 >= self.num_shards || !may_hand_over {
                 self.counters.bump(Counter::NoSuchShard);
@@ -539,6 +561,48 @@ impl ShardNode {
             | Message::Error(_)
             | Message::ShardLink(_) => self.counters.bump(Counter::Unexpected),
         }
+    }
+
+    /// Refuses a request as `Overloaded` when it waited past its budget: by then the shard is
+    /// behind, and answering stale requests first would make every request late. A refusal
+    /// costs a decode and a small reply instead of signature checks, and tells the client at
+    /// once to retry later. Returns whether the request was shed.
+    fn shed(&mut self, peer: SocketAddr, size: usize, message: &Message, waited: Duration) -> bool {
+        let Some(budget) = self.shed_after else {
+            return false;
+        };
+        if waited <= budget {
+            return false;
+        }
+        let (counter, account, sequence_number) = match message {
+            Message::TransferOrder(order) => (
+                Counter::ShedOrders,
+                order.transfer.sender,
+                order.transfer.sequence_number,
+            ),
+            Message::AccountInfoRequest(request) => {
+                (Counter::ShedQueries, request.account, SequenceNumber::ZERO)
+            }
+            Message::ConfirmationOrder(order)
+                if waited > budget.saturating_mul(CONFIRMATION_SHED_FACTOR) =>
+            {
+                let transfer = order.certificate.value.transfer;
+                (
+                    Counter::ShedConfirmations,
+                    transfer.sender,
+                    transfer.sequence_number,
+                )
+            }
+            _ => return false,
+        };
+        self.counters.bump(counter);
+        let refusal = ErrorReply {
+            code: ErrorCode::Overloaded,
+            account,
+            sequence_number,
+        };
+        self.reply(peer, size, &Message::Error(refusal));
+        true
     }
 
     /// Applies the requests whose signatures all verified, in arrival order.
@@ -719,6 +783,83 @@ mod tests {
 
     fn balance(node: &ShardNode, account: &AccountId) -> i128 {
         node.shard().accounts()[account].balance.units()
+    }
+
+    /// The one reply of a batch that was handled in memory (nothing waits for a disk).
+    fn only_reply(node: &mut ShardNode) -> Message {
+        let replies = node.poll_replies().expect("a reply batch");
+        assert_eq!(replies.len(), 1);
+        decode(replies.get(0).1).unwrap().1
+    }
+
+    #[test]
+    fn requests_that_waited_past_the_budget_are_refused_as_overloaded() {
+        let (payer, payee) = parties();
+        let order = TransferOrder::new(
+            Transfer {
+                sender: payer.account(),
+                recipient: payee.account(),
+                amount: Amount::new(5),
+                sequence_number: SequenceNumber::ZERO,
+                user_data: None,
+            },
+            &committee().id(),
+            &payer,
+        );
+        let budget = DEFAULT_SHED_AFTER;
+        let mut shard = node(0, false);
+        let aged = |message: &Message, waited: Duration| {
+            let mut inputs = batch(message);
+            inputs.set_waited(0, waited);
+            inputs
+        };
+
+        // A stale order is refused without a vote; the same order fresh gets one.
+        shard.handle_batch(
+            Duration::ZERO,
+            &aged(&Message::TransferOrder(order), budget * 2),
+        );
+        match only_reply(&mut shard) {
+            Message::Error(refusal) => assert_eq!(
+                (refusal.code, refusal.account, refusal.sequence_number),
+                (ErrorCode::Overloaded, payer.account(), SequenceNumber::ZERO)
+            ),
+            other => panic!("expected Overloaded, got {other:?}"),
+        }
+        assert!(shard.shard().accounts()[&payer.account()].pending.is_none());
+        assert_eq!(shard.counters.get(Counter::ShedOrders), 1);
+        assert_eq!(shard.counters.get(Counter::SignaturesChecked), 0);
+        shard.handle_batch(
+            Duration::ZERO,
+            &aged(&Message::TransferOrder(order), budget),
+        );
+        assert!(matches!(only_reply(&mut shard), Message::Vote(_)));
+
+        // A confirmation as old is still applied: it is shed only past four budgets.
+        let confirm = Message::ConfirmationOrder(confirmation());
+        shard.handle_batch(Duration::ZERO, &aged(&confirm, budget * 2));
+        assert!(matches!(
+            only_reply(&mut shard),
+            Message::AccountInfoResponse(_)
+        ));
+        assert_eq!(balance(&shard, &payer.account()), 70);
+        let mut fresh = node(0, false);
+        fresh.handle_batch(
+            Duration::ZERO,
+            &aged(
+                &confirm,
+                budget * CONFIRMATION_SHED_FACTOR + Duration::from_millis(1),
+            ),
+        );
+        assert!(matches!(
+            only_reply(&mut fresh),
+            Message::Error(ErrorReply {
+                code: ErrorCode::Overloaded,
+                ..
+            })
+        ));
+        assert_eq!(fresh.counters.get(Counter::ShedConfirmations), 1);
+        assert_eq!(balance(&fresh, &payer.account()), 100);
     }
 
     #[test]

@@ -123,6 +123,8 @@ fn node_config(config: &crate::SimConfig) -> NodeConfig {
         transports: vec![transport; config.shards as usize],
         durable: true,
         snapshot_after_bytes: config.snapshot_after_bytes,
+        // The simulated network has no kernel queue: every datagram arrives fresh.
+        shed_after: None,
     }
 }
 

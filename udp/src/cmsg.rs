@@ -1,7 +1,9 @@
 //! The one encoder of the `UDP_SEGMENT` (GSO) control message and the one decoder of the
-//! `UDP_GRO` control message: every send and receive path of the crate goes through these.
+//! control messages a receive gets (`UDP_GRO`'s segment size, `SO_TIMESTAMPNS`'s arrival
+//! time): every send and receive path of the crate goes through these.
 
 use std::mem::{size_of, zeroed};
+use std::time::Duration;
 
 /// `UDP_GRO` from `linux/udp.h` (libc does not export it for glibc): deliver a sender's GSO
 /// batch (and, on real NICs, datagrams the driver coalesced) as one message carrying its
@@ -11,17 +13,27 @@ pub(crate) const UDP_GRO: libc::c_int = 104;
 /// Most datagrams one GSO send may carry (the kernel's `UDP_MAX_SEGMENTS` on older kernels).
 pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
 
-/// Room for one control message carrying a `u16` (`UDP_SEGMENT`) or an `int` (`UDP_GRO`),
-/// aligned for `cmsghdr`.
+/// Room for the control messages of one send (`UDP_SEGMENT`, a `u16`) or one receive
+/// (`UDP_GRO`, an `int`, and `SCM_TIMESTAMPNS`, a `timespec`), aligned for `cmsghdr`.
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
-pub(crate) struct Control(pub(crate) [u8; 32]);
+pub(crate) struct Control(pub(crate) [u8; 64]);
 
 impl Control {
     /// An empty control buffer.
     pub(crate) const fn new() -> Self {
-        Self([0; 32])
+        Self([0; 64])
     }
+}
+
+/// What a received message's control messages say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Received {
+    /// The `UDP_GRO` segment size: every datagram of the message but the last is this long.
+    pub(crate) segment: Option<usize>,
+    /// When the kernel took the message in (`SO_TIMESTAMPNS`: `CLOCK_REALTIME`, since the
+    /// Unix epoch).
+    pub(crate) arrived: Option<Duration>,
 }
 
 /// Fills `control` with a `UDP_SEGMENT` message of `size`; returns its length.
@@ -42,23 +54,37 @@ pub(crate) fn segment_control(control: &mut Control, size: u16) -> usize {
     }
 }
 
-/// The segment size in a received message's `UDP_GRO` control message, if it has one.
+/// Reads the control messages the kernel wrote for a received message.
 ///
 /// # Safety
 /// `header` must have been filled by `recvmsg` or `recvmmsg`, so that its control pointer and
 /// length describe control messages the kernel wrote into a buffer that is still live.
-pub(crate) unsafe fn gro_segment(header: &libc::msghdr) -> Option<usize> {
+pub(crate) unsafe fn received(header: &libc::msghdr) -> Received {
+    let mut found = Received::default();
     // SAFETY: by the caller's promise the control pointer and length describe control
-    // messages in a live buffer; CMSG_* walk only within them.
+    // messages in a live buffer; CMSG_* walk only within them, and each payload read is of
+    // the type the kernel documents for its level and type.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(header);
         while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
-                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-                return usize::try_from(size).ok();
+            let data = libc::CMSG_DATA(cmsg);
+            match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                (libc::SOL_UDP, UDP_GRO) => {
+                    let size = std::ptr::read_unaligned(data.cast::<libc::c_int>());
+                    found.segment = usize::try_from(size).ok();
+                }
+                (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
+                    let time = std::ptr::read_unaligned(data.cast::<libc::timespec>());
+                    if let (Ok(secs), Ok(nanos)) =
+                        (u64::try_from(time.tv_sec), u32::try_from(time.tv_nsec))
+                    {
+                        found.arrived = Some(Duration::new(secs, nanos));
+                    }
+                }
+                _ => {}
             }
             cmsg = libc::CMSG_NXTHDR(header, cmsg);
         }
     }
-    None
+    found
 }

@@ -42,5 +42,5 @@ pub use process::{lower_thread_priority, process_cpu_time};
 pub use segments::{SegmentBatch, recv_coalesced, send_segments};
 pub use socket::{
     SHARD_RECEIVE_BUFFER_BYTES, SOCKET_BUFFER_BYTES, attach_shard_steering, bind_exclusive,
-    bind_reuseport, enable_gro,
+    bind_reuseport, enable_gro, enable_receive_timestamps,
 };

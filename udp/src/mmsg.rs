@@ -3,8 +3,8 @@
 //! peer sent as one `UDP_SEGMENT` message.
 
 use crate::addr::{to_socket_addr, to_storage};
-use crate::cmsg::{Control, GSO_MAX_SEGMENTS, gro_segment, segment_control};
-use crate::socket::enable_gro;
+use crate::cmsg::{Control, GSO_MAX_SEGMENTS, received, segment_control};
+use crate::socket::{enable_gro, enable_receive_timestamps};
 use fastpay_wire::codec::MAX_DATAGRAM_SIZE;
 use fastpay_wire::{BATCH, Datagrams};
 use std::io;
@@ -12,6 +12,7 @@ use std::mem::{size_of, zeroed};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The arrays one batch call hands the kernel: an iovec, a peer address and a message header
 /// per datagram.
@@ -30,7 +31,9 @@ fn zeroed_messages() -> MessageArrays {
 }
 
 /// Reads up to `max` datagrams (bounded by the free room of `batch`) in one `recvmmsg`,
-/// appending to it. Returns how many arrived; `Ok(0)` when the socket is drained.
+/// appending to it. Returns how many arrived; `Ok(0)` when the socket is drained. Where the
+/// socket reports arrival times ([`enable_receive_timestamps`]), each datagram's
+/// [`waited`](Datagrams::waited) says how long it sat in the kernel's queue.
 pub fn recv_batch(fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<usize> {
     let start = batch.len();
     let room = BATCH.saturating_sub(start).min(max);
@@ -39,6 +42,7 @@ pub fn recv_batch(fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<us
     }
     // Every pointer is set below before the kernel reads it.
     let (mut iovecs, mut names, mut headers) = zeroed_messages();
+    let mut controls = [Control::new(); BATCH];
     for (i, buffer) in batch.free_buffers_mut().iter_mut().take(room).enumerate() {
         iovecs[i] = libc::iovec {
             iov_base: buffer.as_mut_ptr().cast(),
@@ -49,10 +53,13 @@ pub fn recv_batch(fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<us
         header.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         header.msg_iov = &mut iovecs[i];
         header.msg_iovlen = 1;
+        header.msg_control = controls[i].0.as_mut_ptr().cast();
+        header.msg_controllen = size_of::<Control>() as _;
     }
     // SAFETY: `headers[..room]` point at live buffers (the batch's free buffers, `iovecs`,
-    // `names`) that outlive the call; MSG_DONTWAIT makes it nonblocking; no timeout pointer.
-    let received = unsafe {
+    // `names`, `controls`) that outlive the call; MSG_DONTWAIT makes it nonblocking; no
+    // timeout pointer.
+    let rc = unsafe {
         libc::recvmmsg(
             fd,
             headers.as_mut_ptr(),
@@ -61,15 +68,16 @@ pub fn recv_batch(fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<us
             std::ptr::null_mut(),
         )
     };
-    if received < 0 {
+    if rc < 0 {
         let error = io::Error::last_os_error();
         if error.kind() == io::ErrorKind::WouldBlock {
             return Ok(0);
         }
         return Err(error);
     }
-    let received = usize::try_from(received).unwrap_or(0).min(room);
-    for i in 0..received {
+    let count = usize::try_from(rc).unwrap_or(0).min(room);
+    let now = wall_clock();
+    for i in 0..count {
         // A peer of an unknown address family is left out (its slot is filled by the next).
         let Some(peer) = to_socket_addr(&names[i]) else {
             continue;
@@ -80,13 +88,29 @@ pub fn recv_batch(fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<us
             headers[i].msg_len as usize,
             headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
         );
+        // SAFETY: recvmmsg filled the header; its control buffer (`controls[i]`) is live.
+        let arrived = unsafe { received(&headers[i].msg_hdr) }.arrived;
+        batch.set_waited(batch.len() - 1, waited(now, arrived));
     }
-    Ok(received)
+    Ok(count)
 }
 
 /// Bytes one coalesced read may carry: the largest UDP payload, so a coalesced message is
 /// never cut short (which would lose every datagram past the cut).
 pub const COALESCED_BYTES: usize = 65_536;
+
+/// The time now on the clock the kernel stamps arrivals with (`CLOCK_REALTIME`).
+fn wall_clock() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// How long a message that arrived at `arrived` has waited by `now`: zero when the kernel did
+/// not say, or when the clock stepped back since.
+fn waited(now: Duration, arrived: Option<Duration>) -> Duration {
+    arrived.map_or(Duration::ZERO, |arrived| now.saturating_sub(arrived))
+}
 
 /// One coalesced message read and not yet split into a batch.
 #[derive(Clone, Copy)]
@@ -96,13 +120,17 @@ struct Coalesced {
     /// Bytes per datagram in it (all but the last are this long).
     segment: usize,
     truncated: bool,
+    /// How long it had waited in the kernel's queue when it was read.
+    waited: Duration,
 }
 
 /// Reads a shard's socket with UDP generic receive offload: a client that sends its requests
 /// in GSO batches costs the kernel one delivery (and us one message) per batch instead of
 /// one per datagram. Coalesced messages are split into the caller's [`Datagrams`]; what does
 /// not fit stays here for the next call ([`has_staged`](Self::has_staged)). Where the
-/// kernel refuses `UDP_GRO`, reads are plain [`recv_batch`]es.
+/// kernel refuses `UDP_GRO`, reads are plain [`recv_batch`]es. It also asks for arrival
+/// times (`SO_TIMESTAMPNS`), so that each datagram's [`waited`](Datagrams::waited) says how
+/// long it sat in the kernel's queue before this read: what an overloaded shard sheds by.
 pub struct Receiver {
     gro: bool,
     /// `BATCH` areas of `COALESCED_BYTES`, touched (and so resident) only as far as written.
@@ -118,6 +146,8 @@ impl Receiver {
     /// A receiver for `socket`, which it switches to `UDP_GRO` when the kernel allows.
     pub fn new(socket: &impl AsRawFd) -> Self {
         let gro = enable_gro(socket);
+        // Best effort: without arrival times every datagram reads as fresh.
+        let _ = enable_receive_timestamps(socket);
         Self {
             gro,
             area: if gro {
@@ -130,6 +160,7 @@ impl Receiver {
                 len: 0,
                 segment: 0,
                 truncated: false,
+                waited: Duration::ZERO,
             }; BATCH],
             staged_count: 0,
             next: 0,
@@ -187,7 +218,7 @@ impl Receiver {
             header.msg_controllen = size_of::<Control>() as _;
         }
         // SAFETY: `headers[..messages]` point at live buffers; MSG_DONTWAIT, no timeout.
-        let received = unsafe {
+        let rc = unsafe {
             libc::recvmmsg(
                 fd,
                 headers.as_mut_ptr(),
@@ -196,15 +227,16 @@ impl Receiver {
                 std::ptr::null_mut(),
             )
         };
-        if received < 0 {
+        if rc < 0 {
             let error = io::Error::last_os_error();
             if error.kind() == io::ErrorKind::WouldBlock {
                 return Ok(());
             }
             return Err(error);
         }
-        let received = usize::try_from(received).unwrap_or(0).min(messages);
-        for i in 0..received {
+        let count = usize::try_from(rc).unwrap_or(0).min(messages);
+        let now = wall_clock();
+        for i in 0..count {
             let header = &headers[i].msg_hdr;
             let len = (headers[i].msg_len as usize).min(COALESCED_BYTES);
             // Staged in place: message `i`'s bytes stay in area `i`. A peer of an unknown
@@ -213,17 +245,17 @@ impl Receiver {
                 Some(peer) => (peer, len),
                 None => (SocketAddr::from(([0, 0, 0, 0], 0)), 0),
             };
+            // SAFETY: recvmmsg filled `header`; its control buffer (`controls[i]`) is live.
+            let control = unsafe { received(header) };
             self.staged[i] = Coalesced {
                 peer,
                 len,
-                // SAFETY: recvmmsg filled `header`; its control buffer (`controls[i]`) is live.
-                segment: unsafe { gro_segment(header) }
-                    .filter(|&s| s > 0)
-                    .unwrap_or(len),
+                segment: control.segment.filter(|&s| s > 0).unwrap_or(len),
                 truncated: header.msg_flags & libc::MSG_TRUNC != 0,
+                waited: waited(now, control.arrived),
             };
         }
-        self.staged_count = received;
+        self.staged_count = count;
         Ok(())
     }
 
@@ -248,6 +280,7 @@ impl Receiver {
             let last = self.offset + piece >= message.len;
             let truncated = piece > MAX_DATAGRAM_SIZE || (last && message.truncated);
             batch.keep(slot, message.peer, kept, truncated);
+            batch.set_waited(slot, message.waited);
             added += 1;
             self.offset += piece;
         }
@@ -405,6 +438,48 @@ mod tests {
                 let len = socket.recv(&mut buf).unwrap();
                 assert_eq!(&buf[..len], &datagram[..]);
             }
+        }
+    }
+
+    #[test]
+    fn datagrams_say_how_long_they_waited_in_the_kernel() {
+        // Through a GRO receiver and through plain batch receives: a datagram read 80 ms
+        // after it arrived says it waited at least that long; one read at once, far less.
+        for gro in [true, false] {
+            let server = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+            let mut receiver = Receiver::new(&server);
+            if !gro {
+                enable_receive_timestamps(&server).unwrap();
+            }
+            // The kernel turns its receive stamping on asynchronously (a static key): until
+            // then it stamps datagrams when they are read.
+            std::thread::sleep(Duration::from_millis(50));
+            let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+            client
+                .send_to(b"old", server.local_addr().unwrap())
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(80));
+            let mut batch = Datagrams::new();
+            for _ in 0..1000 {
+                let got = if gro {
+                    receiver
+                        .recv(server.as_raw_fd(), &mut batch, BATCH)
+                        .unwrap()
+                } else {
+                    recv_batch(server.as_raw_fd(), &mut batch, BATCH).unwrap()
+                };
+                if got > 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(batch.get(0).1, b"old");
+            assert!(
+                batch.waited(0) >= Duration::from_millis(80),
+                "gro {gro}: {:?}",
+                batch.waited(0)
+            );
+            assert!(batch.waited(0) < Duration::from_secs(60));
         }
     }
 

@@ -5,7 +5,7 @@
 //! on the authority under test rather than on the machine they share.
 
 use crate::addr::{to_socket_addr, to_storage};
-use crate::cmsg::{Control, GSO_MAX_SEGMENTS, gro_segment, segment_control};
+use crate::cmsg::{Control, GSO_MAX_SEGMENTS, received, segment_control};
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, UdpSocket};
@@ -139,7 +139,8 @@ pub fn recv_coalesced(
     }
     let len = (len as usize).min(buffer.len());
     // SAFETY: recvmsg filled `header`; its control buffer (`control`) is live.
-    let segment = unsafe { gro_segment(&header) }
+    let segment = unsafe { received(&header) }
+        .segment
         .filter(|&s| s > 0)
         .unwrap_or(len);
     let from = to_socket_addr(&name).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;

@@ -87,6 +87,12 @@ pub fn enable_gro(socket: &impl AsRawFd) -> bool {
     set_int_option(socket, libc::SOL_UDP, UDP_GRO, 1).is_ok()
 }
 
+/// Asks the kernel to stamp each datagram `socket` receives with its arrival time
+/// (`SO_TIMESTAMPNS`), which the batch receives turn into [`Datagrams::waited`](fastpay_wire::Datagrams::waited).
+pub fn enable_receive_timestamps(socket: &impl AsRawFd) -> io::Result<()> {
+    set_int_option(socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+}
+
 /// Attaches to `socket`'s reuseport group a classic BPF program that returns the big-endian
 /// shard number at [`SHARD_OFFSET`] of the UDP payload: the kernel then hands the datagram to
 /// the group's socket with that index (sockets are indexed in binding order, so shard `j`'s

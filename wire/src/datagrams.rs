@@ -4,6 +4,7 @@
 
 use crate::codec::MAX_DATAGRAM_SIZE;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Datagrams moved per system call. 64 amortises the call over many datagrams while keeping
 /// the buffers (64 × 8 KiB each way) within a shard core's L2; larger batches did not raise
@@ -18,6 +19,8 @@ pub struct Datagrams {
     lens: [usize; BATCH],
     peers: [SocketAddr; BATCH],
     truncated: [bool; BATCH],
+    /// Microseconds each datagram waited in the kernel before it was read.
+    waited_us: [u32; BATCH],
     count: usize,
 }
 
@@ -35,6 +38,7 @@ impl Datagrams {
             lens: [0; BATCH],
             peers: [SocketAddr::from(([0, 0, 0, 0], 0)); BATCH],
             truncated: [false; BATCH],
+            waited_us: [0; BATCH],
             count: 0,
         }
     }
@@ -67,6 +71,22 @@ impl Datagrams {
         )
     }
 
+    /// How long datagram `i` waited in the kernel's receive queue before it was read, where
+    /// the receive call knew (zero otherwise).
+    #[inline]
+    pub fn waited(&self, i: usize) -> Duration {
+        Duration::from_micros(u64::from(self.waited_us[i]))
+    }
+
+    /// Records how long held datagram `i` waited before it was read (saturating at about an
+    /// hour); ignored past the held datagrams.
+    #[inline]
+    pub fn set_waited(&mut self, i: usize, waited: Duration) {
+        if i < self.count {
+            self.waited_us[i] = u32::try_from(waited.as_micros()).unwrap_or(u32::MAX);
+        }
+    }
+
     /// Empties the batch.
     #[inline]
     pub fn clear(&mut self) {
@@ -82,6 +102,7 @@ impl Datagrams {
         }
         self.peers[self.count] = peer;
         self.truncated[self.count] = false;
+        self.waited_us[self.count] = 0;
         Some(&mut self.buffers[self.count])
     }
 
@@ -128,6 +149,7 @@ impl Datagrams {
         self.peers[to] = peer;
         self.lens[to] = len.min(MAX_DATAGRAM_SIZE);
         self.truncated[to] = truncated;
+        self.waited_us[to] = 0;
         self.count += 1;
     }
 }
@@ -149,8 +171,14 @@ mod tests {
         assert!(batch.is_full());
         assert!(!batch.push(peer(1), &[0]));
         assert_eq!(batch.get(5), (peer(5), &[5u8; 3][..], false));
+        assert_eq!(batch.waited(5), Duration::ZERO);
+        batch.set_waited(5, Duration::from_millis(250));
+        assert_eq!(batch.waited(5), Duration::from_millis(250));
         batch.clear();
         assert!(batch.is_empty());
+        batch.set_waited(0, Duration::from_secs(1)); // Not held: ignored.
+        assert!(batch.push(peer(1), &[1]));
+        assert_eq!(batch.waited(0), Duration::ZERO);
     }
 
     #[test]

@@ -143,6 +143,7 @@ fn run(args: Args) -> Result<()> {
         queue_capacity: QUEUE_CAPACITY,
         data_dir: None,
         snapshot_after_bytes: SNAPSHOT_AFTER_BYTES,
+        shed_after: Some(fastpay_node::DEFAULT_SHED_AFTER),
     })
     .context("start the authority")?;
     let target = engine.local_addr();

@@ -82,6 +82,13 @@ enum Command {
         /// Log size (bytes) after which a shard writes a snapshot and starts a new log.
         #[arg(long, default_value_t = fastpay_engine::store::SNAPSHOT_AFTER_BYTES)]
         snapshot_after_bytes: u64,
+        /// Load shedding: orders and account queries that waited longer than this many
+        /// milliseconds in the kernel's receive queue are answered `Overloaded` without being
+        /// checked (confirmations only after four times as long), so that an overloaded
+        /// authority keeps answering fresh requests in time instead of stale ones late.
+        /// 0 never sheds.
+        #[arg(long, default_value_t = fastpay_node::DEFAULT_SHED_AFTER.as_millis() as u64)]
+        shed_after_ms: u64,
     },
 }
 
@@ -115,6 +122,7 @@ fn real_main() -> Result<()> {
             data_dir,
             no_durability,
             snapshot_after_bytes,
+            shed_after_ms,
         } => run(RunArgs {
             server: args.server,
             initial_accounts,
@@ -127,6 +135,7 @@ fn real_main() -> Result<()> {
             data_dir,
             no_durability,
             snapshot_after_bytes,
+            shed_after: (shed_after_ms > 0).then(|| Duration::from_millis(shed_after_ms)),
         }),
     }
 }
@@ -165,6 +174,7 @@ struct RunArgs {
     data_dir: Option<PathBuf>,
     no_durability: bool,
     snapshot_after_bytes: u64,
+    shed_after: Option<Duration>,
 }
 
 fn run(args: RunArgs) -> Result<()> {
@@ -235,6 +245,7 @@ fn run(args: RunArgs) -> Result<()> {
         queue_capacity: QUEUE_CAPACITY,
         data_dir: data_dir.clone(),
         snapshot_after_bytes: args.snapshot_after_bytes,
+        shed_after: args.shed_after,
     })?;
     if let Some(dir) = &data_dir {
         for report in engine.recovery() {
