@@ -18,11 +18,20 @@
 # unless every request succeeded (CI's smoke run). --cores pins the authorities' shards,
 # --loadgen-cores pins loadgen (taskset), to keep them apart where the machine allows.
 # --tick-us sets loadgen's pacing tick (default 200 µs; see `loadgen --help`).
+#
+# Every run also measures the crypto ceiling of one shard core (`loadgen ceiling`, pinned to
+# the first --cores entry, before the authorities start) and each shard's CPU time, and adds
+# to the JSON: "ceiling" (sign and verify costs, orders and confirmations per CPU-second they
+# allow), "shards" (per shard of authority 1: requests answered, CPU seconds, answers per
+# CPU-second and that as a share of the ceiling) and "of_ceiling" (achieved rate over shards ×
+# ceiling). Rates differ between machines; these ratios travel (docs/BENCHMARKS.md).
+# --ceiling-seconds S sets the time per ceiling measurement (default 1; 0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 authorities=1 shards=2 rate=20000 duration=5 phase=orders target=all
 cores="" loadgen_cores="" steering="" check=false portable=false durability= tick=()
+ceiling_seconds=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --authorities) authorities=$2; shift 2 ;;
@@ -38,7 +47,8 @@ while [ $# -gt 0 ]; do
         --portable) portable=true; shift ;;
         --no-durability) durability=--no-durability; shift ;;
         --tick-us) tick=(--tick-us "$2"); shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --ceiling-seconds) ceiling_seconds=$2; shift 2 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -64,6 +74,13 @@ for i in $(seq 1 "$authorities"); do
         --shards "$shards" >> "$work/committee.json"
     keys+=("$work/server$i.json")
 done
+ceiling=null
+if [ "$ceiling_seconds" != 0 ]; then
+    echo "==> crypto ceiling of one shard core" >&2
+    first_core=${cores%%,*}
+    ceiling=$(taskset -c "${first_core:-0}" "$bin/loadgen" ceiling --seconds "$ceiling_seconds" \
+        --committee "$work/committee.json" 2>/dev/null)
+fi
 accounts=$(awk -v r="$rate" -v d="$duration" 'BEGIN { printf "%d", r * d * 1.05 + 1000 }')
 echo "==> $accounts accounts" >&2
 "$bin/loadgen" genesis --accounts "$accounts" > "$work/initial_accounts.txt"
@@ -94,6 +111,34 @@ for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 pids=()
 echo "==> authority 1 counters" >&2
 grep -v ":$" "$work/server1.log" | tail -n "$((shards + 1))" >&2
+# The loadgen JSON with the ceiling and authority 1's per-shard CPU efficiency added.
+result=$(CEILING="$ceiling" PHASE="$phase" SHARDS="$shards" python3 -c '
+import json, os, re, sys
+r = json.loads(sys.stdin.readline())
+ceiling = json.loads(os.environ["CEILING"])
+per_cpu = None
+if ceiling:
+    per_cpu = ceiling["confirmations_per_cpu_s"] if os.environ["PHASE"] == "confirmations" else ceiling["orders_per_cpu_s"]
+log = open(sys.argv[1]).read()
+final = log.split("final counters", 1)[1] if "final counters" in log else ""
+shards = []
+for m in re.finditer(r"^shard (\d+):(.*)$", final, re.M):
+    c = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+    answered = c.get("voted", 0) + c.get("confirmed", 0)
+    cpu_s = c.get("cpu_ms", 0) / 1000
+    rate = answered / cpu_s if cpu_s else None
+    shards.append({"shard": int(m.group(1)), "answered": answered, "cpu_s": cpu_s,
+                   "per_cpu_s": rate, "of_ceiling": rate / per_cpu if rate and per_cpu else None})
+r["ceiling"] = ceiling
+r["shards"] = shards
+n = int(os.environ["SHARDS"])
+r["of_ceiling"] = r["achieved_rate"] / (n * per_cpu) if per_cpu else None
+print(json.dumps(r))
+for s in shards:
+    if s["per_cpu_s"]:
+        print("shard %d: %d answered in %.2f CPU-s = %.0f/CPU-s%s" % (s["shard"], s["answered"], s["cpu_s"], s["per_cpu_s"],
+              " = %.0f%% of the ceiling (%.0f/CPU-s)" % (100 * s["of_ceiling"], per_cpu) if s["of_ceiling"] else ""), file=sys.stderr)
+' "$work/server1.log" <<< "$result")
 echo "$result"
 if $check; then
     echo "$result" | python3 -c '

@@ -1,42 +1,61 @@
 #!/usr/bin/env bash
-# Per-core scaling: for 1..N shards (default: every core), pin the authority's shards to
-# cores 0..n-1, find the highest sustained rate (p99 under a bound, loss under 0.1%, nothing
-# rejected), and write a CSV and a PNG plot of throughput per shard count against the linear
-# ideal (gnuplot, installed from Debian's packages if missing).
+# Per-core scaling: for 1..N shards, pin the authority's shards to cores 0..n-1, find the
+# highest sustained rate (p99 under a bound, loss under 0.1%, nothing rejected or shed), and
+# write a CSV and a PNG plot of throughput per shard count against the linear ideal (gnuplot,
+# installed from Debian's packages if missing).
 #
-#   scripts/scale-cores.sh [--max-shards N] [--phase orders|confirmations] [--p99-ms MS]
-#                          [--duration S] [--out DIR] [--no-durability]
+#   scripts/scale-cores.sh [--max-shards N] [--loadgen-cores K] [--phase orders|confirmations]
+#                          [--p99-ms MS] [--duration S] [--out DIR] [--no-durability]
+#
+# Cores: loadgen gets the last K cores (default: a quarter of the machine, at least one) and
+# the shards every other core, so N defaults to nproc − K and a bigger machine is used whole.
+# On a machine of 2 cores that would leave one shard: there K defaults to 0, N to 2, and
+# loadgen shares the cores (pinned to those the shards leave free, when there are any).
 #
 # Each probe is two or three fresh scripts/bench.sh runs (one authority, certificates signed
 # offline for confirmations): a rate passes when two runs pass. Authorities keep durable
-# state unless --no-durability (then the plot shows CPU scaling without fsync noise).
-# loadgen is pinned to the cores the shards leave free, when there are any.
+# state unless --no-durability (then the plot shows CPU scaling without fsync noise). Each
+# row also carries the crypto ceiling of a shard core measured in that row's runs and the
+# rate as a share of shards × ceiling, so that rows from different machines compare.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-max_shards=$(nproc) phase=orders p99_ms=5 duration=3 out=scaling durability=()
+cores=$(nproc)
+loadgen_share=""
+max_shards="" phase=orders p99_ms=5 duration=3 out=scaling durability=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --max-shards) max_shards=$2; shift 2 ;;
+        --loadgen-cores) loadgen_share=$2; shift 2 ;;
         --phase) phase=$2; shift 2 ;;
         --p99-ms) p99_ms=$2; shift 2 ;;
         --duration) duration=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --no-durability) durability=(--no-durability); shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "scale-cores.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
+if [ -z "$loadgen_share" ]; then
+    if [ "$cores" -le 2 ]; then loadgen_share=0; else loadgen_share=$(( (cores + 3) / 4 )); fi
+fi
+shard_cores=$(( cores - loadgen_share ))
+[ "$shard_cores" -ge 1 ] || { echo "scale-cores.sh: no core left for shards" >&2; exit 2; }
+[ -n "$max_shards" ] || max_shards=$shard_cores
 mkdir -p "$out"
-cores=$(nproc)
 target=all
 [ "$phase" = confirmations ] && target=0
 
-# probe_once SHARDS RATE -> prints "ok achieved p99" or "fail achieved p99" for one run
+# probe_once SHARDS RATE -> prints "ok|fail achieved p99 ceiling" for one run (ceiling: the
+# orders or confirmations per CPU-second one shard core's crypto allows, measured in the run)
 probe_once() {
     local shards=$1 rate=$2 pin loadgen_pin=""
     pin=$(seq -s, 0 $((shards - 1)))
-    if [ "$shards" -lt "$cores" ]; then loadgen_pin=$(seq -s, "$shards" $((cores - 1))); fi
+    if [ "$loadgen_share" -gt 0 ]; then
+        loadgen_pin=$(seq -s, "$shard_cores" $((cores - 1)))
+    elif [ "$shards" -lt "$cores" ]; then
+        loadgen_pin=$(seq -s, "$shards" $((cores - 1)))
+    fi
     local result
     result=$(scripts/bench.sh --authorities 1 --shards "$shards" --cores "$pin" \
         ${loadgen_pin:+--loadgen-cores "$loadgen_pin"} --rate "$rate" --duration "$duration" \
@@ -46,43 +65,50 @@ import json, sys
 r = json.load(sys.stdin)
 bound = float(sys.argv[1]) * 1000
 good = r["sent"] > 0 and r["rejected"] == 0 and r["loss"] < 0.001 and r["latency_us"]["p99"] <= bound and r["ok"] >= 0.999 * r["sent"]
-print("ok" if good else "fail", round(r["achieved_rate"]), r["latency_us"]["p99"])' "$p99_ms"
+c = r.get("ceiling") or {}
+ceiling = c.get("confirmations_per_cpu_s" if sys.argv[2] == "confirmations" else "orders_per_cpu_s", 0)
+print("ok" if good else "fail", round(r["achieved_rate"]), r["latency_us"]["p99"], round(ceiling))' "$p99_ms" "$phase"
 }
 
 # probe SHARDS RATE -> the verdict of two runs out of up to three (one noisy run on a shared
-# machine neither passes nor fails a rate), with the median p99 of the runs made
+# machine neither passes nor fails a rate), with the median p99 and ceiling of the runs made
 probe() {
-    local passes=0 fails=0 verdict achieved p99 p99s=()
+    local passes=0 fails=0 verdict achieved p99 ceiling p99s=() ceilings=()
     while [ "$passes" -lt 2 ] && [ "$fails" -lt 2 ]; do
-        read -r verdict achieved p99 < <(probe_once "$@")
+        read -r verdict achieved p99 ceiling < <(probe_once "$@")
         p99s+=("$p99")
+        ceilings+=("$ceiling")
         if [ "$verdict" = ok ]; then passes=$((passes + 1)); else fails=$((fails + 1)); fi
     done
     p99=$(printf '%s\n' "${p99s[@]}" | sort -n | sed -n "$(( ${#p99s[@]} / 2 + 1 ))p")
-    if [ "$passes" -ge 2 ]; then echo ok "$achieved" "$p99"; else echo fail "$achieved" "$p99"; fi
+    ceiling=$(printf '%s\n' "${ceilings[@]}" | sort -n | sed -n "$(( ${#ceilings[@]} / 2 + 1 ))p")
+    if [ "$passes" -ge 2 ]; then verdict=ok; else verdict=fail; fi
+    echo "$verdict" "$achieved" "$p99" "$ceiling"
 }
 
-echo "shards,max_rate,p99_us,ideal" > "$out/scaling.csv"
+echo "==> $cores cores: shards on up to $max_shards, loadgen on ${loadgen_share:-0} of its own" >&2
+echo "shards,max_rate,p99_us,ideal,ceiling_per_core,of_ceiling" > "$out/scaling.csv"
 base=""
 for shards in $(seq 1 "$max_shards"); do
-    lo=0 lo_p99=0 hi="" rate=8000
+    lo=0 lo_p99=0 lo_ceiling=0 hi="" rate=8000
     # Double until a probe fails, then bisect between the last success and the failure.
     while [ -z "$hi" ]; do
-        read -r verdict achieved p99 < <(probe "$shards" "$rate")
-        echo "shards=$shards rate=$rate -> $verdict (achieved $achieved/s, p99 ${p99}us)" >&2
-        if [ "$verdict" = ok ]; then lo=$rate lo_p99=$p99 rate=$((rate * 2)); else hi=$rate; fi
+        read -r verdict achieved p99 ceiling < <(probe "$shards" "$rate")
+        echo "shards=$shards rate=$rate -> $verdict (achieved $achieved/s, p99 ${p99}us, ceiling ${ceiling}/core)" >&2
+        if [ "$verdict" = ok ]; then lo=$rate lo_p99=$p99 lo_ceiling=$ceiling rate=$((rate * 2)); else hi=$rate; fi
         [ "$rate" -gt 400000 ] && hi=$rate
     done
     for _ in 1 2 3 4; do
         mid=$(( (lo + hi) / 2 ))
         [ $((hi - lo)) -lt 1000 ] && break
-        read -r verdict achieved p99 < <(probe "$shards" "$mid")
-        echo "shards=$shards rate=$mid -> $verdict (achieved $achieved/s, p99 ${p99}us)" >&2
-        if [ "$verdict" = ok ]; then lo=$mid lo_p99=$p99; else hi=$mid; fi
+        read -r verdict achieved p99 ceiling < <(probe "$shards" "$mid")
+        echo "shards=$shards rate=$mid -> $verdict (achieved $achieved/s, p99 ${p99}us, ceiling ${ceiling}/core)" >&2
+        if [ "$verdict" = ok ]; then lo=$mid lo_p99=$p99 lo_ceiling=$ceiling; else hi=$mid; fi
     done
     [ -z "$base" ] && base=$lo
-    echo "$shards,$lo,$lo_p99,$((base * shards))" >> "$out/scaling.csv"
-    echo "==> $shards shard(s): $lo /s sustained (p99 ${lo_p99}us)" >&2
+    share=$(awk -v r="$lo" -v n="$shards" -v c="$lo_ceiling" 'BEGIN { printf "%.3f", c > 0 ? r / (n * c) : 0 }')
+    echo "$shards,$lo,$lo_p99,$((base * shards)),$lo_ceiling,$share" >> "$out/scaling.csv"
+    echo "==> $shards shard(s): $lo /s sustained (p99 ${lo_p99}us) = $share of $shards × ceiling ${lo_ceiling}/s" >&2
 done
 cat "$out/scaling.csv"
 

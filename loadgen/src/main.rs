@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod ceiling;
 mod run;
 mod setup;
 
@@ -127,6 +128,22 @@ enum Command {
         #[arg(long, default_value = "committee.json")]
         committee: PathBuf,
     },
+    /// Measure this core's crypto ceiling: microseconds to sign a vote and to verify a
+    /// signature (in batches of 64), and the orders and confirmations per CPU-second a shard
+    /// could answer if that were all it did (one JSON object on stdout). Pin it to a shard's
+    /// core (`taskset -c 0 loadgen ceiling`) to read a benchmark's rates as shares of it.
+    Ceiling {
+        /// Seconds to spend on each measurement (the median of five rounds is reported).
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        /// Votes in a quorum: a confirmation costs its shard this many verifications and the
+        /// owner's. Default: the quorum of --committee if given, else 1 (one authority).
+        #[arg(long)]
+        quorum: Option<usize>,
+        /// A committee file to take the quorum from.
+        #[arg(long)]
+        committee: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -171,6 +188,36 @@ fn real_main() -> Result<()> {
         let authorities = CommitteeFile::load(&committee)?.authorities;
         let report = audit::audit(&authorities, seed, accounts)?;
         println!("{report}");
+        return Ok(());
+    }
+    if let Some(Command::Ceiling {
+        seconds,
+        quorum,
+        committee,
+    }) = &args.command
+    {
+        if !(seconds.is_finite() && *seconds > 0.0 && *seconds <= 600.0) {
+            bail!("--seconds must be between 0 and 600");
+        }
+        let quorum = match (quorum, committee) {
+            (Some(q), _) => *q,
+            (None, Some(path)) => {
+                let n = CommitteeFile::load(path)?.authorities.len();
+                n - n.saturating_sub(1) / 3
+            }
+            (None, None) => 1,
+        };
+        eprintln!("measuring signing and batch verification ({seconds} s each)...");
+        let ceiling = ceiling::measure(Duration::from_secs_f64(*seconds), quorum);
+        eprintln!(
+            "sign {:.2} us, verify {:.2} us/signature: {:.0} orders/CPU-s, {:.0} confirmations/CPU-s ({} signatures each)",
+            ceiling.sign_us,
+            ceiling.verify_us,
+            ceiling.orders_per_cpu_s(),
+            ceiling.confirmations_per_cpu_s(),
+            ceiling.confirmation_signatures
+        );
+        println!("{}", ceiling.to_json());
         return Ok(());
     }
     let positive = |x: f64| x.is_finite() && x > 0.0;
