@@ -26,12 +26,13 @@
 # CPU-second and that as a share of the ceiling) and "of_ceiling" (achieved rate over shards ×
 # ceiling). Rates differ between machines; these ratios travel (docs/BENCHMARKS.md).
 # --ceiling-seconds S sets the time per ceiling measurement (default 1; 0 skips it).
+# --shed-after-ms MS is passed to `server run` (the authorities' shedding budget; 0 never sheds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 authorities=1 shards=2 rate=20000 duration=5 phase=orders target=all
 cores="" loadgen_cores="" steering="" check=false portable=false durability= tick=()
-ceiling_seconds=1
+ceiling_seconds=1 shed=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --authorities) authorities=$2; shift 2 ;;
@@ -48,7 +49,8 @@ while [ $# -gt 0 ]; do
         --no-durability) durability=--no-durability; shift ;;
         --tick-us) tick=(--tick-us "$2"); shift 2 ;;
         --ceiling-seconds) ceiling_seconds=$2; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        --shed-after-ms) shed=(--shed-after-ms "$2"); shift 2 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -88,7 +90,7 @@ echo "==> $accounts accounts" >&2
 echo "==> starting $authorities authorit$([ "$authorities" = 1 ] && echo y || echo ies) × $shards shards" >&2
 for i in $(seq 1 "$authorities"); do
     "$bin/server" --server "$work/server$i.json" run --initial-accounts "$work/initial_accounts.txt" \
-        --committee "$work/committee.json" ${cores:+--cores "$cores"} $steering $durability --stats-interval 0 \
+        --committee "$work/committee.json" ${cores:+--cores "$cores"} $steering $durability "${shed[@]}" --stats-interval 0 \
         2> "$work/server$i.log" &
     pids+=($!)
 done
@@ -104,7 +106,8 @@ echo "==> loadgen --phase $phase --rate $rate --duration $duration --target $tar
 runner=()
 [ -n "$loadgen_cores" ] && runner=(taskset -c "$loadgen_cores")
 result=$("${runner[@]}" "$bin/loadgen" --committee "$work/committee.json" --accounts "$accounts" \
-    --rate "$rate" --duration "$duration" --phase "$phase" --target "$target" "${tick[@]}" "${extra[@]}")
+    --rate "$rate" --duration "$duration" --phase "$phase" --target "$target" "${tick[@]}" "${extra[@]}" \
+    --in-flight "$(awk -v r="$rate" 'BEGIN { printf "%d", r * 3 + 1000 }')")
 
 for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
 for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
