@@ -26,6 +26,9 @@
 # CPU-second and that as a share of the ceiling) and "of_ceiling" (achieved rate over shards ×
 # ceiling). Rates differ between machines; these ratios travel (docs/BENCHMARKS.md).
 # --ceiling-seconds S sets the time per ceiling measurement (default 1; 0 skips it).
+# Durable runs also time 1,000 appends of 8 KiB, each followed by fdatasync, in the directory
+# the authorities keep their logs in, and add "fdatasync_us" (p50, p99) to the JSON: what
+# durability can cost at least, on this disk, now.
 # --shed-after-ms MS is passed to `server run` (the authorities' shedding budget; 0 never sheds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +53,7 @@ while [ $# -gt 0 ]; do
         --tick-us) tick=(--tick-us "$2"); shift 2 ;;
         --ceiling-seconds) ceiling_seconds=$2; shift 2 ;;
         --shed-after-ms) shed=(--shed-after-ms "$2"); shift 2 ;;
-        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -82,6 +85,26 @@ if [ "$ceiling_seconds" != 0 ]; then
     first_core=${cores%%,*}
     ceiling=$(taskset -c "${first_core:-0}" "$bin/loadgen" ceiling --seconds "$ceiling_seconds" \
         --committee "$work/committee.json" 2>/dev/null)
+fi
+fsync=null
+if [ -z "$durability" ]; then
+    echo "==> fdatasync latency in $work" >&2
+    fsync=$(python3 - "$work" <<'PY'
+import os, sys, time
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+times = []
+for _ in range(1000):
+    os.write(fd, b"\0" * 8192)
+    started = time.perf_counter()
+    os.fdatasync(fd)
+    times.append((time.perf_counter() - started) * 1e6)
+os.close(fd)
+os.unlink(path)
+times.sort()
+print('{"p50": %d, "p99": %d}' % (times[500], times[990]))
+PY
+)
 fi
 accounts=$(awk -v r="$rate" -v d="$duration" 'BEGIN { printf "%d", r * d * 1.05 + 1000 }')
 echo "==> $accounts accounts" >&2
@@ -115,7 +138,7 @@ pids=()
 echo "==> authority 1 counters" >&2
 grep -v ":$" "$work/server1.log" | tail -n "$((shards + 1))" >&2
 # The loadgen JSON with the ceiling and authority 1's per-shard CPU efficiency added.
-result=$(CEILING="$ceiling" PHASE="$phase" SHARDS="$shards" python3 -c '
+result=$(FSYNC="$fsync" CEILING="$ceiling" PHASE="$phase" SHARDS="$shards" python3 -c '
 import json, os, re, sys
 r = json.loads(sys.stdin.readline())
 ceiling = json.loads(os.environ["CEILING"])
@@ -133,6 +156,7 @@ for m in re.finditer(r"^shard (\d+):(.*)$", final, re.M):
     shards.append({"shard": int(m.group(1)), "answered": answered, "cpu_s": cpu_s,
                    "per_cpu_s": rate, "of_ceiling": rate / per_cpu if rate and per_cpu else None})
 r["ceiling"] = ceiling
+r["fdatasync_us"] = json.loads(os.environ["FSYNC"])
 r["shards"] = shards
 n = int(os.environ["SHARDS"])
 r["of_ceiling"] = r["achieved_rate"] / (n * per_cpu) if per_cpu else None
