@@ -3,11 +3,16 @@
 #![forbid(unsafe_code)]
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use fastpay_engine::check::{CheckInput, check};
 use fastpay_engine::config::{load_genesis, load_server_file, write_server_file};
 use fastpay_engine::counters;
+use fastpay_engine::metrics::Exporter;
+use fastpay_engine::metrics_http::MetricsServer;
 use fastpay_engine::runtime::{Engine, EngineConfig, QUEUE_CAPACITY};
 use fastpay_wire::{CommitteeFile, ServerFile};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +25,22 @@ struct Args {
     /// The authority's private file (its key and address), created by `generate`.
     #[arg(long)]
     server: PathBuf,
+    /// How diagnostics on stderr look: `text` for people, `json` (one object a line) for log
+    /// collectors. Levels and targets are chosen with `RUST_LOG` (default `info`), e.g.
+    /// `RUST_LOG=debug` or `RUST_LOG=info,fastpay_engine=trace`.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The format of the log on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per event.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -82,11 +101,22 @@ enum Command {
         /// Log size (bytes) after which a shard writes a snapshot and starts a new log.
         #[arg(long, default_value_t = fastpay_engine::store::SNAPSHOT_AFTER_BYTES)]
         snapshot_after_bytes: u64,
+        /// Serve Prometheus metrics (text format) at http://HOST:PORT/metrics: every shard's
+        /// counters, gauges and histograms, labelled by authority and shard. Give each shard
+        /// process its own address.
+        #[arg(long)]
+        metrics_address: Option<SocketAddr>,
+        /// Check the server file, committee and genesis (and that the ports are free), say
+        /// everything that is wrong, and exit without starting: 0 if all is well, 1 if not.
+        #[arg(long)]
+        check: bool,
     },
 }
 
 fn main() -> std::process::ExitCode {
-    match real_main() {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    match real_main(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("server: error: {error:#}");
@@ -95,8 +125,21 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn real_main() -> Result<()> {
-    let args = Args::parse();
+/// Diagnostics go to stderr through `tracing`, filtered by `RUST_LOG`.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn real_main(args: Args) -> Result<()> {
     match args.command {
         Command::Generate {
             host,
@@ -115,6 +158,8 @@ fn real_main() -> Result<()> {
             data_dir,
             no_durability,
             snapshot_after_bytes,
+            metrics_address,
+            check,
         } => run(RunArgs {
             server: args.server,
             initial_accounts,
@@ -127,6 +172,8 @@ fn real_main() -> Result<()> {
             data_dir,
             no_durability,
             snapshot_after_bytes,
+            metrics_address,
+            check,
         }),
     }
 }
@@ -165,9 +212,66 @@ struct RunArgs {
     data_dir: Option<PathBuf>,
     no_durability: bool,
     snapshot_after_bytes: u64,
+    metrics_address: Option<SocketAddr>,
+    check: bool,
+}
+
+impl RunArgs {
+    fn data_dir(&self) -> Option<PathBuf> {
+        (!self.no_durability).then(|| {
+            self.data_dir
+                .clone()
+                .unwrap_or_else(|| self.server.with_extension("data"))
+        })
+    }
+}
+
+/// `run --check`: prints what it found, or every problem.
+fn check_only(args: &RunArgs) -> Result<()> {
+    let data_dir = args.data_dir();
+    let input = CheckInput {
+        server: &args.server,
+        committee: &args.committee,
+        genesis: &args.initial_accounts,
+        shard: args.shard,
+        link_host: args.link_host.as_deref(),
+        metrics_address: args.metrics_address,
+        data_dir: data_dir.as_deref(),
+        probe_ports: true,
+    };
+    match check(&input) {
+        Ok(summary) => {
+            println!(
+                "ok: authority {} at {}:{} with {} shards in a committee of {}; {} genesis \
+                 accounts ({} per shard)",
+                summary.authority.name,
+                summary.authority.host,
+                summary.authority.port,
+                summary.authority.shards,
+                summary.committee_size,
+                summary.accounts,
+                summary
+                    .accounts_per_shard
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("/")
+            );
+            Ok(())
+        }
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("server: check: {problem}");
+            }
+            bail!("{} problem(s) found", problems.len())
+        }
+    }
 }
 
 fn run(args: RunArgs) -> Result<()> {
+    if args.check {
+        return check_only(&args);
+    }
     let (server, key) = load_server_file(&args.server)?;
     let committee = CommitteeFile::load(&args.committee)?;
     let entry = committee.entry(&server.authority.name).with_context(|| {
@@ -202,19 +306,23 @@ fn run(args: RunArgs) -> Result<()> {
     let genesis_accounts = genesis.accounts().len();
     let listen = entry.address()?;
 
-    let data_dir = if args.no_durability {
-        eprintln!(
+    let data_dir = args.data_dir();
+    if data_dir.is_none() {
+        tracing::warn!(
             "WARNING: --no-durability: state is kept in memory only. After a restart this \
              authority forgets its votes and could sign two conflicting orders. Benchmarks only."
         );
-        None
-    } else {
-        Some(
-            args.data_dir
-                .clone()
-                .unwrap_or_else(|| args.server.with_extension("data")),
-        )
-    };
+    }
+    tracing::debug!(
+        authority = %entry.name,
+        host = %entry.host,
+        port = entry.port,
+        shards = entry.shards,
+        data_dir = ?data_dir,
+        committee_size = committee.authorities.len(),
+        genesis_accounts,
+        "starting"
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -238,7 +346,9 @@ fn run(args: RunArgs) -> Result<()> {
     })?;
     if let Some(dir) = &data_dir {
         for report in engine.recovery() {
-            eprintln!(
+            tracing::info!(
+                shard = report.shard,
+                replayed = report.replayed,
                 "shard {}: recovered from {}{} with {} log records replayed{}",
                 report.shard,
                 dir.display(),
@@ -261,7 +371,24 @@ fn run(args: RunArgs) -> Result<()> {
         Some(j) => format!("shard {j} of {}", entry.shards),
         None => format!("{} shards", entry.shards),
     };
-    eprintln!(
+    let metrics = args
+        .metrics_address
+        .map(|address| {
+            let exporter = Exporter::new(entry.name.to_string(), engine.metric_sources());
+            MetricsServer::start(address, exporter.registry())
+                .with_context(|| format!("serve metrics on {address}"))
+        })
+        .transpose()?;
+    if let Some(metrics) = &metrics {
+        tracing::info!(
+            address = %metrics.local_addr(),
+            "metrics at http://{}/metrics",
+            metrics.local_addr()
+        );
+    }
+    tracing::info!(
+        authority = %entry.name,
+        address = %engine.local_addr(),
         "authority {} listening on {} with {which} ({} genesis accounts, steering {})",
         entry.name,
         engine.local_addr(),
@@ -279,12 +406,13 @@ fn run(args: RunArgs) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
         if !interval.is_zero() && last.elapsed() >= interval {
             last = Instant::now();
-            eprint!("{}", counters::report(engine.counters()));
+            tracing::info!("counters\n{}", counters::report(engine.counters()).trim_end());
         }
     }
-    eprintln!("shutting down");
+    tracing::info!("shutting down");
+    drop(metrics);
     let counters = engine.counters().to_vec();
     engine.shutdown();
-    eprint!("final counters\n{}", counters::report(&counters));
+    tracing::info!("final counters\n{}", counters::report(&counters).trim_end());
     Ok(())
 }
