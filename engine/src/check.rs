@@ -84,7 +84,9 @@ pub enum Problem {
         address: SocketAddr,
     },
     /// A genesis address that is not an ed25519 public key: the account could never send.
-    #[error("{path}: line {line}: account {account} is not a valid public key (it could receive but never send)")]
+    #[error(
+        "{path}: line {line}: account {account} is not a valid public key (it could receive but never send)"
+    )]
     NotAKey {
         /// The genesis file.
         path: PathBuf,

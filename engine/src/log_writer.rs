@@ -233,9 +233,7 @@ fn write_loop(
             if let Err(e) = store.commit() {
                 return fail(e);
             }
-            syncs
-                .histogram
-                .observe(started.elapsed().as_secs_f64(), 1);
+            syncs.histogram.observe(started.elapsed().as_secs_f64(), 1);
             syncs.unpublished = true;
             counters.bump(Counter::Fsyncs);
             counters.set(Counter::DiskBytes, store.disk_bytes());

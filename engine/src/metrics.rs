@@ -30,15 +30,14 @@ pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 /// Bucket bounds, in seconds, of the time from a request's round to its reply: from tens of
 /// microseconds (in memory, a small batch) to a second (a slow disk).
 pub const REPLY_BUCKETS: &[f64] = &[
-    25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3,
-    250e-3, 1.0,
+    25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3,
+    1.0,
 ];
 
 /// Bucket bounds, in seconds, of a log group's write and sync: from a fast NVMe flush to a
 /// disk in trouble.
 pub const FSYNC_BUCKETS: &[f64] = &[
-    50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3,
-    1.0,
+    50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0,
 ];
 
 /// A histogram with fixed bucket bounds; observing neither allocates nor synchronises.
@@ -87,19 +86,14 @@ impl Histogram {
         self.sum
     }
 
-    /// Each bucket's upper bound with the observations at or below it (cumulative, as
-    /// Prometheus wants them), ending with `+Inf`.
-    pub fn cumulative(&self) -> Vec<(f64, u64)> {
-        let mut total = 0u64;
+    /// Each bucket's upper bound with the observations in it (above the previous bound; not
+    /// cumulative: the encoder accumulates them), ending with `+Inf`.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
         self.bounds
             .iter()
             .copied()
             .chain([f64::INFINITY])
-            .zip(&self.counts)
-            .map(|(bound, n)| {
-                total = total.saturating_add(*n);
-                (bound, total)
-            })
+            .zip(self.counts.iter().copied())
             .collect()
     }
 }
@@ -282,12 +276,14 @@ impl Exporter {
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
         for (shard, histogram) in histograms {
             let labels = self.labels(*shard);
-            metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
-                histogram.sum(),
-                histogram.count(),
-                &histogram.cumulative(),
-                None,
-            )?;
+            metric
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    histogram.sum(),
+                    histogram.count(),
+                    &histogram.buckets(),
+                    None,
+                )?;
         }
         Ok(())
     }
@@ -297,9 +293,15 @@ impl Collector for Exporter {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for counter in Counter::ALL {
             let (name, kind) = Self::counter_family(*counter);
+            let help = match counter {
+                Counter::CpuMillis => {
+                    "CPU time the shard's thread used (updated about once a second)."
+                }
+                _ => counter.help().trim(),
+            };
             let family = Family {
                 name,
-                help: counter.help().trim().to_string(),
+                help: help.to_string(),
                 kind,
             };
             match (*counter, kind) {
@@ -335,11 +337,9 @@ impl Collector for Exporter {
                 "Log appends handed to the writer and not yet durable.",
                 |s| s.log_appends_in_flight,
             ),
-            (
-                "fastpay_shard_accounts",
-                "Accounts the shard holds.",
-                |s| s.accounts,
-            ),
+            ("fastpay_shard_accounts", "Accounts the shard holds.", |s| {
+                s.accounts
+            }),
         ];
         for (name, help, value) in gauges {
             let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
@@ -395,17 +395,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative_and_end_with_infinity() {
+    fn histogram_buckets_end_with_infinity() {
         let mut h = Histogram::new(&[1.0, 2.0]);
         h.observe(0.5, 1);
         h.observe(2.0, 2);
         h.observe(9.0, 1);
         assert_eq!(h.count(), 4);
         assert_eq!(h.sum(), 0.5 + 4.0 + 9.0);
-        assert_eq!(
-            h.cumulative(),
-            vec![(1.0, 1), (2.0, 3), (f64::INFINITY, 4)]
-        );
+        assert_eq!(h.buckets(), vec![(1.0, 1), (2.0, 2), (f64::INFINITY, 1)]);
     }
 
     #[test]
@@ -455,7 +452,10 @@ mod tests {
         has(r#"fastpay_shard_disk_bytes{authority="abc",shard="1"} 4096"#);
         has(r#"fastpay_shard_accounts{authority="abc",shard="1"} 3"#);
         has("# TYPE fastpay_shard_batch_datagrams histogram");
-        has(r#"fastpay_shard_batch_datagrams_bucket{authority="abc",shard="1",le="16.0"} 1"#);
+        has(r#"fastpay_shard_batch_datagrams_bucket{authority="abc",shard="1",le="8"} 0"#);
+        has(r#"fastpay_shard_batch_datagrams_bucket{authority="abc",shard="1",le="16"} 1"#);
+        has(r#"fastpay_shard_batch_datagrams_bucket{authority="abc",shard="1",le="64"} 1"#);
+        has(r#"fastpay_shard_batch_datagrams_bucket{authority="abc",shard="1",le="+Inf"} 1"#);
         has(r#"fastpay_shard_reply_delay_seconds_count{authority="abc",shard="1"} 10"#);
         has(r#"fastpay_shard_fsync_duration_seconds_count{authority="abc",shard="1"} 0"#);
         for counter in Counter::ALL {

@@ -144,11 +144,7 @@ fn answer(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
             ),
         },
         Request::NotFound => ("404 Not Found", "text/plain", "try /metrics\n".into()),
-        Request::BadMethod => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "only GET\n".into(),
-        ),
+        Request::BadMethod => ("405 Method Not Allowed", "text/plain", "only GET\n".into()),
         Request::Malformed => ("400 Bad Request", "text/plain", "bad request\n".into()),
     };
     let mut response = format!(
@@ -170,8 +166,14 @@ mod tests {
 
     #[test]
     fn parses_request_lines() {
-        assert_eq!(parse(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Request::Metrics);
-        assert_eq!(parse(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"), Request::Metrics);
+        assert_eq!(
+            parse(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Request::Metrics
+        );
+        assert_eq!(
+            parse(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"),
+            Request::Metrics
+        );
         assert_eq!(parse(b"GET / HTTP/1.1\r\n\r\n"), Request::NotFound);
         assert_eq!(parse(b"POST /metrics HTTP/1.1\r\n\r\n"), Request::BadMethod);
         assert_eq!(parse(b"GET /metrics\r\n\r\n"), Request::Malformed);
@@ -196,7 +198,10 @@ mod tests {
         };
         let response = get("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
         assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
-        assert!(response.contains("\r\n\r\n# HELP probe_total"), "{response}");
+        assert!(
+            response.contains("\r\n\r\n# HELP probe_total"),
+            "{response}"
+        );
         assert!(response.contains("\nprobe_total 1\n"), "{response}");
         assert!(get("GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(get("garbage\r\n\r\n").starts_with("HTTP/1.1 400"));

@@ -361,6 +361,8 @@ fn spawn(
     std::thread::Builder::new()
         .name(format!("shard-{shard}"))
         .spawn(move || {
+            // Every event of this thread names its shard.
+            let _span = tracing::info_span!("shard", shard).entered();
             if let Some(core) = core {
                 core_affinity::set_for_current(core);
             }

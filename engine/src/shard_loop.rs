@@ -376,6 +376,7 @@ impl ShardLoop {
                     self.counters.add(Counter::Received, n as u64);
                     if n > 0 {
                         self.stats.batch_datagrams.observe(n as f64, 1);
+                        tracing::trace!(datagrams = n, "batch read");
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "shard receive failed"),

@@ -215,7 +215,10 @@ mod tests {
 
     #[test]
     fn help_is_the_doc_comment() {
-        assert_eq!(Counter::Received.help().trim(), "Datagrams read from the socket.");
+        assert_eq!(
+            Counter::Received.help().trim(),
+            "Datagrams read from the socket."
+        );
         assert!(
             Counter::ALL
                 .iter()

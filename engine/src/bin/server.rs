@@ -406,7 +406,10 @@ fn run(args: RunArgs) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
         if !interval.is_zero() && last.elapsed() >= interval {
             last = Instant::now();
-            tracing::info!("counters\n{}", counters::report(engine.counters()).trim_end());
+            tracing::info!(
+                "counters\n{}",
+                counters::report(engine.counters()).trim_end()
+            );
         }
     }
     tracing::info!("shutting down");
