@@ -204,6 +204,9 @@ pub struct Exporter {
     shards: Vec<ShardSource>,
 }
 
+/// A gauge read from published stats: name, help, value.
+type Gauge = (&'static str, &'static str, fn(&ShardStats) -> u64);
+
 /// The labels of one shard's series.
 type Labels = [(&'static str, String); 2];
 
@@ -321,7 +324,7 @@ impl Collector for Exporter {
             .iter()
             .map(|s| (s.shard, s.metrics.stats(), s.metrics.fsync_seconds()))
             .collect();
-        let gauges: [(&str, &str, fn(&ShardStats) -> u64); 4] = [
+        let gauges: [Gauge; 4] = [
             (
                 "fastpay_shard_queued_frames",
                 "Frames waiting in the queues from the process's other shards.",
@@ -408,8 +411,10 @@ mod tests {
     #[test]
     fn a_held_slot_is_skipped_not_waited_for() {
         let metrics = ShardMetrics::default();
-        let mut stats = ShardStats::default();
-        stats.accounts = 7;
+        let stats = ShardStats {
+            accounts: 7,
+            ..ShardStats::default()
+        };
         let guard = metrics.stats.lock().unwrap();
         assert!(!metrics.publish(&stats));
         drop(guard);
@@ -424,8 +429,10 @@ mod tests {
         counters.set(Counter::CpuMillis, 1500);
         counters.set(Counter::DiskBytes, 4096);
         let metrics = Arc::new(ShardMetrics::default());
-        let mut stats = ShardStats::default();
-        stats.accounts = 3;
+        let mut stats = ShardStats {
+            accounts: 3,
+            ..ShardStats::default()
+        };
         stats.batch_datagrams.observe(10.0, 1);
         stats.reply_seconds.observe(0.002, 10);
         metrics.publish(&stats);

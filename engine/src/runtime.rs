@@ -253,8 +253,11 @@ impl Engine {
                 poll,
                 peers,
                 stop.clone(),
-                counters[shard].clone(),
-                metrics[shard].clone(),
+                ShardSource {
+                    shard: shard as u32,
+                    counters: counters[shard].clone(),
+                    metrics: metrics[shard].clone(),
+                },
             );
             let core = (!cores.is_empty()).then(|| cores[shard % cores.len()]);
             let thread = spawn(shard, shard_loop, core)?;

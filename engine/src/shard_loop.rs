@@ -9,7 +9,7 @@
 use crate::counters::{Counter, ShardCounters};
 use crate::link::LinkKey;
 use crate::log_writer::LogWriter;
-use crate::metrics::{PUBLISH_EVERY, ShardMetrics, ShardStats};
+use crate::metrics::{PUBLISH_EVERY, ShardMetrics, ShardSource, ShardStats};
 use crate::store::StoreError;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use fastpay_node::ShardNode;
@@ -276,8 +276,9 @@ impl ShardLoop {
         poll: Poll,
         peers: Peers,
         stop: Arc<AtomicBool>,
-        counters: Arc<ShardCounters>,
-        metrics: Arc<ShardMetrics>,
+        ShardSource {
+            counters, metrics, ..
+        }: ShardSource,
     ) -> Self {
         Self {
             stats: ShardStats::default(),

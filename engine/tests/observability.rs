@@ -88,14 +88,14 @@ fn parse_exposition(text: &str) -> HashMap<String, f64> {
         };
         let name = series.split('{').next().unwrap();
         assert!(valid_name(name), "bad name in {line:?}");
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line:?}");
-                for pair in labels[1..labels.len() - 1].split(',') {
-                    let (key, value) = pair.split_once('=').unwrap();
-                    assert!(valid_name(key), "bad label in {line:?}");
-                    assert!(value.starts_with('"') && value.ends_with('"'), "{line:?}");
-                }
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line:?}");
+            for pair in labels[1..labels.len() - 1].split(',') {
+                let (key, value) = pair.split_once('=').unwrap();
+                assert!(valid_name(key), "bad label in {line:?}");
+                assert!(value.starts_with('"') && value.ends_with('"'), "{line:?}");
             }
         }
         let family = ["_bucket", "_sum", "_count"]

@@ -57,13 +57,19 @@ pub fn render(report: &Report, phase: &str, rate: f64, end_unix_s: f64) -> Strin
         "fastpay_loadgen_requests_timed_out_total",
         "counter",
         "Requests without an answer in time in the last run.",
-        &one("fastpay_loadgen_requests_timed_out_total", report.timeouts as f64),
+        &one(
+            "fastpay_loadgen_requests_timed_out_total",
+            report.timeouts as f64,
+        ),
     );
     metric(
         "fastpay_loadgen_equivocations_total",
         "counter",
         "Votes from one authority for two orders of one account and sequence number.",
-        &one("fastpay_loadgen_equivocations_total", report.equivocations as f64),
+        &one(
+            "fastpay_loadgen_equivocations_total",
+            report.equivocations as f64,
+        ),
     );
     metric(
         "fastpay_loadgen_target_requests_per_second",
@@ -139,7 +145,11 @@ pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("not a file path"))?;
-    let tmp = path.with_file_name(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
