@@ -292,6 +292,26 @@ fn logs_never_show_the_secret_even_at_trace_level() {
         }
     }
 
+    // A failure to start is an event like any other for a JSON collector.
+    let output = std::process::Command::new(common::SERVER)
+        .current_dir(dir)
+        .args(["--server", "server1.json", "--log-format", "json", "run"])
+        .args(["--initial-accounts", "initial_accounts.txt"])
+        .args(["--committee", "missing.json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let event: serde_json::Value = serde_json::from_str(stderr.trim()).unwrap();
+    assert_eq!(event["level"], "ERROR", "{stderr}");
+    assert!(
+        event["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing.json"),
+        "{stderr}"
+    );
+
     // --check, which reads the key file, at trace level too.
     let output = std::process::Command::new(common::SERVER)
         .current_dir(dir)

@@ -115,11 +115,16 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    init_logging(args.log_format);
+    let format = args.log_format;
+    init_logging(format);
     match real_main(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("server: error: {error:#}");
+            // A collector reading JSON gets the failure as an event like any other.
+            match format {
+                LogFormat::Text => eprintln!("server: error: {error:#}"),
+                LogFormat::Json => tracing::error!("server: error: {error:#}"),
+            }
             std::process::ExitCode::FAILURE
         }
     }
