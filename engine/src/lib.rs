@@ -20,6 +20,7 @@ pub mod config;
 pub use fastpay_node::counters;
 pub mod link;
 mod log_writer;
+pub mod logging;
 pub mod metrics;
 pub mod metrics_http;
 /// Talking to the committee from a client.

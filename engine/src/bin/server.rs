@@ -11,7 +11,6 @@ use fastpay_engine::metrics::Exporter;
 use fastpay_engine::metrics_http::MetricsServer;
 use fastpay_engine::runtime::{Engine, EngineConfig, QUEUE_CAPACITY};
 use fastpay_wire::{CommitteeFile, ServerFile};
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -130,18 +129,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Diagnostics go to stderr through `tracing`, filtered by `RUST_LOG`.
+/// Diagnostics go to stderr through `tracing`, filtered by `RUST_LOG` (default `info`).
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    fastpay_engine::logging::init(format == LogFormat::Json, "info");
 }
 
 fn real_main(args: Args) -> Result<()> {
