@@ -19,6 +19,9 @@ use std::time::Duration;
 /// How long a client may take to send its request, or to take the answer.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long to wait after a failed `accept` before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 /// Bytes of request head read at most: a scraper's `GET` with its headers is a few hundred.
 const MAX_REQUEST: usize = 8 * 1024;
 
@@ -71,6 +74,8 @@ fn serve(listener: &TcpListener, registry: &Registry, stop: &AtomicBool) {
             return;
         }
         let Ok(stream) = stream else {
+            // Out of descriptors, say: do not spin while it lasts.
+            std::thread::sleep(ACCEPT_BACKOFF);
             continue;
         };
         if let Err(e) = answer(stream, registry) {
