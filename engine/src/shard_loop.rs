@@ -307,7 +307,7 @@ impl ShardLoop {
     pub(crate) fn run(mut self) {
         let me = self.node.shard().shard().0;
         if let Err(e) = self.run_until_stopped() {
-            tracing::error!(shard = me, error = %e, "shard stopping");
+            tracing::error!(shard = me, error = %e, "shard {me}: {e}, stopping");
             self.stop.store(true, Ordering::SeqCst);
         }
         // Whatever was applied since the last commit is made durable before the shard ends.
