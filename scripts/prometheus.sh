@@ -84,10 +84,10 @@ targets=()
 for i in $(seq 1 "$authorities"); do
     address="127.0.0.1:$(( metrics_base + i ))"
     targets+=("'$address'")
-    run=(--server "$work/server$i.json" run --initial-accounts "$work/initial_accounts.txt"
-         --committee "$work/committee.json" --stats-interval 0 --metrics-address "$address")
-    "$bin/server" "${run[@]}" --check >&2
-    "$bin/server" "${run[@]}" 2> "$work/server$i.log" &
+    flags=(--initial-accounts "$work/initial_accounts.txt" --committee "$work/committee.json"
+           --stats-interval 0 --metrics-address "$address")
+    "$bin/server" --server "$work/server$i.json" check "${flags[@]}" >&2
+    "$bin/server" --server "$work/server$i.json" run "${flags[@]}" 2> "$work/server$i.log" &
     pids+=($!)
 done
 for i in $(seq 1 "$authorities"); do

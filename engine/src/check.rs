@@ -1,4 +1,4 @@
-//! `server run --check`: everything `run` would refuse, and a few mistakes it would not
+//! `server check`: everything `run` would refuse, and a few mistakes it would not
 //! notice until traffic came, found before start and reported all at once.
 //!
 //! It reads the same files through the same parsers as `run` ([`crate::config`],
@@ -103,7 +103,7 @@ pub enum Problem {
     },
 }
 
-/// What `--check` looks at: the paths and options `run` was given.
+/// What `check` looks at: the paths and options `run` was given.
 #[derive(Debug, Clone)]
 pub struct CheckInput<'a> {
     /// The server file.

@@ -166,7 +166,7 @@ fn server_stops_cleanly_on_sigterm() {
     UdpSocket::bind(("127.0.0.1", port)).unwrap();
 }
 
-/// `run --check` on a set-up broken in one way at a time: it exits 1 naming exactly what is
+/// `server check` on a set-up broken in one way at a time: it exits 1 naming exactly what is
 /// wrong, and 0 with a summary once all is well.
 #[test]
 fn server_check_says_what_is_wrong() {
@@ -179,9 +179,17 @@ fn server_check_says_what_is_wrong() {
         .to_string();
     fs::write(dir.join("initial_accounts.txt"), format!("{account}:100\n")).unwrap();
     let check = |extra: &[&str]| {
-        let mut args = vec!["--check"];
+        let mut args = vec![
+            "--server",
+            "server1.json",
+            "check",
+            "--initial-accounts",
+            "initial_accounts.txt",
+            "--committee",
+            "committee.json",
+        ];
         args.extend_from_slice(extra);
-        run(dir, &args)
+        server(dir, &args)
     };
     let ok = check(&[]);
     assert!(ok.status.success(), "{ok:?}");

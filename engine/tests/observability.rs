@@ -312,11 +312,11 @@ fn logs_never_show_the_secret_even_at_trace_level() {
         "{stderr}"
     );
 
-    // --check, which reads the key file, at trace level too.
+    // `check`, which reads the key file, at trace level too.
     let output = std::process::Command::new(common::SERVER)
         .current_dir(dir)
         .env("RUST_LOG", "trace")
-        .args(["--server", "server1.json", "run", "--check"])
+        .args(["--server", "server1.json", "check"])
         .args(["--initial-accounts", "initial_accounts.txt"])
         .args(["--committee", "committee.json"])
         .output()
@@ -327,7 +327,7 @@ fn logs_never_show_the_secret_even_at_trace_level() {
         for form in &forms {
             assert!(
                 !text.contains(form.as_str()),
-                "the secret is in --check's output"
+                "the secret is in check's output"
             );
         }
     }

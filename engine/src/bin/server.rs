@@ -12,7 +12,7 @@ use fastpay_engine::metrics_http::MetricsServer;
 use fastpay_engine::runtime::{Engine, EngineConfig, QUEUE_CAPACITY};
 use fastpay_wire::{CommitteeFile, ServerFile};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -62,54 +62,60 @@ enum Command {
     },
     /// Run the authority until SIGINT or SIGTERM, printing per-shard counters on a cadence
     /// and at exit.
-    Run {
-        /// Genesis balances, one `ADDRESS:BALANCE` line per account.
-        #[arg(long)]
-        initial_accounts: PathBuf,
-        /// The committee file (every authority's entry from `generate`).
-        #[arg(long)]
-        committee: PathBuf,
-        /// Run only this shard (to spread an authority's shards over processes).
-        #[arg(long)]
-        shard: Option<u32>,
-        /// With --shard: the host (a private address, say) on which this authority's shard
-        /// processes bind their links to each other, at the committee's link ports (the
-        /// authority's port plus one plus the shard). Give every shard process of the authority
-        /// the same value. Default: the authority's public host.
-        #[arg(long, requires = "shard")]
-        link_host: Option<String>,
-        /// Cores to pin shard threads to, comma separated (shard j on the j-th, wrapping);
-        /// default: every core.
-        #[arg(long, value_delimiter = ',')]
-        cores: Option<Vec<usize>>,
-        /// Do not steer datagrams to their shard's socket with BPF (the kernel then spreads
-        /// them by flow hash, and misrouted ones are handed over between shards).
-        #[arg(long)]
-        no_steering: bool,
-        /// Seconds between counter reports on stderr (0: only at exit).
-        #[arg(long, default_value_t = 10)]
-        stats_interval: u64,
-        /// Where the authority keeps its durable state (one subdirectory per shard); default:
-        /// next to the --server file, named after it with `.data`.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Keep all state in memory only. A restarted authority then forgets its votes and
-        /// could vote twice for one sequence number: for benchmarks only.
-        #[arg(long, conflicts_with = "data_dir")]
-        no_durability: bool,
-        /// Log size (bytes) after which a shard writes a snapshot and starts a new log.
-        #[arg(long, default_value_t = fastpay_engine::store::SNAPSHOT_AFTER_BYTES)]
-        snapshot_after_bytes: u64,
-        /// Serve Prometheus metrics (text format) at http://HOST:PORT/metrics: every shard's
-        /// counters, gauges and histograms, labelled by authority and shard. Give each shard
-        /// process its own address.
-        #[arg(long)]
-        metrics_address: Option<SocketAddr>,
-        /// Check the server file, committee and genesis (and that the ports are free), say
-        /// everything that is wrong, and exit without starting: 0 if all is well, 1 if not.
-        #[arg(long)]
-        check: bool,
-    },
+    Run(RunArgs),
+    /// Check what `run` with the same flags would use, before starting it: the server file,
+    /// committee and genesis (through the same parsers), the server's place in the
+    /// committee, addresses two authorities share, genesis addresses that are not public
+    /// keys, and whether the ports are free here. Prints every problem and exits 1, or a
+    /// summary and exits 0. Starts nothing.
+    Check(RunArgs),
+}
+
+/// The flags of `run` (and `check`).
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Genesis balances, one `ADDRESS:BALANCE` line per account.
+    #[arg(long)]
+    initial_accounts: PathBuf,
+    /// The committee file (every authority's entry from `generate`).
+    #[arg(long)]
+    committee: PathBuf,
+    /// Run only this shard (to spread an authority's shards over processes).
+    #[arg(long)]
+    shard: Option<u32>,
+    /// With --shard: the host (a private address, say) on which this authority's shard
+    /// processes bind their links to each other, at the committee's link ports (the
+    /// authority's port plus one plus the shard). Give every shard process of the authority
+    /// the same value. Default: the authority's public host.
+    #[arg(long, requires = "shard")]
+    link_host: Option<String>,
+    /// Cores to pin shard threads to, comma separated (shard j on the j-th, wrapping);
+    /// default: every core.
+    #[arg(long, value_delimiter = ',')]
+    cores: Option<Vec<usize>>,
+    /// Do not steer datagrams to their shard's socket with BPF (the kernel then spreads
+    /// them by flow hash, and misrouted ones are handed over between shards).
+    #[arg(long)]
+    no_steering: bool,
+    /// Seconds between counter reports on stderr (0: only at exit).
+    #[arg(long, default_value_t = 10)]
+    stats_interval: u64,
+    /// Where the authority keeps its durable state (one subdirectory per shard); default:
+    /// next to the --server file, named after it with `.data`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Keep all state in memory only. A restarted authority then forgets its votes and
+    /// could vote twice for one sequence number: for benchmarks only.
+    #[arg(long, conflicts_with = "data_dir")]
+    no_durability: bool,
+    /// Log size (bytes) after which a shard writes a snapshot and starts a new log.
+    #[arg(long, default_value_t = fastpay_engine::store::SNAPSHOT_AFTER_BYTES)]
+    snapshot_after_bytes: u64,
+    /// Serve Prometheus metrics (text format) at http://HOST:PORT/metrics: every shard's
+    /// counters, gauges and histograms, labelled by authority and shard. Give each shard
+    /// process its own address.
+    #[arg(long)]
+    metrics_address: Option<SocketAddr>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -142,34 +148,8 @@ fn real_main(args: Args) -> Result<()> {
             shards,
             force,
         } => generate(&args.server, host, port, shards, force),
-        Command::Run {
-            initial_accounts,
-            committee,
-            shard,
-            link_host,
-            cores,
-            no_steering,
-            stats_interval,
-            data_dir,
-            no_durability,
-            snapshot_after_bytes,
-            metrics_address,
-            check,
-        } => run(RunArgs {
-            server: args.server,
-            initial_accounts,
-            committee,
-            shard,
-            link_host,
-            cores,
-            steering: !no_steering,
-            stats_interval,
-            data_dir,
-            no_durability,
-            snapshot_after_bytes,
-            metrics_address,
-            check,
-        }),
+        Command::Run(options) => run(&args.server, options),
+        Command::Check(options) => check_only(&args.server, &options),
     }
 }
 
@@ -195,37 +175,22 @@ fn generate(
     Ok(())
 }
 
-struct RunArgs {
-    server: PathBuf,
-    initial_accounts: PathBuf,
-    committee: PathBuf,
-    shard: Option<u32>,
-    link_host: Option<String>,
-    cores: Option<Vec<usize>>,
-    steering: bool,
-    stats_interval: u64,
-    data_dir: Option<PathBuf>,
-    no_durability: bool,
-    snapshot_after_bytes: u64,
-    metrics_address: Option<SocketAddr>,
-    check: bool,
-}
-
 impl RunArgs {
-    fn data_dir(&self) -> Option<PathBuf> {
+    /// The data directory `run` uses (none with --no-durability).
+    fn data_dir(&self, server: &Path) -> Option<PathBuf> {
         (!self.no_durability).then(|| {
             self.data_dir
                 .clone()
-                .unwrap_or_else(|| self.server.with_extension("data"))
+                .unwrap_or_else(|| server.with_extension("data"))
         })
     }
 }
 
-/// `run --check`: prints what it found, or every problem.
-fn check_only(args: &RunArgs) -> Result<()> {
-    let data_dir = args.data_dir();
+/// `check`: prints what it found, or every problem.
+fn check_only(server: &Path, args: &RunArgs) -> Result<()> {
+    let data_dir = args.data_dir(server);
     let input = CheckInput {
-        server: &args.server,
+        server,
         committee: &args.committee,
         genesis: &args.initial_accounts,
         shard: args.shard,
@@ -263,24 +228,21 @@ fn check_only(args: &RunArgs) -> Result<()> {
     }
 }
 
-fn run(args: RunArgs) -> Result<()> {
-    if args.check {
-        return check_only(&args);
-    }
-    let (server, key) = load_server_file(&args.server)?;
+fn run(server_path: &Path, args: RunArgs) -> Result<()> {
+    let (server, key) = load_server_file(server_path)?;
     let committee = CommitteeFile::load(&args.committee)?;
     let entry = committee.entry(&server.authority.name).with_context(|| {
         format!(
             "authority {} (from {}) is not in {}",
             server.authority.name,
-            args.server.display(),
+            server_path.display(),
             args.committee.display()
         )
     })?;
     if *entry != server.authority {
         bail!(
             "{} and {} disagree about authority {}: {:?} vs {:?}",
-            args.server.display(),
+            server_path.display(),
             args.committee.display(),
             server.authority.name,
             server.authority,
@@ -301,7 +263,7 @@ fn run(args: RunArgs) -> Result<()> {
     let genesis_accounts = genesis.accounts().len();
     let listen = entry.address()?;
 
-    let data_dir = args.data_dir();
+    let data_dir = args.data_dir(server_path);
     if data_dir.is_none() {
         tracing::warn!(
             "WARNING: --no-durability: state is kept in memory only. After a restart this \
@@ -330,7 +292,7 @@ fn run(args: RunArgs) -> Result<()> {
         listen,
         genesis,
         cores: args.cores,
-        steering: args.steering,
+        steering: !args.no_steering,
         only_shard: args.shard,
         link_addresses: (0..entry.shards)
             .map(|j| entry.link_address_at(args.link_host.as_deref().unwrap_or(&entry.host), j))
@@ -388,7 +350,7 @@ fn run(args: RunArgs) -> Result<()> {
         entry.name,
         engine.local_addr(),
         genesis_accounts,
-        if args.steering && args.shard.is_none() {
+        if !args.no_steering && args.shard.is_none() {
             "on"
         } else {
             "off"
