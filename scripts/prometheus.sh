@@ -3,7 +3,8 @@
 # started with --metrics-address, a real Prometheus (Debian's package) scraping them every
 # second, and a short loadgen payments run. Fails unless Prometheus's HTTP API shows the
 # committee's vote and confirmation counters moved by the run, and unless promtool accepts
-# the servers' /metrics and loadgen's --metrics-file.
+# the servers' /metrics and loadgen's --metrics-file, and unless every query of the sample
+# Grafana dashboard (docs/grafana-dashboard.json) evaluates.
 #
 #   scripts/prometheus.sh [--debug]
 #
@@ -158,6 +159,22 @@ while :; do
     fi
     sleep 0.5
 done
+# Every query of the sample Grafana dashboard evaluates, with a result.
+python3 - "http://$prom_address/api/v1/query" docs/grafana-dashboard.json <<'EOF'
+import json, sys, urllib.error, urllib.parse, urllib.request
+panels = json.load(open(sys.argv[2]))["panels"]
+for panel in panels:
+    for target in panel["targets"]:
+        url = sys.argv[1] + "?" + urllib.parse.urlencode({"query": target["expr"]})
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                body = json.load(r)
+        except urllib.error.HTTPError as e:
+            body = e.read().decode()
+        if isinstance(body, str) or body["status"] != "success" or not body["data"]["result"]:
+            sys.exit("dashboard panel %r: %s gave %s" % (panel["title"], target["expr"], body))
+print("==> the %d dashboard queries evaluate" % len(panels), file=sys.stderr)
+EOF
 p99=$(query 'histogram_quantile(0.99, sum by (le) (rate(fastpay_shard_reply_delay_seconds_bucket[30s])))')
 echo "==> prometheus: votes $before -> $votes, confirmations $confirmed, replies $replies for $ok payments; reply p99 ${p99} s" >&2
 python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) > 0 and float(sys.argv[2]) == 0 else 1)" "$ok" "$before" \
