@@ -408,6 +408,35 @@ mod tests {
         assert_eq!(h.buckets(), vec![(1.0, 1), (2.0, 2), (f64::INFINITY, 1)]);
     }
 
+    /// What the shard loop pays: one observation per round and per reply batch, one
+    /// publication a second. `cargo test --release -p fastpay-engine --lib -- --ignored
+    /// stress_metrics_cost --nocapture` prints the cost of each.
+    #[test]
+    #[ignore]
+    fn stress_metrics_cost() {
+        let mut stats = ShardStats::default();
+        let rounds = 10_000_000u32;
+        let started = std::time::Instant::now();
+        for i in 0..rounds {
+            stats.batch_datagrams.observe(f64::from(i % 64 + 1), 1);
+            stats
+                .reply_seconds
+                .observe(f64::from(i % 1000) * 1e-5, u64::from(i % 64 + 1));
+        }
+        let per_round = started.elapsed() / rounds;
+        let metrics = ShardMetrics::default();
+        let publications = 100_000u32;
+        let started = std::time::Instant::now();
+        for _ in 0..publications {
+            assert!(metrics.publish(std::hint::black_box(&stats)));
+        }
+        let per_publication = started.elapsed() / publications;
+        assert_eq!(metrics.stats(), stats);
+        eprintln!(
+            "two observations: {per_round:?} per round; one publication: {per_publication:?}"
+        );
+    }
+
     #[test]
     fn a_held_slot_is_skipped_not_waited_for() {
         let metrics = ShardMetrics::default();
