@@ -15,10 +15,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod config;
 pub use fastpay_node::counters;
 pub mod link;
 mod log_writer;
+pub mod logging;
+pub mod metrics;
+pub mod metrics_http;
 /// Talking to the committee from a client.
 pub mod net_client;
 pub mod runtime;

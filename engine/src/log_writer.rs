@@ -10,6 +10,7 @@
 //! the records they include.
 
 use crate::counters::{Counter, ShardCounters};
+use crate::metrics::{FSYNC_BUCKETS, Histogram, ShardMetrics};
 use crate::store::{ShardStore, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use fastpay_node::log::Snapshot;
@@ -17,7 +18,7 @@ use mio::Waker;
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often an idle writer looks whether its background snapshot finished.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -58,12 +59,20 @@ impl LogWriter {
         me: u32,
         waker: Arc<Waker>,
         counters: Arc<ShardCounters>,
+        metrics: Arc<ShardMetrics>,
     ) -> io::Result<Self> {
         let (jobs, job_rx) = unbounded();
         let (done_tx, done) = unbounded();
         let thread = std::thread::Builder::new()
             .name(format!("log-{me}"))
-            .spawn(move || write_loop(store, &job_rx, &done_tx, &waker, &counters))?;
+            .spawn(move || {
+                let mut syncs = Syncs {
+                    histogram: Histogram::new(FSYNC_BUCKETS),
+                    unpublished: false,
+                    metrics,
+                };
+                write_loop(store, &job_rx, &done_tx, &waker, &counters, &mut syncs)
+            })?;
         Ok(Self {
             jobs: Some(jobs),
             done,
@@ -129,7 +138,9 @@ impl LogWriter {
                 }
                 Done::SnapshotWritten(bytes) => {
                     self.snapshot_in_progress = false;
-                    eprintln!(
+                    tracing::info!(
+                        shard = self.me,
+                        bytes,
                         "shard {}: snapshot written ({bytes} bytes on disk)",
                         self.me
                     );
@@ -156,6 +167,22 @@ impl Drop for LogWriter {
     }
 }
 
+/// The writer's sync times, published to the shard's metrics after each sync (or, if a
+/// scrape held the slot then, at the next sync or idle moment).
+struct Syncs {
+    histogram: Histogram,
+    unpublished: bool,
+    metrics: Arc<ShardMetrics>,
+}
+
+impl Syncs {
+    fn publish(&mut self) {
+        if self.unpublished {
+            self.unpublished = !self.metrics.publish_fsync(&self.histogram);
+        }
+    }
+}
+
 /// The writer thread: one group per sync, made of everything queued meanwhile.
 fn write_loop(
     mut store: ShardStore,
@@ -163,6 +190,7 @@ fn write_loop(
     done: &Sender<Done>,
     waker: &Waker,
     counters: &ShardCounters,
+    syncs: &mut Syncs,
 ) {
     let fail = |e: StoreError| {
         let _ = done.send(Done::Failed(e));
@@ -172,6 +200,7 @@ fn write_loop(
         let first = match jobs.recv_timeout(IDLE_POLL) {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
+                syncs.publish();
                 if let Err(e) = report_snapshot(&mut store, done, waker) {
                     return fail(e);
                 }
@@ -200,9 +229,12 @@ fn write_loop(
             }
         }
         if store.has_pending() {
+            let started = Instant::now();
             if let Err(e) = store.commit() {
                 return fail(e);
             }
+            syncs.histogram.observe(started.elapsed().as_secs_f64(), 1);
+            syncs.unpublished = true;
             counters.bump(Counter::Fsyncs);
             counters.set(Counter::DiskBytes, store.disk_bytes());
         }
@@ -218,6 +250,7 @@ fn write_loop(
         if let Err(e) = report_snapshot(&mut store, done, waker) {
             return fail(e);
         }
+        syncs.publish();
     }
     // Shut down: whatever was handed over is already committed; let the snapshot land.
     if let Err(e) = store.wait_snapshot() {

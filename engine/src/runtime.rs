@@ -10,6 +10,7 @@
 use crate::counters::ShardCounters;
 use crate::link::LinkKey;
 use crate::log_writer::LogWriter;
+use crate::metrics::{ShardMetrics, ShardSource};
 use crate::shard_loop::{Peers, ShardLoop};
 use crate::store::{ShardStore, StoreError};
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -137,6 +138,8 @@ pub struct Engine {
     wakers: Vec<Arc<Waker>>,
     stop: Arc<AtomicBool>,
     counters: Vec<Arc<ShardCounters>>,
+    metrics: Vec<Arc<ShardMetrics>>,
+    local: Vec<u32>,
     local_addr: SocketAddr,
 }
 
@@ -176,6 +179,8 @@ impl Engine {
         // running elsewhere stay at zero.
         let counters: Vec<Arc<ShardCounters>> =
             (0..n).map(|_| Arc::new(ShardCounters::default())).collect();
+        let metrics: Vec<Arc<ShardMetrics>> =
+            (0..n).map(|_| Arc::new(ShardMetrics::default())).collect();
         // Durable shards are locked by their data directory; in-memory ones by a name.
         let locks = match config.data_dir {
             Some(_) => Vec::new(),
@@ -210,6 +215,8 @@ impl Engine {
             wakers: wakers.clone(),
             stop: stop.clone(),
             counters: counters.clone(),
+            metrics: metrics.clone(),
+            local: local.clone(),
             local_addr: listen,
         };
         let mut link_sockets = link_sockets.into_iter();
@@ -238,6 +245,7 @@ impl Engine {
                         shard as u32,
                         wakers[shard].clone(),
                         counters[shard].clone(),
+                        metrics[shard].clone(),
                     )
                 })
                 .transpose()
@@ -249,7 +257,11 @@ impl Engine {
                 poll,
                 peers,
                 stop.clone(),
-                counters[shard].clone(),
+                ShardSource {
+                    shard: shard as u32,
+                    counters: counters[shard].clone(),
+                    metrics: metrics[shard].clone(),
+                },
             );
             let core = (!cores.is_empty()).then(|| cores[shard % cores.len()]);
             let thread = spawn(shard, shard_loop, core)?;
@@ -271,6 +283,19 @@ impl Engine {
     /// Each shard's counters.
     pub fn counters(&self) -> &[Arc<ShardCounters>] {
         &self.counters
+    }
+
+    /// The shards of this process with their counters and published metrics, for the
+    /// metrics endpoint.
+    pub fn metric_sources(&self) -> Vec<ShardSource> {
+        self.local
+            .iter()
+            .map(|&shard| ShardSource {
+                shard,
+                counters: self.counters[shard as usize].clone(),
+                metrics: self.metrics[shard as usize].clone(),
+            })
+            .collect()
     }
 
     /// Stops every shard thread and waits for them; sockets close as the threads end.
@@ -343,6 +368,8 @@ fn spawn(
     std::thread::Builder::new()
         .name(format!("shard-{shard}"))
         .spawn(move || {
+            // Every event of this thread names its shard.
+            let _span = tracing::info_span!("shard", shard).entered();
             if let Some(core) = core {
                 core_affinity::set_for_current(core);
             }

@@ -9,6 +9,7 @@
 use crate::counters::{Counter, ShardCounters};
 use crate::link::LinkKey;
 use crate::log_writer::LogWriter;
+use crate::metrics::{PUBLISH_EVERY, ShardMetrics, ShardSource, ShardStats};
 use crate::store::StoreError;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use fastpay_node::ShardNode;
@@ -105,7 +106,7 @@ impl Peers {
         if let Some((socket, key)) = &self.link {
             self.link_in.clear();
             if let Err(e) = udp::recv_batch(socket.as_raw_fd(), &mut self.link_in, BATCH) {
-                eprintln!("shard link receive failed: {e}");
+                tracing::warn!(error = %e, "shard link receive failed");
             }
             left |= self.link_in.is_full();
             for i in 0..self.link_in.len() {
@@ -213,6 +214,11 @@ impl Peers {
         self.parked_count > 0
     }
 
+    /// Frames waiting in the queues from this process's other shards.
+    fn queued(&self) -> usize {
+        self.inbound.iter().map(Receiver::len).sum()
+    }
+
     /// Wakes the shards whose queues received frames.
     fn wake(&mut self) {
         for (to, wake) in self.to_wake.iter_mut().enumerate() {
@@ -253,6 +259,10 @@ pub(crate) struct ShardLoop {
     peers: Peers,
     stop: Arc<AtomicBool>,
     counters: Arc<ShardCounters>,
+    /// Histograms and gauges kept here, copied to `metrics` every [`PUBLISH_EVERY`].
+    stats: ShardStats,
+    metrics: Arc<ShardMetrics>,
+    published: Duration,
     started: Instant,
     inputs: Datagrams,
     frames: Vec<LinkFrame>,
@@ -266,9 +276,14 @@ impl ShardLoop {
         poll: Poll,
         peers: Peers,
         stop: Arc<AtomicBool>,
-        counters: Arc<ShardCounters>,
+        ShardSource {
+            counters, metrics, ..
+        }: ShardSource,
     ) -> Self {
         Self {
+            stats: ShardStats::default(),
+            metrics,
+            published: Duration::ZERO,
             receiver: udp::Receiver::new(&socket),
             node,
             writer,
@@ -292,7 +307,7 @@ impl ShardLoop {
     pub(crate) fn run(mut self) {
         let me = self.node.shard().shard().0;
         if let Err(e) = self.run_until_stopped() {
-            eprintln!("shard {me}: {e}, stopping");
+            tracing::error!(shard = me, error = %e, "shard {me}: {e}, stopping");
             self.stop.store(true, Ordering::SeqCst);
         }
         // Whatever was applied since the last commit is made durable before the shard ends.
@@ -300,12 +315,7 @@ impl ShardLoop {
         if let Some(writer) = self.writer.as_mut() {
             let _ = writer.finish();
         }
-        if let Some(cpu) = thread_cpu_time() {
-            self.counters.set(
-                Counter::CpuMillis,
-                cpu.as_millis().try_into().unwrap_or(u64::MAX),
-            );
-        }
+        self.publish();
     }
 
     fn run_until_stopped(&mut self) -> Result<(), StoreError> {
@@ -340,7 +350,7 @@ impl ShardLoop {
         if let Err(e) = self.poll.poll(events, Some(timeout))
             && e.kind() != io::ErrorKind::Interrupted
         {
-            eprintln!("shard poll failed: {e}");
+            tracing::error!(error = %e, "shard poll failed");
             self.stop.store(true, Ordering::SeqCst);
         }
         // Which source woke us does not matter: every round looks at all of them.
@@ -363,8 +373,14 @@ impl ShardLoop {
                 .receiver
                 .recv(self.socket.as_raw_fd(), &mut self.inputs, room)
             {
-                Ok(n) => self.counters.add(Counter::Received, n as u64),
-                Err(e) => eprintln!("shard receive failed: {e}"),
+                Ok(n) => {
+                    self.counters.add(Counter::Received, n as u64);
+                    if n > 0 {
+                        self.stats.batch_datagrams.observe(n as f64, 1);
+                        tracing::trace!(datagrams = n, "batch read");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "shard receive failed"),
             }
         }
         let work = !self.inputs.is_empty() || self.node.has_forwarded();
@@ -396,22 +412,50 @@ impl ShardLoop {
     fn send(&mut self) -> Result<(), StoreError> {
         self.persist()?;
         let fd = self.socket.as_raw_fd();
-        while let Some(mut replies) = self.node.poll_replies() {
+        let mut now = None;
+        while let Some((mut replies, received)) = self.node.poll_replies_timed() {
+            let count = replies.len() as u64;
             let dropped = udp::send_batch(fd, &mut replies);
             self.counters.add(Counter::SendDropped, dropped as u64);
             self.node.recycle(replies);
+            let sent = *now.get_or_insert_with(|| self.now());
+            self.stats
+                .reply_seconds
+                .observe(sent.saturating_sub(received).as_secs_f64(), count);
         }
         self.node.transmit(self.now(), &mut self.frames);
         self.peers.send(&mut self.frames, &self.counters);
         self.snapshot_if_due()
     }
 
-    /// Retransmissions due, parked frames, waking peers. Returns whether work remains.
+    /// Retransmissions due, parked frames, waking peers, publishing metrics when due. Returns
+    /// whether work remains.
     fn housekeeping(&mut self) -> Result<bool, StoreError> {
         self.send()?;
         let parked = self.peers.retry_parked();
         self.peers.wake();
+        let now = self.now();
+        if now.saturating_sub(self.published) >= PUBLISH_EVERY {
+            self.published = now;
+            self.publish();
+        }
         Ok(parked)
+    }
+
+    /// Copies the gauges, histograms and CPU time out for the metrics endpoint: a copy of a
+    /// few hundred bytes and one read of `/proc`, once a second.
+    fn publish(&mut self) {
+        self.stats.queued_frames = self.peers.queued() as u64;
+        self.stats.parked_frames = self.peers.parked_count as u64;
+        self.stats.log_appends_in_flight = self.writer.as_ref().map_or(0, |w| w.in_flight()) as u64;
+        self.stats.accounts = self.node.shard().accounts().len() as u64;
+        if let Some(cpu) = thread_cpu_time() {
+            self.counters.set(
+                Counter::CpuMillis,
+                cpu.as_millis().try_into().unwrap_or(u64::MAX),
+            );
+        }
+        self.metrics.publish(&self.stats);
     }
 
     /// Starts a snapshot when the node asks for one and none is being written (the writer
@@ -433,7 +477,9 @@ impl ShardLoop {
         if let Some(writer) = self.writer.as_mut() {
             writer.snapshot(snapshot);
         }
-        eprintln!(
+        tracing::info!(
+            shard = me,
+            copied_ms = copied.as_secs_f64() * 1e3,
             "shard {me}: snapshot started (state copied in {:.1} ms, written in the background)",
             copied.as_secs_f64() * 1e3
         );

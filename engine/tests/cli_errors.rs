@@ -165,3 +165,126 @@ fn server_stops_cleanly_on_sigterm() {
     // The port is free again.
     UdpSocket::bind(("127.0.0.1", port)).unwrap();
 }
+
+/// `server check` on a set-up broken in one way at a time: it exits 1 naming exactly what is
+/// wrong, and 0 with a summary once all is well.
+#[test]
+fn server_check_says_what_is_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = set_up(dir);
+    // A genesis account that can send: its address is a public key.
+    let account = fastpay_wire::KeyPair::from_seed([7; 32])
+        .account()
+        .to_string();
+    fs::write(dir.join("initial_accounts.txt"), format!("{account}:100\n")).unwrap();
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "--server",
+            "server1.json",
+            "check",
+            "--initial-accounts",
+            "initial_accounts.txt",
+            "--committee",
+            "committee.json",
+        ];
+        args.extend_from_slice(extra);
+        server(dir, &args)
+    };
+    let ok = check(&[]);
+    assert!(ok.status.success(), "{ok:?}");
+    let summary = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        summary.starts_with("ok: authority") && summary.contains("1 genesis accounts"),
+        "{summary}"
+    );
+    // Nothing was started: no data directory, the port still free.
+    assert!(!dir.join("server1.data").exists());
+    UdpSocket::bind(("127.0.0.1", port)).unwrap();
+
+    // Port clashes: taken on this machine (the UDP port, the metrics address), and two
+    // authorities of the committee on one address.
+    let busy = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    fails_with(
+        check(&[]),
+        &format!("the authority's UDP port 127.0.0.1:{port} is already in use"),
+    );
+    drop(busy);
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics_address = metrics.local_addr().unwrap().to_string();
+    fails_with(
+        check(&["--metrics-address", &metrics_address]),
+        &format!("the metrics address {metrics_address} is already in use"),
+    );
+    drop(metrics);
+    let committee = fs::read_to_string(dir.join("committee.json")).unwrap();
+    let twin = server(
+        dir,
+        &[
+            "--server",
+            "twin.json",
+            "generate",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &(port + 1).to_string(),
+        ],
+    );
+    fs::write(
+        dir.join("committee.json"),
+        format!("{committee}{}", String::from_utf8_lossy(&twin.stdout)),
+    )
+    .unwrap();
+    fails_with(
+        check(&[]),
+        &format!(
+            "committee.json: 127.0.0.1:{} is the link port of shard 0",
+            port + 1
+        ),
+    );
+
+    // A committee that is not JSON, and one without this server.
+    fs::write(dir.join("committee.json"), "{\"name\": 12}").unwrap();
+    fails_with(check(&[]), "committee.json: entry 1");
+    fs::write(dir.join("committee.json"), &twin.stdout).unwrap();
+    fails_with(check(&[]), "is not in committee.json");
+    fs::write(dir.join("committee.json"), &committee).unwrap();
+    fails_with(check(&["--shard", "2"]), "--shard 2 is out of range");
+
+    // A server file whose secret is not the named authority's key, or not hex.
+    let original = fs::read_to_string(dir.join("server1.json")).unwrap();
+    let secret = serde_json::from_str::<serde_json::Value>(&original).unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fs::write(
+        dir.join("server1.json"),
+        original.replace(&secret, &"11".repeat(32)),
+    )
+    .unwrap();
+    fails_with(check(&[]), "secret does not match the authority name");
+    fs::write(dir.join("server1.json"), original.replace(&secret, "zz")).unwrap();
+    fails_with(check(&[]), "secret is not 64 hex digits");
+    fs::write(dir.join("server1.json"), &original).unwrap();
+
+    // Genesis: malformed, and an address that is no public key.
+    let no_key = (0u8..=255)
+        .map(|b| hex::encode([b; 32]))
+        .find(|address| fastpay_wire::PublicKey::of_account(&address.parse().unwrap()).is_err())
+        .unwrap();
+    fs::write(
+        dir.join("initial_accounts.txt"),
+        format!("# genesis\n\n{account}:100\n{no_key}:5\n"),
+    )
+    .unwrap();
+    fails_with(
+        check(&[]),
+        &format!("initial_accounts.txt: line 4: account {no_key} is not a valid public key"),
+    );
+    fs::write(dir.join("initial_accounts.txt"), "x:1\n").unwrap();
+    // Every problem at once: the genesis and the committee.
+    fs::write(dir.join("committee.json"), &twin.stdout).unwrap();
+    let output = check(&[]);
+    fails_with(output.clone(), "initial_accounts.txt: line 1: the address");
+    fails_with(output, "is not in committee.json");
+}

@@ -12,6 +12,7 @@ mod audit;
 mod ceiling;
 mod run;
 mod setup;
+mod textfile;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -98,6 +99,11 @@ struct Args {
     /// authorities (comma separated), e.g. the link ports of an authority's shard processes.
     #[arg(long, value_delimiter = ',')]
     flood_to: Vec<std::net::SocketAddr>,
+    /// Also write the results in Prometheus text format to this file (atomically), for
+    /// node_exporter's textfile collector: point it at a `*.prom` file in the directory given
+    /// to `--collector.textfile.directory`.
+    #[arg(long)]
+    metrics_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -456,6 +462,16 @@ fn real_main() -> Result<()> {
         cpu_s,
         100.0 * cpu_s / report.window_s.max(1e-9)
     );
+    if let Some(path) = &args.metrics_file {
+        let end = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        textfile::write(
+            path,
+            &textfile::render(&report, phase.name(), args.rate, end),
+        )
+        .with_context(|| format!("write {}", path.display()))?;
+    }
     println!("{json}");
     Ok(())
 }

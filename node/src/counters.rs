@@ -6,12 +6,12 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident => $label:literal,)*) => {
+    ($($(#[doc = $doc:literal])* $name:ident => $label:literal,)*) => {
         /// What happened to an input.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         #[repr(usize)]
         pub enum Counter {
-            $($(#[$doc])* $name,)*
+            $($(#[doc = $doc])* $name,)*
         }
 
         impl Counter {
@@ -22,6 +22,13 @@ macro_rules! counters {
             pub const fn label(self) -> &'static str {
                 match self {
                     $(Counter::$name => $label,)*
+                }
+            }
+
+            /// What the counter counts (its doc comment), for metrics' help text.
+            pub const fn help(self) -> &'static str {
+                match self {
+                    $(Counter::$name => concat!($($doc),*),)*
                 }
             }
         }
@@ -97,11 +104,29 @@ counters! {
     Outbox => "outbox",
     /// Batches processed.
     Batches => "batches",
-    /// CPU time the shard's thread used, in milliseconds (a gauge, set when the shard stops).
+    /// CPU time the shard's thread used, in milliseconds (a gauge, set about once a second
+    /// and when the shard stops).
     CpuMillis => "cpu_ms",
 }
 
+/// Whether a [`Counter`] only goes up or is a level set from time to time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterKind {
+    /// Only ever added to.
+    Total,
+    /// Set to the current level ([`ShardCounters::set`]).
+    Gauge,
+}
+
 impl Counter {
+    /// Whether the counter only goes up or is a level.
+    pub const fn kind(self) -> CounterKind {
+        match self {
+            Counter::DiskBytes | Counter::Outbox | Counter::CpuMillis => CounterKind::Gauge,
+            _ => CounterKind::Total,
+        }
+    }
+
     /// The counter for a refusal.
     pub fn for_error(error: &AuthorityError) -> Counter {
         match error {
@@ -193,5 +218,20 @@ mod tests {
             report(&shards),
             "shard 0: voted=1\nshard 1: decode_error=3\n"
         );
+    }
+
+    #[test]
+    fn help_is_the_doc_comment() {
+        assert_eq!(
+            Counter::Received.help().trim(),
+            "Datagrams read from the socket."
+        );
+        assert!(
+            Counter::ALL
+                .iter()
+                .all(|counter| !counter.help().trim().is_empty())
+        );
+        assert_eq!(Counter::DiskBytes.kind(), CounterKind::Gauge);
+        assert_eq!(Counter::Voted.kind(), CounterKind::Total);
     }
 }

@@ -83,6 +83,8 @@ enum Pending {
 struct Held {
     position: u64,
     replies: Option<Datagrams>,
+    /// When the batch whose replies these are was handed in.
+    received: Duration,
     numbered: Vec<u64>,
     taken: Vec<u64>,
 }
@@ -122,7 +124,8 @@ pub struct ShardNode {
     shed_after: Option<Duration>,
     held: VecDeque<Held>,
     spare_held: Vec<Held>,
-    ready: VecDeque<Datagrams>,
+    /// Replies released, with the time their batch was handed in.
+    ready: VecDeque<(Datagrams, Duration)>,
     spare_replies: Vec<Datagrams>,
     replies: Option<Datagrams>,
 }
@@ -238,7 +241,6 @@ impl ShardNode {
     /// Route and decode each, run the cheap checks and queue the signatures that remain,
     /// verify them all at once, then commit in arrival order.
     pub fn handle_batch(&mut self, now: Duration, inputs: &Datagrams) {
-        let _ = now;
         self.counters.bump(Counter::Batches);
         self.verifier.clear();
         self.pending.clear();
@@ -270,7 +272,7 @@ impl ShardNode {
             self.commit();
         }
         let replies = self.replies.take();
-        self.seal(replies);
+        self.seal(now, replies);
     }
 
     /// Takes a frame from another shard of this authority: its acknowledgement, and a credit
@@ -288,7 +290,7 @@ impl ShardNode {
                 Arrival::Next => {
                     let transport = self.links.transport(from).unwrap_or(Transport::Lossy);
                     self.take_credit(from, sequence, &update, transport);
-                    self.seal(None);
+                    self.seal(now, None);
                 }
                 Arrival::Duplicate => self.counters.bump(Counter::DuplicateCredit),
                 Arrival::Early => {}
@@ -317,7 +319,7 @@ impl ShardNode {
             };
             self.links.made_durable(&held.numbered, &held.taken);
             if let Some(replies) = held.replies.take() {
-                self.ready.push_back(replies);
+                self.ready.push_back((replies, held.received));
             }
             self.spare_held.push(held);
         }
@@ -345,6 +347,13 @@ impl ShardNode {
     /// The next batch of replies whose records are durable; hand it back with
     /// [`recycle`](Self::recycle) once sent.
     pub fn poll_replies(&mut self) -> Option<Datagrams> {
+        self.poll_replies_timed().map(|(replies, _)| replies)
+    }
+
+    /// Like [`poll_replies`](Self::poll_replies), with the `now` at which the batch that
+    /// produced these replies was handed in (so the runtime can measure how long requests
+    /// waited for their replies, durability included).
+    pub fn poll_replies_timed(&mut self) -> Option<(Datagrams, Duration)> {
         self.ready.pop_front()
     }
 
@@ -386,15 +395,17 @@ impl ShardNode {
     // ---- the pipeline -------------------------------------------------------------------
 
     /// Holds the effects produced so far until the log is durable up to here.
-    fn seal(&mut self, replies: Option<Datagrams>) {
+    fn seal(&mut self, now: Duration, replies: Option<Datagrams>) {
         let mut held = self.spare_held.pop().unwrap_or(Held {
             position: 0,
             replies: None,
+            received: Duration::ZERO,
             numbered: Vec::new(),
             taken: Vec::new(),
         });
         held.position = self.position;
         held.replies = replies;
+        held.received = now;
         self.links.marks(&mut held.numbered, &mut held.taken);
         self.held.push_back(held);
         if !self.durable {
@@ -881,7 +892,11 @@ mod tests {
         let mut log = Vec::new();
         let position = sender.take_log(&mut log).unwrap();
         sender.durable(position);
-        assert_eq!(sender.poll_replies().map(|r| r.len()), Some(1));
+        assert_eq!(
+            sender.poll_replies_timed().map(|(r, at)| (r.len(), at)),
+            Some((1, Duration::ZERO)),
+            "the replies carry the time their batch came in"
+        );
         sender.transmit(Duration::ZERO, &mut frames);
         assert_eq!(frames.len(), 1);
 

@@ -56,6 +56,8 @@ enum Protocol {
 const TRIES: u32 = 5;
 
 fn main() -> std::process::ExitCode {
+    // The in-process authority's warnings and errors (a shard that stops, say) on stderr.
+    fastpay_engine::logging::init(false, "warn");
     match run(Args::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

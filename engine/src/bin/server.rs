@@ -3,12 +3,16 @@
 #![forbid(unsafe_code)]
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use fastpay_engine::check::{CheckInput, check};
 use fastpay_engine::config::{load_genesis, load_server_file, write_server_file};
 use fastpay_engine::counters;
+use fastpay_engine::metrics::Exporter;
+use fastpay_engine::metrics_http::MetricsServer;
 use fastpay_engine::runtime::{Engine, EngineConfig, QUEUE_CAPACITY};
 use fastpay_wire::{CommitteeFile, ServerFile};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,8 +24,22 @@ struct Args {
     /// The authority's private file (its key and address), created by `generate`.
     #[arg(long)]
     server: PathBuf,
+    /// How diagnostics on stderr look: `text` for people, `json` (one object a line) for log
+    /// collectors. Levels and targets are chosen with `RUST_LOG` (default `info`), e.g.
+    /// `RUST_LOG=debug` or `RUST_LOG=info,fastpay_engine=trace`.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The format of the log on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per event.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -44,66 +62,92 @@ enum Command {
     },
     /// Run the authority until SIGINT or SIGTERM, printing per-shard counters on a cadence
     /// and at exit.
-    Run {
-        /// Genesis balances, one `ADDRESS:BALANCE` line per account.
-        #[arg(long)]
-        initial_accounts: PathBuf,
-        /// The committee file (every authority's entry from `generate`).
-        #[arg(long)]
-        committee: PathBuf,
-        /// Run only this shard (to spread an authority's shards over processes).
-        #[arg(long)]
-        shard: Option<u32>,
-        /// With --shard: the host (a private address, say) on which this authority's shard
-        /// processes bind their links to each other, at the committee's link ports (the
-        /// authority's port plus one plus the shard). Give every shard process of the authority
-        /// the same value. Default: the authority's public host.
-        #[arg(long, requires = "shard")]
-        link_host: Option<String>,
-        /// Cores to pin shard threads to, comma separated (shard j on the j-th, wrapping);
-        /// default: every core.
-        #[arg(long, value_delimiter = ',')]
-        cores: Option<Vec<usize>>,
-        /// Do not steer datagrams to their shard's socket with BPF (the kernel then spreads
-        /// them by flow hash, and misrouted ones are handed over between shards).
-        #[arg(long)]
-        no_steering: bool,
-        /// Seconds between counter reports on stderr (0: only at exit).
-        #[arg(long, default_value_t = 10)]
-        stats_interval: u64,
-        /// Where the authority keeps its durable state (one subdirectory per shard); default:
-        /// next to the --server file, named after it with `.data`.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Keep all state in memory only. A restarted authority then forgets its votes and
-        /// could vote twice for one sequence number: for benchmarks only.
-        #[arg(long, conflicts_with = "data_dir")]
-        no_durability: bool,
-        /// Log size (bytes) after which a shard writes a snapshot and starts a new log.
-        #[arg(long, default_value_t = fastpay_engine::store::SNAPSHOT_AFTER_BYTES)]
-        snapshot_after_bytes: u64,
-        /// Load shedding: orders and account queries that waited longer than this many
-        /// milliseconds in the kernel's receive queue are answered `Overloaded` without being
-        /// checked (confirmations only after four times as long), so that an overloaded
-        /// authority keeps answering fresh requests in time instead of stale ones late.
-        /// 0 never sheds.
-        #[arg(long, default_value_t = fastpay_node::DEFAULT_SHED_AFTER.as_millis() as u64)]
-        shed_after_ms: u64,
-    },
+    Run(RunArgs),
+    /// Check what `run` with the same flags would use, before starting it: the server file,
+    /// committee and genesis (through the same parsers), the server's place in the
+    /// committee, addresses two authorities share, genesis addresses that are not public
+    /// keys, and whether the ports are free here. Prints every problem and exits 1, or a
+    /// summary and exits 0. Starts nothing.
+    Check(RunArgs),
+}
+
+/// The flags of `run` (and `check`).
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Genesis balances, one `ADDRESS:BALANCE` line per account.
+    #[arg(long)]
+    initial_accounts: PathBuf,
+    /// The committee file (every authority's entry from `generate`).
+    #[arg(long)]
+    committee: PathBuf,
+    /// Run only this shard (to spread an authority's shards over processes).
+    #[arg(long)]
+    shard: Option<u32>,
+    /// With --shard: the host (a private address, say) on which this authority's shard
+    /// processes bind their links to each other, at the committee's link ports (the
+    /// authority's port plus one plus the shard). Give every shard process of the authority
+    /// the same value. Default: the authority's public host.
+    #[arg(long, requires = "shard")]
+    link_host: Option<String>,
+    /// Cores to pin shard threads to, comma separated (shard j on the j-th, wrapping);
+    /// default: every core.
+    #[arg(long, value_delimiter = ',')]
+    cores: Option<Vec<usize>>,
+    /// Do not steer datagrams to their shard's socket with BPF (the kernel then spreads
+    /// them by flow hash, and misrouted ones are handed over between shards).
+    #[arg(long)]
+    no_steering: bool,
+    /// Seconds between counter reports on stderr (0: only at exit).
+    #[arg(long, default_value_t = 10)]
+    stats_interval: u64,
+    /// Where the authority keeps its durable state (one subdirectory per shard); default:
+    /// next to the --server file, named after it with `.data`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Keep all state in memory only. A restarted authority then forgets its votes and
+    /// could vote twice for one sequence number: for benchmarks only.
+    #[arg(long, conflicts_with = "data_dir")]
+    no_durability: bool,
+    /// Log size (bytes) after which a shard writes a snapshot and starts a new log.
+    #[arg(long, default_value_t = fastpay_engine::store::SNAPSHOT_AFTER_BYTES)]
+    snapshot_after_bytes: u64,
+    /// Serve Prometheus metrics (text format) at http://HOST:PORT/metrics: every shard's
+    /// counters, gauges and histograms, labelled by authority and shard. Give each shard
+    /// process its own address.
+    #[arg(long)]
+    metrics_address: Option<SocketAddr>,
+    /// Load shedding: orders and account queries that waited longer than this many
+    /// milliseconds in the kernel's receive queue are answered `Overloaded` without being
+    /// checked (confirmations only after four times as long), so that an overloaded
+    /// authority keeps answering fresh requests in time instead of stale ones late.
+    /// 0 never sheds.
+    #[arg(long, default_value_t = fastpay_node::DEFAULT_SHED_AFTER.as_millis() as u64)]
+    shed_after_ms: u64,
 }
 
 fn main() -> std::process::ExitCode {
-    match real_main() {
+    let args = Args::parse();
+    let format = args.log_format;
+    init_logging(format);
+    match real_main(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("server: error: {error:#}");
+            // A collector reading JSON gets the failure as an event like any other.
+            match format {
+                LogFormat::Text => eprintln!("server: error: {error:#}"),
+                LogFormat::Json => tracing::error!("server: error: {error:#}"),
+            }
             std::process::ExitCode::FAILURE
         }
     }
 }
 
-fn real_main() -> Result<()> {
-    let args = Args::parse();
+/// Diagnostics go to stderr through `tracing`, filtered by `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    fastpay_engine::logging::init(format == LogFormat::Json, "info");
+}
+
+fn real_main(args: Args) -> Result<()> {
     match args.command {
         Command::Generate {
             host,
@@ -111,32 +155,8 @@ fn real_main() -> Result<()> {
             shards,
             force,
         } => generate(&args.server, host, port, shards, force),
-        Command::Run {
-            initial_accounts,
-            committee,
-            shard,
-            link_host,
-            cores,
-            no_steering,
-            stats_interval,
-            data_dir,
-            no_durability,
-            snapshot_after_bytes,
-            shed_after_ms,
-        } => run(RunArgs {
-            server: args.server,
-            initial_accounts,
-            committee,
-            shard,
-            link_host,
-            cores,
-            steering: !no_steering,
-            stats_interval,
-            data_dir,
-            no_durability,
-            snapshot_after_bytes,
-            shed_after: (shed_after_ms > 0).then(|| Duration::from_millis(shed_after_ms)),
-        }),
+        Command::Run(options) => run(&args.server, options),
+        Command::Check(options) => check_only(&args.server, &options),
     }
 }
 
@@ -162,36 +182,79 @@ fn generate(
     Ok(())
 }
 
-struct RunArgs {
-    server: PathBuf,
-    initial_accounts: PathBuf,
-    committee: PathBuf,
-    shard: Option<u32>,
-    link_host: Option<String>,
-    cores: Option<Vec<usize>>,
-    steering: bool,
-    stats_interval: u64,
-    data_dir: Option<PathBuf>,
-    no_durability: bool,
-    snapshot_after_bytes: u64,
-    shed_after: Option<Duration>,
+impl RunArgs {
+    /// The shedding budget (`None`: never shed).
+    fn shed_after(&self) -> Option<Duration> {
+        (self.shed_after_ms > 0).then(|| Duration::from_millis(self.shed_after_ms))
+    }
+
+    /// The data directory `run` uses (none with --no-durability).
+    fn data_dir(&self, server: &Path) -> Option<PathBuf> {
+        (!self.no_durability).then(|| {
+            self.data_dir
+                .clone()
+                .unwrap_or_else(|| server.with_extension("data"))
+        })
+    }
 }
 
-fn run(args: RunArgs) -> Result<()> {
-    let (server, key) = load_server_file(&args.server)?;
+/// `check`: prints what it found, or every problem.
+fn check_only(server: &Path, args: &RunArgs) -> Result<()> {
+    let data_dir = args.data_dir(server);
+    let input = CheckInput {
+        server,
+        committee: &args.committee,
+        genesis: &args.initial_accounts,
+        shard: args.shard,
+        link_host: args.link_host.as_deref(),
+        metrics_address: args.metrics_address,
+        data_dir: data_dir.as_deref(),
+        probe_ports: true,
+    };
+    match check(&input) {
+        Ok(summary) => {
+            println!(
+                "ok: authority {} at {}:{} with {} shards in a committee of {}; {} genesis \
+                 accounts ({} per shard)",
+                summary.authority.name,
+                summary.authority.host,
+                summary.authority.port,
+                summary.authority.shards,
+                summary.committee_size,
+                summary.accounts,
+                summary
+                    .accounts_per_shard
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("/")
+            );
+            Ok(())
+        }
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("server: check: {problem}");
+            }
+            bail!("{} problem(s) found", problems.len())
+        }
+    }
+}
+
+fn run(server_path: &Path, args: RunArgs) -> Result<()> {
+    let (server, key) = load_server_file(server_path)?;
     let committee = CommitteeFile::load(&args.committee)?;
     let entry = committee.entry(&server.authority.name).with_context(|| {
         format!(
             "authority {} (from {}) is not in {}",
             server.authority.name,
-            args.server.display(),
+            server_path.display(),
             args.committee.display()
         )
     })?;
     if *entry != server.authority {
         bail!(
             "{} and {} disagree about authority {}: {:?} vs {:?}",
-            args.server.display(),
+            server_path.display(),
             args.committee.display(),
             server.authority.name,
             server.authority,
@@ -212,20 +275,25 @@ fn run(args: RunArgs) -> Result<()> {
     let genesis_accounts = genesis.accounts().len();
     let listen = entry.address()?;
 
-    let data_dir = if args.no_durability {
-        eprintln!(
+    let data_dir = args.data_dir(server_path);
+    if data_dir.is_none() {
+        tracing::warn!(
             "WARNING: --no-durability: state is kept in memory only. After a restart this \
              authority forgets its votes and could sign two conflicting orders. Benchmarks only."
         );
-        None
-    } else {
-        Some(
-            args.data_dir
-                .clone()
-                .unwrap_or_else(|| args.server.with_extension("data")),
-        )
-    };
+    }
+    tracing::debug!(
+        authority = %entry.name,
+        host = %entry.host,
+        port = entry.port,
+        shards = entry.shards,
+        data_dir = ?data_dir,
+        committee_size = committee.authorities.len(),
+        genesis_accounts,
+        "starting"
+    );
 
+    let shed_after = args.shed_after();
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).context("install the signal handlers")?;
@@ -237,7 +305,7 @@ fn run(args: RunArgs) -> Result<()> {
         listen,
         genesis,
         cores: args.cores,
-        steering: args.steering,
+        steering: !args.no_steering,
         only_shard: args.shard,
         link_addresses: (0..entry.shards)
             .map(|j| entry.link_address_at(args.link_host.as_deref().unwrap_or(&entry.host), j))
@@ -245,11 +313,13 @@ fn run(args: RunArgs) -> Result<()> {
         queue_capacity: QUEUE_CAPACITY,
         data_dir: data_dir.clone(),
         snapshot_after_bytes: args.snapshot_after_bytes,
-        shed_after: args.shed_after,
+        shed_after,
     })?;
     if let Some(dir) = &data_dir {
         for report in engine.recovery() {
-            eprintln!(
+            tracing::info!(
+                shard = report.shard,
+                replayed = report.replayed,
                 "shard {}: recovered from {}{} with {} log records replayed{}",
                 report.shard,
                 dir.display(),
@@ -272,12 +342,29 @@ fn run(args: RunArgs) -> Result<()> {
         Some(j) => format!("shard {j} of {}", entry.shards),
         None => format!("{} shards", entry.shards),
     };
-    eprintln!(
+    let metrics = args
+        .metrics_address
+        .map(|address| {
+            let exporter = Exporter::new(entry.name.to_string(), engine.metric_sources());
+            MetricsServer::start(address, exporter.registry())
+                .with_context(|| format!("serve metrics on {address}"))
+        })
+        .transpose()?;
+    if let Some(metrics) = &metrics {
+        tracing::info!(
+            address = %metrics.local_addr(),
+            "metrics at http://{}/metrics",
+            metrics.local_addr()
+        );
+    }
+    tracing::info!(
+        authority = %entry.name,
+        address = %engine.local_addr(),
         "authority {} listening on {} with {which} ({} genesis accounts, steering {})",
         entry.name,
         engine.local_addr(),
         genesis_accounts,
-        if args.steering && args.shard.is_none() {
+        if !args.no_steering && args.shard.is_none() {
             "on"
         } else {
             "off"
@@ -290,12 +377,16 @@ fn run(args: RunArgs) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
         if !interval.is_zero() && last.elapsed() >= interval {
             last = Instant::now();
-            eprint!("{}", counters::report(engine.counters()));
+            tracing::info!(
+                "counters\n{}",
+                counters::report(engine.counters()).trim_end()
+            );
         }
     }
-    eprintln!("shutting down");
+    tracing::info!("shutting down");
+    drop(metrics);
     let counters = engine.counters().to_vec();
     engine.shutdown();
-    eprint!("final counters\n{}", counters::report(&counters));
+    tracing::info!("final counters\n{}", counters::report(&counters).trim_end());
     Ok(())
 }

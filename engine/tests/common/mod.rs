@@ -78,6 +78,8 @@ pub struct Authority {
     pub log: Option<PathBuf>,
     /// A command (and its arguments) to run the server under, e.g. `faketime -f -1d`.
     pub wrapper: Vec<String>,
+    /// Extra environment variables (`RUST_LOG`, say).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -90,6 +92,7 @@ impl Authority {
             extra: Vec::new(),
             log: None,
             wrapper: Vec::new(),
+            env: Vec::new(),
             child: None,
         }
     }
@@ -109,6 +112,7 @@ impl Authority {
         };
         let child = command
             .current_dir(&self.dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(["--server", &format!("server{}.json", self.index), "run"])
             .args(shard)
             .args(["--initial-accounts", "initial_accounts.txt"])
