@@ -42,7 +42,8 @@ check_run() { # NAME: loadgen's fetched JSON shows every payment completed
     /usr/bin/python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(f"loadgen {sys.argv[1]}: sent {r[\"sent\"]}, ok {r[\"ok\"]}, p50 {r[\"latency_us\"][\"p50\"]} us", file=sys.stderr)
+print("loadgen %s: sent %d, ok %d, p50 %d us" % (sys.argv[1], r["sent"], r["ok"],
+      r["latency_us"]["p50"]), file=sys.stderr)
 assert r["sent"] > 0 and r["ok"] == r["sent"], r' "$work/artifacts/loadgen-$1.json"
 }
 
@@ -62,17 +63,24 @@ echo "==> systemd-analyze verify on the rendered units" >&2
 units=("$work"/hosts/h*/units/*.service)
 [ ${#units[@]} -eq 8 ] || { echo "expected 8 units, found ${#units[@]}" >&2; exit 1; }
 if command -v systemd-analyze >/dev/null 2>&1; then
-    if ! systemd-analyze verify "${units[@]}"; then
-        echo "systemd-analyze verify refused the units" >&2
+    # verify exits 0 on unknown keys and unparsable values, printing them: any output fails.
+    verify() { systemd-analyze verify "$@" 2>&1 || echo "exit status $?"; }
+    out=$(verify "${units[@]}")
+    if [ -n "$out" ]; then
+        echo "systemd-analyze verify refused the units: $out" >&2
         exit 1
     fi
+    # The check bites: a misspelt hardening option is reported.
+    sed 's/^NoNewPrivileges=/NoNewPrivilegs=/' "${units[0]}" > "$work/broken-unit.service"
+    [ -n "$(verify "$work/broken-unit.service")" ] || { echo "verify missed a bad key" >&2; exit 1; }
 else
     echo "systemd-analyze not available: the unit files were not verified" >&2
 fi
 
 echo "==> upgrade.yml (a rolling restart), then another loadgen run" >&2
 playbook upgrade.yml
-playbook loadgen.yml -e fastpay_run_name=after-upgrade
+# Fresh accounts: the first run used accounts 0..1500 (one payment each).
+playbook loadgen.yml -e fastpay_run_name=after-upgrade -e "fastpay_loadgen_extra='--account-offset 5000'"
 check_run after-upgrade
 
 echo "==> stop.yml and wipe.yml" >&2

@@ -61,6 +61,7 @@ netns_start_sshd() { # NAME LAST-OCTET
         echo "UsePAM no"
         echo "StrictModes no"
         echo "MaxStartups 100"
+        echo "Subsystem sftp internal-sftp"
     } > "$work/sshd-$1.conf"
     ip netns exec "${netns_prefix}$1" /usr/sbin/sshd -f "$work/sshd-$1.conf" -E "$work/sshd-$1.log"
 }
@@ -105,16 +106,22 @@ netns_hosts_up() { # DIR N
 }
 
 playbook() {
+    # Own SSH control sockets: a master left from another run would hold a dead connection.
     (cd deploy/ansible && ANSIBLE_LOCAL_TEMP="$netns_work/ansible-local" \
+        ANSIBLE_SSH_CONTROL_PATH_DIR="$netns_work/cp" \
         ip netns exec "${netns_prefix}ctl" ansible-playbook -i "$netns_work/inventory.yml" "$@")
 }
 
 netns_hosts_down() { # [STATUS]
-    local status=${1:-0} work=$netns_work pidfile ns
+    local status=${1:-0} work=$netns_work pidfile ns socket
     if [ "${keep:-false}" = true ]; then
         echo "==> kept $work and namespaces ${netns_names[*]} $netns_switch" >&2
         return
     fi
+    # The SSH masters first (their sessions then end), then shards and sshds.
+    for socket in "$work"/cp/*; do
+        [ -S "$socket" ] && ssh -o ControlPath="$socket" -O exit fastpay-host 2>/dev/null || true
+    done
     for pidfile in "$work"/hosts/*/*/shard-*.pid "$work"/sshd-*.pid; do
         [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
     done
