@@ -25,6 +25,7 @@ cargo build --release --locked -p fastpay-engine -p fastpay-loadgen >&2
 
 work=$(mktemp -d /tmp/fastpay-ansible.XXXXXX)
 trap 'netns_hosts_down $?' EXIT
+trap 'exit 130' INT TERM
 netns_hosts_up "$work" 4
 # The example inventory's layout (every authority's shards on two hosts), short runs.
 {

@@ -9,8 +9,8 @@
 #   scripts/bench-hosts.sh --netns N [options]          N namespace hosts made here (root)
 #
 # Options: --shards "1 2 4" (with --fixed-committee 4), --committees "4 7 10" (with
-# --fixed-shards 1), --loads "250 500 1000 2000 4000" (4 authorities × 2 shards),
-# --saturate "1000 2000 4000" (offered rates for the throughput points), --duration S (3),
+# --fixed-shards 1), --loads "500 1000 2000 4000 8000" (4 authorities × 2 shards),
+# --saturate "2000 4000 8000 16000" (offered rates for the throughput points), --duration S (3),
 # --out DIR (bench-hosts). The inventory's fastpay_committee is replaced: authority i puts
 # shard j on the (i + j)-th host of fastpay_hosts (wrapping), base port 9100 + 100 i.
 # Throughput at a point is the best achieved rate among the --saturate runs with at most 1%
@@ -19,8 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 inventory="" netns=0 out=bench-hosts duration=3
-shards_list="1 2 4" committees="4 7 10" loads="250 500 1000 2000 4000"
-saturate="1000 2000 4000" fixed_committee=4 fixed_shards=1 keep=false
+shards_list="1 2 4" committees="4 7 10" loads="500 1000 2000 4000 8000"
+saturate="2000 4000 8000 16000" fixed_committee=4 fixed_shards=1 keep=false
 while [ $# -gt 0 ]; do
     case "$1" in
         --inventory) inventory=$(realpath "$2"); shift 2 ;;
@@ -51,6 +51,7 @@ if [ "$netns" -gt 0 ]; then
     cargo build --release --locked -p fastpay-engine -p fastpay-loadgen >&2
     work=$(mktemp -d /tmp/fastpay-bench-hosts.XXXXXX)
     trap 'netns_hosts_down $?' EXIT
+    trap 'exit 130' INT TERM
     netns_hosts_up "$work" "$netns"
     inventory="$work/inventory.yml"
     artifacts="$work/artifacts"
