@@ -13,8 +13,9 @@
 # --saturate "2000 4000 8000 16000" (offered rates for the throughput points), --duration S (3),
 # --out DIR (bench-hosts). The inventory's fastpay_committee is replaced: authority i puts
 # shard j on the (i + j)-th host of fastpay_hosts (wrapping), base port 9100 + 100 i.
-# Throughput at a point is the best achieved rate among the --saturate runs with at most 1%
-# of requests timed out (the best overall if none qualifies).
+# Throughput at a point is given two ways (scripts/plot-hosts.py, which redraws from
+# runs.csv): the highest sustained rate (a --saturate run with at most 1% timed out and p99
+# under 500 ms), and the payments completed per second under the highest offered load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -127,59 +128,5 @@ if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
         || { apt-get update -q >/dev/null \
             && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib >/dev/null; }
 fi
-/usr/bin/python3 - "$out" <<'PY'
-import csv, sys
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-out = sys.argv[1]
-runs = list(csv.DictReader(open(f"{out}/runs.csv")))
-
-def best(rows):
-    good = [r for r in rows if float(r["loss"]) <= 0.01] or rows
-    return max(float(r["achieved_rate"]) for r in good)
-
-def throughput(figure, key):
-    points = {}
-    for r in runs:
-        if r["figure"] == figure:
-            points.setdefault(int(r[key]), []).append(r)
-    xs = sorted(points)
-    return xs, [best(points[x]) for x in xs]
-
-with open(f"{out}/throughput.csv", "w") as f:
-    f.write("figure,x,payments_per_s\n")
-    for figure, key, label, name in [
-        ("shards", "shards", "shards per authority", "throughput-shards"),
-        ("committee", "authorities", "authorities in the committee", "throughput-committee"),
-    ]:
-        xs, ys = throughput(figure, key)
-        for x, y in zip(xs, ys):
-            f.write(f"{figure},{x},{y:.1f}\n")
-        plt.figure(figsize=(5, 3.5))
-        plt.plot(xs, ys, "o-")
-        plt.xlabel(label)
-        plt.ylabel("payments per second")
-        plt.xticks(xs)
-        plt.ylim(bottom=0)
-        plt.grid(alpha=0.3)
-        plt.tight_layout()
-        plt.savefig(f"{out}/{name}.png", dpi=120)
-        plt.close()
-
-load = sorted((r for r in runs if r["figure"] == "load"), key=lambda r: float(r["achieved_rate"]))
-plt.figure(figsize=(5, 3.5))
-for q in ["p50", "p99"]:
-    plt.plot([float(r["achieved_rate"]) for r in load],
-             [float(r[f"{q}_us"]) / 1000 for r in load], "o-", label=q)
-plt.xlabel("payments per second (achieved)")
-plt.ylabel("latency (ms)")
-plt.ylim(bottom=0)
-plt.legend()
-plt.grid(alpha=0.3)
-plt.tight_layout()
-plt.savefig(f"{out}/latency-load.png", dpi=120)
-plt.close()
-PY
+/usr/bin/python3 scripts/plot-hosts.py "$out"
 echo "==> wrote $out/runs.csv, throughput.csv and the PNG plots" >&2
