@@ -74,7 +74,10 @@ if load:
     for q in ["p50", "p99"]:
         plt.plot([float(r["target_rate"]) for r in load],
                  [float(r[f"{q}_us"]) / 1000 for r in load], "o-", label=q)
+    rates = [float(r["target_rate"]) for r in load]
     plt.xscale("log", base=2)
+    plt.xticks(rates, [f"{x:.0f}" for x in rates])
+    plt.minorticks_off()
     plt.yscale("log")
     plt.xlabel("offered payments per second (4 authorities × 2 shards)")
     plt.ylabel("payment latency (ms)")
