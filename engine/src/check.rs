@@ -279,12 +279,20 @@ fn check_addresses(path: &Path, committee: &CommitteeFile, problems: &mut Vec<Pr
         }
     };
     for entry in &committee.authorities {
-        match entry.address() {
-            Ok(address) => claim(
-                address,
-                format!("the port of authority {}", entry.name),
-                problems,
-            ),
+        // Shards placed on their own addresses each claim theirs; an authority's shards may
+        // share one (SO_REUSEPORT), so each distinct address is claimed once.
+        match entry.shard_addresses() {
+            Ok(mut addresses) => {
+                addresses.sort();
+                addresses.dedup();
+                for address in addresses {
+                    claim(
+                        address,
+                        format!("the port of authority {}", entry.name),
+                        problems,
+                    );
+                }
+            }
             Err(e) => {
                 problems.push(Problem::Unresolvable {
                     committee: path.to_path_buf(),
@@ -317,13 +325,17 @@ fn probe_ports(input: &CheckInput, entry: &AuthorityEntry, problems: &mut Vec<Pr
     // A shard process shares the public port with its sibling shards' processes
     // (SO_REUSEPORT); only a whole authority needs it free.
     if input.shard.is_none()
-        && let Ok(address) = entry.address()
+        && let Ok(address) = entry.shard_address(0)
     {
         let free = UdpSocket::bind(address).is_ok();
         busy("the authority's UDP port", address, free);
     }
     if let Some(shard) = input.shard {
-        let address = entry.link_address_at(input.link_host.unwrap_or(&entry.host), shard);
+        let address = if entry.is_placed() {
+            entry.link_address(shard)
+        } else {
+            entry.link_address_at(input.link_host.unwrap_or(&entry.host), shard)
+        };
         if let Ok(address) = address {
             let free = UdpSocket::bind(address).is_ok();
             busy("the shard's link port", address, free);

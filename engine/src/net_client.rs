@@ -71,7 +71,8 @@ pub struct DriveStats {
 
 struct Authority {
     name: AuthorityName,
-    address: SocketAddr,
+    /// Where each shard listens (all the same unless the authority places its shards).
+    addresses: Vec<SocketAddr>,
     shards: u32,
     weight: u64,
 }
@@ -92,12 +93,12 @@ impl Network {
         for entry in &committee.authorities {
             authorities.push(Authority {
                 name: entry.name,
-                address: entry.address()?,
+                addresses: entry.shard_addresses()?,
                 shards: entry.shards,
                 weight: entry.weight,
             });
         }
-        let any: SocketAddr = match authorities.first().map(|a| a.address) {
+        let any: SocketAddr = match authorities.first().and_then(|a| a.addresses.first()) {
             Some(SocketAddr::V6(_)) => "[::]:0".parse().map_err(io::Error::other)?,
             _ => "0.0.0.0:0".parse().map_err(io::Error::other)?,
         };
@@ -106,10 +107,11 @@ impl Network {
         let _ = socket.set_send_buffer_size(fastpay_udp::SOCKET_BUFFER_BYTES);
         socket.bind(&any.into())?;
         let socket: UdpSocket = socket.into();
+        // Replies come from the shard's address: each one names its authority.
         let by_address = authorities
             .iter()
             .enumerate()
-            .map(|(i, a)| (a.address, i))
+            .flat_map(|(i, a)| a.addresses.iter().map(move |address| (*address, i)))
             .collect();
         Ok(Self {
             socket,
@@ -124,7 +126,10 @@ impl Network {
         let target = &self.authorities[authority];
         let shard = shard_of(account, target.shards);
         let len = encode_into(message, shard, &mut self.buffer).map_err(io::Error::other)?;
-        match self.socket.send_to(&self.buffer[..len], target.address) {
+        let Some(&address) = target.addresses.get(shard.0 as usize) else {
+            return Ok(());
+        };
+        match self.socket.send_to(&self.buffer[..len], address) {
             Ok(_) => Ok(()),
             // A full buffer or an unreachable authority is a lost datagram: retries cover it.
             Err(e)

@@ -114,6 +114,84 @@ fn server_refuses_broken_configuration() {
 }
 
 #[test]
+fn placed_shards_refuse_ambiguous_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let generate = |extra: &[&str]| {
+        let mut args = vec![
+            "--server",
+            "server1.json",
+            "generate",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "9100",
+        ];
+        args.extend_from_slice(extra);
+        server(dir, &args)
+    };
+    fails_with(
+        generate(&[
+            "--shard-listen",
+            "127.0.0.1:9100",
+            "--shard-link",
+            "127.0.0.1:9150,127.0.0.1:9151",
+        ]),
+        "--shard-listen names 1 shards but --shard-link 2",
+    );
+    fails_with(
+        generate(&[
+            "--shards",
+            "3",
+            "--shard-listen",
+            "127.0.0.1:9100,127.0.0.1:9101",
+            "--shard-link",
+            "127.0.0.1:9150,127.0.0.1:9151",
+        ]),
+        "--shard-listen names 2 shards but --shards is 3",
+    );
+    fails_with(
+        generate(&[
+            "--shards",
+            "2",
+            "--shard-listen",
+            "127.0.0.1:9100,127.0.0.1",
+            "--shard-link",
+            "127.0.0.1:9150,127.0.0.1:9151",
+        ]),
+        "shard 1 listen address \"127.0.0.1\" is not host:port",
+    );
+    assert!(!dir.join("server1.json").exists());
+
+    let entry = common::check(
+        generate(&[
+            "--shards",
+            "2",
+            "--shard-listen",
+            "127.0.0.1:9100,127.0.0.2:9101",
+            "--shard-link",
+            "127.0.0.1:9150,127.0.0.2:9151",
+        ]),
+        "generate",
+    );
+    assert!(
+        entry.contains("\"shard_addresses\":[{\"listen\":\"127.0.0.1:9100\""),
+        "{entry}"
+    );
+    fs::write(dir.join("committee.json"), entry).unwrap();
+    fs::write(
+        dir.join("initial_accounts.txt"),
+        format!("{}:100\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    fails_with(run(dir, &[]), "places its shards on several addresses");
+    fails_with(
+        run(dir, &["--shard", "0", "--link-host", "127.0.0.1"]),
+        "--link-host conflicts with the committee's shard_addresses",
+    );
+}
+
+#[test]
 fn client_refuses_broken_input() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

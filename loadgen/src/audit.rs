@@ -22,7 +22,7 @@ pub fn audit(authorities: &[AuthorityEntry], seed: u64, count: u64) -> Result<se
     let mut moved_at: HashMap<AccountId, usize> = HashMap::new();
     let mut buffer = vec![0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE];
     for authority in authorities {
-        let address = authority.address()?;
+        let addresses = authority.shard_addresses()?;
         let mut answers: HashMap<AccountId, (i128, u64)> = HashMap::new();
         let mut next = 0usize;
         let mut sent_at: HashMap<AccountId, Instant> = HashMap::new();
@@ -50,8 +50,11 @@ pub fn audit(authorities: &[AuthorityEntry], seed: u64, count: u64) -> Result<se
             next += fresh;
             for account in batch {
                 let request = Message::AccountInfoRequest(AccountInfoRequest::new(account));
-                let bytes = encode(&request, shard_of(&account, authority.shards))?;
-                let _ = socket.send_to(&bytes, address);
+                let shard = shard_of(&account, authority.shards);
+                let bytes = encode(&request, shard)?;
+                if let Some(address) = addresses.get(shard.0 as usize) {
+                    let _ = socket.send_to(&bytes, address);
+                }
                 sent_at.insert(account, Instant::now());
             }
             // Bounded per round, so that a stream of datagrams cannot keep the loop from
@@ -60,7 +63,7 @@ pub fn audit(authorities: &[AuthorityEntry], seed: u64, count: u64) -> Result<se
                 let Ok((len, from)) = socket.recv_from(&mut buffer) else {
                     break;
                 };
-                if from != address {
+                if !addresses.contains(&from) {
                     continue;
                 }
                 let answer = match decode(&buffer[..len]) {

@@ -164,22 +164,24 @@ impl Endpoints {
             fastpay_udp::enable_gro(&socket);
             sockets.push(socket);
         }
-        let addresses: Vec<SocketAddr> = authorities
+        // Each shard's address (one per shard even when they are all the authority's).
+        let addresses: Vec<Vec<SocketAddr>> = authorities
             .iter()
-            .map(AuthorityEntry::address)
+            .map(AuthorityEntry::shard_addresses)
             .collect::<Result<_, _>>()?;
+        // A committee file has at least one shard per authority (it is refused otherwise).
         let outgoing = addresses
             .iter()
-            .zip(authorities)
-            .map(|(address, a)| {
-                (0..a.shards.max(1))
-                    .map(|_| SegmentBatch::new(*address))
-                    .collect()
-            })
+            .map(|shards| shards.iter().map(|a| SegmentBatch::new(*a)).collect())
             .collect();
         Ok(Self {
             sockets,
-            by_address: addresses.iter().enumerate().map(|(i, a)| (*a, i)).collect(),
+            // Replies come from the shard's address: each one names its authority.
+            by_address: addresses
+                .iter()
+                .enumerate()
+                .flat_map(|(i, shards)| shards.iter().map(move |a| (*a, i)))
+                .collect(),
             shards: authorities.iter().map(|a| a.shards).collect(),
             names: authorities.iter().map(|a| a.name).collect(),
             buffer: vec![0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE],

@@ -7,6 +7,13 @@
 //! `weight` defaults to 1; unknown fields are refused. An authority's server file is one JSON
 //! object holding its entry and its secret key seed.
 //!
+//! An authority whose shards run on several hosts adds `shard_addresses`, one object per shard
+//! in shard order: `"shard_addresses":[{"listen":"10.0.0.1:9100","link":"10.0.1.1:9200"},..]`.
+//! `listen` is where the shard receives (and replies to) clients; `link` is where it exchanges
+//! cross-shard frames with its sibling shards, so every sibling must reach it and the shard
+//! binds it. Without the field (files written before it existed), every shard listens on
+//! `host:port` and shard `j`'s link on `host:port+1+j`.
+//!
 //! Parsing is pure and names the file (and the entry) in every error. [`CommitteeFile::load`]
 //! is the only file this module reads: the server file holds a secret, and reading it (with its
 //! permission check) is left to the caller, who hands the text to [`ServerFile::parse`].
@@ -59,6 +66,19 @@ pub enum CommitteeFileError {
         /// The port (its public port, or the one a link port would have overflowed from).
         port: u16,
     },
+    /// No key could be made (the system's randomness failed).
+    #[error("cannot generate a key: {0}")]
+    Key(CryptoError),
+    /// A shard's address (from `shard_addresses`) does not resolve.
+    #[error("authority {name}: cannot resolve shard {shard} address {address}")]
+    UnresolvableShard {
+        /// The authority.
+        name: AuthorityName,
+        /// The shard.
+        shard: u32,
+        /// The `host:port` text.
+        address: String,
+    },
 }
 
 fn malformed(path: &Path, reason: impl ToString) -> CommitteeFileError {
@@ -84,6 +104,21 @@ pub struct AuthorityEntry {
     /// Voting weight.
     #[serde(default = "one")]
     pub weight: u64,
+    /// Where each shard listens, in shard order, when the shards are spread over hosts; empty:
+    /// every shard at `host:port`, links at `host:port+1+j`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shard_addresses: Vec<ShardAddress>,
+}
+
+/// Where one shard of an authority listens: two `host:port` strings (a name, an IPv4
+/// address, or a bracketed IPv6 address, then the port).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardAddress {
+    /// Where the shard receives client datagrams and replies from.
+    pub listen: String,
+    /// Where the shard's link to its sibling shards listens (and sends from).
+    pub link: String,
 }
 
 fn one() -> u64 {
@@ -91,18 +126,90 @@ fn one() -> u64 {
 }
 
 impl AuthorityEntry {
-    /// The public address clients send to.
+    /// The authority's public address (`host:port`): where every shard listens unless
+    /// `shard_addresses` places them.
     pub fn address(&self) -> Result<SocketAddr, CommitteeFileError> {
         self.resolve(self.port)
     }
 
+    /// Whether the entry places each shard at its own addresses.
+    pub fn is_placed(&self) -> bool {
+        !self.shard_addresses.is_empty()
+    }
+
+    /// Where clients send the datagrams of shard `shard`.
+    pub fn shard_address(&self, shard: u32) -> Result<SocketAddr, CommitteeFileError> {
+        match self.placement(shard)? {
+            Some(placed) => resolve_pair(self.name, shard, &placed.listen),
+            None => self.address(),
+        }
+    }
+
+    /// The listen address of every shard, in shard order.
+    pub fn shard_addresses(&self) -> Result<Vec<SocketAddr>, CommitteeFileError> {
+        (0..self.shards).map(|j| self.shard_address(j)).collect()
+    }
+
     /// The link address of shard `shard` (used when shards run in separate processes).
     pub fn link_address(&self, shard: u32) -> Result<SocketAddr, CommitteeFileError> {
-        self.link_address_at(&self.host, shard)
+        match self.placement(shard)? {
+            Some(placed) => resolve_pair(self.name, shard, &placed.link),
+            None => self.link_address_at(&self.host, shard),
+        }
+    }
+
+    fn placement(&self, shard: u32) -> Result<Option<&ShardAddress>, CommitteeFileError> {
+        if !self.is_placed() {
+            return Ok(None);
+        }
+        self.shard_addresses
+            .get(shard as usize)
+            .map(Some)
+            .ok_or_else(|| CommitteeFileError::UnresolvableShard {
+                name: self.name,
+                shard,
+                address: "(no such shard)".into(),
+            })
+    }
+
+    /// Checks `shard_addresses`: none, or one per shard, each `host:port`, links distinct.
+    fn check_placement(&self) -> Result<(), String> {
+        if !self.is_placed() {
+            return Ok(());
+        }
+        if self.shard_addresses.len() != self.shards as usize {
+            return Err(format!(
+                "authority {}: shard_addresses lists {} shards but shards is {}",
+                self.name,
+                self.shard_addresses.len(),
+                self.shards
+            ));
+        }
+        for (j, placed) in self.shard_addresses.iter().enumerate() {
+            for (what, text) in [("listen", &placed.listen), ("link", &placed.link)] {
+                if split_host_port(text).is_none() {
+                    return Err(format!(
+                        "authority {}: shard {j} {what} address {text:?} is not host:port",
+                        self.name
+                    ));
+                }
+            }
+            if self.shard_addresses[..j]
+                .iter()
+                .any(|p| p.link == placed.link)
+            {
+                return Err(format!(
+                    "authority {}: shard {j} shares its link address {} with an earlier shard",
+                    self.name, placed.link
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Where shard `shard`'s link listens when the authority binds its links to `host` (a
-    /// private address, say) rather than its public host: the same port.
+    /// private address, say) rather than its public host: the same port. Only for entries
+    /// without `shard_addresses`.
     pub fn link_address_at(
         &self,
         host: &str,
@@ -123,6 +230,30 @@ impl AuthorityEntry {
     fn resolve(&self, port: u16) -> Result<SocketAddr, CommitteeFileError> {
         resolve(self.name, &self.host, port)
     }
+}
+
+/// `host:port` split at the last colon (a bracketed IPv6 host keeps its brackets); `None`
+/// without a host or a port number.
+fn split_host_port(text: &str) -> Option<(&str, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    (!host.is_empty()).then_some((host, port))
+}
+
+/// The first address a shard's `host:port` resolves to.
+fn resolve_pair(
+    name: AuthorityName,
+    shard: u32,
+    text: &str,
+) -> Result<SocketAddr, CommitteeFileError> {
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| CommitteeFileError::UnresolvableShard {
+            name,
+            shard,
+            address: text.to_string(),
+        })
 }
 
 /// The first address `host:port` resolves to.
@@ -167,6 +298,12 @@ impl CommitteeFile {
                     format!("entry {}: {e}", authorities.len().saturating_add(1)),
                 )
             })?;
+            entry.check_placement().map_err(|reason| {
+                malformed(
+                    path,
+                    format!("entry {}: {reason}", authorities.len().saturating_add(1)),
+                )
+            })?;
             authorities.push(entry);
         }
         let committee = Committee::new(
@@ -207,7 +344,7 @@ pub struct ServerFile {
 }
 
 impl ServerFile {
-    /// A new authority with a fresh key, of weight one.
+    /// A new authority with a fresh key, of weight one, every shard at `host:port`.
     pub fn generate(host: String, port: u16, shards: u32) -> Result<(Self, KeyPair), CryptoError> {
         let key = KeyPair::generate()?;
         let file = Self {
@@ -217,7 +354,35 @@ impl ServerFile {
                 port,
                 shards,
                 weight: 1,
+                shard_addresses: Vec::new(),
             },
+            secret: hex::encode(key.seed()),
+        };
+        Ok((file, key))
+    }
+
+    /// A new authority whose shards listen at `shard_addresses` (one per shard); `host:port`
+    /// stays its public address. Fails on a malformed placement.
+    pub fn generate_placed(
+        host: String,
+        port: u16,
+        shard_addresses: Vec<ShardAddress>,
+    ) -> Result<(Self, KeyPair), CommitteeFileError> {
+        let shards = u32::try_from(shard_addresses.len()).unwrap_or(u32::MAX);
+        let key = KeyPair::generate().map_err(CommitteeFileError::Key)?;
+        let authority = AuthorityEntry {
+            name: key.authority(),
+            host,
+            port,
+            shards,
+            weight: 1,
+            shard_addresses,
+        };
+        authority
+            .check_placement()
+            .map_err(|reason| malformed(Path::new("--shard-listen/--shard-link"), reason))?;
+        let file = Self {
+            authority,
             secret: hex::encode(key.seed()),
         };
         Ok((file, key))
@@ -227,6 +392,9 @@ impl ServerFile {
     /// errors. Does not (cannot) check who may read the file.
     pub fn parse(path: &Path, text: &str) -> Result<(Self, KeyPair), CommitteeFileError> {
         let file: ServerFile = serde_json::from_str(text).map_err(|e| malformed(path, e))?;
+        file.authority
+            .check_placement()
+            .map_err(|reason| malformed(path, reason))?;
         let mut seed = [0u8; 32];
         hex::decode_to_slice(file.secret.trim(), &mut seed)
             .map_err(|_| malformed(path, "secret is not 64 hex digits"))?;
@@ -249,7 +417,120 @@ mod tests {
             port: 9000 + u16::from(i) * 100,
             shards: 4,
             weight: 1,
+            shard_addresses: Vec::new(),
         }
+    }
+
+    fn placed(i: u8) -> AuthorityEntry {
+        AuthorityEntry {
+            shard_addresses: (0..4)
+                .map(|j| ShardAddress {
+                    listen: format!("10.0.{j}.{i}:9100"),
+                    link: format!("10.0.{j}.{i}:{}", 9200 + j),
+                })
+                .collect(),
+            ..entry(i)
+        }
+    }
+
+    #[test]
+    fn placed_shards_have_their_own_addresses() {
+        let name = placed(1).name;
+        let text = format!(
+            "{{\"name\":\"{name}\",\"host\":\"127.0.0.1\",\"port\":9100,\"shards\":4,\"weight\":1,\
+             \"shard_addresses\":[{{\"listen\":\"10.0.0.1:9100\",\"link\":\"10.0.0.1:9200\"}},\
+             {{\"listen\":\"10.0.1.1:9100\",\"link\":\"10.0.1.1:9201\"}},\
+             {{\"listen\":\"10.0.2.1:9100\",\"link\":\"10.0.2.1:9202\"}},\
+             {{\"listen\":\"10.0.3.1:9100\",\"link\":\"10.0.3.1:9203\"}}]}}"
+        );
+        assert_eq!(serde_json::to_string(&placed(1)).unwrap(), text);
+        // Placed and unplaced entries mix in one committee.
+        let file = CommitteeFile::parse(
+            Path::new("c.json"),
+            &format!("{text}\n{}", serde_json::to_string(&entry(2)).unwrap()),
+        )
+        .unwrap();
+        let a = &file.authorities[0];
+        assert!(a.is_placed());
+        assert_eq!(
+            a.shard_address(2).unwrap(),
+            "10.0.2.1:9100".parse().unwrap()
+        );
+        assert_eq!(a.link_address(3).unwrap(), "10.0.3.1:9203".parse().unwrap());
+        assert_eq!(a.shard_addresses().unwrap().len(), 4);
+        assert!(matches!(
+            a.shard_address(4),
+            Err(CommitteeFileError::UnresolvableShard { shard: 4, .. })
+        ));
+        let b = &file.authorities[1];
+        assert!(!b.is_placed());
+        assert_eq!(b.shard_address(3).unwrap(), b.address().unwrap());
+        assert_eq!(
+            b.link_address(1).unwrap(),
+            "127.0.0.1:9202".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_placements_are_refused_naming_the_entry() {
+        let path = Path::new("committee.json");
+        let first = serde_json::to_string(&entry(1)).unwrap();
+        let check = |bad: AuthorityEntry, needle: &str| {
+            let line = serde_json::to_string(&bad).unwrap();
+            let err = CommitteeFile::parse(path, &format!("{first}\n{line}")).unwrap_err();
+            let message = err.to_string();
+            assert!(message.starts_with("committee.json: entry 2:"), "{message}");
+            assert!(message.contains(needle), "{needle:?} not in {message}");
+        };
+        let mut short = placed(2);
+        short.shard_addresses.pop();
+        check(short, "lists 3 shards but shards is 4");
+        let mut no_port = placed(2);
+        no_port.shard_addresses[1].listen = "10.0.0.1".into();
+        check(
+            no_port,
+            "shard 1 listen address \"10.0.0.1\" is not host:port",
+        );
+        let mut no_host = placed(2);
+        no_host.shard_addresses[2].link = ":9000".into();
+        check(no_host, "shard 2 link address");
+        let mut shared = placed(2);
+        shared.shard_addresses[3].link = shared.shard_addresses[0].link.clone();
+        check(shared, "shard 3 shares its link address");
+        let mut unknown = serde_json::to_string(&placed(2)).unwrap();
+        unknown = unknown.replacen("\"link\"", "\"lnik\"", 1);
+        let err = CommitteeFile::parse(path, &format!("{first}\n{unknown}")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("committee.json: entry 2:"),
+            "{err}"
+        );
+        // A name that does not resolve is an error when used, not a panic.
+        let mut nowhere = placed(2);
+        nowhere.shard_addresses[0].listen = "no-such-host.invalid:9100".into();
+        assert!(matches!(
+            nowhere.shard_address(0),
+            Err(CommitteeFileError::UnresolvableShard { shard: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn placed_server_files_round_trip() {
+        let path = Path::new("server.json");
+        let addresses = placed(1).shard_addresses;
+        let (file, _) =
+            ServerFile::generate_placed("10.0.0.1".into(), 9100, addresses.clone()).unwrap();
+        assert_eq!(file.authority.shards, 4);
+        let text = serde_json::to_string(&file).unwrap();
+        let (parsed, _) = ServerFile::parse(path, &text).unwrap();
+        assert_eq!(parsed.authority.shard_addresses, addresses);
+        let err = ServerFile::generate_placed(
+            "10.0.0.1".into(),
+            9100,
+            vec![addresses[0].clone(), addresses[0].clone()],
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("shares its link address"), "{err}");
     }
 
     #[test]

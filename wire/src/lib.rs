@@ -29,7 +29,9 @@ pub use base_types::{
 };
 pub use codec::{CodecError, Header, MessageKind, decode, encode, encode_into, peek_header};
 pub use committee::{CertificateError, Committee, CommitteeError, CommitteeMember};
-pub use committee_file::{AuthorityEntry, CommitteeFile, CommitteeFileError, ServerFile};
+pub use committee_file::{
+    AuthorityEntry, CommitteeFile, CommitteeFileError, ServerFile, ShardAddress,
+};
 pub use crypto::{BatchVerifier, CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
 pub use datagrams::{BATCH, Datagrams};
 pub use messages::{

@@ -10,7 +10,7 @@ use fastpay_engine::counters;
 use fastpay_engine::metrics::Exporter;
 use fastpay_engine::metrics_http::MetricsServer;
 use fastpay_engine::runtime::{Engine, EngineConfig, QUEUE_CAPACITY};
-use fastpay_wire::{CommitteeFile, ServerFile};
+use fastpay_wire::{AuthorityEntry, CommitteeFile, ServerFile, ShardAddress};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +59,14 @@ enum Command {
         /// Overwrite an existing --server file (its key is lost).
         #[arg(long)]
         force: bool,
+        /// Shards on several hosts: where each shard listens for clients, `HOST:PORT` per
+        /// shard in shard order, comma separated (then --shards is their number).
+        #[arg(long, value_delimiter = ',', requires = "shard_link")]
+        shard_listen: Vec<String>,
+        /// With --shard-listen: where each shard's link to its sibling shards listens,
+        /// `HOST:PORT` per shard (each distinct, reachable from the other shards' hosts).
+        #[arg(long, value_delimiter = ',', requires = "shard_listen")]
+        shard_link: Vec<String>,
     },
     /// Run the authority until SIGINT or SIGTERM, printing per-shard counters on a cadence
     /// and at exit.
@@ -86,7 +94,8 @@ struct RunArgs {
     /// With --shard: the host (a private address, say) on which this authority's shard
     /// processes bind their links to each other, at the committee's link ports (the
     /// authority's port plus one plus the shard). Give every shard process of the authority
-    /// the same value. Default: the authority's public host.
+    /// the same value. Default: the authority's public host. Not with `shard_addresses`
+    /// in the committee (they name each link).
     #[arg(long, requires = "shard")]
     link_host: Option<String>,
     /// Cores to pin shard threads to, comma separated (shard j on the j-th, wrapping);
@@ -154,10 +163,35 @@ fn real_main(args: Args) -> Result<()> {
             port,
             shards,
             force,
-        } => generate(&args.server, host, port, shards, force),
+            shard_listen,
+            shard_link,
+        } => generate(
+            &args.server,
+            host,
+            port,
+            shards,
+            force,
+            placement(shard_listen, shard_link)?,
+        ),
         Command::Run(options) => run(&args.server, options),
         Command::Check(options) => check_only(&args.server, &options),
     }
+}
+
+/// Pairs `--shard-listen` with `--shard-link`, shard by shard.
+fn placement(listen: Vec<String>, link: Vec<String>) -> Result<Vec<ShardAddress>> {
+    if listen.len() != link.len() {
+        bail!(
+            "--shard-listen names {} shards but --shard-link {}",
+            listen.len(),
+            link.len()
+        );
+    }
+    Ok(listen
+        .into_iter()
+        .zip(link)
+        .map(|(listen, link)| ShardAddress { listen, link })
+        .collect())
 }
 
 fn generate(
@@ -166,9 +200,16 @@ fn generate(
     port: u16,
     shards: u32,
     force: bool,
+    placement: Vec<ShardAddress>,
 ) -> Result<()> {
     if shards == 0 {
         bail!("--shards must be at least 1");
+    }
+    if !placement.is_empty() && placement.len() != shards as usize {
+        bail!(
+            "--shard-listen names {} shards but --shards is {shards}",
+            placement.len()
+        );
     }
     if path.exists() && !force {
         bail!(
@@ -176,10 +217,53 @@ fn generate(
             path.display()
         );
     }
-    let (file, _) = ServerFile::generate(host, port, shards)?;
+    let (file, _) = match placement.is_empty() {
+        true => ServerFile::generate(host, port, shards)?,
+        false => ServerFile::generate_placed(host, port, placement)?,
+    };
     write_server_file(path, &file)?;
     println!("{}", serde_json::to_string(&file.authority)?);
     Ok(())
+}
+
+/// Where this process listens for clients, and every shard's link address. A placed
+/// authority (`shard_addresses` in the committee) runs one process per shard, unless all its
+/// shards listen on one address.
+fn addresses(
+    entry: &AuthorityEntry,
+    shard: Option<u32>,
+    link_host: Option<&str>,
+) -> Result<(SocketAddr, Vec<SocketAddr>)> {
+    if !entry.is_placed() {
+        let links = (0..entry.shards)
+            .map(|j| entry.link_address_at(link_host.unwrap_or(&entry.host), j))
+            .collect::<Result<_, _>>()?;
+        return Ok((entry.address()?, links));
+    }
+    if link_host.is_some() {
+        bail!(
+            "--link-host conflicts with the committee's shard_addresses for authority {}, \
+             which name each shard's link",
+            entry.name
+        );
+    }
+    let listens = entry.shard_addresses()?;
+    let listen = match shard {
+        Some(j) => match listens.get(j as usize) {
+            Some(address) => *address,
+            None => bail!("--shard {j} is out of range for authority {}", entry.name),
+        },
+        None if listens.iter().all(|a| *a == listens[0]) => listens[0],
+        None => bail!(
+            "authority {} places its shards on several addresses: run one process per shard \
+             (--shard J)",
+            entry.name
+        ),
+    };
+    let links = (0..entry.shards)
+        .map(|j| entry.link_address(j))
+        .collect::<Result<_, _>>()?;
+    Ok((listen, links))
 }
 
 impl RunArgs {
@@ -271,9 +355,9 @@ fn run(server_path: &Path, args: RunArgs) -> Result<()> {
             entry.shards
         );
     }
+    let (listen, link_addresses) = addresses(entry, args.shard, args.link_host.as_deref())?;
     let genesis = load_genesis(&args.initial_accounts)?;
     let genesis_accounts = genesis.accounts().len();
-    let listen = entry.address()?;
 
     let data_dir = args.data_dir(server_path);
     if data_dir.is_none() {
@@ -307,9 +391,7 @@ fn run(server_path: &Path, args: RunArgs) -> Result<()> {
         cores: args.cores,
         steering: !args.no_steering,
         only_shard: args.shard,
-        link_addresses: (0..entry.shards)
-            .map(|j| entry.link_address_at(args.link_host.as_deref().unwrap_or(&entry.host), j))
-            .collect::<Result<_, _>>()?,
+        link_addresses,
         queue_capacity: QUEUE_CAPACITY,
         data_dir: data_dir.clone(),
         snapshot_after_bytes: args.snapshot_after_bytes,
