@@ -14,6 +14,7 @@
 use crate::base_types::AuthorityName;
 use crate::committee::{Committee, CommitteeError, CommitteeMember};
 use crate::crypto::{CryptoError, KeyPair};
+use crate::merkle::VoteScheme;
 use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -84,6 +85,10 @@ pub struct AuthorityEntry {
     /// Voting weight.
     #[serde(default = "one")]
     pub weight: u64,
+    /// How the authority signs its votes: `"single"` (one signature per vote, the default,
+    /// left out of the file) or `"merkle"` (one signature per batch of votes).
+    #[serde(default, skip_serializing_if = "VoteScheme::is_default")]
+    pub votes: VoteScheme,
 }
 
 fn one() -> u64 {
@@ -176,6 +181,7 @@ impl CommitteeFile {
                     name: a.name,
                     weight: a.weight,
                     num_shards: a.shards,
+                    votes: a.votes,
                 })
                 .collect(),
         )
@@ -207,8 +213,13 @@ pub struct ServerFile {
 }
 
 impl ServerFile {
-    /// A new authority with a fresh key, of weight one.
-    pub fn generate(host: String, port: u16, shards: u32) -> Result<(Self, KeyPair), CryptoError> {
+    /// A new authority with a fresh key, of weight one, signing votes by `votes`.
+    pub fn generate(
+        host: String,
+        port: u16,
+        shards: u32,
+        votes: VoteScheme,
+    ) -> Result<(Self, KeyPair), CryptoError> {
         let key = KeyPair::generate()?;
         let file = Self {
             authority: AuthorityEntry {
@@ -217,6 +228,7 @@ impl ServerFile {
                 port,
                 shards,
                 weight: 1,
+                votes,
             },
             secret: hex::encode(key.seed()),
         };
@@ -249,6 +261,7 @@ mod tests {
             port: 9000 + u16::from(i) * 100,
             shards: 4,
             weight: 1,
+            votes: VoteScheme::Single,
         }
     }
 
@@ -284,6 +297,35 @@ mod tests {
             file.authorities[0].address().unwrap(),
             "127.0.0.1:9100".parse().unwrap()
         );
+    }
+
+    fn text_of(file: &ServerFile) -> String {
+        serde_json::to_string(&file.authority).unwrap()
+    }
+
+    #[test]
+    fn vote_scheme_is_optional_and_checked() {
+        let name = entry(1).name;
+        let merkle = format!(
+            "{{\"name\":\"{name}\",\"host\":\"127.0.0.1\",\"port\":9100,\"shards\":4,\"weight\":1,\"votes\":\"merkle\"}}"
+        );
+        let file = CommitteeFile::parse(Path::new("c.json"), &merkle).unwrap();
+        assert_eq!(file.authorities[0].votes, VoteScheme::Merkle);
+        assert_eq!(file.committee.vote_scheme(&name), VoteScheme::Merkle);
+        assert_eq!(serde_json::to_string(&file.authorities[0]).unwrap(), merkle);
+        // Old files (no field) keep the per-vote scheme, and the committee id.
+        let old = CommitteeFile::parse(
+            Path::new("c.json"),
+            &serde_json::to_string(&entry(1)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(old.committee.vote_scheme(&name), VoteScheme::Single);
+        assert_eq!(old.committee.id(), file.committee.id());
+        let bad = merkle.replace("\"merkle\"", "\"batch\"");
+        assert!(matches!(
+            CommitteeFile::parse(Path::new("c.json"), &bad),
+            Err(CommitteeFileError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -336,7 +378,9 @@ mod tests {
     #[test]
     fn server_file_round_trips_and_checks_its_key() {
         let path = Path::new("server.json");
-        let (file, key) = ServerFile::generate("127.0.0.1".into(), 9100, 4).unwrap();
+        let (file, key) =
+            ServerFile::generate("127.0.0.1".into(), 9100, 4, VoteScheme::Merkle).unwrap();
+        assert!(text_of(&file).contains("\"votes\":\"merkle\""));
         let text = serde_json::to_string_pretty(&file).unwrap();
         let (parsed, parsed_key) = ServerFile::parse(path, &text).unwrap();
         assert_eq!(parsed.authority, file.authority);

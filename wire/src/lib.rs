@@ -21,17 +21,24 @@ pub mod committee;
 pub mod committee_file;
 pub mod crypto;
 pub mod datagrams;
+pub mod merkle;
 pub mod messages;
 
 pub use base_types::{
     AccountId, Amount, ArithmeticError, AuthorityName, Balance, CommitteeId, IdParseError,
     SequenceNumber, ShardId, UserData, shard_of,
 };
-pub use codec::{CodecError, Header, MessageKind, decode, encode, encode_into, peek_header};
+pub use codec::{
+    CodecError, Header, MessageKind, decode, encode, encode_into, encode_padded,
+    encode_padded_into, peek_header,
+};
 pub use committee::{CertificateError, Committee, CommitteeError, CommitteeMember};
 pub use committee_file::{AuthorityEntry, CommitteeFile, CommitteeFileError, ServerFile};
 pub use crypto::{BatchVerifier, CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
 pub use datagrams::{BATCH, Datagrams};
+pub use merkle::{
+    MerkleProof, RootCache, TreeBuilder, VoteError, VoteScheme, VoteSignature, verify_vote,
+};
 pub use messages::{
     ACCOUNT_INFO_PADDING, AccountInfoRequest, AccountInfoResponse, CertifiedTransferOrder,
     ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkFrame, LinkPayload, Message,
