@@ -3,7 +3,8 @@
 use fastpay_wire::{
     AccountId, AccountInfoResponse, Amount, AuthorityName, Balance, CertifiedTransferOrder,
     Committee, ConfirmationOrder, ErrorCode, ErrorReply, KeyPair, Message, PublicKey,
-    SequenceNumber, Signature, SignedTransferOrder, Transfer, TransferOrder, UserData, VoteReply,
+    SequenceNumber, SignedTransferOrder, Transfer, TransferOrder, UserData, VoteError, VoteReply,
+    VoteSignature,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -36,9 +37,10 @@ pub enum ClientError {
     /// The replying authority is not in the committee.
     #[error("authority {0} is not in the committee")]
     UnknownAuthority(AuthorityName),
-    /// The vote's signature does not verify.
-    #[error("vote signature from {0} does not verify")]
-    InvalidVote(AuthorityName),
+    /// The vote's signature does not verify: a bad signature, a bad Merkle path or index,
+    /// or the wrong form for the authority's vote scheme.
+    #[error("vote from {0} refused: {1}")]
+    InvalidVote(AuthorityName, VoteError),
     /// The certificate is not a verified quorum for a transfer to this account.
     #[error("certificate refused")]
     InvalidCertificate,
@@ -61,7 +63,7 @@ pub enum Phase {
         /// The signed order sent to every authority.
         order: TransferOrder,
         /// Valid votes received so far, one per authority.
-        votes: BTreeMap<AuthorityName, Signature>,
+        votes: BTreeMap<AuthorityName, VoteSignature>,
     },
     /// The order is certified; confirmations go out until a quorum acknowledges them.
     Confirming {
@@ -279,15 +281,20 @@ impl ClientState {
         if vote.value.transfer != order.transfer {
             return Err(ClientError::Mismatch);
         }
-        let key = self
-            .committee
-            .public_key(&vote.authority)
-            .ok_or(ClientError::UnknownAuthority(vote.authority))?;
+        if self.committee.public_key(&vote.authority).is_none() {
+            return Err(ClientError::UnknownAuthority(vote.authority));
+        }
         if votes.contains_key(&vote.authority) {
             return Ok(None);
         }
-        key.verify(&order.vote_bytes(&self.committee.id()), &vote.signature)
-            .map_err(|_| ClientError::InvalidVote(vote.authority))?;
+        self.committee
+            .verify_vote(
+                &vote.authority,
+                &order.vote_bytes(&self.committee.id()),
+                &vote.signature,
+                None,
+            )
+            .map_err(|e| ClientError::InvalidVote(vote.authority, e))?;
         votes.insert(vote.authority, vote.signature);
         let weight: u64 = votes
             .keys()
@@ -473,11 +480,8 @@ impl ClientState {
         let committee = self.committee.id();
         let vote_bytes = order.vote_bytes(&committee);
         for (name, signature) in &certificate.signatures {
-            let key = self
-                .committee
-                .public_key(name)
-                .ok_or(ClientError::UnknownAuthority(*name))?;
-            key.verify(&vote_bytes, signature)
+            self.committee
+                .verify_vote(name, &vote_bytes, signature, None)
                 .map_err(|_| ClientError::InvalidCertificate)?;
         }
         PublicKey::of_account(&order.transfer.sender)
@@ -533,7 +537,7 @@ impl ClientState {
 mod tests {
     use super::*;
     use fastpay_authority::{AuthorityShard, Genesis};
-    use fastpay_wire::{CommitteeMember, ShardId};
+    use fastpay_wire::{CommitteeMember, ShardId, Signature, VoteScheme};
 
     struct Fixture {
         shards: Vec<AuthorityShard>,
@@ -543,9 +547,17 @@ mod tests {
 
     /// Four single-shard authorities; Alice and Bob start with 100 each.
     fn fixture() -> Fixture {
+        fixture_with(VoteScheme::Single)
+    }
+
+    /// [`fixture`] with every authority signing votes by `scheme`.
+    fn fixture_with(scheme: VoteScheme) -> Fixture {
         let keys: Vec<KeyPair> = (0..4u8).map(|i| KeyPair::from_seed([50 + i; 32])).collect();
-        let committee =
-            Arc::new(Committee::equal_weights(keys.iter().map(KeyPair::authority), 1).unwrap());
+        let committee = Arc::new(
+            Committee::equal_weights(keys.iter().map(KeyPair::authority), 1)
+                .unwrap()
+                .with_vote_scheme(scheme),
+        );
         let alice = KeyPair::from_seed([1; 32]);
         let bob = KeyPair::from_seed([2; 32]);
         let genesis = Genesis::from_accounts([
@@ -614,10 +626,13 @@ mod tests {
 
         // The Byzantine authority 3 sends a garbage vote, then a vote for another order.
         let mut garbage = vote(&mut fx.shards[3], &order);
-        garbage.signature = Signature([7; 64]);
+        garbage.signature = VoteSignature::Single(Signature([7; 64]));
         assert_eq!(
             fx.alice.handle_vote(&garbage),
-            Err(ClientError::InvalidVote(garbage.authority))
+            Err(ClientError::InvalidVote(
+                garbage.authority,
+                VoteError::Signature(fastpay_wire::CryptoError::InvalidSignature)
+            ))
         );
         let mut other = order;
         other.transfer.amount = Amount::new(31);
@@ -723,6 +738,77 @@ mod tests {
     }
 
     #[test]
+    fn batched_votes_certify_and_are_checked_as_strictly() {
+        use fastpay_wire::MerkleProof;
+        let mut fx = fixture_with(VoteScheme::Merkle);
+        let certificate = certify(&mut fx, 5);
+        assert!(
+            certificate
+                .signatures
+                .iter()
+                .all(|(_, s)| matches!(s, VoteSignature::Batched(_)))
+        );
+        assert_eq!(fx.bob.receive_certificate(certificate.clone()), Ok(true));
+
+        let order = fx
+            .alice
+            .transfer(fx.bob.account(), Amount::new(1), None)
+            .unwrap();
+        let good = vote(&mut fx.shards[3], &order);
+        let VoteSignature::Batched(proof) = good.signature else {
+            panic!("a batched vote");
+        };
+        let with = |signature| SignedTransferOrder { signature, ..good };
+        let invalid = VoteError::Signature(fastpay_wire::CryptoError::InvalidSignature);
+        // A path one sibling longer, an index past the tree, a bad root signature, and a
+        // per-vote signature from an authority that batches: each refused, by name.
+        let longer = MerkleProof::new(proof.root_signature, 0, &[[9; 32]]).unwrap();
+        let past = MerkleProof::new(proof.root_signature, 1, &[]).unwrap();
+        let mut forged = proof;
+        forged.root_signature.0[40] ^= 1;
+        let single = SignedTransferOrder::new(
+            order,
+            &fx.alice.committee().id(),
+            &KeyPair::from_seed([53; 32]),
+        );
+        for (bad, error) in [
+            (with(VoteSignature::Batched(longer)), invalid),
+            (
+                with(VoteSignature::Batched(past)),
+                VoteError::IndexOutOfRange { index: 1, depth: 0 },
+            ),
+            (with(VoteSignature::Batched(forged)), invalid),
+            (
+                single,
+                VoteError::WrongScheme {
+                    expected: VoteScheme::Merkle,
+                    got: VoteScheme::Single,
+                },
+            ),
+        ] {
+            assert_eq!(
+                fx.alice.handle_vote(&bad),
+                Err(ClientError::InvalidVote(good.authority, error))
+            );
+        }
+        assert_eq!(fx.alice.handle_vote(&good), Ok(None));
+        // A certificate whose vote's path was tampered with is refused.
+        let mut tampered = certificate;
+        if let VoteSignature::Batched(p) = &mut tampered.signatures[0].1 {
+            *p = MerkleProof::new(p.root_signature, p.index(), &[[1; 32]]).unwrap();
+        }
+        let mut carol = ClientState::new(
+            KeyPair::from_seed([2; 32]),
+            fx.alice.committee().clone(),
+            Balance::new(0),
+        );
+        assert_eq!(
+            carol.receive_certificate(tampered),
+            Err(ClientError::InvalidCertificate)
+        );
+    }
+
+    #[test]
     fn votes_and_certificates_of_another_committee_are_refused() {
         let mut fx = fixture();
         let certificate = certify(&mut fx, 5);
@@ -762,7 +848,10 @@ mod tests {
         assert_eq!(elsewhere.value.transfer, order.transfer);
         assert_eq!(
             bob.handle_vote(&elsewhere),
-            Err(ClientError::InvalidVote(elsewhere.authority))
+            Err(ClientError::InvalidVote(
+                elsewhere.authority,
+                VoteError::Signature(fastpay_wire::CryptoError::InvalidSignature)
+            ))
         );
         // And the fixture's authorities refuse Bob's order, signed for the other committee.
         assert_eq!(

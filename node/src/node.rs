@@ -3,10 +3,13 @@
 use crate::counters::{Counter, ShardCounters};
 use crate::links::{Arrival, CreditLinks, Transport};
 use crate::log::{Record, Snapshot, append_record};
-use fastpay_authority::{AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck};
+use fastpay_authority::{
+    AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck, Voted,
+};
 use fastpay_wire::{
     AccountId, BATCH, BatchVerifier, ConfirmationOrder, CrossShardUpdate, Datagrams, LinkFrame,
-    LinkPayload, Message, SequenceNumber, ShardId, TransferOrder, VoteReply, decode, encode_into,
+    LinkPayload, Message, SequenceNumber, ShardId, SignedTransferOrder, TransferOrder, VoteReply,
+    decode, encode_into,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -89,6 +92,10 @@ pub struct ShardNode {
     counters: Arc<ShardCounters>,
     verifier: BatchVerifier,
     pending: Vec<Pending>,
+    /// Votes of this batch waiting for their root signature: who asked, and the leaf.
+    to_seal: Vec<((SocketAddr, usize), usize)>,
+    /// The votes the shard sealed for this batch.
+    sealed: Vec<SignedTransferOrder>,
     /// Datagrams handed over by other shards, for the next batch.
     forwarded: Vec<(SocketAddr, Vec<u8>)>,
     /// Datagrams this shard hands over, until the next transmit.
@@ -123,6 +130,8 @@ impl ShardNode {
             counters,
             verifier: BatchVerifier::new(),
             pending: Vec::new(),
+            to_seal: Vec::new(),
+            sealed: Vec::new(),
             forwarded: Vec::new(),
             forwards: Vec::new(),
             durable: config.durable,
@@ -565,11 +574,18 @@ impl ShardNode {
                 continue;
             }
             let outcome = match request {
-                Pending::Order { order, .. } => self.shard.vote_verified(order).map(|vote| {
-                    self.counters.bump(Counter::Voted);
-                    self.record(|| Record::Vote(vote));
-                    Message::Vote(VoteReply::of(&vote))
-                }),
+                Pending::Order { order, .. } => match self.shard.vote_verified(order) {
+                    Ok(Voted::Signed(vote)) => {
+                        self.counters.bump(Counter::Voted);
+                        self.record(|| Record::Vote(vote));
+                        Ok(Message::Vote(VoteReply::of(&vote)))
+                    }
+                    Ok(Voted::Unsealed(leaf)) => {
+                        self.to_seal.push((peer, leaf));
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
                 Pending::Confirmation { order, .. } => {
                     self.apply_confirmation(order).map(|confirmed| {
                         self.counters.bump(Counter::Confirmed);
@@ -585,6 +601,35 @@ impl ShardNode {
         // Hand the (empty) buffer back so its capacity is reused.
         self.pending = pending;
         self.pending.clear();
+        self.sign_batch();
+    }
+
+    /// Signs the batch's votes with one root signature (batched votes), logs them, and
+    /// answers every order that asked for one.
+    fn sign_batch(&mut self) {
+        if self.to_seal.is_empty() {
+            return;
+        }
+        let mut sealed = std::mem::take(&mut self.sealed);
+        sealed.clear();
+        sealed.extend_from_slice(self.shard.seal_votes());
+        for vote in &sealed {
+            self.record(|| Record::Vote(*vote));
+        }
+        let to_seal = std::mem::take(&mut self.to_seal);
+        for &(peer, leaf) in &to_seal {
+            match sealed.get(leaf) {
+                Some(vote) => {
+                    self.counters.bump(Counter::Voted);
+                    self.reply(peer.0, peer.1, &Message::Vote(VoteReply::of(vote)));
+                }
+                // `vote_verified` numbered the leaf in the batch `seal_votes` signed.
+                None => self.counters.bump(Counter::SendDropped),
+            }
+        }
+        self.to_seal = to_seal;
+        self.to_seal.clear();
+        self.sealed = sealed;
     }
 
     /// Refuses the request of `(peer, size)`.

@@ -652,6 +652,12 @@ impl BatchVerifier {
         self.keys.len()
     }
 
+    /// Number of queued signatures that [`verify`](Self::verify) will check: the entries of
+    /// batched votes that share a root queued earlier in this batch take its verdict instead.
+    pub fn checks(&self) -> usize {
+        self.keys.len().saturating_sub(self.aliases.len())
+    }
+
     /// Whether no signature is queued.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()

@@ -37,7 +37,8 @@ pub use committee_file::{AuthorityEntry, CommitteeFile, CommitteeFileError, Serv
 pub use crypto::{BatchVerifier, CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
 pub use datagrams::{BATCH, Datagrams};
 pub use merkle::{
-    MerkleProof, RootCache, TreeBuilder, VoteError, VoteScheme, VoteSignature, verify_vote,
+    MerkleProof, RootCache, TreeBuilder, VoteError, VoteScheme, VoteSignature, sign_vote,
+    sign_votes, verify_vote,
 };
 pub use messages::{
     ACCOUNT_INFO_PADDING, AccountInfoRequest, AccountInfoResponse, CertifiedTransferOrder,

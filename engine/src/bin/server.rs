@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use fastpay_engine::config::{load_genesis, load_server_file, write_server_file};
 use fastpay_engine::counters;
 use fastpay_engine::runtime::{Engine, EngineConfig, QUEUE_CAPACITY};
-use fastpay_wire::{CommitteeFile, ServerFile};
+use fastpay_wire::{CommitteeFile, ServerFile, VoteScheme};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +38,10 @@ enum Command {
         /// Number of shards (threads) the accounts are spread over.
         #[arg(long, default_value_t = 4)]
         shards: u32,
+        /// How the authority signs its votes: `single` (one signature per vote) or `merkle`
+        /// (one signature per batch of votes, each vote carrying its Merkle path).
+        #[arg(long, default_value = "single")]
+        vote_scheme: VoteScheme,
         /// Overwrite an existing --server file (its key is lost).
         #[arg(long)]
         force: bool,
@@ -102,8 +106,9 @@ fn real_main() -> Result<()> {
             host,
             port,
             shards,
+            vote_scheme,
             force,
-        } => generate(&args.server, host, port, shards, force),
+        } => generate(&args.server, host, port, shards, vote_scheme, force),
         Command::Run {
             initial_accounts,
             committee,
@@ -136,6 +141,7 @@ fn generate(
     host: String,
     port: u16,
     shards: u32,
+    vote_scheme: VoteScheme,
     force: bool,
 ) -> Result<()> {
     if shards == 0 {
@@ -147,7 +153,7 @@ fn generate(
             path.display()
         );
     }
-    let (file, _) = ServerFile::generate(host, port, shards)?;
+    let (file, _) = ServerFile::generate(host, port, shards, vote_scheme)?;
     write_server_file(path, &file)?;
     println!("{}", serde_json::to_string(&file.authority)?);
     Ok(())
