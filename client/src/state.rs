@@ -751,8 +751,8 @@ mod tests {
         assert_eq!(fx.bob.receive_certificate(certificate.clone()), Ok(true));
 
         let order = fx
-            .alice
-            .transfer(fx.bob.account(), Amount::new(1), None)
+            .bob
+            .transfer(fx.alice.account(), Amount::new(1), None)
             .unwrap();
         let good = vote(&mut fx.shards[3], &order);
         let VoteSignature::Batched(proof) = good.signature else {
@@ -787,11 +787,11 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                fx.alice.handle_vote(&bad),
+                fx.bob.handle_vote(&bad),
                 Err(ClientError::InvalidVote(good.authority, error))
             );
         }
-        assert_eq!(fx.alice.handle_vote(&good), Ok(None));
+        assert_eq!(fx.bob.handle_vote(&good), Ok(None));
         // A certificate whose vote's path was tampered with is refused.
         let mut tampered = certificate;
         if let VoteSignature::Batched(p) = &mut tampered.signatures[0].1 {
