@@ -4,7 +4,8 @@
 //! The committee file lists every authority, one JSON object each, in order, as
 //! `server generate >> committee.json` appends them:
 //! `{"name":"<64 hex digits>","host":"127.0.0.1","port":9100,"shards":4,"weight":1}`.
-//! `weight` defaults to 1; unknown fields are refused. An authority's server file is one JSON
+//! `weight` defaults to 1; `votes` (`"single"` or `"merkle"`, see [`crate::merkle`]) defaults
+//! to `"single"` and is written only when it is `"merkle"`; unknown fields are refused. An authority's server file is one JSON
 //! object holding its entry and its secret key seed.
 //!
 //! Parsing is pure and names the file (and the entry) in every error. [`CommitteeFile::load`]

@@ -3,7 +3,8 @@
 //! This crate defines what travels between clients and authorities: identifiers and money as
 //! newtypes with checked arithmetic ([`base_types`]), the protocol messages ([`messages`]), the
 //! committee, its quorum rules and its id ([`committee`]), keys and signatures over canonical,
-//! domain-separated bytes bound to one committee ([`crypto`]), the datagram format
+//! domain-separated bytes bound to one committee ([`crypto`]), votes signed a batch at a time
+//! under one Merkle root, with the cache that checks each root once ([`merkle`]), the datagram format
 //! ([`codec`]), the batch of datagrams that the I/O layer fills and protocol code reads
 //! ([`datagrams`]), and the format of the committee file and of an authority's server file
 //! ([`committee_file`]).

@@ -349,6 +349,10 @@ pub struct ShardLink {
 }
 
 /// Every datagram's payload. The codec writes the variant as the header's kind byte.
+// A pending vote with a Merkle path makes account states the largest variant (a few hundred
+// bytes); a message is decoded into place and consumed at once, and boxing would allocate per
+// datagram on the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// Client → authority: please vote.
