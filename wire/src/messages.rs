@@ -139,9 +139,10 @@ where
 }
 
 /// An authority's vote as it travels back to the client. The client holds the order it sent,
-/// so the reply names only the order's sender and sequence number: it stays smaller than the
-/// order that asked for it, and a replayed order with a forged source address cannot make an
-/// authority amplify traffic towards a victim.
+/// so the reply names only the order's sender and sequence number: it stays no larger than the
+/// order that asked for it (a batched vote's path is paid for by the padding that requests to
+/// batching authorities carry), and a replayed order with a forged source address cannot make
+/// an authority amplify traffic towards a victim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VoteReply {
     /// The order's sender.
