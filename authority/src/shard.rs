@@ -663,9 +663,19 @@ impl AuthorityShard {
         &mut self,
         update: &CrossShardUpdate,
     ) -> Result<(), AuthorityError> {
-        let mut verifier = BatchVerifier::new();
-        self.check_cross_shard_update(update, &mut verifier)?;
-        all_verified(&mut verifier)?;
+        self.handle_cross_shard_update_with(update, &mut BatchVerifier::new())
+    }
+
+    /// [`handle_cross_shard_update`](Self::handle_cross_shard_update) with the caller's
+    /// verifier (cleared first), whose memory of verified vote roots then serves every credit.
+    pub fn handle_cross_shard_update_with(
+        &mut self,
+        update: &CrossShardUpdate,
+        verifier: &mut BatchVerifier,
+    ) -> Result<(), AuthorityError> {
+        verifier.clear();
+        self.check_cross_shard_update(update, verifier)?;
+        all_verified(verifier)?;
         self.apply_cross_shard_update(update)
     }
 

@@ -437,7 +437,10 @@ impl ShardNode {
     ) {
         let outcome = match transport {
             Transport::Reliable => self.shard.apply_cross_shard_update(update),
-            Transport::Lossy => self.shard.handle_cross_shard_update(update),
+            // The batch's verifier is idle between batches; its verified roots serve credits.
+            Transport::Lossy => self
+                .shard
+                .handle_cross_shard_update_with(update, &mut self.verifier),
         };
         self.links.taken(from, sequence);
         match outcome {
