@@ -2,7 +2,7 @@
 
 use fastpay_wire::{
     AccountId, AccountInfoResponse, Amount, AuthorityName, Balance, CertifiedTransferOrder,
-    Committee, ConfirmationOrder, ErrorCode, ErrorReply, KeyPair, Message, PublicKey,
+    Committee, ConfirmationOrder, ErrorCode, ErrorReply, KeyPair, Message, PublicKey, RootCache,
     SequenceNumber, SignedTransferOrder, Transfer, TransferOrder, UserData, VoteError, VoteReply,
     VoteSignature,
 };
@@ -47,6 +47,29 @@ pub enum ClientError {
     /// Arithmetic would leave its range.
     #[error("arithmetic overflow")]
     Overflow,
+}
+
+/// Checks a certificate of `committee` (see [`ClientState::check_certificate`]), remembering
+/// verified vote roots in `roots`.
+fn check_certificate(
+    committee: &Committee,
+    certificate: &CertifiedTransferOrder,
+    mut roots: Option<&mut RootCache>,
+) -> Result<(), ClientError> {
+    committee
+        .check_signers(certificate)
+        .map_err(|_| ClientError::InvalidCertificate)?;
+    let order = &certificate.value;
+    let id = committee.id();
+    let vote_bytes = order.vote_bytes(&id);
+    for (name, signature) in &certificate.signatures {
+        committee
+            .verify_vote(name, &vote_bytes, signature, roots.as_deref_mut())
+            .map_err(|_| ClientError::InvalidCertificate)?;
+    }
+    PublicKey::of_account(&order.transfer.sender)
+        .and_then(|key| key.verify(&order.signed_bytes(&id), &order.signature))
+        .map_err(|_| ClientError::InvalidCertificate)
 }
 
 fn confirmation_message(certificate: &CertifiedTransferOrder) -> Message {
@@ -110,7 +133,13 @@ pub struct ClientState {
     /// Per authority, where the next refusal for want of funds resumes in the received
     /// certificates (they go out [`CATCH_UP_LIMIT`] at a time).
     received_cursor: HashMap<AuthorityName, usize>,
+    /// Vote roots (of authorities that batch their votes) whose signatures verified here.
+    roots: RootCache,
 }
+
+/// Vote roots a client remembers: certificates received from payers whose votes were cast
+/// in the same batches share roots; a client sees few such batches (32 KiB of keys).
+pub const CLIENT_ROOT_CACHE: usize = 256;
 
 /// Most messages one refusal makes a client send. Refusals come over UDP, whose source
 /// addresses can be forged: a forged refusal must not make a client send its whole history
@@ -133,6 +162,7 @@ impl ClientState {
             received_certificates: BTreeMap::new(),
             acknowledged: HashMap::new(),
             received_cursor: HashMap::new(),
+            roots: RootCache::with_capacity(CLIENT_ROOT_CACHE),
         }
     }
 
@@ -181,6 +211,7 @@ impl ClientState {
                 .collect(),
             acknowledged: snapshot.acknowledged.into_iter().collect(),
             received_cursor: HashMap::new(),
+            roots: RootCache::with_capacity(CLIENT_ROOT_CACHE),
         })
     }
 
@@ -292,7 +323,7 @@ impl ClientState {
                 &vote.authority,
                 &order.vote_bytes(&self.committee.id()),
                 &vote.signature,
-                None,
+                Some(&mut self.roots),
             )
             .map_err(|e| ClientError::InvalidVote(vote.authority, e))?;
         votes.insert(vote.authority, vote.signature);
@@ -463,7 +494,7 @@ impl ClientState {
         if matches!(self.pending, Some(Phase::Confirming { .. })) {
             return Err(ClientError::TransferInProgress);
         }
-        self.check_certificate(&certificate)?;
+        check_certificate(&self.committee, &certificate, Some(&mut self.roots))?;
         self.certified(certificate)
     }
 
@@ -473,20 +504,7 @@ impl ClientState {
         &self,
         certificate: &CertifiedTransferOrder,
     ) -> Result<(), ClientError> {
-        self.committee
-            .check_signers(certificate)
-            .map_err(|_| ClientError::InvalidCertificate)?;
-        let order = &certificate.value;
-        let committee = self.committee.id();
-        let vote_bytes = order.vote_bytes(&committee);
-        for (name, signature) in &certificate.signatures {
-            self.committee
-                .verify_vote(name, &vote_bytes, signature, None)
-                .map_err(|_| ClientError::InvalidCertificate)?;
-        }
-        PublicKey::of_account(&order.transfer.sender)
-            .and_then(|key| key.verify(&order.signed_bytes(&committee), &order.signature))
-            .map_err(|_| ClientError::InvalidCertificate)
+        check_certificate(&self.committee, certificate, None)
     }
 
     /// Takes the certificate of a payment to this account (handed over by its payer). Each
@@ -499,7 +517,7 @@ impl ClientState {
         if transfer.recipient != self.account {
             return Err(ClientError::Mismatch);
         }
-        self.check_certificate(&certificate)?;
+        check_certificate(&self.committee, &certificate, Some(&mut self.roots))?;
         let key = (transfer.sender, transfer.sequence_number);
         if self.received_certificates.contains_key(&key) {
             return Ok(false);
