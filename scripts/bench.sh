@@ -8,6 +8,7 @@
 #                    [--phase orders|confirmations|payments] [--target all|I]
 #                    [--cores LIST] [--loadgen-cores LIST] [--no-steering] [--check]
 #                    [--portable] [--no-durability] [--tick-us US]
+#                    [--vote-scheme single|merkle]
 #
 # Defaults: 1 authority, 2 shards, 20000 requests/s for 5 s, orders, every core.
 # Binaries are built for this machine's CPU (-C target-cpu=native, in target/native);
@@ -30,12 +31,14 @@
 # the authorities keep their logs in, and add "fdatasync_us" (p50, p99) to the JSON: what
 # durability can cost at least, on this disk, now.
 # --shed-after-ms MS is passed to `server run` (the authorities' shedding budget; 0 never sheds).
+# --vote-scheme merkle generates authorities that sign one Merkle root per batch of votes
+# (default single: one signature per vote); loadgen pads its requests to match.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 authorities=1 shards=2 rate=20000 duration=5 phase=orders target=all
 cores="" loadgen_cores="" steering="" check=false portable=false durability= tick=()
-ceiling_seconds=1 shed=()
+ceiling_seconds=1 shed=() vote_scheme=single
 while [ $# -gt 0 ]; do
     case "$1" in
         --authorities) authorities=$2; shift 2 ;;
@@ -53,7 +56,8 @@ while [ $# -gt 0 ]; do
         --tick-us) tick=(--tick-us "$2"); shift 2 ;;
         --ceiling-seconds) ceiling_seconds=$2; shift 2 ;;
         --shed-after-ms) shed=(--shed-after-ms "$2"); shift 2 ;;
-        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+        --vote-scheme) vote_scheme=$2; shift 2 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -76,7 +80,7 @@ keys=()
 for i in $(seq 1 "$authorities"); do
     port=$(( port_base + (i - 1) * (shards + 2) ))
     "$bin/server" --server "$work/server$i.json" generate --host 127.0.0.1 --port "$port" \
-        --shards "$shards" >> "$work/committee.json"
+        --shards "$shards" --vote-scheme "$vote_scheme" >> "$work/committee.json"
     keys+=("$work/server$i.json")
 done
 ceiling=null

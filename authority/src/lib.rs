@@ -24,5 +24,5 @@ pub use error::AuthorityError;
 pub use genesis::{Genesis, GenesisError};
 pub use shard::{
     AccountState, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck, ShardSetupError,
-    ShardSnapshot,
+    ShardSnapshot, Voted,
 };

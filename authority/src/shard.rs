@@ -2,10 +2,12 @@
 
 use crate::error::AuthorityError;
 use crate::genesis::Genesis;
+use fastpay_wire::merkle::{Digest, leaf_hash};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountInfoResponse, AuthorityName, Balance, BatchVerifier,
-    CertifiedTransferOrder, Committee, ConfirmationOrder, CrossShardUpdate, KeyPair, PublicKey,
-    SequenceNumber, ShardId, SignedTransferOrder, TransferOrder, shard_of,
+    CertifiedTransferOrder, Committee, ConfirmationOrder, CrossShardUpdate, KeyPair, MerkleProof,
+    PublicKey, SequenceNumber, ShardId, Signature, SignedTransferOrder, TransferOrder, TreeBuilder,
+    VoteScheme, shard_of,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -59,6 +61,18 @@ pub enum OrderCheck {
     Replay(SignedTransferOrder),
     /// The owner's signature, queued in the verifier at this index, must verify first.
     Verify(usize),
+}
+
+/// A vote given by [`AuthorityShard::vote_verified`].
+// Returned by value and consumed at once; boxing the large variant would allocate per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Voted {
+    /// Signed on its own (the per-vote scheme, or a vote given before).
+    Signed(SignedTransferOrder),
+    /// Leaf `n` of the batch that [`AuthorityShard::seal_votes`] signs next: the vote exists
+    /// (the account's order is taken) but is not signed yet.
+    Unsealed(usize),
 }
 
 /// What a confirmation order needs before it is applied.
@@ -115,6 +129,23 @@ pub struct AuthorityShard {
     /// Validated, decompressed keys: of every genesis account, and of accounts created since
     /// once they order (decompression costs a square root, so it is paid once per account).
     keys: HashMap<AccountId, PublicKey>,
+    /// How this authority signs its votes.
+    votes: VoteScheme,
+    /// Orders voted for since the last [`seal_votes`](Self::seal_votes), in leaf order.
+    unsealed: Vec<TransferOrder>,
+    /// The votes the last `seal_votes` signed.
+    sealed: Vec<SignedTransferOrder>,
+    tree: TreeBuilder,
+    leaves: Vec<Digest>,
+}
+
+/// What an account's pending vote holds between [`AuthorityShard::vote_verified`] and
+/// [`AuthorityShard::seal_votes`]: never sent, never logged (sealing replaces it first).
+fn unsealed_placeholder() -> fastpay_wire::VoteSignature {
+    // An empty path always verifies to the leaf itself; the zero signature never does.
+    MerkleProof::new(Signature([0; 64]), 0, &[])
+        .map(fastpay_wire::VoteSignature::Batched)
+        .unwrap_or(fastpay_wire::VoteSignature::Single(Signature([0; 64])))
 }
 
 impl AuthorityShard {
@@ -153,6 +184,7 @@ impl AuthorityShard {
         let keys = owned()
             .filter_map(|(account, _)| Some((*account, PublicKey::of_account(account).ok()?)))
             .collect();
+        let votes = committee.vote_scheme(&name);
         Ok(Self {
             key,
             name,
@@ -161,6 +193,11 @@ impl AuthorityShard {
             num_shards,
             accounts,
             keys,
+            votes,
+            unsealed: Vec::new(),
+            sealed: Vec::new(),
+            tree: TreeBuilder::new(),
+            leaves: Vec::new(),
         })
     }
 
@@ -281,7 +318,10 @@ impl AuthorityShard {
         verifier: &mut BatchVerifier,
     ) -> Result<OrderCheck, AuthorityError> {
         if let Some(vote) = self.order_precheck(order)? {
-            return Ok(OrderCheck::Replay(vote));
+            // A vote not yet sealed goes through `vote_verified`, which knows its leaf.
+            if !self.is_unsealed(order) {
+                return Ok(OrderCheck::Replay(vote));
+            }
         }
         let key = self.account_key(&order.transfer.sender)?;
         Ok(OrderCheck::Verify(verifier.push(
@@ -291,23 +331,88 @@ impl AuthorityShard {
         )))
     }
 
+    /// The leaf of `order` in the batch waiting for [`seal_votes`](Self::seal_votes).
+    fn unsealed_leaf(&self, order: &TransferOrder) -> Option<usize> {
+        // At most a few batches' worth of votes wait: a scan beats hashing.
+        self.unsealed
+            .iter()
+            .position(|o| o.transfer == order.transfer)
+    }
+
+    fn is_unsealed(&self, order: &TransferOrder) -> bool {
+        self.unsealed_leaf(order).is_some()
+    }
+
+    /// How this authority signs its votes.
+    pub fn vote_scheme(&self) -> VoteScheme {
+        self.votes
+    }
+
     /// Votes for `order`, whose owner signature the caller has verified after
     /// [`check_transfer_order`](Self::check_transfer_order). Re-runs the cheap checks, so two
-    /// conflicting orders in one batch get one vote between them.
-    pub fn vote_verified(
-        &mut self,
-        order: &TransferOrder,
-    ) -> Result<SignedTransferOrder, AuthorityError> {
+    /// conflicting orders in one batch get one vote between them. With batched votes the
+    /// order is taken now and signed by the next [`seal_votes`](Self::seal_votes).
+    pub fn vote_verified(&mut self, order: &TransferOrder) -> Result<Voted, AuthorityError> {
         if let Some(vote) = self.order_precheck(order)? {
-            return Ok(vote);
+            return Ok(match self.unsealed_leaf(order) {
+                Some(leaf) => Voted::Unsealed(leaf),
+                None => Voted::Signed(vote),
+            });
         }
-        let vote = SignedTransferOrder::new(*order, &self.committee.id(), &self.key);
+        let (vote, voted) = match self.votes {
+            VoteScheme::Single => {
+                let vote = SignedTransferOrder::new(*order, &self.committee.id(), &self.key);
+                (vote, Voted::Signed(vote))
+            }
+            VoteScheme::Merkle => {
+                let vote = SignedTransferOrder {
+                    value: *order,
+                    authority: self.name,
+                    signature: unsealed_placeholder(),
+                };
+                self.unsealed.push(*order);
+                (vote, Voted::Unsealed(self.unsealed.len() - 1))
+            }
+        };
         let account = self
             .accounts
             .get_mut(&order.transfer.sender)
             .ok_or(AuthorityError::UnknownAccount(order.transfer.sender))?;
         account.pending = Some(vote);
-        Ok(vote)
+        Ok(voted)
+    }
+
+    /// Signs the votes given since the last call, one root per [`MAX_LEAVES`] of them, and
+    /// makes each the pending vote of its account (unless a confirmation in the same batch
+    /// moved the account on). Returns the signed votes in the leaf order that
+    /// [`Voted::Unsealed`] numbers; empty with per-vote signatures.
+    ///
+    /// [`MAX_LEAVES`]: fastpay_wire::merkle::MAX_LEAVES
+    pub fn seal_votes(&mut self) -> &[SignedTransferOrder] {
+        self.sealed.clear();
+        let committee = self.committee.id();
+        for chunk in self.unsealed.chunks(fastpay_wire::merkle::MAX_LEAVES) {
+            self.leaves.clear();
+            self.leaves
+                .extend(chunk.iter().map(|o| leaf_hash(&o.vote_bytes(&committee))));
+            let Some(root_signature) = self.tree.sign(&self.leaves, &committee, &self.key) else {
+                continue;
+            };
+            for (leaf, order) in chunk.iter().enumerate() {
+                let Some(proof) = self.tree.proof(leaf, root_signature) else {
+                    continue;
+                };
+                let vote = SignedTransferOrder::batched(*order, self.name, proof);
+                if let Some(account) = self.accounts.get_mut(&order.transfer.sender)
+                    && account.pending.is_some_and(|p| p.value == *order)
+                {
+                    account.pending = Some(vote);
+                }
+                self.sealed.push(vote);
+            }
+        }
+        self.unsealed.clear();
+        &self.sealed
     }
 
     /// Checks `order` and votes for it: the whole handler for one message.
@@ -320,7 +425,14 @@ impl AuthorityShard {
             OrderCheck::Replay(vote) => Ok(vote),
             OrderCheck::Verify(_) => {
                 all_verified(&mut verifier)?;
-                self.vote_verified(order)
+                match self.vote_verified(order)? {
+                    Voted::Signed(vote) => Ok(vote),
+                    Voted::Unsealed(leaf) => self
+                        .seal_votes()
+                        .get(leaf)
+                        .copied()
+                        .ok_or(AuthorityError::InvalidSignature),
+                }
             }
         }
     }
@@ -365,7 +477,8 @@ impl AuthorityShard {
             .accounts
             .get(&order.transfer.sender)
             .and_then(|account| account.pending)
-            .filter(|vote| vote.value == *order);
+            // An unsealed vote holds a placeholder, which no certificate may match.
+            .filter(|vote| vote.value == *order && !self.is_unsealed(order));
         let start = verifier.len();
         if ours.is_none() {
             let key = self.account_key(&order.transfer.sender)?;
@@ -384,13 +497,9 @@ impl AuthorityShard {
                 continue;
             }
             // `check_signers` ran first, so every signer is a member.
-            let key =
-                self.committee
-                    .public_key(authority)
-                    .ok_or(AuthorityError::InvalidCertificate(
-                        fastpay_wire::CertificateError::UnknownSigner(*authority),
-                    ))?;
-            verifier.push(key, vote_bytes, *signature);
+            self.committee
+                .queue_vote(verifier, authority, vote_bytes, signature)
+                .map_err(|_| AuthorityError::InvalidSignature)?;
         }
         Ok(start..verifier.len())
     }
@@ -521,9 +630,9 @@ impl AuthorityShard {
         let start = verifier.len();
         let vote_bytes = update.certificate.value.vote_bytes(&self.committee.id());
         for (authority, signature) in &update.certificate.signatures {
-            if let Some(key) = self.committee.public_key(authority) {
-                verifier.push(key, vote_bytes, *signature);
-            }
+            self.committee
+                .queue_vote(verifier, authority, vote_bytes, signature)
+                .map_err(|_| AuthorityError::InvalidSignature)?;
         }
         Ok(start..verifier.len())
     }
@@ -554,9 +663,19 @@ impl AuthorityShard {
         &mut self,
         update: &CrossShardUpdate,
     ) -> Result<(), AuthorityError> {
-        let mut verifier = BatchVerifier::new();
-        self.check_cross_shard_update(update, &mut verifier)?;
-        all_verified(&mut verifier)?;
+        self.handle_cross_shard_update_with(update, &mut BatchVerifier::new())
+    }
+
+    /// [`handle_cross_shard_update`](Self::handle_cross_shard_update) with the caller's
+    /// verifier (cleared first), whose memory of verified vote roots then serves every credit.
+    pub fn handle_cross_shard_update_with(
+        &mut self,
+        update: &CrossShardUpdate,
+        verifier: &mut BatchVerifier,
+    ) -> Result<(), AuthorityError> {
+        verifier.clear();
+        self.check_cross_shard_update(update, verifier)?;
+        all_verified(verifier)?;
         self.apply_cross_shard_update(update)
     }
 

@@ -3,6 +3,7 @@
 use super::*;
 use fastpay_wire::{
     Amount, CertificateError, CommitteeId, CommitteeMember, CryptoError, Signature, Transfer,
+    VoteSignature,
 };
 
 const SHARDS: u32 = 2;
@@ -143,9 +144,13 @@ fn vote_and_replay() {
     let vote = shard.handle_transfer_order(&o).unwrap();
     assert_eq!(vote.value, o);
     assert_eq!(vote.authority, fx.authorities[0].authority());
-    let key = fx.committee.public_key(&vote.authority).unwrap();
     assert_eq!(
-        key.verify(&o.vote_bytes(&fx.committee.id()), &vote.signature),
+        fx.committee.verify_vote(
+            &vote.authority,
+            &o.vote_bytes(&fx.committee.id()),
+            &vote.signature,
+            None
+        ),
         Ok(())
     );
     // The same order again: the same vote, no new state, no cryptography.
@@ -564,7 +569,7 @@ fn forged_confirmations_leave_nothing_behind() {
         let mut forged = fx.certificate(fx.order(&sender, fx.users[0].account(), 5, 0), &[0, 1, 2]);
         forged.value.signature = Signature([9; 64]);
         for (_, signature) in &mut forged.signatures {
-            *signature = Signature([9; 64]);
+            *signature = VoteSignature::Single(Signature([9; 64]));
         }
         let confirmation = ConfirmationOrder {
             certificate: forged,
@@ -603,6 +608,7 @@ fn signatures_for_another_committee_are_refused() {
         name: KeyPair::from_seed([104; 32]).authority(),
         weight: 1,
         num_shards: SHARDS,
+        votes: VoteScheme::Single,
     });
     for members in [reweighted, larger] {
         let other = Arc::new(Committee::new(members).unwrap());
@@ -649,11 +655,25 @@ fn signatures_for_another_committee_are_refused() {
 
         // The same messages formed in B pass: the committee binding alone refused them.
         let vote = s0.handle_transfer_order(&for_b).unwrap();
-        let key = other.public_key(&vote.authority).unwrap();
-        assert_eq!(key.verify(&for_b.vote_bytes(&b), &vote.signature), Ok(()));
         assert_eq!(
-            key.verify(&for_b.vote_bytes(&a), &vote.signature),
-            Err(CryptoError::InvalidSignature)
+            other.verify_vote(
+                &vote.authority,
+                &for_b.vote_bytes(&b),
+                &vote.signature,
+                None
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            other.verify_vote(
+                &vote.authority,
+                &for_b.vote_bytes(&a),
+                &vote.signature,
+                None
+            ),
+            Err(fastpay_wire::VoteError::Signature(
+                CryptoError::InvalidSignature
+            ))
         );
         let certificate = votes(&b, for_b);
         s1.handle_cross_shard_update(&CrossShardUpdate {
@@ -664,4 +684,149 @@ fn signatures_for_another_committee_are_refused() {
         s0.handle_confirmation_order(&ConfirmationOrder { certificate })
             .unwrap();
     }
+}
+
+// ---- batched votes -------------------------------------------------------------------------
+
+/// The fixture with every authority signing batches of votes.
+fn merkle_fixture() -> Fixture {
+    let mut fx = fixture();
+    fx.committee = Arc::new((*fx.committee).clone().with_vote_scheme(VoteScheme::Merkle));
+    fx
+}
+
+#[test]
+fn a_batch_of_votes_is_signed_once_and_each_vote_verifies() {
+    let fx = merkle_fixture();
+    let mut shard = fx.shard(0, 0);
+    let users = fx.users_on(0);
+    let bob = fx.users[11].account();
+    let orders: Vec<TransferOrder> = users.iter().map(|u| fx.order(u, bob, 1, 0)).collect();
+    // Two conflicting orders in the batch as well: one vote between them.
+    let rival = fx.order(users[0], fx.users[10].account(), 2, 0);
+    let mut verifier = BatchVerifier::new();
+    for o in orders.iter().chain([&rival]) {
+        assert!(matches!(
+            shard.check_transfer_order(o, &mut verifier).unwrap(),
+            OrderCheck::Verify(_)
+        ));
+    }
+    assert!(verifier.verify().iter().all(|ok| *ok));
+    let mut leaves = Vec::new();
+    for o in &orders {
+        match shard.vote_verified(o).unwrap() {
+            Voted::Unsealed(leaf) => leaves.push(leaf),
+            signed => panic!("expected an unsealed vote, got {signed:?}"),
+        }
+    }
+    assert_eq!(
+        shard.vote_verified(&rival),
+        Err(AuthorityError::ConflictingOrder(SequenceNumber::ZERO))
+    );
+    // A duplicate in the same batch names the same leaf.
+    assert_eq!(
+        shard.vote_verified(&orders[1]),
+        Ok(Voted::Unsealed(leaves[1]))
+    );
+    let sealed = shard.seal_votes().to_vec();
+    assert_eq!(sealed.len(), orders.len());
+    let mut roots = std::collections::HashSet::new();
+    for (leaf, o) in leaves.iter().zip(&orders) {
+        let vote = sealed[*leaf];
+        assert_eq!(vote.value, *o);
+        let VoteSignature::Batched(proof) = vote.signature else {
+            panic!("a batched vote");
+        };
+        roots.insert(proof.root_signature);
+        assert_eq!(
+            fx.committee.verify_vote(
+                &vote.authority,
+                &o.vote_bytes(&fx.committee.id()),
+                &vote.signature,
+                None
+            ),
+            Ok(())
+        );
+        // The sealed vote is the account's pending vote, replayed as is.
+        assert_eq!(shard.accounts()[&o.transfer.sender].pending, Some(vote));
+        assert_eq!(
+            shard.check_transfer_order(o, &mut verifier).unwrap(),
+            OrderCheck::Replay(vote)
+        );
+    }
+    assert_eq!(roots.len(), 1, "one root signature for the batch");
+    assert!(shard.seal_votes().is_empty());
+}
+
+#[test]
+fn certificates_of_batched_votes_apply_and_forged_paths_do_not() {
+    let fx = merkle_fixture();
+    let users = fx.users_on(0);
+    let bob = fx.users_on(1)[0].account();
+    let orders: Vec<TransferOrder> = users.iter().map(|u| fx.order(u, bob, 5, 0)).collect();
+    // Authorities 1 to 3 each sign the whole run of orders as one batch.
+    let votes: Vec<Vec<SignedTransferOrder>> = (1..4)
+        .map(|i| fastpay_wire::sign_votes(&orders, &fx.committee, &fx.authorities[i]))
+        .collect();
+    let certificate = |k: usize| CertifiedTransferOrder {
+        value: orders[k],
+        signatures: votes
+            .iter()
+            .map(|v| (v[k].authority, v[k].signature))
+            .collect(),
+    };
+    // A bent path, an index past the tree, and a per-vote signature where a batch is due.
+    let mut bent = certificate(0);
+    let mut past = certificate(0);
+    let mut wrong_form = certificate(0);
+    if let VoteSignature::Batched(p) = &mut bent.signatures[1].1 {
+        let mut path = p.path().to_vec();
+        path[0][0] ^= 1;
+        *p = fastpay_wire::MerkleProof::new(p.root_signature, p.index(), &path).unwrap();
+    }
+    if let VoteSignature::Batched(p) = &mut past.signatures[1].1 {
+        *p = fastpay_wire::MerkleProof::new(p.root_signature, 200, p.path()).unwrap();
+    }
+    wrong_form.signatures[2].1 =
+        SignedTransferOrder::new(orders[0], &fx.committee.id(), &fx.authorities[3]).signature;
+    let mut shard = fx.shard(0, 0);
+    for forged in [bent, past, wrong_form] {
+        refused(&mut shard, AuthorityError::InvalidSignature, |s| {
+            s.handle_confirmation_order(&ConfirmationOrder {
+                certificate: forged.clone(),
+            })
+        });
+    }
+    // Every genuine certificate of the run in one verifier batch: three root signatures
+    // (one per voter) are queued, whatever the number of certificates.
+    let mut verifier = BatchVerifier::new();
+    let mut checks = Vec::new();
+    for k in 0..orders.len() {
+        let order = ConfirmationOrder {
+            certificate: certificate(k),
+        };
+        checks.push((
+            shard
+                .check_confirmation_order(&order, &mut verifier)
+                .unwrap(),
+            order,
+        ));
+    }
+    // The owner signatures, plus one root per voter.
+    assert_eq!(verifier.checks(), orders.len() + 3);
+    assert!(verifier.verify().iter().all(|ok| *ok));
+    for (_, order) in &checks {
+        assert!(shard.confirm_verified(order).unwrap().applied);
+    }
+    // A later batch finds the roots remembered: only owner signatures are queued.
+    verifier.clear();
+    for k in 0..orders.len() {
+        let update = CrossShardUpdate {
+            recipient_shard: ShardId(1),
+            certificate: certificate(k),
+        };
+        let mut s1 = fx.shard(0, 1);
+        s1.check_cross_shard_update(&update, &mut verifier).unwrap();
+    }
+    assert!(verifier.is_empty(), "cached roots queue nothing");
 }

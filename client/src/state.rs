@@ -2,8 +2,9 @@
 
 use fastpay_wire::{
     AccountId, AccountInfoResponse, Amount, AuthorityName, Balance, CertifiedTransferOrder,
-    Committee, ConfirmationOrder, ErrorCode, ErrorReply, KeyPair, Message, PublicKey,
-    SequenceNumber, Signature, SignedTransferOrder, Transfer, TransferOrder, UserData, VoteReply,
+    Committee, ConfirmationOrder, ErrorCode, ErrorReply, KeyPair, Message, PublicKey, RootCache,
+    SequenceNumber, SignedTransferOrder, Transfer, TransferOrder, UserData, VoteError, VoteReply,
+    VoteSignature,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -36,15 +37,39 @@ pub enum ClientError {
     /// The replying authority is not in the committee.
     #[error("authority {0} is not in the committee")]
     UnknownAuthority(AuthorityName),
-    /// The vote's signature does not verify.
-    #[error("vote signature from {0} does not verify")]
-    InvalidVote(AuthorityName),
+    /// The vote's signature does not verify: a bad signature, a bad Merkle path or index,
+    /// or the wrong form for the authority's vote scheme.
+    #[error("vote from {0} refused: {1}")]
+    InvalidVote(AuthorityName, VoteError),
     /// The certificate is not a verified quorum for a transfer to this account.
     #[error("certificate refused")]
     InvalidCertificate,
     /// Arithmetic would leave its range.
     #[error("arithmetic overflow")]
     Overflow,
+}
+
+/// Checks a certificate of `committee` (see [`ClientState::check_certificate`]), remembering
+/// verified vote roots in `roots`.
+fn check_certificate(
+    committee: &Committee,
+    certificate: &CertifiedTransferOrder,
+    mut roots: Option<&mut RootCache>,
+) -> Result<(), ClientError> {
+    committee
+        .check_signers(certificate)
+        .map_err(|_| ClientError::InvalidCertificate)?;
+    let order = &certificate.value;
+    let id = committee.id();
+    let vote_bytes = order.vote_bytes(&id);
+    for (name, signature) in &certificate.signatures {
+        committee
+            .verify_vote(name, &vote_bytes, signature, roots.as_deref_mut())
+            .map_err(|_| ClientError::InvalidCertificate)?;
+    }
+    PublicKey::of_account(&order.transfer.sender)
+        .and_then(|key| key.verify(&order.signed_bytes(&id), &order.signature))
+        .map_err(|_| ClientError::InvalidCertificate)
 }
 
 fn confirmation_message(certificate: &CertifiedTransferOrder) -> Message {
@@ -61,7 +86,7 @@ pub enum Phase {
         /// The signed order sent to every authority.
         order: TransferOrder,
         /// Valid votes received so far, one per authority.
-        votes: BTreeMap<AuthorityName, Signature>,
+        votes: BTreeMap<AuthorityName, VoteSignature>,
     },
     /// The order is certified; confirmations go out until a quorum acknowledges them.
     Confirming {
@@ -108,7 +133,13 @@ pub struct ClientState {
     /// Per authority, where the next refusal for want of funds resumes in the received
     /// certificates (they go out [`CATCH_UP_LIMIT`] at a time).
     received_cursor: HashMap<AuthorityName, usize>,
+    /// Vote roots (of authorities that batch their votes) whose signatures verified here.
+    roots: RootCache,
 }
+
+/// Vote roots a client remembers: certificates received from payers whose votes were cast
+/// in the same batches share roots; a client sees few such batches (32 KiB of keys).
+pub const CLIENT_ROOT_CACHE: usize = 256;
 
 /// Most messages one refusal makes a client send. Refusals come over UDP, whose source
 /// addresses can be forged: a forged refusal must not make a client send its whole history
@@ -131,6 +162,7 @@ impl ClientState {
             received_certificates: BTreeMap::new(),
             acknowledged: HashMap::new(),
             received_cursor: HashMap::new(),
+            roots: RootCache::with_capacity(CLIENT_ROOT_CACHE),
         }
     }
 
@@ -179,6 +211,7 @@ impl ClientState {
                 .collect(),
             acknowledged: snapshot.acknowledged.into_iter().collect(),
             received_cursor: HashMap::new(),
+            roots: RootCache::with_capacity(CLIENT_ROOT_CACHE),
         })
     }
 
@@ -279,15 +312,20 @@ impl ClientState {
         if vote.value.transfer != order.transfer {
             return Err(ClientError::Mismatch);
         }
-        let key = self
-            .committee
-            .public_key(&vote.authority)
-            .ok_or(ClientError::UnknownAuthority(vote.authority))?;
+        if self.committee.public_key(&vote.authority).is_none() {
+            return Err(ClientError::UnknownAuthority(vote.authority));
+        }
         if votes.contains_key(&vote.authority) {
             return Ok(None);
         }
-        key.verify(&order.vote_bytes(&self.committee.id()), &vote.signature)
-            .map_err(|_| ClientError::InvalidVote(vote.authority))?;
+        self.committee
+            .verify_vote(
+                &vote.authority,
+                &order.vote_bytes(&self.committee.id()),
+                &vote.signature,
+                Some(&mut self.roots),
+            )
+            .map_err(|e| ClientError::InvalidVote(vote.authority, e))?;
         votes.insert(vote.authority, vote.signature);
         let weight: u64 = votes
             .keys()
@@ -456,7 +494,7 @@ impl ClientState {
         if matches!(self.pending, Some(Phase::Confirming { .. })) {
             return Err(ClientError::TransferInProgress);
         }
-        self.check_certificate(&certificate)?;
+        check_certificate(&self.committee, &certificate, Some(&mut self.roots))?;
         self.certified(certificate)
     }
 
@@ -466,23 +504,7 @@ impl ClientState {
         &self,
         certificate: &CertifiedTransferOrder,
     ) -> Result<(), ClientError> {
-        self.committee
-            .check_signers(certificate)
-            .map_err(|_| ClientError::InvalidCertificate)?;
-        let order = &certificate.value;
-        let committee = self.committee.id();
-        let vote_bytes = order.vote_bytes(&committee);
-        for (name, signature) in &certificate.signatures {
-            let key = self
-                .committee
-                .public_key(name)
-                .ok_or(ClientError::UnknownAuthority(*name))?;
-            key.verify(&vote_bytes, signature)
-                .map_err(|_| ClientError::InvalidCertificate)?;
-        }
-        PublicKey::of_account(&order.transfer.sender)
-            .and_then(|key| key.verify(&order.signed_bytes(&committee), &order.signature))
-            .map_err(|_| ClientError::InvalidCertificate)
+        check_certificate(&self.committee, certificate, None)
     }
 
     /// Takes the certificate of a payment to this account (handed over by its payer). Each
@@ -495,7 +517,7 @@ impl ClientState {
         if transfer.recipient != self.account {
             return Err(ClientError::Mismatch);
         }
-        self.check_certificate(&certificate)?;
+        check_certificate(&self.committee, &certificate, Some(&mut self.roots))?;
         let key = (transfer.sender, transfer.sequence_number);
         if self.received_certificates.contains_key(&key) {
             return Ok(false);
@@ -533,7 +555,7 @@ impl ClientState {
 mod tests {
     use super::*;
     use fastpay_authority::{AuthorityShard, Genesis};
-    use fastpay_wire::{CommitteeMember, ShardId};
+    use fastpay_wire::{CommitteeMember, ShardId, Signature, VoteScheme};
 
     struct Fixture {
         shards: Vec<AuthorityShard>,
@@ -543,9 +565,17 @@ mod tests {
 
     /// Four single-shard authorities; Alice and Bob start with 100 each.
     fn fixture() -> Fixture {
+        fixture_with(VoteScheme::Single)
+    }
+
+    /// [`fixture`] with every authority signing votes by `scheme`.
+    fn fixture_with(scheme: VoteScheme) -> Fixture {
         let keys: Vec<KeyPair> = (0..4u8).map(|i| KeyPair::from_seed([50 + i; 32])).collect();
-        let committee =
-            Arc::new(Committee::equal_weights(keys.iter().map(KeyPair::authority), 1).unwrap());
+        let committee = Arc::new(
+            Committee::equal_weights(keys.iter().map(KeyPair::authority), 1)
+                .unwrap()
+                .with_vote_scheme(scheme),
+        );
         let alice = KeyPair::from_seed([1; 32]);
         let bob = KeyPair::from_seed([2; 32]);
         let genesis = Genesis::from_accounts([
@@ -614,10 +644,13 @@ mod tests {
 
         // The Byzantine authority 3 sends a garbage vote, then a vote for another order.
         let mut garbage = vote(&mut fx.shards[3], &order);
-        garbage.signature = Signature([7; 64]);
+        garbage.signature = VoteSignature::Single(Signature([7; 64]));
         assert_eq!(
             fx.alice.handle_vote(&garbage),
-            Err(ClientError::InvalidVote(garbage.authority))
+            Err(ClientError::InvalidVote(
+                garbage.authority,
+                VoteError::Signature(fastpay_wire::CryptoError::InvalidSignature)
+            ))
         );
         let mut other = order;
         other.transfer.amount = Amount::new(31);
@@ -723,6 +756,77 @@ mod tests {
     }
 
     #[test]
+    fn batched_votes_certify_and_are_checked_as_strictly() {
+        use fastpay_wire::MerkleProof;
+        let mut fx = fixture_with(VoteScheme::Merkle);
+        let certificate = certify(&mut fx, 5);
+        assert!(
+            certificate
+                .signatures
+                .iter()
+                .all(|(_, s)| matches!(s, VoteSignature::Batched(_)))
+        );
+        assert_eq!(fx.bob.receive_certificate(certificate.clone()), Ok(true));
+
+        let order = fx
+            .bob
+            .transfer(fx.alice.account(), Amount::new(1), None)
+            .unwrap();
+        let good = vote(&mut fx.shards[3], &order);
+        let VoteSignature::Batched(proof) = good.signature else {
+            panic!("a batched vote");
+        };
+        let with = |signature| SignedTransferOrder { signature, ..good };
+        let invalid = VoteError::Signature(fastpay_wire::CryptoError::InvalidSignature);
+        // A path one sibling longer, an index past the tree, a bad root signature, and a
+        // per-vote signature from an authority that batches: each refused, by name.
+        let longer = MerkleProof::new(proof.root_signature, 0, &[[9; 32]]).unwrap();
+        let past = MerkleProof::new(proof.root_signature, 1, &[]).unwrap();
+        let mut forged = proof;
+        forged.root_signature.0[40] ^= 1;
+        let single = SignedTransferOrder::new(
+            order,
+            &fx.alice.committee().id(),
+            &KeyPair::from_seed([53; 32]),
+        );
+        for (bad, error) in [
+            (with(VoteSignature::Batched(longer)), invalid),
+            (
+                with(VoteSignature::Batched(past)),
+                VoteError::IndexOutOfRange { index: 1, depth: 0 },
+            ),
+            (with(VoteSignature::Batched(forged)), invalid),
+            (
+                single,
+                VoteError::WrongScheme {
+                    expected: VoteScheme::Merkle,
+                    got: VoteScheme::Single,
+                },
+            ),
+        ] {
+            assert_eq!(
+                fx.bob.handle_vote(&bad),
+                Err(ClientError::InvalidVote(good.authority, error))
+            );
+        }
+        assert_eq!(fx.bob.handle_vote(&good), Ok(None));
+        // A certificate whose vote's path was tampered with is refused.
+        let mut tampered = certificate;
+        if let VoteSignature::Batched(p) = &mut tampered.signatures[0].1 {
+            *p = MerkleProof::new(p.root_signature, p.index(), &[[1; 32]]).unwrap();
+        }
+        let mut carol = ClientState::new(
+            KeyPair::from_seed([2; 32]),
+            fx.alice.committee().clone(),
+            Balance::new(0),
+        );
+        assert_eq!(
+            carol.receive_certificate(tampered),
+            Err(ClientError::InvalidCertificate)
+        );
+    }
+
+    #[test]
     fn votes_and_certificates_of_another_committee_are_refused() {
         let mut fx = fixture();
         let certificate = certify(&mut fx, 5);
@@ -762,7 +866,10 @@ mod tests {
         assert_eq!(elsewhere.value.transfer, order.transfer);
         assert_eq!(
             bob.handle_vote(&elsewhere),
-            Err(ClientError::InvalidVote(elsewhere.authority))
+            Err(ClientError::InvalidVote(
+                elsewhere.authority,
+                VoteError::Signature(fastpay_wire::CryptoError::InvalidSignature)
+            ))
         );
         // And the fixture's authorities refuse Bob's order, signed for the other committee.
         assert_eq!(

@@ -153,7 +153,8 @@ mod tests {
     fn server_file_round_trips_and_is_private() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("server.json");
-        let (file, key) = ServerFile::generate("127.0.0.1".into(), 9100, 4).unwrap();
+        let (file, key) =
+            ServerFile::generate("127.0.0.1".into(), 9100, 4, Default::default()).unwrap();
         write_server_file(&path, &file).unwrap();
         let (loaded, loaded_key) = load_server_file(&path).unwrap();
         assert_eq!(loaded.authority, file.authority);

@@ -6,7 +6,7 @@
 use fastpay_client::{ClientState, Phase};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountInfoResponse, AuthorityName, CommitteeFile,
-    CommitteeFileError, ErrorCode, Message, decode, encode_into, shard_of,
+    CommitteeFileError, ErrorCode, Message, decode, encode_padded_into, shard_of,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
@@ -75,6 +75,8 @@ struct Authority {
     addresses: Vec<SocketAddr>,
     shards: u32,
     weight: u64,
+    /// Padding of requests to it, so that its votes fit within them.
+    padding: u16,
 }
 
 /// A client endpoint: one UDP socket and the committee's addresses.
@@ -96,6 +98,7 @@ impl Network {
                 addresses: entry.shard_addresses()?,
                 shards: entry.shards,
                 weight: entry.weight,
+                padding: entry.votes.request_padding(),
             });
         }
         let any: SocketAddr = match authorities.first().and_then(|a| a.addresses.first()) {
@@ -125,7 +128,8 @@ impl Network {
     fn send(&mut self, authority: usize, account: &AccountId, message: &Message) -> io::Result<()> {
         let target = &self.authorities[authority];
         let shard = shard_of(account, target.shards);
-        let len = encode_into(message, shard, &mut self.buffer).map_err(io::Error::other)?;
+        let len = encode_padded_into(message, shard, target.padding, &mut self.buffer)
+            .map_err(io::Error::other)?;
         let Some(&address) = target.addresses.get(shard.0 as usize) else {
             return Ok(());
         };

@@ -472,7 +472,7 @@ mod tests {
                 &key,
             ),
             authority: AuthorityName([3; 32]),
-            signature: Signature([4; 64]),
+            signature: fastpay_wire::VoteSignature::Single(Signature([4; 64])),
         })
     }
 

@@ -6,14 +6,12 @@
 
 mod common;
 
-use common::{
-    Authority, ask, balance, check, client, committee, committee_id, fund_accounts, order,
-};
+use common::{Authority, ask, balance, check, client, committee_with, fund_accounts, order};
 use fastpay_engine::config::load_server_file;
 use fastpay_wire::{
-    AccountId, AccountInfoResponse, Amount, Balance, CertifiedTransferOrder, CommitteeId,
-    ConfirmationOrder, ErrorCode, KeyPair, Message, SequenceNumber, Signature, SignedTransferOrder,
-    TransferOrder, VoteReply, decode, encode,
+    AccountId, AccountInfoResponse, Amount, Balance, CertifiedTransferOrder, Committee,
+    CommitteeFile, ConfirmationOrder, ErrorCode, KeyPair, Message, SequenceNumber, Signature,
+    TransferOrder, VoteReply, VoteScheme, VoteSignature, decode, encode, sign_vote,
 };
 use std::fs;
 use std::net::UdpSocket;
@@ -58,8 +56,9 @@ struct Impostor {
 }
 
 impl Impostor {
-    /// Lies as the authority of `server_file`, signing for `committee` as the real one would.
-    fn start(server_file: &Path, committee: CommitteeId, lie: Lie) -> Self {
+    /// Lies as the authority of `server_file`, signing for `committee` as the real one would
+    /// (in the real one's vote scheme).
+    fn start(server_file: &Path, committee: Committee, lie: Lie) -> Self {
         let (file, key) = load_server_file(server_file).unwrap();
         let socket = UdpSocket::bind(file.authority.address().unwrap()).unwrap();
         socket
@@ -139,13 +138,13 @@ fn conflicting(order: &TransferOrder) -> TransferOrder {
 
 fn lie_about(
     lie: Lie,
-    committee: &CommitteeId,
+    committee: &Committee,
     key: &KeyPair,
     message: &Message,
     noise: &mut u64,
 ) -> Vec<Reply> {
     let vote = |order: &TransferOrder| {
-        Reply::Message(Message::Vote(VoteReply::of(&SignedTransferOrder::new(
+        Reply::Message(Message::Vote(VoteReply::of(&sign_vote(
             *order, committee, key,
         ))))
     };
@@ -159,11 +158,15 @@ fn lie_about(
         Lie::Silent => Vec::new(),
         Lie::Garbage => {
             let mut bytes: Vec<u8> = (0..40).map(|_| next_noise(noise) as u8).collect();
-            bytes[0] = 1; // Looks like our codec version.
+            bytes[0] = fastpay_wire::codec::WIRE_VERSION; // Looks like our codec.
             let mut replies = vec![Reply::Bytes(bytes)];
             if let Message::TransferOrder(order) = message {
-                let mut reply = VoteReply::of(&SignedTransferOrder::new(*order, committee, key));
-                reply.signature = Signature([next_noise(noise) as u8; 64]);
+                let mut reply = VoteReply::of(&sign_vote(*order, committee, key));
+                let noise = Signature([next_noise(noise) as u8; 64]);
+                match &mut reply.signature {
+                    VoteSignature::Single(s) => *s = noise,
+                    VoteSignature::Batched(p) => p.root_signature = noise,
+                }
                 replies.push(Reply::Message(Message::Vote(reply)));
             }
             if let Some(account) = account_of(message) {
@@ -197,14 +200,12 @@ fn lie_about(
 
 fn made_up_account(
     account: AccountId,
-    committee: &CommitteeId,
+    committee: &Committee,
     key: &KeyPair,
     message: Option<&Message>,
 ) -> AccountInfoResponse {
     let pending = match message {
-        Some(Message::TransferOrder(order)) => {
-            Some(SignedTransferOrder::new(conflicting(order), committee, key))
-        }
+        Some(Message::TransferOrder(order)) => Some(sign_vote(conflicting(order), committee, key)),
         _ => None,
     };
     AccountInfoResponse {
@@ -215,36 +216,54 @@ fn made_up_account(
     }
 }
 
+/// The committee of `dir`'s `committee.json`.
+fn committee_of(dir: &Path) -> Committee {
+    CommitteeFile::load(&dir.join("committee.json"))
+        .unwrap()
+        .committee
+}
+
 /// A committee whose fourth authority is an impostor, with `accounts` funded accounts in the
 /// wallet of `dir`; returns the honest processes, the impostor and the account addresses.
-fn set_up(dir: &Path, accounts: usize, lie: Lie) -> (Vec<Authority>, Impostor, Vec<String>) {
-    committee(dir, 4);
+fn set_up(
+    dir: &Path,
+    accounts: usize,
+    lie: Lie,
+    scheme: VoteScheme,
+) -> (Vec<Authority>, Impostor, Vec<String>) {
+    committee_with(dir, 4, scheme);
     let accounts = fund_accounts(dir, accounts);
     let mut honest: Vec<Authority> = (1..=3).map(|i| Authority::new(dir, i, None)).collect();
     for authority in &mut honest {
         authority.start();
     }
-    let impostor = Impostor::start(&dir.join("server4.json"), committee_id(dir), lie);
+    let impostor = Impostor::start(&dir.join("server4.json"), committee_of(dir), lie);
     (honest, impostor, accounts)
 }
 
 #[test]
 fn honest_clients_pay_whatever_one_authority_does() {
-    pay_through_every_lie(1);
+    pay_through_every_lie(1, VoteScheme::Single);
 }
 
-/// The long version: ten rounds through every lie.
+#[test]
+fn honest_clients_pay_whatever_one_authority_does_with_batched_votes() {
+    pay_through_every_lie(1, VoteScheme::Merkle);
+}
+
+/// The long version: ten rounds through every lie, in both vote schemes.
 #[test]
 #[ignore]
 fn stress_honest_clients_pay_whatever_one_authority_does() {
-    pay_through_every_lie(10);
+    pay_through_every_lie(10, VoteScheme::Single);
+    pay_through_every_lie(10, VoteScheme::Merkle);
 }
 
 /// `rounds` times, one transfer while the impostor tells each lie in turn.
-fn pay_through_every_lie(rounds: usize) {
+fn pay_through_every_lie(rounds: usize, scheme: VoteScheme) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let (_honest, impostor, accounts) = set_up(dir, 2, Lie::Silent);
+    let (_honest, impostor, accounts) = set_up(dir, 2, Lie::Silent, scheme);
     let (a, b) = (&accounts[0], &accounts[1]);
     // The committee is up when the honest authorities agree on the genesis balance.
     for _ in 0..100 {
@@ -279,11 +298,20 @@ fn pay_through_every_lie(rounds: usize) {
 
 #[test]
 fn an_authority_that_votes_for_everything_cannot_certify_two_orders() {
+    votes_for_everything(VoteScheme::Single);
+}
+
+#[test]
+fn an_authority_that_votes_for_everything_cannot_certify_two_orders_with_batched_votes() {
+    votes_for_everything(VoteScheme::Merkle);
+}
+
+fn votes_for_everything(scheme: VoteScheme) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mallory = KeyPair::from_seed([1; 32]);
     let (alice, bob) = (AccountId([2; 32]), AccountId([3; 32]));
-    let addresses = committee(dir, 4);
+    let addresses = committee_with(dir, 4, scheme);
     fs::write(
         dir.join("initial_accounts.txt"),
         format!("{}:100\n", mallory.account()),
@@ -293,8 +321,9 @@ fn an_authority_that_votes_for_everything_cannot_certify_two_orders() {
     for authority in &mut honest {
         authority.start();
     }
-    let committee = committee_id(dir);
-    let _impostor = Impostor::start(&dir.join("server4.json"), committee, Lie::VoteForEverything);
+    let members = committee_of(dir);
+    let committee = members.id();
+    let _impostor = Impostor::start(&dir.join("server4.json"), members, Lie::VoteForEverything);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))

@@ -5,10 +5,11 @@
 
 mod common;
 
-use common::{Authority, ask, committee, committee_id, order};
+use common::{Authority, ask, committee_id, committee_with, order};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, AuthorityName, CertifiedTransferOrder, CommitteeId,
-    ConfirmationOrder, ErrorCode, KeyPair, Message, Signature, TransferOrder, VoteReply,
+    ConfirmationOrder, ErrorCode, KeyPair, MerkleProof, Message, Signature, TransferOrder,
+    VoteReply, VoteScheme, VoteSignature,
 };
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
@@ -24,9 +25,9 @@ struct Committee {
 }
 
 impl Committee {
-    fn start(funded: &[AccountId]) -> Self {
+    fn start(funded: &[AccountId], scheme: VoteScheme) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let addresses = committee(dir.path(), 4);
+        let addresses = committee_with(dir.path(), 4, scheme);
         let genesis: String = funded.iter().map(|a| format!("{a}:100\n")).collect();
         fs::write(dir.path().join("initial_accounts.txt"), genesis).unwrap();
         let mut processes: Vec<Authority> = (1..=4)
@@ -97,10 +98,30 @@ fn certificate(order: TransferOrder, votes: &[VoteReply]) -> CertifiedTransferOr
 
 #[test]
 fn byzantine_clients_get_nothing_and_cost_nobody_anything() {
+    byzantine_clients(VoteScheme::Single);
+}
+
+#[test]
+fn byzantine_clients_get_nothing_and_cost_nobody_anything_with_batched_votes() {
+    byzantine_clients(VoteScheme::Merkle);
+}
+
+/// A garbage signature in the form `scheme` uses (a bad root signature for batched votes).
+fn garbage_signature(of: VoteSignature) -> VoteSignature {
+    match of {
+        VoteSignature::Single(_) => VoteSignature::Single(Signature([7; 64])),
+        VoteSignature::Batched(mut proof) => {
+            proof.root_signature = Signature([7; 64]);
+            VoteSignature::Batched(proof)
+        }
+    }
+}
+
+fn byzantine_clients(scheme: VoteScheme) {
     let mallory = KeyPair::from_seed([1; 32]);
     let alice = KeyPair::from_seed([2; 32]);
     let bob = KeyPair::from_seed([3; 32]);
-    let c = Committee::start(&[mallory.account(), alice.account(), bob.account()]);
+    let c = Committee::start(&[mallory.account(), alice.account(), bob.account()], scheme);
     std::thread::sleep(Duration::from_millis(300));
 
     // Conflicting orders for one sequence number, each sent to half of the committee.
@@ -136,13 +157,32 @@ fn byzantine_clients_get_nothing_and_cost_nobody_anything() {
         .signatures
         .push((AuthorityName([9; 32]), votes[2].signature));
     let mut garbage = certificate(pay, &votes[..3]);
-    garbage.signatures[2].1 = Signature([7; 64]);
-    let cases = [
+    garbage.signatures[2].1 = garbage_signature(garbage.signatures[2].1);
+    // The other form than the authority uses: a real-looking vote refused by its form.
+    let mut wrong_form = certificate(pay, &votes[..3]);
+    wrong_form.signatures[1].1 = match wrong_form.signatures[1].1 {
+        VoteSignature::Single(s) => VoteSignature::Batched(MerkleProof::new(s, 0, &[]).unwrap()),
+        VoteSignature::Batched(p) => VoteSignature::Single(p.root_signature),
+    };
+    let mut cases = vec![
         (duplicated, ErrorCode::InvalidCertificate),
         (outsider, ErrorCode::InvalidCertificate),
         (certificate(pay, &votes[..1]), ErrorCode::InvalidCertificate),
         (garbage, ErrorCode::InvalidSignature),
+        (wrong_form, ErrorCode::InvalidSignature),
     ];
+    if let VoteSignature::Batched(proof) = votes[2].signature {
+        // A path that leads elsewhere, and an index past the tree.
+        let mut bent = certificate(pay, &votes[..3]);
+        bent.signatures[2].1 = VoteSignature::Batched(
+            MerkleProof::new(proof.root_signature, proof.index(), &[[3; 32]]).unwrap(),
+        );
+        let mut past = certificate(pay, &votes[..3]);
+        past.signatures[2].1 =
+            VoteSignature::Batched(MerkleProof::new(proof.root_signature, 1, &[]).unwrap());
+        cases.push((bent, ErrorCode::InvalidSignature));
+        cases.push((past, ErrorCode::InvalidSignature));
+    }
     for (forged, code) in cases {
         assert_eq!(c.confirm(0, forged), Err(code));
     }

@@ -131,7 +131,7 @@ fn fuzz_corpora_replay_cleanly() {
         }
         for (path, datagram) in fuzz_inputs(dir, "wire_decode") {
             if let Ok((header, message)) = decode(&datagram) {
-                let again = encode(&message, header.shard).unwrap();
+                let again = encode_padded(&message, header.shard, header.padding).unwrap();
                 assert_eq!(
                     again,
                     datagram,

@@ -72,6 +72,34 @@ fn main() {
     for (i, datagram) in datagrams.iter().enumerate() {
         write(&root.join("wire_decode"), &format!("kind-{i}"), datagram);
     }
+    // The batched-vote forms: a vote and a certificate carrying Merkle paths, and a padded
+    // order (requests to authorities that batch their votes carry padding).
+    let batched = sign_votes(
+        &[first, order(2, 3, 50, 0), order(3, 4, 1, 0)],
+        &(*committee()).clone().with_vote_scheme(VoteScheme::Merkle),
+        &key(200),
+    );
+    let merkle = [
+        encode(&Message::Vote(VoteReply::of(&batched[1])), ShardId(0)),
+        encode(
+            &Message::ConfirmationOrder(ConfirmationOrder {
+                certificate: CertifiedTransferOrder {
+                    value: first,
+                    signatures: vec![(batched[0].authority, batched[0].signature)],
+                },
+            }),
+            ShardId(0),
+        ),
+        encode_padded(
+            &Message::TransferOrder(first),
+            ShardId(0),
+            VoteScheme::Merkle.request_padding(),
+        ),
+    ];
+    for (i, datagram) in merkle.iter().enumerate() {
+        let datagram = datagram.as_ref().expect("seed encodes");
+        write(&root.join("wire_decode"), &format!("merkle-{i}"), datagram);
+    }
 
     // Batches: a payment's order then its confirmation, a double spend, overdrafts, queries.
     let requests = |messages: &[Message]| -> Vec<Vec<u8>> {

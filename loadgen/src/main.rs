@@ -322,7 +322,8 @@ fn real_main() -> Result<()> {
                     .iter()
                     .any(|&t| authorities[t].name == k.authority())
             });
-            certificates = setup::offline_certificates(&jobs, &committee, &keys, quorum);
+            certificates =
+                setup::offline_certificates(&jobs, &committee_file.committee, &keys, quorum);
         }
         // The targets vote first (unmeasured), as they would in a real payment, so that the
         // measured confirmations skip their own vote and the owner signature.
@@ -356,7 +357,18 @@ fn real_main() -> Result<()> {
             if let Some(live_certificate) = vote {
                 kept.push(jobs[i].clone());
                 certificates.push(if args.offline_certificates {
-                    offline[i].clone()
+                    // The targets' own votes as they cast them live, so that each target skips
+                    // its own vote (with batched votes, the live batch differs from the
+                    // offline one).
+                    let mut certificate = offline[i].clone();
+                    for (name, signature) in &mut certificate.signatures {
+                        if let Some((_, live)) =
+                            live_certificate.signatures.iter().find(|(n, _)| n == name)
+                        {
+                            *signature = *live;
+                        }
+                    }
+                    certificate
                 } else {
                     live_certificate
                 });

@@ -7,7 +7,7 @@ use anyhow::Result;
 use fastpay_udp::SegmentBatch;
 use fastpay_wire::{
     AccountId, AuthorityEntry, CertifiedTransferOrder, ConfirmationOrder, ErrorCode, Message,
-    Signature, decode, encode_into, shard_of,
+    VoteSignature, decode, encode_into, encode_padded_into, shard_of,
 };
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
@@ -112,7 +112,7 @@ impl Report {
 
 enum Stage {
     Voting {
-        votes: Vec<(usize, Signature)>,
+        votes: Vec<(usize, VoteSignature)>,
         refusals: usize,
     },
     Confirming {
@@ -131,6 +131,8 @@ struct Request {
 pub struct Endpoints {
     sockets: Vec<UdpSocket>,
     shards: Vec<u32>,
+    /// Padding of requests to each authority (see `VoteScheme::request_padding`).
+    padding: Vec<u16>,
     by_address: HashMap<SocketAddr, usize>,
     names: Vec<fastpay_wire::AuthorityName>,
     buffer: Vec<u8>,
@@ -183,6 +185,10 @@ impl Endpoints {
                 .flat_map(|(i, shards)| shards.iter().map(move |a| (*a, i)))
                 .collect(),
             shards: authorities.iter().map(|a| a.shards).collect(),
+            padding: authorities
+                .iter()
+                .map(|a| a.votes.request_padding())
+                .collect(),
             names: authorities.iter().map(|a| a.name).collect(),
             buffer: vec![0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE],
             outgoing,
@@ -200,7 +206,8 @@ impl Endpoints {
     /// socket buffer loses it: the request times out and is counted.
     fn send(&mut self, authority: usize, account: &AccountId, message: &Message) {
         let shard = shard_of(account, self.shards[authority]);
-        if let Ok(len) = encode_into(message, shard, &mut self.buffer) {
+        let padding = self.padding[authority];
+        if let Ok(len) = encode_padded_into(message, shard, padding, &mut self.buffer) {
             self.queue(authority, shard.0, len);
         }
     }
@@ -471,7 +478,7 @@ fn run_inner(
                 // Two different votes from one authority for one account and sequence number
                 // would be a broken safety promise.
                 let seen = &mut votes_seen[job * authorities + authority];
-                let print = fingerprint.hash_one(vote.signature.0) | 1;
+                let print = fingerprint.hash_one(vote.signature) | 1;
                 if *seen == 0 {
                     *seen = print;
                 } else if *seen != print {

@@ -4,8 +4,8 @@
 
 use anyhow::{Context, Result};
 use fastpay_wire::{
-    AccountId, Amount, CertifiedTransferOrder, CommitteeId, KeyPair, SequenceNumber, ServerFile,
-    SignedTransferOrder, Transfer, TransferOrder,
+    AccountId, Amount, CertifiedTransferOrder, Committee, CommitteeId, KeyPair, SequenceNumber,
+    ServerFile, SignedTransferOrder, Transfer, TransferOrder, VoteSignature, sign_votes,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
@@ -126,28 +126,40 @@ pub fn prepare_orders(
 }
 
 /// Signs a certificate for every order with the keys of `committee`'s members, as the
-/// authorities would (ed25519 signatures are deterministic, so these votes are byte-identical
-/// to live ones).
+/// authorities would: per-vote signatures (deterministic, so byte-identical to live ones), or
+/// for authorities that batch their votes, one root per run of
+/// [`MAX_LEAVES`](fastpay_wire::merkle::MAX_LEAVES) consecutive orders (as a shard under load
+/// signs a full receive batch).
 pub fn offline_certificates(
     orders: &[Prepared],
-    committee: &CommitteeId,
+    committee: &Committee,
     keys: &[KeyPair],
     quorum: usize,
 ) -> Vec<CertifiedTransferOrder> {
-    parallel(orders.len(), "signing certificates", |i| {
-        let order = orders[i].order;
-        CertifiedTransferOrder {
-            value: order,
-            signatures: keys
-                .iter()
-                .take(quorum)
-                .map(|key| {
-                    let vote = SignedTransferOrder::new(order, committee, key);
-                    (vote.authority, vote.signature)
-                })
-                .collect(),
-        }
-    })
+    let batch = fastpay_wire::merkle::MAX_LEAVES;
+    let batches = parallel(orders.len().div_ceil(batch), "signing certificates", |b| {
+        let chunk: Vec<TransferOrder> = orders[b * batch..((b + 1) * batch).min(orders.len())]
+            .iter()
+            .map(|p| p.order)
+            .collect();
+        let votes: Vec<Vec<SignedTransferOrder>> = keys
+            .iter()
+            .take(quorum)
+            .map(|key| sign_votes(&chunk, committee, key))
+            .collect();
+        chunk
+            .iter()
+            .enumerate()
+            .map(|(i, order)| CertifiedTransferOrder {
+                value: *order,
+                signatures: votes
+                    .iter()
+                    .map(|by_key| (by_key[i].authority, by_key[i].signature))
+                    .collect(),
+            })
+            .collect::<Vec<_>>()
+    });
+    batches.into_iter().flatten().collect()
 }
 
 /// `count` confirmation orders that forge a quorum of `names`' signatures (and the owner's)
@@ -198,7 +210,7 @@ pub fn forged_confirmations(
                 signatures: names
                     .iter()
                     .take(quorum)
-                    .map(|name| (*name, vote))
+                    .map(|name| (*name, VoteSignature::Single(vote)))
                     .collect(),
             },
         })

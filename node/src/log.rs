@@ -24,6 +24,9 @@ use serde::{Deserialize, Serialize};
 pub const RECORD_HEADER: usize = 8;
 
 /// Something that changed a shard's state, as the log records it.
+// A batched vote (with its Merkle path) is the largest record; records are built and encoded
+// at once, and boxing would allocate per vote.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     /// A vote this shard sent: the account's pending order.
@@ -237,7 +240,7 @@ mod tests {
                 &key,
             ),
             authority: AuthorityName([3; 32]),
-            signature: Signature([4; 64]),
+            signature: fastpay_wire::VoteSignature::Single(Signature([4; 64])),
         })
     }
 

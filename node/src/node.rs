@@ -3,11 +3,13 @@
 use crate::counters::{Counter, ShardCounters};
 use crate::links::{Arrival, CreditLinks, Transport};
 use crate::log::{Record, Snapshot, append_record};
-use fastpay_authority::{AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck};
+use fastpay_authority::{
+    AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck, Voted,
+};
 use fastpay_wire::{
     AccountId, BATCH, BatchVerifier, ConfirmationOrder, CrossShardUpdate, Datagrams, ErrorCode,
-    ErrorReply, LinkFrame, LinkPayload, Message, SequenceNumber, ShardId, TransferOrder, VoteReply,
-    decode, encode_into,
+    ErrorReply, LinkFrame, LinkPayload, Message, SequenceNumber, ShardId, SignedTransferOrder,
+    TransferOrder, VoteReply, decode, encode_into,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -107,6 +109,10 @@ pub struct ShardNode {
     counters: Arc<ShardCounters>,
     verifier: BatchVerifier,
     pending: Vec<Pending>,
+    /// Votes of this batch waiting for their root signature: who asked, and the leaf.
+    to_seal: Vec<((SocketAddr, usize), usize)>,
+    /// The votes the shard sealed for this batch.
+    sealed: Vec<SignedTransferOrder>,
     /// Datagrams handed over by other shards, for the next batch.
     forwarded: Vec<(SocketAddr, Vec<u8>)>,
     /// Datagrams this shard hands over, until the next transmit.
@@ -143,6 +149,8 @@ impl ShardNode {
             counters,
             verifier: BatchVerifier::new(),
             pending: Vec::new(),
+            to_seal: Vec::new(),
+            sealed: Vec::new(),
             forwarded: Vec::new(),
             forwards: Vec::new(),
             durable: config.durable,
@@ -265,8 +273,9 @@ impl ShardNode {
             // A confirmation may need no signature at all (a committee of one, whose own
             // vote is skipped): it still has to be committed.
             if !self.verifier.is_empty() {
+                // Votes under a root already queued in this batch take its verdict: not checks.
                 self.counters
-                    .add(Counter::SignaturesChecked, self.verifier.len() as u64);
+                    .add(Counter::SignaturesChecked, self.verifier.checks() as u64);
                 self.verifier.verify();
             }
             self.commit();
@@ -456,7 +465,10 @@ impl ShardNode {
     ) {
         let outcome = match transport {
             Transport::Reliable => self.shard.apply_cross_shard_update(update),
-            Transport::Lossy => self.shard.handle_cross_shard_update(update),
+            // The batch's verifier is idle between batches; its verified roots serve credits.
+            Transport::Lossy => self
+                .shard
+                .handle_cross_shard_update_with(update, &mut self.verifier),
         };
         self.links.taken(from, sequence);
         match outcome {
@@ -640,11 +652,18 @@ impl ShardNode {
                 continue;
             }
             let outcome = match request {
-                Pending::Order { order, .. } => self.shard.vote_verified(order).map(|vote| {
-                    self.counters.bump(Counter::Voted);
-                    self.record(|| Record::Vote(vote));
-                    Message::Vote(VoteReply::of(&vote))
-                }),
+                Pending::Order { order, .. } => match self.shard.vote_verified(order) {
+                    Ok(Voted::Signed(vote)) => {
+                        self.counters.bump(Counter::Voted);
+                        self.record(|| Record::Vote(vote));
+                        Ok(Message::Vote(VoteReply::of(&vote)))
+                    }
+                    Ok(Voted::Unsealed(leaf)) => {
+                        self.to_seal.push((peer, leaf));
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
                 Pending::Confirmation { order, .. } => {
                     self.apply_confirmation(order).map(|confirmed| {
                         self.counters.bump(Counter::Confirmed);
@@ -660,6 +679,35 @@ impl ShardNode {
         // Hand the (empty) buffer back so its capacity is reused.
         self.pending = pending;
         self.pending.clear();
+        self.sign_batch();
+    }
+
+    /// Signs the batch's votes with one root signature (batched votes), logs them, and
+    /// answers every order that asked for one.
+    fn sign_batch(&mut self) {
+        if self.to_seal.is_empty() {
+            return;
+        }
+        let mut sealed = std::mem::take(&mut self.sealed);
+        sealed.clear();
+        sealed.extend_from_slice(self.shard.seal_votes());
+        for vote in &sealed {
+            self.record(|| Record::Vote(*vote));
+        }
+        let to_seal = std::mem::take(&mut self.to_seal);
+        for &(peer, leaf) in &to_seal {
+            match sealed.get(leaf) {
+                Some(vote) => {
+                    self.counters.bump(Counter::Voted);
+                    self.reply(peer.0, peer.1, &Message::Vote(VoteReply::of(vote)));
+                }
+                // `vote_verified` numbered the leaf in the batch `seal_votes` signed.
+                None => self.counters.bump(Counter::SendDropped),
+            }
+        }
+        self.to_seal = to_seal;
+        self.to_seal.clear();
+        self.sealed = sealed;
     }
 
     /// Refuses the request of `(peer, size)`.
@@ -945,5 +993,118 @@ mod tests {
         );
         receiver.handle_frame(Duration::ZERO, frames[0].clone());
         assert_eq!(balance(&receiver, &payee.account()), 130);
+    }
+
+    /// A round of orders to an authority that batches its votes: one root signature for the
+    /// round, replies only once the votes are durable, each reply within its (padded) request,
+    /// and recovery restores the very votes sent.
+    #[test]
+    fn a_round_of_orders_gets_votes_under_one_root() {
+        use fastpay_wire::{VoteScheme, VoteSignature, encode_padded};
+        let key = authority();
+        let committee = Arc::new(
+            Committee::equal_weights([key.authority()], SHARDS)
+                .unwrap()
+                .with_vote_scheme(VoteScheme::Merkle),
+        );
+        let payers: Vec<KeyPair> = (1..=60)
+            .map(user)
+            .filter(|k| shard_of(&k.account(), SHARDS) == ShardId(0))
+            .take(12)
+            .collect();
+        let genesis =
+            Genesis::from_accounts(payers.iter().map(|k| (k.account(), Amount::new(100)))).unwrap();
+        let make = || {
+            let state =
+                AuthorityShard::new(authority(), committee.clone(), ShardId(0), &genesis).unwrap();
+            ShardNode::new(
+                state,
+                NodeConfig::in_process(SHARDS, true),
+                Arc::new(ShardCounters::default()),
+            )
+        };
+        let mut node = make();
+        let orders: Vec<TransferOrder> = payers
+            .iter()
+            .map(|p| {
+                TransferOrder::new(
+                    Transfer {
+                        sender: p.account(),
+                        recipient: payers[0].account(),
+                        amount: Amount::new(1),
+                        sequence_number: SequenceNumber::ZERO,
+                        user_data: None,
+                    },
+                    &committee.id(),
+                    p,
+                )
+            })
+            .collect();
+        let mut requests = Datagrams::new();
+        for order in &orders {
+            let bytes = encode_padded(
+                &Message::TransferOrder(*order),
+                ShardId(0),
+                committee.request_padding(),
+            )
+            .unwrap();
+            requests.push("127.0.0.1:9".parse().unwrap(), &bytes);
+        }
+        node.handle_batch(Duration::ZERO, &requests);
+        assert!(node.poll_replies().is_none(), "a vote before it is durable");
+        let mut log = Vec::new();
+        let position = node.take_log(&mut log).unwrap();
+        node.durable(position);
+        let replies = node.poll_replies().unwrap();
+        assert_eq!(replies.len(), orders.len());
+        assert_eq!(node.counters.get(Counter::AmplificationRefused), 0);
+        let mut roots = std::collections::HashSet::new();
+        for i in 0..replies.len() {
+            let (_, bytes, _) = replies.get(i);
+            let Ok((_, Message::Vote(reply))) = decode(bytes) else {
+                panic!("not a vote");
+            };
+            let order = orders
+                .iter()
+                .find(|o| reply.for_order(o).is_some())
+                .unwrap();
+            let VoteSignature::Batched(proof) = reply.signature else {
+                panic!("a per-vote signature from a batching authority");
+            };
+            roots.insert(proof.root_signature);
+            assert_eq!(
+                committee.verify_vote(
+                    &reply.authority,
+                    &order.vote_bytes(&committee.id()),
+                    &reply.signature,
+                    None
+                ),
+                Ok(())
+            );
+            assert_eq!(
+                node.shard().accounts()[&order.transfer.sender]
+                    .pending
+                    .map(|v| v.signature),
+                Some(reply.signature)
+            );
+        }
+        assert_eq!(roots.len(), 1, "one root signature for the round");
+
+        // Recovery restores the votes that were sent, proofs and all.
+        let (records, _) = decode_log(&as_group(&log)).unwrap();
+        let recovered = ShardNode::recover(
+            make().shard,
+            NodeConfig::in_process(SHARDS, true),
+            Arc::new(ShardCounters::default()),
+            None,
+            records,
+        );
+        for order in &orders {
+            let account = &order.transfer.sender;
+            assert_eq!(
+                recovered.shard().accounts()[account].pending,
+                node.shard().accounts()[account].pending
+            );
+        }
     }
 }

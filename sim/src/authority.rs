@@ -9,7 +9,7 @@ use fastpay_node::counters::ShardCounters;
 use fastpay_node::{NodeConfig, ShardNode, Transport};
 use fastpay_wire::{
     AccountInfoResponse, AuthorityName, BATCH, Balance, Committee, Datagrams, KeyPair, LinkFrame,
-    Message, SequenceNumber, ShardId, Signature, SignedTransferOrder, VoteReply, decode,
+    Message, SequenceNumber, ShardId, Signature, VoteReply, VoteSignature, decode, sign_vote,
 };
 use rand::RngExt;
 use std::collections::VecDeque;
@@ -572,7 +572,7 @@ impl World {
             // Equivocates: votes for anything, and acknowledges confirmations it never applied.
             2 => match message {
                 Message::TransferOrder(order) => {
-                    let vote = SignedTransferOrder::new(*order, &self.committee.id(), &key);
+                    let vote = sign_vote(*order, &self.committee, &key);
                     self.send(
                         Node::Authority(a),
                         from,
@@ -600,8 +600,13 @@ impl World {
             // Signs garbage.
             3 => {
                 if let Message::TransferOrder(order) = message {
-                    let mut vote = SignedTransferOrder::new(*order, &self.committee.id(), &key);
-                    vote.signature = Signature(self.rng.random());
+                    let mut vote = sign_vote(*order, &self.committee, &key);
+                    match &mut vote.signature {
+                        VoteSignature::Single(s) => *s = Signature(self.rng.random()),
+                        VoteSignature::Batched(p) => {
+                            p.root_signature = Signature(self.rng.random())
+                        }
+                    }
                     self.send(
                         Node::Authority(a),
                         from,

@@ -291,16 +291,22 @@ impl World {
                 let Some(orders) = orders else {
                     return Ok(());
                 };
-                let Some(key) = self.committee.public_key(&vote.authority) else {
+                if self.committee.public_key(&vote.authority).is_none() {
                     self.report.replies_refused += 1;
                     return Ok(());
-                };
+                }
                 // The reply names the sequence number both orders share: the signature tells
                 // which order it is for.
                 let Some(i) = orders.iter().position(|o| {
                     vote.for_order(o).is_some()
-                        && key
-                            .verify(&o.vote_bytes(&self.committee.id()), &vote.signature)
+                        && self
+                            .committee
+                            .verify_vote(
+                                &vote.authority,
+                                &o.vote_bytes(&self.committee.id()),
+                                &vote.signature,
+                                None,
+                            )
                             .is_ok()
                 }) else {
                     self.report.replies_refused += 1;

@@ -27,7 +27,7 @@ use fastpay_authority::Genesis;
 use fastpay_client::ClientState;
 use fastpay_wire::{
     AccountId, Amount, Balance, CertifiedTransferOrder, Committee, KeyPair, Message,
-    SequenceNumber, ShardId, Signature, Transfer, TransferOrder, encode, shard_of,
+    SequenceNumber, ShardId, Transfer, TransferOrder, VoteScheme, encode_padded, shard_of,
 };
 use network::{Event, EventQueue, Node};
 use rand::rngs::StdRng;
@@ -71,6 +71,8 @@ pub struct SimConfig {
     pub snapshot_after_bytes: u64,
     /// Whether the last authority is Byzantine.
     pub byzantine: bool,
+    /// How every authority signs its votes.
+    pub vote_scheme: VoteScheme,
     /// Virtual time after which unfinished honest clients count as a liveness failure.
     pub time_limit_us: u64,
 }
@@ -95,6 +97,7 @@ impl SimConfig {
             crash_interval_us: 40_000,
             snapshot_after_bytes: 16 << 10,
             byzantine: true,
+            vote_scheme: VoteScheme::Single,
             time_limit_us: 120_000_000,
         }
     }
@@ -195,7 +198,7 @@ pub(crate) enum Role {
     DoubleSpender {
         orders: Option<[TransferOrder; 2]>,
         halves: [Vec<usize>; 2],
-        votes: [BTreeMap<fastpay_wire::AuthorityName, Signature>; 2],
+        votes: [BTreeMap<fastpay_wire::AuthorityName, fastpay_wire::VoteSignature>; 2],
     },
 }
 
@@ -227,7 +230,8 @@ pub(crate) struct World {
     /// Every certificate formed, by sender and sequence number.
     pub(crate) certificates: BTreeMap<(AccountId, SequenceNumber), CertifiedTransferOrder>,
     /// Every vote an honest authority sent: (authority, sender, sequence number) → signature.
-    pub(crate) votes_sent: BTreeMap<(usize, AccountId, SequenceNumber), Signature>,
+    pub(crate) votes_sent:
+        BTreeMap<(usize, AccountId, SequenceNumber), fastpay_wire::VoteSignature>,
     /// The highest next sequence number an honest authority acknowledged for an account.
     pub(crate) acknowledged: BTreeMap<(usize, AccountId), SequenceNumber>,
     pub(crate) report: SimReport,
@@ -251,7 +255,8 @@ impl World {
             .collect();
         let committee = Arc::new(
             Committee::equal_weights(authority_keys.iter().map(KeyPair::authority), config.shards)
-                .unwrap_or_else(|e| panic!("simulated committee is invalid: {e}")),
+                .unwrap_or_else(|e| panic!("simulated committee is invalid: {e}"))
+                .with_vote_scheme(config.vote_scheme),
         );
         let client_count = config.honest_clients + config.double_spenders;
         let client_seeds: Vec<[u8; 32]> = (0..client_count).map(|_| rng.random()).collect();
@@ -346,7 +351,13 @@ impl World {
 
     /// Hands a datagram to the faulty network.
     pub(crate) fn send(&mut self, from: Node, to: Node, message: &Message, shard: ShardId) {
-        let bytes = encode(message, shard).unwrap_or_else(|e| panic!("encode {message:?}: {e}"));
+        // Requests carry the padding that lets batched votes fit within them.
+        let padding = match to {
+            Node::Authority(_) => self.committee.request_padding(),
+            _ => 0,
+        };
+        let bytes = encode_padded(message, shard, padding)
+            .unwrap_or_else(|e| panic!("encode {message:?}: {e}"));
         self.send_bytes(from, to, bytes);
     }
 

@@ -49,6 +49,9 @@ struct Args {
     /// Mean virtual microseconds between crashes of each honest authority (0: none).
     #[arg(long, default_value_t = 40_000)]
     crash_interval_us: u64,
+    /// How every authority signs its votes: `single` or `merkle`.
+    #[arg(long, default_value = "single")]
+    vote_scheme: fastpay_wire::VoteScheme,
 }
 
 fn main() -> Result<()> {
@@ -71,6 +74,7 @@ fn main() -> Result<()> {
             byzantine: !args.no_byzantine,
             split_shards: args.split_shards,
             crash_interval_us: args.crash_interval_us,
+            vote_scheme: args.vote_scheme,
             ..SimConfig::standard(seed)
         };
         let report = run(config)?;

@@ -5,6 +5,7 @@
 //! `FASTPAY_SIM_SEED=S` replays exactly one seed (the one a failure prints).
 
 use fastpay_sim::{SimConfig, SimReport, run};
+use fastpay_wire::VoteScheme;
 
 /// Seeds that CI runs on every change, per link mode.
 const CI_SEEDS: u64 = 120;
@@ -77,6 +78,18 @@ fn committee_keeps_every_invariant_through_crashes() {
     assert!(in_process.iter().chain(&split).any(|r| r.snapshots > 0));
 }
 
+/// The same invariants with every authority signing batches of votes (half the seeds with
+/// shards in one process, half with shards as separate processes).
+#[test]
+fn committee_keeps_every_invariant_with_batched_votes() {
+    let reports = run_all(|seed| SimConfig {
+        vote_scheme: VoteScheme::Merkle,
+        split_shards: seed % 2 == 0,
+        ..SimConfig::standard(seed.wrapping_add(3_000))
+    });
+    summarize("batched votes", &reports);
+}
+
 #[test]
 fn many_shards_heavy_loss() {
     run_all(|seed| SimConfig {
@@ -91,7 +104,24 @@ fn many_shards_heavy_loss() {
 
 #[test]
 fn single_shard_no_faults_completes_every_transfer() {
-    for report in run_all(|seed| SimConfig {
+    for report in [VoteScheme::Single, VoteScheme::Merkle]
+        .into_iter()
+        .flat_map(|scheme| {
+            run_all(move |seed| SimConfig {
+                vote_scheme: scheme,
+                ..no_faults(seed)
+            })
+        })
+    {
+        assert_eq!(report.transfers_completed, 24 * 4);
+        assert_eq!(report.cross_shard_credits, 0);
+        assert_eq!(report.crashes, 0);
+    }
+}
+
+/// One shard, no loss, no crashes, no Byzantine authority.
+fn no_faults(seed: u64) -> SimConfig {
+    SimConfig {
         shards: 1,
         drop_rate: 0.0,
         duplicate_rate: 0.0,
@@ -99,10 +129,6 @@ fn single_shard_no_faults_completes_every_transfer() {
         crash_interval_us: 0,
         byzantine: false,
         ..SimConfig::standard(seed.wrapping_add(2_000))
-    }) {
-        assert_eq!(report.transfers_completed, 24 * 4);
-        assert_eq!(report.cross_shard_credits, 0);
-        assert_eq!(report.crashes, 0);
     }
 }
 

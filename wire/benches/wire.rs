@@ -99,6 +99,22 @@ fn signing(c: &mut Criterion) {
     let committee = committee().id();
     let bytes = SignedBytes::for_transfer(Domain::Vote, &committee, &value);
     c.bench_function("sign/vote", |b| b.iter(|| signer.sign(black_box(&bytes))));
+    // The same signature with dalek, which `sign` (aws-lc-rs) replaced: same bytes, slower.
+    c.bench_function("sign/vote_dalek", |b| {
+        b.iter(|| signer.sign_with_dalek(black_box(&bytes)))
+    });
+    let root = [7u8; 32];
+    c.bench_function("merkle/leaf_hash", |b| {
+        b.iter(|| fastpay_wire::merkle::leaf_hash(black_box(&bytes)))
+    });
+    c.bench_function("merkle/node_hash", |b| {
+        b.iter(|| fastpay_wire::merkle::node_hash(black_box(&root), black_box(&root)))
+    });
+    let leaves: Vec<[u8; 32]> = (0..64u8).map(|i| [i; 32]).collect();
+    let mut tree = fastpay_wire::TreeBuilder::new();
+    c.bench_function("merkle/build_64", |b| {
+        b.iter(|| tree.build(black_box(&leaves)))
+    });
     c.bench_function("signed_bytes/transfer", |b| {
         b.iter(|| SignedBytes::for_transfer(Domain::Vote, &committee, black_box(&value)))
     });

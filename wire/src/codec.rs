@@ -6,8 +6,13 @@
 //! |--------|------|------------------------------------------------------------|
 //! | 0      | 1    | wire version, [`WIRE_VERSION`]                             |
 //! | 1      | 1    | message kind, [`MessageKind`]                              |
-//! | 2      | 2    | reserved, must be zero                                     |
+//! | 2      | 2    | padding length, big-endian ([`Header::padding`])           |
 //! | 4      | 4    | destination shard, big-endian ([`SHARD_OFFSET`])           |
+//!
+//! A datagram ends with `padding` zero bytes after the body. Requests to authorities that
+//! send batched votes (see [`crate::merkle`]) are padded so that the larger votes still fit
+//! within the request that asked for them; every other datagram has no padding, and its
+//! header bytes 2 and 3 are zero as in the first version of this format.
 //!
 //! The shard sits at a fixed offset in network byte order so that the engine (and a classic
 //! BPF program, whose word loads are big-endian) can route a datagram without decoding it.
@@ -24,8 +29,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-/// Version byte of this wire format.
-pub const WIRE_VERSION: u8 = 1;
+/// Version byte of this wire format. Version 2: vote signatures carry a form byte (per vote
+/// or batched, [`crate::merkle::VoteSignature`]) and the header may announce padding.
+pub const WIRE_VERSION: u8 = 2;
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 8;
 /// Offset of the big-endian destination shard in the header.
@@ -57,9 +63,9 @@ pub enum CodecError {
     /// The kind byte names no message.
     #[error("unknown message kind {0}")]
     UnknownKind(u8),
-    /// The reserved header bytes are not zero.
-    #[error("reserved header bytes are set")]
-    ReservedBits,
+    /// The announced padding runs past the datagram, or its bytes are not zero.
+    #[error("bad padding")]
+    BadPadding,
     /// A field holds a value its type does not allow (bad tag, bad variant).
     #[error("malformed body: {0}")]
     Malformed(&'static str),
@@ -131,6 +137,8 @@ pub struct Header {
     pub kind: MessageKind,
     /// The shard the datagram is for.
     pub shard: ShardId,
+    /// Zero bytes after the body (part of the datagram's size, not of the message).
+    pub padding: u16,
 }
 
 /// Reads the header of `datagram` without touching the body.
@@ -145,21 +153,28 @@ pub fn peek_header(datagram: &[u8]) -> Result<Header, CodecError> {
         return Err(CodecError::UnsupportedVersion(datagram[0]));
     }
     let kind = MessageKind::from_byte(datagram[1])?;
-    if datagram[2] != 0 || datagram[3] != 0 {
-        return Err(CodecError::ReservedBits);
+    let padding = u16::from_be_bytes([datagram[2], datagram[3]]);
+    if usize::from(padding) > datagram.len() - HEADER_LEN {
+        return Err(CodecError::BadPadding);
     }
     let mut shard = [0u8; 4];
     shard.copy_from_slice(&datagram[SHARD_OFFSET..HEADER_LEN]);
     Ok(Header {
         kind,
         shard: ShardId(u32::from_be_bytes(shard)),
+        padding,
     })
 }
 
 /// Decodes one datagram. Never panics, and allocates at most a datagram's worth.
 pub fn decode(datagram: &[u8]) -> Result<(Header, Message), CodecError> {
     let header = peek_header(datagram)?;
-    let body = &datagram[HEADER_LEN..];
+    // `peek_header` checked that the padding fits after the header.
+    let end = datagram.len() - usize::from(header.padding);
+    if datagram[end..].iter().any(|byte| *byte != 0) {
+        return Err(CodecError::BadPadding);
+    }
+    let body = &datagram[HEADER_LEN..end];
     let message = match header.kind {
         MessageKind::TransferOrder => Message::TransferOrder(decode_value(body)?),
         MessageKind::ConfirmationOrder => Message::ConfirmationOrder(decode_value(body)?),
@@ -175,6 +190,41 @@ pub fn decode(datagram: &[u8]) -> Result<(Header, Message), CodecError> {
 
 /// Encodes `message` for `shard` into `out`; returns the datagram's length.
 pub fn encode_into(message: &Message, shard: ShardId, out: &mut [u8]) -> Result<usize, CodecError> {
+    encode_padded_into(message, shard, 0, out)
+}
+
+/// Encodes `message` for `shard` followed by `padding` zero bytes into `out`; returns the
+/// datagram's length.
+pub fn encode_padded_into(
+    message: &Message,
+    shard: ShardId,
+    padding: u16,
+    out: &mut [u8],
+) -> Result<usize, CodecError> {
+    let len = encode_body(message, shard, out)?;
+    let end = len.saturating_add(usize::from(padding));
+    if end > out.len().min(MAX_DATAGRAM_SIZE) {
+        return Err(CodecError::BufferTooSmall);
+    }
+    out[2..SHARD_OFFSET].copy_from_slice(&padding.to_be_bytes());
+    out[len..end].fill(0);
+    Ok(end)
+}
+
+/// Encodes `message` for `shard` followed by `padding` zero bytes into a new buffer.
+pub fn encode_padded(
+    message: &Message,
+    shard: ShardId,
+    padding: u16,
+) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![0u8; MAX_DATAGRAM_SIZE];
+    let len = encode_padded_into(message, shard, padding, &mut out)?;
+    out.truncate(len);
+    Ok(out)
+}
+
+/// The header (without padding) and body of `message`; returns their length.
+fn encode_body(message: &Message, shard: ShardId, out: &mut [u8]) -> Result<usize, CodecError> {
     if out.len() < HEADER_LEN {
         return Err(CodecError::BufferTooSmall);
     }
@@ -284,7 +334,7 @@ mod tests {
     #[test]
     fn header_carries_shard_big_endian_at_fixed_offset() {
         let bytes = request();
-        assert_eq!(&bytes[..HEADER_LEN], &[1, 3, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(&bytes[..HEADER_LEN], &[2, 3, 0, 0, 1, 2, 3, 4]);
         let header = peek_header(&bytes).unwrap();
         assert_eq!(header.shard, ShardId(0x0102_0304));
         assert_eq!(header.kind, MessageKind::AccountInfoRequest);
@@ -295,14 +345,18 @@ mod tests {
         let good = request();
         assert_eq!(decode(&good[..3]), Err(CodecError::Truncated));
         let mut bad = good.clone();
-        bad[0] = 2;
-        assert_eq!(decode(&bad), Err(CodecError::UnsupportedVersion(2)));
+        bad[0] = 1;
+        assert_eq!(decode(&bad), Err(CodecError::UnsupportedVersion(1)));
         let mut bad = good.clone();
         bad[1] = 0;
         assert_eq!(decode(&bad), Err(CodecError::UnknownKind(0)));
+        // Padding: one byte taken from the body leaves it short; past the end is refused.
         let mut bad = good.clone();
         bad[3] = 1;
-        assert_eq!(decode(&bad), Err(CodecError::ReservedBits));
+        assert_eq!(decode(&bad), Err(CodecError::Truncated));
+        let mut bad = good.clone();
+        bad[2] = 0xff;
+        assert_eq!(decode(&bad), Err(CodecError::BadPadding));
         let mut bad = good.clone();
         bad.resize(MAX_DATAGRAM_SIZE + 1, 0);
         assert_eq!(decode(&bad), Err(CodecError::TooLarge));
@@ -324,6 +378,26 @@ mod tests {
         let mut bytes = encode(&error, ShardId(0)).unwrap();
         bytes[HEADER_LEN] = 200; // No such error code.
         assert!(matches!(decode(&bytes), Err(CodecError::Malformed(_))));
+    }
+
+    #[test]
+    fn padding_is_zeros_announced_in_the_header() {
+        let message = Message::AccountInfoRequest(AccountInfoRequest::new(AccountId([9; 32])));
+        let plain = encode(&message, ShardId(5)).unwrap();
+        let padded = encode_padded(&message, ShardId(5), 300).unwrap();
+        assert_eq!(padded.len(), plain.len() + 300);
+        assert_eq!(&padded[2..4], &300u16.to_be_bytes());
+        let (header, decoded) = decode(&padded).unwrap();
+        assert_eq!((header.padding, decoded), (300, message.clone()));
+        assert_eq!(decode(&plain).unwrap().0.padding, 0);
+        let mut dirty = padded.clone();
+        *dirty.last_mut().unwrap() = 1;
+        assert_eq!(decode(&dirty), Err(CodecError::BadPadding));
+        // Padding past the largest datagram does not encode.
+        assert_eq!(
+            encode_padded(&message, ShardId(5), u16::MAX),
+            Err(CodecError::BufferTooSmall)
+        );
     }
 
     #[test]

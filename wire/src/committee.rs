@@ -2,7 +2,8 @@
 //! that binds every signature to one committee.
 
 use crate::base_types::{AccountId, AuthorityName, CommitteeId, ShardId, shard_of};
-use crate::crypto::{CryptoError, PublicKey};
+use crate::crypto::{BatchVerifier, CryptoError, PublicKey, SignedBytes};
+use crate::merkle::{RootCache, VoteError, VoteScheme, VoteSignature, verify_vote};
 use crate::messages::CertifiedTransferOrder;
 use sha2::{Digest, Sha512};
 use std::collections::HashMap;
@@ -46,6 +47,9 @@ pub struct CommitteeMember {
     pub weight: u64,
     /// How many shards its accounts are spread over.
     pub num_shards: u32,
+    /// How it signs its votes. Not part of the committee id: like the shard count, it is the
+    /// authority's choice of how to prove its votes, not who votes with what weight.
+    pub votes: VoteScheme,
 }
 
 /// Why a committee description was refused.
@@ -114,6 +118,7 @@ impl Committee {
                     name,
                     weight: 1,
                     num_shards,
+                    votes: VoteScheme::Single,
                 })
                 .collect(),
         )
@@ -200,6 +205,72 @@ impl Committee {
         self.index.get(name).map(|&i| &self.members[i])
     }
 
+    /// How member `name` signs its votes (the default scheme for a non-member).
+    pub fn vote_scheme(&self, name: &AuthorityName) -> VoteScheme {
+        self.member(name).map_or(VoteScheme::Single, |m| m.votes)
+    }
+
+    /// The same committee with every member signing votes by `scheme` (for tests and tools
+    /// that assemble committees in code).
+    pub fn with_vote_scheme(mut self, scheme: VoteScheme) -> Self {
+        for member in &mut self.members {
+            member.votes = scheme;
+        }
+        self
+    }
+
+    /// Padding every request to this committee carries so that the largest vote any member
+    /// sends fits within the request (see [`VoteScheme::request_padding`]).
+    pub fn request_padding(&self) -> u16 {
+        self.members
+            .iter()
+            .map(|m| m.votes.request_padding())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Verifies member `name`'s vote `signature` on `vote_bytes` (bytes of this committee):
+    /// in the form the committee says `name` uses, its root signature checked unless `cache`
+    /// holds it.
+    pub fn verify_vote(
+        &self,
+        name: &AuthorityName,
+        vote_bytes: &SignedBytes,
+        signature: &VoteSignature,
+        cache: Option<&mut RootCache>,
+    ) -> Result<(), VoteError> {
+        let i = *self.index.get(name).ok_or(VoteError::UnknownSigner)?;
+        verify_vote(
+            name,
+            &self.keys[i],
+            self.members[i].votes,
+            &self.id,
+            vote_bytes,
+            signature,
+            cache,
+        )
+    }
+
+    /// Queues member `name`'s vote `signature` on `vote_bytes` in `verifier` (see
+    /// [`BatchVerifier::push_vote`]): its verdict is that of every entry queued from here on.
+    pub fn queue_vote(
+        &self,
+        verifier: &mut BatchVerifier,
+        name: &AuthorityName,
+        vote_bytes: SignedBytes,
+        signature: &VoteSignature,
+    ) -> Result<(), VoteError> {
+        let i = *self.index.get(name).ok_or(VoteError::UnknownSigner)?;
+        verifier.push_vote(
+            name,
+            &self.keys[i],
+            self.members[i].votes,
+            &self.id,
+            vote_bytes,
+            signature,
+        )
+    }
+
     /// The shard of authority `name` that owns `account`, if `name` is a member.
     pub fn shard_of(&self, name: &AuthorityName, account: &AccountId) -> Option<ShardId> {
         self.member(name).map(|m| shard_of(account, m.num_shards))
@@ -247,6 +318,7 @@ mod tests {
             name: authority(seed).authority(),
             weight,
             num_shards,
+            votes: VoteScheme::Single,
         }
     }
 
@@ -297,9 +369,7 @@ mod tests {
         let bytes = certificate.value.vote_bytes(&committee.id());
         committee.check_signers(certificate).is_ok()
             && certificate.signatures.iter().all(|(name, signature)| {
-                committee
-                    .public_key(name)
-                    .is_some_and(|key| key.verify(&bytes, signature).is_ok())
+                committee.verify_vote(name, &bytes, signature, None).is_ok()
             })
     }
 
@@ -331,9 +401,13 @@ mod tests {
                 })
                 .collect(),
         };
-        let voter = a.public_key(&vote.authority).unwrap();
         assert_eq!(
-            voter.verify(&order.vote_bytes(&a.id()), &vote.signature),
+            a.verify_vote(
+                &vote.authority,
+                &order.vote_bytes(&a.id()),
+                &vote.signature,
+                None
+            ),
             Ok(())
         );
         assert_eq!(
@@ -346,8 +420,13 @@ mod tests {
             // Same voters, enough weight in B: only the committee binding refuses them.
             assert_eq!(b.check_signers(&certificate), Ok(()));
             assert_eq!(
-                voter.verify(&order.vote_bytes(&b.id()), &vote.signature),
-                Err(CryptoError::InvalidSignature)
+                b.verify_vote(
+                    &vote.authority,
+                    &order.vote_bytes(&b.id()),
+                    &vote.signature,
+                    None
+                ),
+                Err(VoteError::Signature(CryptoError::InvalidSignature))
             );
             assert_eq!(
                 owner_key.verify(&order.signed_bytes(&b.id()), &order.signature),

@@ -4,7 +4,8 @@
 //! The committee file lists every authority, one JSON object each, in order, as
 //! `server generate >> committee.json` appends them:
 //! `{"name":"<64 hex digits>","host":"127.0.0.1","port":9100,"shards":4,"weight":1}`.
-//! `weight` defaults to 1; unknown fields are refused. An authority's server file is one JSON
+//! `weight` defaults to 1; `votes` (`"single"` or `"merkle"`, see [`crate::merkle`]) defaults
+//! to `"single"` and is written only when it is `"merkle"`; unknown fields are refused. An authority's server file is one JSON
 //! object holding its entry and its secret key seed.
 //!
 //! An authority whose shards run on several hosts adds `shard_addresses`, one object per shard
@@ -21,6 +22,7 @@
 use crate::base_types::AuthorityName;
 use crate::committee::{Committee, CommitteeError, CommitteeMember};
 use crate::crypto::{CryptoError, KeyPair};
+use crate::merkle::VoteScheme;
 use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -104,6 +106,10 @@ pub struct AuthorityEntry {
     /// Voting weight.
     #[serde(default = "one")]
     pub weight: u64,
+    /// How the authority signs its votes: `"single"` (one signature per vote, the default,
+    /// left out of the file) or `"merkle"` (one signature per batch of votes).
+    #[serde(default, skip_serializing_if = "VoteScheme::is_default")]
+    pub votes: VoteScheme,
     /// Where each shard listens, in shard order, when the shards are spread over hosts; empty:
     /// every shard at `host:port`, links at `host:port+1+j`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -313,6 +319,7 @@ impl CommitteeFile {
                     name: a.name,
                     weight: a.weight,
                     num_shards: a.shards,
+                    votes: a.votes,
                 })
                 .collect(),
         )
@@ -344,8 +351,13 @@ pub struct ServerFile {
 }
 
 impl ServerFile {
-    /// A new authority with a fresh key, of weight one, every shard at `host:port`.
-    pub fn generate(host: String, port: u16, shards: u32) -> Result<(Self, KeyPair), CryptoError> {
+    /// A new authority with a fresh key, of weight one, signing votes by `votes`, every shard at `host:port`.
+    pub fn generate(
+        host: String,
+        port: u16,
+        shards: u32,
+        votes: VoteScheme,
+    ) -> Result<(Self, KeyPair), CryptoError> {
         let key = KeyPair::generate()?;
         let file = Self {
             authority: AuthorityEntry {
@@ -354,6 +366,7 @@ impl ServerFile {
                 port,
                 shards,
                 weight: 1,
+                votes,
                 shard_addresses: Vec::new(),
             },
             secret: hex::encode(key.seed()),
@@ -367,6 +380,7 @@ impl ServerFile {
         host: String,
         port: u16,
         shard_addresses: Vec<ShardAddress>,
+        votes: VoteScheme,
     ) -> Result<(Self, KeyPair), CommitteeFileError> {
         let shards = u32::try_from(shard_addresses.len()).unwrap_or(u32::MAX);
         let key = KeyPair::generate().map_err(CommitteeFileError::Key)?;
@@ -376,6 +390,7 @@ impl ServerFile {
             port,
             shards,
             weight: 1,
+            votes,
             shard_addresses,
         };
         authority
@@ -417,6 +432,7 @@ mod tests {
             port: 9000 + u16::from(i) * 100,
             shards: 4,
             weight: 1,
+            votes: VoteScheme::Single,
             shard_addresses: Vec::new(),
         }
     }
@@ -517,8 +533,13 @@ mod tests {
     fn placed_server_files_round_trip() {
         let path = Path::new("server.json");
         let addresses = placed(1).shard_addresses;
-        let (file, _) =
-            ServerFile::generate_placed("10.0.0.1".into(), 9100, addresses.clone()).unwrap();
+        let (file, _) = ServerFile::generate_placed(
+            "10.0.0.1".into(),
+            9100,
+            addresses.clone(),
+            VoteScheme::Single,
+        )
+        .unwrap();
         assert_eq!(file.authority.shards, 4);
         let text = serde_json::to_string(&file).unwrap();
         let (parsed, _) = ServerFile::parse(path, &text).unwrap();
@@ -527,6 +548,7 @@ mod tests {
             "10.0.0.1".into(),
             9100,
             vec![addresses[0].clone(), addresses[0].clone()],
+            VoteScheme::Single,
         )
         .err()
         .unwrap();
@@ -565,6 +587,35 @@ mod tests {
             file.authorities[0].address().unwrap(),
             "127.0.0.1:9100".parse().unwrap()
         );
+    }
+
+    fn text_of(file: &ServerFile) -> String {
+        serde_json::to_string(&file.authority).unwrap()
+    }
+
+    #[test]
+    fn vote_scheme_is_optional_and_checked() {
+        let name = entry(1).name;
+        let merkle = format!(
+            "{{\"name\":\"{name}\",\"host\":\"127.0.0.1\",\"port\":9100,\"shards\":4,\"weight\":1,\"votes\":\"merkle\"}}"
+        );
+        let file = CommitteeFile::parse(Path::new("c.json"), &merkle).unwrap();
+        assert_eq!(file.authorities[0].votes, VoteScheme::Merkle);
+        assert_eq!(file.committee.vote_scheme(&name), VoteScheme::Merkle);
+        assert_eq!(serde_json::to_string(&file.authorities[0]).unwrap(), merkle);
+        // Old files (no field) keep the per-vote scheme, and the committee id.
+        let old = CommitteeFile::parse(
+            Path::new("c.json"),
+            &serde_json::to_string(&entry(1)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(old.committee.vote_scheme(&name), VoteScheme::Single);
+        assert_eq!(old.committee.id(), file.committee.id());
+        let bad = merkle.replace("\"merkle\"", "\"batch\"");
+        assert!(matches!(
+            CommitteeFile::parse(Path::new("c.json"), &bad),
+            Err(CommitteeFileError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -617,7 +668,9 @@ mod tests {
     #[test]
     fn server_file_round_trips_and_checks_its_key() {
         let path = Path::new("server.json");
-        let (file, key) = ServerFile::generate("127.0.0.1".into(), 9100, 4).unwrap();
+        let (file, key) =
+            ServerFile::generate("127.0.0.1".into(), 9100, 4, VoteScheme::Merkle).unwrap();
+        assert!(text_of(&file).contains("\"votes\":\"merkle\""));
         let text = serde_json::to_string_pretty(&file).unwrap();
         let (parsed, parsed_key) = ServerFile::parse(path, &text).unwrap();
         assert_eq!(parsed.authority, file.authority);

@@ -22,12 +22,15 @@
 
 use crate::base_types::CommitteeId;
 use crate::base_types::{AccountId, AuthorityName, UserData};
+use crate::merkle::{RootCache, RootKey, VoteError, VoteScheme, VoteSignature, leaf_hash};
 use crate::messages::Transfer;
+use aws_lc_rs::signature::Ed25519KeyPair;
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
 use std::fmt;
@@ -324,12 +327,20 @@ impl fmt::Debug for PublicKey {
 }
 
 /// An ed25519 signing key. Its `Debug` never shows the secret.
-pub struct KeyPair(SigningKey);
+///
+/// Signs with aws-lc-rs (its assembly makes signing about 2.5 times faster than dalek's on
+/// the machines we measured; ed25519 signatures are deterministic, so both give the same bytes,
+/// which a test checks). Keys, verification and batch verification stay with dalek.
+pub struct KeyPair(SigningKey, Option<Ed25519KeyPair>);
 
 impl KeyPair {
     /// A key pair derived from a 32-byte secret seed (deterministic; for tests and key files).
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        Self(SigningKey::from_bytes(&seed))
+        // aws-lc-rs refuses only seeds of the wrong length; dalek signs if it ever did.
+        Self(
+            SigningKey::from_bytes(&seed),
+            Ed25519KeyPair::from_seed_unchecked(&seed).ok(),
+        )
     }
 
     /// A fresh key pair from the operating system's randomness.
@@ -373,6 +384,16 @@ impl KeyPair {
 
     /// Signs `message`.
     pub fn sign(&self, message: &SignedBytes) -> Signature {
+        if let Some(signer) = &self.1
+            && let Ok(bytes) = <[u8; 64]>::try_from(signer.sign(message.as_slice()).as_ref())
+        {
+            return Signature(bytes);
+        }
+        self.sign_with_dalek(message)
+    }
+
+    /// Signs `message` with dalek: the reference that the fast path must match byte for byte.
+    pub fn sign_with_dalek(&self, message: &SignedBytes) -> Signature {
         Signature(self.0.sign(message.as_slice()).to_bytes())
     }
 }
@@ -407,6 +428,13 @@ impl Domain {
         }
     }
 }
+
+/// The tag of a batch of votes' root ([`SignedBytes::for_vote_root`]); NUL-terminated like
+/// the [`Domain`] tags and a prefix of none of them.
+pub const VOTE_ROOT_TAG: &[u8] = b"fastpay/vote-root/v1\0";
+
+// The root's bytes (tag, committee id, root) fit the buffer sized for transfers.
+const _: () = assert!(VOTE_ROOT_TAG.len() + 32 + 32 <= SIGNED_BYTES_CAPACITY);
 
 /// The length of the longest domain tag.
 const LONGEST_TAG: usize = {
@@ -489,6 +517,19 @@ impl SignedBytes {
         bytes
     }
 
+    /// The bytes a batch signature covers: [`VOTE_ROOT_TAG`], the committee id, and the root
+    /// of the batch's Merkle tree (see [`crate::merkle`]).
+    pub fn for_vote_root(committee: &CommitteeId, root: &[u8; 32]) -> Self {
+        let mut bytes = Self {
+            buf: [0; SIGNED_BYTES_CAPACITY],
+            len: 0,
+        };
+        bytes.put(VOTE_ROOT_TAG);
+        bytes.put(&committee.0);
+        bytes.put(root);
+        bytes
+    }
+
     /// Appends `part`. The capacity is the sum of the longest case of every part written by
     /// [`for_transfer`](Self::for_transfer), each sized from its type, so this stays in bounds.
     fn put(&mut self, part: &[u8]) {
@@ -514,6 +555,10 @@ impl fmt::Debug for SignedBytes {
 /// recent batches are full of forgeries (a flood), signatures are checked one by one instead,
 /// which then costs less than batches that fail and bisect. Reuse one verifier across batches
 /// to keep its buffers and its memory of recent failures.
+///
+/// Batched votes ([`push_vote`](Self::push_vote)) queue their root's signature once per batch
+/// (later votes under the same root take its verdict), and roots that verified are
+/// remembered across batches, so a root's signature is checked once per verifier.
 #[derive(Default)]
 pub struct BatchVerifier {
     keys: Vec<VerifyingKey>,
@@ -523,6 +568,12 @@ pub struct BatchVerifier {
     valid: Vec<bool>,
     /// Share of bad signatures in recent batches, in 1/1024ths (an exponential average).
     recent_bad: u32,
+    /// Roots that verified in earlier batches.
+    roots: RootCache,
+    /// Roots queued in this batch, and their index.
+    queued_roots: FxHashMap<RootKey, usize>,
+    /// Entries that take another entry's verdict: (entry, the entry it copies).
+    aliases: Vec<(usize, usize)>,
 }
 
 /// Share of bad signatures (in 1/1024ths) in recent batches above which each signature is
@@ -540,17 +591,90 @@ impl BatchVerifier {
         Self::default()
     }
 
-    /// Forgets all queued signatures, keeping the buffers.
+    /// Forgets all queued signatures, keeping the buffers (and the roots that verified).
     pub fn clear(&mut self) {
         self.keys.clear();
         self.signatures.clear();
         self.messages.clear();
         self.valid.clear();
+        self.queued_roots.clear();
+        self.aliases.clear();
+    }
+
+    /// Queues the vote `signature` of `authority` (key `key`, signing by `scheme` in
+    /// `committee`) on `vote_bytes`. A per-vote signature is queued as is. A batched vote's
+    /// path is followed to its root: nothing is queued when that root (with those signature
+    /// bytes) verified before, an entry that takes the verdict of the root queued earlier in
+    /// this batch, or else the root's signature. The vote's verdict is then that of every
+    /// entry queued from here on, like any other signature's.
+    pub fn push_vote(
+        &mut self,
+        authority: &AuthorityName,
+        key: &PublicKey,
+        scheme: VoteScheme,
+        committee: &CommitteeId,
+        vote_bytes: SignedBytes,
+        signature: &VoteSignature,
+    ) -> Result<(), VoteError> {
+        if signature.scheme() != scheme {
+            return Err(VoteError::WrongScheme {
+                expected: scheme,
+                got: signature.scheme(),
+            });
+        }
+        match signature {
+            VoteSignature::Single(signature) => {
+                self.push(key, vote_bytes, *signature);
+            }
+            VoteSignature::Batched(proof) => {
+                let root = proof.root(&leaf_hash(&vote_bytes))?;
+                let entry = (*authority, root, proof.root_signature.0);
+                if self.roots.contains(&entry) {
+                    return Ok(());
+                }
+                if let Some(&target) = self.queued_roots.get(&entry) {
+                    let index = self.keys.len();
+                    self.keys.push(self.keys[target]);
+                    self.messages.push(self.messages[target]);
+                    self.signatures.push(self.signatures[target]);
+                    // Left out of the batch equation; takes its target's verdict.
+                    self.valid.push(false);
+                    self.aliases.push((index, target));
+                    return Ok(());
+                }
+                let index = self.push(
+                    key,
+                    SignedBytes::for_vote_root(committee, &root),
+                    proof.root_signature,
+                );
+                self.queued_roots.insert(entry, index);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies verdicts to the entries that share a root, and remembers the roots that
+    /// verified.
+    fn settle_roots(&mut self) {
+        for &(index, target) in &self.aliases {
+            self.valid[index] = self.valid[target];
+        }
+        for (entry, &index) in &self.queued_roots {
+            if self.valid[index] {
+                self.roots.insert(*entry);
+            }
+        }
     }
 
     /// Number of queued signatures.
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Number of queued signatures that [`verify`](Self::verify) will check: the entries of
+    /// batched votes that share a root queued earlier in this batch take its verdict instead.
+    pub fn checks(&self) -> usize {
+        self.keys.len().saturating_sub(self.aliases.len())
     }
 
     /// Whether no signature is queued.
@@ -581,6 +705,7 @@ impl BatchVerifier {
                     );
                 }
             }
+            self.settle_roots();
             self.note_failures();
             return &self.valid;
         }
@@ -598,6 +723,7 @@ impl BatchVerifier {
             self.verify_range(start, end);
             start = end;
         }
+        self.settle_roots();
         self.note_failures();
         &self.valid
     }
@@ -684,6 +810,27 @@ mod tests {
         for a in &canonical {
             for b in &canonical {
                 assert!(canonical.contains(&(a + b)));
+            }
+        }
+    }
+
+    #[test]
+    fn fast_signing_gives_dalek_s_bytes() {
+        for seed in 0..64u8 {
+            let key = KeyPair::from_seed([seed.wrapping_mul(37); 32]);
+            assert!(key.1.is_some());
+            let mut data = transfer(u64::from(seed) * 1_000_003);
+            if seed % 2 == 0 {
+                data.user_data = Some(UserData([seed; 32]));
+            }
+            for bytes in [
+                SignedBytes::for_transfer(Domain::Vote, &COMMITTEE, &data),
+                SignedBytes::for_transfer(Domain::TransferOrder, &COMMITTEE, &data),
+                SignedBytes::for_vote_root(&COMMITTEE, &[seed; 32]),
+            ] {
+                let fast = key.sign(&bytes);
+                assert_eq!(fast, key.sign_with_dalek(&bytes));
+                assert_eq!(key.public_key().unwrap().verify(&bytes, &fast), Ok(()));
             }
         }
     }
@@ -815,6 +962,65 @@ mod tests {
             level = run(0);
         }
         assert!(level <= SINGLE_CHECK_ABOVE, "{level}");
+    }
+
+    #[test]
+    fn batched_votes_check_each_root_once_and_share_its_verdict() {
+        use crate::merkle::{Digest, TreeBuilder};
+        let key = KeyPair::from_seed([9; 32]);
+        let public = key.public_key().unwrap();
+        let name = key.authority();
+        let bytes: Vec<SignedBytes> = (0..4)
+            .map(|i| SignedBytes::for_transfer(Domain::Vote, &COMMITTEE, &transfer(i)))
+            .collect();
+        let leaves: Vec<Digest> = bytes.iter().map(leaf_hash).collect();
+        let mut tree = TreeBuilder::new();
+        let good = tree.sign(&leaves, &COMMITTEE, &key).unwrap();
+        let mut bad = good;
+        bad.0[40] ^= 1;
+        let mut verifier = BatchVerifier::new();
+        let queue = |verifier: &mut BatchVerifier, i: usize, signature| {
+            let vote = VoteSignature::Batched(tree.proof(i, signature).unwrap());
+            verifier
+                .push_vote(
+                    &name,
+                    &public,
+                    VoteScheme::Merkle,
+                    &COMMITTEE,
+                    bytes[i],
+                    &vote,
+                )
+                .unwrap();
+        };
+        // A forged root signature: the first vote queues it, the second shares its failure.
+        queue(&mut verifier, 0, bad);
+        queue(&mut verifier, 1, bad);
+        queue(&mut verifier, 2, good);
+        queue(&mut verifier, 3, good);
+        assert_eq!(verifier.len(), 4);
+        assert_eq!(verifier.verify(), &[false, false, true, true]);
+        // Next batch: the good root is remembered, the forged one is checked (and fails) again.
+        verifier.clear();
+        queue(&mut verifier, 0, good);
+        assert!(verifier.is_empty());
+        queue(&mut verifier, 1, bad);
+        assert_eq!(verifier.verify(), &[false]);
+        // The wrong form is refused before anything is queued.
+        verifier.clear();
+        let single = VoteSignature::Single(key.sign(&bytes[0]));
+        assert!(
+            verifier
+                .push_vote(
+                    &name,
+                    &public,
+                    VoteScheme::Merkle,
+                    &COMMITTEE,
+                    bytes[0],
+                    &single
+                )
+                .is_err()
+        );
+        assert!(verifier.is_empty());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! This crate defines what travels between clients and authorities: identifiers and money as
 //! newtypes with checked arithmetic ([`base_types`]), the protocol messages ([`messages`]), the
 //! committee, its quorum rules and its id ([`committee`]), keys and signatures over canonical,
-//! domain-separated bytes bound to one committee ([`crypto`]), the datagram format
+//! domain-separated bytes bound to one committee ([`crypto`]), votes signed a batch at a time
+//! under one Merkle root, with the cache that checks each root once ([`merkle`]), the datagram format
 //! ([`codec`]), the batch of datagrams that the I/O layer fills and protocol code reads
 //! ([`datagrams`]), and the format of the committee file and of an authority's server file
 //! ([`committee_file`]).
@@ -21,19 +22,27 @@ pub mod committee;
 pub mod committee_file;
 pub mod crypto;
 pub mod datagrams;
+pub mod merkle;
 pub mod messages;
 
 pub use base_types::{
     AccountId, Amount, ArithmeticError, AuthorityName, Balance, CommitteeId, IdParseError,
     SequenceNumber, ShardId, UserData, shard_of,
 };
-pub use codec::{CodecError, Header, MessageKind, decode, encode, encode_into, peek_header};
+pub use codec::{
+    CodecError, Header, MessageKind, decode, encode, encode_into, encode_padded,
+    encode_padded_into, peek_header,
+};
 pub use committee::{CertificateError, Committee, CommitteeError, CommitteeMember};
 pub use committee_file::{
     AuthorityEntry, CommitteeFile, CommitteeFileError, ServerFile, ShardAddress,
 };
 pub use crypto::{BatchVerifier, CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
 pub use datagrams::{BATCH, Datagrams};
+pub use merkle::{
+    MerkleProof, RootCache, TreeBuilder, VoteError, VoteScheme, VoteSignature, sign_vote,
+    sign_votes, verify_vote,
+};
 pub use messages::{
     ACCOUNT_INFO_PADDING, AccountInfoRequest, AccountInfoResponse, CertifiedTransferOrder,
     ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkFrame, LinkPayload, Message,

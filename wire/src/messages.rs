@@ -5,6 +5,7 @@ use crate::base_types::{
     AccountId, Amount, AuthorityName, Balance, SequenceNumber, ShardId, UserData,
 };
 use crate::crypto::{Domain, KeyPair, Signature, SignedBytes};
+use crate::merkle::{MerkleProof, VoteSignature};
 use serde::{Deserialize, Serialize};
 
 /// A payment: `sender` moves `amount` to `recipient` as its transfer number `sequence_number`.
@@ -64,18 +65,28 @@ pub struct SignedTransferOrder {
     pub value: TransferOrder,
     /// The voting authority.
     pub authority: AuthorityName,
-    /// The authority's signature over [`Domain::Vote`] bytes of the transfer in its committee.
-    pub signature: Signature,
+    /// The authority's signature over [`Domain::Vote`] bytes of the transfer in its committee,
+    /// or over the root of a batch of such votes (see [`crate::merkle`]).
+    pub signature: VoteSignature,
 }
 
 impl SignedTransferOrder {
-    /// `authority_key`, a member of `committee`, votes for `order`.
+    /// `authority_key`, a member of `committee`, votes for `order` with a signature of its own.
     pub fn new(order: TransferOrder, committee: &CommitteeId, authority_key: &KeyPair) -> Self {
         let signature = authority_key.sign(&order.vote_bytes(committee));
         Self {
             value: order,
             authority: authority_key.authority(),
-            signature,
+            signature: VoteSignature::Single(signature),
+        }
+    }
+
+    /// `authority`'s vote for `order` as leaf of a signed batch.
+    pub fn batched(order: TransferOrder, authority: AuthorityName, proof: MerkleProof) -> Self {
+        Self {
+            value: order,
+            authority,
+            signature: VoteSignature::Batched(proof),
         }
     }
 }
@@ -85,9 +96,10 @@ impl SignedTransferOrder {
 pub struct CertifiedTransferOrder {
     /// The certified order.
     pub value: TransferOrder,
-    /// Votes: each authority's signature over [`Domain::Vote`] bytes of the transfer.
+    /// Votes: each authority's signature over [`Domain::Vote`] bytes of the transfer (or
+    /// over the root of a batch holding them).
     #[serde(deserialize_with = "bounded_votes")]
-    pub signatures: Vec<(AuthorityName, Signature)>,
+    pub signatures: Vec<(AuthorityName, VoteSignature)>,
 }
 
 /// The most votes a certificate may carry; more could not fit in one datagram anyway.
@@ -95,13 +107,13 @@ pub const MAX_VOTES: usize = 80;
 
 /// Reads a vote list without trusting its length prefix: at most [`MAX_VOTES`] entries are
 /// reserved or accepted, so a forged prefix costs the decoder nothing.
-fn bounded_votes<'de, D>(deserializer: D) -> Result<Vec<(AuthorityName, Signature)>, D::Error>
+fn bounded_votes<'de, D>(deserializer: D) -> Result<Vec<(AuthorityName, VoteSignature)>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
     struct VotesVisitor;
     impl<'de> serde::de::Visitor<'de> for VotesVisitor {
-        type Value = Vec<(AuthorityName, Signature)>;
+        type Value = Vec<(AuthorityName, VoteSignature)>;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             write!(f, "at most {MAX_VOTES} votes")
         }
@@ -127,9 +139,10 @@ where
 }
 
 /// An authority's vote as it travels back to the client. The client holds the order it sent,
-/// so the reply names only the order's sender and sequence number: it stays smaller than the
-/// order that asked for it, and a replayed order with a forged source address cannot make an
-/// authority amplify traffic towards a victim.
+/// so the reply names only the order's sender and sequence number: it stays no larger than the
+/// order that asked for it (a batched vote's path is paid for by the padding that requests to
+/// batching authorities carry), and a replayed order with a forged source address cannot make
+/// an authority amplify traffic towards a victim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VoteReply {
     /// The order's sender.
@@ -138,8 +151,8 @@ pub struct VoteReply {
     pub sequence_number: SequenceNumber,
     /// The voting authority.
     pub authority: AuthorityName,
-    /// The authority's signature over [`Domain::Vote`] bytes of the transfer.
-    pub signature: Signature,
+    /// The authority's signature over [`Domain::Vote`] bytes of the transfer (or its batch's).
+    pub signature: VoteSignature,
 }
 
 impl VoteReply {
@@ -188,7 +201,7 @@ pub struct AccountInfoRequest {
 
 /// Padding bytes that make an [`AccountInfoRequest`] datagram as large as the largest
 /// [`AccountInfoResponse`] datagram (pinned by a test).
-pub const ACCOUNT_INFO_PADDING: usize = 290;
+pub const ACCOUNT_INFO_PADDING: usize = 291;
 
 impl AccountInfoRequest {
     /// A padded query for `account`.
@@ -337,6 +350,10 @@ pub struct ShardLink {
 }
 
 /// Every datagram's payload. The codec writes the variant as the header's kind byte.
+// A pending vote with a Merkle path makes account states the largest variant (a few hundred
+// bytes); a message is decoded into place and consumed at once, and boxing would allocate per
+// datagram on the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// Client → authority: please vote.

@@ -65,3 +65,34 @@ fn replies_fit_their_requests() {
     }));
     assert!(unpadded < refusal);
 }
+
+/// With batched votes, requests carry the committee's padding and every reply still fits:
+/// the largest vote (a path of the greatest depth) within the smallest padded order, and the
+/// largest account state within a padded query.
+#[test]
+fn batched_votes_fit_padded_requests() {
+    let committee = common::merkle_committee();
+    let padding = committee.request_padding();
+    let id = committee.id();
+    let bare = TransferOrder::new(common::transfer(1, 1, false), &id, &common::key(1));
+    let memo = TransferOrder::new(common::transfer(1, 1, true), &id, &common::key(1));
+    let deepest = common::batched_vote(memo, 10, fastpay_wire::merkle::MAX_LEAVES, 5);
+    let padded = |m: &Message| encode_padded(m, ShardId(0), padding).unwrap().len();
+    let vote_reply = size(&Message::Vote(VoteReply::of(&deepest)));
+    let order = padded(&Message::TransferOrder(bare));
+    assert!(vote_reply <= order, "{vote_reply} > {order}");
+    // Without the padding it would not fit: the padding is needed, not decoration.
+    assert!(vote_reply > size(&Message::TransferOrder(bare)));
+    let account = common::key(1).account();
+    let largest = size(&Message::AccountInfoResponse(AccountInfoResponse {
+        account,
+        balance: Balance::new(i128::MIN),
+        next_sequence_number: SequenceNumber::new(u64::MAX),
+        pending: Some(deepest),
+    }));
+    let query = padded(&Message::AccountInfoRequest(AccountInfoRequest::new(
+        account,
+    )));
+    assert!(largest <= query, "answer {largest} > query {query}");
+    assert_eq!(common::committee().request_padding(), 0);
+}

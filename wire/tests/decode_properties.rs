@@ -3,20 +3,28 @@
 mod common;
 
 use fastpay_wire::codec::MAX_DATAGRAM_SIZE;
-use fastpay_wire::{ShardId, decode, encode};
+use fastpay_wire::{ShardId, decode, encode, encode_padded};
 use proptest::prelude::*;
 
 fn encoded_samples() -> Vec<Vec<u8>> {
     common::sample_messages()
         .into_iter()
         .map(|(_, m)| encode(&m, ShardId(1)).unwrap())
+        .chain(
+            common::merkle_sample_messages()
+                .into_iter()
+                .map(|(_, m, padding)| encode_padded(&m, ShardId(1), padding).unwrap()),
+        )
         .collect()
 }
 
 /// Decoding is canonical: any accepted datagram is exactly the encoding of what it decoded to.
 fn assert_canonical(bytes: &[u8]) {
     if let Ok((header, message)) = decode(bytes) {
-        assert_eq!(encode(&message, header.shard).unwrap(), bytes);
+        assert_eq!(
+            encode_padded(&message, header.shard, header.padding).unwrap(),
+            bytes
+        );
     }
 }
 

@@ -11,7 +11,8 @@ use fastpay_engine::runtime::{Engine, EngineConfig, QUEUE_CAPACITY};
 use fastpay_engine::store::SNAPSHOT_AFTER_BYTES;
 use fastpay_wire::{
     AccountId, Amount, CertifiedTransferOrder, Committee, ConfirmationOrder, KeyPair, Message,
-    SequenceNumber, SignedTransferOrder, Transfer, TransferOrder, decode, encode, shard_of,
+    SequenceNumber, SignedTransferOrder, Transfer, TransferOrder, VoteScheme, decode,
+    encode_padded, shard_of, sign_votes,
 };
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -44,6 +45,10 @@ struct Args {
     /// Milliseconds before an unanswered request is sent again (then given up after 5 tries).
     #[arg(long, default_value_t = 500)]
     timeout_ms: u64,
+    /// How the authorities sign votes: `single` (one signature per vote) or `merkle` (one
+    /// signature per batch; pre-signed certificates carry roots of 64 consecutive orders).
+    #[arg(long, default_value = "single")]
+    vote_scheme: VoteScheme,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,7 +87,8 @@ fn run(args: Args) -> Result<()> {
         .collect();
     let committee = Arc::new(
         Committee::equal_weights(authorities.iter().map(KeyPair::authority), args.num_shards)
-            .context("build the committee")?,
+            .context("build the committee")?
+            .with_vote_scheme(args.vote_scheme),
     );
     let id = committee.id();
     let accounts: Vec<KeyPair> = (0..args.num_accounts)
@@ -115,17 +121,27 @@ fn run(args: Args) -> Result<()> {
         .skip(usize::from(args.committee_size > quorum))
         .take(quorum)
         .collect();
-    let certificates: Vec<CertifiedTransferOrder> =
-        parallel(&orders, |_, order| CertifiedTransferOrder {
-            value: *order,
-            signatures: voters
-                .iter()
-                .map(|key| {
-                    let vote = SignedTransferOrder::new(*order, &id, key);
-                    (vote.authority, vote.signature)
-                })
-                .collect(),
-        });
+    // Each voter signs runs of consecutive orders as one shard would sign a receive batch.
+    let runs: Vec<&[TransferOrder]> = orders.chunks(fastpay_wire::merkle::MAX_LEAVES).collect();
+    let certificates: Vec<CertifiedTransferOrder> = parallel(&runs, |_, run| {
+        let votes: Vec<Vec<SignedTransferOrder>> = voters
+            .iter()
+            .map(|key| sign_votes(run, &committee, key))
+            .collect();
+        run.iter()
+            .enumerate()
+            .map(|(i, order)| CertifiedTransferOrder {
+                value: *order,
+                signatures: votes
+                    .iter()
+                    .map(|by| (by[i].authority, by[i].signature))
+                    .collect(),
+            })
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     eprintln!(
         "signed {} orders and their certificates ({} votes each) in {:.1} s",
         orders.len(),
@@ -150,6 +166,8 @@ fn run(args: Args) -> Result<()> {
     .context("start the authority")?;
     let target = engine.local_addr();
     let shards = args.num_shards;
+    // Requests carry the padding that lets batched votes fit within them.
+    let padding = committee.request_padding();
 
     let order_datagrams: Vec<(AccountId, Vec<u8>)> = orders
         .iter()
@@ -157,7 +175,7 @@ fn run(args: Args) -> Result<()> {
             let shard = shard_of(&o.transfer.sender, shards);
             Ok((
                 o.transfer.sender,
-                encode(&Message::TransferOrder(*o), shard)?,
+                encode_padded(&Message::TransferOrder(*o), shard, padding)?,
             ))
         })
         .collect::<Result<_>>()?;
@@ -166,7 +184,10 @@ fn run(args: Args) -> Result<()> {
         .map(|certificate| {
             let sender = certificate.value.transfer.sender;
             let message = Message::ConfirmationOrder(ConfirmationOrder { certificate });
-            Ok((sender, encode(&message, shard_of(&sender, shards))?))
+            Ok((
+                sender,
+                encode_padded(&message, shard_of(&sender, shards), padding)?,
+            ))
         })
         .collect::<Result<_>>()?;
 
@@ -213,6 +234,7 @@ fn run(args: Args) -> Result<()> {
         "{}",
         serde_json::json!({
             "committee_size": args.committee_size,
+            "vote_scheme": args.vote_scheme.to_string(),
             "num_shards": args.num_shards,
             "num_accounts": args.num_accounts,
             "max_in_flight": args.max_in_flight,

@@ -10,7 +10,7 @@ use fastpay_engine::counters;
 use fastpay_engine::metrics::Exporter;
 use fastpay_engine::metrics_http::MetricsServer;
 use fastpay_engine::runtime::{Engine, EngineConfig, QUEUE_CAPACITY};
-use fastpay_wire::{AuthorityEntry, CommitteeFile, ServerFile, ShardAddress};
+use fastpay_wire::{AuthorityEntry, CommitteeFile, ServerFile, ShardAddress, VoteScheme};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,6 +56,10 @@ enum Command {
         /// Number of shards (threads) the accounts are spread over.
         #[arg(long, default_value_t = 4)]
         shards: u32,
+        /// How the authority signs its votes: `single` (one signature per vote) or `merkle`
+        /// (one signature per batch of votes, each vote carrying its Merkle path).
+        #[arg(long, default_value = "single")]
+        vote_scheme: VoteScheme,
         /// Overwrite an existing --server file (its key is lost).
         #[arg(long)]
         force: bool,
@@ -162,6 +166,7 @@ fn real_main(args: Args) -> Result<()> {
             host,
             port,
             shards,
+            vote_scheme,
             force,
             shard_listen,
             shard_link,
@@ -170,6 +175,7 @@ fn real_main(args: Args) -> Result<()> {
             host,
             port,
             shards,
+            vote_scheme,
             force,
             placement(shard_listen, shard_link)?,
         ),
@@ -199,6 +205,7 @@ fn generate(
     host: String,
     port: u16,
     shards: u32,
+    vote_scheme: VoteScheme,
     force: bool,
     placement: Vec<ShardAddress>,
 ) -> Result<()> {
@@ -218,8 +225,8 @@ fn generate(
         );
     }
     let (file, _) = match placement.is_empty() {
-        true => ServerFile::generate(host, port, shards)?,
-        false => ServerFile::generate_placed(host, port, placement)?,
+        true => ServerFile::generate(host, port, shards, vote_scheme)?,
+        false => ServerFile::generate_placed(host, port, placement, vote_scheme)?,
     };
     write_server_file(path, &file)?;
     println!("{}", serde_json::to_string(&file.authority)?);

@@ -2,7 +2,9 @@
 
 #![allow(dead_code)]
 
-use fastpay_wire::{AccountId, CommitteeFile, CommitteeId, Message, decode, encode, shard_of};
+use fastpay_wire::{
+    AccountId, CommitteeFile, CommitteeId, Message, decode, encode_padded, shard_of,
+};
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -159,6 +161,15 @@ impl Drop for Authority {
 
 /// Generates `count` authorities with 2 shards each into `dir`; returns their addresses.
 pub fn committee(dir: &Path, count: usize) -> Vec<(SocketAddr, u32)> {
+    committee_with(dir, count, fastpay_wire::VoteScheme::Single)
+}
+
+/// [`committee`] with every authority signing its votes by `scheme`.
+pub fn committee_with(
+    dir: &Path,
+    count: usize,
+    scheme: fastpay_wire::VoteScheme,
+) -> Vec<(SocketAddr, u32)> {
     let mut text = String::new();
     let mut addresses = Vec::new();
     for i in 1..=count {
@@ -175,6 +186,8 @@ pub fn committee(dir: &Path, count: usize) -> Vec<(SocketAddr, u32)> {
                     &port.to_string(),
                     "--shards",
                     "2",
+                    "--vote-scheme",
+                    &scheme.to_string(),
                 ])
                 .output()
                 .unwrap(),
@@ -280,13 +293,15 @@ pub fn fund_accounts(dir: &Path, count: usize) -> Vec<String> {
 }
 
 /// Sends `message` about `account` to an authority until it answers; returns the answer.
+/// Requests carry the padding batched votes need (authorities of either scheme take it).
 pub fn ask(
     socket: &UdpSocket,
     to: (SocketAddr, u32),
     account: &AccountId,
     message: &Message,
 ) -> Message {
-    let bytes = encode(message, shard_of(account, to.1)).unwrap();
+    let padding = fastpay_wire::VoteScheme::Merkle.request_padding();
+    let bytes = encode_padded(message, shard_of(account, to.1), padding).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut buf = [0u8; 8192];
     while Instant::now() < deadline {

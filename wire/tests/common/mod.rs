@@ -35,6 +35,101 @@ pub fn certificate(order: TransferOrder, voters: &[u8]) -> CertifiedTransferOrde
     }
 }
 
+/// The committee of [`committee`] with every member signing batches of votes.
+pub fn merkle_committee() -> Committee {
+    committee().with_vote_scheme(VoteScheme::Merkle)
+}
+
+/// Authority `seed`'s batched vote for `order`, as leaf `index` of a batch of `size` votes
+/// whose other leaves are orders of other sequence numbers.
+pub fn batched_vote(
+    order: TransferOrder,
+    seed: u8,
+    size: usize,
+    index: usize,
+) -> SignedTransferOrder {
+    let committee = committee().id();
+    let leaves: Vec<[u8; 32]> = (0..size)
+        .map(|i| {
+            let other = if i == index {
+                order
+            } else {
+                TransferOrder::new(transfer(1000 + i as u64, 1, false), &committee, &key(1))
+            };
+            fastpay_wire::merkle::leaf_hash(&other.vote_bytes(&committee))
+        })
+        .collect();
+    let mut tree = TreeBuilder::new();
+    let signature = tree.sign(&leaves, &committee, &key(seed)).unwrap();
+    SignedTransferOrder::batched(
+        order,
+        key(seed).authority(),
+        tree.proof(index, signature).unwrap(),
+    )
+}
+
+/// A certificate of batched votes by `voters`, each from a batch of `size` votes.
+pub fn batched_certificate(
+    order: TransferOrder,
+    voters: &[u8],
+    size: usize,
+) -> CertifiedTransferOrder {
+    CertifiedTransferOrder {
+        value: order,
+        signatures: voters
+            .iter()
+            .enumerate()
+            .map(|(i, &seed)| {
+                let vote = batched_vote(order, seed, size, i % size);
+                (vote.authority, vote.signature)
+            })
+            .collect(),
+    }
+}
+
+/// The messages whose encoding the batched scheme changes: votes, certificates and pending
+/// votes carrying proofs, and requests padded for them.
+pub fn merkle_sample_messages() -> Vec<(&'static str, Message, u16)> {
+    let committee = committee().id();
+    let padding = merkle_committee().request_padding();
+    let order = TransferOrder::new(transfer(7, 1_000, true), &committee, &key(1));
+    let certificate = batched_certificate(order, &[10, 11, 12], 5);
+    vec![
+        (
+            "transfer_order_padded",
+            Message::TransferOrder(order),
+            padding,
+        ),
+        (
+            "account_info_request_padded",
+            Message::AccountInfoRequest(AccountInfoRequest::new(key(1).account())),
+            padding,
+        ),
+        (
+            "confirmation_order",
+            Message::ConfirmationOrder(ConfirmationOrder {
+                certificate: certificate.clone(),
+            }),
+            0,
+        ),
+        (
+            "vote",
+            Message::Vote(VoteReply::of(&batched_vote(order, 10, 64, 37))),
+            0,
+        ),
+        (
+            "account_info_response",
+            Message::AccountInfoResponse(AccountInfoResponse {
+                account: key(1).account(),
+                balance: Balance::new(-5),
+                next_sequence_number: SequenceNumber::new(7),
+                pending: Some(batched_vote(order, 11, 3, 2)),
+            }),
+            0,
+        ),
+    ]
+}
+
 /// One message of every kind, with fields that exercise every encoding path.
 pub fn sample_messages() -> Vec<(&'static str, Message)> {
     let committee = committee().id();
