@@ -47,6 +47,24 @@ pub enum ClientError {
     Overflow,
 }
 
+/// The account whose shard must receive `message`, a request a client sends: an order's and
+/// a confirmation's sender (the shard that debits it), a query's account. A confirmation is
+/// routed by its certificate's sender even when a recipient sends it (a recipient catching an
+/// authority up on a payment it received): the recipient's own shard would refuse it as
+/// `WrongShard`. `None` for messages clients do not send.
+pub fn route(message: &Message) -> Option<AccountId> {
+    match message {
+        Message::TransferOrder(order) => Some(order.transfer.sender),
+        Message::ConfirmationOrder(order) => Some(order.certificate.value.transfer.sender),
+        Message::AccountInfoRequest(request) => Some(request.account),
+        Message::CrossShardUpdate(_)
+        | Message::Vote(_)
+        | Message::AccountInfoResponse(_)
+        | Message::Error(_)
+        | Message::ShardLink(_) => None,
+    }
+}
+
 fn confirmation_message(certificate: &CertifiedTransferOrder) -> Message {
     Message::ConfirmationOrder(ConfirmationOrder {
         certificate: certificate.clone(),
@@ -879,6 +897,8 @@ mod tests {
                 .catch_up(&name, &forged(ErrorCode::InsufficientFunds));
             assert!(batch.len() <= CATCH_UP_LIMIT);
             for message in batch {
+                // Bob's payments go to Bob's shard, never to Alice's (who sends them).
+                assert_eq!(route(&message), Some(fx.bob.account()));
                 let Message::ConfirmationOrder(c) = message else {
                     panic!("{message:?}");
                 };

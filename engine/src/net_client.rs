@@ -120,6 +120,15 @@ impl Network {
         })
     }
 
+    /// Sends a client request to `authority`, addressed to the shard that owns the account
+    /// the request is about ([`fastpay_client::route`]).
+    fn send_request(&mut self, authority: usize, message: &Message) -> io::Result<()> {
+        let Some(account) = fastpay_client::route(message) else {
+            return Ok(());
+        };
+        self.send(authority, &account, message)
+    }
+
     fn send(&mut self, authority: usize, account: &AccountId, message: &Message) -> io::Result<()> {
         let target = &self.authorities[authority];
         let shard = shard_of(account, target.shards);
@@ -315,8 +324,10 @@ impl Network {
                 }
                 Message::Error(error) => {
                     stats.errors += 1;
+                    // Each catch-up message goes to the shard of its certificate's sender:
+                    // a received payment's confirmation belongs to the payer's shard.
                     for request in clients[i].catch_up(&name, &error) {
-                        self.send(a, &account, &request)?;
+                        self.send_request(a, &request)?;
                         stats.sent += 1;
                     }
                 }
@@ -338,7 +349,7 @@ impl Network {
                 if goal == Goal::Certified && matches!(request, Message::ConfirmationOrder(_)) {
                     continue;
                 }
-                self.send(a, &client.account(), &request)?;
+                self.send_request(a, &request)?;
                 sent += 1;
             }
         }

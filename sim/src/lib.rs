@@ -373,14 +373,11 @@ impl World {
         self.schedule(delay, Event::Datagram { from, to, bytes });
     }
 
-    /// A client's request to one authority, naming the shard owning the account it is about.
+    /// A client's request to one authority, naming the shard owning the account it is about,
+    /// as the real client routes it (`fastpay_client::route`).
     pub(crate) fn client_send(&mut self, client: usize, authority: usize, message: &Message) {
-        let account = match message {
-            Message::TransferOrder(o) => o.transfer.sender,
-            Message::ConfirmationOrder(c) => c.certificate.value.transfer.sender,
-            Message::AccountInfoRequest(r) => r.account,
-            _ => self.clients[client].state.account(),
-        };
+        let account =
+            fastpay_client::route(message).unwrap_or_else(|| self.clients[client].state.account());
         let shard = shard_of(&account, self.config.shards);
         self.send(
             Node::Client(client),
