@@ -61,7 +61,8 @@ pub fn route(message: &Message) -> Option<AccountId> {
         | Message::Vote(_)
         | Message::AccountInfoResponse(_)
         | Message::Error(_)
-        | Message::ShardLink(_) => None,
+        | Message::ShardLink(_)
+        | Message::Certificates(_) => None,
     }
 }
 

@@ -41,6 +41,10 @@ counters! {
     DuplicateCredit => "duplicate_credit",
     /// Account queries answered.
     Queried => "queried",
+    /// Certificate queries answered (a certificate, a page, or a typed "not here").
+    CertificateQueries => "certificate_queries",
+    /// Certificates sent in answers to certificate queries.
+    CertificatesServed => "certificates_served",
     /// Datagrams that did not decode.
     DecodeError => "decode_error",
     /// Datagrams for another shard, handed over in process.
@@ -86,6 +90,10 @@ counters! {
     Fsyncs => "fsyncs",
     /// Bytes of log and snapshot on disk (a gauge).
     DiskBytes => "disk_bytes",
+    /// Certificates in the shard's certificate store.
+    CertificatesStored => "certificates_stored",
+    /// Bytes of the shard's certificate store file.
+    CertificateStoreBytes => "certificate_store_bytes",
     /// Credits sent and not yet known to be applied by their recipient (a gauge).
     Outbox => "outbox",
     /// Batches processed.

@@ -1,12 +1,15 @@
 //! [`ShardNode`]: one shard of an authority, datagrams and frames in, effects out.
 
+use crate::certs::{AppliedCertificate, CertificateReader};
 use crate::counters::{Counter, ShardCounters};
 use crate::links::{Arrival, CreditLinks, Transport};
 use crate::log::{Record, Snapshot, append_record};
 use fastpay_authority::{AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck};
 use fastpay_wire::{
-    AccountId, BATCH, BatchVerifier, ConfirmationOrder, CrossShardUpdate, Datagrams, LinkFrame,
-    LinkPayload, Message, SequenceNumber, ShardId, TransferOrder, VoteReply, decode, encode_into,
+    AccountId, AccountInfoRequest, AccountQuery, BATCH, BatchVerifier, CertificateAnswer,
+    CertificatesResponse, ConfirmationOrder, CrossShardUpdate, Datagrams, LinkFrame, LinkPayload,
+    MAX_PAGE, MIN_QUERY_BYTES, Message, SequenceNumber, ShardId, TransferOrder, VoteReply, decode,
+    encode_into,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -33,6 +36,9 @@ pub struct NodeConfig {
     pub durable: bool,
     /// Log bytes after which [`ShardNode::snapshot_due`] says so.
     pub snapshot_after_bytes: u64,
+    /// Whether the node emits the certificates it applies for a certificate store
+    /// ([`ShardNode::take_applied`]).
+    pub keep_certificates: bool,
 }
 
 impl NodeConfig {
@@ -43,6 +49,7 @@ impl NodeConfig {
             transports: vec![Transport::Reliable; num_shards as usize],
             durable,
             snapshot_after_bytes: SNAPSHOT_AFTER_BYTES,
+            keep_certificates: durable,
         }
     }
 }
@@ -108,6 +115,13 @@ pub struct ShardNode {
     ready: VecDeque<Datagrams>,
     spare_replies: Vec<Datagrams>,
     replies: Option<Datagrams>,
+    keep_certificates: bool,
+    /// Certificates applied and not yet taken by the runtime.
+    applied: Vec<AppliedCertificate>,
+    /// Where certificate queries are answered from.
+    certificates: Option<Box<dyn CertificateReader>>,
+    /// Certificates read for one query's answer.
+    page: Vec<fastpay_wire::CertifiedTransferOrder>,
 }
 
 impl ShardNode {
@@ -138,7 +152,17 @@ impl ShardNode {
             ready: VecDeque::new(),
             spare_replies: Vec::new(),
             replies: None,
+            keep_certificates: config.keep_certificates,
+            applied: Vec::new(),
+            certificates: None,
+            page: Vec::new(),
         }
+    }
+
+    /// Answers certificate queries from `reader` (without one, they are answered
+    /// [`CertificateAnswer::Pruned`]).
+    pub fn set_certificate_reader(&mut self, reader: Box<dyn CertificateReader>) {
+        self.certificates = Some(reader);
     }
 
     /// A node for `shard` recovered from its last snapshot and the records logged since, in
@@ -319,6 +343,15 @@ impl ShardNode {
         Some(self.position)
     }
 
+    /// Moves the certificates applied since the last call (with [`NodeConfig::keep_certificates`])
+    /// to the end of `out`, in the order they were applied. Take them together with
+    /// [`take_log`](Self::take_log): each may be stored once the records taken with it are
+    /// durable. After [`recover`](Self::recover) they are those of the replayed records, for
+    /// a store that may have lost its latest additions.
+    pub fn take_applied(&mut self, out: &mut Vec<AppliedCertificate>) {
+        out.append(&mut self.applied);
+    }
+
     /// The log position reached so far (records produced, taken or not).
     pub fn log_position(&self) -> u64 {
         self.position
@@ -405,6 +438,14 @@ impl ShardNode {
         let mut confirmed = self.shard.confirm_verified(order)?;
         if confirmed.applied {
             self.record(|| Record::Confirm(order.clone()));
+            if self.keep_certificates {
+                let t = order.certificate.value.transfer;
+                self.applied.push(AppliedCertificate {
+                    certificate: order.certificate.clone(),
+                    credited_here: t.recipient != t.sender
+                        && self.shard.shard_of(&t.recipient) == self.me,
+                });
+            }
         }
         if let Some(update) = confirmed.cross_shard.take() {
             if self.links.transport(update.recipient_shard) == Some(Transport::Lossy) {
@@ -433,6 +474,12 @@ impl ShardNode {
         match outcome {
             Ok(()) => {
                 self.counters.bump(Counter::Credited);
+                if self.keep_certificates {
+                    self.applied.push(AppliedCertificate {
+                        certificate: update.certificate.clone(),
+                        credited_here: true,
+                    });
+                }
                 self.record(|| Record::Credit {
                     from: from.0,
                     sequence,
@@ -522,6 +569,14 @@ impl ShardNode {
                     Err(e) => self.refuse((peer, size), &e, t.sender, t.sequence_number),
                 }
             }
+            // A query shorter than a padded state query is answered by nothing (an answer
+            // or a refusal could be as large as it).
+            Message::AccountInfoRequest(_) if size < MIN_QUERY_BYTES => {
+                self.counters.bump(Counter::AmplificationRefused);
+            }
+            Message::AccountInfoRequest(request) if request.query != AccountQuery::State => {
+                self.answer_certificates(peer, size, &request);
+            }
             Message::AccountInfoRequest(request) => {
                 match self.shard.handle_account_info_request(&request) {
                     Ok(info) => {
@@ -537,8 +592,115 @@ impl ShardNode {
             | Message::Vote(_)
             | Message::AccountInfoResponse(_)
             | Message::Error(_)
-            | Message::ShardLink(_) => self.counters.bump(Counter::Unexpected),
+            | Message::ShardLink(_)
+            | Message::Certificates(_) => self.counters.bump(Counter::Unexpected),
         }
+    }
+
+    /// Answers a certificate query from the store: the certificate asked for, or as many
+    /// received certificates as fit in the query's own size, or a typed answer saying it is
+    /// not here. The answer is never larger than the query.
+    fn answer_certificates(&mut self, peer: SocketAddr, size: usize, request: &AccountInfoRequest) {
+        let account = request.account;
+        let info = match self.shard.account_info(&account) {
+            Ok(info) => info,
+            Err(e) => return self.refuse((peer, size), &e, account, SequenceNumber::ZERO),
+        };
+        let answer = match request.query {
+            AccountQuery::State => return,
+            AccountQuery::Certificate(sequence) if sequence >= info.next_sequence_number => {
+                CertificateAnswer::NotApplied {
+                    next_sequence_number: info.next_sequence_number,
+                }
+            }
+            AccountQuery::Certificate(sequence) => {
+                match self
+                    .certificates
+                    .as_ref()
+                    .map(|r| r.certificate(&account, sequence))
+                {
+                    Some(Ok(Some(certificate))) => CertificateAnswer::Certificate(certificate),
+                    Some(Ok(None)) | None => CertificateAnswer::Pruned,
+                    Some(Err(_)) => return self.counters.bump(Counter::OtherRefusal),
+                }
+            }
+            AccountQuery::Received(from) => {
+                let mut page = std::mem::take(&mut self.page);
+                page.clear();
+                let end = match self
+                    .certificates
+                    .as_ref()
+                    .map(|r| r.received(&account, from, MAX_PAGE, &mut page))
+                {
+                    Some(Ok(end)) => end,
+                    None => {
+                        self.page = page;
+                        self.counters.bump(Counter::CertificateQueries);
+                        let answer = Message::Certificates(CertificatesResponse {
+                            account,
+                            query: request.query,
+                            answer: CertificateAnswer::Pruned,
+                        });
+                        return self.reply(peer, size, &answer);
+                    }
+                    Some(Err(_)) => {
+                        self.page = page;
+                        return self.counters.bump(Counter::OtherRefusal);
+                    }
+                };
+                // As many as fit in the query: drop from the end until the answer does.
+                let mut message = Message::Certificates(CertificatesResponse {
+                    account,
+                    query: request.query,
+                    answer: CertificateAnswer::Received {
+                        next: from.saturating_add(page.len() as u64),
+                        certificates: page,
+                        end,
+                    },
+                });
+                let mut buffer = [0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE];
+                loop {
+                    let fits =
+                        encode_into(&message, self.me, &mut buffer).is_ok_and(|len| len <= size);
+                    let Message::Certificates(CertificatesResponse {
+                        answer:
+                            CertificateAnswer::Received {
+                                certificates, next, ..
+                            },
+                        ..
+                    }) = &mut message
+                    else {
+                        break;
+                    };
+                    if fits || certificates.pop().is_none() {
+                        self.counters.bump(Counter::CertificateQueries);
+                        self.counters
+                            .add(Counter::CertificatesServed, certificates.len() as u64);
+                        break;
+                    }
+                    *next = from.saturating_add(certificates.len() as u64);
+                }
+                self.reply(peer, size, &message);
+                if let Message::Certificates(CertificatesResponse {
+                    answer: CertificateAnswer::Received { certificates, .. },
+                    ..
+                }) = message
+                {
+                    self.page = certificates;
+                }
+                return;
+            }
+        };
+        self.counters.bump(Counter::CertificateQueries);
+        if matches!(answer, CertificateAnswer::Certificate(_)) {
+            self.counters.bump(Counter::CertificatesServed);
+        }
+        let message = Message::Certificates(CertificatesResponse {
+            account,
+            query: request.query,
+            answer,
+        });
+        self.reply(peer, size, &message);
     }
 
     /// Applies the requests whose signatures all verified, in arrival order.
@@ -789,5 +951,192 @@ mod tests {
         );
         receiver.handle_frame(Duration::ZERO, frames[0].clone());
         assert_eq!(balance(&receiver, &payee.account()), 130);
+    }
+
+    /// Sends `query` to `node` as one datagram and returns the answer, if any.
+    fn ask(node: &mut ShardNode, query: AccountInfoRequest) -> Option<Message> {
+        let mut datagrams = Datagrams::new();
+        datagrams.push(
+            "127.0.0.1:9".parse().unwrap(),
+            &encode(&Message::AccountInfoRequest(query), node.me).unwrap(),
+        );
+        node.handle_batch(Duration::ZERO, &datagrams);
+        let mut answer = None;
+        while let Some(replies) = node.poll_replies() {
+            for i in 0..replies.len() {
+                let (_, bytes, _) = replies.get(i);
+                answer = decode(bytes).ok().map(|(_, message)| message);
+            }
+            node.recycle(replies);
+        }
+        answer
+    }
+
+    fn answer(message: Option<Message>) -> CertificateAnswer {
+        match message {
+            Some(Message::Certificates(response)) => response.answer,
+            other => panic!("expected certificates, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn applied_certificates_are_emitted_once_durable_and_served_from_the_store() {
+        use crate::certs::MemoryCertificates;
+        let (payer, payee) = parties();
+        let (mut sender, mut receiver) = (node(0, true), node(1, true));
+        let (sent, received) = (MemoryCertificates::new(), MemoryCertificates::new());
+        sender.set_certificate_reader(Box::new(sent.clone()));
+        receiver.set_certificate_reader(Box::new(received.clone()));
+        let confirmation = confirmation();
+        sender.handle_batch(
+            Duration::ZERO,
+            &batch(&Message::ConfirmationOrder(confirmation.clone())),
+        );
+        let mut applied = Vec::new();
+        sender.take_applied(&mut applied);
+        assert_eq!(applied.len(), 1);
+        assert!(!applied[0].credited_here, "the payee is on the other shard");
+        sent.store(&applied);
+        let position = sender.take_log(&mut Vec::new()).unwrap();
+        sender.durable(position);
+        while sender.poll_replies().is_some() {}
+        let mut frames = Vec::new();
+        sender.transmit(Duration::ZERO, &mut frames);
+        receiver.handle_frame(Duration::ZERO, frames.remove(0));
+        let mut credited = Vec::new();
+        receiver.take_applied(&mut credited);
+        assert!(credited[0].credited_here);
+        received.store(&credited);
+        let position = receiver.take_log(&mut Vec::new()).unwrap();
+        receiver.durable(position);
+
+        let size = fastpay_wire::CERTIFICATE_QUERY_BYTES;
+        let zero = SequenceNumber::ZERO;
+        let one = SequenceNumber::new(1);
+        assert_eq!(
+            answer(ask(
+                &mut sender,
+                AccountInfoRequest::certificate(payer.account(), zero, size)
+            )),
+            CertificateAnswer::Certificate(confirmation.certificate.clone())
+        );
+        assert_eq!(
+            answer(ask(
+                &mut sender,
+                AccountInfoRequest::certificate(payer.account(), one, size)
+            )),
+            CertificateAnswer::NotApplied {
+                next_sequence_number: one
+            }
+        );
+        assert_eq!(
+            answer(ask(
+                &mut receiver,
+                AccountInfoRequest::received(payee.account(), 0, size)
+            )),
+            CertificateAnswer::Received {
+                certificates: vec![confirmation.certificate.clone()],
+                next: 1,
+                end: 1
+            }
+        );
+        // Applied but not in the store (say, before the store existed): typed as pruned.
+        let mut forgetful = node(0, true);
+        forgetful.handle_batch(
+            Duration::ZERO,
+            &batch(&Message::ConfirmationOrder(confirmation)),
+        );
+        let position = forgetful.take_log(&mut Vec::new()).unwrap();
+        forgetful.durable(position);
+        while forgetful.poll_replies().is_some() {}
+        assert_eq!(
+            answer(ask(
+                &mut forgetful,
+                AccountInfoRequest::certificate(payer.account(), zero, size)
+            )),
+            CertificateAnswer::Pruned
+        );
+        // A query too small for the certificate, or unpadded, gets nothing.
+        let mut short = AccountInfoRequest::certificate(payer.account(), zero, size);
+        short.padding.truncate(200);
+        let got = ask(&mut sender, short);
+        assert!(got.is_none(), "{got:?}");
+        let mut unpadded = AccountInfoRequest::new(payer.account());
+        unpadded.padding.clear();
+        assert!(ask(&mut sender, unpadded).is_none());
+    }
+
+    #[test]
+    fn a_page_holds_what_fits_in_its_query() {
+        use crate::certs::MemoryCertificates;
+        let (payer, payee) = parties();
+        let mut receiver = node(1, true);
+        let store = MemoryCertificates::new();
+        receiver.set_certificate_reader(Box::new(store.clone()));
+        // Twenty payments to the payee in the store (the node serves what the store holds).
+        let mut all = Vec::new();
+        for sequence in 0..20 {
+            let order = TransferOrder::new(
+                Transfer {
+                    sender: payer.account(),
+                    recipient: payee.account(),
+                    amount: Amount::new(1),
+                    sequence_number: SequenceNumber::new(sequence),
+                    user_data: None,
+                },
+                &committee().id(),
+                &payer,
+            );
+            let vote = SignedTransferOrder::new(order, &committee().id(), &authority());
+            let certificate = CertifiedTransferOrder {
+                value: order,
+                signatures: vec![(vote.authority, vote.signature)],
+            };
+            all.push(crate::certs::AppliedCertificate {
+                certificate,
+                credited_here: true,
+            });
+        }
+        store.store(&all);
+        let mut from = 0;
+        let mut pages = 0;
+        let mut got = Vec::new();
+        while from < 20 {
+            let mut query = AccountInfoRequest::received(payee.account(), from, 0);
+            query.padding.truncate(1500);
+            let size = encode(&Message::AccountInfoRequest(query.clone()), ShardId(1))
+                .unwrap()
+                .len();
+            let mut datagrams = Datagrams::new();
+            datagrams.push(
+                "127.0.0.1:9".parse().unwrap(),
+                &encode(&Message::AccountInfoRequest(query), ShardId(1)).unwrap(),
+            );
+            receiver.handle_batch(Duration::ZERO, &datagrams);
+            let replies = receiver.poll_replies().unwrap();
+            let (_, bytes, _) = replies.get(0);
+            assert!(bytes.len() <= size, "{} > {size}", bytes.len());
+            let Ok((_, Message::Certificates(response))) = decode(bytes) else {
+                panic!("no page");
+            };
+            receiver.recycle(replies);
+            let CertificateAnswer::Received {
+                certificates,
+                next,
+                end,
+            } = response.answer
+            else {
+                panic!("not a page");
+            };
+            assert_eq!(end, 20);
+            assert!(!certificates.is_empty());
+            assert_eq!(next, from + certificates.len() as u64);
+            got.extend(certificates);
+            from = next;
+            pages += 1;
+        }
+        assert!(pages > 2, "a page of 1500 bytes holds a few certificates");
+        let expected: Vec<_> = all.into_iter().map(|a| a.certificate).collect();
+        assert_eq!(got, expected);
     }
 }

@@ -33,7 +33,9 @@ pub use committee_file::{AuthorityEntry, CommitteeFile, CommitteeFileError, Serv
 pub use crypto::{BatchVerifier, CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
 pub use datagrams::{BATCH, Datagrams};
 pub use messages::{
-    ACCOUNT_INFO_PADDING, AccountInfoRequest, AccountInfoResponse, CertifiedTransferOrder,
-    ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkFrame, LinkPayload, Message,
-    PeerAddress, ShardLink, SignedTransferOrder, Transfer, TransferOrder, VoteReply,
+    ACCOUNT_INFO_PADDING, AccountInfoRequest, AccountInfoResponse, AccountQuery,
+    CERTIFICATE_QUERY_BYTES, CertificateAnswer, CertificatesResponse, CertifiedTransferOrder,
+    ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkFrame, LinkPayload, MAX_PAGE,
+    MIN_QUERY_BYTES, Message, PeerAddress, ShardLink, SignedTransferOrder, Transfer, TransferOrder,
+    VoteReply,
 };
