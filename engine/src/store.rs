@@ -623,6 +623,7 @@ mod tests {
         write(dir.path(), 3);
         let (mut store, _) = ShardStore::open(dir.path()).unwrap();
         let snapshot = Snapshot {
+            arrivals: 0,
             shard: ShardSnapshot {
                 accounts: Vec::new(),
             },
@@ -657,6 +658,7 @@ mod tests {
 
     fn empty_snapshot() -> Snapshot {
         Snapshot {
+            arrivals: 0,
             shard: ShardSnapshot {
                 accounts: Vec::new(),
             },

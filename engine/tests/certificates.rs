@@ -382,3 +382,153 @@ fn committee_addresses(dir: &Path) -> Vec<(std::net::SocketAddr, u32)> {
         .map(|a| (a.address().unwrap(), a.shards))
         .collect()
 }
+
+/// The resident set size of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A shard with a million certificates in its store runs in the memory of one with none
+/// (same accounts): the store's page cache is bounded. Prints both sizes and the store's
+/// disk use. `FASTPAY_CERT_ACCOUNTS` / `FASTPAY_CERTS` change the sizes (default 1,000,000
+/// each).
+#[test]
+#[ignore = "stress: builds a million-account genesis and a million-certificate store"]
+fn stress_a_million_certificates_cost_no_memory() {
+    use fastpay_engine::certificates::CertificateStore;
+    use fastpay_node::AppliedCertificate;
+    use fastpay_wire::{
+        Amount, AuthorityName, CertifiedTransferOrder, Signature, Transfer, TransferOrder,
+    };
+    let size = |name: &str| -> u64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000)
+    };
+    let (count, certificates) = (size("FASTPAY_CERT_ACCOUNTS"), size("FASTPAY_CERTS"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = common::free_port_with_room(1);
+    let committee = check(
+        Command::new(common::SERVER)
+            .current_dir(dir)
+            .args([
+                "--server",
+                "server1.json",
+                "generate",
+                "--host",
+                "127.0.0.1",
+            ])
+            .args(["--port", &port.to_string(), "--shards", "1"])
+            .output()
+            .unwrap(),
+        "generate",
+    );
+    fs::write(dir.join("committee.json"), committee).unwrap();
+    let accounts: Vec<AccountId> = (0..count)
+        .map(|i| {
+            let mut seed = [7u8; 32];
+            seed[..8].copy_from_slice(&i.to_le_bytes());
+            KeyPair::from_seed(seed).account()
+        })
+        .collect();
+    let genesis: String = accounts.iter().map(|a| format!("{a}:100\n")).collect();
+    fs::write(dir.join("initial_accounts.txt"), genesis).unwrap();
+    let address: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+
+    let mut results = Vec::new();
+    for filled in [false, true] {
+        let data = dir.join(if filled { "data-full" } else { "data-empty" });
+        if filled {
+            let started = Instant::now();
+            fs::create_dir_all(data.join("shard-0")).unwrap();
+            let mut store = CertificateStore::open(&data.join("shard-0")).unwrap();
+            let votes: Vec<(AuthorityName, Signature)> = (0..3u8)
+                .map(|i| (AuthorityName([i; 32]), Signature([i; 64])))
+                .collect();
+            let senders = (certificates / 100).max(1);
+            let mut batch = Vec::new();
+            for n in 0..certificates {
+                let (sender, sequence) = (n % senders, n / senders);
+                let transfer = Transfer {
+                    sender: accounts[sender as usize % accounts.len()],
+                    recipient: accounts[(n as usize * 7919) % accounts.len()],
+                    amount: Amount::new(1),
+                    sequence_number: SequenceNumber::new(sequence),
+                    user_data: None,
+                };
+                batch.push(AppliedCertificate {
+                    certificate: CertifiedTransferOrder {
+                        value: TransferOrder {
+                            transfer,
+                            signature: Signature([9; 64]),
+                        },
+                        signatures: votes.clone(),
+                    },
+                    arrival: Some(n),
+                });
+                if batch.len() == 10_000 {
+                    store.store(&batch).unwrap();
+                    batch.clear();
+                }
+            }
+            store.store(&batch).unwrap();
+            store.sync().unwrap();
+            eprintln!(
+                "stored {} certificates in {:.1} s: {} bytes on disk",
+                store.stored(),
+                started.elapsed().as_secs_f64(),
+                store.file_bytes()
+            );
+        }
+        let mut server = Command::new(common::SERVER)
+            .current_dir(dir)
+            .args(["--server", "server1.json", "run"])
+            .args(["--initial-accounts", "initial_accounts.txt"])
+            .args(["--committee", "committee.json", "--stats-interval", "0"])
+            .args(["--data-dir", data.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Serving, then reading payments of many accounts (the store's pages go through its
+        // cache; the empty store answers the same queries with empty pages).
+        let mut served = 0;
+        for i in 0..2_000usize {
+            let account = accounts[(i * 104_729) % accounts.len()];
+            let query = AccountInfoRequest::received(account, 0, 0);
+            if let Message::Certificates(_) = common::ask(
+                &socket,
+                (address, 1),
+                &account,
+                &Message::AccountInfoRequest(query),
+            ) {
+                served += 1;
+            }
+        }
+        assert_eq!(served, 2_000);
+        let rss = rss_kib(server.id());
+        eprintln!(
+            "{} certificates stored: RSS {rss} KiB",
+            if filled { certificates } else { 0 }
+        );
+        results.push(rss);
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    let (empty, full) = (results[0], results[1]);
+    assert!(
+        full * 10 <= empty * 11,
+        "a million certificates cost memory: {full} KiB against {empty} KiB"
+    );
+}

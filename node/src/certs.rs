@@ -4,10 +4,12 @@
 //!
 //! The node decides nothing about storage: it emits every certificate it applies (a
 //! confirmation of one of its accounts' transfers, or a payment credited to one of its
-//! accounts), and the runtime stores each one once its log record is durable. Storing is
-//! idempotent (a certificate already kept is skipped, so replaying a log after a restart
-//! stores nothing twice), and the store must keep everything whose records a snapshot lets go
-//! of. [`MemoryCertificates`] is the in-memory store the simulation and tests use; the engine
+//! accounts), and the runtime stores each one once its log record is durable. A payment
+//! credited here carries its arrival index: the node numbers them in the order it applies
+//! them, a number that is part of its state (snapshotted, and given again by replaying the
+//! log), so storing is a blind, idempotent write: replaying a log after a restart writes the
+//! same keys with the same values, and the store reads nothing to write. The store must keep
+//! everything whose records a snapshot lets go of. [`MemoryCertificates`] is the in-memory store the simulation and tests use; the engine
 //! keeps them on disk.
 
 use fastpay_wire::{AccountId, CertifiedTransferOrder, SequenceNumber};
@@ -19,9 +21,9 @@ use std::sync::{Arc, Mutex};
 pub struct AppliedCertificate {
     /// The certificate.
     pub certificate: CertifiedTransferOrder,
-    /// Whether its recipient (another account than its sender) was credited on this shard:
-    /// the payment then takes the recipient's next arrival index here.
-    pub credited_here: bool,
+    /// When its recipient (another account than its sender) was credited on this shard:
+    /// the payment's arrival index here (the shard's count of payments credited before it).
+    pub arrival: Option<u64>,
 }
 
 impl AppliedCertificate {
@@ -47,21 +49,23 @@ pub trait CertificateReader: Send {
         sequence: SequenceNumber,
     ) -> Result<Option<CertifiedTransferOrder>, ReadError>;
 
-    /// Appends to `out` at most `max` certificates of payments to `recipient`, from arrival
-    /// index `from` on, in arrival order; returns how many payments to `recipient` are kept.
+    /// Appends to `out` at most `max` payments to `recipient` with their arrival indexes,
+    /// from index `from` on, in arrival order; returns the store's end: every payment with a
+    /// lower index (to any account) is stored.
     fn received(
         &self,
         recipient: &AccountId,
         from: u64,
         max: usize,
-        out: &mut Vec<CertifiedTransferOrder>,
+        out: &mut Vec<(u64, CertifiedTransferOrder)>,
     ) -> Result<u64, ReadError>;
 }
 
 #[derive(Debug, Default)]
 struct Memory {
     by_key: HashMap<(AccountId, SequenceNumber), CertifiedTransferOrder>,
-    received: HashMap<AccountId, Vec<(AccountId, SequenceNumber)>>,
+    received: HashMap<AccountId, BTreeMap<u64, (AccountId, SequenceNumber)>>,
+    end: u64,
 }
 
 /// A certificate store in memory, shared between the node (reads) and whoever stores (the
@@ -75,20 +79,22 @@ impl MemoryCertificates {
         Self::default()
     }
 
-    /// Stores `applied`, skipping certificates already kept.
+    /// Stores `applied` (writing a key again with its value changes nothing).
     pub fn store(&self, applied: &[AppliedCertificate]) {
         let Ok(mut memory) = self.0.lock() else {
             return;
         };
         for item in applied {
             let key = item.key();
-            if memory.by_key.contains_key(&key) {
-                continue;
-            }
             memory.by_key.insert(key, item.certificate.clone());
-            if item.credited_here {
+            if let Some(arrival) = item.arrival {
                 let recipient = item.certificate.value.transfer.recipient;
-                memory.received.entry(recipient).or_default().push(key);
+                memory
+                    .received
+                    .entry(recipient)
+                    .or_default()
+                    .insert(arrival, key);
+                memory.end = memory.end.max(arrival + 1);
             }
         }
     }
@@ -127,18 +133,16 @@ impl CertificateReader for MemoryCertificates {
         recipient: &AccountId,
         from: u64,
         max: usize,
-        out: &mut Vec<CertifiedTransferOrder>,
+        out: &mut Vec<(u64, CertifiedTransferOrder)>,
     ) -> Result<u64, ReadError> {
         let memory = self.0.lock().map_err(|_| ReadError)?;
-        let Some(keys) = memory.received.get(recipient) else {
-            return Ok(0);
-        };
-        let start = usize::try_from(from).unwrap_or(usize::MAX);
-        for key in keys.iter().skip(start).take(max) {
-            if let Some(certificate) = memory.by_key.get(key) {
-                out.push(certificate.clone());
+        if let Some(keys) = memory.received.get(recipient) {
+            for (arrival, key) in keys.range(from..).take(max) {
+                if let Some(certificate) = memory.by_key.get(key) {
+                    out.push((*arrival, certificate.clone()));
+                }
             }
         }
-        Ok(keys.len() as u64)
+        Ok(memory.end)
     }
 }

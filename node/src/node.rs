@@ -120,8 +120,10 @@ pub struct ShardNode {
     applied: Vec<AppliedCertificate>,
     /// Where certificate queries are answered from.
     certificates: Option<Box<dyn CertificateReader>>,
-    /// Certificates read for one query's answer.
-    page: Vec<fastpay_wire::CertifiedTransferOrder>,
+    /// Certificates read for one query's answer, with their arrival indexes.
+    page: Vec<(u64, fastpay_wire::CertifiedTransferOrder)>,
+    /// Payments credited on this shard so far: the next one's arrival index.
+    arrivals: u64,
 }
 
 impl ShardNode {
@@ -156,6 +158,7 @@ impl ShardNode {
             applied: Vec::new(),
             certificates: None,
             page: Vec::new(),
+            arrivals: 0,
         }
     }
 
@@ -179,6 +182,7 @@ impl ShardNode {
         if let Some(snapshot) = snapshot {
             node.shard.restore(snapshot.shard);
             node.links.restore(snapshot.links);
+            node.arrivals = snapshot.arrivals;
         }
         for record in records {
             node.replay(record);
@@ -395,6 +399,7 @@ impl ShardNode {
         Snapshot {
             shard: self.shard.snapshot_unsorted(),
             links: self.links.state(),
+            arrivals: self.arrivals,
         }
     }
 
@@ -418,6 +423,13 @@ impl ShardNode {
         self.durable(self.durable_position);
     }
 
+    /// The arrival index of a payment credited now (replay gives each the same one again).
+    fn next_arrival(&mut self) -> u64 {
+        let arrival = self.arrivals;
+        self.arrivals = self.arrivals.saturating_add(1);
+        arrival
+    }
+
     fn record(&mut self, record: impl FnOnce() -> Record) {
         if !self.durable || self.replaying {
             return;
@@ -438,12 +450,14 @@ impl ShardNode {
         let mut confirmed = self.shard.confirm_verified(order)?;
         if confirmed.applied {
             self.record(|| Record::Confirm(order.clone()));
+            let t = order.certificate.value.transfer;
+            let credited_here =
+                t.recipient != t.sender && self.shard.shard_of(&t.recipient) == self.me;
+            let arrival = credited_here.then(|| self.next_arrival());
             if self.keep_certificates {
-                let t = order.certificate.value.transfer;
                 self.applied.push(AppliedCertificate {
                     certificate: order.certificate.clone(),
-                    credited_here: t.recipient != t.sender
-                        && self.shard.shard_of(&t.recipient) == self.me,
+                    arrival,
                 });
             }
         }
@@ -474,10 +488,11 @@ impl ShardNode {
         match outcome {
             Ok(()) => {
                 self.counters.bump(Counter::Credited);
+                let arrival = Some(self.next_arrival());
                 if self.keep_certificates {
                     self.applied.push(AppliedCertificate {
                         certificate: update.certificate.clone(),
-                        credited_here: true,
+                        arrival,
                     });
                 }
                 self.record(|| Record::Credit {
@@ -625,69 +640,66 @@ impl ShardNode {
                 }
             }
             AccountQuery::Received(from) => {
+                let Some(reader) = self.certificates.as_ref() else {
+                    self.counters.bump(Counter::CertificateQueries);
+                    let answer = Message::Certificates(CertificatesResponse {
+                        account,
+                        query: request.query,
+                        answer: CertificateAnswer::Pruned,
+                    });
+                    return self.reply(peer, size, &answer);
+                };
                 let mut page = std::mem::take(&mut self.page);
                 page.clear();
-                let end = match self
-                    .certificates
-                    .as_ref()
-                    .map(|r| r.received(&account, from, MAX_PAGE, &mut page))
-                {
-                    Some(Ok(end)) => end,
-                    None => {
-                        self.page = page;
-                        self.counters.bump(Counter::CertificateQueries);
-                        let answer = Message::Certificates(CertificatesResponse {
-                            account,
-                            query: request.query,
-                            answer: CertificateAnswer::Pruned,
-                        });
-                        return self.reply(peer, size, &answer);
-                    }
-                    Some(Err(_)) => {
-                        self.page = page;
-                        return self.counters.bump(Counter::OtherRefusal);
-                    }
+                let Ok(end) = reader.received(&account, from, MAX_PAGE, &mut page) else {
+                    self.page = page;
+                    return self.counters.bump(Counter::OtherRefusal);
                 };
-                // As many as fit in the query: drop from the end until the answer does.
+                // A full page may have more after it; otherwise the list ends at the store's
+                // end (no payment below it is missing from the store).
+                let full = page.len() == MAX_PAGE;
                 let mut message = Message::Certificates(CertificatesResponse {
                     account,
                     query: request.query,
                     answer: CertificateAnswer::Received {
-                        next: from.saturating_add(page.len() as u64),
-                        certificates: page,
+                        certificates: Vec::with_capacity(page.len()),
+                        next: from,
                         end,
                     },
                 });
+                // As many as fit in the query: drop from the end until the answer does.
+                let mut keep = page.len();
                 let mut buffer = [0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE];
                 loop {
-                    let fits =
-                        encode_into(&message, self.me, &mut buffer).is_ok_and(|len| len <= size);
-                    let Message::Certificates(CertificatesResponse {
+                    if let Message::Certificates(CertificatesResponse {
                         answer:
                             CertificateAnswer::Received {
                                 certificates, next, ..
                             },
                         ..
                     }) = &mut message
-                    else {
-                        break;
-                    };
-                    if fits || certificates.pop().is_none() {
-                        self.counters.bump(Counter::CertificateQueries);
-                        self.counters
-                            .add(Counter::CertificatesServed, certificates.len() as u64);
+                    {
+                        certificates.clear();
+                        certificates.extend(page[..keep].iter().map(|(_, c)| c.clone()));
+                        *next = match page[..keep].last() {
+                            Some((last, _)) if full || keep < page.len() => last.saturating_add(1),
+                            Some(_) => end.max(from),
+                            // Nothing fits this query: no progress (or nothing to give).
+                            None if page.is_empty() => end.max(from),
+                            None => from,
+                        };
+                    }
+                    let fits =
+                        encode_into(&message, self.me, &mut buffer).is_ok_and(|len| len <= size);
+                    if fits || keep == 0 {
                         break;
                     }
-                    *next = from.saturating_add(certificates.len() as u64);
+                    keep -= 1;
                 }
+                self.counters.bump(Counter::CertificateQueries);
+                self.counters.add(Counter::CertificatesServed, keep as u64);
                 self.reply(peer, size, &message);
-                if let Message::Certificates(CertificatesResponse {
-                    answer: CertificateAnswer::Received { certificates, .. },
-                    ..
-                }) = message
-                {
-                    self.page = certificates;
-                }
+                self.page = page;
                 return;
             }
         };
@@ -995,7 +1007,7 @@ mod tests {
         let mut applied = Vec::new();
         sender.take_applied(&mut applied);
         assert_eq!(applied.len(), 1);
-        assert!(!applied[0].credited_here, "the payee is on the other shard");
+        assert_eq!(applied[0].arrival, None, "the payee is on the other shard");
         sent.store(&applied);
         let position = sender.take_log(&mut Vec::new()).unwrap();
         sender.durable(position);
@@ -1005,7 +1017,7 @@ mod tests {
         receiver.handle_frame(Duration::ZERO, frames.remove(0));
         let mut credited = Vec::new();
         receiver.take_applied(&mut credited);
-        assert!(credited[0].credited_here);
+        assert_eq!(credited[0].arrival, Some(0));
         received.store(&credited);
         let position = receiver.take_log(&mut Vec::new()).unwrap();
         receiver.durable(position);
@@ -1094,7 +1106,7 @@ mod tests {
             };
             all.push(crate::certs::AppliedCertificate {
                 certificate,
-                credited_here: true,
+                arrival: Some(sequence),
             });
         }
         store.store(&all);

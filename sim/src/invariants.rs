@@ -239,7 +239,7 @@ impl World {
                         .received(&account, 0, usize::MAX, &mut received);
                 }
             }
-            for certificate in received {
+            for (_, certificate) in received {
                 let _ = self.clients[c].state.learn_certificate(certificate);
             }
         }
@@ -296,6 +296,8 @@ impl World {
                     usize::MAX,
                     &mut listed,
                 );
+                let mut listed: Vec<CertifiedTransferOrder> =
+                    listed.into_iter().map(|(_, c)| c).collect();
                 let key = |c: &CertifiedTransferOrder| {
                     (c.value.transfer.sender, c.value.transfer.sequence_number)
                 };
