@@ -18,7 +18,9 @@
 //!
 //! We wrote this rather than use an embedded database: the shard needs exactly one write and
 //! one fsync per batch and a whole-state snapshot, which a log gives with no read path to pay
-//! for, where redb or fjall would add transactions and compaction of their own.
+//! for, where redb or fjall would add transactions and compaction of their own. The
+//! certificates, which do have a read path and outlive the logs, are kept beside it
+//! (`crate::certificates`), with this log as their write-ahead log.
 
 use crate::certificates::{CertificateStore, CertificateStoreError, StoreReader};
 use fastpay_node::AppliedCertificate;
