@@ -613,8 +613,8 @@ impl Network {
             .collect())
     }
 
-    /// Sends each confirmation to the authorities named with it (by index in the committee
-    /// file) until each acknowledges it, or `timeout`. An authority that misses the
+    /// Sends each certificate's confirmation to the authority named with it (to the shard of
+    /// its sender) until each acknowledges it, or `timeout`. An authority that misses the
     /// sender's earlier transfer gets it too, fetched from the committee and checked by
     /// `valid` (at most [`MAX_PUSH_CHAIN`] of them). Returns how many were acknowledged.
     pub fn push_confirmations(

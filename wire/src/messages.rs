@@ -229,8 +229,9 @@ pub enum AccountQuery {
     State,
     /// The certificate of its transfer with this sequence number: a [`CertificatesResponse`].
     Certificate(SequenceNumber),
-    /// The certificates of payments it received, from this arrival index on (0 is the first
-    /// payment this authority applied to it): a [`CertificatesResponse`].
+    /// The certificates of payments it received, from this arrival index on (indexes number
+    /// the payments a shard credits, in order, to all its accounts; 0 reads from the
+    /// start): a [`CertificatesResponse`].
     Received(u64),
 }
 
@@ -321,8 +322,9 @@ pub enum CertificateAnswer {
         certificates: Vec<CertifiedTransferOrder>,
         /// The index to ask from for the next page.
         next: u64,
-        /// How many payments this authority has applied to the account: the page is the
-        /// last one when `next == end`.
+        /// The end of this authority's store: every payment (to any account) with a lower
+        /// arrival index is in it. The page is the last one for now when `next == end`;
+        /// payments arriving later get indexes at or past it.
         end: u64,
     },
 }
