@@ -328,6 +328,95 @@ fn an_authority_restarted_from_a_wiped_data_directory_is_brought_up_to_date_by_s
 }
 
 #[test]
+fn certificates_survive_snapshots_and_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    common::committee(dir, 4);
+    let accounts = common::fund_accounts(dir, 2);
+    let mut authorities: Vec<Authority> = (1..=4)
+        .map(|i| {
+            let mut a = Authority::new(dir, i, None);
+            // Snapshots every few payments: the logs holding the certificates are deleted.
+            a.extra = vec!["--snapshot-after-bytes".into(), "2048".into()];
+            a
+        })
+        .collect();
+    for a in &mut authorities {
+        a.start();
+    }
+    common::wait_serving(dir, &accounts[0]);
+    for _ in 0..12 {
+        common::pay_one(dir, &accounts[0], &accounts[1], "payment");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let snapshots = (1..=4)
+        .flat_map(|i| (0..2).map(move |j| (i, j)))
+        .filter(|(i, j)| {
+            dir.join(format!("server{i}.data/shard-{j}/snapshot"))
+                .exists()
+        })
+        .count();
+    assert!(snapshots >= 4, "only {snapshots} shards took a snapshot");
+    for a in &mut authorities {
+        a.kill();
+        a.start();
+    }
+    common::wait_serving(dir, &accounts[0]);
+    let alice: AccountId = accounts[0].parse().unwrap();
+    let bob: AccountId = accounts[1].parse().unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    for address in committee_addresses(dir) {
+        for sequence in [0, 5, 11] {
+            let query = AccountInfoRequest::certificate(alice, SequenceNumber::new(sequence), 0);
+            match common::ask(
+                &socket,
+                address,
+                &alice,
+                &Message::AccountInfoRequest(query),
+            ) {
+                Message::Certificates(response) => match response.answer {
+                    fastpay_wire::CertificateAnswer::Certificate(c) => {
+                        assert_eq!(c.value.transfer.sequence_number.value(), sequence)
+                    }
+                    other => panic!("{}: {other:?}", address.0),
+                },
+                other => panic!("{other:?}"),
+            }
+        }
+        // Bob's twelve payments, each once.
+        let mut from = 0;
+        let mut got = 0;
+        loop {
+            let query = AccountInfoRequest::received(bob, from, 0);
+            let Message::Certificates(response) =
+                common::ask(&socket, address, &bob, &Message::AccountInfoRequest(query))
+            else {
+                panic!("no page");
+            };
+            let fastpay_wire::CertificateAnswer::Received {
+                certificates,
+                next,
+                end,
+            } = response.answer
+            else {
+                panic!("{:?}", response.answer);
+            };
+            got += certificates.len();
+            if next >= end {
+                break;
+            }
+            from = next;
+        }
+        assert_eq!(got, 12, "{}", address.0);
+    }
+    let sync = check(common::client(dir, &["sync", &accounts[1]]), "bob's sync");
+    assert!(sync.contains("\"balance\":112"), "{sync}");
+}
+
+#[test]
 fn one_client_process_per_wallet() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
