@@ -217,7 +217,22 @@ fn a_transfer_killed_at_random_moments_never_leaves_the_account_unusable() {
         }
         let _ = child.kill();
         let _ = child.wait();
-        let _ = round;
+        // Every few kills: the account is usable (a sync finishes whatever was cut short)
+        // and the two accounts still hold 200 between them (credits land within moments;
+        // more than 200 would be money made).
+        if round % 5 == 4 {
+            check(common::client(dir, &["sync", alice]), "sync after a kill");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let total = committee_balance(dir, alice) + committee_balance(dir, bob);
+                assert!(total <= 200, "money made: {total}");
+                if total == 200 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "money lost: {total}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
     assert!(killed > 5, "only {killed} runs were killed mid-transfer");
     // The next run finishes whatever was interrupted and pays.
