@@ -22,6 +22,12 @@ use thiserror::Error;
 /// round trips take well under a millisecond; a loaded authority answers within tens.
 pub const RETRY_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How long a download waits for the authorities still silent once a quorum has answered:
+/// long enough for a loaded authority's answer on a LAN, short enough that one authority
+/// down does not slow every transfer's sync by a retry interval (what only a slow or dead
+/// authority holds is fetched by the next sync).
+pub const QUORUM_GRACE: Duration = Duration::from_millis(50);
+
 /// Transfers in flight at once: enough to keep every authority's batches full, few enough
 /// that the replies fit the client's socket buffer.
 pub const WINDOW: usize = 256;
@@ -437,8 +443,8 @@ impl Network {
     }
 
     /// Asks the committee for the certificate of `account`'s transfer `sequence`; returns the
-    /// first one that `valid` accepts (authorities may lie), or `None` once every authority,
-    /// or a quorum for at least one retry interval, said it has none, or at `timeout`.
+    /// first one that `valid` accepts (authorities may lie), or `None` once every authority
+    /// said it has none, or a quorum did and [`QUORUM_GRACE`] passed, or at `timeout`.
     pub fn fetch_certificate(
         &mut self,
         account: &AccountId,
@@ -456,11 +462,14 @@ impl Network {
         let deadline = start + timeout;
         let mut answered = vec![false; self.authorities.len()];
         let mut next_send = start;
+        let mut quorum_at: Option<Instant> = None;
         loop {
             let now = Instant::now();
             let all = answered.iter().all(|a| *a);
-            let quorum_said_no =
-                self.weight_of(&answered) >= self.quorum && now >= start + RETRY_INTERVAL;
+            if quorum_at.is_none() && self.weight_of(&answered) >= self.quorum {
+                quorum_at = Some(now);
+            }
+            let quorum_said_no = quorum_at.is_some_and(|t| now >= t + QUORUM_GRACE);
             if all || quorum_said_no || now >= deadline {
                 return Ok(None);
             }
@@ -471,7 +480,8 @@ impl Network {
                 }
                 next_send = now + RETRY_INTERVAL;
             }
-            match self.receive(next_send.min(deadline))? {
+            let wait = quorum_at.map_or(next_send, |t| next_send.min(t + QUORUM_GRACE));
+            match self.receive(wait.min(deadline))? {
                 Some((a, Message::Certificates(response)))
                     if response.account == *account && response.query == query =>
                 {
@@ -494,7 +504,7 @@ impl Network {
 
     /// Reads every authority's list of payments received by `account`, each from its cursor
     /// (`from`), page by page, until the end of each list, or until a quorum's lists are read
-    /// and the others stay silent for two retry intervals, or `timeout`. Returns what each
+    /// and the others stay silent for [`QUORUM_GRACE`], or `timeout`. Returns what each
     /// authority that answered listed (unverified: the caller checks each certificate).
     pub fn fetch_received(
         &mut self,
@@ -532,7 +542,7 @@ impl Network {
         loop {
             let now = Instant::now();
             let done: Vec<bool> = lists.iter().map(|l| l.done).collect();
-            let quiet = now >= progress + 2 * RETRY_INTERVAL;
+            let quiet = now >= progress + QUORUM_GRACE;
             if done.iter().all(|d| *d)
                 || (self.weight_of(&done) >= self.quorum && quiet)
                 || now >= deadline
