@@ -90,9 +90,10 @@ counters! {
     Fsyncs => "fsyncs",
     /// Bytes of log and snapshot on disk (a gauge).
     DiskBytes => "disk_bytes",
-    /// Certificates in the shard's certificate store.
+    /// Certificates in the shard's certificate store (an estimate: the store's count when it
+    /// opened plus those written since, a replay's rewrites included).
     CertificatesStored => "certificates_stored",
-    /// Bytes of the shard's certificate store file.
+    /// Bytes of the shard's certificate store on disk (a gauge, updated when it syncs).
     CertificateStoreBytes => "certificate_store_bytes",
     /// Credits sent and not yet known to be applied by their recipient (a gauge).
     Outbox => "outbox",
