@@ -50,7 +50,7 @@ for multiple in $multiples; do
 import json, sys
 r = json.load(sys.stdin)
 m, s, run = sys.argv[1:4]
-print(",".join(str(x) for x in [m, s, run, round(r["offered_rate"]), round(r["achieved_rate"]),
+print(",".join(str(x) for x in [m, s, run, round(r["offered_rate"]), round(r["goodput"]),
       r["latency_us"]["p50"], r["latency_us"]["p99"], r["shed"], r["timeouts"],
       round(r["of_ceiling"] or 0, 3)]))' "$multiple" "$shedding" "$run" | tee -a "$out/overload.csv" >&2
         done

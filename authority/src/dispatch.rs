@@ -69,7 +69,8 @@ impl AuthorityShard {
             | Message::Vote(_)
             | Message::AccountInfoResponse(_)
             | Message::Error(_)
-            | Message::ShardLink(_) => Handled::default(),
+            | Message::ShardLink(_)
+            | Message::Certificates(_) => Handled::default(),
         }
     }
 }

@@ -728,12 +728,17 @@ impl AuthorityShard {
         &self,
         request: &AccountInfoRequest,
     ) -> Result<AccountInfoResponse, AuthorityError> {
-        self.check_owned(&request.account)?;
-        let account = self
+        self.account_info(&request.account)
+    }
+
+    /// This shard's view of `account` (which must be one of its accounts and known).
+    pub fn account_info(&self, account: &AccountId) -> Result<AccountInfoResponse, AuthorityError> {
+        self.check_owned(account)?;
+        let state = self
             .accounts
-            .get(&request.account)
-            .ok_or(AuthorityError::UnknownAccount(request.account))?;
-        Ok(self.info(&request.account, account))
+            .get(account)
+            .ok_or(AuthorityError::UnknownAccount(*account))?;
+        Ok(self.info(account, state))
     }
 }
 

@@ -15,4 +15,4 @@
 
 mod state;
 
-pub use state::{ClientError, ClientSnapshot, ClientState, Phase};
+pub use state::{ClientError, ClientSnapshot, ClientState, Learned, Phase, route};

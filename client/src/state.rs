@@ -47,6 +47,43 @@ pub enum ClientError {
     /// Arithmetic would leave its range.
     #[error("arithmetic overflow")]
     Overflow,
+    /// The account is watched without its secret key: it cannot pay.
+    #[error("the account is watch-only (the wallet has no secret key for it)")]
+    WatchOnly,
+    /// A certificate of a later transfer of this account than the next one: its earlier
+    /// transfers must be learned first.
+    #[error("a certificate beyond the next sequence number")]
+    OutOfOrder,
+}
+
+/// What [`ClientState::learn_certificate`] made of a certificate from the committee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// Already counted.
+    Known,
+    /// This account's next transfer, now debited: it is being confirmed.
+    Sent,
+    /// A payment to this account, now counted in its balance.
+    Received,
+}
+
+/// The account whose shard must receive `message`, a request a client sends: an order's and
+/// a confirmation's sender (the shard that debits it), a query's account. A confirmation is
+/// routed by its certificate's sender even when a recipient sends it (a recipient catching an
+/// authority up on a payment it received): the recipient's own shard would refuse it as
+/// `WrongShard`. `None` for messages clients do not send.
+pub fn route(message: &Message) -> Option<AccountId> {
+    match message {
+        Message::TransferOrder(order) => Some(order.transfer.sender),
+        Message::ConfirmationOrder(order) => Some(order.certificate.value.transfer.sender),
+        Message::AccountInfoRequest(request) => Some(request.account),
+        Message::CrossShardUpdate(_)
+        | Message::Vote(_)
+        | Message::AccountInfoResponse(_)
+        | Message::Error(_)
+        | Message::ShardLink(_)
+        | Message::Certificates(_) => None,
+    }
 }
 
 /// Checks a certificate of `committee` (see [`ClientState::check_certificate`]), remembering
@@ -114,12 +151,17 @@ pub struct ClientSnapshot {
     pub received_certificates: Vec<CertifiedTransferOrder>,
     /// Per authority, the next sequence number it acknowledged.
     pub acknowledged: BTreeMap<AuthorityName, SequenceNumber>,
+    /// Per authority, the arrival index from which its list of payments received by this
+    /// account has not been read yet.
+    #[serde(default)]
+    pub received_cursors: BTreeMap<AuthorityName, u64>,
 }
 
 /// One account holder.
 #[derive(Debug)]
 pub struct ClientState {
-    key: KeyPair,
+    /// The account's key; `None` for an account watched without its secret.
+    key: Option<KeyPair>,
     account: AccountId,
     committee: Arc<Committee>,
     balance: Balance,
@@ -135,6 +177,8 @@ pub struct ClientState {
     received_cursor: HashMap<AuthorityName, usize>,
     /// Vote roots (of authorities that batch their votes) whose signatures verified here.
     roots: RootCache,
+    /// Per authority, where its list of payments received here is read from next.
+    received_cursors: BTreeMap<AuthorityName, u64>,
 }
 
 /// Vote roots a client remembers: certificates received from payers whose votes were cast
@@ -151,8 +195,16 @@ impl ClientState {
     /// A client for `key`'s account, starting from `balance` at sequence number zero.
     pub fn new(key: KeyPair, committee: Arc<Committee>, balance: Balance) -> Self {
         let account = key.account();
+        let mut client = Self::watch(account, committee, balance);
+        client.key = Some(key);
+        client
+    }
+
+    /// A client for `account` without its key (watch-only: it learns what the account sent
+    /// and received, but cannot pay), starting from `balance` at sequence number zero.
+    pub fn watch(account: AccountId, committee: Arc<Committee>, balance: Balance) -> Self {
         Self {
-            key,
+            key: None,
             account,
             committee,
             balance,
@@ -163,7 +215,13 @@ impl ClientState {
             acknowledged: HashMap::new(),
             received_cursor: HashMap::new(),
             roots: RootCache::with_capacity(CLIENT_ROOT_CACHE),
+            received_cursors: BTreeMap::new(),
         }
+    }
+
+    /// Whether the client has no key and so cannot pay.
+    pub fn is_watch_only(&self) -> bool {
+        self.key.is_none()
     }
 
     /// The account.
@@ -181,16 +239,21 @@ impl ClientState {
             sent_certificates: self.sent_certificates.clone(),
             received_certificates: self.received_certificates.values().cloned().collect(),
             acknowledged: self.acknowledged.iter().map(|(k, v)| (*k, *v)).collect(),
+            received_cursors: self.received_cursors.clone(),
         }
     }
 
-    /// A client restored from a wallet record; `key` must own the recorded account.
+    /// A client restored from a wallet record; `key`, if any, must own the recorded account
+    /// (without one the account is watch-only).
     pub fn restore(
-        key: KeyPair,
+        key: Option<KeyPair>,
         committee: Arc<Committee>,
         snapshot: ClientSnapshot,
     ) -> Result<Self, ClientError> {
-        if key.account() != snapshot.account {
+        if key
+            .as_ref()
+            .is_some_and(|k| k.account() != snapshot.account)
+        {
             return Err(ClientError::Mismatch);
         }
         Ok(Self {
@@ -212,12 +275,61 @@ impl ClientState {
             acknowledged: snapshot.acknowledged.into_iter().collect(),
             received_cursor: HashMap::new(),
             roots: RootCache::with_capacity(CLIENT_ROOT_CACHE),
+            received_cursors: snapshot.received_cursors,
         })
     }
 
-    /// The secret seed of the account key, for the wallet file.
-    pub fn key_seed(&self) -> [u8; 32] {
-        self.key.seed()
+    /// The secret seed of the account key, for the wallet file (`None` if watch-only).
+    pub fn key_seed(&self) -> Option<[u8; 32]> {
+        self.key.as_ref().map(KeyPair::seed)
+    }
+
+    /// Where `authority`'s list of payments received by this account is read from next.
+    pub fn received_cursor(&self, authority: &AuthorityName) -> u64 {
+        self.received_cursors.get(authority).copied().unwrap_or(0)
+    }
+
+    /// `authority`'s list of payments received has been read up to `next` (which may be
+    /// less than before, if the authority lost its state and its list was read again).
+    pub fn set_received_cursor(&mut self, authority: AuthorityName, next: u64) {
+        self.received_cursors.insert(authority, next);
+    }
+
+    /// Takes a certificate downloaded from the committee, after verifying it: this
+    /// account's next transfer (adopted as certified, so it is then confirmed: the transfer
+    /// in progress if it was interrupted, or one the wallet never saw), or a payment to this
+    /// account (counted once).
+    pub fn learn_certificate(
+        &mut self,
+        certificate: CertifiedTransferOrder,
+    ) -> Result<Learned, ClientError> {
+        let transfer = certificate.value.transfer;
+        if transfer.sender == self.account {
+            if transfer.sequence_number < self.next_sequence_number {
+                return Ok(Learned::Known);
+            }
+            if transfer.sequence_number > self.next_sequence_number {
+                return Err(ClientError::OutOfOrder);
+            }
+            self.adopt_certificate(certificate)?;
+            return Ok(Learned::Sent);
+        }
+        if transfer.recipient != self.account {
+            return Err(ClientError::Mismatch);
+        }
+        Ok(if self.receive_certificate(certificate)? {
+            Learned::Received
+        } else {
+            Learned::Known
+        })
+    }
+
+    /// Whether this account already counts the payment `certificate` (by its sender and
+    /// sequence number).
+    pub fn has_received(&self, certificate: &CertifiedTransferOrder) -> bool {
+        let t = &certificate.value.transfer;
+        self.received_certificates
+            .contains_key(&(t.sender, t.sequence_number))
     }
 
     /// The committee this client talks to.
@@ -257,6 +369,9 @@ impl ClientState {
         amount: Amount,
         user_data: Option<UserData>,
     ) -> Result<TransferOrder, ClientError> {
+        let Some(key) = &self.key else {
+            return Err(ClientError::WatchOnly);
+        };
         if self.pending.is_some() {
             return Err(ClientError::TransferInProgress);
         }
@@ -278,7 +393,7 @@ impl ClientState {
                 user_data,
             },
             &self.committee.id(),
-            &self.key,
+            key,
         );
         self.pending = Some(Phase::Voting {
             order,
@@ -986,6 +1101,8 @@ mod tests {
                 .catch_up(&name, &forged(ErrorCode::InsufficientFunds));
             assert!(batch.len() <= CATCH_UP_LIMIT);
             for message in batch {
+                // Bob's payments go to Bob's shard, never to Alice's (who sends them).
+                assert_eq!(route(&message), Some(fx.bob.account()));
                 let Message::ConfirmationOrder(c) = message else {
                     panic!("{message:?}");
                 };
@@ -1035,13 +1152,76 @@ mod tests {
         let back: ClientSnapshot = serde_json::from_str(&json).unwrap();
         assert_eq!(back, snapshot);
         let committee = fx.shards[0].committee().clone();
-        let restored =
-            ClientState::restore(KeyPair::from_seed([1; 32]), committee.clone(), back.clone())
-                .unwrap();
+        let restored = ClientState::restore(
+            Some(KeyPair::from_seed([1; 32])),
+            committee.clone(),
+            back.clone(),
+        )
+        .unwrap();
         assert_eq!(restored.snapshot(), snapshot);
         assert_eq!(
-            ClientState::restore(KeyPair::from_seed([2; 32]), committee, back).unwrap_err(),
+            ClientState::restore(Some(KeyPair::from_seed([2; 32])), committee, back).unwrap_err(),
             ClientError::Mismatch
         );
+    }
+
+    #[test]
+    fn certificates_from_the_committee_are_learned_in_order_and_once() {
+        let mut fx = fixture();
+        let first = certify(&mut fx, 10);
+        let confirmation = fx.alice.confirmation().unwrap();
+        for i in 0..3 {
+            let done = fx.shards[i]
+                .handle_confirmation_order(&confirmation)
+                .unwrap();
+            let n = fx.shards[i].name();
+            fx.alice.handle_account_info(n, &done.response).unwrap();
+        }
+        let second = certify(&mut fx, 20);
+        let committee = fx.shards[0].committee().clone();
+
+        // Alice's wallet lost both: a fresh state learns them in order only.
+        let mut again = ClientState::new(
+            KeyPair::from_seed([1; 32]),
+            committee.clone(),
+            Balance::new(100),
+        );
+        assert_eq!(
+            again.learn_certificate(second.clone()),
+            Err(ClientError::OutOfOrder)
+        );
+        assert_eq!(again.learn_certificate(first.clone()), Ok(Learned::Sent));
+        assert_eq!(again.learn_certificate(first.clone()), Ok(Learned::Known));
+        assert!(again.confirmation().is_some(), "learned, then confirmed");
+        again.pending = None;
+        assert_eq!(again.learn_certificate(second.clone()), Ok(Learned::Sent));
+        assert_eq!(again.balance(), Balance::new(70));
+
+        // Bob, watched without his key, counts each payment once and cannot pay.
+        let bob = fx.bob.account();
+        let mut watched = ClientState::watch(bob, committee.clone(), Balance::ZERO);
+        assert_eq!(
+            watched.learn_certificate(first.clone()),
+            Ok(Learned::Received)
+        );
+        assert_eq!(watched.learn_certificate(first.clone()), Ok(Learned::Known));
+        assert!(watched.has_received(&first));
+        assert_eq!(watched.balance(), Balance::new(10));
+        assert_eq!(
+            watched.transfer(fx.alice.account(), Amount::new(1), None),
+            Err(ClientError::WatchOnly)
+        );
+        let mut forged = second;
+        forged.value.transfer.amount = Amount::new(90);
+        assert_eq!(
+            watched.learn_certificate(forged),
+            Err(ClientError::InvalidCertificate)
+        );
+        // Cursors and watch-only survive the wallet file.
+        watched.set_received_cursor(fx.shards[0].name(), 3);
+        let restored = ClientState::restore(None, committee, watched.snapshot()).unwrap();
+        assert!(restored.is_watch_only());
+        assert_eq!(restored.received_cursor(&fx.shards[0].name()), 3);
+        assert_eq!(restored.balance(), Balance::new(10));
     }
 }

@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod certificates;
 pub mod check;
 pub mod config;
 pub use fastpay_node::counters;

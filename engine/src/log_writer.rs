@@ -13,6 +13,7 @@ use crate::counters::{Counter, ShardCounters};
 use crate::metrics::{FSYNC_BUCKETS, Histogram, ShardMetrics};
 use crate::store::{ShardStore, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
+use fastpay_node::AppliedCertificate;
 use fastpay_node::log::Snapshot;
 use mio::Waker;
 use std::io;
@@ -24,15 +25,21 @@ use std::time::{Duration, Instant};
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
 enum Job {
-    /// Framed records reaching log position `position`.
-    Append { records: Vec<u8>, position: u64 },
+    /// Framed records reaching log position `position`, and the certificates they applied
+    /// (stored once the records are durable).
+    Append {
+        records: Vec<u8>,
+        position: u64,
+        applied: Vec<AppliedCertificate>,
+    },
     /// A snapshot including every record appended before it.
     Snapshot(Box<Snapshot>),
 }
 
 enum Done {
-    /// The log is durable up to this position; the record buffers, for reuse.
-    Durable(u64, Vec<Vec<u8>>),
+    /// The log is durable up to this position; the record buffers and certificate vectors,
+    /// for reuse.
+    Durable(u64, Vec<Vec<u8>>, Vec<Vec<AppliedCertificate>>),
     /// The background snapshot landed; bytes now on disk.
     SnapshotWritten(u64),
     /// The disk failed: the shard must stop.
@@ -47,6 +54,8 @@ pub(crate) struct LogWriter {
     spare: Vec<Vec<u8>>,
     /// Appends handed over and not yet reported durable.
     in_flight: usize,
+    /// Spare vectors for the certificates of an append.
+    spare_applied: Vec<Vec<AppliedCertificate>>,
     snapshot_in_progress: bool,
     me: u32,
 }
@@ -79,6 +88,7 @@ impl LogWriter {
             thread: Some(thread),
             spare: Vec::new(),
             in_flight: 0,
+            spare_applied: Vec::new(),
             snapshot_in_progress: false,
             me,
         })
@@ -89,10 +99,27 @@ impl LogWriter {
         self.spare.pop().unwrap_or_default()
     }
 
-    /// Hands over `records` (reaching `position`) to be made durable.
-    pub(crate) fn append(&mut self, records: Vec<u8>, position: u64) {
+    /// An empty vector for the next round's applied certificates.
+    pub(crate) fn applied_buffer(&mut self) -> Vec<AppliedCertificate> {
+        self.spare_applied.pop().unwrap_or_default()
+    }
+
+    /// Hands over `records` (reaching `position`) to be made durable, then the certificates
+    /// `applied` they carry to be stored.
+    pub(crate) fn append(
+        &mut self,
+        records: Vec<u8>,
+        position: u64,
+        applied: Vec<AppliedCertificate>,
+    ) {
         if let Some(jobs) = &self.jobs
-            && jobs.send(Job::Append { records, position }).is_ok()
+            && jobs
+                .send(Job::Append {
+                    records,
+                    position,
+                    applied,
+                })
+                .is_ok()
         {
             self.in_flight += 1;
         }
@@ -129,10 +156,14 @@ impl LogWriter {
         let mut durable = None;
         while let Ok(done) = self.done.try_recv() {
             match done {
-                Done::Durable(position, buffers) => {
+                Done::Durable(position, buffers, applied) => {
                     self.in_flight = self.in_flight.saturating_sub(buffers.len());
                     for buffer in buffers {
                         self.recycle(buffer);
+                    }
+                    for mut vector in applied {
+                        vector.clear();
+                        self.spare_applied.push(vector);
                     }
                     durable = durable.max(Some(position));
                 }
@@ -201,7 +232,9 @@ fn write_loop(
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
                 syncs.publish();
-                if let Err(e) = report_snapshot(&mut store, done, waker) {
+                if let Err(e) = report_snapshot(&mut store, done, waker)
+                    .and_then(|()| sync_certificates(&mut store, counters))
+                {
                     return fail(e);
                 }
                 continue;
@@ -209,6 +242,7 @@ fn write_loop(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         let mut buffers = Vec::new();
+        let mut applied_lists = Vec::new();
         let mut position = None;
         let mut snapshot = None;
         let mut next = Some(first);
@@ -219,9 +253,11 @@ fn write_loop(
                 Job::Append {
                     records,
                     position: p,
+                    applied,
                 } => {
                     store.pending_mut().extend_from_slice(&records);
                     buffers.push(records);
+                    applied_lists.push(applied);
                     position = Some(p);
                     next = jobs.try_recv().ok();
                 }
@@ -238,8 +274,26 @@ fn write_loop(
             counters.bump(Counter::Fsyncs);
             counters.set(Counter::DiskBytes, store.disk_bytes());
         }
+        // The records are durable: their certificates may be stored (before the shard hears
+        // of it, so a query after the reply finds them).
+        let mut stored = false;
+        for applied in &applied_lists {
+            if applied.is_empty() {
+                continue;
+            }
+            if let Err(e) = store.store_certificates(applied) {
+                return fail(e);
+            }
+            stored = true;
+        }
+        if stored {
+            counters.set(Counter::CertificatesStored, store.certificates_stored());
+        }
+        if let Err(e) = sync_certificates(&mut store, counters) {
+            return fail(e);
+        }
         if let Some(position) = position {
-            let _ = done.send(Done::Durable(position, buffers));
+            let _ = done.send(Done::Durable(position, buffers, applied_lists));
             let _ = waker.wake();
         }
         if let Some(snapshot) = snapshot
@@ -253,9 +307,20 @@ fn write_loop(
         syncs.publish();
     }
     // Shut down: whatever was handed over is already committed; let the snapshot land.
-    if let Err(e) = store.wait_snapshot() {
+    if let Err(e) = store
+        .wait_snapshot()
+        .and_then(|()| store.sync_certificates())
+    {
         fail(e);
     }
+}
+
+/// Syncs the certificate store when it is due, and reports its size.
+fn sync_certificates(store: &mut ShardStore, counters: &ShardCounters) -> Result<(), StoreError> {
+    if store.sync_certificates_if_due()? {
+        counters.set(Counter::CertificateStoreBytes, store.certificate_bytes());
+    }
+    Ok(())
 }
 
 /// Tells the shard when the background snapshot has landed.

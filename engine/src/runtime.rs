@@ -7,7 +7,7 @@
 //! builds the queues, spawns the threads); [`crate::shard_loop`] is the loop each thread runs.
 //! Neither decides anything: the decisions are the [`ShardNode`]'s.
 
-use crate::counters::ShardCounters;
+use crate::counters::{Counter, ShardCounters};
 use crate::link::LinkKey;
 use crate::log_writer::LogWriter;
 use crate::metrics::{ShardMetrics, ShardSource};
@@ -585,6 +585,9 @@ fn recover_shard(
         durable: config.data_dir.is_some(),
         snapshot_after_bytes: config.snapshot_after_bytes,
         shed_after: config.shed_after,
+        // Certificates are kept in the data directory; without one, queries for them are
+        // answered "pruned".
+        keep_certificates: config.data_dir.is_some(),
     };
     let mut report = RecoveryReport {
         shard,
@@ -595,11 +598,25 @@ fn recover_shard(
     let Some(dir) = &config.data_dir else {
         return Ok((ShardNode::new(state, node_config, counters), None, report));
     };
-    let (store, found) = ShardStore::open(&dir.join(format!("shard-{shard}")))?;
+    let (mut store, found) = ShardStore::open(&dir.join(format!("shard-{shard}")))?;
     report.replayed = found.records.len();
     report.from_snapshot = found.snapshot.is_some();
     report.truncated = found.truncated;
-    let mut node = ShardNode::recover(state, node_config, counters, found.snapshot, found.records);
+    let mut node = ShardNode::recover(
+        state,
+        node_config,
+        counters.clone(),
+        found.snapshot,
+        found.records,
+    );
     node.count_recovered_log(store.log_bytes());
+    // The replayed records' certificates: the store may have lost its unsynced latest ones.
+    let mut applied = Vec::new();
+    node.take_applied(&mut applied);
+    store.store_certificates(&applied)?;
+    store.sync_certificates()?;
+    counters.set(Counter::CertificatesStored, store.certificates_stored());
+    counters.set(Counter::CertificateStoreBytes, store.certificate_bytes());
+    node.set_certificate_reader(Box::new(store.certificate_reader()));
     Ok((node, Some(store), report))
 }

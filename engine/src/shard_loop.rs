@@ -399,7 +399,11 @@ impl ShardLoop {
         };
         let mut buffer = writer.buffer();
         match self.node.take_log(&mut buffer) {
-            Some(position) => writer.append(buffer, position),
+            Some(position) => {
+                let mut applied = writer.applied_buffer();
+                self.node.take_applied(&mut applied);
+                writer.append(buffer, position, applied);
+            }
             None => writer.recycle(buffer),
         }
         if let Some(position) = writer.poll()? {

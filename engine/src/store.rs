@@ -18,8 +18,12 @@
 //!
 //! We wrote this rather than use an embedded database: the shard needs exactly one write and
 //! one fsync per batch and a whole-state snapshot, which a log gives with no read path to pay
-//! for, where redb or fjall would add transactions and compaction of their own.
+//! for, where redb or fjall would add transactions and compaction of their own. The
+//! certificates, which do have a read path and outlive the logs, are kept beside it
+//! (`crate::certificates`), with this log as their write-ahead log.
 
+use crate::certificates::{CertificateStore, CertificateStoreError, StoreReader};
+use fastpay_node::AppliedCertificate;
 use fastpay_node::log::{
     GROUP_HEADER, LogError, Record, Snapshot, TornTail, new_group, parse_frames, seal_group,
 };
@@ -54,6 +58,9 @@ pub enum StoreError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The certificate store failed.
+    #[error(transparent)]
+    Certificates(#[from] CertificateStoreError),
     /// Another process holds the directory: two copies of a shard would vote from two states.
     #[error(
         "{path} is locked by another running copy of this shard ({holder}); refusing to start \
@@ -91,6 +98,8 @@ pub struct ShardStore {
     writer: Option<std::thread::JoinHandle<Result<u64, StoreError>>>,
     pending: Vec<u8>,
     fsyncs: u64,
+    /// Every certificate the shard applied (see `crate::certificates`).
+    certificates: CertificateStore,
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -161,6 +170,7 @@ impl ShardStore {
             log_len = offset;
         }
         sync_dir(dir)?;
+        let certificates = CertificateStore::open(dir)?;
         Ok((
             ShardStore {
                 dir: dir.to_path_buf(),
@@ -176,6 +186,7 @@ impl ShardStore {
                     group
                 },
                 fsyncs: 0,
+                certificates,
             },
             Recovered {
                 snapshot,
@@ -215,6 +226,37 @@ impl ShardStore {
         Ok(())
     }
 
+    /// Stores certificates whose log records are durable (committed): unsynced, see
+    /// `crate::certificates`.
+    pub fn store_certificates(&mut self, applied: &[AppliedCertificate]) -> Result<(), StoreError> {
+        Ok(self.certificates.store(applied)?)
+    }
+
+    /// Syncs the certificate store if it has waited long enough; returns whether it synced.
+    pub fn sync_certificates_if_due(&mut self) -> Result<bool, StoreError> {
+        Ok(self.certificates.sync_if_due()?)
+    }
+
+    /// Syncs the certificate store.
+    pub fn sync_certificates(&mut self) -> Result<(), StoreError> {
+        Ok(self.certificates.sync()?)
+    }
+
+    /// A reader of the certificate store, for the shard's node.
+    pub fn certificate_reader(&self) -> StoreReader {
+        self.certificates.reader()
+    }
+
+    /// Certificates kept.
+    pub fn certificates_stored(&self) -> u64 {
+        self.certificates.stored()
+    }
+
+    /// Bytes of the certificate store's file.
+    pub fn certificate_bytes(&self) -> u64 {
+        self.certificates.file_bytes()
+    }
+
     /// Whether a snapshot is being written in the background.
     pub fn snapshot_in_progress(&self) -> bool {
         self.writer.is_some()
@@ -225,6 +267,8 @@ impl ShardStore {
     /// records go to. [`poll_snapshot`](Self::poll_snapshot) reports the outcome.
     pub fn begin_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError> {
         self.commit()?;
+        // The logs this snapshot lets go of hold certificates: the store keeps them from now.
+        self.certificates.sync()?;
         self.wait_snapshot()?;
         let next = self.generation + 1;
         let log = open_log(&log_path(&self.dir, next))?;
@@ -315,6 +359,7 @@ impl Drop for ShardStore {
     fn drop(&mut self) {
         // A clean stop lets the snapshot finish; a crash leaves it to recovery.
         let _ = self.wait_snapshot();
+        let _ = self.certificates.sync();
     }
 }
 
@@ -580,6 +625,7 @@ mod tests {
         write(dir.path(), 3);
         let (mut store, _) = ShardStore::open(dir.path()).unwrap();
         let snapshot = Snapshot {
+            arrivals: 0,
             shard: ShardSnapshot {
                 accounts: Vec::new(),
             },
@@ -614,6 +660,7 @@ mod tests {
 
     fn empty_snapshot() -> Snapshot {
         Snapshot {
+            arrivals: 0,
             shard: ShardSnapshot {
                 accounts: Vec::new(),
             },

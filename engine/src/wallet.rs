@@ -1,10 +1,15 @@
-//! The wallet file (`accounts.json`): each account's secret key and client state. Written
-//! atomically with mode 0600, so a crash leaves the old wallet or the new one, never a torn one.
+//! The wallet file (`accounts.json`): each account's secret key (none for a watch-only
+//! account) and client state. Written atomically with mode 0600, so a crash leaves the old
+//! wallet or the new one, never a torn one; and used by one `client` process at a time (an
+//! exclusive lock on `<wallet>.lock`, held while the [`Wallet`] lives), so two processes
+//! never sign from, and overwrite, the same state.
 
 use crate::config::{ConfigError, check_private, write_private};
 use fastpay_client::{ClientSnapshot, ClientState};
 use fastpay_wire::{AccountId, Committee, KeyPair};
 use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,8 +17,9 @@ use std::sync::Arc;
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WalletAccount {
-    /// The secret key seed, hex.
-    secret: String,
+    /// The secret key seed, hex; absent for an account watched without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
     /// Everything the client knows about the account.
     state: ClientSnapshot,
 }
@@ -24,10 +30,36 @@ struct WalletFile {
     accounts: Vec<WalletAccount>,
 }
 
-/// The accounts of one wallet file, as live client states.
-pub struct Wallet {
+/// Writes a wallet's accounts to its file, atomically: what [`Wallet::save`] does, usable
+/// while the accounts are borrowed (say, by a drive that must save a certificate before its
+/// confirmations leave).
+#[derive(Debug, Clone)]
+pub struct WalletSaver {
     path: PathBuf,
+}
+
+impl WalletSaver {
+    /// Writes `clients` as the wallet.
+    pub fn save(&self, clients: &[ClientState]) -> Result<(), ConfigError> {
+        let file = WalletFile {
+            accounts: clients
+                .iter()
+                .map(|c| WalletAccount {
+                    secret: c.key_seed().map(hex::encode),
+                    state: c.snapshot(),
+                })
+                .collect(),
+        };
+        let json = serde_json::to_string_pretty(&file).map_err(|e| malformed(&self.path, e))?;
+        write_private(&self.path, json.as_bytes())
+    }
+}
+
+/// The accounts of one wallet file, as live client states, with the file's lock.
+pub struct Wallet {
+    saver: WalletSaver,
     clients: Vec<ClientState>,
+    _lock: File,
 }
 
 fn malformed(path: &Path, reason: impl ToString) -> ConfigError {
@@ -37,13 +69,60 @@ fn malformed(path: &Path, reason: impl ToString) -> ConfigError {
     }
 }
 
+/// The lock file of the wallet at `path`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// Takes the wallet's lock, writing our pid into it so a second process can name us.
+fn lock(path: &Path) -> Result<File, ConfigError> {
+    let lock = lock_path(path);
+    let io = |error| ConfigError::Io {
+        path: lock.clone(),
+        error,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&lock)
+                .ok()
+                .and_then(|text| text.trim().parse::<u32>().ok())
+                .map_or_else(|| "another process".to_string(), |pid| format!("pid {pid}"));
+            return Err(ConfigError::WalletInUse {
+                path: path.to_path_buf(),
+                holder,
+            });
+        }
+        Err(TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0)
+        .and_then(|()| file.write_all(std::process::id().to_string().as_bytes()))
+        .map_err(io)?;
+    Ok(file)
+}
+
 impl Wallet {
-    /// Opens `path`, or starts an empty wallet if it does not exist.
+    /// Locks and opens `path`, or starts an empty wallet if it does not exist. Fails with
+    /// [`ConfigError::WalletInUse`] while another process has it open.
     pub fn open(path: &Path, committee: Arc<Committee>) -> Result<Self, ConfigError> {
+        let lock = lock(path)?;
+        let saver = WalletSaver {
+            path: path.to_path_buf(),
+        };
         if !path.exists() {
             return Ok(Self {
-                path: path.to_path_buf(),
+                saver,
                 clients: Vec::new(),
+                _lock: lock,
             });
         }
         check_private(path)?;
@@ -54,39 +133,37 @@ impl Wallet {
         let file: WalletFile = serde_json::from_str(&text).map_err(|e| malformed(path, e))?;
         let mut clients = Vec::with_capacity(file.accounts.len());
         for (i, account) in file.accounts.into_iter().enumerate() {
-            let mut seed = [0u8; 32];
-            hex::decode_to_slice(account.secret.trim(), &mut seed)
-                .map_err(|_| malformed(path, format!("account {}: bad secret", i + 1)))?;
+            let key = match account.secret {
+                Some(secret) => Some(KeyPair::from_seed(
+                    parse_secret(&secret)
+                        .ok_or_else(|| malformed(path, format!("account {}: bad secret", i + 1)))?,
+                )),
+                None => None,
+            };
             let client =
-                ClientState::restore(KeyPair::from_seed(seed), committee.clone(), account.state)
-                    .map_err(|_| {
-                        malformed(
-                            path,
-                            format!("account {}: the secret does not own it", i + 1),
-                        )
-                    })?;
+                ClientState::restore(key, committee.clone(), account.state).map_err(|_| {
+                    malformed(
+                        path,
+                        format!("account {}: the secret does not own it", i + 1),
+                    )
+                })?;
             clients.push(client);
         }
         Ok(Self {
-            path: path.to_path_buf(),
+            saver,
             clients,
+            _lock: lock,
         })
     }
 
     /// Writes the wallet atomically.
     pub fn save(&self) -> Result<(), ConfigError> {
-        let file = WalletFile {
-            accounts: self
-                .clients
-                .iter()
-                .map(|c| WalletAccount {
-                    secret: hex::encode(c.key_seed()),
-                    state: c.snapshot(),
-                })
-                .collect(),
-        };
-        let json = serde_json::to_string_pretty(&file).map_err(|e| malformed(&self.path, e))?;
-        write_private(&self.path, json.as_bytes())
+        self.saver.save(&self.clients)
+    }
+
+    /// What saves this wallet while its accounts are borrowed.
+    pub fn saver(&self) -> WalletSaver {
+        self.saver.clone()
     }
 
     /// Adds an account.
@@ -107,5 +184,44 @@ impl Wallet {
     /// The index of `account`.
     pub fn position(&self, account: &AccountId) -> Option<usize> {
         self.clients.iter().position(|c| c.account() == *account)
+    }
+}
+
+/// A secret key seed from 64 hex digits.
+pub fn parse_secret(text: &str) -> Option<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed).ok()?;
+    Some(seed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fastpay_wire::Balance;
+
+    fn committee() -> Arc<Committee> {
+        Arc::new(Committee::equal_weights([KeyPair::from_seed([9; 32]).authority()], 1).unwrap())
+    }
+
+    #[test]
+    fn one_process_at_a_time_and_watch_only_accounts_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.json");
+        let mut wallet = Wallet::open(&path, committee()).unwrap();
+        let second = Wallet::open(&path, committee());
+        let Err(ConfigError::WalletInUse { holder, .. }) = second else {
+            panic!("a second opening of a locked wallet");
+        };
+        assert_eq!(holder, format!("pid {}", std::process::id()));
+        let key = KeyPair::from_seed([1; 32]);
+        let owned = key.account();
+        wallet.add(ClientState::new(key, committee(), Balance::new(5)));
+        let watched = KeyPair::from_seed([2; 32]).account();
+        wallet.add(ClientState::watch(watched, committee(), Balance::ZERO));
+        wallet.save().unwrap();
+        drop(wallet);
+        let wallet = Wallet::open(&path, committee()).unwrap();
+        assert!(!wallet.clients()[wallet.position(&owned).unwrap()].is_watch_only());
+        assert!(wallet.clients()[wallet.position(&watched).unwrap()].is_watch_only());
     }
 }

@@ -83,6 +83,7 @@ fn run(durable: bool) {
         Goal::Finished,
         Duration::from_secs(30),
         |_| {},
+        |_| Ok(()),
     );
     if let Err(e) = driven {
         eprint!("{}", fastpay_engine::counters::report(engine.counters()));

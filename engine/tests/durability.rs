@@ -107,6 +107,7 @@ fn a_restarted_authority_remembers_its_votes_and_confirmations() {
     while socket.recv_from(&mut buf).is_ok() {}
     let unpadded = Message::AccountInfoRequest(AccountInfoRequest {
         account,
+        query: fastpay_wire::AccountQuery::State,
         padding: Vec::new(),
     });
     let bytes = encode(&unpadded, shard_of(&account, 2)).unwrap();

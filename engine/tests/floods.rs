@@ -50,6 +50,7 @@ fn flood(
             let shard = ShardId(shard);
             let unpadded = AccountInfoRequest {
                 account: victim,
+                query: fastpay_wire::AccountQuery::State,
                 padding: Vec::new(),
             };
             [

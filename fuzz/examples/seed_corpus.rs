@@ -49,6 +49,21 @@ fn main() {
             certificate: certified(first),
         }),
         Message::AccountInfoRequest(AccountInfoRequest::new(key(1).account())),
+        Message::AccountInfoRequest(AccountInfoRequest::certificate(
+            key(1).account(),
+            SequenceNumber::ZERO,
+            0,
+        )),
+        Message::AccountInfoRequest(AccountInfoRequest::received(key(2).account(), 0, 0)),
+        Message::Certificates(fastpay_wire::CertificatesResponse {
+            account: key(2).account(),
+            query: fastpay_wire::AccountQuery::Received(0),
+            answer: fastpay_wire::CertificateAnswer::Received {
+                certificates: vec![certified(first)],
+                next: 1,
+                end: 1,
+            },
+        }),
         Message::AccountInfoResponse(AccountInfoResponse {
             account: key(1).account(),
             balance: Balance::new(95),
@@ -121,6 +136,12 @@ fn main() {
             Message::TransferOrder(order(1, 3, 5, 0)),
             Message::TransferOrder(order(4, 1, 1000, 0)),
             Message::AccountInfoRequest(AccountInfoRequest::new(key(4).account())),
+            Message::AccountInfoRequest(AccountInfoRequest::received(key(2).account(), 0, 0)),
+            Message::AccountInfoRequest(AccountInfoRequest::certificate(
+                key(1).account(),
+                SequenceNumber::ZERO,
+                0,
+            )),
         ]),
         requests(&[
             Message::TransferOrder(second),

@@ -94,6 +94,10 @@ pub struct Report {
     pub certify_latency: Histogram<u64>,
     /// Seconds over which requests were started.
     pub window_s: f64,
+    /// Seconds from the first request started to the last one completed (at least
+    /// `window_s`): over it, `ok` is the goodput, with no credit for a backlog the authorities
+    /// drained after the sending stopped.
+    pub active_s: f64,
     /// Requests started more than a millisecond after their scheduled time (the sender could
     /// not keep up, or the in-flight cap held them back).
     pub late: u64,
@@ -383,6 +387,7 @@ fn run_inner(
         latency: histogram()?,
         certify_latency: histogram()?,
         window_s: 0.0,
+        active_s: 0.0,
         late: 0,
         equivocations: 0,
         stray_replies: 0,
@@ -395,6 +400,7 @@ fn run_inner(
     let mut votes_seen: Vec<u64> = vec![0; total * authorities];
     let fingerprint = RandomState::new();
     let start = Instant::now();
+    let mut last_ok = start;
     let interval = Duration::from_secs_f64(1.0 / config.rate.max(1e-9));
     let mut next = 0usize;
     let mut last_report = start;
@@ -511,6 +517,7 @@ fn run_inner(
                     let elapsed = request.scheduled.elapsed().as_micros() as u64;
                     report.latency.saturating_record(elapsed.max(1));
                     report.ok += 1;
+                    last_ok = Instant::now();
                     outstanding.remove(&job);
                 }
                 Step::Refused(ErrorCode::Overloaded) => {
@@ -565,9 +572,11 @@ fn run_inner(
         }
         std::thread::sleep(config.tick);
     }
+    report.active_s = (last_ok - start).as_secs_f64();
     report.window_s = (last_send - start)
         .as_secs_f64()
         .max(interval.as_secs_f64());
+    report.active_s = report.active_s.max(report.window_s);
     Ok(report)
 }
 

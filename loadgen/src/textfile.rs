@@ -180,6 +180,7 @@ mod tests {
             shed: 2,
             latency,
             certify_latency: hdrhistogram::Histogram::new(3).unwrap(),
+            active_s: 4.0,
             window_s: 2.0,
             late: 0,
             equivocations: 0,

@@ -48,6 +48,10 @@ counters! {
     DuplicateCredit => "duplicate_credit",
     /// Account queries answered.
     Queried => "queried",
+    /// Certificate queries answered (a certificate, a page, or a typed "not here").
+    CertificateQueries => "certificate_queries",
+    /// Certificates sent in answers to certificate queries.
+    CertificatesServed => "certificates_served",
     /// Datagrams that did not decode.
     DecodeError => "decode_error",
     /// Datagrams for another shard, handed over in process.
@@ -100,6 +104,11 @@ counters! {
     Fsyncs => "fsyncs",
     /// Bytes of log and snapshot on disk (a gauge).
     DiskBytes => "disk_bytes",
+    /// Certificates in the shard's certificate store (an estimate: the store's count when it
+    /// opened plus those written since, a replay's rewrites included).
+    CertificatesStored => "certificates_stored",
+    /// Bytes of the shard's certificate store on disk (a gauge, updated when it syncs).
+    CertificateStoreBytes => "certificate_store_bytes",
     /// Credits sent and not yet known to be applied by their recipient (a gauge).
     Outbox => "outbox",
     /// Batches processed.

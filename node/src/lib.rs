@@ -14,11 +14,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod certs;
 pub mod counters;
 pub mod links;
 pub mod log;
 mod node;
 
+pub use certs::{AppliedCertificate, CertificateReader, MemoryCertificates, ReadError};
 pub use links::{CreditLinks, LINK_RETRY, LINK_WINDOW, Transport};
 pub use node::{
     CONFIRMATION_SHED_FACTOR, DEFAULT_SHED_AFTER, FORWARD_QUEUE, NodeConfig, SNAPSHOT_AFTER_BYTES,

@@ -70,6 +70,8 @@ pub struct Snapshot {
     pub shard: ShardSnapshot,
     /// The credit links.
     pub links: LinkState,
+    /// Payments credited on this shard so far: the next one's arrival index.
+    pub arrivals: u64,
 }
 
 /// Why log bytes could not be parsed.

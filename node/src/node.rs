@@ -1,5 +1,6 @@
 //! [`ShardNode`]: one shard of an authority, datagrams and frames in, effects out.
 
+use crate::certs::{AppliedCertificate, CertificateReader};
 use crate::counters::{Counter, ShardCounters};
 use crate::links::{Arrival, CreditLinks, Transport};
 use crate::log::{Record, Snapshot, append_record};
@@ -7,9 +8,10 @@ use fastpay_authority::{
     AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck, Voted,
 };
 use fastpay_wire::{
-    AccountId, BATCH, BatchVerifier, ConfirmationOrder, CrossShardUpdate, Datagrams, ErrorCode,
-    ErrorReply, LinkFrame, LinkPayload, Message, SequenceNumber, ShardId, SignedTransferOrder,
-    TransferOrder, VoteReply, decode, encode_into,
+    AccountId, AccountInfoRequest, AccountQuery, BATCH, BatchVerifier, CertificateAnswer,
+    CertificatesResponse, ConfirmationOrder, CrossShardUpdate, Datagrams, ErrorCode, ErrorReply,
+    LinkFrame, LinkPayload, MAX_PAGE, MIN_QUERY_BYTES, Message, SequenceNumber, ShardId,
+    SignedTransferOrder, TransferOrder, VoteReply, decode, encode_into,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -41,6 +43,9 @@ pub struct NodeConfig {
     /// checked; confirmations only past [`CONFIRMATION_SHED_FACTOR`] times it. `None` never
     /// sheds.
     pub shed_after: Option<Duration>,
+    /// Whether the node emits the certificates it applies for a certificate store
+    /// ([`ShardNode::take_applied`]).
+    pub keep_certificates: bool,
 }
 
 /// How many times longer than an order a confirmation may wait before it is shed: a
@@ -61,6 +66,7 @@ impl NodeConfig {
             durable,
             snapshot_after_bytes: SNAPSHOT_AFTER_BYTES,
             shed_after: Some(DEFAULT_SHED_AFTER),
+            keep_certificates: durable,
         }
     }
 }
@@ -134,6 +140,15 @@ pub struct ShardNode {
     ready: VecDeque<(Datagrams, Duration)>,
     spare_replies: Vec<Datagrams>,
     replies: Option<Datagrams>,
+    keep_certificates: bool,
+    /// Certificates applied and not yet taken by the runtime.
+    applied: Vec<AppliedCertificate>,
+    /// Where certificate queries are answered from.
+    certificates: Option<Box<dyn CertificateReader>>,
+    /// Certificates read for one query's answer, with their arrival indexes.
+    page: Vec<(u64, fastpay_wire::CertifiedTransferOrder)>,
+    /// Payments credited on this shard so far: the next one's arrival index.
+    arrivals: u64,
 }
 
 impl ShardNode {
@@ -167,7 +182,18 @@ impl ShardNode {
             ready: VecDeque::new(),
             spare_replies: Vec::new(),
             replies: None,
+            keep_certificates: config.keep_certificates,
+            applied: Vec::new(),
+            certificates: None,
+            page: Vec::new(),
+            arrivals: 0,
         }
+    }
+
+    /// Answers certificate queries from `reader` (without one, they are answered
+    /// [`CertificateAnswer::Pruned`]).
+    pub fn set_certificate_reader(&mut self, reader: Box<dyn CertificateReader>) {
+        self.certificates = Some(reader);
     }
 
     /// A node for `shard` recovered from its last snapshot and the records logged since, in
@@ -184,6 +210,7 @@ impl ShardNode {
         if let Some(snapshot) = snapshot {
             node.shard.restore(snapshot.shard);
             node.links.restore(snapshot.links);
+            node.arrivals = snapshot.arrivals;
         }
         for record in records {
             node.replay(record);
@@ -348,6 +375,15 @@ impl ShardNode {
         Some(self.position)
     }
 
+    /// Moves the certificates applied since the last call (with [`NodeConfig::keep_certificates`])
+    /// to the end of `out`, in the order they were applied. Take them together with
+    /// [`take_log`](Self::take_log): each may be stored once the records taken with it are
+    /// durable. After [`recover`](Self::recover) they are those of the replayed records, for
+    /// a store that may have lost its latest additions.
+    pub fn take_applied(&mut self, out: &mut Vec<AppliedCertificate>) {
+        out.append(&mut self.applied);
+    }
+
     /// The log position reached so far (records produced, taken or not).
     pub fn log_position(&self) -> u64 {
         self.position
@@ -398,6 +434,7 @@ impl ShardNode {
         Snapshot {
             shard: self.shard.snapshot_unsorted(),
             links: self.links.state(),
+            arrivals: self.arrivals,
         }
     }
 
@@ -423,6 +460,13 @@ impl ShardNode {
         self.durable(self.durable_position);
     }
 
+    /// The arrival index of a payment credited now (replay gives each the same one again).
+    fn next_arrival(&mut self) -> u64 {
+        let arrival = self.arrivals;
+        self.arrivals = self.arrivals.saturating_add(1);
+        arrival
+    }
+
     fn record(&mut self, record: impl FnOnce() -> Record) {
         if !self.durable || self.replaying {
             return;
@@ -443,6 +487,16 @@ impl ShardNode {
         let mut confirmed = self.shard.confirm_verified(order)?;
         if confirmed.applied {
             self.record(|| Record::Confirm(order.clone()));
+            let t = order.certificate.value.transfer;
+            let credited_here =
+                t.recipient != t.sender && self.shard.shard_of(&t.recipient) == self.me;
+            let arrival = credited_here.then(|| self.next_arrival());
+            if self.keep_certificates {
+                self.applied.push(AppliedCertificate {
+                    certificate: order.certificate.clone(),
+                    arrival,
+                });
+            }
         }
         if let Some(update) = confirmed.cross_shard.take() {
             if self.links.transport(update.recipient_shard) == Some(Transport::Lossy) {
@@ -474,6 +528,13 @@ impl ShardNode {
         match outcome {
             Ok(()) => {
                 self.counters.bump(Counter::Credited);
+                let arrival = Some(self.next_arrival());
+                if self.keep_certificates {
+                    self.applied.push(AppliedCertificate {
+                        certificate: update.certificate.clone(),
+                        arrival,
+                    });
+                }
                 self.record(|| Record::Credit {
                     from: from.0,
                     sequence,
@@ -567,6 +628,14 @@ impl ShardNode {
                     Err(e) => self.refuse((peer, size), &e, t.sender, t.sequence_number),
                 }
             }
+            // A query shorter than a padded state query is answered by nothing (an answer
+            // or a refusal could be as large as it).
+            Message::AccountInfoRequest(_) if size < MIN_QUERY_BYTES => {
+                self.counters.bump(Counter::AmplificationRefused);
+            }
+            Message::AccountInfoRequest(request) if request.query != AccountQuery::State => {
+                self.answer_certificates(peer, size, &request);
+            }
             Message::AccountInfoRequest(request) => {
                 match self.shard.handle_account_info_request(&request) {
                     Ok(info) => {
@@ -582,7 +651,8 @@ impl ShardNode {
             | Message::Vote(_)
             | Message::AccountInfoResponse(_)
             | Message::Error(_)
-            | Message::ShardLink(_) => self.counters.bump(Counter::Unexpected),
+            | Message::ShardLink(_)
+            | Message::Certificates(_) => self.counters.bump(Counter::Unexpected),
         }
     }
 
@@ -626,6 +696,109 @@ impl ShardNode {
         };
         self.reply(peer, size, &Message::Error(refusal));
         true
+    }
+
+    /// Answers a certificate query from the store: the certificate asked for, or as many
+    /// received certificates as fit in the query's own size, or a typed answer saying it is
+    /// not here. The answer is never larger than the query.
+    fn answer_certificates(&mut self, peer: SocketAddr, size: usize, request: &AccountInfoRequest) {
+        let account = request.account;
+        let info = match self.shard.account_info(&account) {
+            Ok(info) => info,
+            Err(e) => return self.refuse((peer, size), &e, account, SequenceNumber::ZERO),
+        };
+        let answer = match request.query {
+            AccountQuery::State => return,
+            AccountQuery::Certificate(sequence) if sequence >= info.next_sequence_number => {
+                CertificateAnswer::NotApplied {
+                    next_sequence_number: info.next_sequence_number,
+                }
+            }
+            AccountQuery::Certificate(sequence) => {
+                match self
+                    .certificates
+                    .as_ref()
+                    .map(|r| r.certificate(&account, sequence))
+                {
+                    Some(Ok(Some(certificate))) => CertificateAnswer::Certificate(certificate),
+                    Some(Ok(None)) | None => CertificateAnswer::Pruned,
+                    Some(Err(_)) => return self.counters.bump(Counter::OtherRefusal),
+                }
+            }
+            AccountQuery::Received(from) => {
+                let Some(reader) = self.certificates.as_ref() else {
+                    self.counters.bump(Counter::CertificateQueries);
+                    let answer = Message::Certificates(CertificatesResponse {
+                        account,
+                        query: request.query,
+                        answer: CertificateAnswer::Pruned,
+                    });
+                    return self.reply(peer, size, &answer);
+                };
+                let mut page = std::mem::take(&mut self.page);
+                page.clear();
+                let Ok(end) = reader.received(&account, from, MAX_PAGE, &mut page) else {
+                    self.page = page;
+                    return self.counters.bump(Counter::OtherRefusal);
+                };
+                // A full page may have more after it; otherwise the list ends at the store's
+                // end (no payment below it is missing from the store).
+                let full = page.len() == MAX_PAGE;
+                let mut message = Message::Certificates(CertificatesResponse {
+                    account,
+                    query: request.query,
+                    answer: CertificateAnswer::Received {
+                        certificates: Vec::with_capacity(page.len()),
+                        next: from,
+                        end,
+                    },
+                });
+                // As many as fit in the query: drop from the end until the answer does.
+                let mut keep = page.len();
+                let mut buffer = [0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE];
+                loop {
+                    if let Message::Certificates(CertificatesResponse {
+                        answer:
+                            CertificateAnswer::Received {
+                                certificates, next, ..
+                            },
+                        ..
+                    }) = &mut message
+                    {
+                        certificates.clear();
+                        certificates.extend(page[..keep].iter().map(|(_, c)| c.clone()));
+                        *next = match page[..keep].last() {
+                            Some((last, _)) if full || keep < page.len() => last.saturating_add(1),
+                            Some(_) => end.max(from),
+                            // Nothing fits this query: no progress (or nothing to give).
+                            None if page.is_empty() => end.max(from),
+                            None => from,
+                        };
+                    }
+                    let fits =
+                        encode_into(&message, self.me, &mut buffer).is_ok_and(|len| len <= size);
+                    if fits || keep == 0 {
+                        break;
+                    }
+                    keep -= 1;
+                }
+                self.counters.bump(Counter::CertificateQueries);
+                self.counters.add(Counter::CertificatesServed, keep as u64);
+                self.reply(peer, size, &message);
+                self.page = page;
+                return;
+            }
+        };
+        self.counters.bump(Counter::CertificateQueries);
+        if matches!(answer, CertificateAnswer::Certificate(_)) {
+            self.counters.bump(Counter::CertificatesServed);
+        }
+        let message = Message::Certificates(CertificatesResponse {
+            account,
+            query: request.query,
+            answer,
+        });
+        self.reply(peer, size, &message);
     }
 
     /// Applies the requests whose signatures all verified, in arrival order.
@@ -1106,5 +1279,192 @@ mod tests {
                 node.shard().accounts()[account].pending
             );
         }
+    }
+
+    /// Sends `query` to `node` as one datagram and returns the answer, if any.
+    fn ask(node: &mut ShardNode, query: AccountInfoRequest) -> Option<Message> {
+        let mut datagrams = Datagrams::new();
+        datagrams.push(
+            "127.0.0.1:9".parse().unwrap(),
+            &encode(&Message::AccountInfoRequest(query), node.me).unwrap(),
+        );
+        node.handle_batch(Duration::ZERO, &datagrams);
+        let mut answer = None;
+        while let Some(replies) = node.poll_replies() {
+            for i in 0..replies.len() {
+                let (_, bytes, _) = replies.get(i);
+                answer = decode(bytes).ok().map(|(_, message)| message);
+            }
+            node.recycle(replies);
+        }
+        answer
+    }
+
+    fn answer(message: Option<Message>) -> CertificateAnswer {
+        match message {
+            Some(Message::Certificates(response)) => response.answer,
+            other => panic!("expected certificates, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn applied_certificates_are_emitted_once_durable_and_served_from_the_store() {
+        use crate::certs::MemoryCertificates;
+        let (payer, payee) = parties();
+        let (mut sender, mut receiver) = (node(0, true), node(1, true));
+        let (sent, received) = (MemoryCertificates::new(), MemoryCertificates::new());
+        sender.set_certificate_reader(Box::new(sent.clone()));
+        receiver.set_certificate_reader(Box::new(received.clone()));
+        let confirmation = confirmation();
+        sender.handle_batch(
+            Duration::ZERO,
+            &batch(&Message::ConfirmationOrder(confirmation.clone())),
+        );
+        let mut applied = Vec::new();
+        sender.take_applied(&mut applied);
+        assert_eq!(applied.len(), 1);
+        assert_eq!(applied[0].arrival, None, "the payee is on the other shard");
+        sent.store(&applied);
+        let position = sender.take_log(&mut Vec::new()).unwrap();
+        sender.durable(position);
+        while sender.poll_replies().is_some() {}
+        let mut frames = Vec::new();
+        sender.transmit(Duration::ZERO, &mut frames);
+        receiver.handle_frame(Duration::ZERO, frames.remove(0));
+        let mut credited = Vec::new();
+        receiver.take_applied(&mut credited);
+        assert_eq!(credited[0].arrival, Some(0));
+        received.store(&credited);
+        let position = receiver.take_log(&mut Vec::new()).unwrap();
+        receiver.durable(position);
+
+        let size = fastpay_wire::CERTIFICATE_QUERY_BYTES;
+        let zero = SequenceNumber::ZERO;
+        let one = SequenceNumber::new(1);
+        assert_eq!(
+            answer(ask(
+                &mut sender,
+                AccountInfoRequest::certificate(payer.account(), zero, size)
+            )),
+            CertificateAnswer::Certificate(confirmation.certificate.clone())
+        );
+        assert_eq!(
+            answer(ask(
+                &mut sender,
+                AccountInfoRequest::certificate(payer.account(), one, size)
+            )),
+            CertificateAnswer::NotApplied {
+                next_sequence_number: one
+            }
+        );
+        assert_eq!(
+            answer(ask(
+                &mut receiver,
+                AccountInfoRequest::received(payee.account(), 0, size)
+            )),
+            CertificateAnswer::Received {
+                certificates: vec![confirmation.certificate.clone()],
+                next: 1,
+                end: 1
+            }
+        );
+        // Applied but not in the store (say, before the store existed): typed as pruned.
+        let mut forgetful = node(0, true);
+        forgetful.handle_batch(
+            Duration::ZERO,
+            &batch(&Message::ConfirmationOrder(confirmation)),
+        );
+        let position = forgetful.take_log(&mut Vec::new()).unwrap();
+        forgetful.durable(position);
+        while forgetful.poll_replies().is_some() {}
+        assert_eq!(
+            answer(ask(
+                &mut forgetful,
+                AccountInfoRequest::certificate(payer.account(), zero, size)
+            )),
+            CertificateAnswer::Pruned
+        );
+        // A query too small for the certificate, or unpadded, gets nothing.
+        let mut short = AccountInfoRequest::certificate(payer.account(), zero, size);
+        short.padding.truncate(200);
+        let got = ask(&mut sender, short);
+        assert!(got.is_none(), "{got:?}");
+        let mut unpadded = AccountInfoRequest::new(payer.account());
+        unpadded.padding.clear();
+        assert!(ask(&mut sender, unpadded).is_none());
+    }
+
+    #[test]
+    fn a_page_holds_what_fits_in_its_query() {
+        use crate::certs::MemoryCertificates;
+        let (payer, payee) = parties();
+        let mut receiver = node(1, true);
+        let store = MemoryCertificates::new();
+        receiver.set_certificate_reader(Box::new(store.clone()));
+        // Twenty payments to the payee in the store (the node serves what the store holds).
+        let mut all = Vec::new();
+        for sequence in 0..20 {
+            let order = TransferOrder::new(
+                Transfer {
+                    sender: payer.account(),
+                    recipient: payee.account(),
+                    amount: Amount::new(1),
+                    sequence_number: SequenceNumber::new(sequence),
+                    user_data: None,
+                },
+                &committee().id(),
+                &payer,
+            );
+            let vote = SignedTransferOrder::new(order, &committee().id(), &authority());
+            let certificate = CertifiedTransferOrder {
+                value: order,
+                signatures: vec![(vote.authority, vote.signature)],
+            };
+            all.push(crate::certs::AppliedCertificate {
+                certificate,
+                arrival: Some(sequence),
+            });
+        }
+        store.store(&all);
+        let mut from = 0;
+        let mut pages = 0;
+        let mut got = Vec::new();
+        while from < 20 {
+            let mut query = AccountInfoRequest::received(payee.account(), from, 0);
+            query.padding.truncate(1500);
+            let size = encode(&Message::AccountInfoRequest(query.clone()), ShardId(1))
+                .unwrap()
+                .len();
+            let mut datagrams = Datagrams::new();
+            datagrams.push(
+                "127.0.0.1:9".parse().unwrap(),
+                &encode(&Message::AccountInfoRequest(query), ShardId(1)).unwrap(),
+            );
+            receiver.handle_batch(Duration::ZERO, &datagrams);
+            let replies = receiver.poll_replies().unwrap();
+            let (_, bytes, _) = replies.get(0);
+            assert!(bytes.len() <= size, "{} > {size}", bytes.len());
+            let Ok((_, Message::Certificates(response))) = decode(bytes) else {
+                panic!("no page");
+            };
+            receiver.recycle(replies);
+            let CertificateAnswer::Received {
+                certificates,
+                next,
+                end,
+            } = response.answer
+            else {
+                panic!("not a page");
+            };
+            assert_eq!(end, 20);
+            assert!(!certificates.is_empty());
+            assert_eq!(next, from + certificates.len() as u64);
+            got.extend(certificates);
+            from = next;
+            pages += 1;
+        }
+        assert!(pages > 2, "a page of 1500 bytes holds a few certificates");
+        let expected: Vec<_> = all.into_iter().map(|a| a.certificate).collect();
+        assert_eq!(got, expected);
     }
 }

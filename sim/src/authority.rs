@@ -6,7 +6,7 @@ use crate::disk::{CrashFault, SimDisk};
 use crate::network::{Event, Node};
 use fastpay_authority::{AuthorityShard, Genesis};
 use fastpay_node::counters::ShardCounters;
-use fastpay_node::{NodeConfig, ShardNode, Transport};
+use fastpay_node::{AppliedCertificate, MemoryCertificates, NodeConfig, ShardNode, Transport};
 use fastpay_wire::{
     AccountInfoResponse, AuthorityName, BATCH, Balance, Committee, Datagrams, KeyPair, LinkFrame,
     Message, SequenceNumber, ShardId, Signature, VoteReply, VoteSignature, decode, sign_vote,
@@ -37,6 +37,23 @@ pub(crate) struct ShardHost {
     log: Vec<u8>,
     frames: Vec<LinkFrame>,
     batch: Datagrams,
+    /// The shard's certificate store, on its disk: it survives crashes.
+    pub(crate) certificates: MemoryCertificates,
+    /// Certificates applied by log writes not yet synced, with the position each reaches:
+    /// stored once it is durable, as the engine's log writer does, lost in a crash.
+    unsynced: Vec<(u64, Vec<AppliedCertificate>)>,
+}
+
+/// Stores the certificates of the log writes now durable up to `position`.
+fn store_durable(
+    unsynced: &mut Vec<(u64, Vec<AppliedCertificate>)>,
+    certificates: &MemoryCertificates,
+    position: u64,
+) {
+    let durable = unsynced.partition_point(|(p, _)| *p <= position);
+    for (_, applied) in unsynced.drain(..durable) {
+        certificates.store(&applied);
+    }
 }
 
 impl ShardHost {
@@ -84,12 +101,20 @@ impl AuthorityNode {
             return node;
         }
         node.shards = (0..config.shards)
-            .map(|s| ShardHost {
-                node: Some(ShardNode::new(
+            .map(|s| {
+                let certificates = MemoryCertificates::new();
+                let mut shard_node = ShardNode::new(
                     state(s),
                     node_config(config),
                     Arc::new(ShardCounters::default()),
-                )),
+                );
+                shard_node.set_certificate_reader(Box::new(certificates.clone()));
+                (shard_node, certificates)
+            })
+            .map(|(shard_node, certificates)| ShardHost {
+                node: Some(shard_node),
+                certificates,
+                unsynced: Vec::new(),
                 disk: SimDisk::default(),
                 inbox: VecDeque::new(),
                 incarnation: 0,
@@ -125,6 +150,7 @@ fn node_config(config: &crate::SimConfig) -> NodeConfig {
         snapshot_after_bytes: config.snapshot_after_bytes,
         // The simulated network has no kernel queue: every datagram arrives fresh.
         shed_after: None,
+        keep_certificates: true,
     }
 }
 
@@ -281,6 +307,7 @@ impl World {
         };
         host.disk.sync(end);
         node.durable(position);
+        store_durable(&mut host.unsynced, &host.certificates, position);
         self.drain_effects(a, s)
     }
 
@@ -307,6 +334,11 @@ impl World {
         let mut events = Vec::new();
         host.log.clear();
         if let Some(position) = node.take_log(&mut host.log) {
+            let mut applied = Vec::new();
+            node.take_applied(&mut applied);
+            if !applied.is_empty() {
+                host.unsynced.push((position, applied));
+            }
             let end = host.disk.write(&host.log);
             events.push((
                 sync_delay,
@@ -323,6 +355,8 @@ impl World {
             // The store syncs the log before a snapshot starts; the node then knows it.
             host.disk.sync(u64::MAX);
             node.durable(node.log_position());
+            let position = node.log_position();
+            store_durable(&mut host.unsynced, &host.certificates, position);
             host.disk.begin_snapshot(node.snapshot());
             events.push((
                 snapshot_delay,
@@ -458,6 +492,7 @@ impl World {
             }
             crashed = true;
             host.node = None;
+            host.unsynced.clear();
             host.incarnation += 1;
             host.inbox.clear();
             host.wake_scheduled = false;
@@ -533,6 +568,12 @@ impl World {
             records,
         );
         node.count_recovered_log(host.disk.log_bytes());
+        // The replayed records' certificates, for a store that may lack the latest.
+        host.unsynced.clear();
+        let mut applied = Vec::new();
+        node.take_applied(&mut applied);
+        host.certificates.store(&applied);
+        node.set_certificate_reader(Box::new(host.certificates.clone()));
         host.node = Some(node);
         self.check_recovered(a, s)?;
         Ok(())

@@ -3,9 +3,11 @@
 
 use crate::network::{Event, Node};
 use crate::{RETRY_US, Role, SimFailure, World};
+use fastpay_client::{ClientState, Learned, Phase};
 use fastpay_wire::{
-    AccountId, Amount, CertifiedTransferOrder, ConfirmationOrder, KeyPair, Message, SequenceNumber,
-    Transfer, TransferOrder, decode,
+    AccountId, AccountInfoRequest, AccountQuery, Amount, CertificateAnswer, CertifiedTransferOrder,
+    ConfirmationOrder, ErrorCode, KeyPair, Message, SequenceNumber, Transfer, TransferOrder,
+    decode,
 };
 use rand::RngExt;
 use std::collections::BTreeMap;
@@ -39,6 +41,11 @@ impl World {
             Message::Vote(reply) => match self.clients[c].state.handle_vote_reply(&reply) {
                 Ok(Some(certificate)) => {
                     self.certificate_formed(certificate)?;
+                    // The wallet saves the certificate before its confirmations leave; an old
+                    // one sometimes did not, and a crash then loses it.
+                    if !self.rng.random_bool(self.config.unsaved_certificate_rate) {
+                        self.save(c);
+                    }
                     self.send_pending(c);
                 }
                 Ok(None) => {}
@@ -52,26 +59,124 @@ impl World {
                 }
             }
             Message::Error(error) => {
+                // An order refused as stale: the committee applied this sequence number, so
+                // its certificate exists (this client lost it in a crash): ask for it.
+                if error.code == ErrorCode::StaleSequenceNumber
+                    && let Some(Phase::Voting { order, .. }) = self.clients[c].state.pending()
+                    && order.transfer.sequence_number == error.sequence_number
+                {
+                    let account = self.clients[c].state.account();
+                    let query = AccountInfoRequest::certificate(account, error.sequence_number, 0);
+                    self.client_send(c, a, &Message::AccountInfoRequest(query));
+                }
                 for request in self.clients[c].state.catch_up(&name, &error) {
                     self.client_send(c, a, &request);
                 }
+            }
+            Message::Certificates(response)
+                if response.account == self.clients[c].state.account() =>
+            {
+                self.certificates_received(c, a, response.query, response.answer)?;
             }
             _ => self.report.replies_refused += 1,
         }
         Ok(())
     }
 
+    /// A certificate query's answer: this client's lost certificate, or a page of its
+    /// payments received (each verified by the client state; a lie is refused).
+    fn certificates_received(
+        &mut self,
+        c: usize,
+        a: usize,
+        query: AccountQuery,
+        answer: CertificateAnswer,
+    ) -> Result<(), SimFailure> {
+        let name = self.authorities[a].name;
+        match (query, answer) {
+            (AccountQuery::Certificate(_), CertificateAnswer::Certificate(certificate)) => {
+                match self.clients[c].state.learn_certificate(certificate.clone()) {
+                    Ok(Learned::Sent) => {
+                        self.report.certificates_recovered += 1;
+                        self.certificate_formed(certificate)?;
+                        self.save(c);
+                        self.send_pending(c);
+                    }
+                    Ok(_) => {}
+                    Err(_) => self.report.replies_refused += 1,
+                }
+            }
+            (
+                AccountQuery::Received(from),
+                CertificateAnswer::Received {
+                    certificates, next, ..
+                },
+            ) if from == self.clients[c].state.received_cursor(&name) => {
+                for certificate in certificates {
+                    match self.clients[c].state.learn_certificate(certificate) {
+                        Ok(Learned::Received) => self.report.payments_downloaded += 1,
+                        Ok(_) => {}
+                        Err(_) => self.report.replies_refused += 1,
+                    }
+                }
+                if next > from {
+                    self.clients[c].state.set_received_cursor(name, next);
+                }
+                self.save(c);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The client's wallet file is written: a crash resumes from here.
+    pub(crate) fn save(&mut self, c: usize) {
+        self.clients[c].saved = self.clients[c].state.snapshot();
+    }
+
+    /// The client crashes and resumes from its wallet file.
+    fn crash_client(&mut self, c: usize) {
+        let key = self.client_key(c);
+        let saved = self.clients[c].saved.clone();
+        match ClientState::restore(Some(key), self.committee.clone(), saved) {
+            Ok(state) => {
+                self.clients[c].state = state;
+                self.report.client_crashes += 1;
+            }
+            Err(e) => panic!("a simulated wallet does not restore: {e}"),
+        }
+    }
+
+    /// Reads the next page of a random authority's list of this client's payments received.
+    fn sync(&mut self, c: usize) {
+        let a = self.rng.random_range(0..self.authorities.len());
+        let name = self.authorities[a].name;
+        let state = &self.clients[c].state;
+        let query = AccountInfoRequest::received(state.account(), state.received_cursor(&name), 0);
+        self.client_send(c, a, &Message::AccountInfoRequest(query));
+    }
+
     /// An honest client's payment is confirmed by a quorum: hand the certificate to its
     /// recipient, as a payer hands over a receipt.
     pub(crate) fn transfer_finished(&mut self, c: usize) {
-        self.report.transfers_completed += 1;
+        self.save(c);
         let Some(certificate) = self.clients[c].state.sent_certificates().last().cloned() else {
             return;
         };
+        // A transfer resumed after a crash finishes once more: count it once.
+        if !self.clients[c]
+            .finished
+            .insert(certificate.value.transfer.sequence_number)
+        {
+            return;
+        }
+        self.report.transfers_completed += 1;
         if let Role::Honest { remaining } = &mut self.clients[c].role {
             *remaining = remaining.saturating_sub(1);
         }
-        self.hand_over(certificate);
+        if self.rng.random_bool(self.config.handover_rate) {
+            self.hand_over(certificate);
+        }
         self.schedule(1, Event::Tick { client: c });
     }
 
@@ -84,6 +189,7 @@ impl World {
         {
             // An invalid certificate here would be caught by the final ledger check.
             let _ = self.clients[r].state.receive_certificate(certificate);
+            self.save(r);
         }
     }
 
@@ -103,6 +209,14 @@ impl World {
         if matches!(self.clients[c].role, Role::DoubleSpender { .. }) {
             self.double_spender_tick(c);
             return;
+        }
+        // Between any two steps of a transfer, the client process may die.
+        if self.rng.random_bool(self.config.client_crash_rate) {
+            self.crash_client(c);
+        }
+        if self.clients[c].state.pending().is_none() && self.rng.random_bool(self.config.sync_rate)
+        {
+            self.sync(c);
         }
         // Keep lagging authorities in sync: resend one authority what it has not acknowledged.
         let a = self.rng.random_range(0..self.authorities.len());
@@ -154,7 +268,11 @@ impl World {
         };
         let amount = Amount::new(self.rng.random_range(1..=cap));
         match self.clients[c].state.transfer(recipient, amount, None) {
-            Ok(_) => self.send_pending(c),
+            // The order is saved before it leaves.
+            Ok(_) => {
+                self.save(c);
+                self.send_pending(c)
+            }
             Err(e) => panic!("simulated honest client refused a valid transfer: {e}"),
         }
     }

@@ -12,6 +12,7 @@
 //!   the certified transfers, and every client's view of its balance matches it.
 
 use crate::{SimFailure, World};
+use fastpay_node::CertificateReader;
 use fastpay_wire::{
     AccountId, CertifiedTransferOrder, Message, SequenceNumber, ShardId, Transfer, decode,
 };
@@ -223,9 +224,24 @@ impl World {
                 )));
             }
         }
-        // Payers hand every receipt over; then each client's own view must match the ledger.
-        for certificate in certificates {
-            self.hand_over(certificate.clone());
+        self.check_stores(certificates)?;
+        // Each client downloads its payments from every honest authority's store (as `client
+        // sync` does; some were handed over, the rest were never seen); then its own view
+        // must match the ledger.
+        for c in 0..self.clients.len() {
+            let account = self.clients[c].state.account();
+            let shard = fastpay_wire::shard_of(&account, self.config.shards).0 as usize;
+            let mut received = Vec::new();
+            for authority in &self.authorities {
+                if let Some(host) = authority.shards.get(shard) {
+                    let _ = host
+                        .certificates
+                        .received(&account, 0, usize::MAX, &mut received);
+                }
+            }
+            for (_, certificate) in received {
+                let _ = self.clients[c].state.learn_certificate(certificate);
+            }
         }
         for (c, client) in self.clients.iter().enumerate() {
             let want = expected.get(&client.state.account()).copied().unwrap_or(0);
@@ -234,6 +250,70 @@ impl World {
                     "client {c} believes its balance is {}, the ledger says {want}",
                     client.state.balance()
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Once settled, every honest shard's certificate store holds every certificate it
+    /// applied: each certified transfer under its sender and sequence number at the sender's
+    /// shard, and among the recipient's payments, once, at the recipient's shard.
+    fn check_stores(&self, certificates: &[CertifiedTransferOrder]) -> Result<(), SimFailure> {
+        let shards = self.config.shards;
+        for (a, authority) in self.authorities.iter().enumerate() {
+            if authority.is_byzantine() {
+                continue;
+            }
+            let mut payments: BTreeMap<AccountId, Vec<CertifiedTransferOrder>> = BTreeMap::new();
+            for certificate in certificates {
+                let t = certificate.value.transfer;
+                let at = fastpay_wire::shard_of(&t.sender, shards).0 as usize;
+                let kept = authority.shards[at]
+                    .certificates
+                    .certificate(&t.sender, t.sequence_number);
+                // Another quorum's certificate of the same transfer is as good.
+                let kept = kept.ok().flatten().map(|c| c.value.transfer);
+                if kept != Some(t) {
+                    return Err(self.fail(format!(
+                        "store: authority {a} shard {at} does not keep the certificate of {} \
+                         at sequence number {}",
+                        t.sender, t.sequence_number
+                    )));
+                }
+                if t.recipient != t.sender {
+                    payments
+                        .entry(t.recipient)
+                        .or_default()
+                        .push(certificate.clone());
+                }
+            }
+            for (recipient, mut expected) in payments {
+                let at = fastpay_wire::shard_of(&recipient, shards).0 as usize;
+                let mut listed = Vec::new();
+                let _ = authority.shards[at].certificates.received(
+                    &recipient,
+                    0,
+                    usize::MAX,
+                    &mut listed,
+                );
+                let mut listed: Vec<CertifiedTransferOrder> =
+                    listed.into_iter().map(|(_, c)| c).collect();
+                let key = |c: &CertifiedTransferOrder| {
+                    (c.value.transfer.sender, c.value.transfer.sequence_number)
+                };
+                listed.sort_by_key(key);
+                expected.sort_by_key(key);
+                let transfers = |list: &[CertifiedTransferOrder]| {
+                    list.iter().map(|c| c.value.transfer).collect::<Vec<_>>()
+                };
+                if transfers(&listed) != transfers(&expected) {
+                    return Err(self.fail(format!(
+                        "store: authority {a} shard {at} lists {} payments to {recipient}, \
+                         {} were certified",
+                        listed.len(),
+                        expected.len()
+                    )));
+                }
             }
         }
         Ok(())

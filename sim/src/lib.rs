@@ -75,6 +75,18 @@ pub struct SimConfig {
     pub vote_scheme: VoteScheme,
     /// Virtual time after which unfinished honest clients count as a liveness failure.
     pub time_limit_us: u64,
+    /// Probability that an honest client crashes at a tick and resumes from its last saved
+    /// state (its wallet file).
+    pub client_crash_rate: f64,
+    /// Probability that a client that formed a certificate sends its confirmations before
+    /// saving it (an old wallet that could lose it in a crash).
+    pub unsaved_certificate_rate: f64,
+    /// Probability that a payer hands its receipt to the recipient; the others learn their
+    /// payments by downloading them from the authorities.
+    pub handover_rate: f64,
+    /// Probability that an idle honest client syncs at a tick (reads a page of an
+    /// authority's list of its payments received).
+    pub sync_rate: f64,
 }
 
 impl SimConfig {
@@ -99,6 +111,10 @@ impl SimConfig {
             byzantine: true,
             vote_scheme: VoteScheme::Single,
             time_limit_us: 120_000_000,
+            client_crash_rate: 0.03,
+            unsaved_certificate_rate: 0.3,
+            handover_rate: 0.5,
+            sync_rate: 0.25,
         }
     }
 }
@@ -144,6 +160,13 @@ pub struct SimReport {
     pub double_spends_certified: u64,
     /// Replies clients refused (bad votes, votes for other orders, strangers).
     pub replies_refused: u64,
+    /// Honest clients that crashed and resumed from their saved state.
+    pub client_crashes: u64,
+    /// Certificates of their own transfers clients recovered from the committee (lost in a
+    /// crash before they were saved).
+    pub certificates_recovered: u64,
+    /// Payments clients learned by downloading them from the authorities.
+    pub payments_downloaded: u64,
     /// Virtual time at the end, in microseconds.
     pub virtual_time_us: u64,
 }
@@ -207,6 +230,11 @@ pub(crate) struct ClientNode {
     /// The account key's seed, to sign orders behind the client state's back.
     pub(crate) key_seed: [u8; 32],
     pub(crate) role: Role,
+    /// The state as its wallet file last saved it: what a crash resumes from.
+    pub(crate) saved: fastpay_client::ClientSnapshot,
+    /// Sequence numbers of its transfers counted as finished (the harness's own account,
+    /// which crashes do not rewind).
+    pub(crate) finished: std::collections::BTreeSet<SequenceNumber>,
 }
 
 pub(crate) struct World {
@@ -293,14 +321,17 @@ impl World {
                         votes: [BTreeMap::new(), BTreeMap::new()],
                     }
                 };
+                let state = ClientState::new(
+                    key,
+                    committee.clone(),
+                    Balance::new(i128::from(config.initial_balance)),
+                );
                 ClientNode {
                     key_seed: client_seeds[i],
-                    state: ClientState::new(
-                        key,
-                        committee.clone(),
-                        Balance::new(i128::from(config.initial_balance)),
-                    ),
+                    saved: state.snapshot(),
+                    state,
                     role,
+                    finished: std::collections::BTreeSet::new(),
                 }
             })
             .collect();
@@ -384,14 +415,11 @@ impl World {
         self.schedule(delay, Event::Datagram { from, to, bytes });
     }
 
-    /// A client's request to one authority, naming the shard owning the account it is about.
+    /// A client's request to one authority, naming the shard owning the account it is about,
+    /// as the real client routes it (`fastpay_client::route`).
     pub(crate) fn client_send(&mut self, client: usize, authority: usize, message: &Message) {
-        let account = match message {
-            Message::TransferOrder(o) => o.transfer.sender,
-            Message::ConfirmationOrder(c) => c.certificate.value.transfer.sender,
-            Message::AccountInfoRequest(r) => r.account,
-            _ => self.clients[client].state.account(),
-        };
+        let account =
+            fastpay_client::route(message).unwrap_or_else(|| self.clients[client].state.account());
         let shard = shard_of(&account, self.config.shards);
         self.send(
             Node::Client(client),

@@ -34,12 +34,21 @@ fn summarize(name: &str, reports: &[SimReport]) -> (u64, u64) {
     let snapshots: u64 = reports.iter().map(|r| r.snapshots).sum();
     let completed: u64 = reports.iter().map(|r| r.transfers_completed).sum();
     let credits: u64 = reports.iter().map(|r| r.cross_shard_credits).sum();
+    let client_crashes: u64 = reports.iter().map(|r| r.client_crashes).sum();
+    let recovered: u64 = reports.iter().map(|r| r.certificates_recovered).sum();
+    let downloaded: u64 = reports.iter().map(|r| r.payments_downloaded).sum();
     eprintln!(
         "{name}: {} seeds: {delivered} messages delivered, {crashes} crash-restarts ({damaged} \
          from torn, zero-filled or scrambled logs), {snapshots} snapshots, {completed} transfers, \
-         {credits} cross-shard credits",
+         {credits} cross-shard credits, {client_crashes} client crashes, {recovered} lost \
+         certificates recovered from the committee, {downloaded} payments downloaded",
         reports.len()
     );
+    // Clients crash and resume, recover certificates they lost, and download payments.
+    assert!(client_crashes > 0 && downloaded > 0, "{name}");
+    if reports.len() >= 5 {
+        assert!(recovered > 0, "{name}: no lost certificate was recovered");
+    }
     // The faults the simulation promises actually happened.
     for r in reports {
         assert!(
@@ -128,6 +137,8 @@ fn no_faults(seed: u64) -> SimConfig {
         misroute_rate: 0.0,
         crash_interval_us: 0,
         byzantine: false,
+        client_crash_rate: 0.0,
+        unsaved_certificate_rate: 0.0,
         ..SimConfig::standard(seed.wrapping_add(2_000))
     }
 }

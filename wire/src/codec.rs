@@ -97,6 +97,8 @@ pub enum MessageKind {
     Error = 7,
     /// [`Message::ShardLink`].
     ShardLink = 8,
+    /// [`Message::Certificates`].
+    Certificates = 9,
 }
 
 impl MessageKind {
@@ -111,6 +113,7 @@ impl MessageKind {
             6 => Self::AccountInfoResponse,
             7 => Self::Error,
             8 => Self::ShardLink,
+            9 => Self::Certificates,
             other => return Err(CodecError::UnknownKind(other)),
         })
     }
@@ -126,6 +129,7 @@ impl MessageKind {
             Message::AccountInfoResponse(_) => Self::AccountInfoResponse,
             Message::Error(_) => Self::Error,
             Message::ShardLink(_) => Self::ShardLink,
+            Message::Certificates(_) => Self::Certificates,
         }
     }
 }
@@ -184,6 +188,7 @@ pub fn decode(datagram: &[u8]) -> Result<(Header, Message), CodecError> {
         MessageKind::AccountInfoResponse => Message::AccountInfoResponse(decode_value(body)?),
         MessageKind::Error => Message::Error(decode_value(body)?),
         MessageKind::ShardLink => Message::ShardLink(decode_value(body)?),
+        MessageKind::Certificates => Message::Certificates(decode_value(body)?),
     };
     Ok((header, message))
 }
@@ -244,6 +249,7 @@ fn encode_body(message: &Message, shard: ShardId, out: &mut [u8]) -> Result<usiz
         Message::AccountInfoResponse(m) => encode_value(m, body),
         Message::Error(m) => encode_value(m, body),
         Message::ShardLink(m) => encode_value(m, body),
+        Message::Certificates(m) => encode_value(m, body),
     }?;
     Ok(HEADER_LEN.saturating_add(written))
 }

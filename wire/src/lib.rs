@@ -44,7 +44,9 @@ pub use merkle::{
     sign_votes, verify_vote,
 };
 pub use messages::{
-    ACCOUNT_INFO_PADDING, AccountInfoRequest, AccountInfoResponse, CertifiedTransferOrder,
-    ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkFrame, LinkPayload, Message,
-    PeerAddress, ShardLink, SignedTransferOrder, Transfer, TransferOrder, VoteReply,
+    ACCOUNT_INFO_PADDING, AccountInfoRequest, AccountInfoResponse, AccountQuery,
+    CERTIFICATE_QUERY_BYTES, CertificateAnswer, CertificatesResponse, CertifiedTransferOrder,
+    ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkFrame, LinkPayload, MAX_PAGE,
+    MIN_QUERY_BYTES, Message, PeerAddress, ShardLink, SignedTransferOrder, Transfer, TransferOrder,
+    VoteReply,
 };

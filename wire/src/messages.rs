@@ -138,6 +138,38 @@ where
     deserializer.deserialize_seq(VotesVisitor)
 }
 
+/// Reads a page of certificates without trusting its length prefix (see [`bounded_votes`]).
+fn bounded_page<'de, D>(deserializer: D) -> Result<Vec<CertifiedTransferOrder>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct PageVisitor;
+    impl<'de> serde::de::Visitor<'de> for PageVisitor {
+        type Value = Vec<CertifiedTransferOrder>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "at most {MAX_PAGE} certificates")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let claimed = seq.size_hint().unwrap_or(0);
+            if claimed > MAX_PAGE {
+                return Err(serde::de::Error::invalid_length(claimed, &self));
+            }
+            let mut page = Vec::with_capacity(claimed);
+            while let Some(certificate) = seq.next_element()? {
+                if page.len() == MAX_PAGE {
+                    return Err(serde::de::Error::invalid_length(MAX_PAGE + 1, &self));
+                }
+                page.push(certificate);
+            }
+            Ok(page)
+        }
+    }
+    deserializer.deserialize_seq(PageVisitor)
+}
+
 /// An authority's vote as it travels back to the client. The client holds the order it sent,
 /// so the reply names only the order's sender and sequence number: it stays no larger than the
 /// order that asked for it (a batched vote's path is paid for by the padding that requests to
@@ -187,30 +219,127 @@ pub struct ConfirmationOrder {
     pub certificate: CertifiedTransferOrder,
 }
 
-/// A query for one account's state at one authority.
+/// A query for one account at one authority: its state, one of its certificates, or the
+/// certificates of payments it received.
 ///
 /// Queries are unauthenticated, so they carry padding that makes them at least as large as
-/// the largest answer: authorities answer nothing larger than what they were sent.
+/// the answer they ask for: authorities answer nothing larger than what they were sent. A
+/// page of received certificates holds as many as fit in the request's own size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountInfoRequest {
     /// The account asked about.
     pub account: AccountId,
-    /// Zero bytes, [`ACCOUNT_INFO_PADDING`] of them in a well-formed query.
+    /// What is asked.
+    pub query: AccountQuery,
+    /// Zero bytes: [`ACCOUNT_INFO_PADDING`] of them in a state query, more for certificates.
     pub padding: Vec<u8>,
 }
 
-/// Padding bytes that make an [`AccountInfoRequest`] datagram as large as the largest
+/// What an [`AccountInfoRequest`] asks about its account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccountQuery {
+    /// Its state: an [`AccountInfoResponse`].
+    State,
+    /// The certificate of its transfer with this sequence number: a [`CertificatesResponse`].
+    Certificate(SequenceNumber),
+    /// The certificates of payments it received, from this arrival index on (indexes number
+    /// the payments a shard credits, in order, to all its accounts; 0 reads from the
+    /// start): a [`CertificatesResponse`].
+    Received(u64),
+}
+
+/// Padding bytes that make a state query datagram as large as the largest
 /// [`AccountInfoResponse`] datagram (pinned by a test).
-pub const ACCOUNT_INFO_PADDING: usize = 291;
+pub const ACCOUNT_INFO_PADDING: usize = 287;
+
+/// Bytes of a padded state query datagram: the node answers no shorter query, so an unpadded
+/// one (no larger than a refusal) gets nothing at all.
+pub const MIN_QUERY_BYTES: usize = QUERY_OVERHEAD - 8 + ACCOUNT_INFO_PADDING;
+
+/// The largest answer a certificate query asks for by default, in datagram bytes: a page of
+/// received certificates (several certificates of a small committee), or one certificate of a
+/// committee of up to 40 members (a quorum of 27 votes). A client asking about a larger
+/// committee's certificates pads more (up to one datagram).
+pub const CERTIFICATE_QUERY_BYTES: usize = 4096;
+
+/// Bytes of a padded certificate query datagram besides its padding: header, account, query
+/// (variant and sequence number or index), padding length.
+const QUERY_OVERHEAD: usize = 8 + 32 + 12 + 8;
 
 impl AccountInfoRequest {
-    /// A padded query for `account`.
+    /// A padded query for `account`'s state.
     pub fn new(account: AccountId) -> Self {
         Self {
             account,
+            query: AccountQuery::State,
             padding: vec![0; ACCOUNT_INFO_PADDING],
         }
     }
+
+    /// A query for `account`'s certificate at `sequence_number`, padded so that the datagram
+    /// is `size` bytes (at least [`CERTIFICATE_QUERY_BYTES`], at most one datagram).
+    pub fn certificate(account: AccountId, sequence_number: SequenceNumber, size: usize) -> Self {
+        Self::padded(account, AccountQuery::Certificate(sequence_number), size)
+    }
+
+    /// A query for the payments `account` received from arrival index `from` on, padded so
+    /// that the datagram is `size` bytes: the answer holds as many as fit in that.
+    pub fn received(account: AccountId, from: u64, size: usize) -> Self {
+        Self::padded(account, AccountQuery::Received(from), size)
+    }
+
+    fn padded(account: AccountId, query: AccountQuery, size: usize) -> Self {
+        let size = size.clamp(CERTIFICATE_QUERY_BYTES, crate::codec::MAX_DATAGRAM_SIZE);
+        Self {
+            account,
+            query,
+            padding: vec![0; size.saturating_sub(QUERY_OVERHEAD)],
+        }
+    }
+}
+
+/// An authority's answer to a certificate query ([`AccountQuery::Certificate`] or
+/// [`AccountQuery::Received`]); it is never larger than the query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificatesResponse {
+    /// The account asked about.
+    pub account: AccountId,
+    /// The query answered.
+    pub query: AccountQuery,
+    /// The answer.
+    pub answer: CertificateAnswer,
+}
+
+/// The most certificates one [`CertificateAnswer::Received`] page carries.
+pub const MAX_PAGE: usize = 16;
+
+/// What an authority knows about the certificates asked for. The caller verifies every
+/// certificate: an authority may lie.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CertificateAnswer {
+    /// The certificate of the transfer asked for.
+    Certificate(CertifiedTransferOrder),
+    /// This authority has not applied that transfer: the account's next sequence number here
+    /// is `next_sequence_number`, not beyond the one asked for.
+    NotApplied {
+        /// The next sequence number here.
+        next_sequence_number: SequenceNumber,
+    },
+    /// This authority applied the transfer (or the payments) but no longer holds, or never
+    /// held, the certificate: ask another authority.
+    Pruned,
+    /// Payments received, in this authority's arrival order, from the index asked for.
+    Received {
+        /// The certificates, as many as fit in the query's size (at most [`MAX_PAGE`]).
+        #[serde(deserialize_with = "bounded_page")]
+        certificates: Vec<CertifiedTransferOrder>,
+        /// The index to ask from for the next page.
+        next: u64,
+        /// The end of this authority's store: every payment (to any account) with a lower
+        /// arrival index is in it. The page is the last one for now when `next == end`;
+        /// payments arriving later get indexes at or past it.
+        end: u64,
+    },
 }
 
 /// One authority's view of one account.
@@ -372,4 +501,6 @@ pub enum Message {
     Error(ErrorReply),
     /// Shard process → shard process of one authority.
     ShardLink(ShardLink),
+    /// Authority → client: certificates asked for by an [`AccountInfoRequest`].
+    Certificates(CertificatesResponse),
 }

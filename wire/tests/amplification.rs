@@ -58,12 +58,62 @@ fn replies_fit_their_requests() {
     }));
     assert!(ack <= confirmation, "{ack} > {confirmation}");
 
-    // An unpadded query is smaller than any answer: the engine will not reply to it.
+    // An unpadded query is no larger than a refusal: the node answers no query shorter than
+    // a padded state query (`MIN_QUERY_BYTES`), so it gets nothing at all.
+    assert_eq!(query, MIN_QUERY_BYTES);
     let unpadded = size(&Message::AccountInfoRequest(AccountInfoRequest {
         account,
+        query: AccountQuery::State,
         padding: Vec::new(),
     }));
-    assert!(unpadded < refusal);
+    assert!(unpadded <= refusal && unpadded < MIN_QUERY_BYTES);
+}
+
+#[test]
+fn certificate_queries_are_their_own_budget() {
+    let committee = common::committee().id();
+    let memo = TransferOrder::new(common::transfer(1, 1, true), &committee, &common::key(1));
+    let account = common::key(1).account();
+    let sequence = SequenceNumber::new(u64::MAX);
+    // Sizes are what the constructors say, whatever was asked, and at most one datagram.
+    for (asked, expected) in [
+        (0, CERTIFICATE_QUERY_BYTES),
+        (5000, 5000),
+        (1 << 20, codec::MAX_DATAGRAM_SIZE),
+    ] {
+        let query = AccountInfoRequest::certificate(account, sequence, asked);
+        assert_eq!(size(&Message::AccountInfoRequest(query)), expected);
+        let page = AccountInfoRequest::received(account, u64::MAX, asked);
+        assert_eq!(size(&Message::AccountInfoRequest(page)), expected);
+    }
+    // The default budget holds a certificate of 27 votes (a committee of 40) and a page of
+    // several certificates of a committee of four; the typed refusals fit any query.
+    let signers: Vec<u8> = (10..37).collect();
+    let large = common::certificate(memo, &signers);
+    let answer = |answer| {
+        size(&Message::Certificates(CertificatesResponse {
+            account,
+            query: AccountQuery::Received(u64::MAX),
+            answer,
+        }))
+    };
+    assert!(answer(CertificateAnswer::Certificate(large)) <= CERTIFICATE_QUERY_BYTES);
+    let small = common::certificate(memo, &[10, 11, 12]);
+    let page = answer(CertificateAnswer::Received {
+        certificates: vec![small; 8],
+        next: u64::MAX,
+        end: u64::MAX,
+    });
+    assert!(page <= CERTIFICATE_QUERY_BYTES, "{page}");
+    let state_query = size(&Message::AccountInfoRequest(AccountInfoRequest::new(
+        account,
+    )));
+    assert!(answer(CertificateAnswer::Pruned) <= state_query);
+    assert!(
+        answer(CertificateAnswer::NotApplied {
+            next_sequence_number: sequence
+        }) <= state_query
+    );
 }
 
 /// With batched votes, requests carry the committee's padding and every reply still fits:

@@ -5,11 +5,12 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use fastpay_client::{ClientState, Phase};
+use fastpay_client::{ClientState, Learned, Phase};
 use fastpay_engine::net_client::{Goal, Network};
-use fastpay_engine::wallet::Wallet;
-use fastpay_wire::{AccountId, Amount, Balance, CommitteeFile, KeyPair};
+use fastpay_engine::wallet::{Wallet, parse_secret};
+use fastpay_wire::{AccountId, Amount, AuthorityName, Balance, CommitteeFile, KeyPair};
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,14 +45,38 @@ enum Command {
         initial_funding: u64,
     },
     /// Print an account's balance as the committee reports it (any address, in the wallet or
-    /// not). The balance is printed on stdout; per-authority detail goes to stderr.
+    /// not). The balance is printed on stdout; per-authority detail goes to stderr. For a
+    /// wallet account, it first syncs it (see `sync`) and reports on stderr what it learned.
     #[command(name = "query_balance")]
     QueryBalance {
         /// The account (64 hex digits).
         address: AccountId,
     },
-    /// Pay AMOUNT from a wallet account to any address. A transfer interrupted earlier is
-    /// finished first.
+    /// Bring wallet accounts (all, or ADDRESS) up to date with the committee: finish an
+    /// interrupted transfer (recovering its certificate from the authorities if the wallet
+    /// lost it), learn transfers the wallet never saw and payments received (each certificate
+    /// verified), and push confirmations to authorities that lag. One JSON line per account
+    /// on stdout.
+    Sync {
+        /// The account (default: every account of the wallet).
+        address: Option<AccountId>,
+    },
+    /// Add an account the wallet did not create: with its secret key (it can then pay), or
+    /// watch-only by its address. Then syncs it.
+    Import {
+        /// The account's secret key seed (64 hex digits), as in another wallet's file.
+        #[arg(long, conflicts_with = "watch", required_unless_present = "watch")]
+        secret: Option<String>,
+        /// Watch this address without its secret: learn its payments, never pay.
+        #[arg(long)]
+        watch: Option<AccountId>,
+        /// The account's genesis balance (0 for an account that exists only because it was
+        /// paid).
+        #[arg(long, default_value_t = 0)]
+        initial_funding: u64,
+    },
+    /// Pay AMOUNT from a wallet account to any address. The account is synced first (an
+    /// interrupted transfer is finished, payments received count).
     Transfer {
         /// How much.
         amount: u64,
@@ -112,22 +137,106 @@ fn real_main() -> Result<()> {
             let mut network = Network::new(&committee)?;
             let answers = network.query(&address, timeout)?;
             let balance = agreed_balance(&committee, &answers)?;
-            if let Ok(wallet) = Wallet::open(&args.accounts, shared)
-                && let Some(i) = wallet.position(&address)
-            {
-                eprintln!("wallet view: {}", wallet.clients()[i].balance());
+            match Wallet::open(&args.accounts, shared) {
+                Ok(mut wallet) => {
+                    if let Some(i) = wallet.position(&address) {
+                        let report = sync_account(&mut wallet, &mut network, i, timeout)?;
+                        eprintln!(
+                            "wallet: learned {} payment(s) received (+{}) and {} transfer(s) of its own; pushed {} confirmation(s) to lagging authorities; wallet balance {}",
+                            report.received,
+                            report.received_amount,
+                            report.sent_learned,
+                            report.pushed,
+                            wallet.clients()[i].balance()
+                        );
+                    }
+                }
+                Err(error) => eprintln!("wallet not consulted: {error}"),
             }
             println!("{balance}");
+        }
+        Command::Sync { address } => {
+            let mut wallet = Wallet::open(&args.accounts, shared)?;
+            let which: Vec<usize> = match address {
+                Some(address) => vec![wallet.position(&address).with_context(|| {
+                    format!("account {address} is not in {}", args.accounts.display())
+                })?],
+                None => (0..wallet.clients().len()).collect(),
+            };
+            let mut network = Network::new(&committee)?;
+            for i in which {
+                let report = sync_account(&mut wallet, &mut network, i, timeout)?;
+                let client = &wallet.clients()[i];
+                println!(
+                    "{{\"account\":\"{}\",\"balance\":{},\"next_sequence_number\":{},\"received\":{},\"received_amount\":{},\"sent_learned\":{},\"pushed\":{},\"watch_only\":{}}}",
+                    client.account(),
+                    client.balance().units(),
+                    client.next_sequence_number().value(),
+                    report.received,
+                    report.received_amount,
+                    report.sent_learned,
+                    report.pushed,
+                    client.is_watch_only()
+                );
+            }
+        }
+        Command::Import {
+            secret,
+            watch,
+            initial_funding,
+        } => {
+            let mut wallet = Wallet::open(&args.accounts, shared.clone())?;
+            let funding = Balance::from(Amount::new(initial_funding));
+            let client = match (secret, watch) {
+                (Some(secret), _) => {
+                    let seed = parse_secret(&secret)
+                        .context("the secret must be 64 hex digits (a key seed)")?;
+                    ClientState::new(KeyPair::from_seed(seed), shared, funding)
+                }
+                (None, Some(address)) => ClientState::watch(address, shared, funding),
+                (None, None) => bail!("give --secret or --watch"),
+            };
+            let account = client.account();
+            if wallet.position(&account).is_some() {
+                bail!(
+                    "account {account} is already in {}",
+                    args.accounts.display()
+                );
+            }
+            wallet.add(client);
+            wallet.save()?;
+            eprintln!("imported {account}; syncing it");
+            let i = wallet.clients().len() - 1;
+            let mut network = Network::new(&committee)?;
+            let report = sync_account(&mut wallet, &mut network, i, timeout)?;
+            eprintln!(
+                "learned {} payment(s) received and {} transfer(s) of its own; balance {}",
+                report.received,
+                report.sent_learned,
+                wallet.clients()[i].balance()
+            );
+            println!("{account}");
         }
         Command::Transfer { amount, from, to } => {
             let mut wallet = Wallet::open(&args.accounts, shared)?;
             let i = wallet
                 .position(&from)
                 .with_context(|| format!("account {from} is not in {}", args.accounts.display()))?;
+            if wallet.clients()[i].is_watch_only() {
+                bail!(
+                    "account {from} is watch-only in {}: import it with its secret to pay",
+                    args.accounts.display()
+                );
+            }
             let mut network = Network::new(&committee)?;
-            if wallet.clients()[i].pending().is_some() {
-                eprintln!("finishing the transfer interrupted earlier");
-                finish(&mut wallet, &mut network, &[i], timeout)?;
+            // Up to date first: an interrupted transfer finishes (its certificate recovered
+            // from the committee if the wallet lost it), payments received count.
+            let report = sync_account(&mut wallet, &mut network, i, timeout)?;
+            if report.received > 0 || report.sent_learned > 0 {
+                eprintln!(
+                    "synced: {} payment(s) received (+{}), {} transfer(s) of its own finished",
+                    report.received, report.received_amount, report.sent_learned
+                );
             }
             wallet.clients_mut()[i].transfer(to, Amount::new(amount), None)?;
             // The order is on disk before it leaves: a crash now resumes it next time.
@@ -185,16 +294,158 @@ fn agreed_balance(
     }
 }
 
+/// What a sync of one account learned and did.
+#[derive(Debug, Default)]
+struct SyncReport {
+    /// Transfers of its own it learned from the committee (a certificate the wallet lost, or
+    /// one made by another wallet holding the key).
+    sent_learned: usize,
+    /// Payments received it learned.
+    received: usize,
+    /// Their total.
+    received_amount: u128,
+    /// Confirmations lagging authorities acknowledged.
+    pushed: usize,
+}
+
+/// Brings account `i` up to date with the committee, saving the wallet as it goes:
+///
+/// 1. its own transfers: finishes the one in progress, and while the committee holds a
+///    certificate for its next sequence number (the wallet lost it in a crash, or never saw
+///    it), verifies and adopts it and finishes that transfer;
+/// 2. payments received: reads each authority's list from where the last sync stopped,
+///    verifies every certificate and counts each payment once;
+/// 3. lagging authorities: pushes what they miss (this account's transfers to those behind
+///    on its sequence number; payments newly learned to those whose lists lack them), each
+///    confirmation routed to its certificate's sender's shard.
+fn sync_account(
+    wallet: &mut Wallet,
+    network: &mut Network,
+    i: usize,
+    timeout: Duration,
+) -> Result<SyncReport> {
+    let mut report = SyncReport::default();
+    let account = wallet.clients()[i].account();
+    // 1. Its own transfers, in order.
+    loop {
+        if matches!(
+            wallet.clients()[i].pending(),
+            Some(Phase::Confirming { .. })
+        ) {
+            finish(wallet, network, &[i], timeout)?;
+            continue;
+        }
+        let sequence = wallet.clients()[i].next_sequence_number();
+        let client = &wallet.clients()[i];
+        let found = network.fetch_certificate(&account, sequence, timeout, |certificate| {
+            client.check_certificate(certificate).is_ok()
+        })?;
+        let Some(certificate) = found else {
+            if matches!(wallet.clients()[i].pending(), Some(Phase::Voting { .. })) {
+                // Not certified as far as the committee knows: collect the votes again
+                // (authorities that voted give the same vote).
+                eprintln!("finishing the transfer interrupted earlier");
+                finish(wallet, network, &[i], timeout)?;
+                continue;
+            }
+            break;
+        };
+        if wallet.clients_mut()[i].learn_certificate(certificate)? != Learned::Sent {
+            break;
+        }
+        report.sent_learned += 1;
+        eprintln!(
+            "recovered the certificate of transfer {} of {account} from the committee",
+            sequence.value()
+        );
+        wallet.save()?;
+    }
+
+    // 2. Payments received.
+    let client = &wallet.clients()[i];
+    let lists = network.fetch_received(&account, |name| client.received_cursor(name), timeout)?;
+    let mut newly = Vec::new();
+    for list in &lists {
+        for certificate in &list.certificates {
+            let client = &mut wallet.clients_mut()[i];
+            if let Ok(Learned::Received) = client.learn_certificate(certificate.clone()) {
+                report.received += 1;
+                report.received_amount = report
+                    .received_amount
+                    .saturating_add(u128::from(certificate.value.transfer.amount.units()));
+                newly.push(certificate.clone());
+            }
+        }
+        wallet.clients_mut()[i].set_received_cursor(list.authority, list.next);
+    }
+    wallet.save()?;
+
+    // 3. Lagging authorities.
+    let mut targets = Vec::new();
+    let client = &wallet.clients()[i];
+    for list in &lists {
+        if !list.complete {
+            continue;
+        }
+        let listed: BTreeSet<_> = list
+            .certificates
+            .iter()
+            .map(|c| (c.value.transfer.sender, c.value.transfer.sequence_number))
+            .collect();
+        // An authority read from the start must list every payment we know of; otherwise
+        // the payments learned now.
+        let candidates: Vec<_> = if list.from_start {
+            client.received_certificates().cloned().collect()
+        } else {
+            newly.clone()
+        };
+        for certificate in candidates {
+            let t = certificate.value.transfer;
+            if !listed.contains(&(t.sender, t.sequence_number)) {
+                targets.push((list.authority, certificate));
+            }
+        }
+    }
+    let names: Vec<AuthorityName> = network.authority_names();
+    let states = network.query(&account, timeout)?;
+    for (name, answer) in &states {
+        let behind = match answer {
+            Ok(info) => info.next_sequence_number,
+            Err(fastpay_wire::ErrorCode::UnknownAccount) => fastpay_wire::SequenceNumber::ZERO,
+            Err(_) => continue,
+        };
+        for certificate in client.sent_certificates() {
+            if certificate.value.transfer.sequence_number >= behind && names.contains(name) {
+                targets.push((*name, certificate.clone()));
+            }
+        }
+    }
+    if !targets.is_empty() {
+        report.pushed = network.push_confirmations(targets, timeout, |certificate| {
+            client.check_certificate(certificate).is_ok()
+        })?;
+    }
+    Ok(report)
+}
+
 /// Drives every pending transfer of the wallet (normally just the accounts `which`) to
-/// completion, saving the wallet whatever happens, and hands each certificate of `which` to
-/// its recipient if it is ours.
+/// completion, saving the wallet whatever happens (and before any confirmation of a newly
+/// formed certificate leaves), and hands each certificate of `which` to its recipient if it
+/// is ours.
 fn finish(
     wallet: &mut Wallet,
     network: &mut Network,
     which: &[usize],
     timeout: Duration,
 ) -> Result<()> {
-    let result = network.drive(wallet.clients_mut(), Goal::Finished, timeout, |_| {});
+    let saver = wallet.saver();
+    let result = network.drive(
+        wallet.clients_mut(),
+        Goal::Finished,
+        timeout,
+        |_| {},
+        |clients| saver.save(clients).map_err(Into::into),
+    );
     hand_over(wallet, which);
     wallet.save()?;
     result?;
@@ -242,9 +493,11 @@ fn benchmark(
     let interrupted: Vec<usize> = (0..total)
         .filter(|&i| wallet.clients()[i].pending().is_some())
         .collect();
+    let saver = wallet.saver();
+    let save = |clients: &[ClientState]| saver.save(clients).map_err(Into::into);
     if !interrupted.is_empty() {
         eprintln!("finishing {} interrupted transfers", interrupted.len());
-        network.drive(wallet.clients_mut(), Goal::Finished, timeout, |_| {})?;
+        network.drive(wallet.clients_mut(), Goal::Finished, timeout, |_| {}, save)?;
         hand_over(&mut wallet, &interrupted);
         wallet.save()?;
     }
@@ -277,6 +530,7 @@ fn benchmark(
         Goal::Certified,
         timeout,
         progress("certified"),
+        save,
     );
     let certify_time = start.elapsed();
     wallet.save()?;
@@ -288,6 +542,7 @@ fn benchmark(
         Goal::Finished,
         timeout,
         progress("confirmed"),
+        save,
     );
     let confirm_time = start.elapsed();
     hand_over(&mut wallet, &payers);

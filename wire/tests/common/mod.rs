@@ -150,6 +150,61 @@ pub fn sample_messages() -> Vec<(&'static str, Message)> {
             Message::AccountInfoRequest(AccountInfoRequest::new(key(1).account())),
         ),
         (
+            "account_info_request_certificate",
+            // Padding trimmed to keep the listing short; real queries pad to their answer.
+            Message::AccountInfoRequest(AccountInfoRequest {
+                account: key(1).account(),
+                query: AccountQuery::Certificate(SequenceNumber::new(7)),
+                padding: vec![0; 4],
+            }),
+        ),
+        (
+            "account_info_request_received",
+            Message::AccountInfoRequest(AccountInfoRequest {
+                account: key(1).account(),
+                query: AccountQuery::Received(3),
+                padding: vec![0; 4],
+            }),
+        ),
+        (
+            "certificates_certificate",
+            Message::Certificates(CertificatesResponse {
+                account: key(1).account(),
+                query: AccountQuery::Certificate(SequenceNumber::new(7)),
+                answer: CertificateAnswer::Certificate(certificate.clone()),
+            }),
+        ),
+        (
+            "certificates_received",
+            Message::Certificates(CertificatesResponse {
+                account: key(1).account(),
+                query: AccountQuery::Received(3),
+                answer: CertificateAnswer::Received {
+                    certificates: vec![certificate.clone()],
+                    next: 4,
+                    end: 9,
+                },
+            }),
+        ),
+        (
+            "certificates_not_applied",
+            Message::Certificates(CertificatesResponse {
+                account: key(1).account(),
+                query: AccountQuery::Certificate(SequenceNumber::new(9)),
+                answer: CertificateAnswer::NotApplied {
+                    next_sequence_number: SequenceNumber::new(8),
+                },
+            }),
+        ),
+        (
+            "certificates_pruned",
+            Message::Certificates(CertificatesResponse {
+                account: key(1).account(),
+                query: AccountQuery::Certificate(SequenceNumber::new(2)),
+                answer: CertificateAnswer::Pruned,
+            }),
+        ),
+        (
             "cross_shard_update",
             Message::CrossShardUpdate(CrossShardUpdate {
                 recipient_shard: ShardId(3),
