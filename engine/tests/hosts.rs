@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{Authority, CLIENT, SERVER, check};
+use common::{Authority, SERVER, check, client_via, pay_one_via};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -110,18 +110,7 @@ impl Drop for Network {
 
 /// Runs the `client` binary in namespace `ns`, in `dir`.
 fn client(ns: &str, dir: &Path, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns, CLIENT])
-        .current_dir(dir)
-        .args([
-            "--committee",
-            "committee.json",
-            "--accounts",
-            "accounts.json",
-        ])
-        .args(args)
-        .output()
-        .unwrap()
+    client_via(&["ip", "netns", "exec", ns], dir, args)
 }
 
 fn balance(ns: &str, dir: &Path, account: &str) -> Option<String> {
@@ -144,23 +133,7 @@ fn wait_balance(ns: &str, dir: &Path, account: &str, want: u64, what: &str) {
 }
 
 fn pay(ns: &str, dir: &Path, from: &str, to: &str, what: &str) {
-    check(
-        client(
-            ns,
-            dir,
-            &[
-                "--timeout",
-                "20",
-                "transfer",
-                "1",
-                "--from",
-                from,
-                "--to",
-                to,
-            ],
-        ),
-        what,
-    );
+    pay_one_via(&["ip", "netns", "exec", ns], dir, from, to, what);
 }
 
 /// Generates the committee in `dir`: authority `i` puts shard `j` on host `(i + j) % 2`.

@@ -35,7 +35,21 @@ pub fn free_port_with_room(room: u16) -> u16 {
 
 /// Runs the `client` binary in `dir` with the usual committee and wallet files.
 pub fn client(dir: &Path, args: &[&str]) -> Output {
-    Command::new(CLIENT)
+    client_via(&[], dir, args)
+}
+
+/// Runs the `client` binary as [`client`] does, through `wrapper` (a command and its
+/// arguments, say `ip netns exec NS`) when it is not empty.
+pub fn client_via(wrapper: &[&str], dir: &Path, args: &[&str]) -> Output {
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut command = Command::new(program);
+            command.args(rest).arg(CLIENT);
+            command
+        }
+        None => Command::new(CLIENT),
+    };
+    command
         .current_dir(dir)
         .args([
             "--committee",
@@ -233,8 +247,14 @@ pub fn order(
 /// Pays one unit from `from` to `to` with the `client` binary (20 s to complete), or fails the
 /// test naming `what`.
 pub fn pay_one(dir: &Path, from: &str, to: &str, what: &str) {
+    pay_one_via(&[], dir, from, to, what);
+}
+
+/// [`pay_one`] with the `client` binary run through `wrapper` (see [`client_via`]).
+pub fn pay_one_via(wrapper: &[&str], dir: &Path, from: &str, to: &str, what: &str) {
     check(
-        client(
+        client_via(
+            wrapper,
             dir,
             &[
                 "--timeout",
