@@ -42,7 +42,7 @@ fn a_shard_restarted_with_its_clock_stepped_back_still_sends_credits() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     committee(dir, 1);
-    let accounts = fund_accounts(dir, 8);
+    let accounts = fund_accounts(dir, 40);
     let shard = |a: &String| fastpay_wire::shard_of(&a.parse().unwrap(), 2).0;
     // The payer's shard sends the credits; it is the one that restarts.
     let payer = accounts.iter().find(|a| shard(a) == 0).unwrap().clone();

@@ -162,7 +162,7 @@ fn cross_shard_payments_complete_during_a_link_flood() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let port = committee(dir, 1)[0].0.port();
-    let accounts = fund_accounts(dir, 8);
+    let accounts = fund_accounts(dir, 40);
     let mut shards: Vec<Authority> = (0..2)
         .map(|j| {
             let mut shard = Authority::new(dir, 1, Some(j));

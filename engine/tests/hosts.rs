@@ -201,7 +201,7 @@ fn shards_on_different_hosts_carry_credits_and_survive_a_crash() {
         client(
             &client_ns,
             root,
-            &["create_accounts", "8", "--initial-funding", "100"],
+            &["create_accounts", "40", "--initial-funding", "100"],
         ),
         "create_accounts",
     );
