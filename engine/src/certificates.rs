@@ -6,7 +6,7 @@
 //! `<data-dir>/shard-<j>/certificates/`, with two partitions: `certificates` (sender ‖
 //! sequence number, big-endian, → the certificate's stored encoding) and `received`
 //! (recipient ‖ arrival index, big-endian, → sender ‖ sequence number), plus the store's end
-//! (one past the highest arrival index stored) in `meta`. Its block cache and write buffers
+//! (one past the highest arrival index stored) under a 3-byte key in `received`. Its block cache and write buffers
 //! are capped ([`CACHE_BYTES`], [`WRITE_BUFFER_BYTES`]), so its memory does not grow with the
 //! certificates it holds.
 //!
@@ -23,13 +23,16 @@
 //! certificates arrive, and at shutdown; after a crash the store holds at least what it
 //! held at its last sync, and replaying the logs since the snapshot writes the rest again.
 
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use fastpay_node::{AppliedCertificate, CertificateReader, ReadError};
 use fastpay_wire::codec::{decode_stored, encode_stored};
 use fastpay_wire::{AccountId, CertifiedTransferOrder, SequenceNumber};
 use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -38,14 +41,18 @@ use thiserror::Error;
 pub const CACHE_BYTES: u64 = 4 << 20;
 
 /// The memtables of one shard's store, in bytes, before they are flushed to sorted files.
-pub const WRITE_BUFFER_BYTES: u64 = 8 << 20;
+/// fjall puts writers to sleep (100 ms) once 90% of it waits for flushing: at 8 MiB that
+/// happened every few hundred milliseconds at 20,000 certificates a second, and storing cost
+/// 117 µs a certificate on average (`stress_store_timing`) instead of 7.5 µs at 64 MiB.
+pub const WRITE_BUFFER_BYTES: u64 = 64 << 20;
 
 /// Journal bytes after which the store flushes its memtables, so journals do not pile up on
-/// disk (the shard's own log already holds everything they hold).
-const JOURNAL_BYTES: u64 = 32 << 20;
+/// disk (the shard's own log already holds everything they hold). fjall sleeps writers for
+/// 500 ms at 90% of it, so it must be well above what a busy second writes.
+const JOURNAL_BYTES: u64 = 256 << 20;
 
 /// One memtable, in bytes (each partition has its own).
-const MEMTABLE_BYTES: u32 = 2 << 20;
+const MEMTABLE_BYTES: u32 = 8 << 20;
 
 /// Longest time certificates stay stored but not synced while more arrive: bounds what a
 /// crash makes recovery store again (the log has it all anyway). One sync a second costs
@@ -59,13 +66,22 @@ const END: &[u8] = b"end";
 
 /// Why the certificate store failed.
 #[derive(Debug, Error)]
-#[error("{path}: certificate store: {source}")]
-pub struct CertificateStoreError {
-    /// The store's directory.
-    pub path: PathBuf,
-    /// What fjall reported.
-    #[source]
-    pub source: fjall::Error,
+pub enum CertificateStoreError {
+    /// fjall reported an error.
+    #[error("{path}: certificate store: {source}")]
+    Fjall {
+        /// The store's directory.
+        path: PathBuf,
+        /// What fjall reported.
+        #[source]
+        source: fjall::Error,
+    },
+    /// The store's writer stopped after an earlier failure (reported on its own).
+    #[error("{path}: certificate store stopped after an earlier failure")]
+    Stopped {
+        /// The store's directory.
+        path: PathBuf,
+    },
 }
 
 /// A 40-byte key: an account and a big-endian number, so that an account's keys sort by
@@ -88,20 +104,21 @@ struct Tables {
 /// A shard's certificate store, written by its log writer thread.
 pub struct CertificateStore {
     keyspace: Keyspace,
-    meta: PartitionHandle,
     tables: Arc<Tables>,
     path: PathBuf,
     stored: u64,
     unsynced: bool,
     last_sync: Instant,
     scratch: Vec<u8>,
+    /// Certificates handed over and not yet stored, which readers see meanwhile.
+    unstored: Arc<Unstored>,
 }
 
 impl CertificateStore {
     /// Opens (creating if needed) the store in shard directory `dir`.
     pub fn open(dir: &Path) -> Result<Self, CertificateStoreError> {
         let path = dir.join(DIRECTORY);
-        let fail = |source: fjall::Error| CertificateStoreError {
+        let fail = |source: fjall::Error| CertificateStoreError::Fjall {
             path: path.clone(),
             source,
         };
@@ -126,16 +143,19 @@ impl CertificateStore {
         let received = keyspace
             .open_partition("received", options())
             .map_err(fail)?;
-        let meta = keyspace.open_partition("meta", options()).map_err(fail)?;
-        let end = meta
-            .get(END)
-            .map_err(fail)?
+        // The end lives in `received` (a 3-byte key, apart from its 40-byte keys); stores
+        // written before kept it in a `meta` partition of its own.
+        let mut end_value = received.get(END).map_err(fail)?;
+        if end_value.is_none() && keyspace.partition_exists("meta") {
+            let meta = keyspace.open_partition("meta", options()).map_err(fail)?;
+            end_value = meta.get(END).map_err(fail)?;
+        }
+        let end = end_value
             .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
             .map_or(0, u64::from_be_bytes);
         let stored = certificates.approximate_len() as u64;
         Ok(Self {
             keyspace,
-            meta,
             tables: Arc::new(Tables {
                 certificates,
                 received,
@@ -146,21 +166,29 @@ impl CertificateStore {
             unsynced: false,
             last_sync: Instant::now(),
             scratch: Vec::new(),
+            unstored: Arc::default(),
         })
     }
 
     fn fail(&self, source: fjall::Error) -> CertificateStoreError {
-        CertificateStoreError {
+        CertificateStoreError::Fjall {
             path: self.path.clone(),
             source,
         }
     }
 
-    /// A reader for the shard thread (it sees every batch written, synced or not).
+    /// A reader for the shard thread: it sees every batch written, synced or not, and every
+    /// certificate handed to [`Unstored`] and not yet written.
     pub fn reader(&self) -> StoreReader {
         StoreReader {
             tables: self.tables.clone(),
+            unstored: self.unstored.clone(),
         }
+    }
+
+    /// Where the shard hands over certificates before they are stored.
+    pub fn unstored(&self) -> Arc<Unstored> {
+        self.unstored.clone()
     }
 
     /// Stores `applied` (whose log records are durable) in one batch, unsynced. Writing a
@@ -193,7 +221,7 @@ impl CertificateStore {
                 end = end.max(arrival.saturating_add(1));
             }
         }
-        batch.insert(&self.meta, END, end.to_be_bytes().as_slice());
+        batch.insert(&self.tables.received, END, end.to_be_bytes().as_slice());
         batch.commit().map_err(|e| self.fail(e))?;
         self.tables.end.store(end, Ordering::Release);
         self.stored = self.stored.saturating_add(applied.len() as u64);
@@ -235,9 +263,317 @@ impl CertificateStore {
     }
 }
 
+/// Most certificates that may wait for the certificate writer: past this, the log writer
+/// holds the shard's durability reports until the store catches up (memory stays bounded,
+/// and replies slow down instead of the store falling behind without end).
+pub const MAX_UNSTORED: usize = 1 << 16;
+
+enum StoreJob {
+    /// A list whose log records are durable: store it.
+    Store(Arc<Vec<AppliedCertificate>>),
+    /// Sync everything stored so far, then answer.
+    Sync(Sender<Result<(), CertificateStoreError>>),
+}
+
+/// What the certificate writer publishes for the shard's counters.
+#[derive(Debug, Default)]
+struct Published {
+    stored: AtomicU64,
+    file_bytes: AtomicU64,
+    failure: Mutex<Option<CertificateStoreError>>,
+}
+
+/// A thread per shard that writes certificates to the store, so that fjall's work (and its
+/// write stalls while it flushes and compacts) stays off the path of the shard's replies.
+/// The log writer hands it each list once the list's log records are durable; readers see a
+/// list in [`Unstored`] until it is written.
+pub struct CertificateWriter {
+    jobs: Option<Sender<StoreJob>>,
+    thread: Option<JoinHandle<()>>,
+    published: Arc<Published>,
+    unstored: Arc<Unstored>,
+    reader: StoreReader,
+    path: PathBuf,
+    /// Lists written, back for reuse by the shard.
+    spare: Receiver<Arc<Vec<AppliedCertificate>>>,
+}
+
+impl CertificateWriter {
+    /// Starts the writer of `store`.
+    pub fn spawn(store: CertificateStore, name: String) -> std::io::Result<Self> {
+        let (jobs, job_rx) = unbounded();
+        let (spare_tx, spare) = unbounded();
+        let published = Arc::new(Published::default());
+        published.stored.store(store.stored(), Ordering::Release);
+        published
+            .file_bytes
+            .store(store.file_bytes(), Ordering::Release);
+        let unstored = store.unstored();
+        let reader = store.reader();
+        let path = store.path.clone();
+        let thread = {
+            let published = published.clone();
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || store_loop(store, &job_rx, &published, &spare_tx))?
+        };
+        Ok(Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+            published,
+            unstored,
+            reader,
+            path,
+            spare,
+        })
+    }
+
+    /// Where the shard hands lists over before their records are durable.
+    pub fn unstored(&self) -> Arc<Unstored> {
+        self.unstored.clone()
+    }
+
+    /// A reader (store and lists on their way).
+    pub fn reader(&self) -> StoreReader {
+        StoreReader {
+            tables: self.reader.tables.clone(),
+            unstored: self.reader.unstored.clone(),
+        }
+    }
+
+    /// Stores `list` (already in [`Unstored`], its log records durable) in the background.
+    pub fn store(&self, list: Arc<Vec<AppliedCertificate>>) {
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(StoreJob::Store(list));
+        }
+    }
+
+    /// Asks for everything handed over so far to be stored and synced; the answer comes on
+    /// the returned channel (an error if the store failed).
+    pub fn sync_barrier(&self) -> Receiver<Result<(), CertificateStoreError>> {
+        let (reply, answer) = bounded(1);
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(StoreJob::Sync(reply.clone())).is_ok());
+        if !sent {
+            let _ = reply.send(Err(CertificateStoreError::Stopped {
+                path: self.path.clone(),
+            }));
+        }
+        answer
+    }
+
+    /// Stores and syncs everything handed over so far, waiting for it.
+    pub fn sync(&self) -> Result<(), CertificateStoreError> {
+        self.sync_barrier()
+            .recv()
+            .unwrap_or_else(|_| Err(self.stopped()))
+    }
+
+    fn stopped(&self) -> CertificateStoreError {
+        CertificateStoreError::Stopped {
+            path: self.path.clone(),
+        }
+    }
+
+    /// Whether the writer failed.
+    pub fn has_failed(&self) -> bool {
+        self.published
+            .failure
+            .lock()
+            .map_or(true, |slot| slot.is_some())
+    }
+
+    /// The writer's failure, if it failed (reported once).
+    pub fn failure(&self) -> Option<CertificateStoreError> {
+        self.published.failure.lock().ok()?.take()
+    }
+
+    /// Where written lists come back for reuse.
+    pub fn spare(&self) -> Receiver<Arc<Vec<AppliedCertificate>>> {
+        self.spare.clone()
+    }
+
+    /// Certificates written (see [`CertificateStore::stored`]).
+    pub fn stored(&self) -> u64 {
+        self.published.stored.load(Ordering::Acquire)
+    }
+
+    /// Bytes the store uses on disk, as of its last sync.
+    pub fn file_bytes(&self) -> u64 {
+        self.published.file_bytes.load(Ordering::Acquire)
+    }
+
+    /// Stores and syncs everything handed over, then stops the thread.
+    pub fn finish(&mut self) -> Result<(), CertificateStoreError> {
+        let synced = if self.jobs.is_some() {
+            self.sync()
+        } else {
+            Ok(())
+        };
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        synced
+    }
+}
+
+impl Drop for CertificateWriter {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+/// The certificate writer's thread.
+fn store_loop(
+    mut store: CertificateStore,
+    jobs: &Receiver<StoreJob>,
+    published: &Published,
+    spare: &Sender<Arc<Vec<AppliedCertificate>>>,
+) {
+    let mut failed = false;
+    loop {
+        let job = match jobs.recv_timeout(SYNC_INTERVAL) {
+            Ok(job) => Some(job),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let outcome = match job {
+            _ if failed => {
+                if let Some(StoreJob::Sync(reply)) = job {
+                    let _ = reply.send(Err(CertificateStoreError::Stopped {
+                        path: store.path.clone(),
+                    }));
+                }
+                continue;
+            }
+            Some(StoreJob::Store(list)) => store.store(&list).and_then(|()| {
+                // Written to fjall: readers find it there from now on.
+                if let Some(written) = store.unstored.remove(&list) {
+                    drop(list);
+                    let _ = spare.send(written);
+                }
+                published.stored.store(store.stored(), Ordering::Release);
+                store.sync_if_due().map(|_| ())
+            }),
+            Some(StoreJob::Sync(reply)) => {
+                let synced = store.sync();
+                let failure = synced
+                    .as_ref()
+                    .err()
+                    .map(|_| CertificateStoreError::Stopped {
+                        path: store.path.clone(),
+                    });
+                let _ = reply.send(failure.map_or(Ok(()), Err));
+                synced
+            }
+            None => store.sync_if_due().map(|_| ()),
+        };
+        match outcome {
+            Ok(()) => {
+                if !store.unsynced {
+                    published
+                        .file_bytes
+                        .store(store.file_bytes(), Ordering::Release);
+                }
+            }
+            Err(e) => {
+                failed = true;
+                if let Ok(mut slot) = published.failure.lock() {
+                    *slot = Some(e);
+                }
+            }
+        }
+    }
+    if !failed
+        && let Err(e) = store.sync()
+        && let Ok(mut slot) = published.failure.lock()
+    {
+        *slot = Some(e);
+    }
+}
+
+/// Certificates on their way to the store, readable meanwhile: the shard thread hands over
+/// each round's list here as its log records leave for the log writer, and the certificate
+/// writer removes a list once it has written it (fjall first, then here), so a reader that
+/// looks here first and in fjall second misses nothing that was handed over.
+#[derive(Debug, Default)]
+pub struct Unstored {
+    lists: Mutex<VecDeque<Arc<Vec<AppliedCertificate>>>>,
+    /// Certificates in `lists`.
+    count: AtomicUsize,
+}
+
+impl Unstored {
+    /// Adds a round's list (in hand-over order: the writer removes lists in the same order).
+    pub fn push(&self, list: Arc<Vec<AppliedCertificate>>) {
+        let len = list.len();
+        if let Ok(mut lists) = self.lists.lock() {
+            lists.push_back(list);
+            self.count.fetch_add(len, Ordering::Release);
+        }
+    }
+
+    /// Removes `list` once it is written; returns it (for reuse) if it was the oldest.
+    fn remove(&self, list: &Arc<Vec<AppliedCertificate>>) -> Option<Arc<Vec<AppliedCertificate>>> {
+        let mut lists = self.lists.lock().ok()?;
+        let position = lists.iter().position(|l| Arc::ptr_eq(l, list))?;
+        let removed = lists.remove(position)?;
+        self.count.fetch_sub(removed.len(), Ordering::Release);
+        Some(removed)
+    }
+
+    /// Certificates handed over and not yet written.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Whether every certificate handed over is written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn certificate(&self, key: (AccountId, SequenceNumber)) -> Option<CertifiedTransferOrder> {
+        let lists = self.lists.lock().ok()?;
+        lists
+            .iter()
+            .rev()
+            .flat_map(|list| list.iter().rev())
+            .find(|item| item.key() == key)
+            .map(|item| item.certificate.clone())
+    }
+
+    /// Appends `recipient`'s payments from arrival index `from` on to `out`; returns one past
+    /// the highest arrival index held here (0 if none).
+    fn received(
+        &self,
+        recipient: &AccountId,
+        from: u64,
+        out: &mut Vec<(u64, CertifiedTransferOrder)>,
+    ) -> u64 {
+        let Ok(lists) = self.lists.lock() else {
+            return 0;
+        };
+        let mut end = 0;
+        for item in lists.iter().flat_map(|list| list.iter()) {
+            let Some(arrival) = item.arrival else {
+                continue;
+            };
+            end = end.max(arrival.saturating_add(1));
+            if arrival >= from && item.certificate.value.transfer.recipient == *recipient {
+                out.push((arrival, item.certificate.clone()));
+            }
+        }
+        end
+    }
+}
+
 /// Reads a shard's certificate store (from the shard thread).
 pub struct StoreReader {
     tables: Arc<Tables>,
+    unstored: Arc<Unstored>,
 }
 
 impl StoreReader {
@@ -255,6 +591,10 @@ impl CertificateReader for StoreReader {
         sender: &AccountId,
         sequence: SequenceNumber,
     ) -> Result<Option<CertifiedTransferOrder>, ReadError> {
+        // Handed over but not yet written first: a list leaves it only once in fjall.
+        if let Some(certificate) = self.unstored.certificate((*sender, sequence)) {
+            return Ok(Some(certificate));
+        }
         self.get(key(sender, sequence.value()).as_slice())
     }
 
@@ -265,8 +605,11 @@ impl CertificateReader for StoreReader {
         max: usize,
         out: &mut Vec<(u64, CertifiedTransferOrder)>,
     ) -> Result<u64, ReadError> {
-        // The end first: everything below it was stored before we read.
-        let end = self.tables.end.load(Ordering::Acquire);
+        // What is on its way first (a list leaves it only once in fjall), then the store's
+        // end: everything below it was stored before we read.
+        let start = out.len();
+        let unstored_end = self.unstored.received(recipient, from, out);
+        let end = self.tables.end.load(Ordering::Acquire).max(unstored_end);
         let low = key(recipient, from);
         let high = key(recipient, u64::MAX);
         for entry in self
@@ -277,10 +620,17 @@ impl CertificateReader for StoreReader {
         {
             let (k, cert_key) = entry.map_err(|_| ReadError)?;
             let arrival = <[u8; 8]>::try_from(&k[32..40]).map_err(|_| ReadError)?;
+            let arrival = u64::from_be_bytes(arrival);
+            if out[start..].iter().any(|(a, _)| *a == arrival) {
+                continue;
+            }
             if let Some(certificate) = self.get(&cert_key)? {
-                out.push((u64::from_be_bytes(arrival), certificate));
+                out.push((arrival, certificate));
             }
         }
+        // In arrival order, the first `max` (a list may also sit in fjall after a replay).
+        out[start..].sort_by_key(|(arrival, _)| *arrival);
+        out.truncate(start + max);
         Ok(end)
     }
 }
@@ -318,6 +668,68 @@ mod tests {
 
     fn certificates(page: &[(u64, CertifiedTransferOrder)]) -> Vec<CertifiedTransferOrder> {
         page.iter().map(|(_, c)| c.clone()).collect()
+    }
+
+    #[test]
+    fn handed_over_certificates_are_readable_before_and_after_they_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let bob = KeyPair::from_seed([2; 32]).account();
+        let alice = KeyPair::from_seed([1; 32]).account();
+        let mut store = CertificateStore::open(dir.path()).unwrap();
+        store.store(&[applied(1, 2, 0, 0)]).unwrap();
+        let unstored = store.unstored();
+        let reader = store.reader();
+        // Handed over, not written: found all the same, merged with what is written.
+        let waiting = Arc::new(vec![applied(1, 2, 1, 1), applied(3, 2, 0, 2)]);
+        unstored.push(waiting.clone());
+        assert_eq!(unstored.len(), 2);
+        assert_eq!(
+            reader.certificate(&alice, SequenceNumber::new(1)).unwrap(),
+            Some(certificate(1, 2, 1))
+        );
+        let mut page = Vec::new();
+        assert_eq!(reader.received(&bob, 0, 16, &mut page).unwrap(), 3);
+        assert_eq!(
+            certificates(&page),
+            vec![
+                certificate(1, 2, 0),
+                certificate(1, 2, 1),
+                certificate(3, 2, 0)
+            ]
+        );
+        page.clear();
+        assert_eq!(reader.received(&bob, 0, 2, &mut page).unwrap(), 3);
+        assert_eq!(page.len(), 2, "a page holds at most max");
+        assert_eq!(page[1].0, 1);
+
+        // The writer stores the list and lets it go: still found, now in fjall, once.
+        let mut writer = CertificateWriter::spawn(store, "certs-test".into()).unwrap();
+        writer.store(waiting);
+        writer.sync().unwrap();
+        assert!(unstored.is_empty());
+        let spare = writer.spare().try_recv().unwrap();
+        assert_eq!(spare.len(), 2, "the written list comes back for reuse");
+        page.clear();
+        assert_eq!(reader.received(&bob, 1, 16, &mut page).unwrap(), 3);
+        assert_eq!(
+            certificates(&page),
+            vec![certificate(1, 2, 1), certificate(3, 2, 0)]
+        );
+        assert_eq!(writer.stored(), 3);
+        writer.finish().unwrap();
+        assert!(writer.sync().is_err(), "a finished writer says so");
+
+        let reopened = CertificateStore::open(dir.path()).unwrap();
+        assert_eq!(
+            reopened
+                .reader()
+                .certificate(
+                    &KeyPair::from_seed([3; 32]).account(),
+                    SequenceNumber::new(0)
+                )
+                .unwrap(),
+            Some(certificate(3, 2, 0))
+        );
     }
 
     #[test]

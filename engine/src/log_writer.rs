@@ -9,6 +9,7 @@
 //! the shard no longer idles while the disk syncs. Snapshots go through the same queue, after
 //! the records they include.
 
+use crate::certificates::{MAX_UNSTORED, Unstored};
 use crate::counters::{Counter, ShardCounters};
 use crate::metrics::{FSYNC_BUCKETS, Histogram, ShardMetrics};
 use crate::store::{ShardStore, StoreError};
@@ -24,22 +25,24 @@ use std::time::{Duration, Instant};
 /// How often an idle writer looks whether its background snapshot finished.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
+/// How often a writer waiting for the certificate store to catch up looks again.
+const BEHIND_POLL: Duration = Duration::from_millis(1);
+
 enum Job {
     /// Framed records reaching log position `position`, and the certificates they applied
-    /// (stored once the records are durable).
+    /// (handed to the certificate writer once the records are durable).
     Append {
         records: Vec<u8>,
         position: u64,
-        applied: Vec<AppliedCertificate>,
+        applied: Option<Arc<Vec<AppliedCertificate>>>,
     },
     /// A snapshot including every record appended before it.
     Snapshot(Box<Snapshot>),
 }
 
 enum Done {
-    /// The log is durable up to this position; the record buffers and certificate vectors,
-    /// for reuse.
-    Durable(u64, Vec<Vec<u8>>, Vec<Vec<AppliedCertificate>>),
+    /// The log is durable up to this position; the record buffers, for reuse.
+    Durable(u64, Vec<Vec<u8>>),
     /// The background snapshot landed; bytes now on disk.
     SnapshotWritten(u64),
     /// The disk failed: the shard must stop.
@@ -56,6 +59,10 @@ pub(crate) struct LogWriter {
     in_flight: usize,
     /// Spare vectors for the certificates of an append.
     spare_applied: Vec<Vec<AppliedCertificate>>,
+    /// Where certificates wait, readable, until the certificate writer has written them.
+    unstored: Arc<Unstored>,
+    /// Written certificate lists, back from the certificate writer for reuse.
+    spare_lists: Receiver<Arc<Vec<AppliedCertificate>>>,
     snapshot_in_progress: bool,
     me: u32,
 }
@@ -72,6 +79,8 @@ impl LogWriter {
     ) -> io::Result<Self> {
         let (jobs, job_rx) = unbounded();
         let (done_tx, done) = unbounded();
+        let unstored = store.unstored_certificates();
+        let spare_lists = store.spare_certificates();
         let thread = std::thread::Builder::new()
             .name(format!("log-{me}"))
             .spawn(move || {
@@ -89,6 +98,8 @@ impl LogWriter {
             spare: Vec::new(),
             in_flight: 0,
             spare_applied: Vec::new(),
+            unstored,
+            spare_lists,
             snapshot_in_progress: false,
             me,
         })
@@ -105,13 +116,35 @@ impl LogWriter {
     }
 
     /// Hands over `records` (reaching `position`) to be made durable, then the certificates
-    /// `applied` they carry to be stored.
+    /// `applied` they carry to be stored. Certificate queries see `applied` from now on (their
+    /// answers leave, like every reply, once these records are durable).
     pub(crate) fn append(
         &mut self,
         records: Vec<u8>,
         position: u64,
-        applied: Vec<AppliedCertificate>,
+        mut applied: Vec<AppliedCertificate>,
     ) {
+        let applied = if applied.is_empty() {
+            self.spare_applied.push(applied);
+            None
+        } else {
+            // A list shell back from the certificate writer carries its old vector, which
+            // becomes the next round's buffer.
+            let list = match self.spare_lists.try_recv() {
+                Ok(mut shell) => match Arc::get_mut(&mut shell) {
+                    Some(slot) => {
+                        std::mem::swap(slot, &mut applied);
+                        applied.clear();
+                        self.spare_applied.push(applied);
+                        shell
+                    }
+                    None => Arc::new(applied),
+                },
+                Err(_) => Arc::new(applied),
+            };
+            self.unstored.push(list.clone());
+            Some(list)
+        };
         if let Some(jobs) = &self.jobs
             && jobs
                 .send(Job::Append {
@@ -156,14 +189,10 @@ impl LogWriter {
         let mut durable = None;
         while let Ok(done) = self.done.try_recv() {
             match done {
-                Done::Durable(position, buffers, applied) => {
+                Done::Durable(position, buffers) => {
                     self.in_flight = self.in_flight.saturating_sub(buffers.len());
                     for buffer in buffers {
                         self.recycle(buffer);
-                    }
-                    for mut vector in applied {
-                        vector.clear();
-                        self.spare_applied.push(vector);
                     }
                     durable = durable.max(Some(position));
                 }
@@ -233,7 +262,7 @@ fn write_loop(
             Err(RecvTimeoutError::Timeout) => {
                 syncs.publish();
                 if let Err(e) = report_snapshot(&mut store, done, waker)
-                    .and_then(|()| sync_certificates(&mut store, counters))
+                    .and_then(|()| check_certificates(&store, counters))
                 {
                     return fail(e);
                 }
@@ -274,26 +303,20 @@ fn write_loop(
             counters.bump(Counter::Fsyncs);
             counters.set(Counter::DiskBytes, store.disk_bytes());
         }
-        // The records are durable: their certificates may be stored (before the shard hears
-        // of it, so a query after the reply finds them).
-        let mut stored = false;
-        for applied in &applied_lists {
-            if applied.is_empty() {
-                continue;
-            }
-            if let Err(e) = store.store_certificates(applied) {
-                return fail(e);
-            }
-            stored = true;
+        // The records are durable: their certificates may be stored. The certificate writer
+        // stores them in the background; queries find them in `Unstored` meanwhile.
+        for applied in applied_lists.drain(..).flatten() {
+            store.store_certificates(applied);
         }
-        if stored {
-            counters.set(Counter::CertificatesStored, store.certificates_stored());
+        // A store far behind holds the shard's replies back rather than growing without end.
+        while store.unstored_certificates().len() > MAX_UNSTORED && !store.certificate_failed() {
+            std::thread::sleep(BEHIND_POLL);
         }
-        if let Err(e) = sync_certificates(&mut store, counters) {
+        if let Err(e) = check_certificates(&store, counters) {
             return fail(e);
         }
         if let Some(position) = position {
-            let _ = done.send(Done::Durable(position, buffers, applied_lists));
+            let _ = done.send(Done::Durable(position, buffers));
             let _ = waker.wake();
         }
         if let Some(snapshot) = snapshot
@@ -315,11 +338,13 @@ fn write_loop(
     }
 }
 
-/// Syncs the certificate store when it is due, and reports its size.
-fn sync_certificates(store: &mut ShardStore, counters: &ShardCounters) -> Result<(), StoreError> {
-    if store.sync_certificates_if_due()? {
-        counters.set(Counter::CertificateStoreBytes, store.certificate_bytes());
+/// Reports the certificate store's failure, if it failed, and otherwise its progress.
+fn check_certificates(store: &ShardStore, counters: &ShardCounters) -> Result<(), StoreError> {
+    if let Some(e) = store.certificate_failure() {
+        return Err(e);
     }
+    counters.set(Counter::CertificatesStored, store.certificates_stored());
+    counters.set(Counter::CertificateStoreBytes, store.certificate_bytes());
     Ok(())
 }
 

@@ -22,7 +22,9 @@
 //! certificates, which do have a read path and outlive the logs, are kept beside it
 //! (`crate::certificates`), with this log as their write-ahead log.
 
-use crate::certificates::{CertificateStore, CertificateStoreError, StoreReader};
+use crate::certificates::{
+    CertificateStore, CertificateStoreError, CertificateWriter, StoreReader, Unstored,
+};
 use fastpay_node::AppliedCertificate;
 use fastpay_node::log::{
     GROUP_HEADER, LogError, Record, Snapshot, TornTail, new_group, parse_frames, seal_group,
@@ -31,6 +33,7 @@ use fastpay_wire::codec::{decode_stored, encode_stored_to};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 
 const HEADER: usize = fastpay_node::log::RECORD_HEADER;
@@ -98,8 +101,9 @@ pub struct ShardStore {
     writer: Option<std::thread::JoinHandle<Result<u64, StoreError>>>,
     pending: Vec<u8>,
     fsyncs: u64,
-    /// Every certificate the shard applied (see `crate::certificates`).
-    certificates: CertificateStore,
+    /// Every certificate the shard applied (see `crate::certificates`), written by a thread
+    /// of its own.
+    certificates: CertificateWriter,
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -170,7 +174,13 @@ impl ShardStore {
             log_len = offset;
         }
         sync_dir(dir)?;
-        let certificates = CertificateStore::open(dir)?;
+        let name = format!(
+            "certs-{}",
+            dir.file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+        );
+        let certificates =
+            CertificateWriter::spawn(CertificateStore::open(dir)?, name).map_err(io_at(dir))?;
         Ok((
             ShardStore {
                 dir: dir.to_path_buf(),
@@ -226,20 +236,36 @@ impl ShardStore {
         Ok(())
     }
 
-    /// Stores certificates whose log records are durable (committed): unsynced, see
-    /// `crate::certificates`.
-    pub fn store_certificates(&mut self, applied: &[AppliedCertificate]) -> Result<(), StoreError> {
-        Ok(self.certificates.store(applied)?)
+    /// Stores `applied` in the background, once its log records are durable (committed):
+    /// it must already be in [`Unstored`](Self::unstored_certificates), where readers see it
+    /// until it is written. See `crate::certificates`.
+    pub fn store_certificates(&mut self, applied: Arc<Vec<AppliedCertificate>>) {
+        self.certificates.store(applied);
     }
 
-    /// Syncs the certificate store if it has waited long enough; returns whether it synced.
-    pub fn sync_certificates_if_due(&mut self) -> Result<bool, StoreError> {
-        Ok(self.certificates.sync_if_due()?)
-    }
-
-    /// Syncs the certificate store.
+    /// Stores and syncs every certificate handed over so far, waiting for it.
     pub fn sync_certificates(&mut self) -> Result<(), StoreError> {
         Ok(self.certificates.sync()?)
+    }
+
+    /// The certificate writer's failure, if it failed (reported once).
+    pub fn certificate_failure(&self) -> Option<StoreError> {
+        self.certificates.failure().map(StoreError::from)
+    }
+
+    /// Whether the certificate writer failed (without taking the failure).
+    pub fn certificate_failed(&self) -> bool {
+        self.certificates.has_failed()
+    }
+
+    /// Where the shard hands over certificates before their records are durable.
+    pub fn unstored_certificates(&self) -> Arc<Unstored> {
+        self.certificates.unstored()
+    }
+
+    /// Where written certificate lists come back for reuse.
+    pub fn spare_certificates(&self) -> crossbeam_channel::Receiver<Arc<Vec<AppliedCertificate>>> {
+        self.certificates.spare()
     }
 
     /// A reader of the certificate store, for the shard's node.
@@ -267,8 +293,9 @@ impl ShardStore {
     /// records go to. [`poll_snapshot`](Self::poll_snapshot) reports the outcome.
     pub fn begin_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError> {
         self.commit()?;
-        // The logs this snapshot lets go of hold certificates: the store keeps them from now.
-        self.certificates.sync()?;
+        // The logs this snapshot lets go of hold certificates: the snapshot is written only
+        // once the store has stored and synced every one handed over so far.
+        let certificates_synced = self.certificates.sync_barrier();
         self.wait_snapshot()?;
         let next = self.generation + 1;
         let log = open_log(&log_path(&self.dir, next))?;
@@ -283,6 +310,9 @@ impl ShardStore {
             let _ = fastpay_udp::lower_thread_priority();
             let mut snapshot = snapshot;
             snapshot.shard.sort();
+            certificates_synced
+                .recv()
+                .unwrap_or_else(|_| Err(CertificateStoreError::Stopped { path: dir.clone() }))?;
             write_snapshot_file(&dir, next, &snapshot)
         }));
         Ok(())

@@ -715,11 +715,18 @@ impl ShardNode {
                 }
             }
             AccountQuery::Certificate(sequence) => {
-                match self
-                    .certificates
-                    .as_ref()
-                    .map(|r| r.certificate(&account, sequence))
-                {
+                // Applied this round and not yet handed to the store: from here.
+                let recent = self
+                    .applied
+                    .iter()
+                    .rev()
+                    .find(|a| a.key() == (account, sequence))
+                    .map(|a| Ok(Some(a.certificate.clone())));
+                match recent.or_else(|| {
+                    self.certificates
+                        .as_ref()
+                        .map(|r| r.certificate(&account, sequence))
+                }) {
                     Some(Ok(Some(certificate))) => CertificateAnswer::Certificate(certificate),
                     Some(Ok(None)) | None => CertificateAnswer::Pruned,
                     Some(Err(_)) => return self.counters.bump(Counter::OtherRefusal),
@@ -1372,11 +1379,21 @@ mod tests {
         let mut forgetful = node(0, true);
         forgetful.handle_batch(
             Duration::ZERO,
-            &batch(&Message::ConfirmationOrder(confirmation)),
+            &batch(&Message::ConfirmationOrder(confirmation.clone())),
         );
         let position = forgetful.take_log(&mut Vec::new()).unwrap();
         forgetful.durable(position);
         while forgetful.poll_replies().is_some() {}
+        // Not yet handed to the store: served from the node's own list.
+        assert_eq!(
+            answer(ask(
+                &mut forgetful,
+                AccountInfoRequest::certificate(payer.account(), zero, size)
+            )),
+            CertificateAnswer::Certificate(confirmation.certificate.clone())
+        );
+        // Handed over to a store that drops it.
+        forgetful.take_applied(&mut Vec::new());
         assert_eq!(
             answer(ask(
                 &mut forgetful,
