@@ -82,6 +82,15 @@ pub enum CertificateStoreError {
         /// The store's directory.
         path: PathBuf,
     },
+    /// The store's writer thread could not be started.
+    #[error("{path}: certificate store: cannot start its writer thread: {source}")]
+    Thread {
+        /// The store's directory.
+        path: PathBuf,
+        /// What the OS reported.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A 40-byte key: an account and a big-endian number, so that an account's keys sort by
@@ -299,29 +308,56 @@ pub struct CertificateWriter {
 }
 
 impl CertificateWriter {
-    /// Starts the writer of `store`.
-    pub fn spawn(store: CertificateStore, name: String) -> std::io::Result<Self> {
+    /// Opens (creating if needed) the store in shard directory `dir` and starts its writer
+    /// thread, named `name`, at the lowest scheduling priority: fjall's flush and compaction
+    /// threads, started by the open, inherit it, so the store's work runs when the shard
+    /// threads leave a core idle (a store that falls behind holds replies back, see
+    /// [`MAX_UNSTORED`], which gives it the cores again).
+    pub fn open(dir: &Path, name: String) -> Result<Self, CertificateStoreError> {
+        let path = dir.join(DIRECTORY);
         let (jobs, job_rx) = unbounded();
         let (spare_tx, spare) = unbounded();
+        let (opened_tx, opened) = bounded(1);
         let published = Arc::new(Published::default());
-        published.stored.store(store.stored(), Ordering::Release);
-        published
-            .file_bytes
-            .store(store.file_bytes(), Ordering::Release);
-        let unstored = store.unstored();
-        let reader = store.reader();
-        let path = store.path.clone();
         let thread = {
-            let published = published.clone();
+            let (published, dir) = (published.clone(), dir.to_path_buf());
             std::thread::Builder::new()
                 .name(name)
-                .spawn(move || store_loop(store, &job_rx, &published, &spare_tx))?
+                .spawn(move || {
+                    // On failure the store works at normal priority, which is still correct.
+                    let _ = fastpay_udp::lower_thread_priority();
+                    let store = match CertificateStore::open(&dir) {
+                        Ok(store) => store,
+                        Err(e) => return drop(opened_tx.send(Err(e))),
+                    };
+                    published.stored.store(store.stored(), Ordering::Release);
+                    published
+                        .file_bytes
+                        .store(store.file_bytes(), Ordering::Release);
+                    let _ = opened_tx.send(Ok(store.reader()));
+                    store_loop(store, &job_rx, &published, &spare_tx);
+                })
+                .map_err(|source| CertificateStoreError::Thread {
+                    path: path.clone(),
+                    source,
+                })?
+        };
+        let reader = match opened.recv() {
+            Ok(Ok(reader)) => reader,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(CertificateStoreError::Stopped { path });
+            }
         };
         Ok(Self {
             jobs: Some(jobs),
             thread: Some(thread),
             published,
-            unstored,
+            unstored: reader.unstored.clone(),
             reader,
             path,
             spare,
@@ -675,10 +711,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bob = KeyPair::from_seed([2; 32]).account();
         let alice = KeyPair::from_seed([1; 32]).account();
-        let mut store = CertificateStore::open(dir.path()).unwrap();
-        store.store(&[applied(1, 2, 0, 0)]).unwrap();
-        let unstored = store.unstored();
-        let reader = store.reader();
+        {
+            let mut store = CertificateStore::open(dir.path()).unwrap();
+            store.store(&[applied(1, 2, 0, 0)]).unwrap();
+            store.sync().unwrap();
+        }
+        let mut writer = CertificateWriter::open(dir.path(), "certs-test".into()).unwrap();
+        let unstored = writer.unstored();
+        let reader = writer.reader();
         // Handed over, not written: found all the same, merged with what is written.
         let waiting = Arc::new(vec![applied(1, 2, 1, 1), applied(3, 2, 0, 2)]);
         unstored.push(waiting.clone());
@@ -703,7 +743,6 @@ mod tests {
         assert_eq!(page[1].0, 1);
 
         // The writer stores the list and lets it go: still found, now in fjall, once.
-        let mut writer = CertificateWriter::spawn(store, "certs-test".into()).unwrap();
         writer.store(waiting);
         writer.sync().unwrap();
         assert!(unstored.is_empty());

@@ -22,9 +22,7 @@
 //! certificates, which do have a read path and outlive the logs, are kept beside it
 //! (`crate::certificates`), with this log as their write-ahead log.
 
-use crate::certificates::{
-    CertificateStore, CertificateStoreError, CertificateWriter, StoreReader, Unstored,
-};
+use crate::certificates::{CertificateStoreError, CertificateWriter, StoreReader, Unstored};
 use fastpay_node::AppliedCertificate;
 use fastpay_node::log::{
     GROUP_HEADER, LogError, Record, Snapshot, TornTail, new_group, parse_frames, seal_group,
@@ -179,8 +177,7 @@ impl ShardStore {
             dir.file_name()
                 .map_or(String::new(), |n| n.to_string_lossy().into_owned())
         );
-        let certificates =
-            CertificateWriter::spawn(CertificateStore::open(dir)?, name).map_err(io_at(dir))?;
+        let certificates = CertificateWriter::open(dir, name)?;
         Ok((
             ShardStore {
                 dir: dir.to_path_buf(),
