@@ -256,6 +256,8 @@ fn write_loop(
         let _ = done.send(Done::Failed(e));
         let _ = waker.wake();
     };
+    // The groups' certificate lists, reused from group to group.
+    let mut applied_lists = Vec::new();
     loop {
         let first = match jobs.recv_timeout(IDLE_POLL) {
             Ok(job) => job,
@@ -271,7 +273,6 @@ fn write_loop(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         let mut buffers = Vec::new();
-        let mut applied_lists = Vec::new();
         let mut position = None;
         let mut snapshot = None;
         let mut next = Some(first);
