@@ -7,11 +7,12 @@ use crate::log::{Record, Snapshot, append_record};
 use fastpay_authority::{
     AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck, Voted,
 };
+use fastpay_wire::codec::peek_subject;
 use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountQuery, BATCH, BatchVerifier, CertificateAnswer,
     CertificatesResponse, ConfirmationOrder, CrossShardUpdate, Datagrams, ErrorCode, ErrorReply,
-    LinkFrame, LinkPayload, MAX_PAGE, MIN_QUERY_BYTES, Message, SequenceNumber, ShardId,
-    SignedTransferOrder, TransferOrder, VoteReply, decode, encode_into,
+    LinkFrame, LinkPayload, MAX_PAGE, MIN_QUERY_BYTES, Message, MessageKind, SequenceNumber,
+    ShardId, SignedTransferOrder, TransferOrder, VoteReply, decode, encode_into,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -555,6 +556,11 @@ impl ShardNode {
     /// long, and runs the cheap checks. Only datagrams that decode are handed over to another
     /// shard: garbage costs no queue space and no copy.
     fn admit(&mut self, peer: SocketAddr, bytes: &[u8], waited: Duration, may_hand_over: bool) {
+        // Shed before decoding: under overload most datagrams read are shed, and reading the
+        // subject at fixed offsets costs a fraction of a decode.
+        if self.shed(peer, bytes, waited) {
+            return;
+        }
         let (header, message) = match decode(bytes) {
             Ok(decoded) => decoded,
             Err(_) => {
@@ -562,9 +568,6 @@ impl ShardNode {
                 return;
             }
         };
-        if self.shed(peer, bytes.len(), &message, waited) {
-            return;
-        }
         if header.shard != self.me {
             if header.shard.0 >= self.num_shards || !may_hand_over {
                 self.counters.bump(Counter::NoSuchShard);
@@ -658,33 +661,26 @@ impl ShardNode {
 
     /// Refuses a request as `Overloaded` when it waited past its budget: by then the shard is
     /// behind, and answering stale requests first would make every request late. A refusal
-    /// costs a decode and a small reply instead of signature checks, and tells the client at
-    /// once to retry later. Returns whether the request was shed.
-    fn shed(&mut self, peer: SocketAddr, size: usize, message: &Message, waited: Duration) -> bool {
+    /// costs a read of the request's subject at fixed offsets (no decode) and a small reply
+    /// instead of signature checks, and tells the client at once to retry later. Returns
+    /// whether the request was shed.
+    fn shed(&mut self, peer: SocketAddr, datagram: &[u8], waited: Duration) -> bool {
         let Some(budget) = self.shed_after else {
             return false;
         };
         if waited <= budget {
             return false;
         }
-        let (counter, account, sequence_number) = match message {
-            Message::TransferOrder(order) => (
-                Counter::ShedOrders,
-                order.transfer.sender,
-                order.transfer.sequence_number,
-            ),
-            Message::AccountInfoRequest(request) => {
-                (Counter::ShedQueries, request.account, SequenceNumber::ZERO)
-            }
-            Message::ConfirmationOrder(order)
+        let Some((kind, account, sequence_number)) = peek_subject(datagram) else {
+            return false;
+        };
+        let counter = match kind {
+            MessageKind::TransferOrder => Counter::ShedOrders,
+            MessageKind::AccountInfoRequest => Counter::ShedQueries,
+            MessageKind::ConfirmationOrder
                 if waited > budget.saturating_mul(CONFIRMATION_SHED_FACTOR) =>
             {
-                let transfer = order.certificate.value.transfer;
-                (
-                    Counter::ShedConfirmations,
-                    transfer.sender,
-                    transfer.sequence_number,
-                )
+                Counter::ShedConfirmations
             }
             _ => return false,
         };
@@ -694,7 +690,7 @@ impl ShardNode {
             account,
             sequence_number,
         };
-        self.reply(peer, size, &Message::Error(refusal));
+        self.reply(peer, datagram.len(), &Message::Error(refusal));
         true
     }
 

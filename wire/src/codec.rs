@@ -22,7 +22,7 @@
 //! trailing bytes are refused. Together with bincode's strict tags for `Option`, `bool` and
 //! enums this makes the encoding canonical: a datagram that decodes re-encodes to the same bytes.
 
-use crate::base_types::ShardId;
+use crate::base_types::{AccountId, SequenceNumber, ShardId};
 use crate::messages::Message;
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use serde::Serialize;
@@ -193,6 +193,28 @@ pub fn decode(datagram: &[u8]) -> Result<(Header, Message), CodecError> {
     Ok((header, message))
 }
 
+/// What a request is about, read at fixed offsets without decoding its body: the sender and
+/// sequence number of a transfer order or of a confirmation order (whose certificate's
+/// transfer comes first), or the account of an account query (with sequence number zero).
+/// Lets a shard refuse a request that waited too long for less than decoding it costs.
+/// `None` for other kinds or a body too short; a datagram it reads may still fail to decode.
+pub fn peek_subject(datagram: &[u8]) -> Option<(MessageKind, AccountId, SequenceNumber)> {
+    let header = peek_header(datagram).ok()?;
+    // `peek_header` checked that the padding fits after the header.
+    let body = datagram.get(HEADER_LEN..datagram.len() - usize::from(header.padding))?;
+    // Fixed-width little-endian encoding: a transfer is sender (32 bytes), recipient (32),
+    // amount (8), sequence number (8), ...
+    let account = AccountId(body.get(..32)?.try_into().ok()?);
+    let sequence = match header.kind {
+        MessageKind::TransferOrder | MessageKind::ConfirmationOrder => {
+            SequenceNumber::new(u64::from_le_bytes(body.get(72..80)?.try_into().ok()?))
+        }
+        MessageKind::AccountInfoRequest => SequenceNumber::ZERO,
+        _ => return None,
+    };
+    Some((header.kind, account, sequence))
+}
+
 /// Encodes `message` for `shard` into `out`; returns the datagram's length.
 pub fn encode_into(message: &Message, shard: ShardId, out: &mut [u8]) -> Result<usize, CodecError> {
     encode_padded_into(message, shard, 0, out)
@@ -329,7 +351,6 @@ fn decode_value<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::base_types::{AccountId, SequenceNumber};
     use crate::messages::{AccountInfoRequest, ErrorCode, ErrorReply};
 
     fn request() -> Vec<u8> {

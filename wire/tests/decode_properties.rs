@@ -2,8 +2,8 @@
 
 mod common;
 
-use fastpay_wire::codec::MAX_DATAGRAM_SIZE;
-use fastpay_wire::{ShardId, decode, encode, encode_padded};
+use fastpay_wire::codec::{MAX_DATAGRAM_SIZE, peek_subject};
+use fastpay_wire::{Message, SequenceNumber, ShardId, decode, encode, encode_padded};
 use proptest::prelude::*;
 
 fn encoded_samples() -> Vec<Vec<u8>> {
@@ -18,14 +18,48 @@ fn encoded_samples() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Decoding is canonical: any accepted datagram is exactly the encoding of what it decoded to.
+/// Decoding is canonical: any accepted datagram is exactly the encoding of what it decoded to;
+/// and what `peek_subject` reads without decoding agrees with what decoding gives.
 fn assert_canonical(bytes: &[u8]) {
+    let peeked = peek_subject(bytes);
     if let Ok((header, message)) = decode(bytes) {
         assert_eq!(
             encode_padded(&message, header.shard, header.padding).unwrap(),
             bytes
         );
+        assert_eq!(peeked.map(|(_, a, s)| (a, s)), subject(&message));
+        if let Some((kind, _, _)) = peeked {
+            assert_eq!(kind, header.kind);
+        }
     }
+}
+
+/// The account and sequence number a shard refuses an overloaded request with.
+fn subject(message: &Message) -> Option<(fastpay_wire::AccountId, SequenceNumber)> {
+    match message {
+        Message::TransferOrder(order) => {
+            Some((order.transfer.sender, order.transfer.sequence_number))
+        }
+        Message::ConfirmationOrder(order) => {
+            let transfer = &order.certificate.value.transfer;
+            Some((transfer.sender, transfer.sequence_number))
+        }
+        Message::AccountInfoRequest(request) => Some((request.account, SequenceNumber::ZERO)),
+        _ => None,
+    }
+}
+
+#[test]
+fn peeked_subjects_agree_with_decoding_on_every_sample() {
+    let mut peeked = 0;
+    for bytes in encoded_samples() {
+        assert_canonical(&bytes);
+        peeked += usize::from(peek_subject(&bytes).is_some());
+    }
+    assert!(
+        peeked >= 3,
+        "orders, confirmations and queries are among the samples"
+    );
 }
 
 #[test]
