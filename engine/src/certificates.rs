@@ -300,7 +300,6 @@ pub struct CertificateWriter {
     jobs: Option<Sender<StoreJob>>,
     thread: Option<JoinHandle<()>>,
     published: Arc<Published>,
-    unstored: Arc<Unstored>,
     reader: StoreReader,
     path: PathBuf,
     /// Lists written, back for reuse by the shard.
@@ -357,7 +356,6 @@ impl CertificateWriter {
             jobs: Some(jobs),
             thread: Some(thread),
             published,
-            unstored: reader.unstored.clone(),
             reader,
             path,
             spare,
@@ -366,15 +364,12 @@ impl CertificateWriter {
 
     /// Where the shard hands lists over before their records are durable.
     pub fn unstored(&self) -> Arc<Unstored> {
-        self.unstored.clone()
+        self.reader.unstored.clone()
     }
 
     /// A reader (store and lists on their way).
     pub fn reader(&self) -> StoreReader {
-        StoreReader {
-            tables: self.reader.tables.clone(),
-            unstored: self.reader.unstored.clone(),
-        }
+        self.reader.clone()
     }
 
     /// Stores `list` (already in [`Unstored`], its log records durable) in the background.
@@ -607,6 +602,7 @@ impl Unstored {
 }
 
 /// Reads a shard's certificate store (from the shard thread).
+#[derive(Clone)]
 pub struct StoreReader {
     tables: Arc<Tables>,
     unstored: Arc<Unstored>,
