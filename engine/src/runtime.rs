@@ -613,12 +613,7 @@ fn recover_shard(
     // The replayed records' certificates: the store may have lost its unsynced latest ones.
     let mut applied = Vec::new();
     node.take_applied(&mut applied);
-    if !applied.is_empty() {
-        let list = std::sync::Arc::new(applied);
-        store.unstored_certificates().push(list.clone());
-        store.store_certificates(list);
-    }
-    store.sync_certificates()?;
+    store.store_durable_certificates(applied)?;
     counters.set(Counter::CertificatesStored, store.certificates_stored());
     counters.set(Counter::CertificateStoreBytes, store.certificate_bytes());
     node.set_certificate_reader(Box::new(store.certificate_reader()));

@@ -240,6 +240,20 @@ impl ShardStore {
         self.certificates.store(applied);
     }
 
+    /// Stores `applied`, whose log records are already durable (replayed by recovery), and
+    /// waits until it and everything handed over before it is stored and synced.
+    pub fn store_durable_certificates(
+        &mut self,
+        applied: Vec<AppliedCertificate>,
+    ) -> Result<(), StoreError> {
+        if !applied.is_empty() {
+            let list = Arc::new(applied);
+            self.unstored_certificates().push(list.clone());
+            self.store_certificates(list);
+        }
+        self.sync_certificates()
+    }
+
     /// Stores and syncs every certificate handed over so far, waiting for it.
     pub fn sync_certificates(&mut self) -> Result<(), StoreError> {
         Ok(self.certificates.sync()?)
