@@ -7,12 +7,34 @@
 //! It also tracks its balance, sequence number and the certificates it sent and received, and
 //! says which certificates an authority that lags behind needs.
 //!
-//! It sends nothing and keeps no clock: the caller delivers messages, decides when to retry,
-//! and sends what the state machine returns.
+//! On top of it, the client's protocols are state machines too ([`Exchange`]): driving
+//! transfers to their certificates and confirmations ([`Transfers`]), asking the committee
+//! ([`Query`], [`FetchCertificate`], [`FetchReceived`]), pushing confirmations to lagging
+//! authorities ([`Push`]) and bringing an account up to date ([`SyncAccount`]). Each takes replies and
+//! `now`, and returns what to send, when to save the wallet, and when to wake it next; the
+//! wallet's socket loop and the simulator drive the same machines.
+//!
+//! Nothing here sends, sleeps or reads a clock.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod exchange;
+mod fetch;
+mod push;
 mod state;
+mod sync;
+mod transfers;
 
+pub use exchange::{Action, Exchange, QUORUM_GRACE, RETRY_INTERVAL, Transmit};
+pub use fetch::{
+    FetchCertificate, FetchReceived, MAX_RECEIVED_PER_SYNC, Query, QueryAnswer, ReceivedList,
+    certificate_query_size,
+};
+pub use push::{MAX_PUSH_CHAIN, Push};
+pub(crate) use state::confirmation_message;
 pub use state::{ClientError, ClientSnapshot, ClientState, Learned, Phase, route};
+pub use sync::{SyncAccount, SyncError, SyncReport};
+pub use transfers::{
+    DriveError, DriveStats, Goal, SAVE_BATCH, SAVE_DELAY, Transfers, WINDOW, hand_over,
+};

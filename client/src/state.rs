@@ -88,7 +88,7 @@ pub fn route(message: &Message) -> Option<AccountId> {
 
 /// Checks a certificate of `committee` (see [`ClientState::check_certificate`]), remembering
 /// verified vote roots in `roots`.
-fn check_certificate(
+pub(crate) fn check_certificate(
     committee: &Committee,
     certificate: &CertifiedTransferOrder,
     mut roots: Option<&mut RootCache>,
@@ -109,7 +109,7 @@ fn check_certificate(
         .map_err(|_| ClientError::InvalidCertificate)
 }
 
-fn confirmation_message(certificate: &CertifiedTransferOrder) -> Message {
+pub(crate) fn confirmation_message(certificate: &CertifiedTransferOrder) -> Message {
     Message::ConfirmationOrder(ConfirmationOrder {
         certificate: certificate.clone(),
     })

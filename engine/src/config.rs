@@ -51,16 +51,6 @@ pub enum ConfigError {
         /// What is wrong, with its line.
         error: GenesisError,
     },
-    /// Another process has the wallet open.
-    #[error(
-        "{path} is in use by {holder} (another `client`); wait for it to finish, one client process per wallet at a time"
-    )]
-    WalletInUse {
-        /// The wallet file.
-        path: PathBuf,
-        /// Who holds its lock, as far as the lock file says.
-        holder: String,
-    },
     /// A committee file, or the public part of a server file, is unusable.
     #[error(transparent)]
     CommitteeFile(#[from] CommitteeFileError),

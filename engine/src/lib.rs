@@ -11,7 +11,8 @@
 //! The system calls behind the sockets (the batches, GSO/GRO, the reuseport bind, the
 //! steering program) live in `fastpay-udp`.
 //!
-//! Binaries: `server` (generate keys, run an authority) and `client` (the wallet).
+//! Binaries: `server` (generate keys, run an authority) and `bench` (one authority in process,
+//! fed pre-signed orders). The wallet and its `client` binary are `fastpay-wallet`'s.
 
 #![forbid(unsafe_code)]
 
@@ -24,9 +25,6 @@ mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod metrics_http;
-/// Talking to the committee from a client.
-pub mod net_client;
 pub mod runtime;
 mod shard_loop;
 pub mod store;
-pub mod wallet;

@@ -18,7 +18,7 @@ use fastpay_wire::{AccountId, AccountInfoRequest, KeyPair, Message, SequenceNumb
 
 /// Runs `client` in `dir` with wallet `wallet`.
 fn client_with(dir: &Path, wallet: &str, args: &[&str]) -> Output {
-    Command::new(CLIENT)
+    Command::new(&*CLIENT)
         .current_dir(dir)
         .args(["--committee", "committee.json", "--accounts", wallet])
         .args(args)
@@ -187,7 +187,7 @@ fn a_transfer_killed_at_random_moments_never_leaves_the_account_unusable() {
     let mut seed = 0x9e37_79b9_u64;
     let mut killed = 0;
     for round in 0..25 {
-        let mut child = Command::new(CLIENT)
+        let mut child = Command::new(&*CLIENT)
             .current_dir(dir)
             .args([
                 "--committee",

@@ -4,9 +4,10 @@
 
 use fastpay_authority::Genesis;
 use fastpay_client::ClientState;
+use fastpay_client::Goal;
 use fastpay_engine::counters::Counter;
-use fastpay_engine::net_client::{Goal, Network};
 use fastpay_engine::runtime::{Engine, EngineConfig};
+use fastpay_wallet::Network;
 use fastpay_wire::{Amount, Balance, CommitteeFile, KeyPair, shard_of};
 use std::path::Path;
 use std::sync::Arc;

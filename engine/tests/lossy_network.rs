@@ -132,7 +132,7 @@ fn lossy_payments(accounts: usize, rounds: usize) {
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     for _ in 0..rounds {
-        let out = std::process::Command::new(common::CLIENT)
+        let out = std::process::Command::new(&*common::CLIENT)
             .current_dir(dir)
             .args(["--committee", "proxied.json", "--accounts", "accounts.json"])
             .args(["--timeout", "60", "benchmark"])

@@ -3,14 +3,74 @@
 
 use crate::network::{Event, Node};
 use crate::{RETRY_US, Role, SimFailure, World};
-use fastpay_client::{ClientState, Learned, Phase};
+use fastpay_client::{
+    Action, ClientState, DriveError, Exchange, Goal, SyncAccount, SyncError, SyncReport,
+    Transfers,
+};
 use fastpay_wire::{
-    AccountId, AccountInfoRequest, AccountQuery, Amount, CertificateAnswer, CertifiedTransferOrder,
-    ConfirmationOrder, ErrorCode, KeyPair, Message, SequenceNumber, Transfer, TransferOrder,
-    decode,
+    AccountId, Amount, AuthorityName, CertifiedTransferOrder, ConfirmationOrder, KeyPair, Message,
+    SequenceNumber, Transfer, TransferOrder, decode,
 };
 use rand::RngExt;
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How long an honest client's payment may take before it gives up (its next tick then syncs,
+/// which finishes it), in virtual time: many retries through crashes and loss.
+const PAY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long each step of an honest client's sync may take, in virtual time.
+const SYNC_STEP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What an honest client is doing: one of the real client's machines.
+#[derive(Debug)]
+pub(crate) enum Operation {
+    /// A payment, driven to its confirmation.
+    Pay(Transfers),
+    /// A sync of the account (what `client sync`, and every `client transfer` first, does).
+    Sync(SyncAccount),
+}
+
+/// How an operation ended.
+enum Outcome {
+    Paid(Result<fastpay_client::DriveStats, DriveError>),
+    Synced(Result<SyncReport, SyncError>),
+}
+
+impl Operation {
+    fn poll(&mut self, client: &mut ClientState, now: Instant) -> Action<Outcome> {
+        let clients = std::slice::from_mut(client);
+        let action = match self {
+            Operation::Pay(m) => map(m.poll(clients, now), Outcome::Paid),
+            Operation::Sync(m) => map(m.poll(clients, now), Outcome::Synced),
+        };
+        action
+    }
+
+    fn handle(&mut self, client: &mut ClientState, now: Instant, from: AuthorityName, m: Message) {
+        let clients = std::slice::from_mut(client);
+        match self {
+            Operation::Pay(machine) => machine.handle(clients, now, from, m),
+            Operation::Sync(machine) => machine.handle(clients, now, from, m),
+        }
+    }
+
+    fn saved(&mut self) {
+        match self {
+            Operation::Pay(machine) => machine.saved(),
+            Operation::Sync(machine) => machine.saved(),
+        }
+    }
+}
+
+fn map<T, U>(action: Action<T>, f: impl FnOnce(T) -> U) -> Action<U> {
+    match action {
+        Action::Send(t) => Action::Send(t),
+        Action::Save => Action::Save,
+        Action::Wait(t) => Action::Wait(t),
+        Action::Done(output) => Action::Done(f(output)),
+    }
+}
 
 impl World {
     pub(crate) fn authority_index(from: Node) -> Option<usize> {
@@ -37,96 +97,129 @@ impl World {
         if matches!(self.clients[c].role, Role::DoubleSpender { .. }) {
             return self.double_spender_receives(c, a, message);
         }
-        match message {
-            Message::Vote(reply) => match self.clients[c].state.handle_vote_reply(&reply) {
-                Ok(Some(certificate)) => {
-                    self.certificate_formed(certificate)?;
-                    // The wallet saves the certificate before its confirmations leave; an old
-                    // one sometimes did not, and a crash then loses it.
-                    if !self.rng.random_bool(self.config.unsaved_certificate_rate) {
-                        self.save(c);
-                    }
-                    self.send_pending(c);
-                }
-                Ok(None) => {}
-                Err(_) => self.report.replies_refused += 1,
-            },
-            Message::AccountInfoResponse(info) => {
-                match self.clients[c].state.handle_account_info(name, &info) {
-                    Ok(true) => self.transfer_finished(c),
-                    Ok(false) => {}
-                    Err(_) => self.report.replies_refused += 1,
-                }
-            }
-            Message::Error(error) => {
-                // An order refused as stale: the committee applied this sequence number, so
-                // its certificate exists (this client lost it in a crash): ask for it.
-                if error.code == ErrorCode::StaleSequenceNumber
-                    && let Some(Phase::Voting { order, .. }) = self.clients[c].state.pending()
-                    && order.transfer.sequence_number == error.sequence_number
-                {
-                    let account = self.clients[c].state.account();
-                    let query = AccountInfoRequest::certificate(account, error.sequence_number, 0);
-                    self.client_send(c, a, &Message::AccountInfoRequest(query));
-                }
-                for request in self.clients[c].state.catch_up(&name, &error) {
-                    self.client_send(c, a, &request);
-                }
-            }
-            Message::Certificates(response)
-                if response.account == self.clients[c].state.account() =>
-            {
-                self.certificates_received(c, a, response.query, response.answer)?;
-            }
-            _ => self.report.replies_refused += 1,
+        // Replies that arrive while the client is idle are late: nobody is waiting for them.
+        let now = self.instant();
+        let client = &mut self.clients[c];
+        let Some(operation) = client.operation.as_mut() else {
+            return Ok(());
+        };
+        let before = client.state.sent_certificates().len();
+        operation.handle(&mut client.state, now, name, message);
+        self.certificates_adopted(c, before)?;
+        self.pump(c)
+    }
+
+    /// Virtual time as the client machines see it.
+    pub(crate) fn instant(&self) -> Instant {
+        self.epoch + Duration::from_micros(self.now)
+    }
+
+    /// Certificates the client's state took since it held `before` of its own: formed from
+    /// votes or recovered from the committee, each is checked against every other.
+    fn certificates_adopted(&mut self, c: usize, before: usize) -> Result<(), SimFailure> {
+        let sent = self.clients[c].state.sent_certificates();
+        if sent.len() <= before {
+            return Ok(());
+        }
+        let adopted: Vec<CertifiedTransferOrder> = sent[before..].to_vec();
+        for certificate in adopted {
+            self.certificate_formed(certificate)?;
         }
         Ok(())
     }
 
-    /// A certificate query's answer: this client's lost certificate, or a page of its
-    /// payments received (each verified by the client state; a lie is refused).
-    fn certificates_received(
-        &mut self,
-        c: usize,
-        a: usize,
-        query: AccountQuery,
-        answer: CertificateAnswer,
-    ) -> Result<(), SimFailure> {
-        let name = self.authorities[a].name;
-        match (query, answer) {
-            (AccountQuery::Certificate(_), CertificateAnswer::Certificate(certificate)) => {
-                match self.clients[c].state.learn_certificate(certificate.clone()) {
-                    Ok(Learned::Sent) => {
-                        self.report.certificates_recovered += 1;
-                        self.certificate_formed(certificate)?;
+    /// Does what client `c`'s operation asks until it waits or ends.
+    fn pump(&mut self, c: usize) -> Result<(), SimFailure> {
+        loop {
+            let now = self.instant();
+            let client = &mut self.clients[c];
+            let Some(operation) = client.operation.as_mut() else {
+                return Ok(());
+            };
+            let before = client.state.sent_certificates().len();
+            let action = operation.poll(&mut client.state, now);
+            self.certificates_adopted(c, before)?;
+            match action {
+                Action::Send(transmit) => {
+                    let Some(a) = self.authority_named(&transmit.to) else {
+                        continue;
+                    };
+                    self.client_send(c, a, &transmit.message);
+                }
+                Action::Save => {
+                    // The wallet saves a certificate before its confirmations leave; an old
+                    // one sometimes did not, and a crash then loses it.
+                    let paying = matches!(self.clients[c].operation, Some(Operation::Pay(_)));
+                    if !(paying && self.rng.random_bool(self.config.unsaved_certificate_rate)) {
                         self.save(c);
-                        self.send_pending(c);
                     }
-                    Ok(_) => {}
-                    Err(_) => self.report.replies_refused += 1,
+                    if let Some(operation) = self.clients[c].operation.as_mut() {
+                        operation.saved();
+                    }
+                }
+                Action::Wait(until) => {
+                    let at = until.saturating_duration_since(self.epoch).as_micros();
+                    let at = u64::try_from(at).unwrap_or(u64::MAX).max(self.now + 1);
+                    if self.clients[c].wake_at.is_none_or(|w| w <= self.now || at < w) {
+                        self.clients[c].wake_at = Some(at);
+                        self.queue.push(at, Event::ClientWake { client: c, at });
+                    }
+                    return Ok(());
+                }
+                Action::Done(outcome) => {
+                    self.clients[c].operation = None;
+                    self.clients[c].wake_at = None;
+                    return self.operation_ended(c, outcome);
                 }
             }
-            (
-                AccountQuery::Received(from),
-                CertificateAnswer::Received {
-                    certificates, next, ..
-                },
-            ) if from == self.clients[c].state.received_cursor(&name) => {
-                for certificate in certificates {
-                    match self.clients[c].state.learn_certificate(certificate) {
-                        Ok(Learned::Received) => self.report.payments_downloaded += 1,
-                        Ok(_) => {}
-                        Err(_) => self.report.replies_refused += 1,
-                    }
-                }
-                if next > from {
-                    self.clients[c].state.set_received_cursor(name, next);
-                }
+        }
+    }
+
+    /// Client `c`'s wake-up set for `at`: stale unless it is the one the client waits for.
+    pub(crate) fn client_wakes(&mut self, c: usize, at: u64) -> Result<(), SimFailure> {
+        if self.clients[c].wake_at != Some(at) {
+            return Ok(());
+        }
+        self.clients[c].wake_at = None;
+        self.pump(c)
+    }
+
+    fn authority_named(&self, name: &AuthorityName) -> Option<usize> {
+        self.authorities.iter().position(|a| a.name == *name)
+    }
+
+    fn operation_ended(&mut self, c: usize, outcome: Outcome) -> Result<(), SimFailure> {
+        match outcome {
+            Outcome::Paid(Ok(_)) => self.transfer_finished(c),
+            // Timed out: the next tick syncs, which finishes it.
+            Outcome::Paid(Err(DriveError::Timeout { .. })) => {}
+            Outcome::Synced(Ok(report)) => {
+                self.report.payments_downloaded += report.received as u64;
+                self.report.certificates_recovered += report.sent_learned as u64;
                 self.save(c);
+                // A transfer the sync finished counts (once: `transfer_finished` knows).
+                if self.clients[c].state.pending().is_none() {
+                    self.transfer_finished(c);
+                }
             }
-            _ => {}
+            Outcome::Synced(Err(SyncError::Drive(_))) => {}
+            Outcome::Synced(Err(SyncError::Client(e))) => {
+                return Err(self.fail(format!("client {c}'s sync refused a certificate: {e}")));
+            }
         }
         Ok(())
+    }
+
+    /// Starts `operation` for client `c` (any other is abandoned, as a killed process's).
+    pub(crate) fn start(&mut self, c: usize, operation: Operation) -> Result<(), SimFailure> {
+        self.clients[c].operation = Some(operation);
+        self.clients[c].wake_at = None;
+        self.pump(c)
+    }
+
+    /// A sync of client `c`.
+    pub(crate) fn start_sync(&mut self, c: usize) -> Result<(), SimFailure> {
+        self.start(c, Operation::Sync(SyncAccount::new(0, SYNC_STEP_TIMEOUT)))
     }
 
     /// The client's wallet file is written: a crash resumes from here.
@@ -141,19 +234,12 @@ impl World {
         match ClientState::restore(Some(key), self.committee.clone(), saved) {
             Ok(state) => {
                 self.clients[c].state = state;
+                self.clients[c].operation = None;
+                self.clients[c].wake_at = None;
                 self.report.client_crashes += 1;
             }
             Err(e) => panic!("a simulated wallet does not restore: {e}"),
         }
-    }
-
-    /// Reads the next page of a random authority's list of this client's payments received.
-    fn sync(&mut self, c: usize) {
-        let a = self.rng.random_range(0..self.authorities.len());
-        let name = self.authorities[a].name;
-        let state = &self.clients[c].state;
-        let query = AccountInfoRequest::received(state.account(), state.received_cursor(&name), 0);
-        self.client_send(c, a, &Message::AccountInfoRequest(query));
     }
 
     /// An honest client's payment is confirmed by a quorum: hand the certificate to its
@@ -203,53 +289,44 @@ impl World {
         }
     }
 
-    pub(crate) fn tick(&mut self, c: usize) {
+    pub(crate) fn tick(&mut self, c: usize) -> Result<(), SimFailure> {
         let next = RETRY_US + self.rng.random_range(0..RETRY_US);
         self.schedule(next, Event::Tick { client: c });
         if matches!(self.clients[c].role, Role::DoubleSpender { .. }) {
             self.double_spender_tick(c);
-            return;
+            return Ok(());
         }
-        // Between any two steps of a transfer, the client process may die.
+        // Between any two steps of an operation, the client process may die.
         if self.rng.random_bool(self.config.client_crash_rate) {
             self.crash_client(c);
         }
-        if self.clients[c].state.pending().is_none() && self.rng.random_bool(self.config.sync_rate)
-        {
-            self.sync(c);
+        if self.clients[c].operation.is_some() {
+            return Ok(());
         }
-        // Keep lagging authorities in sync: resend one authority what it has not acknowledged.
-        let a = self.rng.random_range(0..self.authorities.len());
-        let name = self.authorities[a].name;
-        for request in self.clients[c]
-            .state
-            .confirmations_missing_at(&name)
-            .into_iter()
-            .take(2)
+        // A transfer left in progress (by a crash or a timeout) is finished by a sync, as the
+        // next `client transfer` would.
+        if self.clients[c].state.pending().is_some() || self.rng.random_bool(self.config.sync_rate)
         {
-            self.client_send(c, a, &request);
-        }
-        if self.clients[c].state.pending().is_some() {
-            self.send_pending(c);
-            return;
+            return self.start_sync(c);
         }
         let Role::Honest { remaining, .. } = self.clients[c].role else {
-            return;
+            return Ok(());
         };
         if remaining == 0 {
-            return;
+            return Ok(());
         }
         let roll = self.rng.random_range(0..100u8);
         if roll < 10 {
             self.overdraft(c);
+            Ok(())
         } else if roll < 20 {
-            self.replay_last(c);
+            self.replay_last(c)
         } else {
-            self.pay(c);
+            self.pay(c)
         }
     }
 
-    pub(crate) fn pay(&mut self, c: usize) {
+    pub(crate) fn pay(&mut self, c: usize) -> Result<(), SimFailure> {
         let balance = self.clients[c].state.balance().units();
         let cap = u64::try_from(balance.clamp(0, 100)).unwrap_or(0);
         if cap == 0 {
@@ -257,7 +334,7 @@ impl World {
             if let Role::Honest { remaining, .. } = &mut self.clients[c].role {
                 *remaining = 0;
             }
-            return;
+            return Ok(());
         }
         let recipient = if self.rng.random_bool(0.1) {
             // Someone the committee has never seen.
@@ -267,14 +344,14 @@ impl World {
             self.clients[r].state.account()
         };
         let amount = Amount::new(self.rng.random_range(1..=cap));
-        match self.clients[c].state.transfer(recipient, amount, None) {
-            // The order is saved before it leaves.
-            Ok(_) => {
-                self.save(c);
-                self.send_pending(c)
-            }
-            Err(e) => panic!("simulated honest client refused a valid transfer: {e}"),
+        if let Err(e) = self.clients[c].state.transfer(recipient, amount, None) {
+            return Err(self.fail(format!("honest client {c} refused a valid transfer: {e}")));
         }
+        // The order is saved before it leaves.
+        self.save(c);
+        let deadline = self.instant() + PAY_TIMEOUT;
+        let transfers = Transfers::new(&self.committee, Goal::Finished, deadline);
+        self.start(c, Operation::Pay(transfers))
     }
 
     /// An order for more than the whole money supply, sent behind the client state's back.
@@ -300,7 +377,7 @@ impl World {
     }
 
     /// Replays the last certificate and its order: both must be harmless.
-    pub(crate) fn replay_last(&mut self, c: usize) {
+    pub(crate) fn replay_last(&mut self, c: usize) -> Result<(), SimFailure> {
         let Some(certificate) = self.clients[c].state.sent_certificates().last().cloned() else {
             return self.pay(c);
         };
@@ -311,6 +388,7 @@ impl World {
             a,
             &Message::ConfirmationOrder(ConfirmationOrder { certificate }),
         );
+        Ok(())
     }
 
     pub(crate) fn client_key(&self, c: usize) -> KeyPair {

@@ -235,10 +235,16 @@ pub(crate) struct ClientNode {
     /// Sequence numbers of its transfers counted as finished (the harness's own account,
     /// which crashes do not rewind).
     pub(crate) finished: std::collections::BTreeSet<SequenceNumber>,
+    /// What the client process is doing (an honest client's real client machine).
+    pub(crate) operation: Option<clients::Operation>,
+    /// The virtual time its operation asked to be woken at.
+    pub(crate) wake_at: Option<u64>,
 }
 
 pub(crate) struct World {
     pub(crate) config: SimConfig,
+    /// The instant virtual time zero stands for, for the client machines' clocks.
+    pub(crate) epoch: std::time::Instant,
     pub(crate) rng: StdRng,
     pub(crate) now: u64,
     pub(crate) step: u64,
@@ -332,10 +338,13 @@ impl World {
                     state,
                     role,
                     finished: std::collections::BTreeSet::new(),
+                    operation: None,
+                    wake_at: None,
                 }
             })
             .collect();
         let mut world = Self {
+            epoch: std::time::Instant::now(),
             rng,
             now: 0,
             step: 0,
@@ -511,9 +520,10 @@ impl World {
             Event::Restart { authority, shard } => self.restart(authority, shard)?,
             Event::Tick { client } => {
                 if !self.healed {
-                    self.tick(client);
+                    self.tick(client)?;
                 }
             }
+            Event::ClientWake { client, at } => self.client_wakes(client, at)?,
         }
         self.check_after_event()
     }

@@ -124,6 +124,13 @@ pub enum Event {
         /// The client.
         client: usize,
     },
+    /// A client's operation asked to be woken at `at` (virtual microseconds).
+    ClientWake {
+        /// The client.
+        client: usize,
+        /// The time it asked for: a later request supersedes it.
+        at: u64,
+    },
 }
 
 struct Scheduled {

@@ -12,7 +12,19 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_server");
-pub const CLIENT: &str = env!("CARGO_BIN_EXE_client");
+
+/// The `client` binary (package `fastpay-wallet`), beside this package's binaries in the same
+/// target directory: `cargo test --workspace` builds it with them. Cargo cannot name another
+/// package's binary to a test, hence the search.
+pub static CLIENT: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| {
+    let path = Path::new(SERVER).with_file_name("client");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p fastpay-wallet` (or run `cargo test --workspace`)",
+        path.display()
+    );
+    path
+});
 
 /// A UDP port nobody holds right now.
 pub fn free_port() -> u16 {
@@ -44,10 +56,10 @@ pub fn client_via(wrapper: &[&str], dir: &Path, args: &[&str]) -> Output {
     let mut command = match wrapper.split_first() {
         Some((program, rest)) => {
             let mut command = Command::new(program);
-            command.args(rest).arg(CLIENT);
+            command.args(rest).arg(&*CLIENT);
             command
         }
-        None => Command::new(CLIENT),
+        None => Command::new(&*CLIENT),
     };
     command
         .current_dir(dir)

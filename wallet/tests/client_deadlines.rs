@@ -1,7 +1,7 @@
 //! A client's every wait has an absolute deadline: an authority (or anyone who learns the
 //! client's port) that keeps sending it garbage cannot hold it past its timeout.
 
-use fastpay_engine::net_client::Network;
+use fastpay_wallet::Network;
 use fastpay_wire::{CommitteeFile, KeyPair};
 use std::net::UdpSocket;
 use std::path::Path;

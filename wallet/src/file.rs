@@ -4,7 +4,6 @@
 //! exclusive lock on `<wallet>.lock`, held while the [`Wallet`] lives), so two processes
 //! never sign from, and overwrite, the same state.
 
-use crate::config::{ConfigError, check_private, write_private};
 use fastpay_client::{ClientSnapshot, ClientState};
 use fastpay_wire::{AccountId, Committee, KeyPair};
 use serde::{Deserialize, Serialize};
@@ -12,6 +11,95 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use thiserror::Error;
+
+/// Why a wallet file could not be used. Each message is whole (no cause is also returned as
+/// `source()`), so `{:#}` chains name it once.
+#[derive(Debug, Error)]
+pub enum WalletError {
+    /// The file could not be read or written.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The file is not a wallet.
+    #[error("{path}: {reason}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with its position where known.
+        reason: String,
+    },
+    /// A wallet that others can read: it holds secret keys.
+    #[error(
+        "{path}: the wallet is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
+    )]
+    InsecurePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// Another process has the wallet open.
+    #[error(
+        "{path} is in use by {holder} (another `client`); wait for it to finish, one client process per wallet at a time"
+    )]
+    WalletInUse {
+        /// The wallet file.
+        path: PathBuf,
+        /// Who holds its lock, as far as the lock file says.
+        holder: String,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> WalletError + '_ {
+    move |error| WalletError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+/// Refuses a wallet that group or others may read.
+fn check_private(path: &Path) -> Result<(), WalletError> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = std::fs::metadata(path).map_err(io_error(path))?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(WalletError::InsecurePermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600, through a temporary file that only this
+/// process can have created (`O_EXCL`, a random name, mode 0600 from its creation, in the
+/// wallet's directory): a crash leaves the old wallet or the new one, never a torn one, and
+/// nothing planted beside the wallet can capture its secrets.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), WalletError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let io = io_error(path);
+    let result = (|| {
+        // tempfile creates with O_CREAT | O_EXCL and mode 0600.
+        let mut file = tempfile::Builder::new()
+            .prefix(".wallet-")
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        file.write_all(bytes)?;
+        file.as_file().sync_all()?;
+        file.persist(path).map_err(|e| e.error)?;
+        // Make the rename itself durable.
+        File::open(dir)?.sync_all()
+    })();
+    result.map_err(io)
+}
 
 /// One account in the wallet.
 #[derive(Serialize, Deserialize)]
@@ -40,7 +128,7 @@ pub struct WalletSaver {
 
 impl WalletSaver {
     /// Writes `clients` as the wallet.
-    pub fn save(&self, clients: &[ClientState]) -> Result<(), ConfigError> {
+    pub fn save(&self, clients: &[ClientState]) -> Result<(), WalletError> {
         let file = WalletFile {
             accounts: clients
                 .iter()
@@ -62,8 +150,8 @@ pub struct Wallet {
     _lock: File,
 }
 
-fn malformed(path: &Path, reason: impl ToString) -> ConfigError {
-    ConfigError::Malformed {
+fn malformed(path: &Path, reason: impl ToString) -> WalletError {
+    WalletError::Malformed {
         path: path.to_path_buf(),
         reason: reason.to_string(),
     }
@@ -77,9 +165,9 @@ pub fn lock_path(path: &Path) -> PathBuf {
 }
 
 /// Takes the wallet's lock, writing our pid into it so a second process can name us.
-fn lock(path: &Path) -> Result<File, ConfigError> {
+fn lock(path: &Path) -> Result<File, WalletError> {
     let lock = lock_path(path);
-    let io = |error| ConfigError::Io {
+    let io = |error| WalletError::Io {
         path: lock.clone(),
         error,
     };
@@ -97,7 +185,7 @@ fn lock(path: &Path) -> Result<File, ConfigError> {
                 .ok()
                 .and_then(|text| text.trim().parse::<u32>().ok())
                 .map_or_else(|| "another process".to_string(), |pid| format!("pid {pid}"));
-            return Err(ConfigError::WalletInUse {
+            return Err(WalletError::WalletInUse {
                 path: path.to_path_buf(),
                 holder,
             });
@@ -112,8 +200,8 @@ fn lock(path: &Path) -> Result<File, ConfigError> {
 
 impl Wallet {
     /// Locks and opens `path`, or starts an empty wallet if it does not exist. Fails with
-    /// [`ConfigError::WalletInUse`] while another process has it open.
-    pub fn open(path: &Path, committee: Arc<Committee>) -> Result<Self, ConfigError> {
+    /// [`WalletError::WalletInUse`] while another process has it open.
+    pub fn open(path: &Path, committee: Arc<Committee>) -> Result<Self, WalletError> {
         let lock = lock(path)?;
         let saver = WalletSaver {
             path: path.to_path_buf(),
@@ -126,7 +214,7 @@ impl Wallet {
             });
         }
         check_private(path)?;
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| WalletError::Io {
             path: path.to_path_buf(),
             error,
         })?;
@@ -157,7 +245,7 @@ impl Wallet {
     }
 
     /// Writes the wallet atomically.
-    pub fn save(&self) -> Result<(), ConfigError> {
+    pub fn save(&self) -> Result<(), WalletError> {
         self.saver.save(&self.clients)
     }
 
@@ -209,7 +297,7 @@ mod tests {
         let path = dir.path().join("accounts.json");
         let mut wallet = Wallet::open(&path, committee()).unwrap();
         let second = Wallet::open(&path, committee());
-        let Err(ConfigError::WalletInUse { holder, .. }) = second else {
+        let Err(WalletError::WalletInUse { holder, .. }) = second else {
             panic!("a second opening of a locked wallet");
         };
         assert_eq!(holder, format!("pid {}", std::process::id()));

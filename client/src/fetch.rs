@@ -1,0 +1,418 @@
+//! Asking the committee: an account's state at every authority ([`Query`]), the certificate
+//! of one transfer ([`FetchCertificate`]) and the lists of payments an account received
+//! ([`FetchReceived`]). Each asks every authority, retries the silent ones every
+//! [`RETRY_INTERVAL`], and stops once what a quorum said is enough, or at its deadline.
+
+use crate::exchange::{Action, Exchange, Members, Outbox, QUORUM_GRACE, RETRY_INTERVAL, earliest};
+use crate::{ClientState, state::check_certificate};
+use fastpay_wire::codec::MAX_DATAGRAM_SIZE;
+use fastpay_wire::{
+    AccountId, AccountInfoRequest, AccountInfoResponse, AccountQuery, AuthorityName,
+    CERTIFICATE_QUERY_BYTES, CertificateAnswer, CertifiedTransferOrder, Committee, ErrorCode,
+    Message, SequenceNumber,
+};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One authority's answer to an account query: its view, or its refusal.
+pub type QueryAnswer = (AuthorityName, Result<AccountInfoResponse, ErrorCode>);
+
+/// Certificates one sync takes from one authority's list of payments received: a list that
+/// claims more ends there (the next sync goes on from where this one stopped).
+pub const MAX_RECEIVED_PER_SYNC: usize = 4096;
+
+/// Bytes of a certificate answer besides its votes (header, account, query, the order with a
+/// memo, the vote list's length), rounded up.
+const CERTIFICATE_BASE_BYTES: usize = 320;
+
+/// Bytes of one vote in a certificate (authority name and signature).
+const VOTE_BYTES: usize = 96;
+
+/// The size of a certificate query to `committee`: enough for a certificate carrying a vote of
+/// every member (it is answered by nothing larger).
+pub fn certificate_query_size(committee: &Committee) -> usize {
+    CERTIFICATE_QUERY_BYTES
+        .max(CERTIFICATE_BASE_BYTES + VOTE_BYTES * committee.members().len())
+        .min(MAX_DATAGRAM_SIZE)
+}
+
+/// Asks every authority for an account's state; finishes with the answers (a state or a
+/// refusal code) once a quorum answered, or at the deadline with what came.
+#[derive(Debug)]
+pub struct Query {
+    account: AccountId,
+    members: Members,
+    answers: Vec<Option<Result<AccountInfoResponse, ErrorCode>>>,
+    next_send: Option<Instant>,
+    deadline: Instant,
+    outbox: Outbox,
+}
+
+impl Query {
+    /// A query of `account` to `committee`, giving up at `deadline`.
+    pub fn new(committee: &Committee, account: AccountId, deadline: Instant) -> Self {
+        let members = Members::of(committee);
+        Self {
+            account,
+            answers: vec![None; members.len()],
+            members,
+            next_send: None,
+            deadline,
+            outbox: Outbox::default(),
+        }
+    }
+
+    fn answered_weight(&self) -> u64 {
+        self.members
+            .weight_of(self.answers.iter().map(Option::is_some))
+    }
+}
+
+impl Exchange for Query {
+    type Output = Vec<QueryAnswer>;
+
+    fn poll(&mut self, _: &mut [ClientState], now: Instant) -> Action<Self::Output> {
+        if let Some(transmit) = self.outbox.pop() {
+            return Action::Send(transmit);
+        }
+        if now >= self.deadline || self.answered_weight() >= self.members.quorum {
+            let answers = std::mem::take(&mut self.answers);
+            return Action::Done(
+                answers
+                    .into_iter()
+                    .zip(&self.members.names)
+                    .filter_map(|(answer, name)| answer.map(|a| (*name, a)))
+                    .collect(),
+            );
+        }
+        if self.next_send.is_none_or(|t| now >= t) {
+            let request = Message::AccountInfoRequest(AccountInfoRequest::new(self.account));
+            for (a, name) in self.members.names.iter().enumerate() {
+                if self.answers[a].is_none() {
+                    self.outbox.push(*name, request.clone());
+                }
+            }
+            self.next_send = Some(now + RETRY_INTERVAL);
+            return self.poll(&mut [], now);
+        }
+        Action::Wait(earliest(self.next_send, self.deadline))
+    }
+
+    fn handle(&mut self, _: &mut [ClientState], _: Instant, from: AuthorityName, message: Message) {
+        let Some(a) = self.members.index(&from) else {
+            return;
+        };
+        match message {
+            Message::AccountInfoResponse(info) if info.account == self.account => {
+                self.answers[a] = Some(Ok(info));
+            }
+            Message::Error(error) if error.account == self.account => {
+                self.answers[a] = Some(Err(error.code));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Asks the committee for the certificate of one transfer; finishes with the first valid one
+/// (authorities may lie), or `None` once every authority said it has none, or a quorum did
+/// and [`QUORUM_GRACE`] passed, or at the deadline.
+#[derive(Debug)]
+pub struct FetchCertificate {
+    account: AccountId,
+    sequence: SequenceNumber,
+    committee: Arc<Committee>,
+    members: Members,
+    size: usize,
+    answered: Vec<bool>,
+    quorum_at: Option<Instant>,
+    next_send: Option<Instant>,
+    deadline: Instant,
+    found: Option<CertifiedTransferOrder>,
+    outbox: Outbox,
+}
+
+impl FetchCertificate {
+    /// A search for the certificate of `account`'s transfer `sequence`, giving up at
+    /// `deadline`.
+    pub fn new(
+        committee: Arc<Committee>,
+        account: AccountId,
+        sequence: SequenceNumber,
+        deadline: Instant,
+    ) -> Self {
+        let members = Members::of(&committee);
+        Self {
+            account,
+            sequence,
+            size: certificate_query_size(&committee),
+            committee,
+            answered: vec![false; members.len()],
+            members,
+            quorum_at: None,
+            next_send: None,
+            deadline,
+            found: None,
+            outbox: Outbox::default(),
+        }
+    }
+
+    /// The account whose transfer is sought.
+    pub fn account(&self) -> AccountId {
+        self.account
+    }
+
+    /// The sequence number sought.
+    pub fn sequence(&self) -> SequenceNumber {
+        self.sequence
+    }
+}
+
+impl Exchange for FetchCertificate {
+    type Output = Option<CertifiedTransferOrder>;
+
+    fn poll(&mut self, _: &mut [ClientState], now: Instant) -> Action<Self::Output> {
+        if let Some(transmit) = self.outbox.pop() {
+            return Action::Send(transmit);
+        }
+        if self.found.is_some() {
+            return Action::Done(self.found.take());
+        }
+        if self.quorum_at.is_none()
+            && self.members.weight_of(self.answered.iter().copied()) >= self.members.quorum
+        {
+            self.quorum_at = Some(now);
+        }
+        let grace_over = self.quorum_at.map(|t| t + QUORUM_GRACE);
+        if self.answered.iter().all(|a| *a)
+            || grace_over.is_some_and(|t| now >= t)
+            || now >= self.deadline
+        {
+            return Action::Done(None);
+        }
+        if self.next_send.is_none_or(|t| now >= t) {
+            let request = Message::AccountInfoRequest(AccountInfoRequest::certificate(
+                self.account,
+                self.sequence,
+                self.size,
+            ));
+            for (a, name) in self.members.names.iter().enumerate() {
+                if !self.answered[a] {
+                    self.outbox.push(*name, request.clone());
+                }
+            }
+            self.next_send = Some(now + RETRY_INTERVAL);
+            return self.poll(&mut [], now);
+        }
+        let wake = earliest(self.next_send, self.deadline);
+        Action::Wait(earliest(grace_over, wake))
+    }
+
+    fn handle(&mut self, _: &mut [ClientState], _: Instant, from: AuthorityName, message: Message) {
+        let Some(a) = self.members.index(&from) else {
+            return;
+        };
+        match message {
+            Message::Certificates(response)
+                if response.account == self.account
+                    && response.query == AccountQuery::Certificate(self.sequence) =>
+            {
+                if let CertificateAnswer::Certificate(certificate) = response.answer
+                    && certificate.value.transfer.sender == self.account
+                    && certificate.value.transfer.sequence_number == self.sequence
+                    && check_certificate(&self.committee, &certificate, None).is_ok()
+                {
+                    self.found = Some(certificate);
+                }
+                self.answered[a] = true;
+            }
+            Message::Error(error) if error.account == self.account => self.answered[a] = true,
+            _ => {}
+        }
+    }
+}
+
+/// One authority's list of payments received by an account, as far as it was read.
+#[derive(Debug, Clone)]
+pub struct ReceivedList {
+    /// The authority.
+    pub authority: AuthorityName,
+    /// The certificates it listed, in its arrival order (unverified).
+    pub certificates: Vec<CertifiedTransferOrder>,
+    /// Where to read its list from next time.
+    pub next: u64,
+    /// Whether the list was read to its end.
+    pub complete: bool,
+    /// Whether the list was read from its start (the cursor was zero, or the authority's
+    /// list had become shorter than the cursor: its state was lost and rebuilt).
+    pub from_start: bool,
+}
+
+#[derive(Debug)]
+struct Reading {
+    list: ReceivedList,
+    answered: bool,
+    last_sent: Option<Instant>,
+}
+
+/// Reads every authority's list of payments received by an account, each from its cursor,
+/// page by page, until the end of each list, or until a quorum's lists are read and the
+/// others stay silent for [`QUORUM_GRACE`], or the deadline. Finishes with what each
+/// authority that answered listed (unverified: the caller checks each certificate).
+#[derive(Debug)]
+pub struct FetchReceived {
+    account: AccountId,
+    members: Members,
+    size: usize,
+    lists: Vec<Reading>,
+    progress: Option<Instant>,
+    deadline: Instant,
+    outbox: Outbox,
+}
+
+impl FetchReceived {
+    /// A read of `account`'s lists, each authority's from `from(name)`, giving up at
+    /// `deadline`.
+    pub fn new(
+        committee: &Committee,
+        account: AccountId,
+        from: impl Fn(&AuthorityName) -> u64,
+        deadline: Instant,
+    ) -> Self {
+        let members = Members::of(committee);
+        let lists = members
+            .names
+            .iter()
+            .map(|name| {
+                let next = from(name);
+                Reading {
+                    list: ReceivedList {
+                        authority: *name,
+                        certificates: Vec::new(),
+                        next,
+                        complete: false,
+                        from_start: next == 0,
+                    },
+                    answered: false,
+                    last_sent: None,
+                }
+            })
+            .collect();
+        Self {
+            account,
+            size: certificate_query_size(committee),
+            members,
+            lists,
+            progress: None,
+            deadline,
+            outbox: Outbox::default(),
+        }
+    }
+
+    /// Takes one page of `authority`'s list.
+    fn page(reading: &mut Reading, certificates: Vec<CertifiedTransferOrder>, next: u64, end: u64) {
+        let list = &mut reading.list;
+        if end < list.next && !list.from_start {
+            // Fewer payments than we already read: the authority lost its state (a replaced
+            // machine). Read it again from the start.
+            list.next = 0;
+            list.from_start = true;
+            reading.last_sent = None;
+            return;
+        }
+        let moved = next > list.next && !certificates.is_empty();
+        list.certificates.extend(certificates);
+        list.next = next.max(list.next);
+        // A list that does not move, or that grows past what one sync takes from one
+        // authority, ends here (a liar's is endless).
+        list.complete = next >= end || !moved || list.certificates.len() >= MAX_RECEIVED_PER_SYNC;
+        reading.last_sent = None;
+    }
+}
+
+impl Exchange for FetchReceived {
+    type Output = Vec<ReceivedList>;
+
+    fn poll(&mut self, _: &mut [ClientState], now: Instant) -> Action<Self::Output> {
+        if let Some(transmit) = self.outbox.pop() {
+            return Action::Send(transmit);
+        }
+        let progress = *self.progress.get_or_insert(now);
+        let quiet_at = progress + QUORUM_GRACE;
+        let complete = self.lists.iter().map(|r| r.list.complete);
+        let quorum_done = self.members.weight_of(complete) >= self.members.quorum;
+        if self.lists.iter().all(|r| r.list.complete)
+            || (quorum_done && now >= quiet_at)
+            || now >= self.deadline
+        {
+            let lists = std::mem::take(&mut self.lists);
+            return Action::Done(
+                lists
+                    .into_iter()
+                    .filter(|r| r.answered)
+                    .map(|r| r.list)
+                    .collect(),
+            );
+        }
+        let mut wake = self.deadline;
+        for reading in &mut self.lists {
+            if reading.list.complete {
+                continue;
+            }
+            match reading.last_sent {
+                Some(t) if now < t + RETRY_INTERVAL => wake = wake.min(t + RETRY_INTERVAL),
+                _ => {
+                    let request =
+                        AccountInfoRequest::received(self.account, reading.list.next, self.size);
+                    self.outbox
+                        .push(reading.list.authority, Message::AccountInfoRequest(request));
+                    reading.last_sent = Some(now);
+                    wake = wake.min(now + RETRY_INTERVAL);
+                }
+            }
+        }
+        if !self.outbox.is_empty() {
+            return self.poll(&mut [], now);
+        }
+        if quorum_done {
+            wake = wake.min(quiet_at);
+        }
+        Action::Wait(wake)
+    }
+
+    fn handle(
+        &mut self,
+        _: &mut [ClientState],
+        now: Instant,
+        from: AuthorityName,
+        message: Message,
+    ) {
+        let Some(a) = self.members.index(&from) else {
+            return;
+        };
+        let reading = &mut self.lists[a];
+        match message {
+            Message::Certificates(response)
+                if response.account == self.account
+                    && response.query == AccountQuery::Received(reading.list.next) =>
+            {
+                self.progress = Some(now);
+                reading.answered = true;
+                match response.answer {
+                    CertificateAnswer::Received {
+                        certificates,
+                        next,
+                        end,
+                    } => Self::page(reading, certificates, next, end),
+                    _ => reading.list.complete = true,
+                }
+            }
+            Message::Error(error) if error.account == self.account => {
+                self.progress = Some(now);
+                reading.answered = true;
+                reading.list.complete = true;
+            }
+            _ => {}
+        }
+    }
+}
