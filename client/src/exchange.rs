@@ -21,6 +21,25 @@ pub const RETRY_INTERVAL: Duration = Duration::from_millis(200);
 /// authority holds is fetched by the next sync).
 pub const QUORUM_GRACE: Duration = Duration::from_millis(50);
 
+/// A client's timers. [`Timing::default`] suits a LAN or loopback ([`RETRY_INTERVAL`],
+/// [`QUORUM_GRACE`]); a network with other round trips (the simulator's) scales them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How long to wait for an authority before asking it again.
+    pub retry: Duration,
+    /// How long to wait for the authorities still silent once a quorum has answered.
+    pub quorum_grace: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            retry: RETRY_INTERVAL,
+            quorum_grace: QUORUM_GRACE,
+        }
+    }
+}
+
 /// A message for one authority. The driver addresses it to the shard that owns the account
 /// it is about ([`crate::route`]).
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! ([`FetchReceived`]). Each asks every authority, retries the silent ones every
 //! [`RETRY_INTERVAL`], and stops once what a quorum said is enough, or at its deadline.
 
-use crate::exchange::{Action, Exchange, Members, Outbox, QUORUM_GRACE, RETRY_INTERVAL, earliest};
+use crate::exchange::{Action, Exchange, Members, Outbox, Timing, earliest};
 use crate::{ClientState, state::check_certificate};
 use fastpay_wire::codec::MAX_DATAGRAM_SIZE;
 use fastpay_wire::{
@@ -40,6 +40,7 @@ pub fn certificate_query_size(committee: &Committee) -> usize {
 /// refusal code) once a quorum answered, or at the deadline with what came.
 #[derive(Debug)]
 pub struct Query {
+    timing: Timing,
     account: AccountId,
     members: Members,
     answers: Vec<Option<Result<AccountInfoResponse, ErrorCode>>>,
@@ -49,6 +50,12 @@ pub struct Query {
 }
 
 impl Query {
+    /// The same with other timers (the default suits a LAN).
+    pub fn with_timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
     /// A query of `account` to `committee`, giving up at `deadline`.
     pub fn new(committee: &Committee, account: AccountId, deadline: Instant) -> Self {
         let members = Members::of(committee);
@@ -59,6 +66,7 @@ impl Query {
             next_send: None,
             deadline,
             outbox: Outbox::default(),
+            timing: Timing::default(),
         }
     }
 
@@ -92,7 +100,7 @@ impl Exchange for Query {
                     self.outbox.push(*name, request.clone());
                 }
             }
-            self.next_send = Some(now + RETRY_INTERVAL);
+            self.next_send = Some(now + self.timing.retry);
             return self.poll(&mut [], now);
         }
         Action::Wait(earliest(self.next_send, self.deadline))
@@ -119,6 +127,7 @@ impl Exchange for Query {
 /// and [`QUORUM_GRACE`] passed, or at the deadline.
 #[derive(Debug)]
 pub struct FetchCertificate {
+    timing: Timing,
     account: AccountId,
     sequence: SequenceNumber,
     committee: Arc<Committee>,
@@ -133,6 +142,12 @@ pub struct FetchCertificate {
 }
 
 impl FetchCertificate {
+    /// The same with other timers (the default suits a LAN).
+    pub fn with_timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
     /// A search for the certificate of `account`'s transfer `sequence`, giving up at
     /// `deadline`.
     pub fn new(
@@ -154,6 +169,7 @@ impl FetchCertificate {
             deadline,
             found: None,
             outbox: Outbox::default(),
+            timing: Timing::default(),
         }
     }
 
@@ -183,7 +199,7 @@ impl Exchange for FetchCertificate {
         {
             self.quorum_at = Some(now);
         }
-        let grace_over = self.quorum_at.map(|t| t + QUORUM_GRACE);
+        let grace_over = self.quorum_at.map(|t| t + self.timing.quorum_grace);
         if self.answered.iter().all(|a| *a)
             || grace_over.is_some_and(|t| now >= t)
             || now >= self.deadline
@@ -201,7 +217,7 @@ impl Exchange for FetchCertificate {
                     self.outbox.push(*name, request.clone());
                 }
             }
-            self.next_send = Some(now + RETRY_INTERVAL);
+            self.next_send = Some(now + self.timing.retry);
             return self.poll(&mut [], now);
         }
         let wake = earliest(self.next_send, self.deadline);
@@ -261,6 +277,7 @@ struct Reading {
 /// authority that answered listed (unverified: the caller checks each certificate).
 #[derive(Debug)]
 pub struct FetchReceived {
+    timing: Timing,
     account: AccountId,
     members: Members,
     size: usize,
@@ -271,6 +288,12 @@ pub struct FetchReceived {
 }
 
 impl FetchReceived {
+    /// The same with other timers (the default suits a LAN).
+    pub fn with_timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
     /// A read of `account`'s lists, each authority's from `from(name)`, giving up at
     /// `deadline`.
     pub fn new(
@@ -306,6 +329,7 @@ impl FetchReceived {
             progress: None,
             deadline,
             outbox: Outbox::default(),
+            timing: Timing::default(),
         }
     }
 
@@ -338,7 +362,7 @@ impl Exchange for FetchReceived {
             return Action::Send(transmit);
         }
         let progress = *self.progress.get_or_insert(now);
-        let quiet_at = progress + QUORUM_GRACE;
+        let quiet_at = progress + self.timing.quorum_grace;
         let complete = self.lists.iter().map(|r| r.list.complete);
         let quorum_done = self.members.weight_of(complete) >= self.members.quorum;
         if self.lists.iter().all(|r| r.list.complete)
@@ -354,20 +378,21 @@ impl Exchange for FetchReceived {
                     .collect(),
             );
         }
+        let retry = self.timing.retry;
         let mut wake = self.deadline;
         for reading in &mut self.lists {
             if reading.list.complete {
                 continue;
             }
             match reading.last_sent {
-                Some(t) if now < t + RETRY_INTERVAL => wake = wake.min(t + RETRY_INTERVAL),
+                Some(t) if now < t + retry => wake = wake.min(t + retry),
                 _ => {
                     let request =
                         AccountInfoRequest::received(self.account, reading.list.next, self.size);
                     self.outbox
                         .push(reading.list.authority, Message::AccountInfoRequest(request));
                     reading.last_sent = Some(now);
-                    wake = wake.min(now + RETRY_INTERVAL);
+                    wake = wake.min(now + retry);
                 }
             }
         }

@@ -26,7 +26,7 @@ mod state;
 mod sync;
 mod transfers;
 
-pub use exchange::{Action, Exchange, QUORUM_GRACE, RETRY_INTERVAL, Transmit};
+pub use exchange::{Action, Exchange, QUORUM_GRACE, RETRY_INTERVAL, Timing, Transmit};
 pub use fetch::{
     FetchCertificate, FetchReceived, MAX_RECEIVED_PER_SYNC, Query, QueryAnswer, ReceivedList,
     certificate_query_size,

@@ -2,7 +2,7 @@
 //! with it until that authority acknowledges it. An authority that misses the sender's earlier
 //! transfer gets that one too, found in the committee ([`FetchCertificate`]).
 
-use crate::exchange::{Action, Exchange, Outbox, RETRY_INTERVAL};
+use crate::exchange::{Action, Exchange, Outbox, Timing};
 use crate::fetch::FetchCertificate;
 use crate::{ClientState, confirmation_message};
 use fastpay_wire::{AuthorityName, CertifiedTransferOrder, Committee, ErrorCode, Message};
@@ -25,6 +25,7 @@ struct Target {
 /// deadline; finishes with how many were acknowledged.
 #[derive(Debug)]
 pub struct Push {
+    timing: Timing,
     committee: Arc<Committee>,
     targets: Vec<Target>,
     /// Searches for earlier transfers an authority missed, with the authority to give them to.
@@ -35,6 +36,12 @@ pub struct Push {
 }
 
 impl Push {
+    /// The same with other timers (the default suits a LAN).
+    pub fn with_timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
     /// A push of each `(authority, certificate)` in `targets` (authorities outside the
     /// committee are left out), giving up at `deadline`.
     pub fn new(
@@ -59,6 +66,7 @@ impl Push {
             fetched: 0,
             deadline,
             outbox: Outbox::default(),
+            timing: Timing::default(),
         }
     }
 
@@ -87,7 +95,8 @@ impl Push {
             error.account,
             earlier,
             self.deadline,
-        );
+        )
+        .with_timing(self.timing);
         self.fetches.push((from, fetch));
     }
 }
@@ -127,17 +136,18 @@ impl Exchange for Push {
                 Action::Save => i += 1,
             }
         }
+        let retry = self.timing.retry;
         for target in &mut self.targets {
             if target.acked {
                 continue;
             }
             match target.last_sent {
-                Some(t) if now < t + RETRY_INTERVAL => wake = wake.min(t + RETRY_INTERVAL),
+                Some(t) if now < t + retry => wake = wake.min(t + retry),
                 _ => {
                     let message = confirmation_message(&target.certificate);
                     self.outbox.push(target.authority, message);
                     target.last_sent = Some(now);
-                    wake = wake.min(now + RETRY_INTERVAL);
+                    wake = wake.min(now + retry);
                 }
             }
         }

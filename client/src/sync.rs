@@ -8,7 +8,7 @@
 //! 3. lagging authorities: pushes what they miss (this account's transfers to those behind on
 //!    its sequence number; payments newly learned to those whose lists lack them).
 
-use crate::exchange::{Action, Exchange};
+use crate::exchange::{Action, Exchange, Timing};
 use crate::fetch::{FetchCertificate, FetchReceived, Query, QueryAnswer, ReceivedList};
 use crate::push::Push;
 use crate::transfers::{DriveError, Goal, Transfers, hand_over};
@@ -63,6 +63,7 @@ enum Step {
 pub struct SyncAccount {
     i: usize,
     timeout: Duration,
+    timing: Timing,
     step: Step,
     report: SyncReport,
     /// The lists read, kept for the push.
@@ -82,6 +83,7 @@ impl SyncAccount {
         Self {
             i,
             timeout,
+            timing: Timing::default(),
             step: Step::Own,
             report: SyncReport::default(),
             lists: Vec::new(),
@@ -92,19 +94,31 @@ impl SyncAccount {
         }
     }
 
+    /// The same with other timers (the default suits a LAN).
+    pub fn with_timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
     /// The next step for the account's own transfers, or the move to payments received.
     fn own(&mut self, clients: &[ClientState], now: Instant) -> Step {
         let client = &clients[self.i];
         let deadline = now + self.timeout;
         if matches!(client.pending(), Some(Phase::Confirming { .. })) {
-            return Step::Finishing(Transfers::new(client.committee(), Goal::Finished, deadline));
+            return Step::Finishing(
+                Transfers::new(client.committee(), Goal::Finished, deadline)
+                    .with_timing(self.timing),
+            );
         }
-        Step::Recovering(FetchCertificate::new(
-            client.committee().clone(),
-            client.account(),
-            client.next_sequence_number(),
-            deadline,
-        ))
+        Step::Recovering(
+            FetchCertificate::new(
+                client.committee().clone(),
+                client.account(),
+                client.next_sequence_number(),
+                deadline,
+            )
+            .with_timing(self.timing),
+        )
     }
 
     /// The committee's answer about the account's next sequence number.
@@ -121,11 +135,8 @@ impl SyncAccount {
                 // (authorities that voted give the same vote).
                 self.report.resumed += 1;
                 let deadline = now + self.timeout;
-                return Ok(Step::Finishing(Transfers::new(
-                    client.committee(),
-                    Goal::Finished,
-                    deadline,
-                )));
+                let transfers = Transfers::new(client.committee(), Goal::Finished, deadline);
+                return Ok(Step::Finishing(transfers.with_timing(self.timing)));
             }
             return Ok(self.received_step(client, now));
         };
@@ -138,12 +149,15 @@ impl SyncAccount {
     }
 
     fn received_step(&self, client: &ClientState, now: Instant) -> Step {
-        Step::Received(FetchReceived::new(
-            client.committee(),
-            client.account(),
-            |name| client.received_cursor(name),
-            now + self.timeout,
-        ))
+        Step::Received(
+            FetchReceived::new(
+                client.committee(),
+                client.account(),
+                |name| client.received_cursor(name),
+                now + self.timeout,
+            )
+            .with_timing(self.timing),
+        )
     }
 
     /// Counts the payments the lists carry and moves the cursors.
@@ -224,7 +238,8 @@ impl SyncAccount {
                 self.newly = self.learn_received(&mut clients[self.i], &lists);
                 self.lists = lists;
                 let client = &clients[self.i];
-                Step::States(Query::new(client.committee(), client.account(), now + self.timeout))
+                let query = Query::new(client.committee(), client.account(), now + self.timeout);
+                Step::States(query.with_timing(self.timing))
             }
             Step::States(machine) => {
                 let states = drive!(machine, Step::States);
@@ -232,7 +247,8 @@ impl SyncAccount {
                 let lists = std::mem::take(&mut self.lists);
                 let newly = std::mem::take(&mut self.newly);
                 let targets = push_targets(client, &lists, &newly, &states);
-                Step::Pushing(Push::new(client.committee().clone(), targets, now + self.timeout))
+                let push = Push::new(client.committee().clone(), targets, now + self.timeout);
+                Step::Pushing(push.with_timing(self.timing))
             }
             Step::Pushing(machine) => {
                 self.report.pushed = drive!(machine, Step::Pushing);

@@ -2,7 +2,7 @@
 //! confirmations out until a quorum acknowledged, for any number of accounts at once.
 
 use crate::ClientState;
-use crate::exchange::{Action, Exchange, Members, Outbox, RETRY_INTERVAL};
+use crate::exchange::{Action, Exchange, Members, Outbox, Timing};
 use crate::state::Phase;
 use fastpay_wire::{AccountId, AuthorityName, Committee, Message};
 use std::collections::HashMap;
@@ -72,6 +72,7 @@ fn reached(goal: Goal, client: &ClientState) -> bool {
 /// leave, so an interrupted transfer always finds it in the wallet.
 #[derive(Debug)]
 pub struct Transfers {
+    timing: Timing,
     goal: Goal,
     members: Members,
     deadline: Instant,
@@ -94,6 +95,12 @@ pub struct Transfers {
 }
 
 impl Transfers {
+    /// The same with other timers (the default suits a LAN).
+    pub fn with_timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
     /// A drive to `goal` against `committee`, giving up at `deadline`.
     pub fn new(committee: &Committee, goal: Goal, deadline: Instant) -> Self {
         Self {
@@ -112,6 +119,7 @@ impl Transfers {
             reached: 0,
             stats: DriveStats::default(),
             outbox: Outbox::default(),
+            timing: Timing::default(),
         }
     }
 
@@ -194,6 +202,7 @@ impl Exchange for Transfers {
             }));
         }
         // (Re)send for every active transfer that is new or due for a retry.
+        let retry = self.timing.retry;
         let mut wake = self.deadline;
         for k in 0..self.active.len() {
             let i = self.active[k];
@@ -201,10 +210,10 @@ impl Exchange for Transfers {
                 continue;
             }
             match self.last_sent.get(&i) {
-                Some(t) if now < *t + RETRY_INTERVAL => wake = wake.min(*t + RETRY_INTERVAL),
+                Some(t) if now < *t + retry => wake = wake.min(*t + retry),
                 _ => {
                     self.send_pending(&clients[i], i, now);
-                    wake = wake.min(now + RETRY_INTERVAL);
+                    wake = wake.min(now + retry);
                 }
             }
         }

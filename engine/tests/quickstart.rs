@@ -148,7 +148,10 @@ fn reference_quickstart_end_to_end() {
     assert_eq!(q.balance(&a1), 90);
     assert_eq!(q.balance(&a2), 110);
 
-    let report = check(q.client(&["--timeout", BENCHMARK_TIMEOUT_S, "benchmark"]), "benchmark");
+    let report = check(
+        q.client(&["--timeout", BENCHMARK_TIMEOUT_S, "benchmark"]),
+        "benchmark",
+    );
     let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
     assert_eq!(report["transfers"], 1000);
     assert!(report["orders_per_s"].as_f64().unwrap() > 0.0);
@@ -243,7 +246,10 @@ fn reference_quickstart_with_a_process_per_shard() {
     );
     assert_eq!(q.balance(a1), 90);
     assert_eq!(q.balance(a2), 110);
-    let report = check(q.client(&["--timeout", BENCHMARK_TIMEOUT_S, "benchmark"]), "benchmark");
+    let report = check(
+        q.client(&["--timeout", BENCHMARK_TIMEOUT_S, "benchmark"]),
+        "benchmark",
+    );
     let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
     assert_eq!(report["transfers"], 200);
     // Every account paid one unit and received one; sample accounts on every shard.

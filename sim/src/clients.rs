@@ -4,7 +4,7 @@
 use crate::network::{Event, Node};
 use crate::{RETRY_US, Role, SimFailure, World};
 use fastpay_client::{
-    Action, ClientState, DriveError, Exchange, Goal, SyncAccount, SyncError, SyncReport,
+    Action, ClientState, DriveError, Exchange, Goal, SyncAccount, SyncError, SyncReport, Timing,
     Transfers,
 };
 use fastpay_wire::{
@@ -16,11 +16,18 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// How long an honest client's payment may take before it gives up (its next tick then syncs,
-/// which finishes it), in virtual time: many retries through crashes and loss.
-const PAY_TIMEOUT: Duration = Duration::from_secs(5);
+/// which finishes it), in virtual time: dozens of retries through crashes and loss.
+const PAY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long each step of an honest client's sync may take, in virtual time.
-const SYNC_STEP_TIMEOUT: Duration = Duration::from_secs(2);
+const SYNC_STEP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The client machines' timers on the simulated network, whose one-way delays are at most
+/// 5 ms: a retry after a few round trips (as [`RETRY_US`]), stragglers waited for about one.
+const TIMING: Timing = Timing {
+    retry: Duration::from_micros(RETRY_US),
+    quorum_grace: Duration::from_millis(10),
+};
 
 /// What an honest client is doing: one of the real client's machines.
 #[derive(Debug)]
@@ -160,7 +167,10 @@ impl World {
                 Action::Wait(until) => {
                     let at = until.saturating_duration_since(self.epoch).as_micros();
                     let at = u64::try_from(at).unwrap_or(u64::MAX).max(self.now + 1);
-                    if self.clients[c].wake_at.is_none_or(|w| w <= self.now || at < w) {
+                    if self.clients[c]
+                        .wake_at
+                        .is_none_or(|w| w <= self.now || at < w)
+                    {
                         self.clients[c].wake_at = Some(at);
                         self.queue.push(at, Event::ClientWake { client: c, at });
                     }
@@ -219,7 +229,8 @@ impl World {
 
     /// A sync of client `c`.
     pub(crate) fn start_sync(&mut self, c: usize) -> Result<(), SimFailure> {
-        self.start(c, Operation::Sync(SyncAccount::new(0, SYNC_STEP_TIMEOUT)))
+        let sync = SyncAccount::new(0, SYNC_STEP_TIMEOUT).with_timing(TIMING);
+        self.start(c, Operation::Sync(sync))
     }
 
     /// The client's wallet file is written: a crash resumes from here.
@@ -350,7 +361,8 @@ impl World {
         // The order is saved before it leaves.
         self.save(c);
         let deadline = self.instant() + PAY_TIMEOUT;
-        let transfers = Transfers::new(&self.committee, Goal::Finished, deadline);
+        let transfers =
+            Transfers::new(&self.committee, Goal::Finished, deadline).with_timing(TIMING);
         self.start(c, Operation::Pay(transfers))
     }
 
