@@ -1,10 +1,15 @@
-//! The committee of authorities, their voting weights, the certificate rules, and the id
-//! that binds every signature to one committee.
+//! The committee of authorities, their voting weights, the certificate rules, the id that
+//! binds every signature to one committee, and members' votes signed and checked in the form
+//! the committee gives each member.
 
 use crate::base_types::{AccountId, AuthorityName, CommitteeId, ShardId, shard_of};
-use crate::crypto::{BatchVerifier, CryptoError, PublicKey, SignedBytes};
-use crate::merkle::{RootCache, VoteError, VoteScheme, VoteSignature, verify_vote};
-use crate::messages::CertifiedTransferOrder;
+use crate::batch::BatchVerifier;
+use crate::crypto::{CryptoError, KeyPair, PublicKey, SignedBytes};
+use crate::merkle::{
+    MAX_LEAVES, MerkleProof, RootCache, TreeBuilder, VoteError, VoteScheme, VoteSignature,
+    leaf_hash, verify_vote,
+};
+use crate::messages::{CertifiedTransferOrder, SignedTransferOrder, TransferOrder};
 use sha2::{Digest, Sha512};
 use std::collections::HashMap;
 use thiserror::Error;
@@ -300,6 +305,57 @@ impl Committee {
         }
         Ok(())
     }
+}
+
+/// `key`'s vote for `order` on its own, in the form `committee` says `key`'s authority uses:
+/// a per-vote signature, or a batch of one (for tools, tests and Byzantine actors; an
+/// authority's shards batch their votes through [`TreeBuilder`]).
+pub fn sign_vote(
+    order: TransferOrder,
+    committee: &Committee,
+    key: &KeyPair,
+) -> SignedTransferOrder {
+    let id = committee.id();
+    match committee.vote_scheme(&key.authority()) {
+        VoteScheme::Single => SignedTransferOrder::new(order, &id, key),
+        VoteScheme::Merkle => {
+            let proof = MerkleProof::sign_alone(&order.vote_bytes(&id), &id, key);
+            SignedTransferOrder::batched(order, key.authority(), proof)
+        }
+    }
+}
+
+/// `key`'s votes for `orders` as its authority's shards would sign them, in order: per-vote
+/// signatures, or one root per [`MAX_LEAVES`] consecutive orders (for tools that pre-sign
+/// certificates, such as loadgen's offline certificates and the `bench` binary).
+pub fn sign_votes(
+    orders: &[TransferOrder],
+    committee: &Committee,
+    key: &KeyPair,
+) -> Vec<SignedTransferOrder> {
+    let id = committee.id();
+    if committee.vote_scheme(&key.authority()) == VoteScheme::Single {
+        return orders
+            .iter()
+            .map(|order| SignedTransferOrder::new(*order, &id, key))
+            .collect();
+    }
+    let mut votes = Vec::with_capacity(orders.len());
+    let mut tree = TreeBuilder::new();
+    let mut leaves = Vec::with_capacity(MAX_LEAVES);
+    for chunk in orders.chunks(MAX_LEAVES) {
+        leaves.clear();
+        leaves.extend(chunk.iter().map(|o| leaf_hash(&o.vote_bytes(&id))));
+        let Some(root_signature) = tree.sign(&leaves, &id, key) else {
+            continue;
+        };
+        for (i, order) in chunk.iter().enumerate() {
+            if let Some(proof) = tree.proof(i, root_signature) {
+                votes.push(SignedTransferOrder::batched(*order, key.authority(), proof));
+            }
+        }
+    }
+    votes
 }
 
 #[cfg(test)]
