@@ -491,4 +491,53 @@ mod tests {
             assert!(!verifies(b, &certificate));
         }
     }
+
+    #[test]
+    fn signed_votes_take_the_committee_s_form_and_verify() {
+        let owner = KeyPair::from_seed([1; 32]);
+        let orders: Vec<TransferOrder> = (0..MAX_LEAVES as u64 + 6)
+            .map(|n| {
+                let transfer = Transfer {
+                    sender: owner.account(),
+                    recipient: KeyPair::from_seed([2; 32]).account(),
+                    amount: Amount::new(n + 1),
+                    sequence_number: SequenceNumber::new(n),
+                    user_data: None,
+                };
+                TransferOrder::new(transfer, &CommitteeId([0; 32]), &owner)
+            })
+            .collect();
+        let key = authority(10);
+        for scheme in [VoteScheme::Single, VoteScheme::Merkle] {
+            let committee = committee([1, 1, 1, 1], 1).with_vote_scheme(scheme);
+            let id = committee.id();
+            let alone = sign_vote(orders[0], &committee, &key);
+            let votes = sign_votes(&orders, &committee, &key);
+            assert_eq!(votes.len(), orders.len());
+            for vote in std::iter::once(&alone).chain(&votes) {
+                assert_eq!(vote.authority, key.authority());
+                assert_eq!(vote.signature.scheme(), scheme);
+                let bytes = vote.value.vote_bytes(&id);
+                assert_eq!(
+                    committee.verify_vote(&vote.authority, &bytes, &vote.signature, None),
+                    Ok(())
+                );
+            }
+            if scheme == VoteScheme::Merkle {
+                // A vote on its own is the batch of one that a tree builder signs.
+                let mut tree = TreeBuilder::new();
+                let leaf = leaf_hash(&orders[0].vote_bytes(&id));
+                let root_signature = tree.sign(&[leaf], &id, &key).unwrap();
+                let expected = VoteSignature::Batched(tree.proof(0, root_signature).unwrap());
+                assert_eq!(alone.signature, expected);
+                // One root per MAX_LEAVES orders.
+                let root = |vote: &SignedTransferOrder| match vote.signature {
+                    VoteSignature::Batched(proof) => proof.root_signature,
+                    VoteSignature::Single(_) => unreachable!(),
+                };
+                assert_eq!(root(&votes[0]), root(&votes[MAX_LEAVES - 1]));
+                assert_ne!(root(&votes[0]), root(&votes[MAX_LEAVES]));
+            }
+        }
+    }
 }
