@@ -23,6 +23,7 @@
 //! enums this makes the encoding canonical: a datagram that decodes re-encodes to the same bytes.
 
 use crate::base_types::{AccountId, SequenceNumber, ShardId};
+pub use crate::datagrams::MAX_DATAGRAM_SIZE;
 use crate::messages::Message;
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use serde::Serialize;
@@ -36,10 +37,6 @@ pub const WIRE_VERSION: u8 = 2;
 pub const HEADER_LEN: usize = 8;
 /// Offset of the big-endian destination shard in the header.
 pub const SHARD_OFFSET: usize = 4;
-/// The largest datagram fastpay sends or accepts, in bytes. Fits a certificate from a committee
-/// of 80 authorities (96 bytes a vote) while staying far below the 64 KiB UDP limit; receive
-/// buffers are sized to it.
-pub const MAX_DATAGRAM_SIZE: usize = 8192;
 
 type WireConfig = Configuration<LittleEndian, Fixint, Limit<MAX_DATAGRAM_SIZE>>;
 

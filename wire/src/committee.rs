@@ -1,10 +1,15 @@
-//! The committee of authorities, their voting weights, the certificate rules, and the id
-//! that binds every signature to one committee.
+//! The committee of authorities, their voting weights, the certificate rules, the id that
+//! binds every signature to one committee, and members' votes signed and checked in the form
+//! the committee gives each member.
 
 use crate::base_types::{AccountId, AuthorityName, CommitteeId, ShardId, shard_of};
-use crate::crypto::{BatchVerifier, CryptoError, PublicKey, SignedBytes};
-use crate::merkle::{RootCache, VoteError, VoteScheme, VoteSignature, verify_vote};
-use crate::messages::CertifiedTransferOrder;
+use crate::batch::BatchVerifier;
+use crate::crypto::{CryptoError, KeyPair, PublicKey, SignedBytes};
+use crate::merkle::{
+    MAX_LEAVES, MerkleProof, RootCache, TreeBuilder, VoteError, VoteScheme, VoteSignature,
+    leaf_hash, verify_vote,
+};
+use crate::messages::{CertifiedTransferOrder, SignedTransferOrder, TransferOrder};
 use sha2::{Digest, Sha512};
 use std::collections::HashMap;
 use thiserror::Error;
@@ -302,6 +307,57 @@ impl Committee {
     }
 }
 
+/// `key`'s vote for `order` on its own, in the form `committee` says `key`'s authority uses:
+/// a per-vote signature, or a batch of one (for tools, tests and Byzantine actors; an
+/// authority's shards batch their votes through [`TreeBuilder`]).
+pub fn sign_vote(
+    order: TransferOrder,
+    committee: &Committee,
+    key: &KeyPair,
+) -> SignedTransferOrder {
+    let id = committee.id();
+    match committee.vote_scheme(&key.authority()) {
+        VoteScheme::Single => SignedTransferOrder::new(order, &id, key),
+        VoteScheme::Merkle => {
+            let proof = MerkleProof::sign_alone(&order.vote_bytes(&id), &id, key);
+            SignedTransferOrder::batched(order, key.authority(), proof)
+        }
+    }
+}
+
+/// `key`'s votes for `orders` as its authority's shards would sign them, in order: per-vote
+/// signatures, or one root per [`MAX_LEAVES`] consecutive orders (for tools that pre-sign
+/// certificates, such as loadgen's offline certificates and the `bench` binary).
+pub fn sign_votes(
+    orders: &[TransferOrder],
+    committee: &Committee,
+    key: &KeyPair,
+) -> Vec<SignedTransferOrder> {
+    let id = committee.id();
+    if committee.vote_scheme(&key.authority()) == VoteScheme::Single {
+        return orders
+            .iter()
+            .map(|order| SignedTransferOrder::new(*order, &id, key))
+            .collect();
+    }
+    let mut votes = Vec::with_capacity(orders.len());
+    let mut tree = TreeBuilder::new();
+    let mut leaves = Vec::with_capacity(MAX_LEAVES);
+    for chunk in orders.chunks(MAX_LEAVES) {
+        leaves.clear();
+        leaves.extend(chunk.iter().map(|o| leaf_hash(&o.vote_bytes(&id))));
+        let Some(root_signature) = tree.sign(&leaves, &id, key) else {
+            continue;
+        };
+        for (i, order) in chunk.iter().enumerate() {
+            if let Some(proof) = tree.proof(i, root_signature) {
+                votes.push(SignedTransferOrder::batched(*order, key.authority(), proof));
+            }
+        }
+    }
+    votes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,6 +489,55 @@ mod tests {
                 Err(CryptoError::InvalidSignature)
             );
             assert!(!verifies(b, &certificate));
+        }
+    }
+
+    #[test]
+    fn signed_votes_take_the_committee_s_form_and_verify() {
+        let owner = KeyPair::from_seed([1; 32]);
+        let orders: Vec<TransferOrder> = (0..MAX_LEAVES as u64 + 6)
+            .map(|n| {
+                let transfer = Transfer {
+                    sender: owner.account(),
+                    recipient: KeyPair::from_seed([2; 32]).account(),
+                    amount: Amount::new(n + 1),
+                    sequence_number: SequenceNumber::new(n),
+                    user_data: None,
+                };
+                TransferOrder::new(transfer, &CommitteeId([0; 32]), &owner)
+            })
+            .collect();
+        let key = authority(10);
+        for scheme in [VoteScheme::Single, VoteScheme::Merkle] {
+            let committee = committee([1, 1, 1, 1], 1).with_vote_scheme(scheme);
+            let id = committee.id();
+            let alone = sign_vote(orders[0], &committee, &key);
+            let votes = sign_votes(&orders, &committee, &key);
+            assert_eq!(votes.len(), orders.len());
+            for vote in std::iter::once(&alone).chain(&votes) {
+                assert_eq!(vote.authority, key.authority());
+                assert_eq!(vote.signature.scheme(), scheme);
+                let bytes = vote.value.vote_bytes(&id);
+                assert_eq!(
+                    committee.verify_vote(&vote.authority, &bytes, &vote.signature, None),
+                    Ok(())
+                );
+            }
+            if scheme == VoteScheme::Merkle {
+                // A vote on its own is the batch of one that a tree builder signs.
+                let mut tree = TreeBuilder::new();
+                let leaf = leaf_hash(&orders[0].vote_bytes(&id));
+                let root_signature = tree.sign(&[leaf], &id, &key).unwrap();
+                let expected = VoteSignature::Batched(tree.proof(0, root_signature).unwrap());
+                assert_eq!(alone.signature, expected);
+                // One root per MAX_LEAVES orders.
+                let root = |vote: &SignedTransferOrder| match vote.signature {
+                    VoteSignature::Batched(proof) => proof.root_signature,
+                    VoteSignature::Single(_) => unreachable!(),
+                };
+                assert_eq!(root(&votes[0]), root(&votes[MAX_LEAVES - 1]));
+                assert_ne!(root(&votes[0]), root(&votes[MAX_LEAVES]));
+            }
         }
     }
 }

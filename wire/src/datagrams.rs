@@ -1,10 +1,16 @@
 //! A batch of datagrams with their peers, in buffers allocated once: what the I/O layer
 //! (`fastpay-udp`) fills with one receive call and drains with one send call, and what the
-//! protocol code between them reads requests from and writes replies into. No I/O here.
+//! protocol code between them reads requests from and writes replies into; and the size
+//! limit that those buffers, the codec and padded queries share ([`MAX_DATAGRAM_SIZE`]).
+//! No I/O here.
 
-use crate::codec::MAX_DATAGRAM_SIZE;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// The largest datagram fastpay sends or accepts, in bytes. Fits a certificate from a committee
+/// of 80 authorities (96 bytes a vote) while staying far below the 64 KiB UDP limit; receive
+/// buffers are sized to it.
+pub const MAX_DATAGRAM_SIZE: usize = 8192;
 
 /// Datagrams moved per system call. 64 amortises the call over many datagrams while keeping
 /// the buffers (64 × 8 KiB each way) within a shard core's L2; larger batches did not raise

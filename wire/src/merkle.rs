@@ -18,9 +18,7 @@
 //! choice per authority ([`VoteScheme`]); a vote in the other form is refused.
 
 use crate::base_types::{AuthorityName, CommitteeId};
-use crate::committee::Committee;
 use crate::crypto::{CryptoError, KeyPair, PublicKey, Signature, SignedBytes};
-use crate::messages::{SignedTransferOrder, TransferOrder};
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -174,6 +172,22 @@ impl MerkleProof {
             depth: path.len() as u8,
             path: siblings,
         })
+    }
+
+    /// `key`'s proof for `vote_bytes` as the one vote of its batch: the root is the leaf,
+    /// signed for `committee`, and the path is empty.
+    pub(crate) fn sign_alone(
+        vote_bytes: &SignedBytes,
+        committee: &CommitteeId,
+        key: &KeyPair,
+    ) -> Self {
+        let leaf = leaf_hash(vote_bytes);
+        Self {
+            root_signature: key.sign(&SignedBytes::for_vote_root(committee, &leaf)),
+            index: 0,
+            depth: 0,
+            path: [EMPTY; MAX_DEPTH],
+        }
     }
 
     /// The leaf index.
@@ -445,65 +459,6 @@ impl TreeBuilder {
         }
         MerkleProof::new(root_signature, u8::try_from(index).ok()?, &path[..depth])
     }
-}
-
-/// `key`'s vote for `order` on its own, in the form `committee` says `key`'s authority uses:
-/// a per-vote signature, or a batch of one (for tools, tests and Byzantine actors; an
-/// authority's shards batch their votes through [`TreeBuilder`]).
-pub fn sign_vote(
-    order: TransferOrder,
-    committee: &Committee,
-    key: &KeyPair,
-) -> SignedTransferOrder {
-    let id = committee.id();
-    match committee.vote_scheme(&key.authority()) {
-        VoteScheme::Single => SignedTransferOrder::new(order, &id, key),
-        VoteScheme::Merkle => {
-            let leaf = leaf_hash(&order.vote_bytes(&id));
-            // A batch of one: the root is the leaf and the path is empty.
-            let root_signature = key.sign(&SignedBytes::for_vote_root(&id, &leaf));
-            let proof = MerkleProof {
-                root_signature,
-                index: 0,
-                depth: 0,
-                path: [EMPTY; MAX_DEPTH],
-            };
-            SignedTransferOrder::batched(order, key.authority(), proof)
-        }
-    }
-}
-
-/// `key`'s votes for `orders` as its authority's shards would sign them, in order: per-vote
-/// signatures, or one root per [`MAX_LEAVES`] consecutive orders (for tools that pre-sign
-/// certificates, such as loadgen's offline certificates and the `bench` binary).
-pub fn sign_votes(
-    orders: &[TransferOrder],
-    committee: &Committee,
-    key: &KeyPair,
-) -> Vec<SignedTransferOrder> {
-    let id = committee.id();
-    if committee.vote_scheme(&key.authority()) == VoteScheme::Single {
-        return orders
-            .iter()
-            .map(|order| SignedTransferOrder::new(*order, &id, key))
-            .collect();
-    }
-    let mut votes = Vec::with_capacity(orders.len());
-    let mut tree = TreeBuilder::new();
-    let mut leaves = Vec::with_capacity(MAX_LEAVES);
-    for chunk in orders.chunks(MAX_LEAVES) {
-        leaves.clear();
-        leaves.extend(chunk.iter().map(|o| leaf_hash(&o.vote_bytes(&id))));
-        let Some(root_signature) = tree.sign(&leaves, &id, key) else {
-            continue;
-        };
-        for (i, order) in chunk.iter().enumerate() {
-            if let Some(proof) = tree.proof(i, root_signature) {
-                votes.push(SignedTransferOrder::batched(*order, key.authority(), proof));
-            }
-        }
-    }
-    votes
 }
 
 /// What identifies a checked root signature: who signed, what, and the signature's bytes.

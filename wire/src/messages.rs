@@ -5,6 +5,7 @@ use crate::base_types::{
     AccountId, Amount, AuthorityName, Balance, SequenceNumber, ShardId, UserData,
 };
 use crate::crypto::{Domain, KeyPair, Signature, SignedBytes};
+use crate::datagrams::MAX_DATAGRAM_SIZE;
 use crate::merkle::{MerkleProof, VoteSignature};
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,27 @@ pub struct Transfer {
     pub sequence_number: SequenceNumber,
     /// Opaque payer data.
     pub user_data: Option<UserData>,
+}
+
+impl SignedBytes {
+    /// The bytes that `domain` signatures over `transfer` in `committee` cover, in the fixed
+    /// layout that [`SignedBytes`] describes.
+    pub fn for_transfer(domain: Domain, committee: &CommitteeId, transfer: &Transfer) -> Self {
+        let mut bytes = Self::tagged(domain.tag());
+        bytes.put(&committee.0);
+        bytes.put(&transfer.sender.0);
+        bytes.put(&transfer.recipient.0);
+        bytes.put(&transfer.amount.units().to_le_bytes());
+        bytes.put(&transfer.sequence_number.value().to_le_bytes());
+        match &transfer.user_data {
+            None => bytes.put(&[0]),
+            Some(UserData(data)) => {
+                bytes.put(&[1]);
+                bytes.put(data);
+            }
+        }
+        bytes
+    }
 }
 
 /// A transfer signed by its sender's key: what a client sends to every authority.
@@ -289,7 +311,7 @@ impl AccountInfoRequest {
     }
 
     fn padded(account: AccountId, query: AccountQuery, size: usize) -> Self {
-        let size = size.clamp(CERTIFICATE_QUERY_BYTES, crate::codec::MAX_DATAGRAM_SIZE);
+        let size = size.clamp(CERTIFICATE_QUERY_BYTES, MAX_DATAGRAM_SIZE);
         Self {
             account,
             query,
