@@ -3,7 +3,7 @@
 //! serve an endpoint nobody may scrape before it exits, it leaves a file that the machine's
 //! node_exporter exposes until the next run replaces it.
 
-use crate::run::Report;
+use crate::report::Report;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -179,12 +179,9 @@ mod tests {
             timeouts: 5,
             shed: 2,
             latency,
-            certify_latency: hdrhistogram::Histogram::new(3).unwrap(),
             active_s: 4.0,
             window_s: 2.0,
-            late: 0,
-            equivocations: 0,
-            stray_replies: 0,
+            ..Report::new().unwrap()
         };
         let text = render(&report, "orders", 5.0, 1.5e9);
         for line in [
