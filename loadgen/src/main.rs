@@ -281,7 +281,7 @@ fn benchmark(args: &Args) -> Result<()> {
             .map_or(0.0, |d| d.as_secs_f64());
         textfile::write(
             path,
-            &textfile::render(&report, plan.phase.name(), args.rate, end),
+            &textfile::render(&report, plan.phase.name(), args.rate, end)?,
         )
         .with_context(|| format!("write {}", path.display()))?;
     }
