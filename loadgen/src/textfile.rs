@@ -5,6 +5,7 @@
 //! `prometheus-client`, as the authorities' `/metrics` is.
 
 use crate::report::Report;
+use hdrhistogram::Histogram;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -13,9 +14,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use std::path::Path;
 
-/// Upper bounds, in seconds, of the latency histogram's buckets: steps of 1, 2.5 and 5 from
-/// 50 µs (a vote on loopback) to 10 s (past the 2 s default of `--timeout-ms`), as the
-/// authorities' reply delay buckets step.
+/// Upper bounds, in seconds, of the latency histogram's buckets: steps of 1, 2.5 and 5 (as
+/// the authorities' reply delay buckets) from 50 µs, a vote on loopback, to 10 s, past the
+/// 2 s default of `--timeout-ms`.
 const LATENCY_BUCKETS: &[f64] = &[
     50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3,
     1.0, 2.5, 5.0, 10.0,
@@ -103,29 +104,35 @@ impl RunMetrics {
             ),
         ];
         let latency = &report.latency;
-        let mut latency_buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
-            .iter()
-            .copied()
-            .chain([f64::INFINITY])
-            .map(|bound| (bound, 0))
-            .collect();
-        for value in latency.iter_recorded() {
-            let seconds = value.value_iterated_to() as f64 / 1e6;
-            let bucket = LATENCY_BUCKETS
-                .iter()
-                .position(|bound| seconds <= *bound)
-                .unwrap_or(LATENCY_BUCKETS.len());
-            latency_buckets[bucket].1 += value.count_at_value();
-        }
         Self {
             phase: phase.to_string(),
             counters,
             gauges,
             latency_sum: latency.mean() * latency.len() as f64 / 1e6,
             latency_count: latency.len(),
-            latency_buckets,
+            latency_buckets: buckets(latency),
         }
     }
+}
+
+/// The observations of `latency` (in microseconds) per bucket of [`LATENCY_BUCKETS`] (not
+/// cumulative), ending with `+Inf`.
+fn buckets(latency: &Histogram<u64>) -> Vec<(f64, u64)> {
+    let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
+        .iter()
+        .copied()
+        .chain([f64::INFINITY])
+        .map(|bound| (bound, 0))
+        .collect();
+    for value in latency.iter_recorded() {
+        let seconds = value.value_iterated_to() as f64 / 1e6;
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        buckets[bucket].1 += value.count_at_value();
+    }
+    buckets
 }
 
 impl Collector for RunMetrics {
