@@ -13,8 +13,13 @@ use std::time::{Duration, Instant};
 const WINDOW: usize = 512;
 
 /// Per authority: the sum of balances, accounts whose sequence number moved, and how many
-/// accounts it knows; and how many accounts moved at a quorum of authorities; as JSON.
-pub fn audit(authorities: &[AuthorityEntry], seed: u64, count: u64) -> Result<serde_json::Value> {
+/// accounts it knows; and how many accounts moved at `quorum` authorities; as JSON.
+pub fn audit(
+    authorities: &[AuthorityEntry],
+    quorum: usize,
+    seed: u64,
+    count: u64,
+) -> Result<serde_json::Value> {
     let accounts: Vec<AccountId> = setup::genesis_accounts(seed, count);
     let socket = UdpSocket::bind("0.0.0.0:0")?;
     socket.set_read_timeout(Some(Duration::from_millis(20)))?;
@@ -97,7 +102,6 @@ pub fn audit(authorities: &[AuthorityEntry], seed: u64, count: u64) -> Result<se
             "accounts": answers.len(),
         }));
     }
-    let quorum = authorities.len() - authorities.len().saturating_sub(1) / 3;
     let at_quorum = moved_at.values().filter(|n| **n >= quorum).count();
     Ok(serde_json::json!({
         "accounts": count,

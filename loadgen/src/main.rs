@@ -10,17 +10,21 @@
 
 mod audit;
 mod ceiling;
+mod endpoints;
+mod report;
 mod run;
 mod setup;
 mod textfile;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use fastpay_wire::{CommitteeFile, CommitteeId};
+use endpoints::Endpoints;
+use fastpay_wire::{AuthorityEntry, CertifiedTransferOrder, Committee, CommitteeFile, CommitteeId};
 use indicatif::ProgressBar;
-use run::{Endpoints, Phase, RunConfig};
+use run::{Flood, Phase, RunConfig};
+use setup::Prepared;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Open-loop load generator: sends pre-signed FastPay requests at a fixed rate and reports
@@ -171,84 +175,205 @@ fn main() -> std::process::ExitCode {
 
 fn real_main() -> Result<()> {
     let args = Args::parse();
-    if let Some(Command::Genesis {
-        accounts,
-        seed,
-        funding,
-    }) = &args.command
-    {
-        let (accounts, seed, funding) = (*accounts, *seed, *funding);
-        let lines = setup::genesis(seed, 0, accounts, funding);
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        for line in lines {
-            writeln!(out, "{line}")?;
-        }
-        return Ok(());
+    match &args.command {
+        Some(Command::Genesis {
+            accounts,
+            seed,
+            funding,
+        }) => genesis(*accounts, *seed, *funding),
+        Some(Command::Audit {
+            accounts,
+            seed,
+            committee,
+        }) => audit(committee, *seed, *accounts),
+        Some(Command::Ceiling {
+            seconds,
+            quorum,
+            committee,
+        }) => ceiling(*seconds, *quorum, committee.as_deref()),
+        None => benchmark(&args),
     }
-    if let Some(Command::Audit {
-        accounts,
-        seed,
-        committee,
-    }) = args.command
-    {
-        let authorities = CommitteeFile::load(&committee)?.authorities;
-        let report = audit::audit(&authorities, seed, accounts)?;
-        println!("{report}");
-        return Ok(());
+}
+
+/// `loadgen genesis`: the benchmark accounts' genesis lines, on stdout.
+fn genesis(accounts: u64, seed: u64, funding: u64) -> Result<()> {
+    let lines = setup::genesis(seed, 0, accounts, funding);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in lines {
+        writeln!(out, "{line}")?;
     }
-    if let Some(Command::Ceiling {
-        seconds,
-        quorum,
-        committee,
-    }) = &args.command
-    {
-        if !(seconds.is_finite() && *seconds > 0.0 && *seconds <= 600.0) {
-            bail!("--seconds must be between 0 and 600");
-        }
-        let quorum = match (quorum, committee) {
-            (Some(q), _) => *q,
-            (None, Some(path)) => {
-                let n = CommitteeFile::load(path)?.authorities.len();
-                n - n.saturating_sub(1) / 3
-            }
-            (None, None) => 1,
-        };
-        eprintln!("measuring signing and batch verification ({seconds} s each)...");
-        let ceiling = ceiling::measure(Duration::from_secs_f64(*seconds), quorum);
-        eprintln!(
-            "sign {:.2} us, verify {:.2} us/signature: {:.0} orders/CPU-s, {:.0} confirmations/CPU-s ({} signatures each)",
-            ceiling.sign_us,
-            ceiling.verify_us,
-            ceiling.orders_per_cpu_s(),
-            ceiling.confirmations_per_cpu_s(),
-            ceiling.confirmation_signatures
-        );
-        println!("{}", ceiling.to_json());
-        return Ok(());
+    Ok(())
+}
+
+/// `loadgen audit`: every authority's view of the benchmark accounts, as JSON on stdout.
+fn audit(committee: &Path, seed: u64, accounts: u64) -> Result<()> {
+    let file = CommitteeFile::load(committee)?;
+    let quorum = setup::vote_quorum(&file.committee)?;
+    let report = audit::audit(&file.authorities, quorum, seed, accounts)?;
+    println!("{report}");
+    Ok(())
+}
+
+/// `loadgen ceiling`: this core's crypto ceiling, as JSON on stdout (and a line on stderr).
+fn ceiling(seconds: f64, quorum: Option<usize>, committee: Option<&Path>) -> Result<()> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 600.0) {
+        bail!("--seconds must be between 0 and 600");
     }
-    let positive = |x: f64| x.is_finite() && x > 0.0;
-    if !positive(args.rate) || !positive(args.duration) {
-        bail!("--rate and --duration must be positive");
-    }
-    let phase = match args.phase {
-        PhaseArg::Orders => Phase::Orders,
-        PhaseArg::Confirmations => Phase::Confirmations,
-        PhaseArg::Payments => Phase::Payments,
+    let quorum = match (quorum, committee) {
+        (Some(q), _) => q,
+        (None, Some(path)) => setup::vote_quorum(&CommitteeFile::load(path)?.committee)?,
+        (None, None) => 1,
     };
-    let committee_file = CommitteeFile::load(&args.committee)?;
-    // Orders and offline votes are signed for the committee the authorities were started with.
-    let committee = committee_file.committee.id();
-    let authorities = committee_file.authorities;
-    let total_weight: u64 = authorities.iter().map(|a| a.weight).sum();
-    let quorum_weight = 2 * total_weight / 3 + 1;
-    // Loadgen counts votes, not weights: with equal weights these agree.
-    let quorum = authorities.len() - authorities.len().saturating_sub(1) / 3;
-    if authorities.iter().any(|a| a.weight != 1) {
-        eprintln!(
-            "note: weights differ from 1; loadgen waits for {quorum} authorities (quorum weight {quorum_weight})"
-        );
+    eprintln!("measuring signing and batch verification ({seconds} s each)...");
+    let ceiling = ceiling::measure(Duration::from_secs_f64(seconds), quorum);
+    eprintln!(
+        "sign {:.2} us, verify {:.2} us/signature: {:.0} orders/CPU-s, {:.0} confirmations/CPU-s ({} signatures each)",
+        ceiling.sign_us,
+        ceiling.verify_us,
+        ceiling.orders_per_cpu_s(),
+        ceiling.confirmations_per_cpu_s(),
+        ceiling.confirmation_signatures
+    );
+    println!("{}", ceiling.to_json());
+    Ok(())
+}
+
+/// The benchmark: prepares every request, runs them open-loop and reports (JSON on stdout,
+/// a table on stderr, and the textfile of `--metrics-file`).
+fn benchmark(args: &Args) -> Result<()> {
+    let plan = Plan::new(args)?;
+    let targets = plan.targets.len();
+    eprintln!(
+        "loadgen: {} at {} /s for {} s to {} authorit{} ({} accounts from {})",
+        plan.phase.name(),
+        args.rate,
+        args.duration,
+        targets,
+        if targets == 1 { "y" } else { "ies" },
+        plan.count,
+        args.account_offset
+    );
+    let committee = plan.committee.id();
+    let mut jobs = setup::prepare_orders(
+        args.seed,
+        &committee,
+        args.account_offset,
+        plan.count,
+        args.accounts,
+    );
+    let mut endpoints = Endpoints::new(&plan.authorities, args.sockets)?;
+    let mut certificates = Vec::new();
+    if plan.phase == Phase::Confirmations {
+        (jobs, certificates) = certify_unmeasured(args, &plan, &mut endpoints, jobs)?;
     }
-    let targets: Vec<usize> = match args.target.as_str() {
+    let flood = flood(args, &committee, &plan.authorities, plan.quorum)?;
+    let config = plan.run_config(args, plan.phase, plan.targets.clone(), plan.needed, flood);
+    let bar = live_bar("running");
+    let cpu_before = process_cpu_seconds();
+    let report = run::run(&config, &mut endpoints, &jobs, &certificates, &bar)?;
+    let cpu_s = process_cpu_seconds() - cpu_before;
+    bar.finish_and_clear();
+
+    eprint!("{}", report.table(plan.phase, cpu_s));
+    if let Some(path) = &args.metrics_file {
+        let end = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        textfile::write(
+            path,
+            &textfile::render(&report, plan.phase.name(), args.rate, end)?,
+        )
+        .with_context(|| format!("write {}", path.display()))?;
+    }
+    println!("{}", report.to_json(plan.phase, args.rate, targets, cpu_s));
+    Ok(())
+}
+
+/// The benchmark's arguments checked against each other and against the committee they
+/// name.
+struct Plan {
+    phase: Phase,
+    committee: Committee,
+    /// The committee file's entries, in file order.
+    authorities: Vec<AuthorityEntry>,
+    /// Where requests go (positions in the committee file).
+    targets: Vec<usize>,
+    /// Votes in a quorum of the committee.
+    quorum: usize,
+    /// Replies needed from the targets: from the one target, else from a quorum.
+    needed: usize,
+    /// Accounts the run uses from `--account-offset`, one request each.
+    count: u64,
+}
+
+impl Plan {
+    fn new(args: &Args) -> Result<Self> {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(args.rate) || !positive(args.duration) {
+            bail!("--rate and --duration must be positive");
+        }
+        let phase = match args.phase {
+            PhaseArg::Orders => Phase::Orders,
+            PhaseArg::Confirmations => Phase::Confirmations,
+            PhaseArg::Payments => Phase::Payments,
+        };
+        // Orders and offline votes are signed for the committee the authorities were started
+        // with.
+        let CommitteeFile {
+            authorities,
+            committee,
+        } = CommitteeFile::load(&args.committee)?;
+        let quorum = setup::vote_quorum(&committee)?;
+        if authorities.iter().any(|a| a.weight != 1) {
+            eprintln!(
+                "note: weights differ from 1; loadgen waits for {quorum} authorities (quorum weight {})",
+                committee.quorum_threshold()
+            );
+        }
+        let targets = targets(&args.target, &authorities)?;
+        if phase == Phase::Payments && targets.len() < quorum {
+            bail!("--phase payments needs --target all (a quorum of {quorum} authorities)");
+        }
+        let needed = if targets.len() == 1 { 1 } else { quorum };
+        Ok(Self {
+            phase,
+            committee,
+            authorities,
+            targets,
+            quorum,
+            needed,
+            count: account_count(args)?,
+        })
+    }
+
+    /// A run of `phase` to `targets`, each request done at `needed` replies.
+    fn run_config(
+        &self,
+        args: &Args,
+        phase: Phase,
+        targets: Vec<usize>,
+        needed: usize,
+        flood: Option<Flood>,
+    ) -> RunConfig {
+        RunConfig {
+            phase,
+            rate: args.rate,
+            duration: Duration::from_secs_f64(args.duration),
+            in_flight: args.in_flight,
+            tick: Duration::from_micros(args.tick_us),
+            timeout: Duration::from_millis(args.timeout_ms),
+            targets,
+            needed,
+            quorum: self.quorum,
+            flood,
+        }
+    }
+}
+
+/// The authorities `--target` names: `all`, one by its position in the committee file, or
+/// one by its name.
+fn targets(target: &str, authorities: &[AuthorityEntry]) -> Result<Vec<usize>> {
+    Ok(match target {
         "all" => (0..authorities.len()).collect(),
         text => match text.parse::<usize>() {
             Ok(i) if i < authorities.len() => vec![i],
@@ -263,12 +388,12 @@ fn real_main() -> Result<()> {
                     .with_context(|| format!("--target {text}: no such authority"))?,
             ],
         },
-    };
-    if phase == Phase::Payments && targets.len() < quorum {
-        bail!("--phase payments needs --target all (a quorum of {quorum} authorities)");
-    }
-    let needed = if targets.len() == 1 { 1 } else { quorum };
+    })
+}
 
+/// The accounts a run at `--rate` for `--duration` uses from `--account-offset`: one per
+/// request, as many as the genesis set has left.
+fn account_count(args: &Args) -> Result<u64> {
     let count = ((args.rate * args.duration).ceil() as u64)
         .min(args.accounts.saturating_sub(args.account_offset));
     if count == 0 {
@@ -284,220 +409,108 @@ fn real_main() -> Result<()> {
             args.account_offset
         );
     }
-    eprintln!(
-        "loadgen: {} at {} /s for {} s to {} authorit{} ({} accounts from {})",
-        phase.name(),
-        args.rate,
-        args.duration,
-        targets.len(),
-        if targets.len() == 1 { "y" } else { "ies" },
-        count,
-        args.account_offset
-    );
-    let mut jobs = setup::prepare_orders(
-        args.seed,
-        &committee,
-        args.account_offset,
-        count,
-        args.accounts,
-    );
-    let mut endpoints = Endpoints::new(&authorities, args.sockets)?;
-    let timeout = Duration::from_millis(args.timeout_ms);
+    Ok(count)
+}
 
-    let mut certificates = Vec::new();
-    if phase == Phase::Confirmations {
-        if args.offline_certificates {
-            if args.keys.len() != authorities.len() {
-                bail!(
-                    "--offline-certificates needs --keys with one server file per authority, in committee order"
-                );
-            }
-            let mut keys = Vec::new();
-            for path in &args.keys {
-                keys.push(setup::load_authority_key(path)?);
-            }
-            // Put the targets' keys first so certificates carry their own (skippable) votes.
-            keys.sort_by_key(|k| {
-                !targets
-                    .iter()
-                    .any(|&t| authorities[t].name == k.authority())
-            });
-            certificates =
-                setup::offline_certificates(&jobs, &committee_file.committee, &keys, quorum);
-        }
-        // The targets vote first (unmeasured), as they would in a real payment, so that the
-        // measured confirmations skip their own vote and the owner signature.
-        let prepare = RunConfig {
-            phase: Phase::Orders,
-            rate: args.rate,
-            duration: Duration::from_secs_f64(args.duration),
-            in_flight: args.in_flight,
-            tick: Duration::from_micros(args.tick_us),
-            timeout,
-            targets: if args.offline_certificates {
-                targets.clone()
-            } else {
-                (0..authorities.len()).collect()
-            },
-            needed: if args.offline_certificates {
-                needed
-            } else {
-                quorum
-            },
-            quorum,
-            flood: None,
-        };
-        let bar = live_bar("voting (unmeasured)");
-        let votes = run::run_collecting(&prepare, &mut endpoints, &jobs, &bar)?;
-        bar.finish_and_clear();
-        // Keep the orders the targets voted for, each with its certificate.
-        let offline = std::mem::take(&mut certificates);
-        let mut kept = Vec::new();
-        for (i, vote) in votes.into_iter().enumerate() {
-            if let Some(live_certificate) = vote {
-                kept.push(jobs[i].clone());
-                certificates.push(if args.offline_certificates {
-                    // The targets' own votes as they cast them live, so that each target skips
-                    // its own vote (with batched votes, the live batch differs from the
-                    // offline one).
-                    let mut certificate = offline[i].clone();
-                    for (name, signature) in &mut certificate.signatures {
-                        if let Some((_, live)) =
-                            live_certificate.signatures.iter().find(|(n, _)| n == name)
-                        {
-                            *signature = *live;
-                        }
-                    }
-                    certificate
-                } else {
-                    live_certificate
-                });
-            }
-        }
-        if kept.len() < jobs.len() {
-            eprintln!(
-                "note: {} of {} orders got their votes; confirming those",
-                kept.len(),
-                jobs.len()
-            );
-        }
-        jobs = kept;
-    }
-
-    let flood = flood(&args, &committee, &authorities, quorum)?;
-    let config = RunConfig {
-        phase,
-        rate: args.rate,
-        duration: Duration::from_secs_f64(args.duration),
-        in_flight: args.in_flight,
-        tick: Duration::from_micros(args.tick_us),
-        timeout,
-        targets: targets.clone(),
-        needed,
-        quorum,
-        flood,
-    };
-    let bar = live_bar("running");
-    let cpu_before = process_cpu_seconds();
-    let report = run::run(&config, &mut endpoints, &jobs, &certificates, &bar)?;
-    let cpu_s = process_cpu_seconds() - cpu_before;
-    bar.finish_and_clear();
-
-    let q = |h: &hdrhistogram::Histogram<u64>, q: f64| {
-        if h.is_empty() {
-            0
-        } else {
-            h.value_at_quantile(q)
-        }
-    };
-    let latency = &report.latency;
-    let json = serde_json::json!({
-        "phase": phase.name(),
-        "offered_rate": report.sent as f64 / report.window_s,
-        // Requests completed within the timeout, per second of sending.
-        "achieved_rate": report.ok as f64 / report.window_s,
-        // The same per second from the first request to the last completion: a backlog the
-        // authorities drain after the sending stopped earns nothing here.
-        "goodput": report.ok as f64 / report.active_s,
-        "target_rate": args.rate,
-        "duration_s": report.window_s,
-        "sent": report.sent,
-        "ok": report.ok,
-        "rejected": report.rejected_total(),
-        "rejected_by_code": report.rejected,
-        "shed": report.shed,
-        "timeouts": report.timeouts,
-        "loss": report.timeouts as f64 / (report.sent.max(1)) as f64,
-        "late_starts": report.late,
-        "equivocations": report.equivocations,
-        "stray_replies": report.stray_replies,
-        "targets": targets.len(),
-        "loadgen_cpu_s": cpu_s,
-        "latency_us": {
-            "p50": q(latency, 0.5), "p90": q(latency, 0.9), "p99": q(latency, 0.99),
-            "p999": q(latency, 0.999), "max": latency.max(),
-        },
-        "certify_latency_us": if phase == Phase::Payments {
-            serde_json::json!({"p50": q(&report.certify_latency, 0.5), "p99": q(&report.certify_latency, 0.99)})
-        } else { serde_json::Value::Null },
-    });
-    eprintln!(
-        "\n{:<16}{:>12}\n{:<16}{:>12.0}\n{:<16}{:>12.0}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}\n{:<16}{:>12}/{}/{}/{}/{} us",
-        "phase",
-        phase.name(),
-        "offered /s",
-        report.sent as f64 / report.window_s,
-        "achieved /s",
-        report.ok as f64 / report.window_s,
-        "sent",
-        report.sent,
-        "ok",
-        report.ok,
-        "rejected",
-        report.rejected_total(),
-        "shed",
-        report.shed,
-        "timeouts",
-        report.timeouts,
-        "late starts",
-        report.late,
-        "p50/90/99/999/max",
-        q(latency, 0.5),
-        q(latency, 0.9),
-        q(latency, 0.99),
-        q(latency, 0.999),
-        latency.max(),
-    );
-    for (code, n) in &report.rejected {
-        eprintln!("  rejected {code}: {n}");
-    }
-    eprintln!(
-        "{:<16}{:>12.2} s ({:.0}% of one core over the run)",
-        "loadgen CPU",
-        cpu_s,
-        100.0 * cpu_s / report.window_s.max(1e-9)
-    );
-    if let Some(path) = &args.metrics_file {
-        let end = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        textfile::write(
-            path,
-            &textfile::render(&report, phase.name(), args.rate, end),
+/// Before a confirmations run: the orders are voted on first (unmeasured), as they would be
+/// in a real payment, so that the measured confirmations skip the targets' own votes and the
+/// owner signature. Returns the orders that got their votes, each with its certificate (of
+/// live votes, or signed with `--keys` for `--offline-certificates`).
+fn certify_unmeasured(
+    args: &Args,
+    plan: &Plan,
+    endpoints: &mut Endpoints,
+    jobs: Vec<Prepared>,
+) -> Result<(Vec<Prepared>, Vec<CertifiedTransferOrder>)> {
+    let (offline, targets, needed) = if args.offline_certificates {
+        let offline = offline_certificates(args, plan, &jobs)?;
+        (offline, plan.targets.clone(), plan.needed)
+    } else {
+        (
+            Vec::new(),
+            (0..plan.authorities.len()).collect(),
+            plan.quorum,
         )
-        .with_context(|| format!("write {}", path.display()))?;
+    };
+    let prepare = plan.run_config(args, Phase::Orders, targets, needed, None);
+    let bar = live_bar("voting (unmeasured)");
+    let votes = run::run_collecting(&prepare, endpoints, &jobs, &bar)?;
+    bar.finish_and_clear();
+    // Keep the orders the targets voted for, each with its certificate.
+    let mut kept = Vec::new();
+    let mut certificates = Vec::new();
+    for (i, vote) in votes.into_iter().enumerate() {
+        if let Some(live) = vote {
+            kept.push(jobs[i].clone());
+            certificates.push(if args.offline_certificates {
+                with_live_votes(offline[i].clone(), &live)
+            } else {
+                live
+            });
+        }
     }
-    println!("{json}");
-    Ok(())
+    if kept.len() < jobs.len() {
+        eprintln!(
+            "note: {} of {} orders got their votes; confirming those",
+            kept.len(),
+            jobs.len()
+        );
+    }
+    Ok((kept, certificates))
+}
+
+/// A certificate for every order, signed with the keys of `--keys` (one server file per
+/// authority, in committee order).
+fn offline_certificates(
+    args: &Args,
+    plan: &Plan,
+    jobs: &[Prepared],
+) -> Result<Vec<CertifiedTransferOrder>> {
+    if args.keys.len() != plan.authorities.len() {
+        bail!(
+            "--offline-certificates needs --keys with one server file per authority, in committee order"
+        );
+    }
+    let mut keys = Vec::new();
+    for path in &args.keys {
+        keys.push(setup::load_authority_key(path)?);
+    }
+    // Put the targets' keys first so certificates carry their own (skippable) votes.
+    keys.sort_by_key(|k| {
+        !plan
+            .targets
+            .iter()
+            .any(|&t| plan.authorities[t].name == k.authority())
+    });
+    Ok(setup::offline_certificates(
+        jobs,
+        &plan.committee,
+        &keys,
+        plan.quorum,
+    ))
+}
+
+/// `offline` with the targets' own votes as they cast them `live`, so that each target skips
+/// its own vote (with batched votes, the live batch differs from the offline one).
+fn with_live_votes(
+    mut offline: CertifiedTransferOrder,
+    live: &CertifiedTransferOrder,
+) -> CertifiedTransferOrder {
+    for (name, signature) in &mut offline.signatures {
+        if let Some((_, vote)) = live.signatures.iter().find(|(n, _)| n == name) {
+            *signature = *vote;
+        }
+    }
+    offline
 }
 
 /// The hostile traffic the --flood-* options ask for.
 fn flood(
     args: &Args,
     committee: &CommitteeId,
-    authorities: &[fastpay_wire::AuthorityEntry],
+    authorities: &[AuthorityEntry],
     quorum: usize,
-) -> Result<Option<run::Flood>> {
+) -> Result<Option<Flood>> {
     let (share, forged) = match (
         args.flood_invalid,
         args.flood_garbage,
@@ -543,7 +556,7 @@ fn flood(
     if !(0.0..1.0).contains(&share) {
         bail!("a --flood-* share must be in [0, 1)");
     }
-    Ok(Some(run::Flood {
+    Ok(Some(Flood {
         share,
         forged,
         to: args.flood_to.clone(),

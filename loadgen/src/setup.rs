@@ -10,6 +10,14 @@ use fastpay_wire::{
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 
+/// Votes loadgen waits for: the quorum of `committee` with every weight one. Loadgen counts
+/// votes, not weights; with equal weights (as benchmark committees have) these agree.
+pub fn vote_quorum(committee: &Committee) -> Result<usize> {
+    let names = committee.members().iter().map(|m| m.name);
+    let threshold = Committee::equal_weights(names, 1)?.quorum_threshold();
+    Ok(usize::try_from(threshold)?)
+}
+
 /// Reads an authority's server file (for `--offline-certificates`) and returns its key. The
 /// file's permissions are the authority's concern; loadgen only borrows the key.
 pub fn load_authority_key(path: &Path) -> Result<KeyPair> {
@@ -215,4 +223,31 @@ pub fn forged_confirmations(
             },
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vote_quorum_is_two_thirds_and_one_of_the_authorities() {
+        for (authorities, quorum) in [
+            (1, 1),
+            (2, 2),
+            (3, 3),
+            (4, 3),
+            (5, 4),
+            (6, 5),
+            (7, 5),
+            (10, 7),
+        ] {
+            let names = (0..authorities).map(|i| KeyPair::from_seed([i as u8 + 1; 32]).authority());
+            let committee = Committee::equal_weights(names, 1).unwrap();
+            assert_eq!(
+                vote_quorum(&committee).unwrap(),
+                quorum,
+                "{authorities} authorities"
+            );
+        }
+    }
 }
