@@ -397,14 +397,11 @@ impl ShardLoop {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        let mut buffer = writer.buffer();
-        match self.node.take_log(&mut buffer) {
-            Some(position) => {
-                let mut applied = writer.applied_buffer();
-                self.node.take_applied(&mut applied);
-                writer.append(buffer, position, applied);
-            }
-            None => writer.recycle(buffer),
+        let mut batch = writer.batch();
+        if self.node.take_log(&mut batch) {
+            writer.append(batch);
+        } else {
+            writer.recycle(batch);
         }
         if let Some(position) = writer.poll()? {
             self.node.durable(position);
