@@ -23,6 +23,8 @@ CFG_TEST = re.compile(r"#\[cfg\((?:all\()?test\b")
 PATH_ATTR = re.compile(r'#\[path\s*=\s*"([^"]+)"\]')
 FN_NAME = re.compile(r"fn\s+([A-Za-z_][A-Za-z0-9_]*)")
 MOD_DECL = re.compile(r"mod\s+([A-Za-z_][A-Za-z0-9_]*)\s*;")
+RAW_STRING = re.compile(r'b?r(#*)"')
+CHAR_LITERAL = re.compile(r"'(?:\\u\{[0-9a-fA-F]+\}|\\.|[^\\'])'")
 
 
 def blank_out(src):
@@ -54,7 +56,7 @@ def blank_out(src):
                     j += 1
             blank(i, j)
             i = j
-        elif (m := re.compile(r'b?r(#*)"').match(src, i)) and (i == 0 or not _ident(src[i - 1])):
+        elif c in "br" and (m := RAW_STRING.match(src, i)) and (i == 0 or not _ident(src[i - 1])):
             close = '"' + m.group(1)
             j = src.find(close, m.end())
             j = n if j < 0 else j + len(close)
@@ -68,7 +70,7 @@ def blank_out(src):
             i = j + 1
         elif c == "'":
             # A char literal ('x', '\n', '\u{..}') or a lifetime ('a): only the former closes.
-            m = re.compile(r"'(?:\\u\{[0-9a-fA-F]+\}|\\.|[^\\'])'").match(src, i)
+            m = CHAR_LITERAL.match(src, i)
             if m:
                 blank(i, m.end())
                 i = m.end()
