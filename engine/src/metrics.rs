@@ -6,8 +6,9 @@
 //! [`CounterKind::Gauge`], set with [`ShardCounters::set`] by whichever thread knows the
 //! level). The histograms live in the shard loop and its log writer and are copied into the
 //! shard's [`ShardMetrics`] slots about once a second ([`PUBLISH_EVERY`]) with `try_lock`, so
-//! a scrape in progress never makes a shard wait: it only delays that copy to the next second. The scraping thread ([`crate::metrics_http`])
-//! encodes from the slots and the atomics, with `prometheus-client`'s text encoder.
+//! a scrape in progress never makes a shard wait: it only delays that copy to the next
+//! second. The scraping thread ([`crate::metrics_http`]) encodes from the slots and the
+//! atomics, with `prometheus-client`'s text encoder.
 
 use crate::counters::{Counter, CounterKind, ShardCounters};
 use prometheus_client::collector::Collector;
@@ -19,9 +20,9 @@ use prometheus_client::registry::Registry;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How often a shard copies its histograms into its slot and sets its gauges: Prometheus scrapes every
-/// 10 to 60 s as a rule, so a second is fresh enough, and a copy of a few hundred bytes a
-/// second costs a shard nothing measurable.
+/// How often a shard copies its histograms into its slot and sets its gauges: Prometheus
+/// scrapes every 10 to 60 s as a rule, so a second is fresh enough, and a copy of a few
+/// hundred bytes a second costs a shard nothing measurable.
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Bucket bounds of the batch size histogram (datagrams read from the socket per round):

@@ -123,11 +123,12 @@ impl LogBatch {
 /// Inputs: a batch of datagrams from the socket ([`handle_batch`](Self::handle_batch)), a
 /// frame from another shard ([`handle_frame`](Self::handle_frame)), "the log is durable up
 /// to here" ([`durable`](Self::durable)), and the time, passed to each. Effects: records to
-/// log with the certificates they applied ([`take_log`](Self::take_log)), replies to send ([`poll_replies`](Self::poll_replies)),
-/// frames for other shards ([`transmit`](Self::transmit)), and "snapshot due"
-/// ([`snapshot_due`](Self::snapshot_due)). No reply, credit or acknowledgement is released
-/// before the records it depends on are durable. Recovery ([`recover`](Self::recover)) feeds
-/// a snapshot and the logged records back through the same code that made them.
+/// log with the certificates they applied ([`take_log`](Self::take_log)), replies to send
+/// ([`poll_replies`](Self::poll_replies)), frames for other shards
+/// ([`transmit`](Self::transmit)), and "snapshot due" ([`snapshot_due`](Self::snapshot_due)).
+/// No reply, credit or acknowledgement is released before the records it depends on are
+/// durable. Recovery ([`recover`](Self::recover)) feeds a snapshot and the logged records
+/// back through the same code that made them.
 pub struct ShardNode {
     shard: AuthorityShard,
     me: ShardId,
@@ -382,12 +383,13 @@ impl ShardNode {
 
     // ---- effects ------------------------------------------------------------------------
 
-    /// Moves the records produced since the last call, and the certificates they applied, to
-    /// the end of `out`'s, and sets its position; returns whether there was anything new.
-    /// Pass the position to [`durable`](Self::durable) once the records are synced; the
-    /// certificates may be stored from then on. After [`recover`](Self::recover) the first
-    /// take holds the certificates of the replayed records (durable already) and no records,
-    /// for a store that may have lost its latest additions.
+    /// Appends the records produced since the last call to `out.records` and the certificates
+    /// they applied to `out.certificates`, and sets `out.position` to the position they reach;
+    /// returns whether there was anything new. Pass the position to [`durable`](Self::durable)
+    /// once the records are synced; the certificates may be stored from then on. After
+    /// [`recover`](Self::recover) the first take holds the certificates of the replayed
+    /// records (durable already) and no records, for a store that may have lost its latest
+    /// additions.
     pub fn take_log(&mut self, out: &mut LogBatch) -> bool {
         out.position = self.position;
         if self.log.is_empty() && self.applied.is_empty() {
