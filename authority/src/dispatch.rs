@@ -1,5 +1,6 @@
-//! One decoded message in, replies and credits out: the single-message path used by the
-//! simulation and by the runtime for anything it does not batch.
+//! One decoded message in, replies and credits out: the single-message path, without the
+//! node's batching, that the simulation's Byzantine authority and tests use (the runtime
+//! goes through `fastpay_node::ShardNode`).
 
 use crate::error::AuthorityError;
 use crate::shard::AuthorityShard;

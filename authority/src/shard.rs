@@ -658,16 +658,9 @@ impl AuthorityShard {
         Ok(())
     }
 
-    /// Verifies and applies a credit from an untrusted source: the whole handler.
-    pub fn handle_cross_shard_update(
-        &mut self,
-        update: &CrossShardUpdate,
-    ) -> Result<(), AuthorityError> {
-        self.handle_cross_shard_update_with(update, &mut BatchVerifier::new())
-    }
-
-    /// [`handle_cross_shard_update`](Self::handle_cross_shard_update) with the caller's
-    /// verifier (cleared first), whose memory of verified vote roots then serves every credit.
+    /// Verifies and applies a credit from an untrusted source, the whole handler, with the
+    /// caller's verifier (cleared first), whose memory of verified vote roots then serves
+    /// every credit.
     pub fn handle_cross_shard_update_with(
         &mut self,
         update: &CrossShardUpdate,

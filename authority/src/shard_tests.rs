@@ -8,6 +8,16 @@ use fastpay_wire::{
 
 const SHARDS: u32 = 2;
 
+impl AuthorityShard {
+    /// [`AuthorityShard::handle_cross_shard_update_with`] with a verifier of its own.
+    fn handle_cross_shard_update(
+        &mut self,
+        update: &CrossShardUpdate,
+    ) -> Result<(), AuthorityError> {
+        self.handle_cross_shard_update_with(update, &mut BatchVerifier::new())
+    }
+}
+
 struct Fixture {
     authorities: Vec<KeyPair>,
     committee: Arc<Committee>,

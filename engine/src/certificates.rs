@@ -379,6 +379,21 @@ impl CertificateWriter {
         }
     }
 
+    /// Stores `applied`, whose log records are already durable (replayed by recovery), and
+    /// waits until it and everything handed over before it is stored and synced. It goes
+    /// through [`Unstored`] like any list, so readers never miss it.
+    pub fn store_durable(
+        &self,
+        applied: Vec<AppliedCertificate>,
+    ) -> Result<(), CertificateStoreError> {
+        if !applied.is_empty() {
+            let list = Arc::new(applied);
+            self.reader.unstored.push(list.clone());
+            self.store(list);
+        }
+        self.sync()
+    }
+
     /// Asks for everything handed over so far to be stored and synced; the answer comes on
     /// the returned channel (an error if the store failed).
     pub fn sync_barrier(&self) -> Receiver<Result<(), CertificateStoreError>> {
@@ -406,6 +421,11 @@ impl CertificateWriter {
         CertificateStoreError::Stopped {
             path: self.path.clone(),
         }
+    }
+
+    /// Certificates handed over and not yet written (see [`MAX_UNSTORED`]).
+    pub fn backlog(&self) -> usize {
+        self.reader.unstored.len()
     }
 
     /// Whether the writer failed.

@@ -225,35 +225,53 @@ fn check_membership(
     committee: &CommitteeFile,
     problems: &mut Vec<Problem>,
 ) -> Option<AuthorityEntry> {
+    membership(input.server, input.committee, ours, committee, input.shard)
+        .map_err(|problem| problems.push(problem))
+        .ok()
+        .cloned()
+}
+
+/// The one membership check of `server run` and `server check`: the entry of the server file's
+/// authority `ours` (read from `server`) in `committee` (read from `committee_path`), if the
+/// committee has it and agrees with it, and `shard` (`--shard`) is one of its shards.
+pub fn membership<'c>(
+    server: &Path,
+    committee_path: &Path,
+    ours: &AuthorityEntry,
+    committee: &'c CommitteeFile,
+    shard: Option<u32>,
+) -> Result<&'c AuthorityEntry, Problem> {
     let Some(entry) = committee.entry(&ours.name) else {
-        problems.push(Problem::NotInCommittee {
+        return Err(Problem::NotInCommittee {
             name: ours.name.to_string(),
-            server: input.server.to_path_buf(),
-            committee: input.committee.to_path_buf(),
+            server: server.to_path_buf(),
+            committee: committee_path.to_path_buf(),
         });
-        return None;
     };
     if entry != ours {
-        problems.push(Problem::Disagree {
+        let (mut theirs, mut mine) = (describe(entry), describe(ours));
+        if theirs == mine {
+            // They differ in what the short description leaves out.
+            (theirs, mine) = (format!("{entry:?}"), format!("{ours:?}"));
+        }
+        return Err(Problem::Disagree {
             name: ours.name.to_string(),
-            server: input.server.to_path_buf(),
-            committee: input.committee.to_path_buf(),
-            ours: describe(ours),
-            theirs: describe(entry),
+            server: server.to_path_buf(),
+            committee: committee_path.to_path_buf(),
+            ours: mine,
+            theirs,
         });
-        return None;
     }
-    if let Some(shard) = input.shard
+    if let Some(shard) = shard
         && shard >= entry.shards
     {
-        problems.push(Problem::ShardOutOfRange {
+        return Err(Problem::ShardOutOfRange {
             shard,
             name: entry.name.to_string(),
             shards: entry.shards,
         });
-        return None;
     }
-    Some(entry.clone())
+    Ok(entry)
 }
 
 fn describe(entry: &AuthorityEntry) -> String {

@@ -8,16 +8,20 @@
 //! acknowledgement until its position is durable, so the durability rules do not change: only
 //! the shard no longer idles while the disk syncs. Snapshots go through the same queue, after
 //! the records they include.
+//!
+//! The writer owns the shard's two stores side by side ([`ShardDisk`]): the log, and the
+//! certificate writer, to which each group's certificates go once the group is durable.
 
-use crate::certificates::{MAX_UNSTORED, Unstored};
+use crate::certificates::{CertificateWriter, MAX_UNSTORED, Unstored};
 use crate::counters::{Counter, ShardCounters};
 use crate::metrics::{FSYNC_BUCKETS, Histogram, ShardMetrics};
-use crate::store::{ShardStore, StoreError};
+use crate::store::{Recovered, ShardStore, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
-use fastpay_node::AppliedCertificate;
 use fastpay_node::log::Snapshot;
+use fastpay_node::{AppliedCertificate, LogBatch};
 use mio::Waker;
 use std::io;
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,6 +31,26 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// How often a writer waiting for the certificate store to catch up looks again.
 const BEHIND_POLL: Duration = Duration::from_millis(1);
+
+/// A durable shard's two stores, which its log writer owns side by side: the log, and the
+/// certificate writer, which stores each certificate once the record that applied it is
+/// durable (see `crate::certificates`).
+pub(crate) struct ShardDisk {
+    /// The shard's log and snapshot.
+    pub(crate) log: ShardStore,
+    /// The shard's certificate store.
+    pub(crate) certificates: CertificateWriter,
+}
+
+impl ShardDisk {
+    /// Opens shard `shard`'s directory `dir`: locks it and recovers its log, then opens its
+    /// certificate store.
+    pub(crate) fn open(dir: &Path, shard: u32) -> Result<(Self, Recovered), StoreError> {
+        let (log, recovered) = ShardStore::open(dir)?;
+        let certificates = CertificateWriter::open(dir, format!("certs-shard-{shard}"))?;
+        Ok((Self { log, certificates }, recovered))
+    }
+}
 
 enum Job {
     /// Framed records reaching log position `position`, and the certificates they applied
@@ -68,10 +92,10 @@ pub(crate) struct LogWriter {
 }
 
 impl LogWriter {
-    /// Starts the writer of shard `me`'s `store`; it wakes the shard through `waker` when
+    /// Starts the writer of shard `me`'s `disk`; it wakes the shard through `waker` when
     /// something is durable.
     pub(crate) fn spawn(
-        store: ShardStore,
+        disk: ShardDisk,
         me: u32,
         waker: Arc<Waker>,
         counters: Arc<ShardCounters>,
@@ -79,18 +103,22 @@ impl LogWriter {
     ) -> io::Result<Self> {
         let (jobs, job_rx) = unbounded();
         let (done_tx, done) = unbounded();
-        let unstored = store.unstored_certificates();
-        let spare_lists = store.spare_certificates();
+        let unstored = disk.certificates.unstored();
+        let spare_lists = disk.certificates.spare();
+        let writer = Writer {
+            disk,
+            done: done_tx,
+            waker,
+            counters,
+            syncs: Syncs {
+                histogram: Histogram::new(FSYNC_BUCKETS),
+                unpublished: false,
+                metrics,
+            },
+        };
         let thread = std::thread::Builder::new()
             .name(format!("log-{me}"))
-            .spawn(move || {
-                let mut syncs = Syncs {
-                    histogram: Histogram::new(FSYNC_BUCKETS),
-                    unpublished: false,
-                    metrics,
-                };
-                write_loop(store, &job_rx, &done_tx, &waker, &counters, &mut syncs)
-            })?;
+            .spawn(move || writer.run(&job_rx))?;
         Ok(Self {
             jobs: Some(jobs),
             done,
@@ -105,25 +133,24 @@ impl LogWriter {
         })
     }
 
-    /// An empty buffer for the next round's records.
-    pub(crate) fn buffer(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_default()
+    /// An empty batch, for the node's next records and certificates (its buffers reused).
+    pub(crate) fn batch(&mut self) -> LogBatch {
+        LogBatch {
+            records: self.spare.pop().unwrap_or_default(),
+            certificates: self.spare_applied.pop().unwrap_or_default(),
+            position: 0,
+        }
     }
 
-    /// An empty vector for the next round's applied certificates.
-    pub(crate) fn applied_buffer(&mut self) -> Vec<AppliedCertificate> {
-        self.spare_applied.pop().unwrap_or_default()
-    }
-
-    /// Hands over `records` (reaching `position`) to be made durable, then the certificates
-    /// `applied` they carry to be stored. Certificate queries see `applied` from now on (their
-    /// answers leave, like every reply, once these records are durable).
-    pub(crate) fn append(
-        &mut self,
-        records: Vec<u8>,
-        position: u64,
-        mut applied: Vec<AppliedCertificate>,
-    ) {
+    /// Hands over `batch`'s records to be made durable, then the certificates they applied to
+    /// be stored. Certificate queries see those from now on (their answers leave, like every
+    /// reply, once these records are durable).
+    pub(crate) fn append(&mut self, batch: LogBatch) {
+        let LogBatch {
+            records,
+            certificates: mut applied,
+            position,
+        } = batch;
         let applied = if applied.is_empty() {
             self.spare_applied.push(applied);
             None
@@ -158,8 +185,15 @@ impl LogWriter {
         }
     }
 
-    /// Gives back a buffer that carried nothing.
-    pub(crate) fn recycle(&mut self, mut buffer: Vec<u8>) {
+    /// Gives back a batch that carried nothing.
+    pub(crate) fn recycle(&mut self, mut batch: LogBatch) {
+        batch.clear();
+        self.spare.push(batch.records);
+        self.spare_applied.push(batch.certificates);
+    }
+
+    /// Gives back a record buffer the writer is done with.
+    fn recycle_records(&mut self, mut buffer: Vec<u8>) {
         buffer.clear();
         self.spare.push(buffer);
     }
@@ -192,7 +226,7 @@ impl LogWriter {
                 Done::Durable(position, buffers) => {
                     self.in_flight = self.in_flight.saturating_sub(buffers.len());
                     for buffer in buffers {
-                        self.recycle(buffer);
+                        self.recycle_records(buffer);
                     }
                     durable = durable.max(Some(position));
                 }
@@ -243,121 +277,154 @@ impl Syncs {
     }
 }
 
-/// The writer thread: one group per sync, made of everything queued meanwhile.
-fn write_loop(
-    mut store: ShardStore,
-    jobs: &Receiver<Job>,
-    done: &Sender<Done>,
-    waker: &Waker,
-    counters: &ShardCounters,
-    syncs: &mut Syncs,
-) {
-    let fail = |e: StoreError| {
-        let _ = done.send(Done::Failed(e));
-        let _ = waker.wake();
-    };
-    // The groups' certificate lists, reused from group to group.
-    let mut applied_lists = Vec::new();
-    loop {
-        let first = match jobs.recv_timeout(IDLE_POLL) {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => {
-                syncs.publish();
-                if let Err(e) = report_snapshot(&mut store, done, waker)
-                    .and_then(|()| check_certificates(&store, counters))
-                {
-                    return fail(e);
+/// What one sync makes durable: everything queued meanwhile, up to a snapshot (which must
+/// follow its records).
+#[derive(Default)]
+struct Group {
+    /// The record buffers, to give back to the shard.
+    buffers: Vec<Vec<u8>>,
+    /// The position the last of them reaches.
+    position: Option<u64>,
+    /// Their certificate lists.
+    applied: Vec<Arc<Vec<AppliedCertificate>>>,
+    snapshot: Option<Box<Snapshot>>,
+}
+
+/// The writer thread: its shard's two stores, and how it reports to the shard.
+struct Writer {
+    disk: ShardDisk,
+    done: Sender<Done>,
+    waker: Arc<Waker>,
+    counters: Arc<ShardCounters>,
+    syncs: Syncs,
+}
+
+impl Writer {
+    /// One group per sync, made of everything queued meanwhile, until the shard hangs up.
+    fn run(mut self, jobs: &Receiver<Job>) {
+        let mut group = Group::default();
+        loop {
+            let first = match jobs.recv_timeout(IDLE_POLL) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.syncs.publish();
+                    if let Err(e) = self
+                        .report_snapshot()
+                        .and_then(|()| self.check_certificates())
+                    {
+                        return self.fail(e);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let mut buffers = Vec::new();
-        let mut position = None;
-        let mut snapshot = None;
-        let mut next = Some(first);
-        // Everything queued joins this group, up to a snapshot (which must follow its
-        // records).
-        while let Some(job) = next.take() {
-            match job {
-                Job::Append {
-                    records,
-                    position: p,
-                    applied,
-                } => {
-                    store.pending_mut().extend_from_slice(&records);
-                    buffers.push(records);
-                    applied_lists.push(applied);
-                    position = Some(p);
-                    next = jobs.try_recv().ok();
-                }
-                Job::Snapshot(s) => snapshot = Some(s),
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            gather(first, jobs, &mut self.disk.log, &mut group);
+            if let Err(e) = self.commit(&mut group) {
+                return self.fail(e);
             }
         }
-        if store.has_pending() {
+        // Shut down: whatever was handed over is already committed; let the snapshot land.
+        if let Err(e) = self
+            .disk
+            .log
+            .wait_snapshot()
+            .and_then(|()| Ok(self.disk.certificates.sync()?))
+        {
+            self.fail(e);
+        }
+    }
+
+    /// Makes `group` durable, then hands its certificates to the certificate writer, tells
+    /// the shard, and starts the group's snapshot, if any.
+    fn commit(&mut self, group: &mut Group) -> Result<(), StoreError> {
+        let log = &mut self.disk.log;
+        if log.has_pending() {
             let started = Instant::now();
-            if let Err(e) = store.commit() {
-                return fail(e);
-            }
-            syncs.histogram.observe(started.elapsed().as_secs_f64(), 1);
-            syncs.unpublished = true;
-            counters.bump(Counter::Fsyncs);
-            counters.set(Counter::DiskBytes, store.disk_bytes());
+            log.commit()?;
+            self.syncs
+                .histogram
+                .observe(started.elapsed().as_secs_f64(), 1);
+            self.syncs.unpublished = true;
+            self.counters.bump(Counter::Fsyncs);
+            self.counters.set(Counter::DiskBytes, log.disk_bytes());
         }
         // The records are durable: their certificates may be stored. The certificate writer
         // stores them in the background; queries find them in `Unstored` meanwhile.
-        for applied in applied_lists.drain(..).flatten() {
-            store.store_certificates(applied);
+        let certificates = &self.disk.certificates;
+        for applied in group.applied.drain(..) {
+            certificates.store(applied);
         }
         // A store far behind holds the shard's replies back rather than growing without end.
-        while store.unstored_certificates().len() > MAX_UNSTORED && !store.certificate_failed() {
+        while certificates.backlog() > MAX_UNSTORED && !certificates.has_failed() {
             std::thread::sleep(BEHIND_POLL);
         }
-        if let Err(e) = check_certificates(&store, counters) {
-            return fail(e);
+        self.check_certificates()?;
+        if let Some(position) = group.position.take() {
+            let buffers = std::mem::take(&mut group.buffers);
+            let _ = self.done.send(Done::Durable(position, buffers));
+            let _ = self.waker.wake();
         }
-        if let Some(position) = position {
-            let _ = done.send(Done::Durable(position, buffers));
-            let _ = waker.wake();
+        if let Some(snapshot) = group.snapshot.take() {
+            self.disk
+                .log
+                .begin_snapshot(*snapshot, &self.disk.certificates)?;
         }
-        if let Some(snapshot) = snapshot
-            && let Err(e) = store.begin_snapshot(*snapshot)
-        {
-            return fail(e);
-        }
-        if let Err(e) = report_snapshot(&mut store, done, waker) {
-            return fail(e);
-        }
-        syncs.publish();
+        self.report_snapshot()?;
+        self.syncs.publish();
+        Ok(())
     }
-    // Shut down: whatever was handed over is already committed; let the snapshot land.
-    if let Err(e) = store
-        .wait_snapshot()
-        .and_then(|()| store.sync_certificates())
-    {
-        fail(e);
+
+    /// Reports the certificate store's failure, if it failed, and otherwise its progress.
+    fn check_certificates(&self) -> Result<(), StoreError> {
+        if let Some(e) = self.disk.certificates.failure() {
+            return Err(e.into());
+        }
+        count_certificates(&self.disk.certificates, &self.counters);
+        Ok(())
+    }
+
+    /// Tells the shard when the background snapshot has landed.
+    fn report_snapshot(&mut self) -> Result<(), StoreError> {
+        if self.disk.log.poll_snapshot()? {
+            let _ = self
+                .done
+                .send(Done::SnapshotWritten(self.disk.log.disk_bytes()));
+            let _ = self.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Tells the shard the disk failed (it must stop).
+    fn fail(&self, e: StoreError) {
+        let _ = self.done.send(Done::Failed(e));
+        let _ = self.waker.wake();
     }
 }
 
-/// Reports the certificate store's failure, if it failed, and otherwise its progress.
-fn check_certificates(store: &ShardStore, counters: &ShardCounters) -> Result<(), StoreError> {
-    if let Some(e) = store.certificate_failure() {
-        return Err(e);
+/// Takes `first` and everything queued after it into `group`, up to a snapshot (which must
+/// follow its records), appending the records to `log`'s pending group.
+fn gather(first: Job, jobs: &Receiver<Job>, log: &mut ShardStore, group: &mut Group) {
+    let mut next = Some(first);
+    while let Some(job) = next.take() {
+        match job {
+            Job::Append {
+                records,
+                position,
+                applied,
+            } => {
+                log.pending_mut().extend_from_slice(&records);
+                group.buffers.push(records);
+                group.applied.extend(applied);
+                group.position = Some(position);
+                next = jobs.try_recv().ok();
+            }
+            Job::Snapshot(snapshot) => group.snapshot = Some(snapshot),
+        }
     }
-    counters.set(Counter::CertificatesStored, store.certificates_stored());
-    counters.set(Counter::CertificateStoreBytes, store.certificate_bytes());
-    Ok(())
 }
 
-/// Tells the shard when the background snapshot has landed.
-fn report_snapshot(
-    store: &mut ShardStore,
-    done: &Sender<Done>,
-    waker: &Waker,
-) -> Result<(), StoreError> {
-    if store.poll_snapshot()? {
-        let _ = done.send(Done::SnapshotWritten(store.disk_bytes()));
-        let _ = waker.wake();
-    }
-    Ok(())
+/// Sets the certificate store's gauges.
+pub(crate) fn count_certificates(certificates: &CertificateWriter, counters: &ShardCounters) {
+    counters.set(Counter::CertificatesStored, certificates.stored());
+    counters.set(Counter::CertificateStoreBytes, certificates.file_bytes());
 }

@@ -1,12 +1,14 @@
 //! An authority's metrics for Prometheus: what each shard publishes, and how it is encoded.
 //!
 //! Nothing here runs on a shard's hot path but [`Histogram::observe`], a few comparisons and
-//! additions on the shard's own, unshared memory. The counters are the relaxed atomics the
-//! shards bump anyway ([`ShardCounters`]); the histograms and gauges live in the shard loop
-//! and are copied into the shard's [`ShardMetrics`] slot about once a second
-//! ([`PUBLISH_EVERY`]) with `try_lock`, so a scrape in progress never makes a shard wait: it
-//! only delays that copy to the next second. The scraping thread ([`crate::metrics_http`])
-//! encodes from the slots and the atomics, with `prometheus-client`'s text encoder.
+//! additions on the shard's own, unshared memory. Counters and gauges are one thing, the
+//! relaxed atomics of [`ShardCounters`] (a gauge is a [`Counter`] of kind
+//! [`CounterKind::Gauge`], set with [`ShardCounters::set`] by whichever thread knows the
+//! level). The histograms live in the shard loop and its log writer and are copied into the
+//! shard's [`ShardMetrics`] slots about once a second ([`PUBLISH_EVERY`]) with `try_lock`, so
+//! a scrape in progress never makes a shard wait: it only delays that copy to the next
+//! second. The scraping thread ([`crate::metrics_http`]) encodes from the slots and the
+//! atomics, with `prometheus-client`'s text encoder.
 
 use crate::counters::{Counter, CounterKind, ShardCounters};
 use prometheus_client::collector::Collector;
@@ -18,9 +20,9 @@ use prometheus_client::registry::Registry;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How often a shard copies its histograms and gauges into its slot: Prometheus scrapes every
-/// 10 to 60 s as a rule, so a second is fresh enough, and a copy of a few hundred bytes a
-/// second costs a shard nothing measurable.
+/// How often a shard copies its histograms into its slot and sets its gauges: Prometheus
+/// scrapes every 10 to 60 s as a rule, so a second is fresh enough, and a copy of a few
+/// hundred bytes a second costs a shard nothing measurable.
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Bucket bounds of the batch size histogram (datagrams read from the socket per round):
@@ -98,17 +100,9 @@ impl Histogram {
     }
 }
 
-/// What a shard loop publishes besides its counters.
+/// The histograms a shard loop publishes (its counters and gauges are [`ShardCounters`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardStats {
-    /// Frames waiting in the queues from the process's other shards.
-    pub queued_frames: u64,
-    /// Frames parked because the queue to another shard was full.
-    pub parked_frames: u64,
-    /// Log appends handed to the writer and not yet durable.
-    pub log_appends_in_flight: u64,
-    /// Accounts the shard holds.
-    pub accounts: u64,
     /// Datagrams read from the socket per round that read any.
     pub batch_datagrams: Histogram,
     /// Seconds from the round that read a request to the sending of its reply.
@@ -118,10 +112,6 @@ pub struct ShardStats {
 impl Default for ShardStats {
     fn default() -> Self {
         Self {
-            queued_frames: 0,
-            parked_frames: 0,
-            log_appends_in_flight: 0,
-            accounts: 0,
             batch_datagrams: Histogram::new(BATCH_BUCKETS),
             reply_seconds: Histogram::new(REPLY_BUCKETS),
         }
@@ -203,9 +193,6 @@ pub struct Exporter {
     authority: String,
     shards: Vec<ShardSource>,
 }
-
-/// A gauge read from published stats: name, help, value.
-type Gauge = (&'static str, &'static str, fn(&ShardStats) -> u64);
 
 /// The labels of one shard's series.
 type Labels = [(&'static str, String); 2];
@@ -324,34 +311,6 @@ impl Collector for Exporter {
             .iter()
             .map(|s| (s.shard, s.metrics.stats(), s.metrics.fsync_seconds()))
             .collect();
-        let gauges: [Gauge; 4] = [
-            (
-                "fastpay_shard_queued_frames",
-                "Frames waiting in the queues from the process's other shards.",
-                |s| s.queued_frames,
-            ),
-            (
-                "fastpay_shard_backlog_frames",
-                "Frames parked because the queue to another shard was full.",
-                |s| s.parked_frames,
-            ),
-            (
-                "fastpay_shard_log_appends_in_flight",
-                "Log appends handed to the writer and not yet durable.",
-                |s| s.log_appends_in_flight,
-            ),
-            ("fastpay_shard_accounts", "Accounts the shard holds.", |s| {
-                s.accounts
-            }),
-        ];
-        for (name, help, value) in gauges {
-            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (shard, s, _) in &stats {
-                let labels = self.labels(*shard);
-                ConstGauge::new(i64::try_from(value(s)).unwrap_or(i64::MAX))
-                    .encode(metric.encode_family(&labels)?)?;
-            }
-        }
         let batch: Vec<(u32, Histogram)> = stats
             .iter()
             .map(|(j, s, _)| (*j, s.batch_datagrams.clone()))
@@ -440,15 +399,13 @@ mod tests {
     #[test]
     fn a_held_slot_is_skipped_not_waited_for() {
         let metrics = ShardMetrics::default();
-        let stats = ShardStats {
-            accounts: 7,
-            ..ShardStats::default()
-        };
+        let mut stats = ShardStats::default();
+        stats.batch_datagrams.observe(7.0, 1);
         let guard = metrics.stats.lock().unwrap();
         assert!(!metrics.publish(&stats));
         drop(guard);
         assert!(metrics.publish(&stats));
-        assert_eq!(metrics.stats().accounts, 7);
+        assert_eq!(metrics.stats().batch_datagrams.count(), 1);
     }
 
     #[test]
@@ -457,11 +414,9 @@ mod tests {
         counters.add(Counter::Voted, 5);
         counters.set(Counter::CpuMillis, 1500);
         counters.set(Counter::DiskBytes, 4096);
+        counters.set(Counter::Accounts, 3);
         let metrics = Arc::new(ShardMetrics::default());
-        let mut stats = ShardStats {
-            accounts: 3,
-            ..ShardStats::default()
-        };
+        let mut stats = ShardStats::default();
         stats.batch_datagrams.observe(10.0, 1);
         stats.reply_seconds.observe(0.002, 10);
         metrics.publish(&stats);

@@ -7,15 +7,15 @@
 //! builds the queues, spawns the threads); [`crate::shard_loop`] is the loop each thread runs.
 //! Neither decides anything: the decisions are the [`ShardNode`]'s.
 
-use crate::counters::{Counter, ShardCounters};
+use crate::counters::ShardCounters;
 use crate::link::LinkKey;
-use crate::log_writer::LogWriter;
+use crate::log_writer::{LogWriter, ShardDisk, count_certificates};
 use crate::metrics::{ShardMetrics, ShardSource};
 use crate::shard_loop::{Peers, ShardLoop};
-use crate::store::{ShardStore, StoreError};
+use crate::store::StoreError;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use fastpay_authority::{AuthorityShard, Genesis, ShardSetupError};
-use fastpay_node::{NodeConfig, ShardNode, Transport};
+use fastpay_node::{LogBatch, NodeConfig, ShardNode, Transport};
 use fastpay_udp as udp;
 use fastpay_wire::{Committee, KeyPair, LinkFrame, ShardId};
 use mio::{Interest, Poll, Token, Waker};
@@ -220,7 +220,7 @@ impl Engine {
             local_addr: listen,
         };
         let mut link_sockets = link_sockets.into_iter();
-        for ((shard, socket), (node, store, report)) in local
+        for ((shard, socket), (node, disk, report)) in local
             .iter()
             .map(|s| *s as usize)
             .zip(sockets)
@@ -238,10 +238,10 @@ impl Engine {
                 link,
                 config.link_addresses.clone(),
             );
-            let writer = store
-                .map(|store| {
+            let writer = disk
+                .map(|disk| {
                     LogWriter::spawn(
-                        store,
+                        disk,
                         shard as u32,
                         wakers[shard].clone(),
                         counters[shard].clone(),
@@ -535,7 +535,7 @@ fn build_queues(n: usize, local: &[u32], capacity: usize) -> Queues {
     Queues { senders, receivers }
 }
 
-type RecoveredShard = (ShardNode, Option<ShardStore>, RecoveryReport);
+type RecoveredShard = (ShardNode, Option<ShardDisk>, RecoveryReport);
 
 /// Recovers every local shard in parallel: each validates its genesis keys and replays its
 /// own log.
@@ -582,12 +582,11 @@ fn recover_shard(
     )?;
     let node_config = NodeConfig {
         transports,
+        // Records and certificates are kept in the data directory; without one, nothing is
+        // logged and queries for certificates are answered "pruned".
         durable: config.data_dir.is_some(),
         snapshot_after_bytes: config.snapshot_after_bytes,
         shed_after: config.shed_after,
-        // Certificates are kept in the data directory; without one, queries for them are
-        // answered "pruned".
-        keep_certificates: config.data_dir.is_some(),
     };
     let mut report = RecoveryReport {
         shard,
@@ -598,7 +597,7 @@ fn recover_shard(
     let Some(dir) = &config.data_dir else {
         return Ok((ShardNode::new(state, node_config, counters), None, report));
     };
-    let (mut store, found) = ShardStore::open(&dir.join(format!("shard-{shard}")))?;
+    let (disk, found) = ShardDisk::open(&dir.join(format!("shard-{shard}")), shard)?;
     report.replayed = found.records.len();
     report.from_snapshot = found.snapshot.is_some();
     report.truncated = found.truncated;
@@ -609,13 +608,15 @@ fn recover_shard(
         found.snapshot,
         found.records,
     );
-    node.count_recovered_log(store.log_bytes());
-    // The replayed records' certificates: the store may have lost its unsynced latest ones.
-    let mut applied = Vec::new();
-    node.take_applied(&mut applied);
-    store.store_durable_certificates(applied)?;
-    counters.set(Counter::CertificatesStored, store.certificates_stored());
-    counters.set(Counter::CertificateStoreBytes, store.certificate_bytes());
-    node.set_certificate_reader(Box::new(store.certificate_reader()));
-    Ok((node, Some(store), report))
+    node.count_recovered_log(disk.log.log_bytes());
+    // The replayed records' certificates (no records: those are durable already): the store
+    // may have lost its unsynced latest ones.
+    let mut replayed = LogBatch::default();
+    node.take_log(&mut replayed);
+    disk.certificates
+        .store_durable(replayed.certificates)
+        .map_err(StoreError::from)?;
+    count_certificates(&disk.certificates, &counters);
+    node.set_certificate_reader(Box::new(disk.certificates.reader()));
+    Ok((node, Some(disk), report))
 }

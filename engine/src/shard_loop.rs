@@ -259,7 +259,7 @@ pub(crate) struct ShardLoop {
     peers: Peers,
     stop: Arc<AtomicBool>,
     counters: Arc<ShardCounters>,
-    /// Histograms and gauges kept here, copied to `metrics` every [`PUBLISH_EVERY`].
+    /// Histograms kept here, copied to `metrics` every [`PUBLISH_EVERY`].
     stats: ShardStats,
     metrics: Arc<ShardMetrics>,
     published: Duration,
@@ -397,14 +397,11 @@ impl ShardLoop {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        let mut buffer = writer.buffer();
-        match self.node.take_log(&mut buffer) {
-            Some(position) => {
-                let mut applied = writer.applied_buffer();
-                self.node.take_applied(&mut applied);
-                writer.append(buffer, position, applied);
-            }
-            None => writer.recycle(buffer),
+        let mut batch = writer.batch();
+        if self.node.take_log(&mut batch) {
+            writer.append(batch);
+        } else {
+            writer.recycle(batch);
         }
         if let Some(position) = writer.poll()? {
             self.node.durable(position);
@@ -446,13 +443,18 @@ impl ShardLoop {
         Ok(parked)
     }
 
-    /// Copies the gauges, histograms and CPU time out for the metrics endpoint: a copy of a
-    /// few hundred bytes and one read of `/proc`, once a second.
+    /// Sets the gauges (CPU time included) and copies the histograms out for the metrics
+    /// endpoint: a copy of a few hundred bytes and one read of `/proc`, once a second.
     fn publish(&mut self) {
-        self.stats.queued_frames = self.peers.queued() as u64;
-        self.stats.parked_frames = self.peers.parked_count as u64;
-        self.stats.log_appends_in_flight = self.writer.as_ref().map_or(0, |w| w.in_flight()) as u64;
-        self.stats.accounts = self.node.shard().accounts().len() as u64;
+        let in_flight = self.writer.as_ref().map_or(0, LogWriter::in_flight);
+        for (gauge, level) in [
+            (Counter::QueuedFrames, self.peers.queued()),
+            (Counter::BacklogFrames, self.peers.parked_count),
+            (Counter::LogAppendsInFlight, in_flight),
+            (Counter::Accounts, self.node.shard().accounts().len()),
+        ] {
+            self.counters.set(gauge, level as u64);
+        }
         if let Some(cpu) = thread_cpu_time() {
             self.counters.set(
                 Counter::CpuMillis,

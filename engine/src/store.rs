@@ -20,10 +20,10 @@
 //! one fsync per batch and a whole-state snapshot, which a log gives with no read path to pay
 //! for, where redb or fjall would add transactions and compaction of their own. The
 //! certificates, which do have a read path and outlive the logs, are kept beside it
-//! (`crate::certificates`), with this log as their write-ahead log.
+//! (`crate::certificates`, owned with this store by the log writer), with this log as their
+//! write-ahead log.
 
-use crate::certificates::{CertificateStoreError, CertificateWriter, StoreReader, Unstored};
-use fastpay_node::AppliedCertificate;
+use crate::certificates::{CertificateStoreError, CertificateWriter};
 use fastpay_node::log::{
     GROUP_HEADER, LogError, Record, Snapshot, TornTail, new_group, parse_frames, seal_group,
 };
@@ -31,7 +31,6 @@ use fastpay_wire::codec::{decode_stored, encode_stored_to};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use thiserror::Error;
 
 const HEADER: usize = fastpay_node::log::RECORD_HEADER;
@@ -99,9 +98,6 @@ pub struct ShardStore {
     writer: Option<std::thread::JoinHandle<Result<u64, StoreError>>>,
     pending: Vec<u8>,
     fsyncs: u64,
-    /// Every certificate the shard applied (see `crate::certificates`), written by a thread
-    /// of its own.
-    certificates: CertificateWriter,
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -172,12 +168,6 @@ impl ShardStore {
             log_len = offset;
         }
         sync_dir(dir)?;
-        let name = format!(
-            "certs-{}",
-            dir.file_name()
-                .map_or(String::new(), |n| n.to_string_lossy().into_owned())
-        );
-        let certificates = CertificateWriter::open(dir, name)?;
         Ok((
             ShardStore {
                 dir: dir.to_path_buf(),
@@ -193,7 +183,6 @@ impl ShardStore {
                     group
                 },
                 fsyncs: 0,
-                certificates,
             },
             Recovered {
                 snapshot,
@@ -233,67 +222,6 @@ impl ShardStore {
         Ok(())
     }
 
-    /// Stores `applied` in the background, once its log records are durable (committed):
-    /// it must already be in [`Unstored`](Self::unstored_certificates), where readers see it
-    /// until it is written. See `crate::certificates`.
-    pub fn store_certificates(&mut self, applied: Arc<Vec<AppliedCertificate>>) {
-        self.certificates.store(applied);
-    }
-
-    /// Stores `applied`, whose log records are already durable (replayed by recovery), and
-    /// waits until it and everything handed over before it is stored and synced.
-    pub fn store_durable_certificates(
-        &mut self,
-        applied: Vec<AppliedCertificate>,
-    ) -> Result<(), StoreError> {
-        if !applied.is_empty() {
-            let list = Arc::new(applied);
-            self.unstored_certificates().push(list.clone());
-            self.store_certificates(list);
-        }
-        self.sync_certificates()
-    }
-
-    /// Stores and syncs every certificate handed over so far, waiting for it.
-    pub fn sync_certificates(&mut self) -> Result<(), StoreError> {
-        Ok(self.certificates.sync()?)
-    }
-
-    /// The certificate writer's failure, if it failed (reported once).
-    pub fn certificate_failure(&self) -> Option<StoreError> {
-        self.certificates.failure().map(StoreError::from)
-    }
-
-    /// Whether the certificate writer failed (without taking the failure).
-    pub fn certificate_failed(&self) -> bool {
-        self.certificates.has_failed()
-    }
-
-    /// Where the shard hands over certificates before their records are durable.
-    pub fn unstored_certificates(&self) -> Arc<Unstored> {
-        self.certificates.unstored()
-    }
-
-    /// Where written certificate lists come back for reuse.
-    pub fn spare_certificates(&self) -> crossbeam_channel::Receiver<Arc<Vec<AppliedCertificate>>> {
-        self.certificates.spare()
-    }
-
-    /// A reader of the certificate store, for the shard's node.
-    pub fn certificate_reader(&self) -> StoreReader {
-        self.certificates.reader()
-    }
-
-    /// Certificates kept.
-    pub fn certificates_stored(&self) -> u64 {
-        self.certificates.stored()
-    }
-
-    /// Bytes of the certificate store's file.
-    pub fn certificate_bytes(&self) -> u64 {
-        self.certificates.file_bytes()
-    }
-
     /// Whether a snapshot is being written in the background.
     pub fn snapshot_in_progress(&self) -> bool {
         self.writer.is_some()
@@ -302,11 +230,16 @@ impl ShardStore {
     /// Starts writing `snapshot` (which must include every record appended so far) in the
     /// background: commits, closes the log and opens the next generation's, which later
     /// records go to. [`poll_snapshot`](Self::poll_snapshot) reports the outcome.
-    pub fn begin_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError> {
+    ///
+    /// The logs the snapshot lets go of hold certificates: it is written only once
+    /// `certificates` has stored and synced every one handed over so far.
+    pub fn begin_snapshot(
+        &mut self,
+        snapshot: Snapshot,
+        certificates: &CertificateWriter,
+    ) -> Result<(), StoreError> {
         self.commit()?;
-        // The logs this snapshot lets go of hold certificates: the snapshot is written only
-        // once the store has stored and synced every one handed over so far.
-        let certificates_synced = self.certificates.sync_barrier();
+        let certificates_synced = certificates.sync_barrier();
         self.wait_snapshot()?;
         let next = self.generation + 1;
         let log = open_log(&log_path(&self.dir, next))?;
@@ -355,13 +288,6 @@ impl ShardStore {
         Ok(())
     }
 
-    /// Writes `snapshot` (which must include every record appended so far) and waits until it
-    /// is durable and the logs it covers are gone.
-    pub fn write_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.begin_snapshot(snapshot)?;
-        self.wait_snapshot()
-    }
-
     /// `fdatasync`s so far.
     pub fn fsyncs(&self) -> u64 {
         self.fsyncs
@@ -400,7 +326,6 @@ impl Drop for ShardStore {
     fn drop(&mut self) {
         // A clean stop lets the snapshot finish; a crash leaves it to recovery.
         let _ = self.wait_snapshot();
-        let _ = self.certificates.sync();
     }
 }
 
@@ -562,6 +487,11 @@ mod tests {
         })
     }
 
+    /// The certificate store a snapshot waits for.
+    fn certificates(dir: &Path) -> CertificateWriter {
+        CertificateWriter::open(dir, "certs-test".into()).unwrap()
+    }
+
     fn append(store: &mut ShardStore, record: &Record) {
         assert!(append_record(record, &mut Vec::new(), store.pending_mut()));
     }
@@ -689,7 +619,11 @@ mod tests {
                 )],
             },
         };
-        store.write_snapshot(snapshot.clone()).unwrap();
+        let certificates = certificates(dir.path());
+        store
+            .begin_snapshot(snapshot.clone(), &certificates)
+            .unwrap();
+        store.wait_snapshot().unwrap();
         append(&mut store, &vote(9));
         store.commit().unwrap();
         drop(store);
@@ -717,7 +651,9 @@ mod tests {
         let empty = empty_snapshot();
         // The shard moved on to log 1 but the snapshot never landed: both logs replay.
         let old_log = fs::read(dir.path().join("log-0")).unwrap();
-        store.begin_snapshot(empty.clone()).unwrap();
+        store
+            .begin_snapshot(empty.clone(), &certificates(dir.path()))
+            .unwrap();
         append(&mut store, &vote(3));
         store.commit().unwrap();
         store.wait_snapshot().unwrap();
@@ -751,8 +687,9 @@ mod tests {
         write(dir.path(), 2);
         let (mut store, _) = ShardStore::open(dir.path()).unwrap();
         let empty = empty_snapshot();
+        let certificates = certificates(dir.path());
         for round in 0..3u64 {
-            store.begin_snapshot(empty.clone()).unwrap();
+            store.begin_snapshot(empty.clone(), &certificates).unwrap();
             append(&mut store, &vote(10 + round));
             store.commit().unwrap();
             while !store.poll_snapshot().unwrap() {

@@ -169,7 +169,9 @@ fn main() {
             datagrams.push("127.0.0.1:9".parse().expect("an address"), d);
         }
         worker.handle_batch(std::time::Duration::ZERO, &datagrams);
-        worker.take_log(store.pending_mut());
+        let mut taken = fastpay_node::LogBatch::default();
+        worker.take_log(&mut taken);
+        store.pending_mut().extend_from_slice(&taken.records);
         store.commit().expect("the scratch log commits");
     }
     let log = fs::read(store_dir.join("log-0")).expect("the scratch log");

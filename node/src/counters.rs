@@ -104,13 +104,24 @@ counters! {
     Fsyncs => "fsyncs",
     /// Bytes of log and snapshot on disk (a gauge).
     DiskBytes => "disk_bytes",
-    /// Certificates in the shard's certificate store (an estimate: the store's count when it
-    /// opened plus those written since, a replay's rewrites included).
+    /// Certificates in the shard's certificate store (a gauge; an estimate: the store's count
+    /// when it opened plus those written since, a replay's rewrites included).
     CertificatesStored => "certificates_stored",
     /// Bytes of the shard's certificate store on disk (a gauge, updated when it syncs).
     CertificateStoreBytes => "certificate_store_bytes",
     /// Credits sent and not yet known to be applied by their recipient (a gauge).
     Outbox => "outbox",
+    /// Frames waiting in the queues from the process's other shards (a gauge, set about once
+    /// a second).
+    QueuedFrames => "queued_frames",
+    /// Frames parked because the queue to another shard was full (a gauge, set about once a
+    /// second).
+    BacklogFrames => "backlog_frames",
+    /// Log appends handed to the writer and not yet durable (a gauge, set about once a
+    /// second).
+    LogAppendsInFlight => "log_appends_in_flight",
+    /// Accounts the shard holds (a gauge, set about once a second).
+    Accounts => "accounts",
     /// Batches processed.
     Batches => "batches",
     /// CPU time the shard's thread used, in milliseconds (a gauge, set about once a second
@@ -131,7 +142,15 @@ impl Counter {
     /// Whether the counter only goes up or is a level.
     pub const fn kind(self) -> CounterKind {
         match self {
-            Counter::DiskBytes | Counter::Outbox | Counter::CpuMillis => CounterKind::Gauge,
+            Counter::DiskBytes
+            | Counter::CertificatesStored
+            | Counter::CertificateStoreBytes
+            | Counter::Outbox
+            | Counter::QueuedFrames
+            | Counter::BacklogFrames
+            | Counter::LogAppendsInFlight
+            | Counter::Accounts
+            | Counter::CpuMillis => CounterKind::Gauge,
             _ => CounterKind::Total,
         }
     }

@@ -23,6 +23,6 @@ mod node;
 pub use certs::{AppliedCertificate, CertificateReader, MemoryCertificates, ReadError};
 pub use links::{CreditLinks, LINK_RETRY, LINK_WINDOW, Transport};
 pub use node::{
-    CONFIRMATION_SHED_FACTOR, DEFAULT_SHED_AFTER, FORWARD_QUEUE, NodeConfig, SNAPSHOT_AFTER_BYTES,
-    ShardNode,
+    CONFIRMATION_SHED_FACTOR, DEFAULT_SHED_AFTER, FORWARD_QUEUE, LogBatch, NodeConfig,
+    SNAPSHOT_AFTER_BYTES, ShardNode,
 };

@@ -34,8 +34,10 @@ pub const FORWARD_QUEUE: usize = BATCH;
 pub struct NodeConfig {
     /// How each shard of the authority is reached (this shard's own entry is unused).
     pub transports: Vec<Transport>,
-    /// Whether effects wait for their records to be durable (a data directory is in use).
-    /// Without it, nothing is logged and every effect is released at once.
+    /// Whether effects wait for their records to be durable (a data directory is in use),
+    /// and the certificates applied go to a certificate store with them
+    /// ([`ShardNode::take_log`]). Without it, nothing is logged, every effect is released at
+    /// once, and certificate queries are answered [`CertificateAnswer::Pruned`].
     pub durable: bool,
     /// Log bytes after which [`ShardNode::snapshot_due`] says so.
     pub snapshot_after_bytes: u64,
@@ -44,9 +46,6 @@ pub struct NodeConfig {
     /// checked; confirmations only past [`CONFIRMATION_SHED_FACTOR`] times it. `None` never
     /// sheds.
     pub shed_after: Option<Duration>,
-    /// Whether the node emits the certificates it applies for a certificate store
-    /// ([`ShardNode::take_applied`]).
-    pub keep_certificates: bool,
 }
 
 /// How many times longer than an order a confirmation may wait before it is shed: a
@@ -67,7 +66,6 @@ impl NodeConfig {
             durable,
             snapshot_after_bytes: SNAPSHOT_AFTER_BYTES,
             shed_after: Some(DEFAULT_SHED_AFTER),
-            keep_certificates: durable,
         }
     }
 }
@@ -98,16 +96,39 @@ struct Held {
     taken: Vec<u64>,
 }
 
+/// What [`ShardNode::take_log`] hands the runtime in one piece: framed records to make
+/// durable, and the certificates they applied, which may be stored only once the records are
+/// durable up to `position`.
+#[derive(Debug, Default)]
+pub struct LogBatch {
+    /// Framed records, in order (see [`crate::log`]).
+    pub records: Vec<u8>,
+    /// The certificates the records applied, in order.
+    pub certificates: Vec<AppliedCertificate>,
+    /// The log position the records reach.
+    pub position: u64,
+}
+
+impl LogBatch {
+    /// Empties the batch, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.certificates.clear();
+        self.position = 0;
+    }
+}
+
 /// One shard of an authority as a sans-IO state machine.
 ///
 /// Inputs: a batch of datagrams from the socket ([`handle_batch`](Self::handle_batch)), a
 /// frame from another shard ([`handle_frame`](Self::handle_frame)), "the log is durable up
 /// to here" ([`durable`](Self::durable)), and the time, passed to each. Effects: records to
-/// log ([`take_log`](Self::take_log)), replies to send ([`poll_replies`](Self::poll_replies)),
-/// frames for other shards ([`transmit`](Self::transmit)), and "snapshot due"
-/// ([`snapshot_due`](Self::snapshot_due)). No reply, credit or acknowledgement is released
-/// before the records it depends on are durable. Recovery ([`recover`](Self::recover)) feeds
-/// a snapshot and the logged records back through the same code that made them.
+/// log with the certificates they applied ([`take_log`](Self::take_log)), replies to send
+/// ([`poll_replies`](Self::poll_replies)), frames for other shards
+/// ([`transmit`](Self::transmit)), and "snapshot due" ([`snapshot_due`](Self::snapshot_due)).
+/// No reply, credit or acknowledgement is released before the records it depends on are
+/// durable. Recovery ([`recover`](Self::recover)) feeds a snapshot and the logged records
+/// back through the same code that made them.
 pub struct ShardNode {
     shard: AuthorityShard,
     me: ShardId,
@@ -141,8 +162,7 @@ pub struct ShardNode {
     ready: VecDeque<(Datagrams, Duration)>,
     spare_replies: Vec<Datagrams>,
     replies: Option<Datagrams>,
-    keep_certificates: bool,
-    /// Certificates applied and not yet taken by the runtime.
+    /// Certificates applied and not yet taken by the runtime (only when durable).
     applied: Vec<AppliedCertificate>,
     /// Where certificate queries are answered from.
     certificates: Option<Box<dyn CertificateReader>>,
@@ -183,7 +203,6 @@ impl ShardNode {
             ready: VecDeque::new(),
             spare_replies: Vec::new(),
             replies: None,
-            keep_certificates: config.keep_certificates,
             applied: Vec::new(),
             certificates: None,
             page: Vec::new(),
@@ -364,25 +383,22 @@ impl ShardNode {
 
     // ---- effects ------------------------------------------------------------------------
 
-    /// Moves the framed records produced since the last call to the end of `out`; returns the
-    /// log position they reach, to pass to [`durable`](Self::durable) once they are synced.
-    /// `None` when there is nothing new.
-    pub fn take_log(&mut self, out: &mut Vec<u8>) -> Option<u64> {
-        if self.log.is_empty() {
-            return None;
+    /// Appends the records produced since the last call to `out.records` and the certificates
+    /// they applied to `out.certificates`, and sets `out.position` to the position they reach;
+    /// returns whether there was anything new. Pass the position to [`durable`](Self::durable)
+    /// once the records are synced; the certificates may be stored from then on. After
+    /// [`recover`](Self::recover) the first take holds the certificates of the replayed
+    /// records (durable already) and no records, for a store that may have lost its latest
+    /// additions.
+    pub fn take_log(&mut self, out: &mut LogBatch) -> bool {
+        out.position = self.position;
+        if self.log.is_empty() && self.applied.is_empty() {
+            return false;
         }
-        out.extend_from_slice(&self.log);
+        out.records.extend_from_slice(&self.log);
         self.log.clear();
-        Some(self.position)
-    }
-
-    /// Moves the certificates applied since the last call (with [`NodeConfig::keep_certificates`])
-    /// to the end of `out`, in the order they were applied. Take them together with
-    /// [`take_log`](Self::take_log): each may be stored once the records taken with it are
-    /// durable. After [`recover`](Self::recover) they are those of the replayed records, for
-    /// a store that may have lost its latest additions.
-    pub fn take_applied(&mut self, out: &mut Vec<AppliedCertificate>) {
-        out.append(&mut self.applied);
+        out.certificates.append(&mut self.applied);
+        true
     }
 
     /// The log position reached so far (records produced, taken or not).
@@ -492,7 +508,7 @@ impl ShardNode {
             let credited_here =
                 t.recipient != t.sender && self.shard.shard_of(&t.recipient) == self.me;
             let arrival = credited_here.then(|| self.next_arrival());
-            if self.keep_certificates {
+            if self.durable {
                 self.applied.push(AppliedCertificate {
                     certificate: order.certificate.clone(),
                     arrival,
@@ -530,7 +546,7 @@ impl ShardNode {
             Ok(()) => {
                 self.counters.bump(Counter::Credited);
                 let arrival = Some(self.next_arrival());
-                if self.keep_certificates {
+                if self.durable {
                     self.applied.push(AppliedCertificate {
                         certificate: update.certificate.clone(),
                         arrival,
@@ -926,6 +942,13 @@ mod tests {
     use super::*;
     use crate::log::{decode_log, new_group, seal_group};
 
+    /// Everything the node has to log, which must be something.
+    fn take(node: &mut ShardNode) -> LogBatch {
+        let mut taken = LogBatch::default();
+        assert!(node.take_log(&mut taken), "nothing to log");
+        taken
+    }
+
     /// The records of `take_log` as the store writes them: one group.
     fn as_group(records: &[u8]) -> Vec<u8> {
         let mut group = Vec::new();
@@ -1113,8 +1136,11 @@ mod tests {
         );
         assert!(frames.is_empty(), "a credit before its debit is durable");
 
-        let mut log = Vec::new();
-        let position = sender.take_log(&mut log).unwrap();
+        let LogBatch {
+            records: log,
+            position,
+            ..
+        } = take(&mut sender);
         sender.durable(position);
         assert_eq!(
             sender.poll_replies_timed().map(|(r, at)| (r.len(), at)),
@@ -1135,8 +1161,11 @@ mod tests {
             "an acknowledgement before the credit is durable"
         );
         acks.clear();
-        let mut receiver_log = Vec::new();
-        let position = receiver.take_log(&mut receiver_log).unwrap();
+        let LogBatch {
+            records: receiver_log,
+            position,
+            ..
+        } = take(&mut receiver);
         receiver.durable(position);
         receiver.transmit(Duration::ZERO, &mut acks);
         assert_eq!(acks.iter().map(|frame| frame.ack).collect::<Vec<_>>(), [1]);
@@ -1228,8 +1257,11 @@ mod tests {
         }
         node.handle_batch(Duration::ZERO, &requests);
         assert!(node.poll_replies().is_none(), "a vote before it is durable");
-        let mut log = Vec::new();
-        let position = node.take_log(&mut log).unwrap();
+        let LogBatch {
+            records: log,
+            position,
+            ..
+        } = take(&mut node);
         node.durable(position);
         let replies = node.poll_replies().unwrap();
         assert_eq!(replies.len(), orders.len());
@@ -1323,23 +1355,22 @@ mod tests {
             Duration::ZERO,
             &batch(&Message::ConfirmationOrder(confirmation.clone())),
         );
-        let mut applied = Vec::new();
-        sender.take_applied(&mut applied);
-        assert_eq!(applied.len(), 1);
-        assert_eq!(applied[0].arrival, None, "the payee is on the other shard");
-        sent.store(&applied);
-        let position = sender.take_log(&mut Vec::new()).unwrap();
-        sender.durable(position);
+        let taken = take(&mut sender);
+        assert_eq!(taken.certificates.len(), 1);
+        assert_eq!(
+            taken.certificates[0].arrival, None,
+            "the payee is on the other shard"
+        );
+        sent.store(&taken.certificates);
+        sender.durable(taken.position);
         while sender.poll_replies().is_some() {}
         let mut frames = Vec::new();
         sender.transmit(Duration::ZERO, &mut frames);
         receiver.handle_frame(Duration::ZERO, frames.remove(0));
-        let mut credited = Vec::new();
-        receiver.take_applied(&mut credited);
-        assert_eq!(credited[0].arrival, Some(0));
-        received.store(&credited);
-        let position = receiver.take_log(&mut Vec::new()).unwrap();
-        receiver.durable(position);
+        let credited = take(&mut receiver);
+        assert_eq!(credited.certificates[0].arrival, Some(0));
+        received.store(&credited.certificates);
+        receiver.durable(credited.position);
 
         let size = fastpay_wire::CERTIFICATE_QUERY_BYTES;
         let zero = SequenceNumber::ZERO;
@@ -1377,19 +1408,23 @@ mod tests {
             Duration::ZERO,
             &batch(&Message::ConfirmationOrder(confirmation.clone())),
         );
-        let position = forgetful.take_log(&mut Vec::new()).unwrap();
+        // Asked before the round's certificates are handed to the store: served from the
+        // node's own list (the answer leaves once the records are durable).
+        let query = AccountInfoRequest::certificate(payer.account(), zero, size);
+        assert!(ask(&mut forgetful, query.clone()).is_none());
+        let position = take(&mut forgetful).position;
         forgetful.durable(position);
-        while forgetful.poll_replies().is_some() {}
-        // Not yet handed to the store: served from the node's own list.
+        let mut last = None;
+        while let Some(replies) = forgetful.poll_replies() {
+            last = decode(replies.get(replies.len() - 1).1)
+                .ok()
+                .map(|(_, m)| m);
+        }
         assert_eq!(
-            answer(ask(
-                &mut forgetful,
-                AccountInfoRequest::certificate(payer.account(), zero, size)
-            )),
+            answer(last),
             CertificateAnswer::Certificate(confirmation.certificate.clone())
         );
-        // Handed over to a store that drops it.
-        forgetful.take_applied(&mut Vec::new());
+        // Handed over (above) to a store that drops it.
         assert_eq!(
             answer(ask(
                 &mut forgetful,

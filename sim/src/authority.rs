@@ -6,7 +6,9 @@ use crate::disk::{CrashFault, SimDisk};
 use crate::network::{Event, Node};
 use fastpay_authority::{AuthorityShard, Genesis};
 use fastpay_node::counters::ShardCounters;
-use fastpay_node::{AppliedCertificate, MemoryCertificates, NodeConfig, ShardNode, Transport};
+use fastpay_node::{
+    AppliedCertificate, LogBatch, MemoryCertificates, NodeConfig, ShardNode, Transport,
+};
 use fastpay_wire::{
     AccountInfoResponse, AuthorityName, BATCH, Balance, Committee, Datagrams, KeyPair, LinkFrame,
     Message, SequenceNumber, ShardId, Signature, VoteReply, VoteSignature, decode, sign_vote,
@@ -34,7 +36,8 @@ pub(crate) struct ShardHost {
     pub(crate) incarnation: u64,
     wake_scheduled: bool,
     timer_at: Option<u64>,
-    log: Vec<u8>,
+    /// The node's records (and their certificates) of the current effects.
+    log: LogBatch,
     frames: Vec<LinkFrame>,
     batch: Datagrams,
     /// The shard's certificate store, on its disk: it survives crashes.
@@ -120,7 +123,7 @@ impl AuthorityNode {
                 incarnation: 0,
                 wake_scheduled: false,
                 timer_at: None,
-                log: Vec::new(),
+                log: LogBatch::default(),
                 frames: Vec::new(),
                 batch: Datagrams::new(),
             })
@@ -150,7 +153,6 @@ fn node_config(config: &crate::SimConfig) -> NodeConfig {
         snapshot_after_bytes: config.snapshot_after_bytes,
         // The simulated network has no kernel queue: every datagram arrives fresh.
         shed_after: None,
-        keep_certificates: true,
     }
 }
 
@@ -333,13 +335,13 @@ impl World {
         };
         let mut events = Vec::new();
         host.log.clear();
-        if let Some(position) = node.take_log(&mut host.log) {
-            let mut applied = Vec::new();
-            node.take_applied(&mut applied);
-            if !applied.is_empty() {
-                host.unsynced.push((position, applied));
+        if node.take_log(&mut host.log) {
+            let position = host.log.position;
+            if !host.log.certificates.is_empty() {
+                host.unsynced
+                    .push((position, std::mem::take(&mut host.log.certificates)));
             }
-            let end = host.disk.write(&host.log);
+            let end = host.disk.write(&host.log.records);
             events.push((
                 sync_delay,
                 Event::DiskSync {
@@ -570,9 +572,9 @@ impl World {
         node.count_recovered_log(host.disk.log_bytes());
         // The replayed records' certificates, for a store that may lack the latest.
         host.unsynced.clear();
-        let mut applied = Vec::new();
-        node.take_applied(&mut applied);
-        host.certificates.store(&applied);
+        let mut replayed = LogBatch::default();
+        node.take_log(&mut replayed);
+        host.certificates.store(&replayed.certificates);
         node.set_certificate_reader(Box::new(host.certificates.clone()));
         host.node = Some(node);
         self.check_recovered(a, s)?;

@@ -82,75 +82,15 @@ fn run(args: Args) -> Result<()> {
     if args.max_in_flight == 0 {
         bail!("--max-in-flight must be at least 1");
     }
-    let authorities: Vec<KeyPair> = (0..args.committee_size)
-        .map(|i| KeyPair::from_seed(seed(0xa0, i)))
-        .collect();
-    let committee = Arc::new(
-        Committee::equal_weights(authorities.iter().map(KeyPair::authority), args.num_shards)
-            .context("build the committee")?
-            .with_vote_scheme(args.vote_scheme),
-    );
-    let id = committee.id();
-    let accounts: Vec<KeyPair> = (0..args.num_accounts)
-        .map(|i| KeyPair::from_seed(seed(0xb0, i)))
-        .collect();
-    let genesis = Genesis::from_accounts(accounts.iter().map(|k| (k.account(), Amount::new(100))))
-        .context("build the genesis")?;
-
-    // Everything is signed before the clock starts: each account's order, and a certificate
-    // of the other authorities' votes (a quorum without the benchmarked one where possible,
-    // so that it verifies every vote).
-    let started = Instant::now();
-    let orders: Vec<TransferOrder> = parallel(&accounts, |i, key| {
-        let next = &accounts[(i + 1) % accounts.len()];
-        TransferOrder::new(
-            Transfer {
-                sender: key.account(),
-                recipient: next.account(),
-                amount: Amount::new(1),
-                sequence_number: SequenceNumber::ZERO,
-                user_data: None,
-            },
-            &id,
-            key,
-        )
-    });
-    let quorum = committee.quorum_threshold() as usize;
-    let voters: Vec<&KeyPair> = authorities
-        .iter()
-        .skip(usize::from(args.committee_size > quorum))
-        .take(quorum)
-        .collect();
-    // Each voter signs runs of consecutive orders as one shard would sign a receive batch.
-    let runs: Vec<&[TransferOrder]> = orders.chunks(fastpay_wire::merkle::MAX_LEAVES).collect();
-    let certificates: Vec<CertifiedTransferOrder> = parallel(&runs, |_, run| {
-        let votes: Vec<Vec<SignedTransferOrder>> = voters
-            .iter()
-            .map(|key| sign_votes(run, &committee, key))
-            .collect();
-        run.iter()
-            .enumerate()
-            .map(|(i, order)| CertifiedTransferOrder {
-                value: *order,
-                signatures: votes
-                    .iter()
-                    .map(|by| (by[i].authority, by[i].signature))
-                    .collect(),
-            })
-            .collect::<Vec<_>>()
-    })
-    .into_iter()
-    .flatten()
-    .collect();
-    eprintln!(
-        "signed {} orders and their certificates ({} votes each) in {:.1} s",
-        orders.len(),
-        quorum,
-        started.elapsed().as_secs_f64()
-    );
-
+    let Workload {
+        key_seed,
+        committee,
+        genesis,
+        orders,
+        certificates,
+    } = Workload::sign(&args)?;
     let engine = Engine::start(EngineConfig {
-        key_seed: authorities[0].seed(),
+        key_seed,
         committee: committee.clone(),
         listen: "127.0.0.1:0".parse()?,
         genesis,
@@ -165,31 +105,8 @@ fn run(args: Args) -> Result<()> {
     })
     .context("start the authority")?;
     let target = engine.local_addr();
-    let shards = args.num_shards;
-    // Requests carry the padding that lets batched votes fit within them.
-    let padding = committee.request_padding();
-
-    let order_datagrams: Vec<(AccountId, Vec<u8>)> = orders
-        .iter()
-        .map(|o| {
-            let shard = shard_of(&o.transfer.sender, shards);
-            Ok((
-                o.transfer.sender,
-                encode_padded(&Message::TransferOrder(*o), shard, padding)?,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    let confirmation_datagrams: Vec<(AccountId, Vec<u8>)> = certificates
-        .into_iter()
-        .map(|certificate| {
-            let sender = certificate.value.transfer.sender;
-            let message = Message::ConfirmationOrder(ConfirmationOrder { certificate });
-            Ok((
-                sender,
-                encode_padded(&message, shard_of(&sender, shards), padding)?,
-            ))
-        })
-        .collect::<Result<_>>()?;
+    let (order_datagrams, confirmation_datagrams) =
+        datagrams(&orders, certificates, &committee, args.num_shards)?;
 
     let timeout = Duration::from_millis(args.timeout_ms);
     let orders = drive(
@@ -219,9 +136,147 @@ fn run(args: Args) -> Result<()> {
         },
     )?;
     engine.shutdown();
+    report(&args, &orders, &confirmations)
+}
 
+/// Everything signed before the clock starts.
+struct Workload {
+    /// The benchmarked authority's key seed.
+    key_seed: [u8; 32],
+    committee: Arc<Committee>,
+    genesis: Genesis,
+    /// Each account's order (every account pays one unit to the next).
+    orders: Vec<TransferOrder>,
+    /// Each order's certificate.
+    certificates: Vec<CertifiedTransferOrder>,
+}
+
+/// Datagrams to send, each keyed by the account whose request it is.
+type Requests = Vec<(AccountId, Vec<u8>)>;
+
+impl Workload {
+    /// Signs each account's order, and a certificate of the other authorities' votes (a
+    /// quorum without the benchmarked one where possible, so that it verifies every vote).
+    fn sign(args: &Args) -> Result<Self> {
+        let authorities: Vec<KeyPair> = (0..args.committee_size)
+            .map(|i| KeyPair::from_seed(seed(0xa0, i)))
+            .collect();
+        let committee = Arc::new(
+            Committee::equal_weights(authorities.iter().map(KeyPair::authority), args.num_shards)
+                .context("build the committee")?
+                .with_vote_scheme(args.vote_scheme),
+        );
+        let id = committee.id();
+        let accounts: Vec<KeyPair> = (0..args.num_accounts)
+            .map(|i| KeyPair::from_seed(seed(0xb0, i)))
+            .collect();
+        let genesis =
+            Genesis::from_accounts(accounts.iter().map(|k| (k.account(), Amount::new(100))))
+                .context("build the genesis")?;
+        let started = Instant::now();
+        let orders: Vec<TransferOrder> = parallel(&accounts, |i, key| {
+            let next = &accounts[(i + 1) % accounts.len()];
+            TransferOrder::new(
+                Transfer {
+                    sender: key.account(),
+                    recipient: next.account(),
+                    amount: Amount::new(1),
+                    sequence_number: SequenceNumber::ZERO,
+                    user_data: None,
+                },
+                &id,
+                key,
+            )
+        });
+        let quorum = committee.quorum_threshold() as usize;
+        let voters: Vec<&KeyPair> = authorities
+            .iter()
+            .skip(usize::from(args.committee_size > quorum))
+            .take(quorum)
+            .collect();
+        let certificates = certify(&orders, &voters, &committee);
+        eprintln!(
+            "signed {} orders and their certificates ({} votes each) in {:.1} s",
+            orders.len(),
+            quorum,
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Self {
+            key_seed: authorities[0].seed(),
+            committee,
+            genesis,
+            orders,
+            certificates,
+        })
+    }
+}
+
+/// The datagrams of `orders` and of their `certificates`' confirmations, to an authority of
+/// `shards` shards, each padded so that batched votes fit within it.
+fn datagrams(
+    orders: &[TransferOrder],
+    certificates: Vec<CertifiedTransferOrder>,
+    committee: &Committee,
+    shards: u32,
+) -> Result<(Requests, Requests)> {
+    let padding = committee.request_padding();
+    let orders = orders
+        .iter()
+        .map(|o| {
+            let shard = shard_of(&o.transfer.sender, shards);
+            Ok((
+                o.transfer.sender,
+                encode_padded(&Message::TransferOrder(*o), shard, padding)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let confirmations = certificates
+        .into_iter()
+        .map(|certificate| {
+            let sender = certificate.value.transfer.sender;
+            let message = Message::ConfirmationOrder(ConfirmationOrder { certificate });
+            Ok((
+                sender,
+                encode_padded(&message, shard_of(&sender, shards), padding)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    Ok((orders, confirmations))
+}
+
+/// Certificates of `orders` by `voters`, each of whom signs runs of consecutive orders as one
+/// shard would sign a receive batch.
+fn certify(
+    orders: &[TransferOrder],
+    voters: &[&KeyPair],
+    committee: &Committee,
+) -> Vec<CertifiedTransferOrder> {
+    let runs: Vec<&[TransferOrder]> = orders.chunks(fastpay_wire::merkle::MAX_LEAVES).collect();
+    parallel(&runs, |_, run| {
+        let votes: Vec<Vec<SignedTransferOrder>> = voters
+            .iter()
+            .map(|key| sign_votes(run, committee, key))
+            .collect();
+        run.iter()
+            .enumerate()
+            .map(|(i, order)| CertifiedTransferOrder {
+                value: *order,
+                signatures: votes
+                    .iter()
+                    .map(|by| (by[i].authority, by[i].signature))
+                    .collect(),
+            })
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Prints the phases (a table on stderr, JSON on stdout); fails if requests were lost.
+fn report(args: &Args, orders: &Phase, confirmations: &Phase) -> Result<()> {
     eprintln!("phase          done    lost    seconds   per second");
-    for (name, r) in [("orders", &orders), ("confirmations", &confirmations)] {
+    for (name, r) in [("orders", orders), ("confirmations", confirmations)] {
         eprintln!(
             "{name:13} {:6} {:7} {:10.3} {:12.0}",
             r.done,

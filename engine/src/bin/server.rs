@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use fastpay_engine::check::{CheckInput, check};
+use fastpay_engine::check::{CheckInput, check, membership};
 use fastpay_engine::config::{load_genesis, load_server_file, write_server_file};
 use fastpay_engine::counters;
 use fastpay_engine::metrics::Exporter;
@@ -334,34 +334,13 @@ fn check_only(server: &Path, args: &RunArgs) -> Result<()> {
 fn run(server_path: &Path, args: RunArgs) -> Result<()> {
     let (server, key) = load_server_file(server_path)?;
     let committee = CommitteeFile::load(&args.committee)?;
-    let entry = committee.entry(&server.authority.name).with_context(|| {
-        format!(
-            "authority {} (from {}) is not in {}",
-            server.authority.name,
-            server_path.display(),
-            args.committee.display()
-        )
-    })?;
-    if *entry != server.authority {
-        bail!(
-            "{} and {} disagree about authority {}: {:?} vs {:?}",
-            server_path.display(),
-            args.committee.display(),
-            server.authority.name,
-            server.authority,
-            entry
-        );
-    }
-    if let Some(shard) = args.shard
-        && shard >= entry.shards
-    {
-        bail!(
-            "--shard {shard} is out of range: authority {} has {} shards (0..{})",
-            entry.name,
-            entry.shards,
-            entry.shards
-        );
-    }
+    let entry = membership(
+        server_path,
+        &args.committee,
+        &server.authority,
+        &committee,
+        args.shard,
+    )?;
     let (listen, link_addresses) = addresses(entry, args.shard, args.link_host.as_deref())?;
     let genesis = load_genesis(&args.initial_accounts)?;
     let genesis_accounts = genesis.accounts().len();
@@ -405,47 +384,13 @@ fn run(server_path: &Path, args: RunArgs) -> Result<()> {
         shed_after,
     })?;
     if let Some(dir) = &data_dir {
-        for report in engine.recovery() {
-            tracing::info!(
-                shard = report.shard,
-                replayed = report.replayed,
-                "shard {}: recovered from {}{} with {} log records replayed{}",
-                report.shard,
-                dir.display(),
-                if report.from_snapshot {
-                    " (snapshot)"
-                } else {
-                    ""
-                },
-                report.replayed,
-                match report.truncated {
-                    Some((offset, bytes)) => {
-                        format!("; cut a torn tail of {bytes} bytes at byte {offset}")
-                    }
-                    None => String::new(),
-                }
-            );
-        }
+        log_recovery(&engine, dir);
     }
     let which = match args.shard {
         Some(j) => format!("shard {j} of {}", entry.shards),
         None => format!("{} shards", entry.shards),
     };
-    let metrics = args
-        .metrics_address
-        .map(|address| {
-            let exporter = Exporter::new(entry.name.to_string(), engine.metric_sources());
-            MetricsServer::start(address, exporter.registry())
-                .with_context(|| format!("serve metrics on {address}"))
-        })
-        .transpose()?;
-    if let Some(metrics) = &metrics {
-        tracing::info!(
-            address = %metrics.local_addr(),
-            "metrics at http://{}/metrics",
-            metrics.local_addr()
-        );
-    }
+    let metrics = serve_metrics(args.metrics_address, entry, &engine)?;
     tracing::info!(
         authority = %entry.name,
         address = %engine.local_addr(),
@@ -460,7 +405,62 @@ fn run(server_path: &Path, args: RunArgs) -> Result<()> {
         }
     );
 
-    let interval = Duration::from_secs(args.stats_interval);
+    report_until_stopped(&engine, &stop, Duration::from_secs(args.stats_interval));
+    tracing::info!("shutting down");
+    drop(metrics);
+    let counters = engine.counters().to_vec();
+    engine.shutdown();
+    tracing::info!("final counters\n{}", counters::report(&counters).trim_end());
+    Ok(())
+}
+
+/// Logs what each shard recovered from `dir`.
+fn log_recovery(engine: &Engine, dir: &Path) {
+    for report in engine.recovery() {
+        tracing::info!(
+            shard = report.shard,
+            replayed = report.replayed,
+            "shard {}: recovered from {}{} with {} log records replayed{}",
+            report.shard,
+            dir.display(),
+            if report.from_snapshot {
+                " (snapshot)"
+            } else {
+                ""
+            },
+            report.replayed,
+            match report.truncated {
+                Some((offset, bytes)) => {
+                    format!("; cut a torn tail of {bytes} bytes at byte {offset}")
+                }
+                None => String::new(),
+            }
+        );
+    }
+}
+
+/// Serves the engine's metrics at `address`, if given.
+fn serve_metrics(
+    address: Option<SocketAddr>,
+    entry: &AuthorityEntry,
+    engine: &Engine,
+) -> Result<Option<MetricsServer>> {
+    let Some(address) = address else {
+        return Ok(None);
+    };
+    let exporter = Exporter::new(entry.name.to_string(), engine.metric_sources());
+    let metrics = MetricsServer::start(address, exporter.registry())
+        .with_context(|| format!("serve metrics on {address}"))?;
+    tracing::info!(
+        address = %metrics.local_addr(),
+        "metrics at http://{}/metrics",
+        metrics.local_addr()
+    );
+    Ok(Some(metrics))
+}
+
+/// Logs the counters every `interval` (never when zero) until `stop` is set.
+fn report_until_stopped(engine: &Engine, stop: &AtomicBool, interval: Duration) {
     let mut last = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
@@ -472,10 +472,4 @@ fn run(server_path: &Path, args: RunArgs) -> Result<()> {
             );
         }
     }
-    tracing::info!("shutting down");
-    drop(metrics);
-    let counters = engine.counters().to_vec();
-    engine.shutdown();
-    tracing::info!("final counters\n{}", counters::report(&counters).trim_end());
-    Ok(())
 }
