@@ -6,7 +6,7 @@
 //! each action says; then it waits for a reply or the deadline and hands the reply to
 //! [`Exchange::handle`].
 
-use crate::ClientState;
+use crate::state::ClientState;
 use fastpay_wire::{AuthorityName, Committee, Message};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! [`RETRY_INTERVAL`], and stops once what a quorum said is enough, or at its deadline.
 
 use crate::exchange::{Action, Exchange, Members, Outbox, Timing, earliest};
-use crate::{ClientState, state::check_certificate};
+use crate::state::{ClientState, check_certificate};
 use fastpay_wire::codec::MAX_DATAGRAM_SIZE;
 use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountInfoResponse, AccountQuery, AuthorityName,

@@ -32,7 +32,6 @@ pub use fetch::{
     certificate_query_size,
 };
 pub use push::{MAX_PUSH_CHAIN, Push};
-pub(crate) use state::confirmation_message;
 pub use state::{ClientError, ClientSnapshot, ClientState, Learned, Phase, route};
 pub use sync::{SyncAccount, SyncError, SyncReport};
 pub use transfers::{

@@ -4,7 +4,7 @@
 
 use crate::exchange::{Action, Exchange, Outbox, Timing};
 use crate::fetch::FetchCertificate;
-use crate::{ClientState, confirmation_message};
+use crate::state::{ClientState, confirmation_message};
 use fastpay_wire::{AuthorityName, CertifiedTransferOrder, Committee, ErrorCode, Message};
 use fastpay_wire::{ErrorReply, SequenceNumber};
 use std::sync::Arc;

@@ -11,8 +11,8 @@
 use crate::exchange::{Action, Exchange, Timing};
 use crate::fetch::{FetchCertificate, FetchReceived, Query, QueryAnswer, ReceivedList};
 use crate::push::Push;
+use crate::state::{ClientError, ClientState, Learned, Phase};
 use crate::transfers::{DriveError, Goal, Transfers, hand_over};
-use crate::{ClientError, ClientState, Learned, Phase};
 use fastpay_wire::{AuthorityName, CertifiedTransferOrder, ErrorCode, Message, SequenceNumber};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -1,8 +1,8 @@
 //! Driving transfers in progress: orders out until a quorum voted, the certificate saved,
 //! confirmations out until a quorum acknowledged, for any number of accounts at once.
 
-use crate::ClientState;
 use crate::exchange::{Action, Exchange, Members, Outbox, Timing};
+use crate::state::ClientState;
 use crate::state::Phase;
 use fastpay_wire::{AccountId, AuthorityName, Committee, Message};
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 //! authority shard and leave in GSO batches; replies are read (GRO-coalesced where the kernel
 //! allows) from every socket and named by the authority that sent them.
 
-use crate::run::Flood;
+use crate::workload::Flood;
 use anyhow::Result;
 use fastpay_udp::SegmentBatch;
 use fastpay_wire::{

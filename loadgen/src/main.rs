@@ -15,6 +15,7 @@ mod report;
 mod run;
 mod setup;
 mod textfile;
+mod workload;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};

@@ -1,7 +1,7 @@
 //! What a run measured, and how loadgen reports it: one JSON object for scripts (stdout) and a
 //! table for people (stderr). The Prometheus textfile is [`crate::textfile`]'s.
 
-use crate::run::Phase;
+use crate::workload::Phase;
 use anyhow::Result;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;

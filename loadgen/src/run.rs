@@ -5,6 +5,7 @@
 use crate::endpoints::Endpoints;
 use crate::report::Report;
 use crate::setup::Prepared;
+pub use crate::workload::{Flood, Phase};
 use anyhow::Result;
 use fastpay_wire::{
     AccountId, CertifiedTransferOrder, ConfirmationOrder, ErrorCode, Message, VoteSignature,
@@ -13,30 +14,7 @@ use indicatif::ProgressBar;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// What each request is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// A transfer order to the targets; done at a vote from each needed target.
-    Orders,
-    /// A confirmation order to the targets; done at an acknowledgement from each needed one.
-    Confirmations,
-    /// Order to all, quorum of votes, certificate, confirmation to all, quorum of acks.
-    Payments,
-}
-
-impl Phase {
-    /// The name used on the command line and in the report.
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Orders => "orders",
-            Phase::Confirmations => "confirmations",
-            Phase::Payments => "payments",
-        }
-    }
-}
 
 /// How a run is shaped.
 pub struct RunConfig {
@@ -60,17 +38,6 @@ pub struct RunConfig {
     pub quorum: usize,
     /// Hostile datagrams sent alongside the valid ones (not measured, only sent).
     pub flood: Option<Flood>,
-}
-
-/// Hostile traffic mixed into a run, as a share of all datagrams sent.
-pub struct Flood {
-    /// Share of all datagrams that are hostile, in [0, 1).
-    pub share: f64,
-    /// Orders or confirmations with broken signatures (they pass every cheap check and cost
-    /// signature verifications), or, when empty, random bytes.
-    pub forged: Vec<Message>,
-    /// Where the hostile datagrams go instead of the targets (random bytes only).
-    pub to: Vec<SocketAddr>,
 }
 
 impl RunConfig {
@@ -526,7 +493,7 @@ fn step(
         ) => {
             *refusals += 1;
             // Refused once enough targets said no that the rest cannot make up the need.
-            if config.targets.len() - *refusals < needed {
+            if config.targets.len().saturating_sub(*refusals) < needed {
                 Step::Refused(error.code)
             } else {
                 Step::Pending
