@@ -42,7 +42,7 @@ fail() {
 
 # A progress line on stderr.
 step() {
-    step "$*"
+    echo "==> $*" >&2
 }
 
 # The argument loop's last case: --help prints the usage and exits, anything else fails.
