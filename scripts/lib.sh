@@ -18,14 +18,15 @@
 #       esac
 #   done
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
 script=$(basename "$0")
+script_path=$(realpath "$0")
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # ---- arguments and messages ----
 
 # Prints the script's first comment block (after the #! line) without the leading "# ".
 usage() {
-    sed -n '2,/^[^#]/{/^#/!d;s/^# \{0,1\}//;p}' "$0"
+    sed -n '2,/^[^#]/{/^#/!d;s/^# \{0,1\}//;p}' "$script_path"
 }
 
 # Fails with status 2 (wrong usage) and message $*.
