@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the scripts in this folder: sourced, not run (scripts/README.md lists the
 # scripts). Sourcing it moves to the repository root and sets an EXIT trap that runs the
 # hooks given to `at_exit`, stops every server started with `start_server` and removes $work.
@@ -20,7 +21,7 @@
 
 script=$(basename "$0")
 script_path=$(realpath "$0")
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit
 
 # ---- arguments and messages ----
 

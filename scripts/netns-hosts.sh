@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Network namespaces as hosts for the Ansible playbooks (deploy/ansible): sourced after
 # scripts/lib.sh, not run. Used by scripts/ansible-test.sh (CI) and scripts/bench-hosts.sh.
 #
