@@ -10,21 +10,20 @@
 #   scripts/ab.sh --a HEAD~5 --b HEAD -- --phase confirmations --rate 40000 --duration 5
 # Run it on a quiet machine: nothing else should compile or run meanwhile.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 
 a="" b="" runs=3 out=ab
 while [ $# -gt 0 ]; do
     case "$1" in
-        --a) a=$2; shift 2 ;;
-        --b) b=$2; shift 2 ;;
-        --runs) runs=$2; shift 2 ;;
-        --out) out=$2; shift 2 ;;
+        --a) a=$(value "$@"); shift 2 ;;
+        --b) b=$(value "$@"); shift 2 ;;
+        --runs) runs=$(value "$@"); shift 2 ;;
+        --out) out=$(value "$@"); shift 2 ;;
         --) shift; break ;;
-        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "ab.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+        *) help_or_die "$1" ;;
     esac
 done
-[ -n "$a" ] && [ -n "$b" ] || { echo "ab.sh: --a and --b are required (try --help)" >&2; exit 2; }
+[ -n "$a" ] && [ -n "$b" ] || die "--a and --b are required"
 mkdir -p "$out"
 root=${TMPDIR:-/tmp}/fastpay-ab
 declare -A tree
@@ -35,17 +34,17 @@ for rev in "$a" "$b"; do
         git worktree add -q --detach "$dir" "$sha"
     fi
     tree[$rev]=$dir
-    echo "==> building $rev ($sha) in $dir" >&2
-    # A bench.sh run with no load builds what it needs; its output is not kept.
-    (cd "$dir" && scripts/bench.sh --shards 1 --rate 100 --duration 0.2 >/dev/null 2>&1) ||
-        (cd "$dir" && scripts/bench.sh --shards 1 --rate 100 --duration 0.2 >/dev/null)
+    step "building $rev ($sha) in $dir"
+    # A short bench.sh run with the same arguments (the later options win) builds what the
+    # runs need (native or --portable); its output is kept only if it fails.
+    (cd "$dir" && bench_json "$@" --rate 100 --duration 0.2 >/dev/null)
 done
 
 echo "commit,run,achieved,p50_us,p99_us,timeouts" > "$out/ab.csv"
 for run in $(seq 1 "$runs"); do
     for rev in "$a" "$b"; do
-        echo "==> $rev run $run: bench.sh $*" >&2
-        (cd "${tree[$rev]}" && scripts/bench.sh "$@" 2>/dev/null | tail -n 1) | python3 -c '
+        step "$rev run $run: bench.sh $*"
+        (cd "${tree[$rev]}" && bench_json "$@") | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 print(",".join(str(x) for x in [sys.argv[1], sys.argv[2], round(r["achieved_rate"]),

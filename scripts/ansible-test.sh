@@ -14,19 +14,22 @@
 # the units' own command lines under setsid/nohup (fastpay_service_manager=nohup); the unit
 # files are still rendered (fastpay_root/units) and verified.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-keep=false
-[ "${1:-}" = --keep ] && keep=true
+. "$(dirname "$0")/lib.sh"
 source scripts/netns-hosts.sh
+
+keep=false
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --keep) keep=true; shift ;;
+        *) help_or_die "$1" ;;
+    esac
+done
 install_missing
+build_binaries portable
 
-echo "==> building (release)" >&2
-cargo build --release --locked -p fastpay-engine -p fastpay-loadgen >&2
-
-work=$(mktemp -d /tmp/fastpay-ansible.XXXXXX)
-trap 'netns_hosts_down $?' EXIT
-trap 'exit 130' INT TERM
-netns_hosts_up "$work" 4
+netns_dir=$(mktemp -d /tmp/fastpay-ansible.XXXXXX)
+at_exit 'netns_hosts_down "$exit_status"'
+netns_hosts_up "$netns_dir" 4
 # The example inventory's layout (every authority's shards on two hosts), short runs.
 {
     echo "    fastpay_genesis_accounts: 20000"
@@ -37,7 +40,7 @@ netns_hosts_up "$work" 4
     echo "      - {name: a2, port: 9200, shards: [h2, h3]}"
     echo "      - {name: a3, port: 9300, shards: [h3, h4]}"
     echo "      - {name: a4, port: 9400, shards: [h4, h1]}"
-} >> "$work/inventory.yml"
+} >> "$netns_dir/inventory.yml"
 
 check_run() { # NAME: loadgen's fetched JSON shows every payment completed
     /usr/bin/python3 -c '
@@ -45,23 +48,23 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 print("loadgen %s: sent %d, ok %d, p50 %d us" % (sys.argv[1], r["sent"], r["ok"],
       r["latency_us"]["p50"]), file=sys.stderr)
-assert r["sent"] > 0 and r["ok"] == r["sent"], r' "$work/artifacts/loadgen-$1.json"
+assert r["sent"] > 0 and r["ok"] == r["sent"], r' "$netns_dir/artifacts/loadgen-$1.json"
 }
 
-echo "==> deploy.yml" >&2
+step "deploy.yml"
 playbook deploy.yml
 check_run run
 # Each key stayed on its host: the controller holds public entries only.
-if grep -rq secret "$work/artifacts"; then
+if grep -rq secret "$netns_dir/artifacts"; then
     echo "a secret reached the controller's artifacts" >&2
     exit 1
 fi
 for i in 1 2 3 4; do
-    test -f "$work/hosts/h$i/a$i/server.json"
+    test -f "$netns_dir/hosts/h$i/a$i/server.json"
 done
 
-echo "==> systemd-analyze verify on the rendered units" >&2
-units=("$work"/hosts/h*/units/*.service)
+step "systemd-analyze verify on the rendered units"
+units=("$netns_dir"/hosts/h*/units/*.service)
 [ ${#units[@]} -eq 8 ] || { echo "expected 8 units, found ${#units[@]}" >&2; exit 1; }
 if command -v systemd-analyze >/dev/null 2>&1; then
     # verify exits 0 on unknown keys and unparsable values, printing them: any output fails.
@@ -72,27 +75,27 @@ if command -v systemd-analyze >/dev/null 2>&1; then
         exit 1
     fi
     # The check bites: a misspelt hardening option is reported.
-    sed 's/^NoNewPrivileges=/NoNewPrivilegs=/' "${units[0]}" > "$work/broken-unit.service"
-    [ -n "$(verify "$work/broken-unit.service")" ] || { echo "verify missed a bad key" >&2; exit 1; }
+    sed 's/^NoNewPrivileges=/NoNewPrivilegs=/' "${units[0]}" > "$netns_dir/broken-unit.service"
+    [ -n "$(verify "$netns_dir/broken-unit.service")" ] || { echo "verify missed a bad key" >&2; exit 1; }
 else
     echo "systemd-analyze not available: the unit files were not verified" >&2
 fi
 
-echo "==> upgrade.yml (a rolling restart), then another loadgen run" >&2
+step "upgrade.yml (a rolling restart), then another loadgen run"
 playbook upgrade.yml
 # Fresh accounts: the first run used accounts 0..1500 (one payment each).
 playbook loadgen.yml -e fastpay_run_name=after-upgrade -e "fastpay_loadgen_extra='--account-offset 5000'"
 check_run after-upgrade
 
-echo "==> stop.yml and wipe.yml" >&2
+step "stop.yml and wipe.yml"
 playbook stop.yml
-if compgen -G "$work/hosts/*/*/shard-*.pid" >/dev/null; then
+if compgen -G "$netns_dir/hosts/*/*/shard-*.pid" >/dev/null; then
     echo "stop.yml left pid files" >&2
     exit 1
 fi
 playbook wipe.yml
-if compgen -G "$work/hosts/*/*/data" >/dev/null; then
+if compgen -G "$netns_dir/hosts/*/*/data" >/dev/null; then
     echo "wipe.yml left data directories" >&2
     exit 1
 fi
-echo "==> ansible deployment test passed" >&2
+step "ansible deployment test passed"

@@ -17,31 +17,29 @@
 # runs.csv): the highest sustained rate (a --saturate run with at most 1% timed out and p99
 # under 500 ms), and the payments completed per second under the highest offered load.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 
 inventory="" netns=0 out=bench-hosts duration=3
 shards_list="1 2 4" committees="4 7 10" loads="500 1000 2000 4000 8000"
 saturate="2000 4000 8000 16000" fixed_committee=4 fixed_shards=1 keep=false
 while [ $# -gt 0 ]; do
     case "$1" in
-        --inventory) inventory=$(realpath "$2"); shift 2 ;;
-        --netns) netns=$2; shift 2 ;;
-        --shards) shards_list=$2; shift 2 ;;
-        --committees) committees=$2; shift 2 ;;
-        --loads) loads=$2; shift 2 ;;
-        --saturate) saturate=$2; shift 2 ;;
-        --fixed-committee) fixed_committee=$2; shift 2 ;;
-        --fixed-shards) fixed_shards=$2; shift 2 ;;
-        --duration) duration=$2; shift 2 ;;
-        --out) out=$2; shift 2 ;;
+        --inventory) inventory=$(realpath "$(value "$@")"); shift 2 ;;
+        --netns) netns=$(value "$@"); shift 2 ;;
+        --shards) shards_list=$(value "$@"); shift 2 ;;
+        --committees) committees=$(value "$@"); shift 2 ;;
+        --loads) loads=$(value "$@"); shift 2 ;;
+        --saturate) saturate=$(value "$@"); shift 2 ;;
+        --fixed-committee) fixed_committee=$(value "$@"); shift 2 ;;
+        --fixed-shards) fixed_shards=$(value "$@"); shift 2 ;;
+        --duration) duration=$(value "$@"); shift 2 ;;
+        --out) out=$(value "$@"); shift 2 ;;
         --keep) keep=true; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-        *) echo "bench-hosts.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+        *) help_or_die "$1" ;;
     esac
 done
 if [ -z "$inventory" ] && [ "$netns" -eq 0 ]; then
-    echo "bench-hosts.sh: give --inventory FILE or --netns N" >&2
-    exit 2
+    die "give --inventory FILE or --netns N"
 fi
 mkdir -p "$out"
 out=$(realpath "$out")
@@ -49,13 +47,12 @@ out=$(realpath "$out")
 if [ "$netns" -gt 0 ]; then
     source scripts/netns-hosts.sh
     install_missing
-    cargo build --release --locked -p fastpay-engine -p fastpay-loadgen >&2
-    work=$(mktemp -d /tmp/fastpay-bench-hosts.XXXXXX)
-    trap 'netns_hosts_down $?' EXIT
-    trap 'exit 130' INT TERM
-    netns_hosts_up "$work" "$netns"
-    inventory="$work/inventory.yml"
-    artifacts="$work/artifacts"
+    build_binaries portable
+    netns_dir=$(mktemp -d /tmp/fastpay-bench-hosts.XXXXXX)
+    at_exit 'netns_hosts_down "$exit_status"'
+    netns_hosts_up "$netns_dir" "$netns"
+    inventory="$netns_dir/inventory.yml"
+    artifacts="$netns_dir/artifacts"
     run_playbook() { playbook "$@"; }
 else
     artifacts="$out/artifacts"
@@ -65,7 +62,7 @@ else
 fi
 hosts=$(cd deploy/ansible && ansible-inventory -i "$inventory" --list \
     | /usr/bin/python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["fastpay_hosts"]["hosts"]))')
-echo "==> hosts: $hosts" >&2
+step "hosts: $hosts"
 
 # Accounts per deployment: every loadgen run uses fresh ones (one payment each).
 accounts=$(/usr/bin/python3 -c '
@@ -98,7 +95,7 @@ measure() {
         run_playbook wipe.yml -e "@$previous" -e fastpay_wipe_keys=true > "$out/ansible.log"
     fi
     previous=$vars
-    echo "==> $figure: $n authorities × $s shards" >&2
+    step "$figure: $n authorities × $s shards"
     run_playbook deploy.yml -e "@$vars" >> "$out/ansible.log"
     for rate in "$@"; do
         name="$figure-${n}x$s-$rate"
@@ -123,10 +120,6 @@ for n in $committees; do measure committee "$n" "$fixed_shards" $saturate; done
 measure load 4 2 $loads
 run_playbook wipe.yml -e "@$previous" -e fastpay_wipe_keys=true > "$out/ansible.log"
 
-if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib >/dev/null \
-        || { apt-get update -q >/dev/null \
-            && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib >/dev/null; }
-fi
+/usr/bin/python3 -c 'import matplotlib' 2>/dev/null || install_deb python3-matplotlib
 /usr/bin/python3 scripts/plot-hosts.py "$out"
-echo "==> wrote $out/runs.csv, throughput.csv and the PNG plots" >&2
+step "wrote $out/runs.csv, throughput.csv and the PNG plots"

@@ -34,65 +34,48 @@
 # --vote-scheme merkle generates authorities that sign one Merkle root per batch of votes
 # (default single: one signature per vote); loadgen pads its requests to match.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 
 authorities=1 shards=2 rate=20000 duration=5 phase=orders target=all
-cores="" loadgen_cores="" steering="" check=false portable=false durability= tick=()
+cores="" loadgen_cores="" steering=() check=false flavour=native durability=() tick=()
 ceiling_seconds=1 shed=() vote_scheme=single
 while [ $# -gt 0 ]; do
     case "$1" in
-        --authorities) authorities=$2; shift 2 ;;
-        --shards) shards=$2; shift 2 ;;
-        --rate) rate=$2; shift 2 ;;
-        --duration) duration=$2; shift 2 ;;
-        --phase) phase=$2; shift 2 ;;
-        --target) target=$2; shift 2 ;;
-        --cores) cores=$2; shift 2 ;;
-        --loadgen-cores) loadgen_cores=$2; shift 2 ;;
-        --no-steering) steering=--no-steering; shift ;;
+        --authorities) authorities=$(value "$@"); shift 2 ;;
+        --shards) shards=$(value "$@"); shift 2 ;;
+        --rate) rate=$(value "$@"); shift 2 ;;
+        --duration) duration=$(value "$@"); shift 2 ;;
+        --phase) phase=$(value "$@"); shift 2 ;;
+        --target) target=$(value "$@"); shift 2 ;;
+        --cores) cores=$(value "$@"); shift 2 ;;
+        --loadgen-cores) loadgen_cores=$(value "$@"); shift 2 ;;
+        --no-steering) steering=(--no-steering); shift ;;
         --check) check=true; shift ;;
-        --portable) portable=true; shift ;;
-        --no-durability) durability=--no-durability; shift ;;
-        --tick-us) tick=(--tick-us "$2"); shift 2 ;;
-        --ceiling-seconds) ceiling_seconds=$2; shift 2 ;;
-        --shed-after-ms) shed=(--shed-after-ms "$2"); shift 2 ;;
-        --vote-scheme) vote_scheme=$2; shift 2 ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
-        *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+        --portable) flavour=portable; shift ;;
+        --no-durability) durability=(--no-durability); shift ;;
+        --tick-us) tick=(--tick-us "$(value "$@")"); shift 2 ;;
+        --ceiling-seconds) ceiling_seconds=$(value "$@"); shift 2 ;;
+        --shed-after-ms) shed=(--shed-after-ms "$(value "$@")"); shift 2 ;;
+        --vote-scheme) vote_scheme=$(value "$@"); shift 2 ;;
+        *) help_or_die "$1" ;;
     esac
 done
 
-. scripts/lib.sh
-if $portable; then build_binaries portable; else build_binaries native; fi
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-# Free ports: each authority needs its port and one link port per shard after it.
-port_base=$(( 20000 + (RANDOM % 2000) * 10 ))
-: > "$work/committee.json"
+build_binaries "$flavour"
+make_work
+generate_committee "$authorities" "$shards" --vote-scheme "$vote_scheme"
 keys=()
-for i in $(seq 1 "$authorities"); do
-    port=$(( port_base + (i - 1) * (shards + 2) ))
-    "$bin/server" --server "$work/server$i.json" generate --host 127.0.0.1 --port "$port" \
-        --shards "$shards" --vote-scheme "$vote_scheme" >> "$work/committee.json"
-    keys+=("$work/server$i.json")
-done
+for i in $(seq 1 "$authorities"); do keys+=("$work/server$i.json"); done
 ceiling=null
 if [ "$ceiling_seconds" != 0 ]; then
-    echo "==> crypto ceiling of one shard core" >&2
+    step "crypto ceiling of one shard core"
     first_core=${cores%%,*}
     ceiling=$(taskset -c "${first_core:-0}" "$bin/loadgen" ceiling --seconds "$ceiling_seconds" \
         --committee "$work/committee.json" 2>/dev/null)
 fi
 fsync=null
-if [ -z "$durability" ]; then
-    echo "==> fdatasync latency in $work" >&2
+if [ ${#durability[@]} = 0 ]; then
+    step "fdatasync latency in $work"
     fsync=$(python3 - "$work" <<'PY'
 import os, sys, time
 path = os.path.join(sys.argv[1], "fsync-probe")
@@ -111,35 +94,22 @@ PY
 )
 fi
 accounts=$(awk -v r="$rate" -v d="$duration" 'BEGIN { printf "%d", r * d * 1.05 + 1000 }')
-echo "==> $accounts accounts" >&2
-"$bin/loadgen" genesis --accounts "$accounts" > "$work/initial_accounts.txt"
-
-echo "==> starting $authorities authorit$([ "$authorities" = 1 ] && echo y || echo ies) × $shards shards" >&2
-for i in $(seq 1 "$authorities"); do
-    "$bin/server" --server "$work/server$i.json" run --initial-accounts "$work/initial_accounts.txt" \
-        --committee "$work/committee.json" ${cores:+--cores "$cores"} $steering $durability "${shed[@]}" --stats-interval 0 \
-        2> "$work/server$i.log" &
-    pids+=($!)
-done
-for i in $(seq 1 "$authorities"); do
-    wait_listening "${pids[$((i - 1))]}" "$work/server$i.log"
-done
+genesis "$accounts"
+start_committee "$authorities" ${cores:+--cores "$cores"} "${steering[@]}" "${durability[@]}" "${shed[@]}"
 
 extra=()
 if [ "$phase" = confirmations ] && [ "$target" != all ]; then
     extra=(--offline-certificates --keys "$(IFS=,; echo "${keys[*]}")")
 fi
-echo "==> loadgen --phase $phase --rate $rate --duration $duration --target $target" >&2
+step "loadgen --phase $phase --rate $rate --duration $duration --target $target"
 runner=()
 [ -n "$loadgen_cores" ] && runner=(taskset -c "$loadgen_cores")
 result=$("${runner[@]}" "$bin/loadgen" --committee "$work/committee.json" --accounts "$accounts" \
     --rate "$rate" --duration "$duration" --phase "$phase" --target "$target" "${tick[@]}" "${extra[@]}" \
     --in-flight "$(awk -v r="$rate" 'BEGIN { printf "%d", r * 3 + 1000 }')")
 
-for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-pids=()
-echo "==> authority 1 counters" >&2
+stop_servers
+step "authority 1 counters"
 grep -v ":$" "$work/server1.log" | tail -n "$((shards + 1))" >&2
 # The loadgen JSON with the ceiling and authority 1's per-shard CPU efficiency added.
 result=$(FSYNC="$fsync" CEILING="$ceiling" PHASE="$phase" SHARDS="$shards" python3 -c '
@@ -171,11 +141,4 @@ for s in shards:
               " = %.0f%% of the ceiling (%.0f/CPU-s)" % (100 * s["of_ceiling"], per_cpu) if s["of_ceiling"] else ""), file=sys.stderr)
 ' "$work/server1.log" <<< "$result")
 echo "$result"
-if $check; then
-    echo "$result" | python3 -c '
-import json, sys
-r = json.load(sys.stdin)
-bad = r["sent"] == 0 or r["ok"] != r["sent"] or r["rejected"] or r["timeouts"] or r["equivocations"]
-print("smoke: %d sent, %d ok, %d rejected, %d timeouts, %d equivocations" % (r["sent"], r["ok"], r["rejected"], r["timeouts"], r["equivocations"]), file=sys.stderr)
-sys.exit(1 if bad else 0)'
-fi
+if $check; then check_all_ok <<< "$result"; fi

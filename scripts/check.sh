@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # What CI checks, runnable locally: module cycles, formatting, function length, lints, then the
 # test suite.
+#
+#   scripts/check.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 
+[ $# = 0 ] || help_or_die "$1"
 # No crate's files import each other in a cycle (every crate's src/, fuzz/ included).
 python3 scripts/module-cycles.py */src
 cargo fmt --all -- --check

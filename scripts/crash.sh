@@ -8,60 +8,42 @@
 #
 #   scripts/crash.sh [--per-shard] [--kills N] [--rate R] [--duration S]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 
 per_shard=false kills=6 rate=1000 duration=8
 while [ $# -gt 0 ]; do
     case "$1" in
         --per-shard) per_shard=true; shift ;;
-        --kills) kills=$2; shift 2 ;;
-        --rate) rate=$2; shift 2 ;;
-        --duration) duration=$2; shift 2 ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
-        *) echo "crash.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+        --kills) kills=$(value "$@"); shift 2 ;;
+        --rate) rate=$(value "$@"); shift 2 ;;
+        --duration) duration=$(value "$@"); shift 2 ;;
+        *) help_or_die "$1" ;;
     esac
 done
 
-echo "==> building (release, portable)" >&2
-cargo build --release --locked -p fastpay-engine -p fastpay-loadgen >&2
-bin="$PWD/target/release"
-work=$(mktemp -d)
-declare -A pids=()
-cleanup() {
-    for key in "${!pids[@]}"; do kill -9 "${pids[$key]}" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-port_base=$(( 30000 + (RANDOM % 1500) * 10 ))
-for i in 1 2 3 4; do
-    "$bin/server" --server "$work/server$i.json" generate --host 127.0.0.1 \
-        --port $(( port_base + i * 4 )) --shards 2 >> "$work/committee.json"
-done
+build_binaries portable
+make_work
+generate_committee 4 2
 accounts=$(( rate * duration + 500 ))
-"$bin/loadgen" genesis --accounts "$accounts" --funding 100 > "$work/initial_accounts.txt"
+genesis "$accounts" --funding 100
 
-# Process names: "1" (authority 1 whole) or "1-0"/"1-1" (its shards), then "2".."4".
+# Process names: "server1" (authority 1 whole) or "server1-0"/"server1-1" (its shards), then
+# "server2".."server4"; the first `victims` of them are killed.
 names=()
-if $per_shard; then names+=(1-0 1-1); else names+=(1); fi
-names+=(2 3 4)
-
-
+if $per_shard; then names+=(server1-0 server1-1); else names+=(server1); fi
+names+=(server2 server3 server4)
 victims=4
 $per_shard && victims=2
 start() {
-    local name=$1 authority=${1%%-*} shard=()
-    [ "$name" != "$authority" ] && shard=(--shard "${name#*-}")
-    "$bin/server" --server "$work/server$authority.json" run "${shard[@]}" \
-        --initial-accounts "$work/initial_accounts.txt" --committee "$work/committee.json" \
-        --stats-interval 0 --snapshot-after-bytes 200000 2>> "$work/server$name.log" &
-    pids[$name]=$!
+    local name=$1 authority=${1#server} shard=()
+    authority=${authority%%-*}
+    [ "$name" != "server$authority" ] && shard=(--shard "${name#*-}")
+    start_server "$name" "$authority" --snapshot-after-bytes 200000 "${shard[@]}"
 }
 for name in "${names[@]}"; do start "$name"; done
-sleep 1
+wait_listening "${names[@]}"
 
-echo "==> loadgen payments at $rate/s for $duration s, $kills SIGKILLs" >&2
+step "loadgen payments at $rate/s for $duration s, $kills SIGKILLs"
 "$bin/loadgen" --committee "$work/committee.json" --accounts "$accounts" --rate "$rate" \
     --duration "$duration" --phase payments --timeout-ms 3000 > "$work/loadgen.json" 2> "$work/loadgen.log" &
 loadgen=$!
@@ -69,8 +51,7 @@ for k in $(seq 1 "$kills"); do
     sleep "0.$(( RANDOM % 9 + 1 ))"
     victim=${names[$(( RANDOM % victims ))]}
     echo "    kill $k: $victim" >&2
-    kill -9 "${pids[$victim]}" 2>/dev/null || true
-    wait "${pids[$victim]}" 2>/dev/null || true
+    stop_server "$victim" KILL
     sleep "0.$(( RANDOM % 5 + 1 ))"
     start "$victim"
 done

@@ -9,72 +9,59 @@
 #
 #   scripts/flood.sh [--rate R] [--duration S] [--repeats N] [--shards N] [--per-shard]
 #                    [--invalid SHARE] [--garbage SHARE] [--confirmations SHARE] [--portable]
+#                    [--check]
 #
 # Defaults: 30000 valid orders/s for 3 s, 3 repeats, 2 shards, invalid share 0.5, garbage
 # share 0.9, forged-confirmation share 0.5 (shares of everything sent). The authority keeps
-# durable state, as in production.
+# durable state, as in production. --check fails the run unless every valid order of every case
+# was answered (CI's smoke run, at a rate the machine sustains).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 
 rate=30000 duration=3 repeats=3 shards=2 invalid=0.5 garbage=0.9 confirmations=0.5
-portable=false per_shard=false
+flavour=native per_shard=false check=false
 while [ $# -gt 0 ]; do
     case "$1" in
-        --rate) rate=$2; shift 2 ;;
-        --duration) duration=$2; shift 2 ;;
-        --repeats) repeats=$2; shift 2 ;;
-        --shards) shards=$2; shift 2 ;;
-        --invalid) invalid=$2; shift 2 ;;
-        --garbage) garbage=$2; shift 2 ;;
-        --confirmations) confirmations=$2; shift 2 ;;
+        --rate) rate=$(value "$@"); shift 2 ;;
+        --duration) duration=$(value "$@"); shift 2 ;;
+        --repeats) repeats=$(value "$@"); shift 2 ;;
+        --shards) shards=$(value "$@"); shift 2 ;;
+        --invalid) invalid=$(value "$@"); shift 2 ;;
+        --garbage) garbage=$(value "$@"); shift 2 ;;
+        --confirmations) confirmations=$(value "$@"); shift 2 ;;
         --per-shard) per_shard=true; shift ;;
-        --portable) portable=true; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-        *) echo "flood.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+        --portable) flavour=portable; shift ;;
+        --check) check=true; shift ;;
+        *) help_or_die "$1" ;;
     esac
 done
 
-. scripts/lib.sh
-if $portable; then build_binaries portable; else build_binaries native; fi
-work=$(mktemp -d)
-server_pid=""
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
+build_binaries "$flavour"
+make_work
 cases=(clean invalid garbage confirmations)
 $per_shard && cases+=(link)
 per_run=$(awk -v r="$rate" -v d="$duration" 'BEGIN { printf "%d", r * d * 1.05 + 100 }')
 runs=$(( repeats * ${#cases[@]} ))
 # Every run gets fresh accounts; the invalid flood forges orders from the last 1000.
 accounts=$(( per_run * runs + 2000 ))
+generate_committee 1 "$shards"
+genesis "$accounts"
 if $per_shard; then
     # One process per shard, linked over UDP (the link ports are the committee's port + 1 + j).
-    port=$(( 20000 + (RANDOM % 2000) * 10 ))
-    "$bin/server" --server "$work/server.json" generate --host 127.0.0.1 --port "$port" \
-        --shards "$shards" > "$work/committee.json"
-    echo "==> genesis: $accounts accounts" >&2
-    "$bin/loadgen" genesis --accounts "$accounts" > "$work/initial_accounts.txt"
-    links=()
+    names=() links=()
     for j in $(seq 0 $(( shards - 1 ))); do
-        "$bin/server" --server "$work/server.json" run --shard "$j" \
-            --initial-accounts "$work/initial_accounts.txt" --committee "$work/committee.json" \
-            --stats-interval 0 2> "$work/server-$j.log" &
-        pids+=($!)
-        wait_listening "$!" "$work/server-$j.log"
-        links+=("127.0.0.1:$(( port + 1 + j ))")
+        start_server "server1-$j" 1 --shard "$j"
+        names+=("server1-$j")
+        links+=("127.0.0.1:$(( port_base + 1 + j ))")
     done
+    wait_listening "${names[@]}"
     link_targets=$(IFS=,; echo "${links[*]}")
 else
-    start_authority "$work" "$shards" "$accounts"
-    pids=("$server_pid")
+    start_committee 1
 fi
 rss() {
     local total=0
-    for pid in "${pids[@]}"; do
+    for pid in "${pid_of[@]}"; do
         total=$(( total + $(awk '/VmRSS/ { print $2 }' "/proc/$pid/status") ))
     done
     echo "$total"
@@ -90,7 +77,7 @@ for r in $(seq 1 "$repeats"); do
         [ "$case" = garbage ] && flood=(--flood-garbage "$garbage")
         [ "$case" = confirmations ] && flood=(--flood-confirmations "$confirmations")
         [ "$case" = link ] && flood=(--flood-garbage "$garbage" --flood-to "$link_targets")
-        echo "==> run $r: $case" >&2
+        step "run $r: $case"
         out=$("$bin/loadgen" --committee "$work/committee.json" --accounts "$accounts" \
             --account-offset $(( n * per_run )) --rate "$rate" --duration "$duration" \
             --phase orders "${flood[@]}" 2>/dev/null)
@@ -143,7 +130,15 @@ print(f"authority RSS: {int(rss_start) // 1024} MiB before, {int(rss_end) // 102
       file=sys.stderr)
 print(json.dumps(summary))
 PY
-echo "==> authority counters" >&2
-for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-pids=()
+step "authority counters"
+stop_servers
 for log in "$work"/server*.log; do grep -v ":$" "$log" | tail -n "$((shards + 1))" >&2; done
+if $check; then
+    python3 - "$results" <<'PY' || fail "a valid order went unanswered"
+import json, sys
+bad = [r for r in map(json.loads, open(sys.argv[1])) if r["sent"] == 0 or r["ok"] != r["sent"]]
+for r in bad:
+    print("check: %s: %d valid orders sent, %d answered" % (r["case"], r["sent"], r["ok"]), file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+fi

@@ -13,33 +13,33 @@
 # each corpus afterwards (cargo fuzz cmin), as committed. A crash stops the script with the
 # failing input in fuzz/artifacts/<target>/; make it a regression test before fixing it.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 
 seconds=60 capture=false minimize=false targets=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --seconds) seconds=$2; shift 2 ;;
+        --seconds) seconds=$(value "$@"); shift 2 ;;
         --capture) capture=true; shift ;;
         --minimize) minimize=true; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-        -*) echo "fuzz.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+        -*) help_or_die "$1" ;;
         *) targets+=("$1"); shift ;;
     esac
 done
 [ ${#targets[@]} -gt 0 ] || targets=(wire_decode pipeline store_log config)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "==> installing cargo-fuzz" >&2
+    step "installing cargo-fuzz"
     cargo install cargo-fuzz --locked --version 0.13.2 >&2
 fi
 
-echo "==> writing seed inputs" >&2
+step "writing seed inputs"
 (cd fuzz && cargo run --quiet --locked --release --example seed_corpus >&2)
 
 if $capture; then
-    echo "==> capturing real traffic on loopback" >&2
+    step "capturing real traffic on loopback"
     python3 scripts/capture_udp.py fuzz/corpus --limit 50 &
     capture_pid=$!
+    at_exit 'kill -TERM "$capture_pid" 2>/dev/null'
     sleep 1
     scripts/bench.sh --portable --authorities 4 --shards 2 --rate 500 --duration 2 \
         --phase payments >/dev/null
@@ -48,13 +48,12 @@ if $capture; then
 fi
 
 for target in "${targets[@]}"; do
-    echo "==> fuzzing $target for ${seconds}s" >&2
+    step "fuzzing $target for ${seconds}s"
     log=$(mktemp)
     if ! (cd fuzz && cargo fuzz run --sanitizer none "$target" -- \
             -max_total_time="$seconds" -max_len=8192 -print_final_stats=1) >"$log" 2>&1; then
         tail -40 "$log" >&2
-        echo "fuzz.sh: $target failed; the input is in fuzz/artifacts/$target/" >&2
-        exit 1
+        fail "$target failed; the input is in fuzz/artifacts/$target/"
     fi
     runs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | tail -1)
     corpus=$(ls "fuzz/corpus/$target" | wc -l)

@@ -1,5 +1,6 @@
-# Network namespaces as hosts for the Ansible playbooks (deploy/ansible): sourced, not run.
-# Used by scripts/ansible-test.sh (CI) and scripts/bench-hosts.sh.
+# shellcheck shell=bash
+# Network namespaces as hosts for the Ansible playbooks (deploy/ansible): sourced after
+# scripts/lib.sh, not run. Used by scripts/ansible-test.sh (CI) and scripts/bench-hosts.sh.
 #
 #   netns_hosts_up DIR N   makes a switch namespace (one bridge), a controller namespace
 #                          (10.214.0.2), N host namespaces h1..hN (10.214.0.11..) and a client
@@ -15,18 +16,8 @@
 # Needs root; install_missing installs ansible-core and openssh-server from Debian.
 
 install_missing() {
-    local missing=() package
-    command -v ansible-playbook >/dev/null 2>&1 || missing+=(ansible-core)
-    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
-    [ ${#missing[@]} -eq 0 ] && return 0
-    for package in "${missing[@]}"; do
-        if ! apt-cache policy "$package" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-            apt-get update -q >/dev/null
-        fi
-    done
-    echo "==> installing ${missing[*]}" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        "${missing[@]}" >/dev/null
+    need_deb ansible-playbook ansible-core
+    need_deb /usr/sbin/sshd openssh-server
 }
 
 netns_prefix="fpa$$"
@@ -115,7 +106,7 @@ playbook() {
 netns_hosts_down() { # [STATUS]
     local status=${1:-0} work=$netns_work pidfile ns socket
     if [ "${keep:-false}" = true ]; then
-        echo "==> kept $work and namespaces ${netns_names[*]} $netns_switch" >&2
+        step "kept $work and namespaces ${netns_names[*]} $netns_switch"
         return
     fi
     # The SSH masters first (their sessions then end), then shards and sshds.
@@ -128,7 +119,7 @@ netns_hosts_down() { # [STATUS]
     sleep 0.2
     for ns in "${netns_names[@]}" "$netns_switch"; do ip netns del "$ns" 2>/dev/null || true; done
     if [ "$status" -ne 0 ]; then
-        echo "==> failed; the end of each shard log:" >&2
+        step "failed; the end of each shard log:"
         tail -n 5 "$work"/hosts/*/logs/*.log >&2 2>/dev/null || true
     fi
     if [ -n "$work" ]; then rm -rf "$work"; fi

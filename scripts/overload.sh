@@ -7,32 +7,33 @@
 #
 #   scripts/overload.sh --rate R [--multiples "1 2 4"] [--runs 3] [--duration S]
 #                       [--shards N] [--cores LIST] [--loadgen-cores LIST]
-#                       [--shed-after-ms MS] [--out DIR] [--no-durability]
+#                       [--shed-after-ms MS] [--out DIR] [--no-durability] [--portable]
 #
 # Defaults: 1 shard pinned to core 0, loadgen on core 1, 3 s per run, 3 runs per case, durable,
 # out=overload. Find R first (scripts/scale-cores.sh, or bench.sh runs that keep p99 low).
+# --portable passes on to bench.sh. Fails if a run answered nothing.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 
 rate="" multiples="1 2 4" runs=3 duration=3 shards=1 cores=0 loadgen_cores=1 budget=200
-out=overload durability=()
+out=overload durability=() portable=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --rate) rate=$2; shift 2 ;;
-        --multiples) multiples=$2; shift 2 ;;
-        --runs) runs=$2; shift 2 ;;
-        --duration) duration=$2; shift 2 ;;
-        --shards) shards=$2; shift 2 ;;
-        --cores) cores=$2; shift 2 ;;
-        --loadgen-cores) loadgen_cores=$2; shift 2 ;;
-        --shed-after-ms) budget=$2; shift 2 ;;
-        --out) out=$2; shift 2 ;;
+        --rate) rate=$(value "$@"); shift 2 ;;
+        --multiples) multiples=$(value "$@"); shift 2 ;;
+        --runs) runs=$(value "$@"); shift 2 ;;
+        --duration) duration=$(value "$@"); shift 2 ;;
+        --shards) shards=$(value "$@"); shift 2 ;;
+        --cores) cores=$(value "$@"); shift 2 ;;
+        --loadgen-cores) loadgen_cores=$(value "$@"); shift 2 ;;
+        --shed-after-ms) budget=$(value "$@"); shift 2 ;;
+        --out) out=$(value "$@"); shift 2 ;;
         --no-durability) durability=(--no-durability); shift ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "overload.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+        --portable) portable=(--portable); shift ;;
+        *) help_or_die "$1" ;;
     esac
 done
-[ -n "$rate" ] || { echo "overload.sh: --rate is required (try --help)" >&2; exit 2; }
+[ -n "$rate" ] || die "--rate is required"
 mkdir -p "$out"
 echo "multiple,shedding,run,offered,goodput,p50_us,p99_us,shed,timeouts,of_ceiling" > "$out/overload.csv"
 
@@ -42,10 +43,10 @@ for multiple in $multiples; do
         for shedding in on off; do
             budget_now=$budget
             [ "$shedding" = off ] && budget_now=0
-            echo "==> ${multiple}× ($offered/s), shedding $shedding, run $run" >&2
-            line=$(scripts/bench.sh --shards "$shards" --cores "$cores" --loadgen-cores "$loadgen_cores" \
+            step "${multiple}× ($offered/s), shedding $shedding, run $run"
+            line=$(bench_json --shards "$shards" --cores "$cores" --loadgen-cores "$loadgen_cores" \
                 --rate "$offered" --duration "$duration" --shed-after-ms "$budget_now" \
-                "${durability[@]}" 2>/dev/null | tail -n 1)
+                "${durability[@]}" "${portable[@]}")
             echo "$line" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
@@ -74,5 +75,7 @@ with open(f"{out}/summary.csv", "w") as f:
                round(med("p50_us")), round(med("p99_us")), round(med("shed")), round(med("timeouts"))]
         w.writerow(row)
         print(f"{row[2]:>10} {s:>8} {row[3]:>10} {row[4]:>6} {row[5]:>9} {row[6]:>9} {row[7]:>9} {row[8]:>9}")
+if any(float(r["goodput"]) <= 0 for r in rows):
+    sys.exit("overload.sh: FAIL: a run answered nothing (goodput 0)")
 PY
-echo "==> $out/overload.csv (every run) and $out/summary.csv (medians)" >&2
+step "$out/overload.csv (every run) and $out/summary.csv (medians)"

@@ -10,41 +10,22 @@
 #
 # --debug uses the debug binaries in target/debug (quicker to build) instead of release.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 
-profile=portable
+flavour=portable
 while [ $# -gt 0 ]; do
     case "$1" in
-        --debug) profile=debug; shift ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-        *) echo "prometheus.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+        --debug) flavour=debug; shift ;;
+        *) help_or_die "$1" ;;
     esac
 done
 
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-    echo "==> installing prometheus (Debian package)" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus >/dev/null \
-        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus >/dev/null; }
-fi
-
-. scripts/lib.sh
-if [ "$profile" = debug ]; then
-    cargo build --locked -p fastpay-engine -p fastpay-loadgen >&2
-    bin="$PWD/target/debug"
-else
-    build_binaries portable
-fi
-
-work=$(mktemp -d)
-pids=()
+need_deb prometheus prometheus
+need_deb promtool prometheus
+build_binaries "$flavour"
+make_work
 prom_pid=
-cleanup() {
-    [ -n "$prom_pid" ] && kill "$prom_pid" 2>/dev/null && wait "$prom_pid" 2>/dev/null
-    for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+at_exit '[ -n "$prom_pid" ] && kill "$prom_pid" 2>/dev/null && wait "$prom_pid" 2>/dev/null'
 
 # HTTP GET of $1, body on stdout (python3 rather than curl: CI has it already).
 get() {
@@ -69,33 +50,24 @@ EOF
 }
 
 authorities=4 shards=2 rate=500 duration=3
-port_base=$(( 20000 + (RANDOM % 2000) * 10 ))
 metrics_base=$(( 42000 + (RANDOM % 1000) * 10 ))
 prom_address="127.0.0.1:$(( metrics_base + 9 ))"
-: > "$work/committee.json"
-for i in $(seq 1 "$authorities"); do
-    port=$(( port_base + (i - 1) * (shards + 2) ))
-    "$bin/server" --server "$work/server$i.json" generate --host 127.0.0.1 --port "$port" \
-        --shards "$shards" >> "$work/committee.json"
-done
+generate_committee "$authorities" "$shards"
 accounts=$(( rate * duration + 1000 ))
-"$bin/loadgen" genesis --accounts "$accounts" > "$work/initial_accounts.txt"
+genesis "$accounts"
 
-targets=()
+targets=() names=()
 for i in $(seq 1 "$authorities"); do
     address="127.0.0.1:$(( metrics_base + i ))"
     targets+=("'$address'")
-    flags=(--initial-accounts "$work/initial_accounts.txt" --committee "$work/committee.json"
-           --stats-interval 0 --metrics-address "$address")
-    "$bin/server" --server "$work/server$i.json" check "${flags[@]}" >&2
-    "$bin/server" --server "$work/server$i.json" run "${flags[@]}" 2> "$work/server$i.log" &
-    pids+=($!)
+    "$bin/server" --server "$work/server$i.json" check --initial-accounts "$work/initial_accounts.txt" \
+        --committee "$work/committee.json" --stats-interval 0 --metrics-address "$address" >&2
+    start_server "server$i" "$i" --metrics-address "$address"
+    names+=("server$i")
 done
-for i in $(seq 1 "$authorities"); do
-    wait_listening "${pids[$((i - 1))]}" "$work/server$i.log"
-done
+wait_listening "${names[@]}"
 
-echo "==> promtool check metrics on authority 1's /metrics" >&2
+step "promtool check metrics on authority 1's /metrics"
 get "http://127.0.0.1:$(( metrics_base + 1 ))/metrics" > "$work/server1.prom"
 promtool check metrics < "$work/server1.prom"
 
@@ -109,7 +81,7 @@ scrape_configs:
       - targets: [$(IFS=,; echo "${targets[*]}")]
 EOF
 promtool check config "$work/prometheus.yml" >&2
-echo "==> prometheus on $prom_address scraping ${#targets[@]} authorities" >&2
+step "prometheus on $prom_address scraping ${#targets[@]} authorities"
 prometheus --config.file "$work/prometheus.yml" --storage.tsdb.path "$work/tsdb" \
     --web.listen-address "$prom_address" 2> "$work/prometheus.log" &
 prom_pid=$!
@@ -133,13 +105,13 @@ if [ "$up" != "$authorities" ]; then
     exit 1
 fi
 before=$(query 'sum(fastpay_shard_voted_total)')
-echo "==> votes before the run: $before" >&2
+step "votes before the run: $before"
 
-echo "==> loadgen --phase payments --rate $rate --duration $duration" >&2
+step "loadgen --phase payments --rate $rate --duration $duration"
 result=$("$bin/loadgen" --committee "$work/committee.json" --accounts "$accounts" \
     --rate "$rate" --duration "$duration" --phase payments --metrics-file "$work/loadgen.prom")
 echo "$result"
-echo "==> promtool check metrics on loadgen's --metrics-file" >&2
+step "promtool check metrics on loadgen's --metrics-file"
 promtool check metrics < "$work/loadgen.prom"
 ok=$(echo "$result" | python3 -c 'import json, sys; print(json.load(sys.stdin)["ok"])')
 
@@ -176,7 +148,7 @@ for panel in panels:
 print("==> the %d dashboard queries evaluate" % len(panels), file=sys.stderr)
 EOF
 p99=$(query 'histogram_quantile(0.99, sum by (le) (rate(fastpay_shard_reply_delay_seconds_bucket[30s])))')
-echo "==> prometheus: votes $before -> $votes, confirmations $confirmed, replies $replies for $ok payments; reply p99 ${p99} s" >&2
+step "prometheus: votes $before -> $votes, confirmations $confirmed, replies $replies for $ok payments; reply p99 ${p99} s"
 python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) > 0 and float(sys.argv[2]) == 0 else 1)" "$ok" "$before" \
     || { echo "no payment completed, or votes before the run" >&2; exit 1; }
-echo "==> prometheus.sh: ok" >&2
+step "prometheus.sh: ok"

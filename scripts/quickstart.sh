@@ -7,60 +7,60 @@
 #   scripts/quickstart.sh             every authority in one process (shards as pinned threads)
 #   scripts/quickstart.sh --per-shard every shard in its own process, as the reference ran it
 #
-# It works in a fresh temporary directory and stops only the processes it started.
+# It works in a fresh temporary directory and stops only the processes it started. It fails
+# if a step fails or a balance is not what the transfers make it. The authorities listen on
+# ports 9100..9404, as in the reference.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 
 per_shard=false
-case "${1:-}" in
-    --per-shard) per_shard=true ;;
-    "") ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-    *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
-esac
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --per-shard) per_shard=true; shift ;;
+        *) help_or_die "$1" ;;
+    esac
+done
 
-echo "==> building (release)" >&2
-cargo build --release --locked -p fastpay-engine >&2
-bin="$PWD/target/release"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+build_binaries portable
+make_work
 cd "$work"
 
-echo "==> generating 4 authorities with 4 shards each" >&2
+step "generating 4 authorities with 4 shards each"
 for I in 1 2 3 4; do
     "$bin/server" --server server"$I".json generate --host 127.0.0.1 --port 9"$I"00 --shards 4 >> committee.json
 done
 "$bin/client" --committee committee.json --accounts accounts.json create_accounts 1000 --initial-funding 100 >> initial_accounts.txt
 
-echo "==> starting the servers" >&2
+step "starting the servers"
+names=()
 for I in 1 2 3 4; do
     if $per_shard; then
         for J in $(seq 0 3); do
-            "$bin/server" --server server"$I".json run --shard "$J" --initial-accounts initial_accounts.txt \
-                --committee committee.json --stats-interval 0 2> server"$I"-"$J".log &
-            pids+=($!)
+            start_server "server$I-$J" "$I" --shard "$J"
+            names+=("server$I-$J")
         done
     else
-        "$bin/server" --server server"$I".json run --initial-accounts initial_accounts.txt \
-            --committee committee.json --stats-interval 0 2> server"$I".log &
-        pids+=($!)
+        start_server "server$I" "$I"
+        names+=("server$I")
     fi
 done
-sleep 1
+wait_listening "${names[@]}"
 
 client() { "$bin/client" --committee committee.json --accounts accounts.json "$@"; }
 ACCOUNT1="$(head -n 1 initial_accounts.txt | awk -F: '{ print $1 }')"
 ACCOUNT2="$(tail -n -1 initial_accounts.txt | awk -F: '{ print $1 }')"
+# `balances "WHEN" B1 B2`: prints both balances and fails unless they are B1 and B2.
+balances() {
+    local b1 b2
+    b1=$(client query_balance "$ACCOUNT1" 2>/dev/null)
+    b2=$(client query_balance "$ACCOUNT2" 2>/dev/null)
+    echo "==> balances $1: $b1 $b2"
+    [ "$b1 $b2" = "$2 $3" ] || fail "balances $1 are $b1 and $b2, not $2 and $3"
+}
 
-echo "==> balances before: $(client query_balance "$ACCOUNT1" 2>/dev/null) $(client query_balance "$ACCOUNT2" 2>/dev/null)"
+balances before 100 100
 client transfer 10 --from "$ACCOUNT1" --to "$ACCOUNT2"
-echo "==> balances after transferring 10: $(client query_balance "$ACCOUNT1" 2>/dev/null) $(client query_balance "$ACCOUNT2" 2>/dev/null)"
+balances "after transferring 10" 90 110
 
 echo "==> benchmark over all 1000 accounts"
 client benchmark
@@ -69,9 +69,13 @@ echo "==> ACCOUNT1 in the wallet (grep, as in the reference):"
 grep -c "$ACCOUNT1" accounts.json | sed 's/^/    lines mentioning ACCOUNT1: /'
 
 echo "==> killing authority 4"
-if $per_shard; then kill "${pids[@]:12:4}"; else kill "${pids[3]}"; fi
+if $per_shard; then
+    for J in 0 1 2 3; do stop_server "server4-$J" TERM; done
+else
+    stop_server server4 TERM
+fi
 client transfer 5 --from "$ACCOUNT2" --to "$ACCOUNT1"
-echo "==> balances with authority 4 down: $(client query_balance "$ACCOUNT1" 2>/dev/null) $(client query_balance "$ACCOUNT2" 2>/dev/null)"
+balances "with authority 4 down" 95 105
 
 echo "==> additional local benchmark (./bench, as the reference's last line)"
 (cd "$bin" && ./bench)

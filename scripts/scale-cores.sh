@@ -6,6 +6,7 @@
 #
 #   scripts/scale-cores.sh [--max-shards N] [--loadgen-cores K] [--phase orders|confirmations]
 #                          [--p99-ms MS] [--duration S] [--out DIR] [--no-durability]
+#                          [--start-rate R] [--max-rate R] [--portable]
 #
 # Cores: loadgen gets the last K cores (default: a quarter of the machine, at least one) and
 # the shards every other core, so N defaults to nproc − K and a bigger machine is used whole.
@@ -17,65 +18,73 @@
 # state unless --no-durability (then the plot shows CPU scaling without fsync noise). Each
 # row also carries the crypto ceiling of a shard core measured in that row's runs and the
 # rate as a share of shards × ceiling, so that rows from different machines compare.
+#
+# The search doubles the rate from --start-rate (default 8000) until a probe fails, then
+# bisects; a shard count that sustains --max-rate (default 400000) is recorded at that rate
+# without searching further. Exits non-zero if a shard count sustains no rate at all or a
+# row lacks its ceiling. --portable passes on to bench.sh (the ordinary release build).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 
 cores=$(nproc)
 loadgen_share=""
-max_shards="" phase=orders p99_ms=5 duration=3 out=scaling durability=()
+max_shards="" phase=orders p99_ms=5 duration=3 out=scaling durability=() portable=()
+start_rate=8000 max_rate=400000
 while [ $# -gt 0 ]; do
     case "$1" in
-        --max-shards) max_shards=$2; shift 2 ;;
-        --loadgen-cores) loadgen_share=$2; shift 2 ;;
-        --phase) phase=$2; shift 2 ;;
-        --p99-ms) p99_ms=$2; shift 2 ;;
-        --duration) duration=$2; shift 2 ;;
-        --out) out=$2; shift 2 ;;
+        --max-shards) max_shards=$(value "$@"); shift 2 ;;
+        --loadgen-cores) loadgen_share=$(value "$@"); shift 2 ;;
+        --phase) phase=$(value "$@"); shift 2 ;;
+        --p99-ms) p99_ms=$(value "$@"); shift 2 ;;
+        --duration) duration=$(value "$@"); shift 2 ;;
+        --out) out=$(value "$@"); shift 2 ;;
         --no-durability) durability=(--no-durability); shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-        *) echo "scale-cores.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+        --start-rate) start_rate=$(value "$@"); shift 2 ;;
+        --max-rate) max_rate=$(value "$@"); shift 2 ;;
+        --portable) portable=(--portable); shift ;;
+        *) help_or_die "$1" ;;
     esac
 done
 if [ -z "$loadgen_share" ]; then
     if [ "$cores" -le 2 ]; then loadgen_share=0; else loadgen_share=$(( (cores + 3) / 4 )); fi
 fi
 shard_cores=$(( cores - loadgen_share ))
-[ "$shard_cores" -ge 1 ] || { echo "scale-cores.sh: no core left for shards" >&2; exit 2; }
+[ "$shard_cores" -ge 1 ] || die "no core left for shards"
 [ -n "$max_shards" ] || max_shards=$shard_cores
 mkdir -p "$out"
 target=all
 [ "$phase" = confirmations ] && target=0
 
-# probe_once SHARDS RATE -> prints "ok|fail achieved p99 ceiling" for one run (ceiling: the
-# orders or confirmations per CPU-second one shard core's crypto allows, measured in the run)
+# `probe_once SHARDS RATE`: one bench.sh run; sets `verdict` (ok or fail), `achieved`, `p99`
+# and `ceiling` (the orders or confirmations per CPU-second one shard core's crypto allows,
+# measured in the run).
 probe_once() {
-    local shards=$1 rate=$2 pin loadgen_pin=""
+    local shards=$1 rate=$2 pin loadgen_pin="" result
     pin=$(seq -s, 0 $((shards - 1)))
     if [ "$loadgen_share" -gt 0 ]; then
         loadgen_pin=$(seq -s, "$shard_cores" $((cores - 1)))
     elif [ "$shards" -lt "$cores" ]; then
         loadgen_pin=$(seq -s, "$shards" $((cores - 1)))
     fi
-    local result
-    result=$(scripts/bench.sh --authorities 1 --shards "$shards" --cores "$pin" \
+    result=$(bench_json --authorities 1 --shards "$shards" --cores "$pin" \
         ${loadgen_pin:+--loadgen-cores "$loadgen_pin"} --rate "$rate" --duration "$duration" \
-        --phase "$phase" --target "$target" "${durability[@]}" 2>/dev/null | tail -n 1)
-    echo "$result" | python3 -c '
+        --phase "$phase" --target "$target" "${durability[@]}" "${portable[@]}")
+    read -r verdict achieved p99 ceiling < <(python3 -c '
 import json, sys
-r = json.load(sys.stdin)
+r = json.loads(sys.argv[3])
 bound = float(sys.argv[1]) * 1000
 good = r["sent"] > 0 and r["rejected"] == 0 and r["loss"] < 0.001 and r["latency_us"]["p99"] <= bound and r["ok"] >= 0.999 * r["sent"]
 c = r.get("ceiling") or {}
 ceiling = c.get("confirmations_per_cpu_s" if sys.argv[2] == "confirmations" else "orders_per_cpu_s", 0)
-print("ok" if good else "fail", round(r["achieved_rate"]), r["latency_us"]["p99"], round(ceiling))' "$p99_ms" "$phase"
+print("ok" if good else "fail", round(r["achieved_rate"]), r["latency_us"]["p99"], round(ceiling))' "$p99_ms" "$phase" "$result")
 }
 
-# probe SHARDS RATE -> the verdict of two runs out of up to three (one noisy run on a shared
-# machine neither passes nor fails a rate), with the median p99 and ceiling of the runs made
+# `probe SHARDS RATE`: the verdict of two runs out of up to three (one noisy run on a shared
+# machine neither passes nor fails a rate), with the median p99 and ceiling of the runs made.
 probe() {
-    local passes=0 fails=0 verdict achieved p99 ceiling p99s=() ceilings=()
+    local passes=0 fails=0 p99s=() ceilings=()
     while [ "$passes" -lt 2 ] && [ "$fails" -lt 2 ]; do
-        read -r verdict achieved p99 ceiling < <(probe_once "$@")
+        probe_once "$@"
         p99s+=("$p99")
         ceilings+=("$ceiling")
         if [ "$verdict" = ok ]; then passes=$((passes + 1)); else fails=$((fails + 1)); fi
@@ -83,39 +92,46 @@ probe() {
     p99=$(printf '%s\n' "${p99s[@]}" | sort -n | sed -n "$(( ${#p99s[@]} / 2 + 1 ))p")
     ceiling=$(printf '%s\n' "${ceilings[@]}" | sort -n | sed -n "$(( ${#ceilings[@]} / 2 + 1 ))p")
     if [ "$passes" -ge 2 ]; then verdict=ok; else verdict=fail; fi
-    echo "$verdict" "$achieved" "$p99" "$ceiling"
+    echo "shards=$1 rate=$2 -> $verdict (achieved $achieved/s, p99 ${p99}us, ceiling ${ceiling}/core)" >&2
 }
 
-echo "==> $cores cores: shards on up to $max_shards, loadgen on ${loadgen_share:-0} of its own" >&2
+step "$cores cores: shards on up to $max_shards, loadgen on $loadgen_share of its own"
 echo "shards,max_rate,p99_us,ideal,ceiling_per_core,of_ceiling" > "$out/scaling.csv"
 base=""
 for shards in $(seq 1 "$max_shards"); do
-    lo=0 lo_p99=0 lo_ceiling=0 hi="" rate=8000
-    # Double until a probe fails, then bisect between the last success and the failure.
+    lo=0 lo_p99=0 lo_ceiling=0 hi="" rate=$start_rate
+    # Double until a probe fails (or --max-rate passes), then bisect between the last success
+    # and the failure.
     while [ -z "$hi" ]; do
-        read -r verdict achieved p99 ceiling < <(probe "$shards" "$rate")
-        echo "shards=$shards rate=$rate -> $verdict (achieved $achieved/s, p99 ${p99}us, ceiling ${ceiling}/core)" >&2
-        if [ "$verdict" = ok ]; then lo=$rate lo_p99=$p99 lo_ceiling=$ceiling rate=$((rate * 2)); else hi=$rate; fi
-        [ "$rate" -gt 400000 ] && hi=$rate
+        probe "$shards" "$rate"
+        if [ "$verdict" = fail ]; then
+            hi=$rate
+        else
+            lo=$rate lo_p99=$p99 lo_ceiling=$ceiling
+            [ "$rate" -ge "$max_rate" ] && break
+            rate=$(( rate * 2 > max_rate ? max_rate : rate * 2 ))
+        fi
     done
     for _ in 1 2 3 4; do
+        [ -n "$hi" ] || break
         mid=$(( (lo + hi) / 2 ))
         [ $((hi - lo)) -lt 1000 ] && break
-        read -r verdict achieved p99 ceiling < <(probe "$shards" "$mid")
-        echo "shards=$shards rate=$mid -> $verdict (achieved $achieved/s, p99 ${p99}us, ceiling ${ceiling}/core)" >&2
+        probe "$shards" "$mid"
         if [ "$verdict" = ok ]; then lo=$mid lo_p99=$p99 lo_ceiling=$ceiling; else hi=$mid; fi
     done
+    [ "$lo" -gt 0 ] || fail "$shards shard(s) sustained no rate from $start_rate/s down (try a lower --start-rate)"
+    [ "$lo_ceiling" -gt 0 ] || fail "$shards shard(s): no crypto ceiling in bench.sh's JSON"
     [ -z "$base" ] && base=$lo
-    share=$(awk -v r="$lo" -v n="$shards" -v c="$lo_ceiling" 'BEGIN { printf "%.3f", c > 0 ? r / (n * c) : 0 }')
+    # (Parentheses: awk reads a bare `c > 0` in printf's arguments as output redirection.)
+    share=$(awk -v r="$lo" -v n="$shards" -v c="$lo_ceiling" 'BEGIN { printf "%.3f", r / (n * c) }')
     echo "$shards,$lo,$lo_p99,$((base * shards)),$lo_ceiling,$share" >> "$out/scaling.csv"
-    echo "==> $shards shard(s): $lo /s sustained (p99 ${lo_p99}us) = $share of $shards × ceiling ${lo_ceiling}/s" >&2
+    step "$shards shard(s): $lo /s sustained (p99 ${lo_p99}us) = $share of $shards × ceiling ${lo_ceiling}/s"
 done
 cat "$out/scaling.csv"
 
-if ! command -v gnuplot >/dev/null 2>&1; then
-    echo "==> installing gnuplot (Debian package gnuplot-nox)" >&2
-    (apt-get install -y -q gnuplot-nox >/dev/null 2>&1 || sudo apt-get install -y -q gnuplot-nox >/dev/null 2>&1) ||
-        { echo "gnuplot is not available; the CSV is in $out/scaling.csv" >&2; exit 0; }
+if ! need_deb gnuplot gnuplot-nox; then
+    echo "gnuplot is not available; the CSV is in $out/scaling.csv" >&2
+    exit 0
 fi
 gnuplot <<PLOT
 set terminal pngcairo size 800,500
@@ -130,4 +146,4 @@ set key top left
 plot "$out/scaling.csv" using 1:2 skip 1 with linespoints lw 2 title "measured", \
      "$out/scaling.csv" using 1:4 skip 1 with lines dt 2 title "linear ideal"
 PLOT
-echo "==> $out/scaling.csv and $out/scaling.png" >&2
+step "$out/scaling.csv and $out/scaling.png"
