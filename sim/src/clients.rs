@@ -228,6 +228,17 @@ impl World {
         self.pump(c)
     }
 
+    /// The sync of client `c` once the network healed: stragglers are waited for long enough
+    /// that every honest authority's answer counts.
+    pub(crate) fn final_sync(&mut self, c: usize) -> Result<(), SimFailure> {
+        let timing = Timing {
+            quorum_grace: Duration::from_millis(200),
+            ..TIMING
+        };
+        let sync = SyncAccount::new(0, PAY_TIMEOUT).with_timing(timing);
+        self.start(c, Operation::Sync(sync))
+    }
+
     /// A sync of client `c`.
     pub(crate) fn start_sync(&mut self, c: usize) -> Result<(), SimFailure> {
         let sync = SyncAccount::new(0, SYNC_STEP_TIMEOUT).with_timing(TIMING);

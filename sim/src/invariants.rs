@@ -11,7 +11,7 @@
 //! - at the end, after healing: every outbox drains, every honest ledger equals genesis plus
 //!   the certified transfers, and every client's view of its balance matches it.
 
-use crate::{SimFailure, World};
+use crate::{Role, SimFailure, World};
 use fastpay_node::CertificateReader;
 use fastpay_wire::{
     AccountId, CertifiedTransferOrder, Message, SequenceNumber, ShardId, Transfer, decode,
@@ -225,21 +225,16 @@ impl World {
             }
         }
         self.check_stores(certificates)?;
-        // Each client downloads its payments from every honest authority's store (as `client
-        // sync` does; some were handed over, the rest were never seen); then its own view
+        // Honest clients learned their payments through the real client's sync (run by
+        // `heal_and_settle`); a double spender's state is the harness's, so it downloads its
+        // payments from every honest authority's store directly. Then every client's view
         // must match the ledger.
         for c in 0..self.clients.len() {
-            let account = self.clients[c].state.account();
-            let shard = fastpay_wire::shard_of(&account, self.config.shards).0 as usize;
-            let mut received = Vec::new();
-            for authority in &self.authorities {
-                if let Some(host) = authority.shards.get(shard) {
-                    let _ = host
-                        .certificates
-                        .received(&account, 0, usize::MAX, &mut received);
-                }
+            if matches!(self.clients[c].role, Role::Honest { .. }) {
+                self.check_read_to_the_end(c)?;
+                continue;
             }
-            for (_, certificate) in received {
+            for (_, certificate) in self.stored_payments(c) {
                 let _ = self.clients[c].state.learn_certificate(certificate);
             }
         }
@@ -249,6 +244,47 @@ impl World {
                 return Err(self.fail(format!(
                     "client {c} believes its balance is {}, the ledger says {want}",
                     client.state.balance()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The payments to client `c` in every honest authority's store, with their arrival
+    /// index there.
+    fn stored_payments(&self, c: usize) -> Vec<(u64, CertifiedTransferOrder)> {
+        let account = self.clients[c].state.account();
+        let shard = fastpay_wire::shard_of(&account, self.config.shards).0 as usize;
+        let mut received = Vec::new();
+        for authority in self.authorities.iter().filter(|a| !a.is_byzantine()) {
+            if let Some(host) = authority.shards.get(shard) {
+                let _ = host
+                    .certificates
+                    .received(&account, 0, usize::MAX, &mut received);
+            }
+        }
+        received
+    }
+
+    /// A sync on the healed network read every honest authority's list of client `c`'s
+    /// payments to its end: its cursor there is past each payment's arrival index.
+    fn check_read_to_the_end(&self, c: usize) -> Result<(), SimFailure> {
+        let account = self.clients[c].state.account();
+        let shard = fastpay_wire::shard_of(&account, self.config.shards).0 as usize;
+        for authority in self.authorities.iter().filter(|a| !a.is_byzantine()) {
+            let Some(host) = authority.shards.get(shard) else {
+                continue;
+            };
+            let mut received = Vec::new();
+            let _ = host
+                .certificates
+                .received(&account, 0, usize::MAX, &mut received);
+            let cursor = self.clients[c].state.received_cursor(&authority.name);
+            if let Some((arrival, _)) = received.iter().find(|(arrival, _)| *arrival >= cursor) {
+                return Err(self.fail(format!(
+                    "client {c}'s sync stopped at {cursor} in authority {}'s list of its \
+                     payments, which goes on to {arrival}",
+                    authority.name
                 )));
             }
         }

@@ -550,6 +550,13 @@ impl World {
                 self.settle()?;
             }
         }
+        // Every honest client syncs, as `client sync` would, and learns what it was paid.
+        for c in 0..self.clients.len() {
+            if matches!(self.clients[c].role, Role::Honest { .. }) {
+                self.final_sync(c)?;
+                self.settle()?;
+            }
+        }
         self.check_settled(&certificates)
     }
 
