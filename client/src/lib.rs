@@ -21,6 +21,8 @@
 
 mod exchange;
 mod fetch;
+#[cfg(test)]
+mod machine_tests;
 mod push;
 mod state;
 mod sync;

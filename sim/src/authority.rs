@@ -69,7 +69,9 @@ impl ShardHost {
 /// An authority of the simulated committee.
 pub(crate) struct AuthorityNode {
     pub(crate) name: AuthorityName,
-    key_seed: [u8; 32],
+    /// Its key (deriving it from the seed costs a scalar multiplication: kept, not rederived
+    /// for each message the Byzantine authority signs).
+    key: Arc<KeyPair>,
     /// The Byzantine authority's plain shard states (it runs no nodes).
     byzantine: Option<Vec<AuthorityShard>>,
     /// The honest authority's shards.
@@ -95,7 +97,7 @@ impl AuthorityNode {
         };
         let mut node = Self {
             name: key.authority(),
-            key_seed: key.seed(),
+            key: Arc::new(KeyPair::from_seed(key.seed())),
             byzantine: None,
             shards: Vec::new(),
         };
@@ -547,7 +549,7 @@ impl World {
     /// Shard `s` recovers from its disk; everything it acknowledged before the crash must
     /// still be there.
     fn recover_shard(&mut self, a: usize, s: usize) -> Result<(), crate::SimFailure> {
-        let key = KeyPair::from_seed(self.authorities[a].key_seed);
+        let key = KeyPair::from_seed(self.authorities[a].key.seed());
         let state = AuthorityShard::new(
             key,
             self.committee.clone(),
@@ -589,7 +591,7 @@ impl World {
         shard: ShardId,
         message: &Message,
     ) {
-        let key = KeyPair::from_seed(self.authorities[a].key_seed);
+        let key = self.authorities[a].key.clone();
         match self.rng.random_range(0..5u8) {
             // Silent.
             0 => {}
