@@ -145,6 +145,15 @@ fn a_restarted_authority_remembers_its_votes_and_confirmations() {
     let Message::Vote(vote) = ask(&socket, to, &account, &Message::TransferOrder(a1)) else {
         panic!("no vote");
     };
+    let shard_dir = dir
+        .join("server1.data")
+        .join(format!("shard-{}", shard_of(&account, 2)));
+    // The snapshot is written in the background once the certificate store caught up: wait
+    // for it to land (a loaded machine takes its time) before the crash it must survive.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !shard_dir.join("snapshot").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     authority.kill();
     authority.start();
     let b1 = order(6, other.account(), 1);
@@ -157,9 +166,6 @@ fn a_restarted_authority_remembers_its_votes_and_confirmations() {
     };
     assert_eq!(again, vote);
     assert_eq!(query(other.account()).balance.units(), 110);
-    let shard_dir = dir
-        .join("server1.data")
-        .join(format!("shard-{}", shard_of(&account, 2)));
     assert!(
         shard_dir.join("snapshot").exists(),
         "no snapshot in {}",
