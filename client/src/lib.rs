@@ -21,8 +21,6 @@
 
 mod exchange;
 mod fetch;
-#[cfg(test)]
-mod machine_tests;
 mod push;
 mod state;
 mod sync;

@@ -2,11 +2,11 @@
 //! every reply arrives one millisecond after its request, and the test decides what else
 //! arrives and when.
 
-use crate::exchange::{Action, Exchange, Transmit};
-use crate::state::{ClientState, Phase};
-use crate::sync::SyncAccount;
-use crate::transfers::{DriveError, Goal, SAVE_DELAY, Transfers};
 use fastpay_authority::{AuthorityShard, Genesis};
+use fastpay_client::{
+    Action, ClientState, DriveError, Exchange, Goal, Phase, SAVE_DELAY, SyncAccount, Transfers,
+    Transmit,
+};
 use fastpay_wire::{
     AccountId, AccountInfoResponse, AccountQuery, Amount, AuthorityName, Balance,
     CertificateAnswer, CertificatesResponse, CertifiedTransferOrder, Committee, KeyPair, Message,
