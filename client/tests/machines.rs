@@ -76,6 +76,9 @@ impl Committee4 {
         let mut trace = Trace::default();
         let mut replies: Vec<(Instant, AuthorityName, Message)> = Vec::new();
         noise.reverse();
+        // Waits in a row that moved neither the clock nor a message: a machine that keeps
+        // asking to be woken at a moment already past spins; the test must say so, not hang.
+        let mut idle_waits = 0u32;
         while now < start + limit {
             match machine.poll(std::slice::from_mut(&mut self.alice), now) {
                 Action::Send(transmit) => self.deliver(transmit, now, &mut replies, &mut trace),
@@ -97,6 +100,15 @@ impl Committee4 {
                     } else {
                         None
                     };
+                    idle_waits = if message.is_none() && until <= now {
+                        idle_waits + 1
+                    } else {
+                        0
+                    };
+                    assert!(
+                        idle_waits < 1_000,
+                        "the machine spins: it waits for {until:?}, already past"
+                    );
                     if let Some((_, from, message)) = message {
                         let clients = std::slice::from_mut(&mut self.alice);
                         machine.handle(clients, now, from, message);
