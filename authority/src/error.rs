@@ -1,8 +1,8 @@
 //! Why a shard refused a request.
 
 use fastpay_wire::{
-    AccountId, Amount, ArithmeticError, Balance, CertificateError, CryptoError, ErrorCode,
-    ErrorReply, SequenceNumber, ShardId,
+    AccountId, Amount, ArithmeticError, Balance, CertificateError, CryptoError, DepositCursor,
+    ErrorCode, ErrorReply, SequenceNumber, ShardId,
 };
 use thiserror::Error;
 
@@ -99,4 +99,40 @@ impl From<ArithmeticError> for AuthorityError {
     fn from(error: ArithmeticError) -> Self {
         Self::Arithmetic(error)
     }
+}
+
+/// A deposit batch a shard refused whole (nothing credited, the cursor unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum DepositError {
+    /// The batch does not continue from where the shard stands: it was applied before, or an
+    /// earlier batch is missing.
+    #[error("deposit batch starts at {got:?} but the shard stands at {expected:?}")]
+    OutOfOrder {
+        /// The shard's cursor.
+        expected: DepositCursor,
+        /// The batch's starting cursor.
+        got: DepositCursor,
+    },
+    /// The batch moves the cursor backwards.
+    #[error("deposit batch moves the cursor back, from {from:?} to {to:?}")]
+    Backwards {
+        /// The batch's starting cursor.
+        from: DepositCursor,
+        /// The batch's ending cursor.
+        to: DepositCursor,
+    },
+    /// A credit's index is outside the batch's range or not above the previous credit's.
+    #[error("deposit {0} is out of the batch's range or order")]
+    BadIndex(u64),
+    /// A credit is for an account that another shard owns.
+    #[error("deposit {index} is for an account of shard {owner}")]
+    WrongShard {
+        /// The deposit's index.
+        index: u64,
+        /// The shard that owns its account.
+        owner: ShardId,
+    },
+    /// Crediting would overflow a balance or the shard's total of deposits.
+    #[error("deposit {0} would overflow a balance")]
+    Overflow(u64),
 }

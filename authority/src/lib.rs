@@ -1,7 +1,7 @@
 //! One shard of a FastPay authority as a pure state machine.
 //!
 //! [`AuthorityShard`] owns the accounts that map to its shard, votes for transfer orders,
-//! applies confirmation orders and cross-shard credits, and answers account queries. It takes
+//! applies confirmation orders, cross-shard credits and deposits from the primary chain, and answers account queries. It takes
 //! decoded messages and returns replies and cross-shard credits as values: it opens no socket,
 //! starts no thread, reads no clock and touches no file, so a whole committee runs
 //! deterministically inside one test. The runtime (`fastpay-engine`) moves the bytes.
@@ -20,7 +20,7 @@ mod genesis;
 mod shard;
 
 pub use dispatch::Handled;
-pub use error::AuthorityError;
+pub use error::{AuthorityError, DepositError};
 pub use genesis::{Genesis, GenesisError};
 pub use shard::{
     AccountState, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck, ShardSetupError,

@@ -1,13 +1,13 @@
 //! One shard of one authority.
 
-use crate::error::AuthorityError;
+use crate::error::{AuthorityError, DepositError};
 use crate::genesis::Genesis;
 use fastpay_wire::merkle::{Digest, leaf_hash};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountInfoResponse, AuthorityName, Balance, BatchVerifier,
-    CertifiedTransferOrder, Committee, ConfirmationOrder, CrossShardUpdate, KeyPair, MerkleProof,
-    PublicKey, SequenceNumber, ShardId, Signature, SignedTransferOrder, TransferOrder, TreeBuilder,
-    VoteScheme, shard_of,
+    CertifiedTransferOrder, Committee, ConfirmationOrder, CrossShardUpdate, DepositBatch,
+    DepositCursor, KeyPair, MerkleProof, PublicKey, SequenceNumber, ShardId, Signature,
+    SignedTransferOrder, TransferOrder, TreeBuilder, VoteScheme, shard_of,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -91,6 +91,10 @@ pub enum ConfirmationCheck {
 pub struct ShardSnapshot {
     /// Every account, sorted.
     pub accounts: Vec<(AccountId, AccountState)>,
+    /// How far the shard has followed the primary chain's deposits.
+    pub deposits: DepositCursor,
+    /// Units this shard has credited from deposits, in all.
+    pub deposited: u128,
 }
 
 impl ShardSnapshot {
@@ -137,6 +141,10 @@ pub struct AuthorityShard {
     sealed: Vec<SignedTransferOrder>,
     tree: TreeBuilder,
     leaves: Vec<Digest>,
+    /// How far the shard has followed the primary chain's deposits.
+    deposits: DepositCursor,
+    /// Units credited from deposits, in all (for the supply audit).
+    deposited: u128,
 }
 
 /// What an account's pending vote holds between [`AuthorityShard::vote_verified`] and
@@ -198,6 +206,8 @@ impl AuthorityShard {
             sealed: Vec::new(),
             tree: TreeBuilder::new(),
             leaves: Vec::new(),
+            deposits: DepositCursor::default(),
+            deposited: 0,
         })
     }
 
@@ -672,6 +682,76 @@ impl AuthorityShard {
         self.apply_cross_shard_update(update)
     }
 
+    // ---- deposits from the primary chain ---------------------------------------------------
+
+    /// How far this shard has followed the primary chain's deposits.
+    pub fn deposit_cursor(&self) -> DepositCursor {
+        self.deposits
+    }
+
+    /// Units this shard has credited from deposits, in all.
+    pub fn deposited(&self) -> u128 {
+        self.deposited
+    }
+
+    /// Credits a batch of deposits, which must continue exactly from this shard's cursor:
+    /// that rule, with the cursor stored in the same state, credits each deposit index once.
+    /// A deposit to an account this shard has not seen opens it. Returns the units credited.
+    /// Checks everything before changing anything: a refused batch leaves the state as it was.
+    pub fn credit_deposits(&mut self, batch: &DepositBatch) -> Result<u128, DepositError> {
+        let (from, to) = (batch.from, batch.to);
+        if from != self.deposits {
+            return Err(DepositError::OutOfOrder {
+                expected: self.deposits,
+                got: from,
+            });
+        }
+        if to.next_index < from.next_index || to.scan_from < from.scan_from {
+            return Err(DepositError::Backwards { from, to });
+        }
+        let mut next = from.next_index;
+        let mut total: u128 = 0;
+        for credit in &batch.credits {
+            if credit.index < next || credit.index >= to.next_index {
+                return Err(DepositError::BadIndex(credit.index));
+            }
+            let owner = self.shard_of(&credit.account);
+            if owner != self.shard {
+                return Err(DepositError::WrongShard {
+                    index: credit.index,
+                    owner,
+                });
+            }
+            next = credit.index + 1;
+            total = total.saturating_add(u128::from(credit.amount.units()));
+        }
+        let deposited = self
+            .deposited
+            .checked_add(total)
+            .ok_or(DepositError::Overflow(from.next_index))?;
+        // Balances are checked on copies first: a batch crediting one account twice adds up.
+        let mut credited: HashMap<AccountId, Balance> = HashMap::new();
+        for credit in &batch.credits {
+            let balance = match credited.get(&credit.account) {
+                Some(balance) => *balance,
+                None => self
+                    .accounts
+                    .get(&credit.account)
+                    .map_or(Balance::ZERO, |state| state.balance),
+            };
+            let balance = balance
+                .try_add(credit.amount)
+                .map_err(|_| DepositError::Overflow(credit.index))?;
+            credited.insert(credit.account, balance);
+        }
+        for (account, balance) in credited {
+            self.accounts.entry(account).or_default().balance = balance;
+        }
+        self.deposits = to;
+        self.deposited = deposited;
+        Ok(total)
+    }
+
     // ---- persistence -----------------------------------------------------------------------
 
     /// The whole state, sorted so that equal states give equal snapshots.
@@ -690,12 +770,16 @@ impl AuthorityShard {
                 .iter()
                 .map(|(id, state)| (*id, state.clone()))
                 .collect(),
+            deposits: self.deposits,
+            deposited: self.deposited,
         }
     }
 
     /// Replaces the state with a snapshot's (keys are validated again as accounts order).
     pub fn restore(&mut self, snapshot: ShardSnapshot) {
         self.accounts = snapshot.accounts.into_iter().collect();
+        self.deposits = snapshot.deposits;
+        self.deposited = snapshot.deposited;
         self.keys
             .retain(|account, _| self.accounts.contains_key(account));
     }

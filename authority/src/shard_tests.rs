@@ -2,8 +2,8 @@
 
 use super::*;
 use fastpay_wire::{
-    Amount, CertificateError, CommitteeId, CommitteeMember, CryptoError, Signature, Transfer,
-    VoteSignature,
+    Amount, CertificateError, CommitteeId, CommitteeMember, CryptoError, DepositCredit, Signature,
+    Transfer, VoteSignature,
 };
 
 const SHARDS: u32 = 2;
@@ -839,4 +839,136 @@ fn certificates_of_batched_votes_apply_and_forged_paths_do_not() {
         s1.check_cross_shard_update(&update, &mut verifier).unwrap();
     }
     assert!(verifier.is_empty(), "cached roots queue nothing");
+}
+
+fn deposit(index: u64, account: AccountId, amount: u64) -> DepositCredit {
+    DepositCredit {
+        index,
+        account,
+        amount: Amount::new(amount),
+    }
+}
+
+fn cursor(next_index: u64, scan_from: u64) -> DepositCursor {
+    DepositCursor {
+        next_index,
+        scan_from,
+    }
+}
+
+#[test]
+fn deposits_are_credited_once_in_index_order() {
+    let f = fixture();
+    let mut shard = f.shard(0, 0);
+    let known = f.users_on(0)[0].account();
+    // A fresh account on shard 0: deposits open accounts.
+    let fresh = (0..)
+        .map(|i| KeyPair::from_seed([200 + i; 32]).account())
+        .find(|a| shard_of(a, SHARDS) == ShardId(0))
+        .unwrap();
+    let first = DepositBatch {
+        from: cursor(0, 0),
+        to: cursor(3, 10),
+        // Index 1 belongs to the other shard: it moves the cursor but is not here.
+        credits: vec![deposit(0, known, 5), deposit(2, fresh, 7)],
+    };
+    assert_eq!(shard.credit_deposits(&first), Ok(12));
+    assert_eq!(
+        shard.account_info(&known).unwrap().balance,
+        Balance::new(105)
+    );
+    assert_eq!(shard.account_info(&fresh).unwrap().balance, Balance::new(7));
+    assert_eq!(shard.deposit_cursor(), cursor(3, 10));
+    assert_eq!(shard.deposited(), 12);
+
+    // The same batch again, or one that skips ahead, changes nothing.
+    let before = state(&shard);
+    assert_eq!(
+        shard.credit_deposits(&first),
+        Err(DepositError::OutOfOrder {
+            expected: cursor(3, 10),
+            got: cursor(0, 0)
+        })
+    );
+    let skipping = DepositBatch {
+        from: cursor(4, 10),
+        to: cursor(5, 11),
+        credits: vec![deposit(4, known, 1)],
+    };
+    assert!(matches!(
+        shard.credit_deposits(&skipping),
+        Err(DepositError::OutOfOrder { .. })
+    ));
+    assert_eq!(state(&shard), before);
+
+    // A snapshot carries the cursor and the total: a restored shard refuses the replay too.
+    let mut restored = f.shard(0, 0);
+    restored.restore(shard.snapshot());
+    assert_eq!(restored.deposit_cursor(), cursor(3, 10));
+    assert_eq!(restored.deposited(), 12);
+    assert!(restored.credit_deposits(&first).is_err());
+}
+
+#[test]
+fn malformed_deposit_batches_change_nothing() {
+    let f = fixture();
+    let mut shard = f.shard(0, 0);
+    let mine = f.users_on(0)[0].account();
+    let theirs = f.users_on(1)[0].account();
+    let before = state(&shard);
+    let batch = |to: DepositCursor, credits| DepositBatch {
+        from: cursor(0, 0),
+        to,
+        credits,
+    };
+    let cases = [
+        (
+            batch(
+                cursor(2, 5),
+                vec![deposit(0, mine, 1), deposit(1, theirs, 1)],
+            ),
+            DepositError::WrongShard {
+                index: 1,
+                owner: ShardId(1),
+            },
+        ),
+        (
+            batch(cursor(2, 5), vec![deposit(1, mine, 1), deposit(1, mine, 1)]),
+            DepositError::BadIndex(1),
+        ),
+        (
+            batch(cursor(1, 5), vec![deposit(0, mine, 1), deposit(1, mine, 1)]),
+            DepositError::BadIndex(1),
+        ),
+    ];
+    for (batch, error) in cases {
+        assert_eq!(shard.credit_deposits(&batch), Err(error));
+        assert_eq!(state(&shard), before);
+    }
+    let backwards = DepositBatch {
+        from: cursor(0, 0),
+        to: cursor(0, 0),
+        credits: vec![],
+    };
+    // An empty batch that moves nothing is fine; one that moves back is not.
+    assert_eq!(shard.credit_deposits(&backwards), Ok(0));
+    let mut ahead = f.shard(0, 0);
+    ahead
+        .credit_deposits(&DepositBatch {
+            from: cursor(0, 0),
+            to: cursor(2, 9),
+            credits: vec![],
+        })
+        .unwrap();
+    assert_eq!(
+        ahead.credit_deposits(&DepositBatch {
+            from: cursor(2, 9),
+            to: cursor(2, 8),
+            credits: vec![],
+        }),
+        Err(DepositError::Backwards {
+            from: cursor(2, 9),
+            to: cursor(2, 8)
+        })
+    );
 }

@@ -20,6 +20,9 @@ pub mod certificates;
 pub mod check;
 pub mod config;
 pub use fastpay_node::counters;
+pub mod deposits;
+#[cfg(feature = "primary")]
+pub mod follower;
 pub mod link;
 mod log_writer;
 pub mod logging;

@@ -14,7 +14,7 @@
 
 use crate::certificates::{CertificateWriter, MAX_UNSTORED, Unstored};
 use crate::counters::{Counter, ShardCounters};
-use crate::metrics::{FSYNC_BUCKETS, Histogram, ShardMetrics};
+use crate::metrics::{FSYNC_BUCKETS, Histogram, ShardMetrics, ShardSource};
 use crate::store::{Recovered, ShardStore, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use fastpay_node::log::Snapshot;
@@ -96,11 +96,11 @@ impl LogWriter {
     /// something is durable.
     pub(crate) fn spawn(
         disk: ShardDisk,
-        me: u32,
         waker: Arc<Waker>,
-        counters: Arc<ShardCounters>,
-        metrics: Arc<ShardMetrics>,
+        shard: &ShardSource,
     ) -> io::Result<Self> {
+        let me = shard.shard;
+        let (counters, metrics) = (shard.counters.clone(), shard.metrics.clone());
         let (jobs, job_rx) = unbounded();
         let (done_tx, done) = unbounded();
         let unstored = disk.certificates.unstored();

@@ -8,6 +8,7 @@
 //! Neither decides anything: the decisions are the [`ShardNode`]'s.
 
 use crate::counters::ShardCounters;
+use crate::deposits::DepositInlet;
 use crate::link::LinkKey;
 use crate::log_writer::{LogWriter, ShardDisk, count_certificates};
 use crate::metrics::{ShardMetrics, ShardSource};
@@ -141,6 +142,8 @@ pub struct Engine {
     metrics: Vec<Arc<ShardMetrics>>,
     local: Vec<u32>,
     local_addr: SocketAddr,
+    /// Each local shard's way in for deposits, until a follower takes them.
+    deposit_inlets: Vec<DepositInlet>,
 }
 
 /// The queues between the shards of this process: `senders[from][to]`, and each shard's
@@ -218,6 +221,7 @@ impl Engine {
             metrics: metrics.clone(),
             local: local.clone(),
             local_addr: listen,
+            deposit_inlets: Vec::new(),
         };
         let mut link_sockets = link_sockets.into_iter();
         for ((shard, socket), (node, disk, report)) in local
@@ -230,6 +234,13 @@ impl Engine {
             let Some(poll) = polls[shard].take() else {
                 continue;
             };
+            let (inlet, deposits) = DepositInlet::new(
+                shard as u32,
+                node.shard().deposit_cursor(),
+                counters[shard].clone(),
+                wakers[shard].clone(),
+            );
+            engine.deposit_inlets.push(inlet);
             let (socket, link) = register(&poll, socket, link_sockets.next(), &config.key_seed)?;
             let peers = Peers::new(
                 std::mem::take(&mut senders[shard]),
@@ -238,36 +249,29 @@ impl Engine {
                 link,
                 config.link_addresses.clone(),
             );
+            let source = ShardSource {
+                shard: shard as u32,
+                counters: counters[shard].clone(),
+                metrics: metrics[shard].clone(),
+            };
             let writer = disk
-                .map(|disk| {
-                    LogWriter::spawn(
-                        disk,
-                        shard as u32,
-                        wakers[shard].clone(),
-                        counters[shard].clone(),
-                        metrics[shard].clone(),
-                    )
-                })
+                .map(|disk| LogWriter::spawn(disk, wakers[shard].clone(), &source))
                 .transpose()
                 .map_err(io_context("spawn a log writer"))?;
-            let shard_loop = ShardLoop::new(
-                node,
-                writer,
-                socket,
-                poll,
-                peers,
-                stop.clone(),
-                ShardSource {
-                    shard: shard as u32,
-                    counters: counters[shard].clone(),
-                    metrics: metrics[shard].clone(),
-                },
-            );
+            let shard_loop =
+                ShardLoop::new(node, writer, socket, poll, peers, stop.clone(), source)
+                    .with_deposits(deposits);
             let core = (!cores.is_empty()).then(|| cores[shard % cores.len()]);
             let thread = spawn(shard, shard_loop, core)?;
             engine.threads.push(thread);
         }
         Ok(engine)
+    }
+
+    /// Each local shard's way in for deposits from the primary chain, for the follower that
+    /// feeds them (empty after the first call).
+    pub fn take_deposit_inlets(&mut self) -> Vec<DepositInlet> {
+        std::mem::take(&mut self.deposit_inlets)
     }
 
     /// What each local shard recovered from its data directory.

@@ -14,7 +14,7 @@ use crate::store::StoreError;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use fastpay_node::ShardNode;
 use fastpay_udp as udp;
-use fastpay_wire::{BATCH, Datagrams};
+use fastpay_wire::{BATCH, Datagrams, DepositBatch};
 use fastpay_wire::{LinkFrame, LinkPayload};
 use mio::{Events, Poll, Waker};
 use std::collections::VecDeque;
@@ -266,6 +266,8 @@ pub(crate) struct ShardLoop {
     started: Instant,
     inputs: Datagrams,
     frames: Vec<LinkFrame>,
+    /// Deposit batches from the primary chain's follower, when one runs.
+    deposits: Option<Receiver<DepositBatch>>,
 }
 
 impl ShardLoop {
@@ -295,7 +297,14 @@ impl ShardLoop {
             started: Instant::now(),
             inputs: Datagrams::new(),
             frames: Vec::new(),
+            deposits: None,
         }
+    }
+
+    /// Takes deposit batches from `deposits` (see [`crate::deposits`]).
+    pub(crate) fn with_deposits(mut self, deposits: Receiver<DepositBatch>) -> Self {
+        self.deposits = Some(deposits);
+        self
     }
 
     fn now(&self) -> Duration {
@@ -360,6 +369,7 @@ impl ShardLoop {
     fn round(&mut self) -> Result<bool, StoreError> {
         let now = self.now();
         let frames_left = self.peers.receive(&mut self.node, now, &self.counters);
+        let deposited = self.credit_deposits();
         self.inputs.clear();
         // Backpressure: while credits wait for their recipients, or records for the disk,
         // leave new requests in the kernel.
@@ -388,7 +398,35 @@ impl ShardLoop {
             self.node.handle_batch(now, &self.inputs);
         }
         self.send()?;
-        Ok(work || frames_left)
+        Ok(work || frames_left || deposited)
+    }
+
+    /// Hands queued deposit batches to the node; returns whether there were any.
+    fn credit_deposits(&mut self) -> bool {
+        let Some(deposits) = &self.deposits else {
+            return false;
+        };
+        let mut any = false;
+        while let Ok(batch) = deposits.try_recv() {
+            any = true;
+            let me = self.node.shard().shard().0;
+            match self.node.credit_deposits(&batch) {
+                Ok(units) if !batch.credits.is_empty() => tracing::info!(
+                    shard = me,
+                    deposits = batch.credits.len(),
+                    units = %units,
+                    next_index = batch.to.next_index,
+                    "shard {me}: credited {} deposits ({units} units), next deposit index {}",
+                    batch.credits.len(),
+                    batch.to.next_index
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(shard = me, error = %e, "shard {me}: deposit batch refused: {e}")
+                }
+            }
+        }
+        any
     }
 
     /// Hands the node's new records to the log writer, and tells the node what became durable

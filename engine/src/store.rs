@@ -599,6 +599,8 @@ mod tests {
             arrivals: 0,
             shard: ShardSnapshot {
                 accounts: Vec::new(),
+                deposits: Default::default(),
+                deposited: 0,
             },
             links: LinkState {
                 numbered: vec![0, 7],
@@ -638,6 +640,8 @@ mod tests {
             arrivals: 0,
             shard: ShardSnapshot {
                 accounts: Vec::new(),
+                deposits: Default::default(),
+                deposited: 0,
             },
             links: LinkState::default(),
         }

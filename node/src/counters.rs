@@ -124,6 +124,21 @@ counters! {
     Accounts => "accounts",
     /// Batches processed.
     Batches => "batches",
+    /// Deposits from the primary chain credited to this shard's accounts.
+    DepositsCredited => "deposits_credited",
+    /// Deposit batches refused (not continuing from the shard's cursor): a follower bug.
+    DepositBatchesRefused => "deposit_batches_refused",
+    /// Units credited from deposits over the shard's life, from its durable state (a gauge,
+    /// for the supply audit).
+    DepositedUnits => "deposited_units",
+    /// The index of the next deposit this shard looks at (a gauge).
+    DepositNextIndex => "deposit_next_index",
+    /// Confirmed primary-chain blocks not yet scanned for deposits (a gauge, set by the
+    /// follower).
+    PrimaryBlocksBehind => "primary_blocks_behind",
+    /// Requests to the primary chain's endpoint that failed or returned what the follower
+    /// refused.
+    PrimaryRpcErrors => "primary_rpc_errors",
     /// CPU time the shard's thread used, in milliseconds (a gauge, set about once a second
     /// and when the shard stops).
     CpuMillis => "cpu_ms",
@@ -150,6 +165,9 @@ impl Counter {
             | Counter::BacklogFrames
             | Counter::LogAppendsInFlight
             | Counter::Accounts
+            | Counter::DepositedUnits
+            | Counter::DepositNextIndex
+            | Counter::PrimaryBlocksBehind
             | Counter::CpuMillis => CounterKind::Gauge,
             _ => CounterKind::Total,
         }

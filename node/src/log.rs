@@ -17,7 +17,7 @@
 
 use fastpay_authority::ShardSnapshot;
 use fastpay_wire::codec::{decode_stored, encode_stored};
-use fastpay_wire::{ConfirmationOrder, CrossShardUpdate, SignedTransferOrder};
+use fastpay_wire::{ConfirmationOrder, CrossShardUpdate, DepositBatch, SignedTransferOrder};
 use serde::{Deserialize, Serialize};
 
 /// Bytes of a record's header (length and checksum).
@@ -50,6 +50,8 @@ pub enum Record {
         /// Its number on the link from `from` to this shard.
         sequence: u64,
     },
+    /// Deposits from the primary chain credited here, with the cursor they moved.
+    Deposits(DepositBatch),
 }
 
 /// The credit links' part of a snapshot.

@@ -5,14 +5,14 @@ use crate::counters::{Counter, ShardCounters};
 use crate::links::{Arrival, CreditLinks, Transport};
 use crate::log::{Record, Snapshot, append_record};
 use fastpay_authority::{
-    AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck, Voted,
+    AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, DepositError, OrderCheck, Voted,
 };
 use fastpay_wire::codec::peek_subject;
 use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountQuery, BATCH, BatchVerifier, CertificateAnswer,
-    CertificatesResponse, ConfirmationOrder, CrossShardUpdate, Datagrams, ErrorCode, ErrorReply,
-    LinkFrame, LinkPayload, MAX_PAGE, MIN_QUERY_BYTES, Message, MessageKind, SequenceNumber,
-    ShardId, SignedTransferOrder, TransferOrder, VoteReply, decode, encode_into,
+    CertificatesResponse, ConfirmationOrder, CrossShardUpdate, Datagrams, DepositBatch, ErrorCode,
+    ErrorReply, LinkFrame, LinkPayload, MAX_PAGE, MIN_QUERY_BYTES, Message, MessageKind,
+    SequenceNumber, ShardId, SignedTransferOrder, TransferOrder, VoteReply, decode, encode_into,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -237,6 +237,7 @@ impl ShardNode {
         }
         node.replaying = false;
         node.links.recovered();
+        node.publish_deposits();
         node
     }
 
@@ -254,7 +255,39 @@ impl ShardNode {
                 update,
             } => self.take_credit(ShardId(from), sequence, &update, Transport::Reliable),
             Record::RefusedCredit { from, sequence } => self.links.taken(ShardId(from), sequence),
+            Record::Deposits(batch) => {
+                let _ = self.credit_deposits(&batch);
+            }
         }
+    }
+
+    /// Credits deposits from the primary chain: applies `batch` (which must continue from the
+    /// shard's deposit cursor, see [`DepositBatch`]) and logs it, so that it is durable before
+    /// any reply that shows its money leaves. Returns the units credited.
+    pub fn credit_deposits(&mut self, batch: &DepositBatch) -> Result<u128, DepositError> {
+        match self.shard.credit_deposits(batch) {
+            Ok(units) => {
+                self.record(|| Record::Deposits(batch.clone()));
+                self.counters
+                    .add(Counter::DepositsCredited, batch.credits.len() as u64);
+                self.publish_deposits();
+                Ok(units)
+            }
+            Err(error) => {
+                self.counters.bump(Counter::DepositBatchesRefused);
+                Err(error)
+            }
+        }
+    }
+
+    /// Sets the deposit gauges from the shard's durable state.
+    fn publish_deposits(&self) {
+        let deposited = u64::try_from(self.shard.deposited()).unwrap_or(u64::MAX);
+        self.counters.set(Counter::DepositedUnits, deposited);
+        self.counters.set(
+            Counter::DepositNextIndex,
+            self.shard.deposit_cursor().next_index,
+        );
     }
 
     /// After recovery: `bytes` of log already on disk since the last snapshot count towards

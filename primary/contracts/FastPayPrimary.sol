@@ -49,6 +49,8 @@ contract FastPayPrimary {
     uint64 public immutable quorum;
     /// The total weight of the committee.
     uint64 public immutable totalWeight;
+    /// The block the contract was deployed in: followers scan for deposits from here.
+    uint64 public immutable deployedAt;
 
     /// Each authority's weight by its secp256k1 address; zero for every other address.
     mapping(address => uint64) public weightOf;
@@ -118,6 +120,7 @@ contract FastPayPrimary {
         quorum = quorum_;
         totalWeight = uint64(total);
         committeeId = committeeId_;
+        deployedAt = uint64(block.number);
     }
 
     /// Escrows `msg.value` (a whole number of gwei) for FastPay `account`; returns its index.

@@ -339,6 +339,11 @@ impl PrimaryChain {
         Err(ChainError::NoReceipt(tx_hash))
     }
 
+    /// The block the contract was deployed in (deposits are scanned for from here).
+    pub async fn deployed_at(&self) -> Result<u64, ChainError> {
+        Ok(self.contract.deployedAt().call().await?)
+    }
+
     /// The chain's newest block number.
     pub async fn head(&self) -> Result<u64, ChainError> {
         self.provider.get_block_number().await.map_err(rpc_error)

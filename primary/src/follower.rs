@@ -15,6 +15,7 @@
 //! outside the model: choose `confirmations` for the chain's finality.
 
 use alloy::primitives::B256;
+use fastpay_wire::DepositCursor;
 use fastpay_wire::base_types::{AccountId, Amount};
 use thiserror::Error;
 
@@ -66,15 +67,10 @@ pub struct LogBatch {
     pub deposit_count: Option<u64>,
 }
 
-/// What the follower must store durably with the deposits it credits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FollowerCursor {
-    /// The index of the next deposit to credit: every smaller index was credited.
-    pub next_index: u64,
-    /// The first block not yet scanned to its end. Starting again from the contract's
-    /// deployment block is always correct (already credited indexes are skipped), only slower.
-    pub scan_from: u64,
-}
+/// What the follower must store durably with the deposits it credits: the shard's
+/// [`DepositCursor`] (every index below `next_index` credited, blocks below `scan_from`
+/// scanned).
+pub type FollowerCursor = DepositCursor;
 
 /// How deep and how wide the follower reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,8 @@
 //! - [`follower`]: the sans-IO [`DepositFollower`] that tells an authority which deposits to
 //!   credit, exactly once and only once confirmed;
 //! - [`chain`]: [`PrimaryChain`], a thin async wrapper over the contract's `sol!` bindings
-//!   (deploy, deposit, redeem, logs, views) on any Ethereum JSON-RPC endpoint.
+//!   (deploy, deposit, redeem, logs, views) on any Ethereum JSON-RPC endpoint;
+//! - [`devnet`]: a local anvil for tests and demos.
 //!
 //! What it does not do: run a loop, store a cursor or credit a balance. The authority runtime
 //! drives the follower and stores what it returns; the wallet signs and sends.
@@ -22,12 +23,15 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod devnet;
 pub mod follower;
 pub mod redeem;
 pub mod units;
 
 mod bindings;
 
+pub use alloy;
+pub use alloy::primitives::Address;
 pub use chain::{ChainError, Escrow, PrimaryChain, Revert};
 pub use follower::{
     BlockRange, BlockRef, Deposit, DepositFollower, FollowerConfig, FollowerCursor, LogBatch,

@@ -96,6 +96,9 @@ pub enum SignError {
     Signer(#[from] alloy::signers::Error),
 }
 
+/// The domain tag of [`RedeemSigner::for_authority`]'s derivation.
+const REDEEM_KEY_DOMAIN: &[u8] = b"fastpay.primary.redeem-key.v1";
+
 /// An authority's secp256k1 key for approving redeems (beside its ed25519 FastPay key).
 #[derive(Debug, Clone)]
 pub struct RedeemSigner(PrivateKeySigner);
@@ -111,6 +114,27 @@ impl RedeemSigner {
             .map(Self)
             .map_err(|_| SignError::BadKey)
     }
+    /// The redeem key of the authority whose ed25519 secret seed is `seed`: derived from it
+    /// (Keccak-256 of a domain tag and the seed), so the authority's one secret file holds
+    /// both keys and a committee entry can name the address from the seed alone.
+    pub fn for_authority(seed: &[u8; 32]) -> Self {
+        let mut preimage = Vec::with_capacity(REDEEM_KEY_DOMAIN.len() + 32);
+        let mut counter = 0u8;
+        loop {
+            preimage.clear();
+            preimage.extend_from_slice(REDEEM_KEY_DOMAIN);
+            preimage.extend_from_slice(seed);
+            preimage.push(counter);
+            let secret = alloy::primitives::keccak256(&preimage);
+            // A hash is a valid secret unless it is zero or at least the group order, a chance
+            // of about 2^-128: then the next counter is tried.
+            if let Ok(signer) = PrivateKeySigner::from_bytes(&secret) {
+                return Self(signer);
+            }
+            counter = counter.wrapping_add(1);
+        }
+    }
+
     /// The Ethereum address the contract knows this authority by.
     pub fn address(&self) -> Address {
         self.0.address()

@@ -3,6 +3,10 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "primary")]
+#[path = "cli/primary.rs"]
+mod primary;
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use fastpay_client::{ClientState, Goal, SyncReport, hand_over};
@@ -93,6 +97,28 @@ enum Command {
         #[arg(long)]
         max_accounts: Option<usize>,
     },
+    /// Move money into FastPay: send AMOUNT units (1 unit = 1 gwei) from an Ethereum account
+    /// into the committee's contract on the primary chain, for the FastPay account --to (any
+    /// address). Prints the deposit (its index, block and transaction) as one JSON line once
+    /// mined; each authority credits it once enough blocks are built on it, and
+    /// `query_balance` shows it. Needs a client built with `--features primary`.
+    Deposit {
+        /// Units (gwei) to deposit.
+        #[arg(long)]
+        amount: u64,
+        /// The FastPay account credited.
+        #[arg(long)]
+        to: AccountId,
+        /// The chain's Ethereum JSON-RPC endpoint.
+        #[arg(long)]
+        primary_rpc: String,
+        /// The contract's address (from `server deploy-contract`).
+        #[arg(long)]
+        primary_contract: String,
+        /// A file holding the paying Ethereum account's secret key (64 hex digits).
+        #[arg(long)]
+        eth_key: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -127,6 +153,13 @@ fn real_main() -> Result<()> {
             initial_funding,
         } => cli.import(secret, watch, initial_funding),
         Command::Transfer { amount, from, to } => cli.transfer(amount, from, to),
+        Command::Deposit {
+            amount,
+            to,
+            primary_rpc,
+            primary_contract,
+            eth_key,
+        } => deposit(&primary_rpc, &primary_contract, &eth_key, amount, to),
         Command::Benchmark { max_accounts } => benchmark(
             &cli.accounts,
             cli.shared.clone(),
@@ -135,6 +168,25 @@ fn real_main() -> Result<()> {
             cli.timeout,
         ),
     }
+}
+
+#[cfg(feature = "primary")]
+fn deposit(
+    rpc: &str,
+    contract: &str,
+    eth_key: &std::path::Path,
+    amount: u64,
+    to: AccountId,
+) -> Result<()> {
+    primary::deposit(rpc, contract, eth_key, amount, to)
+}
+
+#[cfg(not(feature = "primary"))]
+fn deposit(_: &str, _: &str, _: &std::path::Path, _: u64, _: AccountId) -> Result<()> {
+    bail!(
+        "deposit: this client was built without primary-chain support; build it with \
+         `cargo build --release -p fastpay-wallet --features primary`"
+    )
 }
 
 /// What every subcommand works with.

@@ -114,6 +114,10 @@ pub struct AuthorityEntry {
     /// every shard at `host:port`, links at `host:port+1+j`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shard_addresses: Vec<ShardAddress>,
+    /// The Ethereum address (`0x` and 40 hex digits) of the authority's secp256k1 key, which
+    /// approves redeems on the primary chain; absent for a committee without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eth_address: Option<String>,
 }
 
 /// Where one shard of an authority listens: two `host:port` strings (a name, an IPv4
@@ -368,6 +372,7 @@ impl ServerFile {
                 weight: 1,
                 votes,
                 shard_addresses: Vec::new(),
+                eth_address: None,
             },
             secret: hex::encode(key.seed()),
         };
@@ -392,6 +397,7 @@ impl ServerFile {
             weight: 1,
             votes,
             shard_addresses,
+            eth_address: None,
         };
         authority
             .check_placement()
@@ -434,6 +440,7 @@ mod tests {
             weight: 1,
             votes: VoteScheme::Single,
             shard_addresses: Vec::new(),
+            eth_address: None,
         }
     }
 

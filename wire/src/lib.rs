@@ -8,10 +8,11 @@
 //! signed a batch at a time under one Merkle root, with the cache that checks each root once
 //! ([`merkle`]), the datagram format ([`codec`]), the batch of datagrams that the I/O layer
 //! fills and protocol code reads, and the datagram size limit ([`datagrams`]), and the format
-//! of the committee file and of an authority's server file ([`committee_file`]).
+//! of the committee file and of an authority's server file ([`committee_file`]), and the
+//! deposits that bring money in from the primary chain ([`deposits`]).
 //!
 //! Its modules use each other in one direction, with no cycle (`scripts/module-cycles.py`
-//! checks): [`base_types`], [`datagrams`]; [`crypto`]; [`merkle`]; [`messages`] and
+//! checks): [`base_types`], [`datagrams`], [`deposits`]; [`crypto`]; [`merkle`]; [`messages`] and
 //! [`batch`]; [`codec`] and [`committee`]; [`committee_file`].
 //!
 //! It keeps no state and does no I/O, except that [`CommitteeFile::load`] reads the file it is
@@ -28,6 +29,7 @@ pub mod committee;
 pub mod committee_file;
 pub mod crypto;
 pub mod datagrams;
+pub mod deposits;
 pub mod merkle;
 pub mod messages;
 
@@ -48,6 +50,7 @@ pub use committee_file::{
 };
 pub use crypto::{CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
 pub use datagrams::{BATCH, Datagrams};
+pub use deposits::{DepositBatch, DepositCredit, DepositCursor};
 pub use merkle::{
     MerkleProof, RootCache, TreeBuilder, VoteError, VoteScheme, VoteSignature, verify_vote,
 };

@@ -2,6 +2,10 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "primary")]
+#[path = "../cli/primary.rs"]
+mod primary;
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use fastpay_engine::check::{CheckInput, check, membership};
@@ -21,9 +25,10 @@ use std::time::{Duration, Instant};
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// The authority's private file (its key and address), created by `generate`.
+    /// The authority's private file (its key and address), created by `generate`; every
+    /// command but `deploy-contract` needs it.
     #[arg(long)]
-    server: PathBuf,
+    server: Option<PathBuf>,
     /// How diagnostics on stderr look: `text` for people, `json` (one object a line) for log
     /// collectors. Levels and targets are chosen with `RUST_LOG` (default `info`), e.g.
     /// `RUST_LOG=debug` or `RUST_LOG=info,fastpay_engine=trace`.
@@ -81,6 +86,23 @@ enum Command {
     /// keys, and whether the ports are free here. Prints every problem and exits 1, or a
     /// summary and exits 0. Starts nothing.
     Check(RunArgs),
+    /// Deploy the primary chain's FastPay contract for the committee (every authority's
+    /// redeem address and weight, the quorum and the committee id, fixed for the contract's
+    /// life) and print its address on stdout, for `run --primary-contract` and the wallets.
+    /// Needs a server built with `--features primary`.
+    DeployContract {
+        /// The chain's Ethereum JSON-RPC endpoint.
+        #[arg(long)]
+        primary_rpc: String,
+        /// A file holding the secret key (64 hex digits) of the Ethereum account that pays
+        /// for the deployment.
+        #[arg(long)]
+        eth_key: PathBuf,
+        /// The committee file (entries from `generate` of a server built with `--features
+        /// primary` carry each authority's redeem address).
+        #[arg(long)]
+        committee: PathBuf,
+    },
 }
 
 /// The flags of `run` (and `check`).
@@ -136,6 +158,26 @@ struct RunArgs {
     /// 0 never sheds.
     #[arg(long, default_value_t = fastpay_node::DEFAULT_SHED_AFTER.as_millis() as u64)]
     shed_after_ms: u64,
+    /// Follow deposits into FastPay on the primary chain: its Ethereum JSON-RPC endpoint
+    /// (`http://HOST:PORT`; `https://` needs a build with TLS). Each shard credits the
+    /// deposits to its accounts exactly once, durably, once --primary-confirmations blocks
+    /// are built on them. An unreachable or misbehaving endpoint only delays deposits
+    /// (retried with backoff, counted in `primary_rpc_errors`). Needs a server built with
+    /// `--features primary`.
+    #[arg(long, requires = "primary_contract")]
+    primary_rpc: Option<String>,
+    /// With --primary-rpc: the FastPay contract's address (`0x...`, printed by
+    /// `server deploy-contract`); it must serve this committee.
+    #[arg(long, requires = "primary_rpc")]
+    primary_contract: Option<String>,
+    /// With --primary-rpc: blocks built on a deposit's block before it is credited. A
+    /// deposit in a block that a reorganisation removes before then is never credited;
+    /// choose it for the chain's finality (64 covers two Ethereum epochs).
+    #[arg(long, default_value_t = 64)]
+    primary_confirmations: u64,
+    /// With --primary-rpc: milliseconds between looks for new blocks once caught up.
+    #[arg(long, default_value_t = 1000)]
+    primary_poll_ms: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -171,7 +213,7 @@ fn real_main(args: Args) -> Result<()> {
             shard_listen,
             shard_link,
         } => generate(
-            &args.server,
+            server_path(&args.server)?,
             host,
             port,
             shards,
@@ -179,9 +221,33 @@ fn real_main(args: Args) -> Result<()> {
             force,
             placement(shard_listen, shard_link)?,
         ),
-        Command::Run(options) => run(&args.server, options),
-        Command::Check(options) => check_only(&args.server, &options),
+        Command::Run(options) => run(server_path(&args.server)?, options),
+        Command::Check(options) => check_only(server_path(&args.server)?, &options),
+        Command::DeployContract {
+            primary_rpc,
+            eth_key,
+            committee,
+        } => deploy_contract(&primary_rpc, &eth_key, &committee),
     }
+}
+
+/// The --server file, which every command but `deploy-contract` needs.
+fn server_path(path: &Option<PathBuf>) -> Result<&Path> {
+    path.as_deref()
+        .context("--server FILE is required (the authority's private file)")
+}
+
+#[cfg(feature = "primary")]
+fn deploy_contract(rpc: &str, eth_key: &Path, committee: &Path) -> Result<()> {
+    primary::deploy_contract(rpc, eth_key, committee)
+}
+
+#[cfg(not(feature = "primary"))]
+fn deploy_contract(_: &str, _: &Path, _: &Path) -> Result<()> {
+    bail!(
+        "deploy-contract: this server was built without primary-chain support; build it with \
+         `cargo build --release -p fastpay-engine --features primary`"
+    )
 }
 
 /// Pairs `--shard-listen` with `--shard-link`, shard by shard.
@@ -224,10 +290,16 @@ fn generate(
             path.display()
         );
     }
-    let (file, _) = match placement.is_empty() {
+    #[cfg_attr(not(feature = "primary"), allow(unused_mut, unused_variables))]
+    let (mut file, key) = match placement.is_empty() {
         true => ServerFile::generate(host, port, shards, vote_scheme)?,
         false => ServerFile::generate_placed(host, port, placement, vote_scheme)?,
     };
+    // The redeem key is derived from the same seed: the entry names its address.
+    #[cfg(feature = "primary")]
+    {
+        file.authority.eth_address = Some(primary::eth_address(&key.seed()));
+    }
     write_server_file(path, &file)?;
     println!("{}", serde_json::to_string(&file.authority)?);
     Ok(())
@@ -344,6 +416,20 @@ fn run(server_path: &Path, args: RunArgs) -> Result<()> {
     let (listen, link_addresses) = addresses(entry, args.shard, args.link_host.as_deref())?;
     let genesis = load_genesis(&args.initial_accounts)?;
     let genesis_accounts = genesis.accounts().len();
+    #[cfg(feature = "primary")]
+    let follow = primary::Follow::from_flags(
+        args.primary_rpc.as_ref(),
+        args.primary_contract.as_ref(),
+        args.primary_confirmations,
+        args.primary_poll_ms,
+    )?;
+    #[cfg(not(feature = "primary"))]
+    if args.primary_rpc.is_some() {
+        bail!(
+            "--primary-rpc: this server was built without primary-chain support; build it \
+             with `cargo build --release -p fastpay-engine --features primary`"
+        );
+    }
 
     let data_dir = args.data_dir(server_path);
     if data_dir.is_none() {
@@ -369,12 +455,13 @@ fn run(server_path: &Path, args: RunArgs) -> Result<()> {
         signal_hook::flag::register(signal, stop.clone()).context("install the signal handlers")?;
     }
 
-    let engine = Engine::start(EngineConfig {
+    #[cfg_attr(not(feature = "primary"), allow(unused_mut))]
+    let mut engine = Engine::start(EngineConfig {
         key_seed: key.seed(),
         committee: Arc::new(committee.committee.clone()),
         listen,
         genesis,
-        cores: args.cores,
+        cores: args.cores.clone(),
         steering: !args.no_steering,
         only_shard: args.shard,
         link_addresses,
@@ -385,6 +472,10 @@ fn run(server_path: &Path, args: RunArgs) -> Result<()> {
     })?;
     if let Some(dir) = &data_dir {
         log_recovery(&engine, dir);
+    }
+    #[cfg(feature = "primary")]
+    if let Some(follow) = follow {
+        follow.start(&committee, entry, &mut engine, &stop)?;
     }
     let which = match args.shard {
         Some(j) => format!("shard {j} of {}", entry.shards),

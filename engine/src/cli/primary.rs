@@ -1,0 +1,145 @@
+//! The server's primary-chain commands (the engine's `primary` feature): naming an authority's
+//! redeem key in its committee entry, deploying the contract for a committee, and starting
+//! the deposit followers of `run --primary-rpc`.
+
+use anyhow::{Context, Result, bail};
+use fastpay_engine::follower::{FollowConfig, spawn};
+use fastpay_engine::runtime::Engine;
+use fastpay_primary::{Address, EthCommittee, PrimaryChain, RedeemSigner};
+use fastpay_wire::{AuthorityEntry, CommitteeFile};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// The Ethereum address of the redeem key derived from an authority's secret seed.
+pub fn eth_address(seed: &[u8; 32]) -> String {
+    RedeemSigner::for_authority(seed).address().to_string()
+}
+
+/// Reads an Ethereum secret key: 64 hex digits (with or without `0x`) in `path`.
+pub fn read_eth_key(
+    path: &Path,
+) -> Result<fastpay_primary::alloy::signers::local::PrivateKeySigner> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read the Ethereum key file {}", path.display()))?;
+    text.trim().trim_start_matches("0x").parse().map_err(|_| {
+        anyhow::anyhow!(
+            "{}: not an Ethereum secret key (64 hex digits)",
+            path.display()
+        )
+    })
+}
+
+/// The committee as the contract holds it: every authority's redeem address and weight, the
+/// committee's quorum and id.
+pub fn eth_committee(committee_path: &Path, committee: &CommitteeFile) -> Result<EthCommittee> {
+    let mut members = Vec::new();
+    for entry in &committee.authorities {
+        let Some(text) = &entry.eth_address else {
+            bail!(
+                "{}: authority {} has no eth_address; regenerate its entry with a server built \
+                 with `--features primary`",
+                committee_path.display(),
+                entry.name
+            );
+        };
+        let address: Address = text.parse().with_context(|| {
+            format!(
+                "{}: authority {}: eth_address {text:?} is not an Ethereum address",
+                committee_path.display(),
+                entry.name
+            )
+        })?;
+        members.push((address, entry.weight));
+    }
+    let shared = &committee.committee;
+    EthCommittee::new(members, shared.quorum_threshold(), shared.id()).with_context(|| {
+        format!(
+            "{}: not a committee the contract accepts",
+            committee_path.display()
+        )
+    })
+}
+
+/// `deploy-contract`: deploys the contract for the committee and prints its address.
+pub fn deploy_contract(rpc: &str, eth_key: &Path, committee_path: &Path) -> Result<()> {
+    let committee = CommitteeFile::load(committee_path)?;
+    let eth = eth_committee(committee_path, &committee)?;
+    let key = read_eth_key(eth_key)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let chain = runtime
+        .block_on(PrimaryChain::deploy(rpc, key, &eth))
+        .with_context(|| format!("deploy the contract through {rpc}"))?;
+    eprintln!(
+        "deployed the FastPay contract for committee {} ({} authorities, quorum {}) at:",
+        committee.committee.id(),
+        eth.signers().len(),
+        eth.quorum()
+    );
+    println!("{}", chain.address());
+    Ok(())
+}
+
+/// What `run` needs to follow deposits, checked before the engine starts.
+pub struct Follow {
+    rpc: String,
+    contract: Address,
+    confirmations: u64,
+    poll: Duration,
+}
+
+impl Follow {
+    /// Parses the flags (`None` without --primary-rpc).
+    pub fn from_flags(
+        rpc: Option<&String>,
+        contract: Option<&String>,
+        confirmations: u64,
+        poll_ms: u64,
+    ) -> Result<Option<Self>> {
+        let (Some(rpc), Some(contract)) = (rpc, contract) else {
+            return Ok(None);
+        };
+        let contract = contract.parse().with_context(|| {
+            format!("--primary-contract {contract:?} is not an Ethereum address")
+        })?;
+        Ok(Some(Self {
+            rpc: rpc.clone(),
+            contract,
+            confirmations,
+            poll: Duration::from_millis(poll_ms.max(1)),
+        }))
+    }
+
+    /// Starts a follower for each of the engine's local shards.
+    pub fn start(
+        self,
+        committee: &CommitteeFile,
+        entry: &AuthorityEntry,
+        engine: &mut Engine,
+        stop: &Arc<AtomicBool>,
+    ) -> Result<()> {
+        let config = FollowConfig {
+            rpc: self.rpc.clone(),
+            contract: self.contract,
+            confirmations: self.confirmations,
+            poll: self.poll,
+            committee: committee.committee.id(),
+            num_shards: entry.shards,
+        };
+        let inlets = engine.take_deposit_inlets();
+        let shards = inlets.len();
+        // The threads end when the engine's shards stop (their queues close) or at `stop`.
+        spawn(config, inlets, stop.clone()).context("start the deposit followers")?;
+        tracing::info!(
+            "following deposits of {} on {} ({shards} shard(s), {} confirmations)",
+            self.contract,
+            self.rpc,
+            self.confirmations
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,266 @@
+//! Money entering FastPay from a real Ethereum chain: a real anvil (from the pinned npm
+//! package; `npm ci --prefix primary`), the contract deployed on it, and real `server`
+//! processes following its deposits (`server run --primary-rpc ...`). Built with the engine's
+//! `primary` feature.
+
+mod common;
+
+use common::{Authority, ask, committee, committee_id};
+use fastpay_primary::devnet::Anvil;
+use fastpay_primary::{EthCommittee, PrimaryChain, RedeemSigner};
+use fastpay_wire::{AccountId, AccountInfoRequest, Amount, KeyPair, Message};
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Blocks built on a deposit before the authorities credit it, in these tests.
+const CONFIRMATIONS: u64 = 3;
+
+/// How long the authorities may take to show what the chain holds. Generous: it bounds a
+/// failure, not the test's speed (each wait ends as soon as every authority agrees).
+const SETTLE: Duration = Duration::from_secs(180);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A committee of four in `dir` (no genesis accounts), and the contract for it on `anvil`.
+fn setup(
+    dir: &Path,
+    anvil: &Anvil,
+    rt: &tokio::runtime::Runtime,
+) -> (Vec<(SocketAddr, u32)>, PrimaryChain) {
+    let addresses = committee(dir, 4);
+    fs::write(dir.join("initial_accounts.txt"), "").unwrap();
+    // Redeem keys are not used here: deposits need only the committee's id on chain.
+    let keys: Vec<RedeemSigner> = (0..4).map(|_| RedeemSigner::random()).collect();
+    let eth =
+        EthCommittee::new(keys.iter().map(|k| (k.address(), 1)), 3, committee_id(dir)).unwrap();
+    let chain = rt
+        .block_on(PrimaryChain::deploy(&anvil.url, anvil.key(0), &eth))
+        .unwrap();
+    (addresses, chain)
+}
+
+/// The four authorities, following `chain` (polling every 20 ms).
+fn authorities(dir: &Path, anvil: &Anvil, chain: &PrimaryChain) -> Vec<Authority> {
+    (1..=4)
+        .map(|i| {
+            let mut authority = Authority::new(dir, i, None);
+            authority.extra = [
+                "--primary-rpc",
+                &anvil.url,
+                "--primary-contract",
+                &chain.address().to_string(),
+                "--primary-confirmations",
+                &CONFIRMATIONS.to_string(),
+                "--primary-poll-ms",
+                "20",
+                "--snapshot-after-bytes",
+                "4000",
+            ]
+            .map(String::from)
+            .to_vec();
+            authority.log = Some(dir.join(format!("server{i}.log")));
+            authority.start();
+            authority
+        })
+        .collect()
+}
+
+fn fresh_account(seed: u8) -> AccountId {
+    KeyPair::from_seed([seed; 32]).account()
+}
+
+/// `account`'s balance at the authority at `to` (`None` while it does not know the account).
+fn balance_at(socket: &UdpSocket, to: (SocketAddr, u32), account: &AccountId) -> Option<i128> {
+    let request = Message::AccountInfoRequest(AccountInfoRequest::new(*account));
+    match ask(socket, to, account, &request) {
+        Message::AccountInfoResponse(info) => Some(info.balance.units()),
+        Message::Error(_) => None,
+        other => panic!("{}: unexpected answer {other:?}", to.0),
+    }
+}
+
+/// Waits until every authority holds exactly `expected` for each account (and so, since every
+/// deposit went to these accounts, exactly the units deposited in all), or panics.
+fn wait_credited(addresses: &[(SocketAddr, u32)], expected: &BTreeMap<AccountId, u64>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + SETTLE;
+    for (a, to) in addresses.iter().enumerate() {
+        for (account, units) in expected {
+            loop {
+                let balance = balance_at(&socket, *to, account);
+                if balance == Some(i128::from(*units)) {
+                    break;
+                }
+                assert!(
+                    balance.is_none_or(|b| b < i128::from(*units)),
+                    "authority {}: {account} holds {balance:?}, more than the {units} deposited",
+                    a + 1
+                );
+                assert!(
+                    Instant::now() < deadline,
+                    "authority {}: {account} holds {balance:?}, not the {units} deposited",
+                    a + 1
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+#[test]
+fn deposits_are_credited_once_by_every_authority() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let anvil = Anvil::start().unwrap();
+    let rt = runtime();
+    let (addresses, chain) = setup(dir, &anvil, &rt);
+    let mut servers = authorities(dir, &anvil, &chain);
+
+    let (alice, bob) = (fresh_account(1), fresh_account(2));
+    let mut expected = BTreeMap::new();
+    for (account, units) in [(alice, 1_000u64), (bob, 250), (alice, 5)] {
+        let receipt = rt
+            .block_on(chain.deposit_units(account, Amount::new(units)))
+            .unwrap();
+        *expected.entry(account).or_insert(0) += units;
+        eprintln!(
+            "deposit {} in block {}",
+            receipt.deposit.index, receipt.deposit.block.number
+        );
+    }
+    // A deposit to the zero account reverts on chain: FastPay never sees it.
+    let zero = rt.block_on(chain.deposit_units(AccountId([0; 32]), Amount::new(1)));
+    assert!(
+        zero.is_err(),
+        "a deposit to the zero account was accepted: {zero:?}"
+    );
+    rt.block_on(anvil.mine(CONFIRMATIONS)).unwrap();
+    wait_credited(&addresses, &expected);
+
+    // Restarted, every authority recovers its cursor and credits nothing again.
+    for server in &mut servers {
+        server.kill();
+        server.start();
+    }
+    let carol = fresh_account(3);
+    rt.block_on(chain.deposit_units(carol, Amount::new(7)))
+        .unwrap();
+    expected.insert(carol, 7);
+    rt.block_on(anvil.mine(CONFIRMATIONS)).unwrap();
+    wait_credited(&addresses, &expected);
+}
+
+#[test]
+fn a_deposit_reorganised_away_before_its_confirmations_is_never_credited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let anvil = Anvil::start().unwrap();
+    let rt = runtime();
+    let (addresses, chain) = setup(dir, &anvil, &rt);
+    let _servers = authorities(dir, &anvil, &chain);
+
+    let (orphan, replacement) = (fresh_account(4), fresh_account(5));
+    let before = rt.block_on(anvil.snapshot()).unwrap();
+    let receipt = rt
+        .block_on(chain.deposit_units(orphan, Amount::new(40)))
+        .unwrap();
+    assert_eq!(receipt.deposit.index, 0);
+    // One block short of its confirmations, for long enough that followers polling every
+    // 20 ms look at it many times.
+    rt.block_on(anvil.mine(CONFIRMATIONS - 1)).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        rt.block_on(anvil.revert(&before)).unwrap(),
+        "evm_revert refused"
+    );
+    // The reorganised chain has another deposit at index 0, confirmed this time.
+    let receipt = rt
+        .block_on(chain.deposit_units(replacement, Amount::new(60)))
+        .unwrap();
+    assert_eq!(receipt.deposit.index, 0);
+    rt.block_on(anvil.mine(CONFIRMATIONS + 2)).unwrap();
+    wait_credited(&addresses, &BTreeMap::from([(replacement, 60)]));
+
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    for (a, to) in addresses.iter().enumerate() {
+        assert_eq!(
+            balance_at(&socket, *to, &orphan),
+            None,
+            "authority {} credited a deposit that a reorganisation removed",
+            a + 1
+        );
+    }
+}
+
+#[test]
+fn deposits_are_credited_exactly_once_across_random_crashes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let anvil = Anvil::start().unwrap();
+    let rt = runtime();
+    let (addresses, chain) = setup(dir, &anvil, &rt);
+    let mut servers = authorities(dir, &anvil, &chain);
+
+    let accounts: Vec<AccountId> = (10..30).map(fresh_account).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Kills and restarts authorities at random moments while the deposits arrive.
+    let killer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seed = u64::from(std::process::id()) | 1;
+            let mut next = move || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed
+            };
+            let mut kills = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50 + next() % 300));
+                let victim = (next() % servers.len() as u64) as usize;
+                servers[victim].kill();
+                std::thread::sleep(Duration::from_millis(next() % 200));
+                servers[victim].start();
+                kills += 1;
+            }
+            (servers, kills)
+        })
+    };
+    let mut expected: BTreeMap<AccountId, u64> = BTreeMap::new();
+    for i in 0..200u64 {
+        let account = accounts[(i * 7 % accounts.len() as u64) as usize];
+        let units = 1 + i % 13;
+        rt.block_on(chain.deposit_units(account, Amount::new(units)))
+            .unwrap();
+        *expected.entry(account).or_insert(0) += units;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (_servers, kills) = killer.join().unwrap();
+    eprintln!("{kills} kills during 200 deposits");
+    assert!(kills > 0, "no authority was killed");
+    rt.block_on(anvil.mine(CONFIRMATIONS)).unwrap();
+    wait_credited(&addresses, &expected);
+    // The supply audit of the deposit side: the contract escrows exactly what each authority
+    // credited (no redeems here).
+    let escrow = rt.block_on(chain.escrow()).unwrap();
+    let credited: u64 = expected.values().sum();
+    assert_eq!(escrow.deposit_count, 200);
+    assert_eq!(
+        escrow.deposited,
+        fastpay_primary::alloy::primitives::U256::from(credited)
+    );
+}
