@@ -50,6 +50,8 @@ pub struct AccountState {
     pub next_sequence_number: SequenceNumber,
     /// This authority's vote for the order at `next_sequence_number`, if any.
     pub pending: Option<SignedTransferOrder>,
+    /// Units credited from deposits on the primary chain, in all (part of `balance`).
+    pub deposited: Balance,
 }
 
 /// What a transfer order needs before a vote.
@@ -278,6 +280,7 @@ impl AuthorityShard {
             balance: state.balance,
             next_sequence_number: state.next_sequence_number,
             pending: state.pending,
+            deposited: state.deposited,
         }
     }
 
@@ -730,22 +733,28 @@ impl AuthorityShard {
             .checked_add(total)
             .ok_or(DepositError::Overflow(from.next_index))?;
         // Balances are checked on copies first: a batch crediting one account twice adds up.
-        let mut credited: HashMap<AccountId, Balance> = HashMap::new();
+        let mut credited: HashMap<AccountId, (Balance, Balance)> = HashMap::new();
         for credit in &batch.credits {
-            let balance = match credited.get(&credit.account) {
-                Some(balance) => *balance,
+            let (balance, deposits) = match credited.get(&credit.account) {
+                Some(both) => *both,
                 None => self
                     .accounts
                     .get(&credit.account)
-                    .map_or(Balance::ZERO, |state| state.balance),
+                    .map_or((Balance::ZERO, Balance::ZERO), |state| {
+                        (state.balance, state.deposited)
+                    }),
             };
-            let balance = balance
-                .try_add(credit.amount)
-                .map_err(|_| DepositError::Overflow(credit.index))?;
-            credited.insert(credit.account, balance);
+            let overflow = |_| DepositError::Overflow(credit.index);
+            let both = (
+                balance.try_add(credit.amount).map_err(overflow)?,
+                deposits.try_add(credit.amount).map_err(overflow)?,
+            );
+            credited.insert(credit.account, both);
         }
-        for (account, balance) in credited {
-            self.accounts.entry(account).or_default().balance = balance;
+        for (account, (balance, deposits)) in credited {
+            let state = self.accounts.entry(account).or_default();
+            state.balance = balance;
+            state.deposited = deposits;
         }
         self.deposits = to;
         self.deposited = deposited;

@@ -32,7 +32,9 @@ pub use fetch::{
     certificate_query_size,
 };
 pub use push::{MAX_PUSH_CHAIN, Push};
-pub use state::{ClientError, ClientSnapshot, ClientState, Learned, Phase, route};
+pub use state::{
+    ClientError, ClientSnapshot, ClientState, Learned, Phase, quorum_deposited, route,
+};
 pub use sync::{SyncAccount, SyncError, SyncReport};
 pub use transfers::{
     DriveError, DriveStats, Goal, SAVE_BATCH, SAVE_DELAY, Transfers, WINDOW, hand_over,

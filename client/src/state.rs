@@ -155,6 +155,10 @@ pub struct ClientSnapshot {
     /// account has not been read yet.
     #[serde(default)]
     pub received_cursors: BTreeMap<AuthorityName, u64>,
+    /// Units deposited into the account on the primary chain that a quorum credited (part
+    /// of `balance`).
+    #[serde(default)]
+    pub deposited: Balance,
 }
 
 /// One account holder.
@@ -179,6 +183,33 @@ pub struct ClientState {
     roots: RootCache,
     /// Per authority, where its list of payments received here is read from next.
     received_cursors: BTreeMap<AuthorityName, u64>,
+    /// Deposits a quorum credited (part of `balance`).
+    deposited: Balance,
+}
+
+/// The largest deposit total that authorities holding at least a quorum of `committee`'s
+/// weight each report for the account (each answer is one authority's view). Honest
+/// authorities credit the same deposits in the same order, so at least `f + 1` honest ones
+/// have credited this much and the others will: spending it gathers a certificate. A lying
+/// minority cannot raise it.
+pub fn quorum_deposited<'a>(
+    committee: &Committee,
+    answers: impl IntoIterator<Item = (&'a AuthorityName, &'a AccountInfoResponse)>,
+) -> Balance {
+    let mut views: Vec<(Balance, u64)> = answers
+        .into_iter()
+        .map(|(name, info)| (info.deposited, committee.weight(name)))
+        .collect();
+    views.sort_unstable_by_key(|view| std::cmp::Reverse(view.0));
+    let quorum = committee.quorum_threshold();
+    let mut weight: u64 = 0;
+    for (deposited, w) in views {
+        weight = weight.saturating_add(w);
+        if weight >= quorum {
+            return deposited;
+        }
+    }
+    Balance::ZERO
 }
 
 /// Vote roots a client remembers: certificates received from payers whose votes were cast
@@ -216,6 +247,7 @@ impl ClientState {
             received_cursor: HashMap::new(),
             roots: RootCache::with_capacity(CLIENT_ROOT_CACHE),
             received_cursors: BTreeMap::new(),
+            deposited: Balance::ZERO,
         }
     }
 
@@ -240,6 +272,7 @@ impl ClientState {
             received_certificates: self.received_certificates.values().cloned().collect(),
             acknowledged: self.acknowledged.iter().map(|(k, v)| (*k, *v)).collect(),
             received_cursors: self.received_cursors.clone(),
+            deposited: self.deposited,
         }
     }
 
@@ -276,7 +309,33 @@ impl ClientState {
             received_cursor: HashMap::new(),
             roots: RootCache::with_capacity(CLIENT_ROOT_CACHE),
             received_cursors: snapshot.received_cursors,
+            deposited: snapshot.deposited,
         })
+    }
+
+    /// Deposits from the primary chain that a quorum credited, in all (part of the balance).
+    pub fn deposited(&self) -> Balance {
+        self.deposited
+    }
+
+    /// Counts deposits: `quorum_deposited` is what authorities holding a quorum of the
+    /// weight all report as credited at least (see [`quorum_deposited`]). Only an increase
+    /// counts; returns it (zero when nothing new was learned).
+    pub fn learn_deposits(&mut self, quorum_deposited: Balance) -> Result<Balance, ClientError> {
+        let new = quorum_deposited
+            .units()
+            .checked_sub(self.deposited.units())
+            .unwrap_or(0);
+        if new <= 0 {
+            return Ok(Balance::ZERO);
+        }
+        let new = Balance::new(new);
+        self.balance = self
+            .balance
+            .try_add_balance(new)
+            .map_err(|_| ClientError::Overflow)?;
+        self.deposited = quorum_deposited;
+        Ok(new)
     }
 
     /// The secret seed of the account key, for the wallet file (`None` if watch-only).
@@ -727,6 +786,53 @@ mod tests {
     }
 
     #[test]
+    fn deposits_count_once_a_quorum_credited_them() {
+        let mut fx = fixture();
+        let names: Vec<AuthorityName> = fx.shards.iter().map(AuthorityShard::name).collect();
+        let info = |deposited: i128| AccountInfoResponse {
+            account: fx.alice.account(),
+            balance: Balance::new(100 + deposited),
+            next_sequence_number: SequenceNumber::ZERO,
+            pending: None,
+            deposited: Balance::new(deposited),
+        };
+        let answers = |views: [i128; 4]| -> Vec<(AuthorityName, AccountInfoResponse)> {
+            names.iter().copied().zip(views.map(info)).collect()
+        };
+        let quorum = |views| {
+            let answers = answers(views);
+            quorum_deposited(
+                &fx.alice.committee().clone(),
+                answers.iter().map(|(n, i)| (n, i)),
+            )
+        };
+        // Three of four (the quorum) credited at least 10; one liar claims a fortune.
+        assert_eq!(quorum([10, 10, 5, 1_000_000]), Balance::new(10));
+        // A lone liar, or two authorities, are not a quorum.
+        assert_eq!(quorum([1_000_000, 0, 0, 0]), Balance::ZERO);
+        assert_eq!(quorum([40, 40, 0, 0]), Balance::ZERO);
+
+        assert_eq!(
+            fx.alice.learn_deposits(Balance::new(10)),
+            Ok(Balance::new(10))
+        );
+        assert_eq!(fx.alice.balance(), Balance::new(110));
+        // Learned again, or a lower view: nothing more.
+        assert_eq!(fx.alice.learn_deposits(Balance::new(10)), Ok(Balance::ZERO));
+        assert_eq!(fx.alice.learn_deposits(Balance::new(3)), Ok(Balance::ZERO));
+        assert_eq!(
+            fx.alice.learn_deposits(Balance::new(25)),
+            Ok(Balance::new(15))
+        );
+        assert_eq!(fx.alice.balance(), Balance::new(125));
+        assert_eq!(fx.alice.deposited(), Balance::new(25));
+        // The wallet keeps it.
+        let restored =
+            ClientState::restore(None, fx.alice.committee().clone(), fx.alice.snapshot()).unwrap();
+        assert_eq!(restored.deposited(), Balance::new(25));
+    }
+
+    #[test]
     fn transfer_refusals() {
         let mut fx = fixture();
         let bob = fx.bob.account();
@@ -843,6 +949,7 @@ mod tests {
             balance: Balance::ZERO,
             next_sequence_number: SequenceNumber::ZERO,
             pending: None,
+            deposited: Balance::ZERO,
         };
         assert_eq!(
             fx.alice.handle_account_info(fx.shards[0].name(), &info),

@@ -5,13 +5,14 @@
 //!    it), verifies and adopts it and finishes that transfer;
 //! 2. payments received: reads each authority's list from where the last sync stopped,
 //!    verifies every certificate and counts each payment once;
-//! 3. lagging authorities: pushes what they miss (this account's transfers to those behind on
+//! 3. deposits from the primary chain: counts what a quorum of authorities credited;
+//! 4. lagging authorities: pushes what they miss (this account's transfers to those behind on
 //!    its sequence number; payments newly learned to those whose lists lack them).
 
 use crate::exchange::{Action, Exchange, Timing};
 use crate::fetch::{FetchCertificate, FetchReceived, Query, QueryAnswer, ReceivedList};
 use crate::push::Push;
-use crate::state::{ClientError, ClientState, Learned, Phase};
+use crate::state::{ClientError, ClientState, Learned, Phase, quorum_deposited};
 use crate::transfers::{DriveError, Goal, Transfers, hand_over};
 use fastpay_wire::{AuthorityName, CertifiedTransferOrder, ErrorCode, Message, SequenceNumber};
 use std::collections::BTreeSet;
@@ -32,6 +33,8 @@ pub struct SyncReport {
     pub received_amount: u128,
     /// Confirmations lagging authorities acknowledged.
     pub pushed: usize,
+    /// Units of deposits from the primary chain newly counted (a quorum credited them).
+    pub deposited: u128,
 }
 
 /// Why a sync stopped early.
@@ -183,6 +186,22 @@ impl SyncAccount {
         newly
     }
 
+    /// Counts the deposits a quorum of the answers credited.
+    fn learn_deposits(&mut self, client: &mut ClientState, states: &[QueryAnswer]) {
+        let infos = states
+            .iter()
+            .filter_map(|(name, answer)| answer.as_ref().ok().map(|info| (name, info)));
+        let deposited = quorum_deposited(client.committee(), infos);
+        match client.learn_deposits(deposited) {
+            Ok(new) if new.units() > 0 => {
+                self.report.deposited = new.units().unsigned_abs();
+                self.save = true;
+            }
+            Ok(_) => {}
+            Err(e) => self.failed = Some(e.into()),
+        }
+    }
+
     /// Moves the current step's machine on: `None` once it moved to the next step, or the
     /// action to hand to the driver.
     fn advance(
@@ -243,6 +262,7 @@ impl SyncAccount {
             }
             Step::States(machine) => {
                 let states = drive!(machine, Step::States);
+                self.learn_deposits(&mut clients[self.i], &states);
                 let client = &clients[self.i];
                 let lists = std::mem::take(&mut self.lists);
                 let newly = std::mem::take(&mut self.newly);

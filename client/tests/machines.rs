@@ -219,6 +219,7 @@ fn a_chatty_authority_does_not_delay_the_confirmation() {
                 balance: Balance::new(100),
                 next_sequence_number: SequenceNumber::ZERO,
                 pending: None,
+                deposited: Balance::ZERO,
             };
             let at = start + Duration::from_micros(100) * k;
             (at, liar, Message::AccountInfoResponse(info))

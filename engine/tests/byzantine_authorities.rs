@@ -213,6 +213,7 @@ fn made_up_account(
         balance: Balance::new(1_000_000),
         next_sequence_number: SequenceNumber::new(7),
         pending,
+        deposited: Balance::ZERO,
     }
 }
 

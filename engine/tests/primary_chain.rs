@@ -264,3 +264,95 @@ fn deposits_are_credited_exactly_once_across_random_crashes() {
         fastpay_primary::alloy::primitives::U256::from(credited)
     );
 }
+
+/// The operator's and the user's flow through the binaries alone: `server deploy-contract`,
+/// `server run --primary-*`, `client deposit`, then the deposit paid on in FastPay.
+#[test]
+fn deposit_then_pay_through_the_binaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let anvil = Anvil::start().unwrap();
+    let rt = runtime();
+    let addresses = committee(dir, 4);
+    let entries = fs::read_to_string(dir.join("committee.json")).unwrap();
+    assert_eq!(
+        entries.matches("\"eth_address\":\"0x").count(),
+        4,
+        "{entries}"
+    );
+    fs::write(
+        dir.join("deployer.key"),
+        fastpay_primary::devnet::DEV_KEYS[0],
+    )
+    .unwrap();
+    fs::write(dir.join("payer.key"), fastpay_primary::devnet::DEV_KEYS[1]).unwrap();
+    let contract = common::check(
+        std::process::Command::new(common::SERVER)
+            .current_dir(dir)
+            .args(["deploy-contract", "--primary-rpc", &anvil.url])
+            .args(["--eth-key", "deployer.key", "--committee", "committee.json"])
+            .output()
+            .unwrap(),
+        "deploy-contract",
+    )
+    .trim()
+    .to_string();
+    let accounts = common::fund_accounts(dir, 2);
+    let (alice, bob) = (&accounts[0], &accounts[1]);
+    let _servers: Vec<Authority> = (1..=4)
+        .map(|i| {
+            let mut authority = Authority::new(dir, i, None);
+            authority.extra = [
+                "--primary-rpc",
+                &anvil.url,
+                "--primary-contract",
+                &contract,
+                "--primary-confirmations",
+                &CONFIRMATIONS.to_string(),
+                "--primary-poll-ms",
+                "20",
+            ]
+            .map(String::from)
+            .to_vec();
+            authority.start();
+            authority
+        })
+        .collect();
+    common::wait_serving(dir, alice);
+
+    let primary = ["--primary-rpc", &anvil.url, "--primary-contract", &contract];
+    let deposit = |amount: &str| {
+        let mut args = vec!["deposit", "--amount", amount, "--to", alice];
+        args.extend(primary);
+        args.extend(["--eth-key", "payer.key"]);
+        common::check(common::client(dir, &args), "client deposit")
+    };
+    let receipt = deposit("500");
+    assert!(receipt.contains("\"index\":0"), "{receipt}");
+    // Not a whole unit of FastPay? Every amount of units is; zero is refused by the contract.
+    let zero = common::client(
+        dir,
+        &[
+            &["deposit", "--amount", "0", "--to", alice][..],
+            &primary[..],
+            &["--eth-key", "payer.key"][..],
+        ]
+        .concat(),
+    );
+    assert!(!zero.status.success(), "a zero deposit went through");
+    rt.block_on(anvil.mine(CONFIRMATIONS)).unwrap();
+
+    let deadline = Instant::now() + SETTLE;
+    while common::balance(dir, alice) != "600" {
+        assert!(Instant::now() < deadline, "the deposit never showed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    common::pay_one(dir, alice, bob, "pay from the deposit");
+    common::check(
+        common::client(dir, &["transfer", "300", "--from", alice, "--to", bob]),
+        "transfer 300 of the deposit",
+    );
+    assert_eq!(common::balance(dir, alice), "299");
+    assert_eq!(common::balance(dir, bob), "401");
+    let _ = addresses;
+}

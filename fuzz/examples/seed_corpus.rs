@@ -69,6 +69,7 @@ fn main() {
             balance: Balance::new(95),
             next_sequence_number: SequenceNumber::new(1),
             pending: Some(vote),
+            deposited: Balance::ZERO,
         }),
         Message::CrossShardUpdate(CrossShardUpdate {
             recipient_shard: ShardId(0),

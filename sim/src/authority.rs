@@ -632,6 +632,7 @@ impl World {
                         balance: Balance::new(1_000_000),
                         next_sequence_number: SequenceNumber::new(u64::MAX),
                         pending: None,
+                        deposited: Balance::ZERO,
                     };
                     self.send(
                         Node::Authority(a),

@@ -238,9 +238,10 @@ impl Cli {
                 if let Some(i) = wallet.position(&address) {
                     let report = sync_account(&mut wallet, &mut network, i, self.timeout)?;
                     eprintln!(
-                        "wallet: learned {} payment(s) received (+{}) and {} transfer(s) of its own; pushed {} confirmation(s) to lagging authorities; wallet balance {}",
+                        "wallet: learned {} payment(s) received (+{}), deposits (+{}) and {} transfer(s) of its own; pushed {} confirmation(s) to lagging authorities; wallet balance {}",
                         report.received,
                         report.received_amount,
+                        report.deposited,
                         report.sent_learned,
                         report.pushed,
                         wallet.clients()[i].balance()
@@ -264,12 +265,13 @@ impl Cli {
             let report = sync_account(&mut wallet, &mut network, i, self.timeout)?;
             let client = &wallet.clients()[i];
             println!(
-                "{{\"account\":\"{}\",\"balance\":{},\"next_sequence_number\":{},\"received\":{},\"received_amount\":{},\"sent_learned\":{},\"pushed\":{},\"watch_only\":{}}}",
+                "{{\"account\":\"{}\",\"balance\":{},\"next_sequence_number\":{},\"received\":{},\"received_amount\":{},\"deposited\":{},\"sent_learned\":{},\"pushed\":{},\"watch_only\":{}}}",
                 client.account(),
                 client.balance().units(),
                 client.next_sequence_number().value(),
                 report.received,
                 report.received_amount,
+                report.deposited,
                 report.sent_learned,
                 report.pushed,
                 client.is_watch_only()

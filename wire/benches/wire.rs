@@ -66,6 +66,7 @@ fn messages() -> Vec<(&'static str, Message)> {
                 balance: Balance::new(5),
                 next_sequence_number: SequenceNumber::new(1),
                 pending: None,
+                deposited: Balance::ZERO,
             }),
         ),
         (

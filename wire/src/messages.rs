@@ -272,7 +272,7 @@ pub enum AccountQuery {
 
 /// Padding bytes that make a state query datagram as large as the largest
 /// [`AccountInfoResponse`] datagram (pinned by a test).
-pub const ACCOUNT_INFO_PADDING: usize = 287;
+pub const ACCOUNT_INFO_PADDING: usize = 303;
 
 /// Bytes of a padded state query datagram: the node answers no shorter query, so an unpadded
 /// one (no larger than a refusal) gets nothing at all.
@@ -375,6 +375,9 @@ pub struct AccountInfoResponse {
     pub next_sequence_number: SequenceNumber,
     /// This authority's vote for the order at `next_sequence_number`, if it has voted.
     pub pending: Option<SignedTransferOrder>,
+    /// Units this authority credited to the account from deposits on the primary chain, in
+    /// all (part of `balance`).
+    pub deposited: Balance,
 }
 
 /// The credit side of a confirmed transfer, sent by the sender's shard to the recipient's shard

@@ -35,6 +35,7 @@ fn replies_fit_their_requests() {
         balance: Balance::new(i128::MIN),
         next_sequence_number: SequenceNumber::new(u64::MAX),
         pending: Some(vote),
+        deposited: Balance::new(i128::MIN),
     }));
     assert!(largest <= query, "answer {largest} > query {query}");
 
@@ -55,6 +56,7 @@ fn replies_fit_their_requests() {
         balance: Balance::new(i128::MIN),
         next_sequence_number: SequenceNumber::new(u64::MAX),
         pending: None,
+        deposited: Balance::new(i128::MIN),
     }));
     assert!(ack <= confirmation, "{ack} > {confirmation}");
 
@@ -139,6 +141,7 @@ fn batched_votes_fit_padded_requests() {
         balance: Balance::new(i128::MIN),
         next_sequence_number: SequenceNumber::new(u64::MAX),
         pending: Some(deepest),
+        deposited: Balance::new(i128::MIN),
     }));
     let query = padded(&Message::AccountInfoRequest(AccountInfoRequest::new(
         account,

@@ -124,6 +124,7 @@ pub fn merkle_sample_messages() -> Vec<(&'static str, Message, u16)> {
                 balance: Balance::new(-5),
                 next_sequence_number: SequenceNumber::new(7),
                 pending: Some(batched_vote(order, 11, 3, 2)),
+                deposited: Balance::ZERO,
             }),
             0,
         ),
@@ -226,6 +227,7 @@ pub fn sample_messages() -> Vec<(&'static str, Message)> {
                 balance: Balance::new(-5),
                 next_sequence_number: SequenceNumber::new(7),
                 pending: Some(SignedTransferOrder::new(order, &committee, &key(11))),
+                deposited: Balance::ZERO,
             }),
         ),
         (
