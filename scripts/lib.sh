@@ -97,10 +97,13 @@ make_work() {
 # Builds every binary of the workspace in release (server, loadgen, client, bench) and sets
 # `bin` to their directory. $1: `native` (default; -C target-cpu=native and the AVX-512 field
 # arithmetic, in target/native), `portable` (the ordinary release build in target/release:
-# AVX-512 chosen at run time) or `debug` (target/debug, quicker to build).
+# AVX-512 chosen at run time) or `debug` (target/debug, quicker to build). Further arguments go
+# to cargo (`--features fastpay-engine/primary`, say).
 build_binaries() {
-    local cargo=(cargo build --locked --workspace --bins)
-    case "${1:-native}" in
+    local flavour=${1:-native}
+    [ $# = 0 ] || shift
+    local cargo=(cargo build --locked --workspace --bins "$@")
+    case "$flavour" in
         native)
             step "building (release, native CPU)"
             RUSTFLAGS='-C target-cpu=native --cfg curve25519_dalek_backend="avx512"' \
@@ -117,7 +120,7 @@ build_binaries() {
             "${cargo[@]}" >&2
             bin="$PWD/target/debug"
             ;;
-        *) die "build_binaries: unknown flavour $1" ;;
+        *) die "build_binaries: unknown flavour $flavour" ;;
     esac
 }
 
