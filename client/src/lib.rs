@@ -33,7 +33,7 @@ pub use fetch::{
 };
 pub use push::{MAX_PUSH_CHAIN, Push};
 pub use state::{
-    ClientError, ClientSnapshot, ClientState, Learned, Phase, quorum_deposited, route,
+    ClientError, ClientSnapshot, ClientState, Learned, Phase, credited_deposits, route,
 };
 pub use sync::{SyncAccount, SyncError, SyncReport};
 pub use transfers::{

@@ -155,8 +155,8 @@ pub struct ClientSnapshot {
     /// account has not been read yet.
     #[serde(default)]
     pub received_cursors: BTreeMap<AuthorityName, u64>,
-    /// Units deposited into the account on the primary chain that a quorum credited (part
-    /// of `balance`).
+    /// Units deposited into the account on the primary chain that the committee credited
+    /// (part of `balance`, see [`credited_deposits`]).
     #[serde(default)]
     pub deposited: Balance,
 }
@@ -183,16 +183,17 @@ pub struct ClientState {
     roots: RootCache,
     /// Per authority, where its list of payments received here is read from next.
     received_cursors: BTreeMap<AuthorityName, u64>,
-    /// Deposits a quorum credited (part of `balance`).
+    /// Deposits the committee credited (part of `balance`, see [`credited_deposits`]).
     deposited: Balance,
 }
 
-/// The largest deposit total that authorities holding at least a quorum of `committee`'s
-/// weight each report for the account (each answer is one authority's view). Honest
-/// authorities credit the same deposits in the same order, so at least `f + 1` honest ones
-/// have credited this much and the others will: spending it gathers a certificate. A lying
-/// minority cannot raise it.
-pub fn quorum_deposited<'a>(
+/// The largest deposit total that authorities holding at least the validity threshold of
+/// `committee`'s weight (f + 1 of 3f + 1) each report for the account (each answer is one
+/// authority's view). Among them is an honest authority, which credits a deposit only once
+/// it is confirmed on the primary chain; every honest authority follows the same chain and
+/// will credit it too, so the account owns this much. A lying minority of up to f cannot
+/// raise it. (Spending it gathers its certificate once a quorum has credited it.)
+pub fn credited_deposits<'a>(
     committee: &Committee,
     answers: impl IntoIterator<Item = (&'a AuthorityName, &'a AccountInfoResponse)>,
 ) -> Balance {
@@ -201,11 +202,11 @@ pub fn quorum_deposited<'a>(
         .map(|(name, info)| (info.deposited, committee.weight(name)))
         .collect();
     views.sort_unstable_by_key(|view| std::cmp::Reverse(view.0));
-    let quorum = committee.quorum_threshold();
+    let threshold = committee.validity_threshold();
     let mut weight: u64 = 0;
     for (deposited, w) in views {
         weight = weight.saturating_add(w);
-        if weight >= quorum {
+        if weight >= threshold {
             return deposited;
         }
     }
@@ -313,16 +314,16 @@ impl ClientState {
         })
     }
 
-    /// Deposits from the primary chain that a quorum credited, in all (part of the balance).
+    /// Deposits from the primary chain the committee credited, in all (part of the balance).
     pub fn deposited(&self) -> Balance {
         self.deposited
     }
 
-    /// Counts deposits: `quorum_deposited` is what authorities holding a quorum of the
-    /// weight all report as credited at least (see [`quorum_deposited`]). Only an increase
+    /// Counts deposits: `credited_deposits` is what authorities holding the validity
+    /// threshold of the weight all report as credited at least (see [`credited_deposits`]). Only an increase
     /// counts; returns it (zero when nothing new was learned).
-    pub fn learn_deposits(&mut self, quorum_deposited: Balance) -> Result<Balance, ClientError> {
-        let new = quorum_deposited
+    pub fn learn_deposits(&mut self, credited_deposits: Balance) -> Result<Balance, ClientError> {
+        let new = credited_deposits
             .units()
             .checked_sub(self.deposited.units())
             .unwrap_or(0);
@@ -334,7 +335,7 @@ impl ClientState {
             .balance
             .try_add_balance(new)
             .map_err(|_| ClientError::Overflow)?;
-        self.deposited = quorum_deposited;
+        self.deposited = credited_deposits;
         Ok(new)
     }
 
@@ -801,16 +802,16 @@ mod tests {
         };
         let quorum = |views| {
             let answers = answers(views);
-            quorum_deposited(
+            credited_deposits(
                 &fx.alice.committee().clone(),
                 answers.iter().map(|(n, i)| (n, i)),
             )
         };
-        // Three of four (the quorum) credited at least 10; one liar claims a fortune.
+        // One liar claims a fortune: two authorities (f + 1) credited at least 10.
         assert_eq!(quorum([10, 10, 5, 1_000_000]), Balance::new(10));
-        // A lone liar, or two authorities, are not a quorum.
+        // A lone liar is not enough; two authorities are (one of them is honest).
         assert_eq!(quorum([1_000_000, 0, 0, 0]), Balance::ZERO);
-        assert_eq!(quorum([40, 40, 0, 0]), Balance::ZERO);
+        assert_eq!(quorum([40, 40, 0, 0]), Balance::new(40));
 
         assert_eq!(
             fx.alice.learn_deposits(Balance::new(10)),

@@ -5,14 +5,15 @@
 //!    it), verifies and adopts it and finishes that transfer;
 //! 2. payments received: reads each authority's list from where the last sync stopped,
 //!    verifies every certificate and counts each payment once;
-//! 3. deposits from the primary chain: counts what a quorum of authorities credited;
+//! 3. deposits from the primary chain: counts what enough authorities credited that one of
+//!    them is honest;
 //! 4. lagging authorities: pushes what they miss (this account's transfers to those behind on
 //!    its sequence number; payments newly learned to those whose lists lack them).
 
 use crate::exchange::{Action, Exchange, Timing};
 use crate::fetch::{FetchCertificate, FetchReceived, Query, QueryAnswer, ReceivedList};
 use crate::push::Push;
-use crate::state::{ClientError, ClientState, Learned, Phase, quorum_deposited};
+use crate::state::{ClientError, ClientState, Learned, Phase, credited_deposits};
 use crate::transfers::{DriveError, Goal, Transfers, hand_over};
 use fastpay_wire::{AuthorityName, CertifiedTransferOrder, ErrorCode, Message, SequenceNumber};
 use std::collections::BTreeSet;
@@ -33,7 +34,7 @@ pub struct SyncReport {
     pub received_amount: u128,
     /// Confirmations lagging authorities acknowledged.
     pub pushed: usize,
-    /// Units of deposits from the primary chain newly counted (a quorum credited them).
+    /// Units of deposits from the primary chain newly counted.
     pub deposited: u128,
 }
 
@@ -186,12 +187,12 @@ impl SyncAccount {
         newly
     }
 
-    /// Counts the deposits a quorum of the answers credited.
+    /// Counts the deposits the answers show credited (see [`credited_deposits`]).
     fn learn_deposits(&mut self, client: &mut ClientState, states: &[QueryAnswer]) {
         let infos = states
             .iter()
             .filter_map(|(name, answer)| answer.as_ref().ok().map(|info| (name, info)));
-        let deposited = quorum_deposited(client.committee(), infos);
+        let deposited = credited_deposits(client.committee(), infos);
         match client.learn_deposits(deposited) {
             Ok(new) if new.units() > 0 => {
                 self.report.deposited = new.units().unsigned_abs();

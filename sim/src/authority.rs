@@ -45,6 +45,9 @@ pub(crate) struct ShardHost {
     /// Certificates applied by log writes not yet synced, with the position each reaches:
     /// stored once it is durable, as the engine's log writer does, lost in a crash.
     unsynced: Vec<(u64, Vec<AppliedCertificate>)>,
+    /// Where this incarnation's deposit follower has brought the node (from the node's
+    /// recovered cursor at each restart, as the engine's follower starts).
+    pub(crate) follower: fastpay_wire::DepositCursor,
 }
 
 /// Stores the certificates of the log writes now durable up to `position`.
@@ -128,6 +131,7 @@ impl AuthorityNode {
                 log: LogBatch::default(),
                 frames: Vec::new(),
                 batch: Datagrams::new(),
+                follower: fastpay_wire::DepositCursor::default(),
             })
             .collect();
         node
@@ -326,7 +330,7 @@ impl World {
     /// Moves shard `s`'s effects out, as the runtime does: records to the disk (synced
     /// later), a snapshot when due, released replies to the network, frames to the other
     /// shards, and the next retransmission deadline to a timer.
-    fn drain_effects(&mut self, a: usize, s: usize) -> Result<(), crate::SimFailure> {
+    pub(crate) fn drain_effects(&mut self, a: usize, s: usize) -> Result<(), crate::SimFailure> {
         let now = self.now;
         let sync_delay = self.rng.random_range(1..=MAX_SYNC_US);
         let snapshot_delay = self.rng.random_range(1..=MAX_SNAPSHOT_US);
@@ -539,6 +543,7 @@ impl World {
         }
         for &s in &shards {
             self.drain_effects(a, s)?;
+            self.schedule_deposit_poll(a, s);
         }
         if self.authorities[a].all_up() {
             self.schedule_crash(a);
@@ -578,6 +583,7 @@ impl World {
         node.take_log(&mut replayed);
         host.certificates.store(&replayed.certificates);
         node.set_certificate_reader(Box::new(host.certificates.clone()));
+        host.follower = node.shard().deposit_cursor();
         host.node = Some(node);
         self.check_recovered(a, s)?;
         Ok(())

@@ -21,7 +21,8 @@ use std::collections::BTreeMap;
 impl World {
     /// The invariants checked after every event.
     pub(crate) fn check_after_event(&self) -> Result<(), SimFailure> {
-        self.check_conservation()
+        self.check_conservation()?;
+        self.check_deposits()
     }
 
     fn check_conservation(&self) -> Result<(), SimFailure> {
@@ -32,6 +33,7 @@ impl World {
             }
             let mut total = 0i128;
             let mut in_flight = 0i128;
+            let mut deposited = 0i128;
             let nodes: Vec<_> = authority
                 .shards
                 .iter()
@@ -43,6 +45,7 @@ impl World {
                     .total_balance()
                     .map_err(|e| self.fail(format!("authority {i}: {e}")))?;
                 total += balance.units();
+                deposited += i128::try_from(node.shard().deposited()).unwrap_or(i128::MAX);
                 for (d, recipient) in nodes.iter().enumerate() {
                     let taken = recipient.links().taken_from(ShardId(s as u32));
                     for (sequence, update) in node.links().outbox(ShardId(d as u32)) {
@@ -53,10 +56,10 @@ impl World {
                     }
                 }
             }
-            if total + in_flight != supply {
+            if total + in_flight != supply + deposited {
                 return Err(self.fail(format!(
                     "conservation: authority {i} holds {total} with {in_flight} in flight, \
-                     genesis is {supply}"
+                     genesis is {supply} and it credited {deposited} from deposits"
                 )));
             }
         }
@@ -191,6 +194,9 @@ impl World {
             .iter()
             .map(|(a, amount)| (*a, i128::from(amount.units())))
             .collect();
+        for deposit in &self.chain {
+            *expected.entry(deposit.account).or_default() += i128::from(deposit.amount.units());
+        }
         for certificate in certificates {
             let t = certificate.value.transfer;
             let amount = i128::from(t.amount.units());

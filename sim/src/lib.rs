@@ -21,6 +21,7 @@ mod clients;
 pub mod disk;
 mod invariants;
 pub mod network;
+mod primary;
 
 use authority::AuthorityNode;
 use fastpay_authority::Genesis;
@@ -87,6 +88,8 @@ pub struct SimConfig {
     /// Probability that an idle honest client syncs at a tick (reads a page of an
     /// authority's list of its payments received).
     pub sync_rate: f64,
+    /// Deposits into honest clients' accounts on the simulated primary chain.
+    pub deposits: usize,
 }
 
 impl SimConfig {
@@ -115,6 +118,7 @@ impl SimConfig {
             unsaved_certificate_rate: 0.3,
             handover_rate: 0.5,
             sync_rate: 0.25,
+            deposits: 12,
         }
     }
 }
@@ -167,6 +171,8 @@ pub struct SimReport {
     pub certificates_recovered: u64,
     /// Payments clients learned by downloading them from the authorities.
     pub payments_downloaded: u64,
+    /// Deposits that landed on the simulated primary chain.
+    pub deposits: u64,
     /// Virtual time at the end, in microseconds.
     pub virtual_time_us: u64,
 }
@@ -268,6 +274,8 @@ pub(crate) struct World {
         BTreeMap<(usize, AccountId, SequenceNumber), fastpay_wire::VoteSignature>,
     /// The highest next sequence number an honest authority acknowledged for an account.
     pub(crate) acknowledged: BTreeMap<(usize, AccountId), SequenceNumber>,
+    /// The simulated primary chain's confirmed deposits, in index order.
+    pub(crate) chain: Vec<fastpay_wire::DepositCredit>,
     pub(crate) report: SimReport,
 }
 
@@ -359,6 +367,7 @@ impl World {
             certificates: BTreeMap::new(),
             votes_sent: BTreeMap::new(),
             acknowledged: BTreeMap::new(),
+            chain: Vec::new(),
             report: SimReport {
                 seed: config.seed,
                 ..SimReport::default()
@@ -372,6 +381,7 @@ impl World {
         for a in 0..world.authorities.len() {
             world.schedule_crash(a);
         }
+        world.start_primary();
         world
     }
 
@@ -524,6 +534,12 @@ impl World {
                 }
             }
             Event::ClientWake { client, at } => self.client_wakes(client, at)?,
+            Event::ChainDeposit => self.chain_deposit(),
+            Event::DepositPoll {
+                authority,
+                shard,
+                incarnation,
+            } => self.deposit_poll(authority, shard, incarnation)?,
         }
         self.check_after_event()
     }

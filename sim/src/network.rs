@@ -119,6 +119,17 @@ pub enum Event {
         /// The shard, when shards run as separate processes.
         shard: Option<usize>,
     },
+    /// A deposit lands on the simulated primary chain.
+    ChainDeposit,
+    /// A shard's deposit follower looks at the chain.
+    DepositPoll {
+        /// The authority.
+        authority: usize,
+        /// The shard.
+        shard: usize,
+        /// The shard's incarnation when scheduled.
+        incarnation: u64,
+    },
     /// A client wakes up.
     Tick {
         /// The client.
