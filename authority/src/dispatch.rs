@@ -71,7 +71,9 @@ impl AuthorityShard {
             | Message::AccountInfoResponse(_)
             | Message::Error(_)
             | Message::ShardLink(_)
-            | Message::Certificates(_) => Handled::default(),
+            | Message::Certificates(_)
+            | Message::RedeemRequest(_)
+            | Message::RedeemApproval(_) => Handled::default(),
         }
     }
 }

@@ -66,6 +66,10 @@ pub enum AuthorityError {
     /// Arithmetic would leave its range.
     #[error("arithmetic: {0}")]
     Arithmetic(ArithmeticError),
+    /// A transfer to the primary chain's exit account whose user data names no Ethereum
+    /// address, or a redeem request for a transfer that is not to the exit.
+    #[error("not a transfer to a primary-chain address")]
+    NotAnExit,
 }
 
 impl AuthorityError {
@@ -91,6 +95,7 @@ impl AuthorityError {
             Self::ConflictingOrder(_) => ErrorCode::ConflictingOrder,
             Self::InvalidCertificate(_) | Self::NotCrossShard => ErrorCode::InvalidCertificate,
             Self::Arithmetic(_) => ErrorCode::Overflow,
+            Self::NotAnExit => ErrorCode::NotAnExit,
         }
     }
 }

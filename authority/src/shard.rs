@@ -6,8 +6,8 @@ use fastpay_wire::merkle::{Digest, leaf_hash};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountInfoResponse, AuthorityName, Balance, BatchVerifier,
     CertifiedTransferOrder, Committee, ConfirmationOrder, CrossShardUpdate, DepositBatch,
-    DepositCursor, KeyPair, MerkleProof, PublicKey, SequenceNumber, ShardId, Signature,
-    SignedTransferOrder, TransferOrder, TreeBuilder, VoteScheme, shard_of,
+    DepositCursor, KeyPair, MerkleProof, PRIMARY_EXIT, PublicKey, SequenceNumber, ShardId,
+    Signature, SignedTransferOrder, TransferOrder, TreeBuilder, VoteScheme, exit_address, shard_of,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -295,6 +295,12 @@ impl AuthorityShard {
         self.check_owned(&transfer.sender)?;
         if transfer.amount.units() == 0 {
             return Err(AuthorityError::ZeroAmount);
+        }
+        // Money leaving for the primary chain must name where it goes, or it is lost.
+        if transfer.recipient == PRIMARY_EXIT
+            && exit_address(&transfer.recipient, transfer.user_data.as_ref()).is_none()
+        {
+            return Err(AuthorityError::NotAnExit);
         }
         let account = self
             .accounts
@@ -683,6 +689,36 @@ impl AuthorityShard {
         self.check_cross_shard_update(update, verifier)?;
         all_verified(verifier)?;
         self.apply_cross_shard_update(update)
+    }
+
+    // ---- redeems on the primary chain ---------------------------------------------------
+
+    /// Checks a certificate whose transfer leaves FastPay for the primary chain, for this
+    /// authority's approval of its redeem: the transfer pays [`PRIMARY_EXIT`] with an
+    /// Ethereum address, its signers are a quorum and every vote verifies (with `verifier`,
+    /// cleared first). A valid certificate is final, applied here or not yet. Returns the
+    /// address paid.
+    pub fn verify_redeem(
+        &self,
+        certificate: &CertifiedTransferOrder,
+        verifier: &mut BatchVerifier,
+    ) -> Result<[u8; 20], AuthorityError> {
+        let transfer = &certificate.value.transfer;
+        let address = exit_address(&transfer.recipient, transfer.user_data.as_ref())
+            .ok_or(AuthorityError::NotAnExit)?;
+        self.check_owned(&transfer.sender)?;
+        self.committee
+            .check_signers(certificate)
+            .map_err(AuthorityError::InvalidCertificate)?;
+        verifier.clear();
+        let vote_bytes = certificate.value.vote_bytes(&self.committee.id());
+        for (authority, signature) in &certificate.signatures {
+            self.committee
+                .queue_vote(verifier, authority, vote_bytes, signature)
+                .map_err(|_| AuthorityError::InvalidSignature)?;
+        }
+        all_verified(verifier)?;
+        Ok(address)
     }
 
     // ---- deposits from the primary chain ---------------------------------------------------

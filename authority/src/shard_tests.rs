@@ -3,7 +3,7 @@
 use super::*;
 use fastpay_wire::{
     Amount, CertificateError, CommitteeId, CommitteeMember, CryptoError, DepositCredit, Signature,
-    Transfer, VoteSignature,
+    Transfer, UserData, VoteSignature,
 };
 
 const SHARDS: u32 = 2;
@@ -970,5 +970,52 @@ fn malformed_deposit_batches_change_nothing() {
             from: cursor(2, 9),
             to: cursor(2, 8)
         })
+    );
+}
+
+#[test]
+fn exits_name_an_address_and_only_their_certificates_are_approved() {
+    let f = fixture();
+    let alice = f.users_on(0)[0];
+    let mut shard = f.shard(0, 0);
+    // A transfer to the exit account without an address, or with a malformed one, is refused.
+    for data in [
+        None,
+        Some(UserData([1; 32])),
+        Some(fastpay_wire::exit_user_data([0; 20])),
+    ] {
+        let mut order = f.order(alice, PRIMARY_EXIT, 5, 0);
+        order.transfer.user_data = data;
+        let order = TransferOrder::new(order.transfer, &f.committee.id(), alice);
+        refused(&mut shard, AuthorityError::NotAnExit, |s| {
+            s.handle_transfer_order(&order)
+        });
+    }
+    let mut exit = f.order(alice, PRIMARY_EXIT, 5, 0).transfer;
+    exit.user_data = Some(fastpay_wire::exit_user_data([9; 20]));
+    let order = TransferOrder::new(exit, &f.committee.id(), alice);
+    assert!(shard.handle_transfer_order(&order).is_ok());
+    let mut verifier = BatchVerifier::new();
+    // A quorum's certificate of it is approved; fewer voters, or another recipient, are not.
+    let certificate = f.certificate(order, &[0, 1, 2]);
+    assert_eq!(
+        shard.verify_redeem(&certificate, &mut verifier),
+        Ok([9; 20])
+    );
+    let short = f.certificate(order, &[0, 1]);
+    assert!(matches!(
+        shard.verify_redeem(&short, &mut verifier),
+        Err(AuthorityError::InvalidCertificate(_))
+    ));
+    let payment = f.certificate(f.order(alice, f.users_on(1)[0].account(), 5, 0), &[0, 1, 2]);
+    assert_eq!(
+        shard.verify_redeem(&payment, &mut verifier),
+        Err(AuthorityError::NotAnExit)
+    );
+    let mut forged = certificate.clone();
+    forged.signatures[0].1 = forged.signatures[1].1;
+    assert_eq!(
+        shard.verify_redeem(&forged, &mut verifier),
+        Err(AuthorityError::InvalidSignature)
     );
 }

@@ -10,7 +10,8 @@
 //! On top of it, the client's protocols are state machines too ([`Exchange`]): driving
 //! transfers to their certificates and confirmations ([`Transfers`]), asking the committee
 //! ([`Query`], [`FetchCertificate`], [`FetchReceived`]), pushing confirmations to lagging
-//! authorities ([`Push`]) and bringing an account up to date ([`SyncAccount`]). Each takes replies and
+//! authorities ([`Push`]), bringing an account up to date ([`SyncAccount`]) and collecting the
+//! committee's approvals of a redeem on the primary chain ([`CollectApprovals`]). Each takes replies and
 //! `now`, and returns what to send, when to save the wallet, and when to wake it next; the
 //! wallet's socket loop and the simulator drive the same machines.
 //!
@@ -22,6 +23,7 @@
 mod exchange;
 mod fetch;
 mod push;
+mod redeem;
 mod state;
 mod sync;
 mod transfers;
@@ -32,6 +34,7 @@ pub use fetch::{
     certificate_query_size,
 };
 pub use push::{MAX_PUSH_CHAIN, Push};
+pub use redeem::{ApprovalAnswer, CollectApprovals};
 pub use state::{
     ClientError, ClientSnapshot, ClientState, Learned, Phase, credited_deposits, route,
 };

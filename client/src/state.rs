@@ -77,7 +77,9 @@ pub fn route(message: &Message) -> Option<AccountId> {
         Message::TransferOrder(order) => Some(order.transfer.sender),
         Message::ConfirmationOrder(order) => Some(order.certificate.value.transfer.sender),
         Message::AccountInfoRequest(request) => Some(request.account),
-        Message::CrossShardUpdate(_)
+        Message::RedeemRequest(request) => Some(request.certificate.value.transfer.sender),
+        Message::RedeemApproval(_)
+        | Message::CrossShardUpdate(_)
         | Message::Vote(_)
         | Message::AccountInfoResponse(_)
         | Message::Error(_)

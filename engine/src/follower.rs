@@ -9,10 +9,17 @@
 //! a backoff that doubles up to [`MAX_BACKOFF`]; shard threads never wait on the chain.
 
 use crate::deposits::DepositInlet;
-use fastpay_primary::{Address, DepositFollower, FollowerConfig, PrimaryChain};
-use fastpay_wire::{CommitteeId, DepositBatch, DepositCredit, DepositCursor, ShardId, shard_of};
-use std::sync::Arc;
+use crate::runtime::ApproverFactory;
+use fastpay_node::RedeemApprover;
+use fastpay_primary::{
+    Address, DepositFollower, FollowerConfig, PrimaryChain, RedeemDomain, RedeemOrder, RedeemSigner,
+};
+use fastpay_wire::{
+    CommitteeId, DepositBatch, DepositCredit, DepositCursor, RedeemApproval, ShardId, Transfer,
+    shard_of,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -36,6 +43,50 @@ pub struct FollowConfig {
     pub committee: CommitteeId,
     /// The number of shards of this authority (to pick each shard's deposits).
     pub num_shards: u32,
+    /// Where the first follower to reach the chain records the contract's redeem domain
+    /// (chain id, address, committee), for the authority's [`Approver`]s.
+    pub domain: Arc<OnceLock<RedeemDomain>>,
+}
+
+/// An authority's redeem approvals: its secp256k1 key (derived from its seed) and the
+/// contract's domain, known once a follower has reached the chain.
+pub struct Approver {
+    signer: Arc<RedeemSigner>,
+    domain: Arc<OnceLock<RedeemDomain>>,
+}
+
+impl Approver {
+    /// The approver of the authority whose secret seed is `seed`, signing for the domain
+    /// `domain` holds once set.
+    pub fn factory(seed: &[u8; 32], domain: Arc<OnceLock<RedeemDomain>>) -> ApproverFactory {
+        let signer = Arc::new(RedeemSigner::for_authority(seed));
+        Arc::new(move || {
+            Box::new(Approver {
+                signer: signer.clone(),
+                domain: domain.clone(),
+            }) as Box<dyn RedeemApprover>
+        })
+    }
+}
+
+impl RedeemApprover for Approver {
+    fn approve(&self, transfer: &Transfer, address: [u8; 20]) -> Option<RedeemApproval> {
+        let domain = self.domain.get()?;
+        let order = RedeemOrder {
+            sender: transfer.sender,
+            sequence: transfer.sequence_number,
+            recipient: Address::from(address),
+            amount: transfer.amount,
+        };
+        let signature = self.signer.sign(domain, &order).ok()?;
+        Some(RedeemApproval {
+            sender: transfer.sender,
+            sequence_number: transfer.sequence_number,
+            r: signature.r.0,
+            s: signature.s.0,
+            v: signature.v,
+        })
+    }
 }
 
 /// Starts one follower thread per inlet; they end soon after `stop` is set.
@@ -172,6 +223,7 @@ impl Follower {
                         ours: self.config.committee,
                     });
                 }
+                let _ = self.config.domain.set(chain.domain());
                 let deployed_at = chain.deployed_at().await?;
                 let mut cursor = self.delivered;
                 cursor.scan_from = cursor.scan_from.max(deployed_at);

@@ -16,7 +16,7 @@ use crate::shard_loop::{Peers, ShardLoop};
 use crate::store::StoreError;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use fastpay_authority::{AuthorityShard, Genesis, ShardSetupError};
-use fastpay_node::{LogBatch, NodeConfig, ShardNode, Transport};
+use fastpay_node::{LogBatch, NodeConfig, RedeemApprover, ShardNode, Transport};
 use fastpay_udp as udp;
 use fastpay_wire::{Committee, KeyPair, LinkFrame, ShardId};
 use mio::{Interest, Poll, Token, Waker};
@@ -86,6 +86,10 @@ fn io_context(context: impl Into<String>) -> impl FnOnce(io::Error) -> EngineErr
     move |source| EngineError::Io { context, source }
 }
 
+/// Makes each shard's [`RedeemApprover`] (when the authority approves redeems on the primary
+/// chain).
+pub type ApproverFactory = Arc<dyn Fn() -> Box<dyn RedeemApprover> + Send + Sync>;
+
 /// What the engine runs.
 pub struct EngineConfig {
     /// The authority's secret key seed.
@@ -116,6 +120,8 @@ pub struct EngineConfig {
     /// Requests that waited longer than this in the kernel are shed
     /// ([`fastpay_node::NodeConfig::shed_after`]); `None` never sheds.
     pub shed_after: Option<Duration>,
+    /// Each shard's redeem approver; `None` refuses redeem requests.
+    pub redeem_approver: Option<ApproverFactory>,
 }
 
 /// What a shard recovered from its data directory.
@@ -599,7 +605,11 @@ fn recover_shard(
         truncated: None,
     };
     let Some(dir) = &config.data_dir else {
-        return Ok((ShardNode::new(state, node_config, counters), None, report));
+        let mut node = ShardNode::new(state, node_config, counters);
+        if let Some(make) = &config.redeem_approver {
+            node.set_redeem_approver(make());
+        }
+        return Ok((node, None, report));
     };
     let (disk, found) = ShardDisk::open(&dir.join(format!("shard-{shard}")), shard)?;
     report.replayed = found.records.len();
@@ -622,5 +632,8 @@ fn recover_shard(
         .map_err(StoreError::from)?;
     count_certificates(&disk.certificates, &counters);
     node.set_certificate_reader(Box::new(disk.certificates.reader()));
+    if let Some(make) = &config.redeem_approver {
+        node.set_redeem_approver(make());
+    }
     Ok((node, Some(disk), report))
 }

@@ -61,6 +61,7 @@ fn run(durable: bool) {
         // Snapshot often, so compaction runs under the backlog too.
         snapshot_after_bytes: 64 << 10,
         shed_after: Some(fastpay_node::DEFAULT_SHED_AFTER),
+        redeem_approver: None,
     })
     .unwrap();
 

@@ -6,8 +6,9 @@
 mod common;
 
 use common::{Authority, ask, committee, committee_id};
+use fastpay_primary::alloy::primitives::U256;
 use fastpay_primary::devnet::Anvil;
-use fastpay_primary::{EthCommittee, PrimaryChain, RedeemSigner};
+use fastpay_primary::{ChainError, EthCommittee, PrimaryChain, RedeemSigner, Revert};
 use fastpay_wire::{AccountId, AccountInfoRequest, Amount, KeyPair, Message};
 use std::collections::BTreeMap;
 use std::fs;
@@ -266,9 +267,10 @@ fn deposits_are_credited_exactly_once_across_random_crashes() {
 }
 
 /// The operator's and the user's flow through the binaries alone: `server deploy-contract`,
-/// `server run --primary-*`, `client deposit`, then the deposit paid on in FastPay.
+/// `server run --primary-*`, `client deposit`, the deposit paid on in FastPay, then `client
+/// redeem` to an Ethereum address; replays and short approvals revert on the contract.
 #[test]
-fn deposit_then_pay_through_the_binaries() {
+fn deposit_pay_and_redeem_through_the_binaries() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let anvil = Anvil::start().unwrap();
@@ -354,5 +356,157 @@ fn deposit_then_pay_through_the_binaries() {
     );
     assert_eq!(common::balance(dir, alice), "299");
     assert_eq!(common::balance(dir, bob), "401");
-    let _ = addresses;
+
+    // Out again: 199 units to an Ethereum address.
+    let payee_text = "0x00000000000000000000000000000000000000aa".to_string();
+    let mut args = vec![
+        "redeem",
+        "--from",
+        alice,
+        "--amount",
+        "199",
+        "--to",
+        &payee_text,
+    ];
+    args.extend(primary);
+    args.extend(["--eth-key", "payer.key"]);
+    let paid = common::check(common::client(dir, &args), "client redeem");
+    assert!(paid.contains("\"amount\":199"), "{paid}");
+    assert_eq!(common::balance(dir, alice), "100");
+    let chain = rt
+        .block_on(PrimaryChain::connect(
+            &anvil.url,
+            contract.parse().unwrap(),
+            Some(anvil.key(1)),
+        ))
+        .unwrap();
+    let payee: fastpay_primary::Address = payee_text.parse().unwrap();
+    let wei = rt.block_on(chain.balance_wei(payee)).unwrap();
+    assert_eq!(wei, fastpay_primary::units_to_wei(Amount::new(199)));
+    // Supply: FastPay holds genesis plus deposits, what left sits on the exit account; the
+    // escrow holds deposits minus redeems.
+    let exit = AccountId([0; 32]).to_string();
+    assert_eq!(common::balance(dir, &exit), "199");
+    let escrow = rt.block_on(chain.escrow()).unwrap();
+    assert_eq!(
+        (escrow.deposited, escrow.redeemed),
+        (U256::from(500), U256::from(199))
+    );
+    // Running it again finds nothing left to pay.
+    let again = common::check(
+        common::client(
+            dir,
+            &[
+                &["redeem", "--from", alice][..],
+                &primary[..],
+                &["--eth-key", "payer.key"][..],
+            ]
+            .concat(),
+        ),
+        "client redeem again",
+    );
+    assert!(again.trim().is_empty(), "{again}");
+
+    // A redeem interrupted after its transfer is certified (here its gas payer has no ether)
+    // is finished by running `redeem` again; fewer approvals than a quorum revert, and the
+    // same approvals sent twice pay once.
+    fs::write(dir.join("empty.key"), "01".repeat(32)).unwrap();
+    let mut args = vec![
+        "redeem",
+        "--from",
+        alice,
+        "--amount",
+        "50",
+        "--to",
+        &payee_text,
+    ];
+    args.extend(primary);
+    args.extend(["--eth-key", "empty.key"]);
+    let interrupted = common::client(dir, &args);
+    assert!(
+        !interrupted.status.success(),
+        "a redeem paid by an empty account went through"
+    );
+    assert_eq!(common::balance(dir, alice), "50");
+    let (order, signatures) = approvals(dir, &addresses);
+    match rt.block_on(chain.redeem(&order, &signatures[..2])) {
+        Err(ChainError::Reverted(Revert::BelowQuorum { .. })) => {}
+        other => panic!("a redeem below the quorum: {other:?}"),
+    }
+    let finished = common::check(
+        common::client(
+            dir,
+            &[
+                &["redeem", "--from", alice][..],
+                &primary[..],
+                &["--eth-key", "payer.key"][..],
+            ]
+            .concat(),
+        ),
+        "client redeem finishing the interrupted one",
+    );
+    assert!(finished.contains("\"amount\":50"), "{finished}");
+    match rt.block_on(chain.redeem(&order, &signatures)) {
+        Err(ChainError::Reverted(Revert::AlreadyRedeemed { .. })) => {}
+        other => panic!("a second redeem of one transfer: {other:?}"),
+    }
+    let wei = rt.block_on(chain.balance_wei(payee)).unwrap();
+    assert_eq!(wei, fastpay_primary::units_to_wei(Amount::new(249)));
+    assert_eq!(common::balance(dir, &exit), "249");
+}
+
+/// The committee's approvals of the wallet's last transfer, asked of each authority over UDP.
+fn approvals(
+    dir: &Path,
+    addresses: &[(SocketAddr, u32)],
+) -> (
+    fastpay_primary::RedeemOrder,
+    Vec<fastpay_primary::RedeemSignature>,
+) {
+    let wallet: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("accounts.json")).unwrap()).unwrap();
+    let certificate: fastpay_wire::CertifiedTransferOrder = wallet["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|a| {
+            a["state"]["sent_certificates"]
+                .as_array()
+                .and_then(|c| c.last().cloned())
+        })
+        .map(|c| serde_json::from_value(c).unwrap())
+        .unwrap();
+    let file = fastpay_wire::CommitteeFile::load(&dir.join("committee.json")).unwrap();
+    let members = fastpay_primary::redeem_members(&file).unwrap();
+    let t = certificate.value.transfer;
+    let order = fastpay_primary::RedeemOrder {
+        sender: t.sender,
+        sequence: t.sequence_number,
+        recipient: fastpay_wire::exit_address(&t.recipient, t.user_data.as_ref())
+            .unwrap()
+            .into(),
+        amount: t.amount,
+    };
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let request = Message::RedeemRequest(fastpay_wire::RedeemRequest { certificate });
+    let mut signatures: Vec<_> = addresses
+        .iter()
+        .zip(&members)
+        .map(
+            |(to, (_, signer, _))| match ask(&socket, *to, &t.sender, &request) {
+                Message::RedeemApproval(a) => fastpay_primary::RedeemSignature {
+                    signer: *signer,
+                    r: a.r.into(),
+                    s: a.s.into(),
+                    v: a.v,
+                },
+                other => panic!("{}: no approval: {other:?}", to.0),
+            },
+        )
+        .collect();
+    signatures.sort_by_key(|s| s.signer);
+    (order, signatures)
 }

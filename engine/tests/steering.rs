@@ -49,6 +49,7 @@ fn query_all(steering: bool) -> (BTreeMap<AccountId, String>, f64) {
         data_dir: None,
         snapshot_after_bytes: fastpay_engine::store::SNAPSHOT_AFTER_BYTES,
         shed_after: Some(fastpay_node::DEFAULT_SHED_AFTER),
+        redeem_approver: None,
     })
     .unwrap();
     let server = engine.local_addr();

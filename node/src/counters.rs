@@ -124,6 +124,8 @@ counters! {
     Accounts => "accounts",
     /// Batches processed.
     Batches => "batches",
+    /// Redeems on the primary chain approved (signed with the authority's secp256k1 key).
+    RedeemsApproved => "redeems_approved",
     /// Deposits from the primary chain credited to this shard's accounts.
     DepositsCredited => "deposits_credited",
     /// Deposit batches refused (not continuing from the shard's cursor): a follower bug.
@@ -188,7 +190,9 @@ impl Counter {
             AuthorityError::InvalidCertificate(_) | AuthorityError::NotCrossShard => {
                 Counter::InvalidCertificate
             }
-            AuthorityError::ZeroAmount | AuthorityError::Arithmetic(_) => Counter::OtherRefusal,
+            AuthorityError::ZeroAmount
+            | AuthorityError::Arithmetic(_)
+            | AuthorityError::NotAnExit => Counter::OtherRefusal,
         }
     }
 }

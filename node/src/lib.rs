@@ -19,6 +19,7 @@ pub mod counters;
 pub mod links;
 pub mod log;
 mod node;
+pub mod redeem;
 
 pub use certs::{AppliedCertificate, CertificateReader, MemoryCertificates, ReadError};
 pub use links::{CreditLinks, LINK_RETRY, LINK_WINDOW, Transport};
@@ -26,3 +27,4 @@ pub use node::{
     CONFIRMATION_SHED_FACTOR, DEFAULT_SHED_AFTER, FORWARD_QUEUE, LogBatch, NodeConfig,
     SNAPSHOT_AFTER_BYTES, ShardNode,
 };
+pub use redeem::RedeemApprover;

@@ -4,6 +4,7 @@ use crate::certs::{AppliedCertificate, CertificateReader};
 use crate::counters::{Counter, ShardCounters};
 use crate::links::{Arrival, CreditLinks, Transport};
 use crate::log::{Record, Snapshot, append_record};
+use crate::redeem::RedeemApprover;
 use fastpay_authority::{
     AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, DepositError, OrderCheck, Voted,
 };
@@ -12,7 +13,8 @@ use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountQuery, BATCH, BatchVerifier, CertificateAnswer,
     CertificatesResponse, ConfirmationOrder, CrossShardUpdate, Datagrams, DepositBatch, ErrorCode,
     ErrorReply, LinkFrame, LinkPayload, MAX_PAGE, MIN_QUERY_BYTES, Message, MessageKind,
-    SequenceNumber, ShardId, SignedTransferOrder, TransferOrder, VoteReply, decode, encode_into,
+    RedeemRequest, SequenceNumber, ShardId, SignedTransferOrder, TransferOrder, VoteReply, decode,
+    encode_into,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -170,6 +172,10 @@ pub struct ShardNode {
     page: Vec<(u64, fastpay_wire::CertifiedTransferOrder)>,
     /// Payments credited on this shard so far: the next one's arrival index.
     arrivals: u64,
+    /// Signs redeem approvals, when the authority follows the primary chain.
+    approver: Option<Box<dyn RedeemApprover>>,
+    /// Verifies one redeem request's certificate (outside the batch's verifier).
+    redeem_verifier: BatchVerifier,
 }
 
 impl ShardNode {
@@ -207,7 +213,15 @@ impl ShardNode {
             certificates: None,
             page: Vec::new(),
             arrivals: 0,
+            approver: None,
+            redeem_verifier: BatchVerifier::new(),
         }
+    }
+
+    /// Approves redeems on the primary chain with `approver` (without one, redeem requests
+    /// are refused as `PrimaryUnavailable`).
+    pub fn set_redeem_approver(&mut self, approver: Box<dyn RedeemApprover>) {
+        self.approver = Some(approver);
     }
 
     /// Answers certificate queries from `reader` (without one, they are answered
@@ -697,15 +711,50 @@ impl ShardNode {
                     Err(e) => self.refuse((peer, size), &e, request.account, SequenceNumber::ZERO),
                 }
             }
+            Message::RedeemRequest(request) => self.answer_redeem(peer, size, &request),
             // Credits travel only over the links between shards, never through the public
             // port: see `AuthorityShard`.
-            Message::CrossShardUpdate(_)
+            Message::RedeemApproval(_)
+            | Message::CrossShardUpdate(_)
             | Message::Vote(_)
             | Message::AccountInfoResponse(_)
             | Message::Error(_)
             | Message::ShardLink(_)
             | Message::Certificates(_) => self.counters.bump(Counter::Unexpected),
         }
+    }
+
+    /// Answers a redeem request: this authority's approval if the certificate pays a
+    /// primary-chain address with a quorum's valid votes (see `crate::redeem`).
+    fn answer_redeem(&mut self, peer: SocketAddr, size: usize, request: &RedeemRequest) {
+        let t = request.certificate.value.transfer;
+        if self.approver.is_none() {
+            let refusal = ErrorReply {
+                code: ErrorCode::PrimaryUnavailable,
+                account: t.sender,
+                sequence_number: t.sequence_number,
+            };
+            return self.reply(peer, size, &Message::Error(refusal));
+        }
+        let address = match self
+            .shard
+            .verify_redeem(&request.certificate, &mut self.redeem_verifier)
+        {
+            Ok(address) => address,
+            Err(e) => return self.refuse((peer, size), &e, t.sender, t.sequence_number),
+        };
+        let reply = match self.approver.as_ref().and_then(|a| a.approve(&t, address)) {
+            Some(approval) => {
+                self.counters.bump(Counter::RedeemsApproved);
+                Message::RedeemApproval(approval)
+            }
+            None => Message::Error(ErrorReply {
+                code: ErrorCode::PrimaryUnavailable,
+                account: t.sender,
+                sequence_number: t.sequence_number,
+            }),
+        };
+        self.reply(peer, size, &reply);
     }
 
     /// Refuses a request as `Overloaded` when it waited past its budget: by then the shard is

@@ -38,6 +38,7 @@ pub use follower::{
     Stall, Step,
 };
 pub use redeem::{
-    EthCommittee, RedeemDomain, RedeemOrder, RedeemSignature, RedeemSigner, redeem_digest,
+    CommitteeFileError, EthCommittee, RedeemDomain, RedeemOrder, RedeemSignature, RedeemSigner,
+    redeem_digest, redeem_members,
 };
 pub use units::{WEI_PER_UNIT, units_to_wei, wei_to_units};

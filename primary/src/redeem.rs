@@ -6,7 +6,8 @@ use alloy::primitives::{Address, B256, U256, keccak256};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolValue;
-use fastpay_wire::base_types::{AccountId, Amount, CommitteeId, SequenceNumber};
+use fastpay_wire::CommitteeFile;
+use fastpay_wire::base_types::{AccountId, Amount, AuthorityName, CommitteeId, SequenceNumber};
 use thiserror::Error;
 
 /// The tag that starts every redeem digest: the contract's `REDEEM_DOMAIN`, the keccak-256 of
@@ -278,6 +279,63 @@ impl EthCommittee {
             });
         }
         Ok(valid)
+    }
+}
+
+/// Why a committee file does not describe its committee on the primary chain.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CommitteeFileError {
+    /// An authority's entry names no redeem address.
+    #[error(
+        "authority {0} has no eth_address (generate its entry with a server built with the primary feature)"
+    )]
+    NoAddress(AuthorityName),
+    /// An authority's redeem address does not parse.
+    #[error("authority {authority}: eth_address {text:?} is not an Ethereum address")]
+    BadAddress {
+        /// The authority.
+        authority: AuthorityName,
+        /// What its entry says.
+        text: String,
+    },
+    /// The members do not make a committee the contract accepts.
+    #[error(transparent)]
+    Committee(#[from] CommitteeError),
+}
+
+/// Every authority's redeem address and weight, in the file's order.
+pub fn redeem_members(
+    file: &CommitteeFile,
+) -> Result<Vec<(AuthorityName, Address, u64)>, CommitteeFileError> {
+    file.authorities
+        .iter()
+        .map(|entry| {
+            let text = entry
+                .eth_address
+                .as_ref()
+                .ok_or(CommitteeFileError::NoAddress(entry.name))?;
+            let address = text.parse().map_err(|_| CommitteeFileError::BadAddress {
+                authority: entry.name,
+                text: text.clone(),
+            })?;
+            Ok((entry.name, address, entry.weight))
+        })
+        .collect()
+}
+
+impl EthCommittee {
+    /// The committee a committee file describes, as the contract holds it: every authority's
+    /// redeem address and weight, the committee's quorum and id.
+    pub fn from_file(file: &CommitteeFile) -> Result<Self, CommitteeFileError> {
+        let members = redeem_members(file)?;
+        let committee = &file.committee;
+        Ok(EthCommittee::new(
+            members
+                .into_iter()
+                .map(|(_, address, weight)| (address, weight)),
+            committee.quorum_threshold(),
+            committee.id(),
+        )?)
     }
 }
 

@@ -119,6 +119,34 @@ enum Command {
         #[arg(long)]
         eth_key: PathBuf,
     },
+    /// Move money out of FastPay: pay AMOUNT units of --from to the Ethereum address --to
+    /// (a transfer to the exit account, its certificate saved in the wallet first), collect
+    /// the committee's approvals and redeem it on the primary chain's contract, paid by
+    /// --eth-key. It first finishes any earlier redeem of --from that the contract has not
+    /// paid: run it again (without --amount) to finish one a crash or an outage interrupted;
+    /// nothing is ever paid twice. One JSON line per redeem paid. Needs a client built with
+    /// `--features primary`.
+    Redeem {
+        /// The paying FastPay account (in the wallet).
+        #[arg(long)]
+        from: AccountId,
+        /// Units (gwei) to move out; without it, only interrupted redeems are finished.
+        #[arg(long, requires = "to")]
+        amount: Option<u64>,
+        /// The Ethereum address paid (`0x` and 40 hex digits).
+        #[arg(long, requires = "amount")]
+        to: Option<String>,
+        /// The chain's Ethereum JSON-RPC endpoint.
+        #[arg(long)]
+        primary_rpc: String,
+        /// The contract's address (from `server deploy-contract`).
+        #[arg(long)]
+        primary_contract: String,
+        /// A file holding the secret key (64 hex digits) of the Ethereum account that pays
+        /// the redeem's gas.
+        #[arg(long)]
+        eth_key: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -160,6 +188,21 @@ fn real_main() -> Result<()> {
             primary_contract,
             eth_key,
         } => deposit(&primary_rpc, &primary_contract, &eth_key, amount, to),
+        Command::Redeem {
+            from,
+            amount,
+            to,
+            primary_rpc,
+            primary_contract,
+            eth_key,
+        } => redeem(
+            &cli,
+            from,
+            amount.zip(to),
+            &primary_rpc,
+            &primary_contract,
+            &eth_key,
+        ),
         Command::Benchmark { max_accounts } => benchmark(
             &cli.accounts,
             cli.shared.clone(),
@@ -185,6 +228,33 @@ fn deposit(
 fn deposit(_: &str, _: &str, _: &std::path::Path, _: u64, _: AccountId) -> Result<()> {
     bail!(
         "deposit: this client was built without primary-chain support; build it with \
+         `cargo build --release -p fastpay-wallet --features primary`"
+    )
+}
+
+#[cfg(feature = "primary")]
+fn redeem(
+    cli: &Cli,
+    from: AccountId,
+    new: Option<(u64, String)>,
+    rpc: &str,
+    contract: &str,
+    eth_key: &std::path::Path,
+) -> Result<()> {
+    primary::redeem(cli, from, new, rpc, contract, eth_key)
+}
+
+#[cfg(not(feature = "primary"))]
+fn redeem(
+    _: &Cli,
+    _: AccountId,
+    _: Option<(u64, String)>,
+    _: &str,
+    _: &str,
+    _: &std::path::Path,
+) -> Result<()> {
+    bail!(
+        "redeem: this client was built without primary-chain support; build it with \
          `cargo build --release -p fastpay-wallet --features primary`"
     )
 }

@@ -5,9 +5,9 @@
 //! address to the machine, and keeps the clock.
 
 use fastpay_client::{
-    Action, ClientState, DriveError, DriveStats, Exchange, FetchCertificate, FetchReceived, Goal,
-    Push, Query, QueryAnswer, ReceivedList, SyncAccount, SyncError, SyncReport, Transfers,
-    Transmit,
+    Action, ApprovalAnswer, ClientState, CollectApprovals, DriveError, DriveStats, Exchange,
+    FetchCertificate, FetchReceived, Goal, Push, Query, QueryAnswer, ReceivedList, SyncAccount,
+    SyncError, SyncReport, Transfers, Transmit,
 };
 use fastpay_wire::{
     AccountId, AuthorityName, CertifiedTransferOrder, Committee, CommitteeFile, CommitteeFileError,
@@ -213,6 +213,17 @@ impl Network {
     /// [`Network::run`] for a machine that needs no wallet.
     fn ask<E: Exchange>(&mut self, mut machine: E) -> Result<E::Output, NetError> {
         self.run(&mut machine, &mut [], |_| Ok(()), |_| {})
+    }
+
+    /// Asks every authority to approve the redeem of `certificate`'s transfer on the primary
+    /// chain; returns one answer per authority that answered (see [`CollectApprovals`]).
+    pub fn collect_approvals(
+        &mut self,
+        certificate: CertifiedTransferOrder,
+        timeout: Duration,
+    ) -> Result<Vec<ApprovalAnswer>, NetError> {
+        let machine = CollectApprovals::new(&self.committee, certificate, Instant::now() + timeout);
+        self.ask(machine)
     }
 
     /// Asks every authority about `account`; returns the answers (a state or a refusal code)

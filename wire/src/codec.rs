@@ -96,6 +96,10 @@ pub enum MessageKind {
     ShardLink = 8,
     /// [`Message::Certificates`].
     Certificates = 9,
+    /// [`Message::RedeemRequest`].
+    RedeemRequest = 10,
+    /// [`Message::RedeemApproval`].
+    RedeemApproval = 11,
 }
 
 impl MessageKind {
@@ -111,6 +115,8 @@ impl MessageKind {
             7 => Self::Error,
             8 => Self::ShardLink,
             9 => Self::Certificates,
+            10 => Self::RedeemRequest,
+            11 => Self::RedeemApproval,
             other => return Err(CodecError::UnknownKind(other)),
         })
     }
@@ -127,6 +133,8 @@ impl MessageKind {
             Message::Error(_) => Self::Error,
             Message::ShardLink(_) => Self::ShardLink,
             Message::Certificates(_) => Self::Certificates,
+            Message::RedeemRequest(_) => Self::RedeemRequest,
+            Message::RedeemApproval(_) => Self::RedeemApproval,
         }
     }
 }
@@ -186,6 +194,8 @@ pub fn decode(datagram: &[u8]) -> Result<(Header, Message), CodecError> {
         MessageKind::Error => Message::Error(decode_value(body)?),
         MessageKind::ShardLink => Message::ShardLink(decode_value(body)?),
         MessageKind::Certificates => Message::Certificates(decode_value(body)?),
+        MessageKind::RedeemRequest => Message::RedeemRequest(decode_value(body)?),
+        MessageKind::RedeemApproval => Message::RedeemApproval(decode_value(body)?),
     };
     Ok((header, message))
 }
@@ -269,6 +279,8 @@ fn encode_body(message: &Message, shard: ShardId, out: &mut [u8]) -> Result<usiz
         Message::Error(m) => encode_value(m, body),
         Message::ShardLink(m) => encode_value(m, body),
         Message::Certificates(m) => encode_value(m, body),
+        Message::RedeemRequest(m) => encode_value(m, body),
+        Message::RedeemApproval(m) => encode_value(m, body),
     }?;
     Ok(HEADER_LEN.saturating_add(written))
 }

@@ -1,5 +1,6 @@
-//! Money entering FastPay from the primary chain: the deposits an authority's shard credits and
-//! the cursor that makes each one credited exactly once.
+//! Money entering FastPay from the primary chain (the deposits an authority's shard credits and
+//! the cursor that makes each one credited exactly once) and leaving it (transfers to
+//! [`PRIMARY_EXIT`] naming an Ethereum address).
 //!
 //! The primary chain's contract numbers deposits 0, 1, 2, ... Each shard follows them in that
 //! order and keeps a [`DepositCursor`] in its durable state: every index below `next_index` has
@@ -8,7 +9,7 @@
 //! continues exactly where the shard stands: a batch replayed, duplicated or skipped ahead is
 //! refused whole, and no index is ever credited twice.
 
-use crate::base_types::{AccountId, Amount};
+use crate::base_types::{AccountId, Amount, UserData};
 use serde::{Deserialize, Serialize};
 
 /// How far a shard has followed the primary chain's deposits.
@@ -43,4 +44,52 @@ pub struct DepositBatch {
     pub to: DepositCursor,
     /// The deposits to credit, in increasing index order, each in `from.next_index..to.next_index`.
     pub credits: Vec<DepositCredit>,
+}
+
+/// The account money leaving FastPay for the primary chain is paid to: a transfer to it, its
+/// user data naming an Ethereum address ([`exit_user_data`]), is redeemed on the contract.
+/// All zero bytes: a point of small order that no key signs for, so it can never spend, and
+/// the contract refuses deposits to it; its balance is everything that left.
+pub const PRIMARY_EXIT: AccountId = AccountId([0; 32]);
+
+/// The user data of a transfer to [`PRIMARY_EXIT`] that pays `address` on the primary chain:
+/// twelve zero bytes, then the 20-byte address.
+pub fn exit_user_data(address: [u8; 20]) -> UserData {
+    let mut bytes = [0u8; 32];
+    bytes[12..].copy_from_slice(&address);
+    UserData(bytes)
+}
+
+/// The primary-chain address a transfer to `recipient` with `user_data` pays: `None` unless
+/// the recipient is [`PRIMARY_EXIT`] and the user data is [`exit_user_data`]'s form (with a
+/// nonzero address).
+pub fn exit_address(recipient: &AccountId, user_data: Option<&UserData>) -> Option<[u8; 20]> {
+    if *recipient != PRIMARY_EXIT {
+        return None;
+    }
+    let bytes = user_data?.0;
+    let (zeros, address) = bytes.split_at(12);
+    if zeros.iter().any(|b| *b != 0) || address.iter().all(|b| *b == 0) {
+        return None;
+    }
+    address.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_addresses_round_trip_and_refuse_other_forms() {
+        let address = [7u8; 20];
+        let data = exit_user_data(address);
+        assert_eq!(exit_address(&PRIMARY_EXIT, Some(&data)), Some(address));
+        assert_eq!(exit_address(&AccountId([1; 32]), Some(&data)), None);
+        assert_eq!(exit_address(&PRIMARY_EXIT, None), None);
+        assert_eq!(exit_address(&PRIMARY_EXIT, Some(&UserData([1; 32]))), None);
+        assert_eq!(
+            exit_address(&PRIMARY_EXIT, Some(&exit_user_data([0; 20]))),
+            None
+        );
+    }
 }

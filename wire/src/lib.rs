@@ -50,7 +50,9 @@ pub use committee_file::{
 };
 pub use crypto::{CryptoError, Domain, KeyPair, PublicKey, Signature, SignedBytes};
 pub use datagrams::{BATCH, Datagrams};
-pub use deposits::{DepositBatch, DepositCredit, DepositCursor};
+pub use deposits::{
+    DepositBatch, DepositCredit, DepositCursor, PRIMARY_EXIT, exit_address, exit_user_data,
+};
 pub use merkle::{
     MerkleProof, RootCache, TreeBuilder, VoteError, VoteScheme, VoteSignature, verify_vote,
 };
@@ -58,6 +60,6 @@ pub use messages::{
     ACCOUNT_INFO_PADDING, AccountInfoRequest, AccountInfoResponse, AccountQuery,
     CERTIFICATE_QUERY_BYTES, CertificateAnswer, CertificatesResponse, CertifiedTransferOrder,
     ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkFrame, LinkPayload, MAX_PAGE,
-    MIN_QUERY_BYTES, Message, PeerAddress, ShardLink, SignedTransferOrder, Transfer, TransferOrder,
-    VoteReply,
+    MIN_QUERY_BYTES, Message, PeerAddress, RedeemApproval, RedeemRequest, ShardLink,
+    SignedTransferOrder, Transfer, TransferOrder, VoteReply,
 };

@@ -417,6 +417,11 @@ pub enum ErrorCode {
     Overflow,
     /// The authority is shedding load; retry later.
     Overloaded,
+    /// The authority cannot approve redeems: it does not follow the primary chain, or has not
+    /// reached it yet.
+    PrimaryUnavailable,
+    /// A redeem request for a transfer that does not pay a primary-chain address.
+    NotAnExit,
 }
 
 /// An authority's refusal, naming the request it answers so a client can match it.
@@ -528,4 +533,33 @@ pub enum Message {
     ShardLink(ShardLink),
     /// Authority → client: certificates asked for by an [`AccountInfoRequest`].
     Certificates(CertificatesResponse),
+    /// Client → authority: approve the redeem of this certificate's transfer to the primary
+    /// chain.
+    RedeemRequest(RedeemRequest),
+    /// Authority → client: its secp256k1 approval of a redeem.
+    RedeemApproval(RedeemApproval),
+}
+
+/// A request for an authority's approval of a redeem on the primary chain: the certificate of
+/// a transfer to [`crate::PRIMARY_EXIT`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedeemRequest {
+    /// The certificate.
+    pub certificate: CertifiedTransferOrder,
+}
+
+/// An authority's approval of a redeem: its secp256k1 signature (`r`, `s`, `v`) of the
+/// contract's redeem digest for the transfer (`sender`, `sequence_number`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedeemApproval {
+    /// The transfer's sender.
+    pub sender: AccountId,
+    /// The transfer's sequence number.
+    pub sequence_number: SequenceNumber,
+    /// The signature's `r`.
+    pub r: [u8; 32],
+    /// The signature's `s`.
+    pub s: [u8; 32],
+    /// The signature's `v` (27 or 28).
+    pub v: u8,
 }

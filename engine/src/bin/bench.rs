@@ -102,6 +102,7 @@ fn run(args: Args) -> Result<()> {
         data_dir: None,
         snapshot_after_bytes: SNAPSHOT_AFTER_BYTES,
         shed_after: Some(fastpay_node::DEFAULT_SHED_AFTER),
+        redeem_approver: None,
     })
     .context("start the authority")?;
     let target = engine.local_addr();

@@ -469,6 +469,10 @@ fn run(server_path: &Path, args: RunArgs) -> Result<()> {
         data_dir: data_dir.clone(),
         snapshot_after_bytes: args.snapshot_after_bytes,
         shed_after,
+        #[cfg(feature = "primary")]
+        redeem_approver: follow.as_ref().map(|f| f.approvers(&key.seed())),
+        #[cfg(not(feature = "primary"))]
+        redeem_approver: None,
     })?;
     if let Some(dir) = &data_dir {
         log_recovery(&engine, dir);

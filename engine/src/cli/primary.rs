@@ -2,14 +2,15 @@
 //! redeem key in its committee entry, deploying the contract for a committee, and starting
 //! the deposit followers of `run --primary-rpc`.
 
-use anyhow::{Context, Result, bail};
-use fastpay_engine::follower::{FollowConfig, spawn};
+use anyhow::{Context, Result};
+use fastpay_engine::follower::{Approver, FollowConfig, spawn};
+use fastpay_engine::runtime::ApproverFactory;
 use fastpay_engine::runtime::Engine;
-use fastpay_primary::{Address, EthCommittee, PrimaryChain, RedeemSigner};
+use fastpay_primary::{Address, EthCommittee, PrimaryChain, RedeemDomain, RedeemSigner};
 use fastpay_wire::{AuthorityEntry, CommitteeFile};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The Ethereum address of the redeem key derived from an authority's secret seed.
@@ -31,41 +32,15 @@ pub fn read_eth_key(
     })
 }
 
-/// The committee as the contract holds it: every authority's redeem address and weight, the
-/// committee's quorum and id.
-pub fn eth_committee(committee_path: &Path, committee: &CommitteeFile) -> Result<EthCommittee> {
-    let mut members = Vec::new();
-    for entry in &committee.authorities {
-        let Some(text) = &entry.eth_address else {
-            bail!(
-                "{}: authority {} has no eth_address; regenerate its entry with a server built \
-                 with `--features primary`",
-                committee_path.display(),
-                entry.name
-            );
-        };
-        let address: Address = text.parse().with_context(|| {
-            format!(
-                "{}: authority {}: eth_address {text:?} is not an Ethereum address",
-                committee_path.display(),
-                entry.name
-            )
-        })?;
-        members.push((address, entry.weight));
-    }
-    let shared = &committee.committee;
-    EthCommittee::new(members, shared.quorum_threshold(), shared.id()).with_context(|| {
+/// `deploy-contract`: deploys the contract for the committee and prints its address.
+pub fn deploy_contract(rpc: &str, eth_key: &Path, committee_path: &Path) -> Result<()> {
+    let committee = CommitteeFile::load(committee_path)?;
+    let eth = EthCommittee::from_file(&committee).with_context(|| {
         format!(
             "{}: not a committee the contract accepts",
             committee_path.display()
         )
-    })
-}
-
-/// `deploy-contract`: deploys the contract for the committee and prints its address.
-pub fn deploy_contract(rpc: &str, eth_key: &Path, committee_path: &Path) -> Result<()> {
-    let committee = CommitteeFile::load(committee_path)?;
-    let eth = eth_committee(committee_path, &committee)?;
+    })?;
     let key = read_eth_key(eth_key)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -90,6 +65,8 @@ pub struct Follow {
     contract: Address,
     confirmations: u64,
     poll: Duration,
+    /// The contract's redeem domain, once a follower reached the chain.
+    domain: Arc<OnceLock<RedeemDomain>>,
 }
 
 impl Follow {
@@ -111,7 +88,14 @@ impl Follow {
             contract,
             confirmations,
             poll: Duration::from_millis(poll_ms.max(1)),
+            domain: Arc::new(OnceLock::new()),
         }))
+    }
+
+    /// The approvers of redeems for the engine's shards: the authority's redeem key, signing
+    /// once a follower has learned the contract's domain.
+    pub fn approvers(&self, seed: &[u8; 32]) -> ApproverFactory {
+        Approver::factory(seed, self.domain.clone())
     }
 
     /// Starts a follower for each of the engine's local shards.
@@ -129,6 +113,7 @@ impl Follow {
             poll: self.poll,
             committee: committee.committee.id(),
             num_shards: entry.shards,
+            domain: self.domain.clone(),
         };
         let inlets = engine.take_deposit_inlets();
         let shards = inlets.len();

@@ -1,10 +1,20 @@
 //! The client's primary-chain commands (the wallet's `primary` feature): `deposit` sends ether
-//! into the FastPay contract for an account.
+//! into the FastPay contract for an account; `redeem` moves money out of FastPay to an
+//! Ethereum address.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
+use fastpay_primary::alloy::primitives::B256;
 use fastpay_primary::alloy::signers::local::PrivateKeySigner;
-use fastpay_primary::{Address, PrimaryChain};
-use fastpay_wire::{AccountId, Amount};
+use fastpay_primary::{
+    Address, ChainError, EthCommittee, PrimaryChain, RedeemOrder, RedeemSignature, Revert,
+    redeem_members,
+};
+use fastpay_wallet::Network;
+use fastpay_wire::{
+    AccountId, Amount, AuthorityName, CertifiedTransferOrder, PRIMARY_EXIT, exit_address,
+    exit_user_data,
+};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Reads an Ethereum secret key: 64 hex digits (with or without `0x`) in `path`.
@@ -71,4 +81,182 @@ pub fn deposit(
         deposit.index, deposit.block.number
     );
     Ok(())
+}
+
+/// `redeem`: first finishes every earlier transfer of `from` to the primary chain that the
+/// contract has not paid (a redeem interrupted at any point), then, with `amount` and `to`,
+/// moves `amount` units out of FastPay to the Ethereum address `to`: a transfer to the exit
+/// account (its certificate saved in the wallet before anything goes on chain), the
+/// committee's approvals, and the contract's `redeem`. Prints one JSON line per redeem.
+pub fn redeem(
+    cli: &super::Cli,
+    from: AccountId,
+    new: Option<(u64, String)>,
+    rpc: &str,
+    contract: &str,
+    eth_key: &Path,
+) -> Result<()> {
+    let runtime = runtime()?;
+    let chain = connect(&runtime, rpc, contract, eth_key)?;
+    let exit_to = match &new {
+        Some((_, to)) => Some(
+            to.parse::<Address>()
+                .with_context(|| format!("--to {to:?} is not an Ethereum address"))?,
+        ),
+        None => None,
+    };
+    let redeemer = Redeemer::new(cli, &runtime, &chain)?;
+    let mut wallet = cli.open_wallet()?;
+    let i = cli.position(&wallet, &from)?;
+    if wallet.clients()[i].is_watch_only() {
+        bail!("account {from} is watch-only: import it with its secret to redeem");
+    }
+    let mut network = cli.network()?;
+    super::sync_account(&mut wallet, &mut network, i, cli.timeout)?;
+    let exits: Vec<CertifiedTransferOrder> = wallet.clients()[i]
+        .sent_certificates()
+        .iter()
+        .filter(|c| {
+            exit_address(
+                &c.value.transfer.recipient,
+                c.value.transfer.user_data.as_ref(),
+            )
+            .is_some()
+        })
+        .cloned()
+        .collect();
+    for certificate in exits {
+        let t = certificate.value.transfer;
+        let paid = runtime
+            .block_on(chain.redeemed(t.sender, t.sequence_number))
+            .context("ask the contract whether an earlier redeem was paid")?;
+        if !paid {
+            eprintln!(
+                "finishing the redeem of transfer {} of {from}, interrupted earlier",
+                t.sequence_number.value()
+            );
+            redeemer.submit(&mut network, certificate)?;
+        }
+    }
+    let (Some((amount, _)), Some(to)) = (new, exit_to) else {
+        return Ok(());
+    };
+    let data = exit_user_data(to.into_array());
+    wallet.clients_mut()[i].transfer(PRIMARY_EXIT, Amount::new(amount), Some(data))?;
+    // The order is on disk before it leaves, and its certificate before anything goes on
+    // chain: running `redeem` again finishes whatever a crash interrupted.
+    wallet.save()?;
+    super::finish(&mut wallet, &mut network, &[i], cli.timeout)?;
+    let certificate = wallet.clients()[i]
+        .sent_certificates()
+        .last()
+        .cloned()
+        .context("the transfer to the primary chain left no certificate")?;
+    redeemer.submit(&mut network, certificate)
+}
+
+/// What submitting a redeem needs: the chain, the contract's domain and committee, and each
+/// authority's redeem address.
+struct Redeemer<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    chain: &'a PrimaryChain,
+    committee: EthCommittee,
+    addresses: BTreeMap<AuthorityName, Address>,
+    timeout: std::time::Duration,
+}
+
+impl<'a> Redeemer<'a> {
+    fn new(
+        cli: &super::Cli,
+        runtime: &'a tokio::runtime::Runtime,
+        chain: &'a PrimaryChain,
+    ) -> Result<Self> {
+        let committee = EthCommittee::from_file(&cli.committee)
+            .context("the committee file does not describe the contract's committee")?;
+        let addresses = redeem_members(&cli.committee)?
+            .into_iter()
+            .map(|(name, address, _)| (name, address))
+            .collect();
+        Ok(Self {
+            runtime,
+            chain,
+            committee,
+            addresses,
+            timeout: cli.timeout,
+        })
+    }
+
+    /// Collects the committee's approvals of `certificate`'s redeem and sends it to the
+    /// contract (a redeem the contract already paid is reported, not sent twice).
+    fn submit(&self, network: &mut Network, certificate: CertifiedTransferOrder) -> Result<()> {
+        let t = certificate.value.transfer;
+        let recipient = exit_address(&t.recipient, t.user_data.as_ref())
+            .map(Address::from)
+            .context("not a transfer to the primary chain")?;
+        let order = RedeemOrder {
+            sender: t.sender,
+            sequence: t.sequence_number,
+            recipient,
+            amount: t.amount,
+        };
+        let answers = network.collect_approvals(certificate, self.timeout)?;
+        let signatures = answers.iter().filter_map(|(name, answer)| {
+            let approval = answer.as_ref().ok()?;
+            Some(RedeemSignature {
+                signer: *self.addresses.get(name)?,
+                r: B256::from(approval.r),
+                s: B256::from(approval.s),
+                v: approval.v,
+            })
+        });
+        let refusals: Vec<String> = answers
+            .iter()
+            .filter_map(|(name, answer)| {
+                answer
+                    .as_ref()
+                    .err()
+                    .map(|code| format!("{name}: {code:?}"))
+            })
+            .collect();
+        let signatures = self
+            .committee
+            .certificate(&self.chain.domain(), &order, signatures)
+            .map_err(|e| {
+                anyhow!(
+                    "the committee's approvals fall short ({e}; refusals: {}); the transfer is \
+                     certified and saved: run `redeem` again to finish it",
+                    if refusals.is_empty() {
+                        "none".to_string()
+                    } else {
+                        refusals.join(", ")
+                    }
+                )
+            })?;
+        match self
+            .runtime
+            .block_on(self.chain.redeem(&order, &signatures))
+        {
+            Ok(receipt) => println!(
+                "{{\"sender\":\"{}\",\"sequence_number\":{},\"recipient\":\"{}\",\"amount\":{},\"block\":{},\"transaction\":\"{}\",\"gas\":{}}}",
+                t.sender,
+                t.sequence_number.value(),
+                recipient,
+                t.amount.units(),
+                receipt.block_number,
+                receipt.tx_hash,
+                receipt.gas_used
+            ),
+            Err(ChainError::Reverted(Revert::AlreadyRedeemed { .. })) => eprintln!(
+                "transfer {} of {} was redeemed already",
+                t.sequence_number.value(),
+                t.sender
+            ),
+            Err(e) => {
+                return Err(anyhow!(e).context(
+                    "the redeem transaction failed; the transfer is certified and saved: run `redeem` again to finish it",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
