@@ -3,8 +3,9 @@
 # package; `npm ci --prefix primary` installs it) mining a block every second, generates a
 # committee of 4 authorities, deploys the FastPay contract with `server deploy-contract`,
 # starts the authorities following it, deposits into one wallet account with `client
-# deposit`, pays another wallet account from the deposit, and prints both sides' balances
-# in FastPay. Fails if a balance is not what it should be.
+# deposit`, pays another wallet account from the deposit, redeems part of it to an Ethereum
+# address with `client redeem`, and prints the balances. Fails if one is not what it should
+# be.
 #
 #   scripts/primary.sh [--confirmations N] [--latency DEPOSITS]
 #
@@ -54,6 +55,9 @@ client() { "$bin/client" --committee committee.json --accounts accounts.json "$@
 client create_accounts 2 --initial-funding 100 > initial_accounts.txt
 ALICE=$(head -n 1 initial_accounts.txt | cut -d: -f1)
 BOB=$(tail -n 1 initial_accounts.txt | cut -d: -f1)
+PAYEE=0x00000000000000000000000000000000000000aa
+# The exit account: transfers to it leave FastPay for the primary chain.
+EXIT=0000000000000000000000000000000000000000000000000000000000000000
 
 step "deploying the contract for the committee"
 contract=$("$bin/server" deploy-contract --primary-rpc "$rpc" --eth-key deployer.key --committee committee.json)
@@ -78,10 +82,13 @@ client deposit --amount 500 --to "$ALICE" "${primary[@]}" --eth-key payer.key
 wait_wallet "$ALICE" 600
 step "paying 250 from $ALICE to $BOB"
 client transfer 250 --from "$ALICE" --to "$BOB" >/dev/null
+step "redeeming 100 of $BOB's units to the Ethereum address $PAYEE"
+client redeem --from "$BOB" --amount 100 --to "$PAYEE" "${primary[@]}" --eth-key payer.key
 a=$(client query_balance "$ALICE" 2>/dev/null)
 b=$(client query_balance "$BOB" 2>/dev/null)
-echo "==> FastPay balances: $ALICE $a, $BOB $b"
-[ "$a $b" = "350 350" ] || fail "balances are $a and $b, not 350 and 350"
+out=$(client query_balance "$EXIT" 2>/dev/null)
+echo "==> FastPay balances: $ALICE $a, $BOB $b; left for the primary chain: $out"
+[ "$a $b $out" = "350 250 100" ] || fail "balances are $a, $b and $out, not 350, 250 and 100"
 
 if [ "$latency" -gt 0 ]; then
     step "deposit-to-spendable latency over $latency deposits ($confirmations confirmations, a block a second)"
