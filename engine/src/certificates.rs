@@ -82,6 +82,15 @@ pub enum CertificateStoreError {
         /// The store's directory.
         path: PathBuf,
     },
+    /// Creating a new store's directory failed.
+    #[error("{path}: certificate store: cannot create it: {source}")]
+    Create {
+        /// The store's directory.
+        path: PathBuf,
+        /// What the OS reported.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store's writer thread could not be started.
     #[error("{path}: certificate store: cannot start its writer thread: {source}")]
     Thread {
@@ -123,6 +132,59 @@ pub struct CertificateStore {
     unstored: Arc<Unstored>,
 }
 
+/// The store's keyspace settings.
+fn keyspace_config(path: &Path) -> Config {
+    Config::new(path)
+        .cache_size(CACHE_BYTES)
+        .max_write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_journaling_size(JOURNAL_BYTES)
+        .flush_workers(1)
+        .compaction_workers(1)
+        .fsync_ms(None)
+        .manual_journal_persist(true)
+}
+
+/// The store's partitions' settings.
+fn options() -> PartitionCreateOptions {
+    PartitionCreateOptions::default()
+        .max_memtable_size(MEMTABLE_BYTES)
+        .manual_journal_persist(true)
+}
+
+/// Creates an empty store at `path` all at once: built and synced under a temporary name,
+/// then renamed into place. A process killed while fjall creates a keyspace and its
+/// partitions can leave a directory that fjall then refuses to open (found by a test that
+/// SIGKILLs authorities moments after they start); killed here, it leaves only the temporary
+/// directory, which the next start removes.
+fn create(path: &Path) -> Result<(), CertificateStoreError> {
+    let staging = path.with_extension("creating");
+    let io = |source: std::io::Error| CertificateStoreError::Create {
+        path: path.to_path_buf(),
+        source,
+    };
+    let fail = |source: fjall::Error| CertificateStoreError::Fjall {
+        path: staging.clone(),
+        source,
+    };
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(io)?;
+    }
+    {
+        let keyspace = keyspace_config(&staging).open().map_err(fail)?;
+        for name in ["certificates", "received"] {
+            keyspace.open_partition(name, options()).map_err(fail)?;
+        }
+        keyspace.persist(PersistMode::SyncAll).map_err(fail)?;
+    }
+    std::fs::rename(&staging, path).map_err(io)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
 impl CertificateStore {
     /// Opens (creating if needed) the store in shard directory `dir`.
     pub fn open(dir: &Path) -> Result<Self, CertificateStoreError> {
@@ -131,21 +193,10 @@ impl CertificateStore {
             path: path.clone(),
             source,
         };
-        let keyspace = Config::new(&path)
-            .cache_size(CACHE_BYTES)
-            .max_write_buffer_size(WRITE_BUFFER_BYTES)
-            .max_journaling_size(JOURNAL_BYTES)
-            .flush_workers(1)
-            .compaction_workers(1)
-            .fsync_ms(None)
-            .manual_journal_persist(true)
-            .open()
-            .map_err(fail)?;
-        let options = || {
-            PartitionCreateOptions::default()
-                .max_memtable_size(MEMTABLE_BYTES)
-                .manual_journal_persist(true)
-        };
+        if !path.exists() {
+            create(&path)?;
+        }
+        let keyspace = keyspace_config(&path).open().map_err(fail)?;
         let certificates = keyspace
             .open_partition("certificates", options())
             .map_err(fail)?;

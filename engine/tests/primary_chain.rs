@@ -9,7 +9,7 @@ use common::{Authority, ask, committee, committee_id};
 use fastpay_primary::alloy::primitives::U256;
 use fastpay_primary::devnet::Anvil;
 use fastpay_primary::{ChainError, EthCommittee, PrimaryChain, RedeemSigner, Revert};
-use fastpay_wire::{AccountId, AccountInfoRequest, Amount, KeyPair, Message};
+use fastpay_wire::{AccountId, AccountInfoRequest, Amount, KeyPair, Message, shard_of};
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
@@ -78,28 +78,49 @@ fn fresh_account(seed: u8) -> AccountId {
     KeyPair::from_seed([seed; 32]).account()
 }
 
-/// `account`'s balance at the authority at `to` (`None` while it does not know the account).
-fn balance_at(socket: &UdpSocket, to: (SocketAddr, u32), account: &AccountId) -> Option<i128> {
+/// `account`'s balance at the authority at `to` (`None` while it does not know the account),
+/// asking until it answers or `deadline` passes (then `None` for the caller to report).
+fn balance_at(
+    socket: &UdpSocket,
+    to: (SocketAddr, u32),
+    account: &AccountId,
+    deadline: Instant,
+) -> Result<Option<i128>, &'static str> {
     let request = Message::AccountInfoRequest(AccountInfoRequest::new(*account));
-    match ask(socket, to, account, &request) {
-        Message::AccountInfoResponse(info) => Some(info.balance.units()),
-        Message::Error(_) => None,
-        other => panic!("{}: unexpected answer {other:?}", to.0),
+    let padding = fastpay_wire::VoteScheme::Merkle.request_padding();
+    let bytes = fastpay_wire::encode_padded(&request, shard_of(account, to.1), padding).unwrap();
+    let mut buf = [0u8; 8192];
+    while Instant::now() < deadline {
+        socket.send_to(&bytes, to.0).unwrap();
+        if let Ok((len, from)) = socket.recv_from(&mut buf)
+            && from == to.0
+        {
+            return match fastpay_wire::decode(&buf[..len]).unwrap().1 {
+                Message::AccountInfoResponse(info) => Ok(Some(info.balance.units())),
+                Message::Error(_) => Ok(None),
+                other => panic!("{}: unexpected answer {other:?}", to.0),
+            };
+        }
     }
+    Err("no answer")
 }
 
 /// Waits until every authority holds exactly `expected` for each account (and so, since every
-/// deposit went to these accounts, exactly the units deposited in all), or panics.
-fn wait_credited(addresses: &[(SocketAddr, u32)], expected: &BTreeMap<AccountId, u64>) {
+/// deposit went to these accounts, exactly the units deposited in all), or panics with the
+/// authority's log.
+fn wait_credited(dir: &Path, addresses: &[(SocketAddr, u32)], expected: &BTreeMap<AccountId, u64>) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     let deadline = Instant::now() + SETTLE;
     for (a, to) in addresses.iter().enumerate() {
+        let log =
+            || fs::read_to_string(dir.join(format!("server{}.log", a + 1))).unwrap_or_default();
         for (account, units) in expected {
             loop {
-                let balance = balance_at(&socket, *to, account);
+                let balance = balance_at(&socket, *to, account, deadline)
+                    .unwrap_or_else(|e| panic!("authority {}: {e}; its log:\n{}", a + 1, log()));
                 if balance == Some(i128::from(*units)) {
                     break;
                 }
@@ -110,8 +131,9 @@ fn wait_credited(addresses: &[(SocketAddr, u32)], expected: &BTreeMap<AccountId,
                 );
                 assert!(
                     Instant::now() < deadline,
-                    "authority {}: {account} holds {balance:?}, not the {units} deposited",
-                    a + 1
+                    "authority {}: {account} holds {balance:?}, not the {units} deposited; its log:\n{}",
+                    a + 1,
+                    log()
                 );
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -147,7 +169,7 @@ fn deposits_are_credited_once_by_every_authority() {
         "a deposit to the zero account was accepted: {zero:?}"
     );
     rt.block_on(anvil.mine(CONFIRMATIONS)).unwrap();
-    wait_credited(&addresses, &expected);
+    wait_credited(dir, &addresses, &expected);
 
     // Restarted, every authority recovers its cursor and credits nothing again.
     for server in &mut servers {
@@ -159,7 +181,7 @@ fn deposits_are_credited_once_by_every_authority() {
         .unwrap();
     expected.insert(carol, 7);
     rt.block_on(anvil.mine(CONFIRMATIONS)).unwrap();
-    wait_credited(&addresses, &expected);
+    wait_credited(dir, &addresses, &expected);
 }
 
 #[test]
@@ -191,16 +213,17 @@ fn a_deposit_reorganised_away_before_its_confirmations_is_never_credited() {
         .unwrap();
     assert_eq!(receipt.deposit.index, 0);
     rt.block_on(anvil.mine(CONFIRMATIONS + 2)).unwrap();
-    wait_credited(&addresses, &BTreeMap::from([(replacement, 60)]));
+    wait_credited(dir, &addresses, &BTreeMap::from([(replacement, 60)]));
 
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
+    let deadline = Instant::now() + SETTLE;
     for (a, to) in addresses.iter().enumerate() {
         assert_eq!(
-            balance_at(&socket, *to, &orphan),
-            None,
+            balance_at(&socket, *to, &orphan, deadline),
+            Ok(None),
             "authority {} credited a deposit that a reorganisation removed",
             a + 1
         );
@@ -254,7 +277,7 @@ fn deposits_are_credited_exactly_once_across_random_crashes() {
     eprintln!("{kills} kills during 200 deposits");
     assert!(kills > 0, "no authority was killed");
     rt.block_on(anvil.mine(CONFIRMATIONS)).unwrap();
-    wait_credited(&addresses, &expected);
+    wait_credited(dir, &addresses, &expected);
     // The supply audit of the deposit side: the contract escrows exactly what each authority
     // credited (no redeems here).
     let escrow = rt.block_on(chain.escrow()).unwrap();
