@@ -336,6 +336,11 @@ pub fn ask(
     let bytes = encode_padded(message, shard_of(account, to.1), padding).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut buf = [0u8; 8192];
+    // Replies to an earlier question (a retry's duplicate answered late by a loaded server)
+    // are not this question's answer: drop what is already queued.
+    socket.set_nonblocking(true).unwrap();
+    while socket.recv_from(&mut buf).is_ok() {}
+    socket.set_nonblocking(false).unwrap();
     while Instant::now() < deadline {
         socket.send_to(&bytes, to.0).unwrap();
         if let Ok((len, from)) = socket.recv_from(&mut buf)
