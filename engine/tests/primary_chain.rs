@@ -48,16 +48,17 @@ fn setup(
     (addresses, chain)
 }
 
-/// The four authorities, following `chain` (polling every 20 ms).
-fn authorities(dir: &Path, anvil: &Anvil, chain: &PrimaryChain) -> Vec<Authority> {
+/// The four authorities, following the contract at `contract` behind `rpc` (polling every
+/// 20 ms, snapshotting often).
+fn authorities(dir: &Path, rpc: &str, contract: &str) -> Vec<Authority> {
     (1..=4)
         .map(|i| {
             let mut authority = Authority::new(dir, i, None);
             authority.extra = [
                 "--primary-rpc",
-                &anvil.url,
+                rpc,
                 "--primary-contract",
-                &chain.address().to_string(),
+                contract,
                 "--primary-confirmations",
                 &CONFIRMATIONS.to_string(),
                 "--primary-poll-ms",
@@ -148,7 +149,7 @@ fn deposits_are_credited_once_by_every_authority() {
     let anvil = Anvil::start().unwrap();
     let rt = runtime();
     let (addresses, chain) = setup(dir, &anvil, &rt);
-    let mut servers = authorities(dir, &anvil, &chain);
+    let mut servers = authorities(dir, &anvil.url, &chain.address().to_string());
 
     let (alice, bob) = (fresh_account(1), fresh_account(2));
     let mut expected = BTreeMap::new();
@@ -191,7 +192,7 @@ fn a_deposit_reorganised_away_before_its_confirmations_is_never_credited() {
     let anvil = Anvil::start().unwrap();
     let rt = runtime();
     let (addresses, chain) = setup(dir, &anvil, &rt);
-    let _servers = authorities(dir, &anvil, &chain);
+    let _servers = authorities(dir, &anvil.url, &chain.address().to_string());
 
     let (orphan, replacement) = (fresh_account(4), fresh_account(5));
     let before = rt.block_on(anvil.snapshot()).unwrap();
@@ -237,7 +238,7 @@ fn deposits_are_credited_exactly_once_across_random_crashes() {
     let anvil = Anvil::start().unwrap();
     let rt = runtime();
     let (addresses, chain) = setup(dir, &anvil, &rt);
-    let mut servers = authorities(dir, &anvil, &chain);
+    let mut servers = authorities(dir, &anvil.url, &chain.address().to_string());
 
     let accounts: Vec<AccountId> = (10..30).map(fresh_account).collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -324,46 +325,22 @@ fn deposit_pay_and_redeem_through_the_binaries() {
     .to_string();
     let accounts = common::fund_accounts(dir, 2);
     let (alice, bob) = (&accounts[0], &accounts[1]);
-    let _servers: Vec<Authority> = (1..=4)
-        .map(|i| {
-            let mut authority = Authority::new(dir, i, None);
-            authority.extra = [
-                "--primary-rpc",
-                &anvil.url,
-                "--primary-contract",
-                &contract,
-                "--primary-confirmations",
-                &CONFIRMATIONS.to_string(),
-                "--primary-poll-ms",
-                "20",
-            ]
-            .map(String::from)
-            .to_vec();
-            authority.start();
-            authority
-        })
-        .collect();
+    let _servers = authorities(dir, &anvil.url, &contract);
     common::wait_serving(dir, alice);
 
     let primary = ["--primary-rpc", &anvil.url, "--primary-contract", &contract];
+    // `client ARGS` with the chain's flags, paying with the key in file `key`.
+    let with_chain = |args: &[&str], key: &str| {
+        common::client(dir, &[args, &primary[..], &["--eth-key", key][..]].concat())
+    };
     let deposit = |amount: &str| {
-        let mut args = vec!["deposit", "--amount", amount, "--to", alice];
-        args.extend(primary);
-        args.extend(["--eth-key", "payer.key"]);
-        common::check(common::client(dir, &args), "client deposit")
+        let args = ["deposit", "--amount", amount, "--to", alice];
+        common::check(with_chain(&args, "payer.key"), "client deposit")
     };
     let receipt = deposit("500");
     assert!(receipt.contains("\"index\":0"), "{receipt}");
     // Not a whole unit of FastPay? Every amount of units is; zero is refused by the contract.
-    let zero = common::client(
-        dir,
-        &[
-            &["deposit", "--amount", "0", "--to", alice][..],
-            &primary[..],
-            &["--eth-key", "payer.key"][..],
-        ]
-        .concat(),
-    );
+    let zero = with_chain(&["deposit", "--amount", "0", "--to", alice], "payer.key");
     assert!(!zero.status.success(), "a zero deposit went through");
     rt.block_on(anvil.mine(CONFIRMATIONS)).unwrap();
 
@@ -382,7 +359,7 @@ fn deposit_pay_and_redeem_through_the_binaries() {
 
     // Out again: 199 units to an Ethereum address.
     let payee_text = "0x00000000000000000000000000000000000000aa".to_string();
-    let mut args = vec![
+    let redeem_199 = [
         "redeem",
         "--from",
         alice,
@@ -391,9 +368,7 @@ fn deposit_pay_and_redeem_through_the_binaries() {
         "--to",
         &payee_text,
     ];
-    args.extend(primary);
-    args.extend(["--eth-key", "payer.key"]);
-    let paid = common::check(common::client(dir, &args), "client redeem");
+    let paid = common::check(with_chain(&redeem_199, "payer.key"), "client redeem");
     assert!(paid.contains("\"amount\":199"), "{paid}");
     assert_eq!(common::balance(dir, alice), "100");
     let chain = rt
@@ -417,15 +392,7 @@ fn deposit_pay_and_redeem_through_the_binaries() {
     );
     // Running it again finds nothing left to pay.
     let again = common::check(
-        common::client(
-            dir,
-            &[
-                &["redeem", "--from", alice][..],
-                &primary[..],
-                &["--eth-key", "payer.key"][..],
-            ]
-            .concat(),
-        ),
+        with_chain(&["redeem", "--from", alice], "payer.key"),
         "client redeem again",
     );
     assert!(again.trim().is_empty(), "{again}");
@@ -434,7 +401,7 @@ fn deposit_pay_and_redeem_through_the_binaries() {
     // is finished by running `redeem` again; fewer approvals than a quorum revert, and the
     // same approvals sent twice pay once.
     fs::write(dir.join("empty.key"), "01".repeat(32)).unwrap();
-    let mut args = vec![
+    let redeem_50 = [
         "redeem",
         "--from",
         alice,
@@ -443,9 +410,7 @@ fn deposit_pay_and_redeem_through_the_binaries() {
         "--to",
         &payee_text,
     ];
-    args.extend(primary);
-    args.extend(["--eth-key", "empty.key"]);
-    let interrupted = common::client(dir, &args);
+    let interrupted = with_chain(&redeem_50, "empty.key");
     assert!(
         !interrupted.status.success(),
         "a redeem paid by an empty account went through"
@@ -457,15 +422,7 @@ fn deposit_pay_and_redeem_through_the_binaries() {
         other => panic!("a redeem below the quorum: {other:?}"),
     }
     let finished = common::check(
-        common::client(
-            dir,
-            &[
-                &["redeem", "--from", alice][..],
-                &primary[..],
-                &["--eth-key", "payer.key"][..],
-            ]
-            .concat(),
-        ),
+        with_chain(&["redeem", "--from", alice], "payer.key"),
         "client redeem finishing the interrupted one",
     );
     assert!(finished.contains("\"amount\":50"), "{finished}");

@@ -109,15 +109,8 @@ enum Command {
         /// The FastPay account credited.
         #[arg(long)]
         to: AccountId,
-        /// The chain's Ethereum JSON-RPC endpoint.
-        #[arg(long)]
-        primary_rpc: String,
-        /// The contract's address (from `server deploy-contract`).
-        #[arg(long)]
-        primary_contract: String,
-        /// A file holding the paying Ethereum account's secret key (64 hex digits).
-        #[arg(long)]
-        eth_key: PathBuf,
+        #[command(flatten)]
+        chain: ChainArgs,
     },
     /// Move money out of FastPay: pay AMOUNT units of --from to the Ethereum address --to
     /// (a transfer to the exit account, its certificate saved in the wallet first), collect
@@ -136,17 +129,24 @@ enum Command {
         /// The Ethereum address paid (`0x` and 40 hex digits).
         #[arg(long, requires = "amount")]
         to: Option<String>,
-        /// The chain's Ethereum JSON-RPC endpoint.
-        #[arg(long)]
-        primary_rpc: String,
-        /// The contract's address (from `server deploy-contract`).
-        #[arg(long)]
-        primary_contract: String,
-        /// A file holding the secret key (64 hex digits) of the Ethereum account that pays
-        /// the redeem's gas.
-        #[arg(long)]
-        eth_key: PathBuf,
+        #[command(flatten)]
+        chain: ChainArgs,
     },
+}
+
+/// Where the primary chain's contract is, and who pays for the transactions sent to it.
+#[derive(clap::Args, Debug)]
+struct ChainArgs {
+    /// The chain's Ethereum JSON-RPC endpoint.
+    #[arg(long)]
+    primary_rpc: String,
+    /// The contract's address (from `server deploy-contract`).
+    #[arg(long)]
+    primary_contract: String,
+    /// A file holding the secret key (64 hex digits) of the Ethereum account that pays (the
+    /// deposit, or the redeem's gas).
+    #[arg(long)]
+    eth_key: PathBuf,
 }
 
 fn main() -> std::process::ExitCode {
@@ -181,28 +181,13 @@ fn real_main() -> Result<()> {
             initial_funding,
         } => cli.import(secret, watch, initial_funding),
         Command::Transfer { amount, from, to } => cli.transfer(amount, from, to),
-        Command::Deposit {
-            amount,
-            to,
-            primary_rpc,
-            primary_contract,
-            eth_key,
-        } => deposit(&primary_rpc, &primary_contract, &eth_key, amount, to),
+        Command::Deposit { amount, to, chain } => deposit(&chain, amount, to),
         Command::Redeem {
             from,
             amount,
             to,
-            primary_rpc,
-            primary_contract,
-            eth_key,
-        } => redeem(
-            &cli,
-            from,
-            amount.zip(to),
-            &primary_rpc,
-            &primary_contract,
-            &eth_key,
-        ),
+            chain,
+        } => redeem(&cli, from, amount.zip(to), &chain),
         Command::Benchmark { max_accounts } => benchmark(
             &cli.accounts,
             cli.shared.clone(),
@@ -214,18 +199,12 @@ fn real_main() -> Result<()> {
 }
 
 #[cfg(feature = "primary")]
-fn deposit(
-    rpc: &str,
-    contract: &str,
-    eth_key: &std::path::Path,
-    amount: u64,
-    to: AccountId,
-) -> Result<()> {
-    primary::deposit(rpc, contract, eth_key, amount, to)
+fn deposit(chain: &ChainArgs, amount: u64, to: AccountId) -> Result<()> {
+    primary::deposit(chain, amount, to)
 }
 
 #[cfg(not(feature = "primary"))]
-fn deposit(_: &str, _: &str, _: &std::path::Path, _: u64, _: AccountId) -> Result<()> {
+fn deposit(_: &ChainArgs, _: u64, _: AccountId) -> Result<()> {
     bail!(
         "deposit: this client was built without primary-chain support; build it with \
          `cargo build --release -p fastpay-wallet --features primary`"
@@ -233,26 +212,12 @@ fn deposit(_: &str, _: &str, _: &std::path::Path, _: u64, _: AccountId) -> Resul
 }
 
 #[cfg(feature = "primary")]
-fn redeem(
-    cli: &Cli,
-    from: AccountId,
-    new: Option<(u64, String)>,
-    rpc: &str,
-    contract: &str,
-    eth_key: &std::path::Path,
-) -> Result<()> {
-    primary::redeem(cli, from, new, rpc, contract, eth_key)
+fn redeem(cli: &Cli, from: AccountId, new: Option<(u64, String)>, chain: &ChainArgs) -> Result<()> {
+    primary::redeem(cli, from, new, chain)
 }
 
 #[cfg(not(feature = "primary"))]
-fn redeem(
-    _: &Cli,
-    _: AccountId,
-    _: Option<(u64, String)>,
-    _: &str,
-    _: &str,
-    _: &std::path::Path,
-) -> Result<()> {
+fn redeem(_: &Cli, _: AccountId, _: Option<(u64, String)>, _: &ChainArgs) -> Result<()> {
     bail!(
         "redeem: this client was built without primary-chain support; build it with \
          `cargo build --release -p fastpay-wallet --features primary`"

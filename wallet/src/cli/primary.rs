@@ -36,13 +36,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("start the async runtime")
 }
 
-/// Connects to the contract at `contract` behind `rpc`, paying with the key in `eth_key`.
-fn connect(
-    runtime: &tokio::runtime::Runtime,
-    rpc: &str,
-    contract: &str,
-    eth_key: &Path,
-) -> Result<PrimaryChain> {
+/// Connects to the contract the flags name, paying with the key they name.
+fn connect(runtime: &tokio::runtime::Runtime, flags: &super::ChainArgs) -> Result<PrimaryChain> {
+    let (rpc, contract, eth_key) = (&flags.primary_rpc, &flags.primary_contract, &flags.eth_key);
     let contract: Address = contract
         .parse()
         .with_context(|| format!("--primary-contract {contract:?} is not an Ethereum address"))?;
@@ -54,15 +50,9 @@ fn connect(
 
 /// `deposit`: escrows `amount` units (gwei) in the contract for `to`; prints the deposit as
 /// one JSON line once its transaction is mined.
-pub fn deposit(
-    rpc: &str,
-    contract: &str,
-    eth_key: &Path,
-    amount: u64,
-    to: AccountId,
-) -> Result<()> {
+pub fn deposit(flags: &super::ChainArgs, amount: u64, to: AccountId) -> Result<()> {
     let runtime = runtime()?;
-    let chain = connect(&runtime, rpc, contract, eth_key)?;
+    let chain = connect(&runtime, flags)?;
     eprintln!("depositing {amount} units ({amount} gwei) for {to}...");
     let receipt = runtime
         .block_on(chain.deposit_units(to, Amount::new(amount)))
@@ -92,12 +82,10 @@ pub fn redeem(
     cli: &super::Cli,
     from: AccountId,
     new: Option<(u64, String)>,
-    rpc: &str,
-    contract: &str,
-    eth_key: &Path,
+    flags: &super::ChainArgs,
 ) -> Result<()> {
     let runtime = runtime()?;
-    let chain = connect(&runtime, rpc, contract, eth_key)?;
+    let chain = connect(&runtime, flags)?;
     let exit_to = match &new {
         Some((_, to)) => Some(
             to.parse::<Address>()
