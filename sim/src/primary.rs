@@ -19,7 +19,7 @@ const DEPOSIT_SPAN_US: u64 = 1_000_000;
 
 /// Longest time between two looks of a shard's follower at the chain, in virtual
 /// microseconds.
-const MAX_POLL_US: u64 = 20_000;
+const MAX_POLL_US: u64 = 200_000;
 
 impl World {
     /// Schedules the run's deposits and every honest shard's first look at the chain.
