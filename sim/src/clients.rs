@@ -359,15 +359,23 @@ impl World {
             }
             return Ok(());
         }
+        let mut user_data = None;
         let recipient = if self.rng.random_bool(0.1) {
             // Someone the committee has never seen.
             AccountId(self.rng.random())
+        } else if self.rng.random_bool(0.1) {
+            // Out of FastPay, to an address on the primary chain.
+            self.report.exits += 1;
+            let mut address: [u8; 20] = self.rng.random();
+            address[0] |= 1;
+            user_data = Some(fastpay_wire::exit_user_data(address));
+            fastpay_wire::PRIMARY_EXIT
         } else {
             let r = self.rng.random_range(0..self.clients.len());
             self.clients[r].state.account()
         };
         let amount = Amount::new(self.rng.random_range(1..=cap));
-        if let Err(e) = self.clients[c].state.transfer(recipient, amount, None) {
+        if let Err(e) = self.clients[c].state.transfer(recipient, amount, user_data) {
             return Err(self.fail(format!("honest client {c} refused a valid transfer: {e}")));
         }
         // The order is saved before it leaves.

@@ -173,6 +173,8 @@ pub struct SimReport {
     pub payments_downloaded: u64,
     /// Deposits that landed on the simulated primary chain.
     pub deposits: u64,
+    /// Payments honest clients sent out of FastPay, to the exit account.
+    pub exits: u64,
     /// Virtual time at the end, in microseconds.
     pub virtual_time_us: u64,
 }
