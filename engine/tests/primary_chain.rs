@@ -433,6 +433,16 @@ fn deposit_pay_and_redeem_through_the_binaries() {
     let wei = rt.block_on(chain.balance_wei(payee)).unwrap();
     assert_eq!(wei, fastpay_primary::units_to_wei(Amount::new(249)));
     assert_eq!(common::balance(dir, &exit), "249");
+    // The audit agrees: everything that left FastPay was redeemed, the escrow holds the rest.
+    let audit = common::check(
+        common::client(dir, &[&["audit"][..], &primary[..]].concat()),
+        "client audit",
+    );
+    assert!(
+        audit.contains("\"deposited\":500,\"redeemed\":249")
+            && audit.contains("\"exited\":249,\"awaiting_redeem\":0,\"ok\":true"),
+        "{audit}"
+    );
 }
 
 /// The committee's approvals of the wallet's last transfer, asked of each authority over UDP.

@@ -132,17 +132,32 @@ enum Command {
         #[command(flatten)]
         chain: ChainArgs,
     },
+    /// Check the supply across FastPay and the primary chain: the contract's ether covers
+    /// every deposit not redeemed, and FastPay's exit account (everything paid out of
+    /// FastPay) covers every redeem. One JSON line; fails if either does not hold. Needs a
+    /// client built with `--features primary`.
+    Audit {
+        #[command(flatten)]
+        contract: ContractArgs,
+    },
 }
 
-/// Where the primary chain's contract is, and who pays for the transactions sent to it.
+/// Where the primary chain's contract is.
 #[derive(clap::Args, Debug)]
-struct ChainArgs {
+struct ContractArgs {
     /// The chain's Ethereum JSON-RPC endpoint.
     #[arg(long)]
     primary_rpc: String,
     /// The contract's address (from `server deploy-contract`).
     #[arg(long)]
     primary_contract: String,
+}
+
+/// Where the primary chain's contract is, and who pays for the transactions sent to it.
+#[derive(clap::Args, Debug)]
+struct ChainArgs {
+    #[command(flatten)]
+    contract: ContractArgs,
     /// A file holding the secret key (64 hex digits) of the Ethereum account that pays (the
     /// deposit, or the redeem's gas).
     #[arg(long)]
@@ -188,6 +203,7 @@ fn real_main() -> Result<()> {
             to,
             chain,
         } => redeem(&cli, from, amount.zip(to), &chain),
+        Command::Audit { contract } => audit(&cli, &contract),
         Command::Benchmark { max_accounts } => benchmark(
             &cli.accounts,
             cli.shared.clone(),
@@ -220,6 +236,19 @@ fn redeem(cli: &Cli, from: AccountId, new: Option<(u64, String)>, chain: &ChainA
 fn redeem(_: &Cli, _: AccountId, _: Option<(u64, String)>, _: &ChainArgs) -> Result<()> {
     bail!(
         "redeem: this client was built without primary-chain support; build it with \
+         `cargo build --release -p fastpay-wallet --features primary`"
+    )
+}
+
+#[cfg(feature = "primary")]
+fn audit(cli: &Cli, contract: &ContractArgs) -> Result<()> {
+    primary::audit(cli, &contract.primary_rpc, &contract.primary_contract)
+}
+
+#[cfg(not(feature = "primary"))]
+fn audit(_: &Cli, _: &ContractArgs) -> Result<()> {
+    bail!(
+        "audit: this client was built without primary-chain support; build it with \
          `cargo build --release -p fastpay-wallet --features primary`"
     )
 }

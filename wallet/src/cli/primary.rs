@@ -1,13 +1,13 @@
 //! The client's primary-chain commands (the wallet's `primary` feature): `deposit` sends ether
 //! into the FastPay contract for an account; `redeem` moves money out of FastPay to an
-//! Ethereum address.
+//! Ethereum address; `audit` checks the supply across both sides.
 
 use anyhow::{Context, Result, anyhow, bail};
-use fastpay_primary::alloy::primitives::B256;
+use fastpay_primary::alloy::primitives::{B256, U256};
 use fastpay_primary::alloy::signers::local::PrivateKeySigner;
 use fastpay_primary::{
     Address, ChainError, EthCommittee, PrimaryChain, RedeemOrder, RedeemSignature, Revert,
-    redeem_members,
+    WEI_PER_UNIT, redeem_members,
 };
 use fastpay_wallet::Network;
 use fastpay_wire::{
@@ -38,7 +38,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Connects to the contract the flags name, paying with the key they name.
 fn connect(runtime: &tokio::runtime::Runtime, flags: &super::ChainArgs) -> Result<PrimaryChain> {
-    let (rpc, contract, eth_key) = (&flags.primary_rpc, &flags.primary_contract, &flags.eth_key);
+    let (rpc, contract) = (
+        &flags.contract.primary_rpc,
+        &flags.contract.primary_contract,
+    );
+    let eth_key = &flags.eth_key;
     let contract: Address = contract
         .parse()
         .with_context(|| format!("--primary-contract {contract:?} is not an Ethereum address"))?;
@@ -247,4 +251,51 @@ impl<'a> Redeemer<'a> {
         }
         Ok(())
     }
+}
+
+/// `audit`: the supply across both sides. On the contract: its ether covers every deposit
+/// not redeemed (balance ≥ (deposited − redeemed) gwei). In FastPay: the exit account, which
+/// holds everything paid out of FastPay, covers every redeem (what it holds beyond them
+/// awaits its redeem). Prints one JSON line; fails if either does not hold.
+pub fn audit(cli: &super::Cli, rpc: &str, contract: &str) -> Result<()> {
+    let runtime = runtime()?;
+    let address: Address = contract
+        .parse()
+        .with_context(|| format!("--primary-contract {contract:?} is not an Ethereum address"))?;
+    let chain = runtime
+        .block_on(PrimaryChain::connect(rpc, address, None))
+        .with_context(|| format!("reach the contract {address} through {rpc}"))?;
+    let escrow = runtime
+        .block_on(chain.escrow())
+        .context("read the contract's escrow")?;
+    let mut network = cli.network()?;
+    let answers = network.query(&PRIMARY_EXIT, cli.timeout)?;
+    let exited = super::agreed_balance(&cli.committee, &answers)?;
+    let exited_units = U256::from(u128::try_from(exited.units()).unwrap_or(0));
+    let owed = escrow.deposited.saturating_sub(escrow.redeemed);
+    let escrow_ok = escrow.balance_wei >= owed.saturating_mul(U256::from(WEI_PER_UNIT));
+    let exits_ok = exited_units >= escrow.redeemed;
+    println!(
+        "{{\"deposits\":{},\"deposited\":{},\"redeemed\":{},\"escrow_wei\":{},\"exited\":{},\"awaiting_redeem\":{},\"ok\":{}}}",
+        escrow.deposit_count,
+        escrow.deposited,
+        escrow.redeemed,
+        escrow.balance_wei,
+        exited_units,
+        exited_units.saturating_sub(escrow.redeemed),
+        escrow_ok && exits_ok
+    );
+    if !escrow_ok {
+        bail!(
+            "the contract holds {} wei, less than the {owed} units deposited and not redeemed",
+            escrow.balance_wei
+        );
+    }
+    if !exits_ok {
+        bail!(
+            "the contract paid out {} units but only {exited_units} left FastPay",
+            escrow.redeemed
+        );
+    }
+    Ok(())
 }
