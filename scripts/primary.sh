@@ -89,6 +89,8 @@ b=$(client query_balance "$BOB" 2>/dev/null)
 out=$(client query_balance "$EXIT" 2>/dev/null)
 echo "==> FastPay balances: $ALICE $a, $BOB $b; left for the primary chain: $out"
 [ "$a $b $out" = "350 250 100" ] || fail "balances are $a, $b and $out, not 350, 250 and 100"
+step "auditing the supply across FastPay and the contract"
+client audit "${primary[@]}"
 
 if [ "$latency" -gt 0 ]; then
     step "deposit-to-spendable latency over $latency deposits ($confirmations confirmations, a block a second)"
