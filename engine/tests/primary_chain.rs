@@ -430,6 +430,24 @@ fn deposit_pay_and_redeem_through_the_binaries() {
         Err(ChainError::Reverted(Revert::AlreadyRedeemed { .. })) => {}
         other => panic!("a second redeem of one transfer: {other:?}"),
     }
+    // This committee's approvals pay nothing on another committee's contract.
+    let keys: Vec<RedeemSigner> = (0..4).map(|_| RedeemSigner::random()).collect();
+    let other = EthCommittee::new(
+        keys.iter().map(|k| (k.address(), 1)),
+        3,
+        fastpay_wire::CommitteeId([9; 32]),
+    )
+    .unwrap();
+    let other = rt
+        .block_on(PrimaryChain::deploy(&anvil.url, anvil.key(0), &other))
+        .unwrap();
+    // (It holds a deposit, so a refusal is about the approvals, not an empty escrow.)
+    rt.block_on(other.deposit_units(fresh_account(40), Amount::new(1_000)))
+        .unwrap();
+    match rt.block_on(other.redeem(&order, &signatures)) {
+        Err(ChainError::Reverted(Revert::UnknownSigner { .. } | Revert::BelowQuorum { .. })) => {}
+        other => panic!("another committee's contract took this committee's approvals: {other:?}"),
+    }
     let wei = rt.block_on(chain.balance_wei(payee)).unwrap();
     assert_eq!(wei, fastpay_primary::units_to_wei(Amount::new(249)));
     assert_eq!(common::balance(dir, &exit), "249");
