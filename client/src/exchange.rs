@@ -133,6 +133,15 @@ impl Members {
         self.names.len()
     }
 
+    /// The answers given (one slot per member, in order), each with its member's name.
+    pub(crate) fn named<T>(&self, answers: Vec<Option<T>>) -> Vec<(AuthorityName, T)> {
+        answers
+            .into_iter()
+            .zip(&self.names)
+            .filter_map(|(answer, name)| answer.map(|a| (*name, a)))
+            .collect()
+    }
+
     /// The weight of the members marked in `marks` (one mark per member, in order).
     pub(crate) fn weight_of(&self, marks: impl IntoIterator<Item = bool>) -> u64 {
         marks

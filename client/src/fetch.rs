@@ -85,13 +85,7 @@ impl Exchange for Query {
         }
         if now >= self.deadline || self.answered_weight() >= self.members.quorum {
             let answers = std::mem::take(&mut self.answers);
-            return Action::Done(
-                answers
-                    .into_iter()
-                    .zip(&self.members.names)
-                    .filter_map(|(answer, name)| answer.map(|a| (*name, a)))
-                    .collect(),
-            );
+            return Action::Done(self.members.named(answers));
         }
         if self.next_send.is_none_or(|t| now >= t) {
             let request = Message::AccountInfoRequest(AccountInfoRequest::new(self.account));

@@ -78,13 +78,7 @@ impl Exchange for CollectApprovals {
         }
         if self.finished(now) {
             let answers = std::mem::take(&mut self.answers);
-            return Action::Done(
-                answers
-                    .into_iter()
-                    .zip(&self.members.names)
-                    .filter_map(|(answer, name)| answer.map(|a| (*name, a)))
-                    .collect(),
-            );
+            return Action::Done(self.members.named(answers));
         }
         if self.next_send.is_none_or(|t| now >= t) {
             for (a, name) in self.members.names.iter().enumerate() {
