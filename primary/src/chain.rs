@@ -539,3 +539,31 @@ fn to_deposit(
         block: BlockRef { number, hash },
     })
 }
+
+/// Why an Ethereum key file could not be used.
+#[derive(Debug, Error)]
+pub enum KeyFileError {
+    /// The file could not be read.
+    #[error("read the Ethereum key file {path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the OS reported.
+        source: std::io::Error,
+    },
+    /// It does not hold a secret key.
+    #[error("{0}: not an Ethereum secret key (64 hex digits)")]
+    Malformed(std::path::PathBuf),
+}
+
+/// Reads an Ethereum secret key: 64 hex digits (with or without `0x`) in `path`.
+pub fn read_eth_key(path: &std::path::Path) -> Result<PrivateKeySigner, KeyFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.trim()
+        .trim_start_matches("0x")
+        .parse()
+        .map_err(|_| KeyFileError::Malformed(path.to_path_buf()))
+}

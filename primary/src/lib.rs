@@ -32,7 +32,7 @@ mod bindings;
 
 pub use alloy;
 pub use alloy::primitives::Address;
-pub use chain::{ChainError, Escrow, PrimaryChain, Revert};
+pub use chain::{ChainError, Escrow, KeyFileError, PrimaryChain, Revert, read_eth_key};
 pub use follower::{
     BlockRange, BlockRef, Deposit, DepositFollower, FollowerConfig, FollowerCursor, LogBatch,
     Stall, Step,

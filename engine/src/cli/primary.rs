@@ -18,20 +18,6 @@ pub fn eth_address(seed: &[u8; 32]) -> String {
     RedeemSigner::for_authority(seed).address().to_string()
 }
 
-/// Reads an Ethereum secret key: 64 hex digits (with or without `0x`) in `path`.
-pub fn read_eth_key(
-    path: &Path,
-) -> Result<fastpay_primary::alloy::signers::local::PrivateKeySigner> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("read the Ethereum key file {}", path.display()))?;
-    text.trim().trim_start_matches("0x").parse().map_err(|_| {
-        anyhow::anyhow!(
-            "{}: not an Ethereum secret key (64 hex digits)",
-            path.display()
-        )
-    })
-}
-
 /// `deploy-contract`: deploys the contract for the committee and prints its address.
 pub fn deploy_contract(rpc: &str, eth_key: &Path, committee_path: &Path) -> Result<()> {
     let committee = CommitteeFile::load(committee_path)?;
@@ -41,7 +27,7 @@ pub fn deploy_contract(rpc: &str, eth_key: &Path, committee_path: &Path) -> Resu
             committee_path.display()
         )
     })?;
-    let key = read_eth_key(eth_key)?;
+    let key = fastpay_primary::read_eth_key(eth_key)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -4,7 +4,6 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use fastpay_primary::alloy::primitives::{B256, U256};
-use fastpay_primary::alloy::signers::local::PrivateKeySigner;
 use fastpay_primary::{
     Address, ChainError, EthCommittee, PrimaryChain, RedeemOrder, RedeemSignature, Revert,
     WEI_PER_UNIT, redeem_members,
@@ -15,19 +14,6 @@ use fastpay_wire::{
     exit_user_data,
 };
 use std::collections::BTreeMap;
-use std::path::Path;
-
-/// Reads an Ethereum secret key: 64 hex digits (with or without `0x`) in `path`.
-fn read_eth_key(path: &Path) -> Result<PrivateKeySigner> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("read the Ethereum key file {}", path.display()))?;
-    text.trim().trim_start_matches("0x").parse().map_err(|_| {
-        anyhow!(
-            "{}: not an Ethereum secret key (64 hex digits)",
-            path.display()
-        )
-    })
-}
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -46,7 +32,7 @@ fn connect(runtime: &tokio::runtime::Runtime, flags: &super::ChainArgs) -> Resul
     let contract: Address = contract
         .parse()
         .with_context(|| format!("--primary-contract {contract:?} is not an Ethereum address"))?;
-    let key = read_eth_key(eth_key)?;
+    let key = fastpay_primary::read_eth_key(eth_key)?;
     runtime
         .block_on(PrimaryChain::connect(rpc, contract, Some(key)))
         .with_context(|| format!("reach the contract {contract} through {rpc}"))
