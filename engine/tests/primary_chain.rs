@@ -142,14 +142,46 @@ fn wait_credited(dir: &Path, addresses: &[(SocketAddr, u32)], expected: &BTreeMa
     }
 }
 
+/// A committee of four following a fresh contract on a fresh anvil, in a temporary directory.
+struct Following {
+    servers: Vec<Authority>,
+    addresses: Vec<(SocketAddr, u32)>,
+    chain: PrimaryChain,
+    rt: tokio::runtime::Runtime,
+    anvil: Anvil,
+    tmp: tempfile::TempDir,
+}
+
+impl Following {
+    fn start() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let anvil = Anvil::start().unwrap();
+        let rt = runtime();
+        let (addresses, chain) = setup(tmp.path(), &anvil, &rt);
+        let servers = authorities(tmp.path(), &anvil.url, &chain.address().to_string());
+        Self {
+            servers,
+            addresses,
+            chain,
+            rt,
+            anvil,
+            tmp,
+        }
+    }
+}
+
 #[test]
 fn deposits_are_credited_once_by_every_authority() {
-    let tmp = tempfile::tempdir().unwrap();
+    // Bound first, the directory is dropped last: after the servers and the chain.
+    let Following {
+        tmp,
+        anvil,
+        rt,
+        chain,
+        addresses,
+        mut servers,
+    } = Following::start();
     let dir = tmp.path();
-    let anvil = Anvil::start().unwrap();
-    let rt = runtime();
-    let (addresses, chain) = setup(dir, &anvil, &rt);
-    let mut servers = authorities(dir, &anvil.url, &chain.address().to_string());
 
     let (alice, bob) = (fresh_account(1), fresh_account(2));
     let mut expected = BTreeMap::new();
@@ -187,12 +219,16 @@ fn deposits_are_credited_once_by_every_authority() {
 
 #[test]
 fn a_deposit_reorganised_away_before_its_confirmations_is_never_credited() {
-    let tmp = tempfile::tempdir().unwrap();
+    // Bound first, the directory is dropped last: after the servers and the chain.
+    let Following {
+        tmp,
+        anvil,
+        rt,
+        chain,
+        addresses,
+        servers: _servers,
+    } = Following::start();
     let dir = tmp.path();
-    let anvil = Anvil::start().unwrap();
-    let rt = runtime();
-    let (addresses, chain) = setup(dir, &anvil, &rt);
-    let _servers = authorities(dir, &anvil.url, &chain.address().to_string());
 
     let (orphan, replacement) = (fresh_account(4), fresh_account(5));
     let before = rt.block_on(anvil.snapshot()).unwrap();
@@ -233,12 +269,16 @@ fn a_deposit_reorganised_away_before_its_confirmations_is_never_credited() {
 
 #[test]
 fn deposits_are_credited_exactly_once_across_random_crashes() {
-    let tmp = tempfile::tempdir().unwrap();
+    // Bound first, the directory is dropped last: after the servers and the chain.
+    let Following {
+        tmp,
+        anvil,
+        rt,
+        chain,
+        addresses,
+        mut servers,
+    } = Following::start();
     let dir = tmp.path();
-    let anvil = Anvil::start().unwrap();
-    let rt = runtime();
-    let (addresses, chain) = setup(dir, &anvil, &rt);
-    let mut servers = authorities(dir, &anvil.url, &chain.address().to_string());
 
     let accounts: Vec<AccountId> = (10..30).map(fresh_account).collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
