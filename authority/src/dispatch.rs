@@ -64,6 +64,10 @@ impl AuthorityShard {
                     Err(e) => Handled::refused(e, request.account, SequenceNumber::ZERO),
                 }
             }
+            Message::SupplyRequest(_) => Handled {
+                reply: Some(Message::Supply(self.supply())),
+                ..Handled::default()
+            },
             // Credits travel only over the runtime's ordered links between shards (see
             // `AuthorityShard`), never through the public request path.
             Message::CrossShardUpdate(_)
@@ -73,7 +77,8 @@ impl AuthorityShard {
             | Message::ShardLink(_)
             | Message::Certificates(_)
             | Message::RedeemRequest(_)
-            | Message::RedeemApproval(_) => Handled::default(),
+            | Message::RedeemApproval(_)
+            | Message::Supply(_) => Handled::default(),
         }
     }
 }

@@ -7,7 +7,8 @@ use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountInfoResponse, AuthorityName, Balance, BatchVerifier,
     CertifiedTransferOrder, Committee, ConfirmationOrder, CrossShardUpdate, DepositBatch,
     DepositCursor, KeyPair, MerkleProof, PRIMARY_EXIT, PublicKey, SequenceNumber, ShardId,
-    Signature, SignedTransferOrder, TransferOrder, TreeBuilder, VoteScheme, exit_address, shard_of,
+    ShardSupply, Signature, SignedTransferOrder, TransferOrder, TreeBuilder, VoteScheme,
+    exit_address, shard_of,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -89,7 +90,7 @@ pub enum ConfirmationCheck {
 }
 
 /// A shard's whole state, for a snapshot on disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardSnapshot {
     /// Every account, sorted.
     pub accounts: Vec<(AccountId, AccountState)>,
@@ -97,6 +98,10 @@ pub struct ShardSnapshot {
     pub deposits: DepositCursor,
     /// Units this shard has credited from deposits, in all.
     pub deposited: u128,
+    /// Units debited for recipients of other shards, in all.
+    pub sent: u128,
+    /// Units credited for senders of other shards, in all.
+    pub received: u128,
 }
 
 impl ShardSnapshot {
@@ -147,6 +152,12 @@ pub struct AuthorityShard {
     deposits: DepositCursor,
     /// Units credited from deposits, in all (for the supply audit).
     deposited: u128,
+    /// Units the genesis accounts this shard owns started with.
+    genesis: u128,
+    /// Units debited here for recipients of other shards, in all.
+    sent: u128,
+    /// Units credited here for senders of other shards, in all.
+    received: u128,
 }
 
 /// What an account's pending vote holds between [`AuthorityShard::vote_verified`] and
@@ -195,6 +206,7 @@ impl AuthorityShard {
             .filter_map(|(account, _)| Some((*account, PublicKey::of_account(account).ok()?)))
             .collect();
         let votes = committee.vote_scheme(&name);
+        let genesis_units = owned().map(|(_, amount)| u128::from(amount.units())).sum();
         Ok(Self {
             key,
             name,
@@ -210,6 +222,9 @@ impl AuthorityShard {
             leaves: Vec::new(),
             deposits: DepositCursor::default(),
             deposited: 0,
+            genesis: genesis_units,
+            sent: 0,
+            received: 0,
         })
     }
 
@@ -236,6 +251,22 @@ impl AuthorityShard {
     /// The accounts this shard holds.
     pub fn accounts(&self) -> &HashMap<AccountId, AccountState> {
         &self.accounts
+    }
+
+    /// This shard's money for the supply audit, counted now: its balances summed account by
+    /// account (one pass over the accounts), beside the running totals that should explain
+    /// them. An overflowing sum (impossible with `u64` amounts short of 2^64 accounts) shows
+    /// as the largest balance.
+    pub fn supply(&self) -> ShardSupply {
+        ShardSupply {
+            authority: self.name,
+            shard: self.shard,
+            genesis: self.genesis,
+            deposited: self.deposited,
+            held: self.total_balance().unwrap_or(Balance::new(i128::MAX)),
+            sent: self.sent,
+            received: self.received,
+        }
     }
 
     /// The sum of this shard's balances.
@@ -585,6 +616,11 @@ impl AuthorityShard {
         // Every check passed: commit.
         let response = self.info(&transfer.sender, &sender);
         self.accounts.insert(transfer.sender, sender);
+        if cross_shard.is_some() {
+            self.sent = self
+                .sent
+                .saturating_add(u128::from(transfer.amount.units()));
+        }
         if let Some(recipient) = local_credit {
             self.accounts.insert(transfer.recipient, recipient);
         }
@@ -674,6 +710,9 @@ impl AuthorityShard {
             .unwrap_or_default();
         recipient.balance = recipient.balance.try_add(transfer.amount)?;
         self.accounts.insert(transfer.recipient, recipient);
+        self.received = self
+            .received
+            .saturating_add(u128::from(transfer.amount.units()));
         Ok(())
     }
 
@@ -817,6 +856,8 @@ impl AuthorityShard {
                 .collect(),
             deposits: self.deposits,
             deposited: self.deposited,
+            sent: self.sent,
+            received: self.received,
         }
     }
 
@@ -825,6 +866,8 @@ impl AuthorityShard {
         self.accounts = snapshot.accounts.into_iter().collect();
         self.deposits = snapshot.deposits;
         self.deposited = snapshot.deposited;
+        self.sent = snapshot.sent;
+        self.received = snapshot.received;
         self.keys
             .retain(|account, _| self.accounts.contains_key(account));
     }

@@ -10,8 +10,9 @@
 //! On top of it, the client's protocols are state machines too ([`Exchange`]): driving
 //! transfers to their certificates and confirmations ([`Transfers`]), asking the committee
 //! ([`Query`], [`FetchCertificate`], [`FetchReceived`]), pushing confirmations to lagging
-//! authorities ([`Push`]), bringing an account up to date ([`SyncAccount`]) and collecting the
-//! committee's approvals of a redeem on the primary chain ([`CollectApprovals`]). Each takes replies and
+//! authorities ([`Push`]), bringing an account up to date ([`SyncAccount`]), collecting the
+//! committee's approvals of a redeem on the primary chain ([`CollectApprovals`]), and
+//! counting every shard's money for the supply audit ([`CountSupply`]). Each takes replies and
 //! `now`, and returns what to send, when to save the wallet, and when to wake it next; the
 //! wallet's socket loop and the simulator drive the same machines.
 //!
@@ -25,6 +26,7 @@ mod fetch;
 mod push;
 mod redeem;
 mod state;
+mod supply;
 mod sync;
 mod transfers;
 
@@ -36,8 +38,9 @@ pub use fetch::{
 pub use push::{MAX_PUSH_CHAIN, Push};
 pub use redeem::{ApprovalAnswer, CollectApprovals};
 pub use state::{
-    ClientError, ClientSnapshot, ClientState, Learned, Phase, credited_deposits, route,
+    ClientError, ClientSnapshot, ClientState, Learned, Phase, Route, credited_deposits, route,
 };
+pub use supply::{AuthoritySupply, CountSupply, audit_supply};
 pub use sync::{SyncAccount, SyncError, SyncReport};
 pub use transfers::{
     DriveError, DriveStats, Goal, SAVE_BATCH, SAVE_DELAY, Transfers, WINDOW, hand_over,

@@ -3,8 +3,8 @@
 use fastpay_wire::{
     AccountId, AccountInfoResponse, Amount, AuthorityName, Balance, CertifiedTransferOrder,
     Committee, ConfirmationOrder, ErrorCode, ErrorReply, KeyPair, Message, PublicKey, RootCache,
-    SequenceNumber, SignedTransferOrder, Transfer, TransferOrder, UserData, VoteError, VoteReply,
-    VoteSignature,
+    SequenceNumber, ShardId, SignedTransferOrder, Transfer, TransferOrder, UserData, VoteError,
+    VoteReply, VoteSignature,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -67,25 +67,37 @@ pub enum Learned {
     Received,
 }
 
-/// The account whose shard must receive `message`, a request a client sends: an order's and
-/// a confirmation's sender (the shard that debits it), a query's account. A confirmation is
-/// routed by its certificate's sender even when a recipient sends it (a recipient catching an
-/// authority up on a payment it received): the recipient's own shard would refuse it as
-/// `WrongShard`. `None` for messages clients do not send.
-pub fn route(message: &Message) -> Option<AccountId> {
-    match message {
-        Message::TransferOrder(order) => Some(order.transfer.sender),
-        Message::ConfirmationOrder(order) => Some(order.certificate.value.transfer.sender),
-        Message::AccountInfoRequest(request) => Some(request.account),
-        Message::RedeemRequest(request) => Some(request.certificate.value.transfer.sender),
+/// Where a request a client sends goes, at each authority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// To the shard that owns this account.
+    Account(AccountId),
+    /// To this shard.
+    Shard(ShardId),
+}
+
+/// Where `message`, a request a client sends, must go: an order's and a confirmation's
+/// sender (the shard that debits it), a query's account, a supply query's shard. A
+/// confirmation is routed by its certificate's sender even when a recipient sends it (a
+/// recipient catching an authority up on a payment it received): the recipient's own shard
+/// would refuse it as `WrongShard`. `None` for messages clients do not send.
+pub fn route(message: &Message) -> Option<Route> {
+    let account = match message {
+        Message::TransferOrder(order) => order.transfer.sender,
+        Message::ConfirmationOrder(order) => order.certificate.value.transfer.sender,
+        Message::AccountInfoRequest(request) => request.account,
+        Message::RedeemRequest(request) => request.certificate.value.transfer.sender,
+        Message::SupplyRequest(request) => return Some(Route::Shard(request.shard)),
         Message::RedeemApproval(_)
         | Message::CrossShardUpdate(_)
         | Message::Vote(_)
         | Message::AccountInfoResponse(_)
         | Message::Error(_)
         | Message::ShardLink(_)
-        | Message::Certificates(_) => None,
-    }
+        | Message::Certificates(_)
+        | Message::Supply(_) => return None,
+    };
+    Some(Route::Account(account))
 }
 
 /// Checks a certificate of `committee` (see [`ClientState::check_certificate`]), remembering
@@ -1211,7 +1223,7 @@ mod tests {
             assert!(batch.len() <= CATCH_UP_LIMIT);
             for message in batch {
                 // Bob's payments go to Bob's shard, never to Alice's (who sends them).
-                assert_eq!(route(&message), Some(fx.bob.account()));
+                assert_eq!(route(&message), Some(Route::Account(fx.bob.account())));
                 let Message::ConfirmationOrder(c) = message else {
                     panic!("{message:?}");
                 };

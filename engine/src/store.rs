@@ -597,11 +597,7 @@ mod tests {
         let (mut store, _) = ShardStore::open(dir.path()).unwrap();
         let snapshot = Snapshot {
             arrivals: 0,
-            shard: ShardSnapshot {
-                accounts: Vec::new(),
-                deposits: Default::default(),
-                deposited: 0,
-            },
+            shard: ShardSnapshot::default(),
             links: LinkState {
                 numbered: vec![0, 7],
                 applied: vec![3, 2],
@@ -638,11 +634,7 @@ mod tests {
     fn empty_snapshot() -> Snapshot {
         Snapshot {
             arrivals: 0,
-            shard: ShardSnapshot {
-                accounts: Vec::new(),
-                deposits: Default::default(),
-                deposited: 0,
-            },
+            shard: ShardSnapshot::default(),
             links: LinkState::default(),
         }
     }

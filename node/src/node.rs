@@ -13,8 +13,8 @@ use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountQuery, BATCH, BatchVerifier, CertificateAnswer,
     CertificatesResponse, ConfirmationOrder, CrossShardUpdate, Datagrams, DepositBatch, ErrorCode,
     ErrorReply, LinkFrame, LinkPayload, MAX_PAGE, MIN_QUERY_BYTES, Message, MessageKind,
-    RedeemRequest, SequenceNumber, ShardId, SignedTransferOrder, TransferOrder, VoteReply, decode,
-    encode_into,
+    RedeemRequest, SUPPLY_QUERY_BYTES, SequenceNumber, ShardId, ShardSupply, SignedTransferOrder,
+    TransferOrder, VoteReply, decode, encode_into,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -176,7 +176,16 @@ pub struct ShardNode {
     approver: Option<Box<dyn RedeemApprover>>,
     /// Verifies one redeem request's certificate (outside the batch's verifier).
     redeem_verifier: BatchVerifier,
+    /// The time the current batch was handed in.
+    now: Duration,
+    /// The last supply count and when it was taken: recounted at most every
+    /// [`SUPPLY_RECOUNT`], so that a flood of supply queries costs one pass a second.
+    supply: Option<(Duration, ShardSupply)>,
 }
+
+/// How long a supply count answers supply queries: every figure in it is from one moment,
+/// so an older count still balances.
+pub const SUPPLY_RECOUNT: Duration = Duration::from_secs(1);
 
 impl ShardNode {
     /// A node for `shard`, fresh from genesis, reporting into `counters`.
@@ -215,6 +224,8 @@ impl ShardNode {
             arrivals: 0,
             approver: None,
             redeem_verifier: BatchVerifier::new(),
+            now: Duration::ZERO,
+            supply: None,
         }
     }
 
@@ -344,6 +355,7 @@ impl ShardNode {
     /// verify them all at once, then commit in arrival order.
     pub fn handle_batch(&mut self, now: Duration, inputs: &Datagrams) {
         self.counters.bump(Counter::Batches);
+        self.now = now;
         self.verifier.clear();
         self.pending.clear();
         let mut replies = self.spare_replies.pop().unwrap_or_default();
@@ -712,6 +724,14 @@ impl ShardNode {
                 }
             }
             Message::RedeemRequest(request) => self.answer_redeem(peer, size, &request),
+            Message::SupplyRequest(_) if size < SUPPLY_QUERY_BYTES => {
+                self.counters.bump(Counter::AmplificationRefused);
+            }
+            Message::SupplyRequest(_) => {
+                let supply = self.supply_count();
+                self.counters.bump(Counter::Queried);
+                self.reply(peer, size, &Message::Supply(supply));
+            }
             // Credits travel only over the links between shards, never through the public
             // port: see `AuthorityShard`.
             Message::RedeemApproval(_)
@@ -720,7 +740,24 @@ impl ShardNode {
             | Message::AccountInfoResponse(_)
             | Message::Error(_)
             | Message::ShardLink(_)
-            | Message::Certificates(_) => self.counters.bump(Counter::Unexpected),
+            | Message::Certificates(_)
+            | Message::Supply(_) => self.counters.bump(Counter::Unexpected),
+        }
+    }
+
+    /// The shard's supply as counted at most [`SUPPLY_RECOUNT`] ago.
+    fn supply_count(&mut self) -> ShardSupply {
+        match self.supply {
+            Some((at, supply))
+                if self.now.saturating_sub(at) < SUPPLY_RECOUNT && at <= self.now =>
+            {
+                supply
+            }
+            _ => {
+                let supply = self.shard.supply();
+                self.supply = Some((self.now, supply));
+                supply
+            }
         }
     }
 

@@ -439,9 +439,11 @@ impl World {
     /// A client's request to one authority, naming the shard owning the account it is about,
     /// as the real client routes it (`fastpay_client::route`).
     pub(crate) fn client_send(&mut self, client: usize, authority: usize, message: &Message) {
-        let account =
-            fastpay_client::route(message).unwrap_or_else(|| self.clients[client].state.account());
-        let shard = shard_of(&account, self.config.shards);
+        let shard = match fastpay_client::route(message) {
+            Some(fastpay_client::Route::Shard(shard)) => shard,
+            Some(fastpay_client::Route::Account(account)) => shard_of(&account, self.config.shards),
+            None => shard_of(&self.clients[client].state.account(), self.config.shards),
+        };
         self.send(
             Node::Client(client),
             Node::Authority(authority),

@@ -6,8 +6,8 @@
 
 use fastpay_client::{
     Action, ApprovalAnswer, ClientState, CollectApprovals, DriveError, DriveStats, Exchange,
-    FetchCertificate, FetchReceived, Goal, Push, Query, QueryAnswer, ReceivedList, SyncAccount,
-    SyncError, SyncReport, Transfers, Transmit,
+    FetchCertificate, FetchReceived, Goal, Push, Query, QueryAnswer, ReceivedList, Route,
+    SyncAccount, SyncError, SyncReport, Transfers, Transmit,
 };
 use fastpay_wire::{
     AccountId, AuthorityName, CertifiedTransferOrder, Committee, CommitteeFile, CommitteeFileError,
@@ -116,16 +116,20 @@ impl Network {
         &self.committee
     }
 
-    /// Sends `transmit` to the shard of its authority that owns the account it is about
-    /// ([`fastpay_client::route`]: a confirmation goes to its certificate's sender's shard).
+    /// Sends `transmit` to the shard of its authority that owns the account it is about, or
+    /// that it names ([`fastpay_client::route`]: a confirmation goes to its certificate's
+    /// sender's shard).
     fn send(&mut self, transmit: &Transmit) -> io::Result<()> {
-        let Some(account) = fastpay_client::route(&transmit.message) else {
+        let Some(route) = fastpay_client::route(&transmit.message) else {
             return Ok(());
         };
         let Some(target) = self.authorities.get(&transmit.to) else {
             return Ok(());
         };
-        let shard = shard_of(&account, target.shards);
+        let shard = match route {
+            Route::Account(account) => shard_of(&account, target.shards),
+            Route::Shard(shard) => shard,
+        };
         let len = encode_padded_into(&transmit.message, shard, target.padding, &mut self.buffer)
             .map_err(io::Error::other)?;
         let Some(&address) = target.addresses.get(shard.0 as usize) else {

@@ -100,6 +100,10 @@ pub enum MessageKind {
     RedeemRequest = 10,
     /// [`Message::RedeemApproval`].
     RedeemApproval = 11,
+    /// [`Message::SupplyRequest`].
+    SupplyRequest = 12,
+    /// [`Message::Supply`].
+    Supply = 13,
 }
 
 impl MessageKind {
@@ -117,6 +121,8 @@ impl MessageKind {
             9 => Self::Certificates,
             10 => Self::RedeemRequest,
             11 => Self::RedeemApproval,
+            12 => Self::SupplyRequest,
+            13 => Self::Supply,
             other => return Err(CodecError::UnknownKind(other)),
         })
     }
@@ -135,6 +141,8 @@ impl MessageKind {
             Message::Certificates(_) => Self::Certificates,
             Message::RedeemRequest(_) => Self::RedeemRequest,
             Message::RedeemApproval(_) => Self::RedeemApproval,
+            Message::SupplyRequest(_) => Self::SupplyRequest,
+            Message::Supply(_) => Self::Supply,
         }
     }
 }
@@ -196,6 +204,8 @@ pub fn decode(datagram: &[u8]) -> Result<(Header, Message), CodecError> {
         MessageKind::Certificates => Message::Certificates(decode_value(body)?),
         MessageKind::RedeemRequest => Message::RedeemRequest(decode_value(body)?),
         MessageKind::RedeemApproval => Message::RedeemApproval(decode_value(body)?),
+        MessageKind::SupplyRequest => Message::SupplyRequest(decode_value(body)?),
+        MessageKind::Supply => Message::Supply(decode_value(body)?),
     };
     Ok((header, message))
 }
@@ -281,6 +291,8 @@ fn encode_body(message: &Message, shard: ShardId, out: &mut [u8]) -> Result<usiz
         Message::Certificates(m) => encode_value(m, body),
         Message::RedeemRequest(m) => encode_value(m, body),
         Message::RedeemApproval(m) => encode_value(m, body),
+        Message::SupplyRequest(m) => encode_value(m, body),
+        Message::Supply(m) => encode_value(m, body),
     }?;
     Ok(HEADER_LEN.saturating_add(written))
 }
@@ -466,5 +478,28 @@ mod tests {
             encode_into(&message, ShardId(0), &mut small[..4]),
             Err(CodecError::BufferTooSmall)
         );
+    }
+
+    #[test]
+    fn supply_requests_are_as_large_as_the_largest_answer() {
+        use crate::messages::{SUPPLY_QUERY_BYTES, ShardSupply, SupplyRequest};
+        for shard in [ShardId(0), ShardId(u32::MAX)] {
+            let request = Message::SupplyRequest(SupplyRequest::new(shard));
+            let bytes = encode(&request, shard).unwrap();
+            assert!(bytes.len() >= SUPPLY_QUERY_BYTES, "{}", bytes.len());
+            assert_eq!(decode(&bytes).unwrap().1, request);
+        }
+        let largest = Message::Supply(ShardSupply {
+            authority: crate::AuthorityName([0xff; 32]),
+            shard: ShardId(u32::MAX),
+            genesis: u128::MAX,
+            deposited: u128::MAX,
+            held: crate::Balance::new(i128::MIN),
+            sent: u128::MAX,
+            received: u128::MAX,
+        });
+        let answer = encode(&largest, ShardId(u32::MAX)).unwrap();
+        assert!(answer.len() <= SUPPLY_QUERY_BYTES, "{}", answer.len());
+        assert_eq!(decode(&answer).unwrap().1, largest);
     }
 }

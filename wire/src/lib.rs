@@ -60,6 +60,6 @@ pub use messages::{
     ACCOUNT_INFO_PADDING, AccountInfoRequest, AccountInfoResponse, AccountQuery,
     CERTIFICATE_QUERY_BYTES, CertificateAnswer, CertificatesResponse, CertifiedTransferOrder,
     ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkFrame, LinkPayload, MAX_PAGE,
-    MIN_QUERY_BYTES, Message, PeerAddress, RedeemApproval, RedeemRequest, ShardLink,
-    SignedTransferOrder, Transfer, TransferOrder, VoteReply,
+    MIN_QUERY_BYTES, Message, PeerAddress, RedeemApproval, RedeemRequest, SUPPLY_QUERY_BYTES,
+    ShardLink, ShardSupply, SignedTransferOrder, SupplyRequest, Transfer, TransferOrder, VoteReply,
 };

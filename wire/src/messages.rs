@@ -538,6 +538,58 @@ pub enum Message {
     RedeemRequest(RedeemRequest),
     /// Authority → client: its secp256k1 approval of a redeem.
     RedeemApproval(RedeemApproval),
+    /// Client → authority: this shard's supply figures, for an audit.
+    SupplyRequest(SupplyRequest),
+    /// Authority → client: one shard's supply figures.
+    Supply(ShardSupply),
+}
+
+/// Bytes of a supply query datagram: at least a [`ShardSupply`] answer, which the node sends
+/// to no shorter query.
+pub const SUPPLY_QUERY_BYTES: usize = 160;
+
+/// A request for one shard's [`ShardSupply`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupplyRequest {
+    /// The shard asked.
+    pub shard: ShardId,
+    /// Zero bytes that make the datagram [`SUPPLY_QUERY_BYTES`] long.
+    pub padding: Vec<u8>,
+}
+
+impl SupplyRequest {
+    /// The padded request for `shard`.
+    pub fn new(shard: ShardId) -> Self {
+        // Header, the shard (one byte or more) and the padding's length (one byte): at least
+        // SUPPLY_QUERY_BYTES in all.
+        let overhead = crate::codec::HEADER_LEN + 2;
+        Self {
+            shard,
+            padding: vec![0; SUPPLY_QUERY_BYTES - overhead],
+        }
+    }
+}
+
+/// One shard's money, every figure taken at the same moment of its state, for the supply
+/// audit: `held + sent - received == genesis + deposited` for an authority's shards summed,
+/// where `sent - received` is what is in flight between its shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardSupply {
+    /// The authority.
+    pub authority: AuthorityName,
+    /// Its shard.
+    pub shard: ShardId,
+    /// Units the shard's genesis accounts started with.
+    pub genesis: u128,
+    /// Units credited from primary-chain deposits.
+    pub deposited: u128,
+    /// The sum of the shard's balances, counted account by account (the exit account's
+    /// included: what left for the primary chain).
+    pub held: Balance,
+    /// Units debited here for recipients that other shards hold.
+    pub sent: u128,
+    /// Units credited here for senders that other shards hold.
+    pub received: u128,
 }
 
 /// A request for an authority's approval of a redeem on the primary chain: the certificate of
