@@ -220,6 +220,21 @@ fn reference_quickstart_end_to_end() {
             .unwrap()
             .contains(&a1)
     );
+
+    // The supply audit passes with the dead authority reported incomplete: the three others
+    // hold exactly the genesis, 1000 accounts of 100.
+    let audit = supply_audit(&q);
+    let (live, dead): (Vec<_>, Vec<_>) = audit["authorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .partition(|a| a["complete"] == true);
+    assert_eq!((live.len(), dead.len()), (3, 1), "{audit}");
+    for authority in live {
+        assert_eq!(authority["genesis"], "100000", "{audit}");
+        assert_eq!(authority["held"], "100000", "{audit}");
+        assert_eq!(authority["balanced"], true, "{audit}");
+    }
 }
 
 /// The reference quickstart's own command lines: every shard of every authority in its own
@@ -263,4 +278,25 @@ fn reference_quickstart_with_a_process_per_shard() {
         };
         assert_eq!(q.balance(address), want, "{address}");
     }
+    // The supply audit: every authority's shards, in their own processes, account for the
+    // genesis and nothing is left in flight between them.
+    let audit = supply_audit(&q);
+    for authority in audit["authorities"].as_array().unwrap() {
+        assert_eq!(authority["complete"], true, "{audit}");
+        assert_eq!(authority["genesis"], "20000", "{audit}");
+        assert_eq!(authority["held"], "20000", "{audit}");
+        assert_eq!(authority["in_flight"], "0", "{audit}");
+    }
+}
+
+/// `client audit --settled`, which must pass; its JSON report.
+fn supply_audit(q: &Quickstart) -> serde_json::Value {
+    let report = check(
+        q.client(&["--timeout", "20", "audit", "--settled"]),
+        "client audit",
+    );
+    let audit: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(audit["ok"], true, "{audit}");
+    assert_eq!(audit["deposited"], "0", "{audit}");
+    audit
 }

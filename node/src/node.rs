@@ -13,8 +13,8 @@ use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountQuery, BATCH, BatchVerifier, CertificateAnswer,
     CertificatesResponse, ConfirmationOrder, CrossShardUpdate, Datagrams, DepositBatch, ErrorCode,
     ErrorReply, LinkFrame, LinkPayload, MAX_PAGE, MIN_QUERY_BYTES, Message, MessageKind,
-    RedeemRequest, SUPPLY_QUERY_BYTES, SequenceNumber, ShardId, ShardSupply, SignedTransferOrder,
-    TransferOrder, VoteReply, decode, encode_into,
+    RedeemRequest, SUPPLY_QUERY_BYTES, SUPPLY_RECOUNT, SequenceNumber, ShardId, ShardSupply,
+    SignedTransferOrder, TransferOrder, VoteReply, decode, encode_into,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -182,10 +182,6 @@ pub struct ShardNode {
     /// [`SUPPLY_RECOUNT`], so that a flood of supply queries costs one pass a second.
     supply: Option<(Duration, ShardSupply)>,
 }
-
-/// How long a supply count answers supply queries: every figure in it is from one moment,
-/// so an older count still balances.
-pub const SUPPLY_RECOUNT: Duration = Duration::from_secs(1);
 
 impl ShardNode {
     /// A node for `shard`, fresh from genesis, reporting into `counters`.

@@ -3,6 +3,8 @@
 
 #![forbid(unsafe_code)]
 
+#[path = "cli/audit.rs"]
+mod audit;
 #[cfg(feature = "primary")]
 #[path = "cli/primary.rs"]
 mod primary;
@@ -132,13 +134,23 @@ enum Command {
         #[command(flatten)]
         chain: ChainArgs,
     },
-    /// Check the supply across FastPay and the primary chain: the contract's ether covers
-    /// every deposit not redeemed, and FastPay's exit account (everything paid out of
-    /// FastPay) covers every redeem. One JSON line; fails if either does not hold. Needs a
-    /// client built with `--features primary`.
+    /// Check the supply: every shard of every authority reports its money, and each
+    /// authority's balances plus what is in flight between its shards must equal its genesis
+    /// plus the deposits it credited. With the contract (a client built with `--features
+    /// primary`), also: no authority credited more than was deposited, the contract's ether
+    /// covers every deposit not redeemed, and FastPay's exit account (everything paid out of
+    /// FastPay) covers every redeem. One JSON line; fails on any fault.
     Audit {
-        #[command(flatten)]
-        contract: ContractArgs,
+        /// Also require that nothing is in flight between shards (for a committee with no
+        /// payments under way): counts again until `--timeout` while credits land.
+        #[arg(long)]
+        settled: bool,
+        /// The primary chain's Ethereum JSON-RPC endpoint.
+        #[arg(long, requires = "primary_contract")]
+        primary_rpc: Option<String>,
+        /// The contract's address (from `server deploy-contract`).
+        #[arg(long, requires = "primary_rpc")]
+        primary_contract: Option<String>,
     },
 }
 
@@ -203,7 +215,11 @@ fn real_main() -> Result<()> {
             to,
             chain,
         } => redeem(&cli, from, amount.zip(to), &chain),
-        Command::Audit { contract } => audit(&cli, &contract),
+        Command::Audit {
+            settled,
+            primary_rpc,
+            primary_contract,
+        } => audit(&cli, settled, primary_rpc.zip(primary_contract)),
         Command::Benchmark { max_accounts } => benchmark(
             &cli.accounts,
             cli.shared.clone(),
@@ -240,16 +256,47 @@ fn redeem(_: &Cli, _: AccountId, _: Option<(u64, String)>, _: &ChainArgs) -> Res
     )
 }
 
+fn audit(cli: &Cli, settled: bool, contract: Option<(String, String)>) -> Result<()> {
+    let supply = audit::audit_supply(cli, settled)?;
+    let mut report = supply.to_json();
+    let mut faults = supply.faults;
+    if let Some((rpc, address)) = contract {
+        chain_audit(
+            cli,
+            &rpc,
+            &address,
+            supply.deposited,
+            &mut report,
+            &mut faults,
+        )?;
+    }
+    audit::finish(report, &faults)
+}
+
 #[cfg(feature = "primary")]
-fn audit(cli: &Cli, contract: &ContractArgs) -> Result<()> {
-    primary::audit(cli, &contract.primary_rpc, &contract.primary_contract)
+fn chain_audit(
+    cli: &Cli,
+    rpc: &str,
+    contract: &str,
+    deposited: u128,
+    report: &mut serde_json::Value,
+    faults: &mut Vec<String>,
+) -> Result<()> {
+    primary::audit(cli, rpc, contract, deposited, report, faults)
 }
 
 #[cfg(not(feature = "primary"))]
-fn audit(_: &Cli, _: &ContractArgs) -> Result<()> {
+fn chain_audit(
+    _: &Cli,
+    _: &str,
+    _: &str,
+    _: u128,
+    _: &mut serde_json::Value,
+    _: &mut Vec<String>,
+) -> Result<()> {
     bail!(
-        "audit: this client was built without primary-chain support; build it with \
-         `cargo build --release -p fastpay-wallet --features primary`"
+        "audit --primary-rpc: this client was built without primary-chain support; build \
+         it with `cargo build --release -p fastpay-wallet --features primary`"
     )
 }
 

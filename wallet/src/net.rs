@@ -5,13 +5,13 @@
 //! address to the machine, and keeps the clock.
 
 use fastpay_client::{
-    Action, ApprovalAnswer, ClientState, CollectApprovals, DriveError, DriveStats, Exchange,
-    FetchCertificate, FetchReceived, Goal, Push, Query, QueryAnswer, ReceivedList, Route,
+    Action, ApprovalAnswer, ClientState, CollectApprovals, CountSupply, DriveError, DriveStats,
+    Exchange, FetchCertificate, FetchReceived, Goal, Push, Query, QueryAnswer, ReceivedList, Route,
     SyncAccount, SyncError, SyncReport, Transfers, Transmit,
 };
 use fastpay_wire::{
     AccountId, AuthorityName, CertifiedTransferOrder, Committee, CommitteeFile, CommitteeFileError,
-    Message, SequenceNumber, decode, encode_padded_into, shard_of,
+    Message, SequenceNumber, ShardSupply, decode, encode_padded_into, shard_of,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
@@ -227,6 +227,16 @@ impl Network {
         timeout: Duration,
     ) -> Result<Vec<ApprovalAnswer>, NetError> {
         let machine = CollectApprovals::new(&self.committee, certificate, Instant::now() + timeout);
+        self.ask(machine)
+    }
+
+    /// Asks every shard of every authority for its supply figures; returns them per
+    /// authority once all answered, or at `timeout` with what came (see [`CountSupply`]).
+    pub fn count_supply(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Vec<(AuthorityName, Vec<Option<ShardSupply>>)>, NetError> {
+        let machine = CountSupply::new(&self.committee, Instant::now() + timeout);
         self.ask(machine)
     }
 

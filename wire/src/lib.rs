@@ -61,5 +61,6 @@ pub use messages::{
     CERTIFICATE_QUERY_BYTES, CertificateAnswer, CertificatesResponse, CertifiedTransferOrder,
     ConfirmationOrder, CrossShardUpdate, ErrorCode, ErrorReply, LinkFrame, LinkPayload, MAX_PAGE,
     MIN_QUERY_BYTES, Message, PeerAddress, RedeemApproval, RedeemRequest, SUPPLY_QUERY_BYTES,
-    ShardLink, ShardSupply, SignedTransferOrder, SupplyRequest, Transfer, TransferOrder, VoteReply,
+    SUPPLY_RECOUNT, ShardLink, ShardSupply, SignedTransferOrder, SupplyRequest, Transfer,
+    TransferOrder, VoteReply,
 };

@@ -548,6 +548,11 @@ pub enum Message {
 /// to no shorter query.
 pub const SUPPLY_QUERY_BYTES: usize = 160;
 
+/// How long a shard answers supply queries with one count, so that a flood of them costs
+/// one pass over its accounts a second: every figure of a count is from one moment, so an
+/// older count still balances.
+pub const SUPPLY_RECOUNT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A request for one shard's [`ShardSupply`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SupplyRequest {

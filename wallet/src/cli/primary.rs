@@ -243,7 +243,14 @@ impl<'a> Redeemer<'a> {
 /// not redeemed (balance ≥ (deposited − redeemed) gwei). In FastPay: the exit account, which
 /// holds everything paid out of FastPay, covers every redeem (what it holds beyond them
 /// awaits its redeem). Prints one JSON line; fails if either does not hold.
-pub fn audit(cli: &super::Cli, rpc: &str, contract: &str) -> Result<()> {
+pub fn audit(
+    cli: &super::Cli,
+    rpc: &str,
+    contract: &str,
+    deposited: u128,
+    report: &mut serde_json::Value,
+    faults: &mut Vec<String>,
+) -> Result<()> {
     let runtime = runtime()?;
     let address: Address = contract
         .parse()
@@ -259,29 +266,31 @@ pub fn audit(cli: &super::Cli, rpc: &str, contract: &str) -> Result<()> {
     let exited = super::agreed_balance(&cli.committee, &answers)?;
     let exited_units = U256::from(u128::try_from(exited.units()).unwrap_or(0));
     let owed = escrow.deposited.saturating_sub(escrow.redeemed);
-    let escrow_ok = escrow.balance_wei >= owed.saturating_mul(U256::from(WEI_PER_UNIT));
-    let exits_ok = exited_units >= escrow.redeemed;
-    println!(
-        "{{\"deposits\":{},\"deposited\":{},\"redeemed\":{},\"escrow_wei\":{},\"exited\":{},\"awaiting_redeem\":{},\"ok\":{}}}",
-        escrow.deposit_count,
-        escrow.deposited,
-        escrow.redeemed,
-        escrow.balance_wei,
-        exited_units,
-        exited_units.saturating_sub(escrow.redeemed),
-        escrow_ok && exits_ok
-    );
-    if !escrow_ok {
-        bail!(
+    report["primary"] = serde_json::json!({
+        "deposits": escrow.deposit_count.to_string(),
+        "deposited": escrow.deposited.to_string(),
+        "redeemed": escrow.redeemed.to_string(),
+        "escrow_wei": escrow.balance_wei.to_string(),
+        "exited": exited_units.to_string(),
+        "awaiting_redeem": exited_units.saturating_sub(escrow.redeemed).to_string(),
+    });
+    if escrow.balance_wei < owed.saturating_mul(U256::from(WEI_PER_UNIT)) {
+        faults.push(format!(
             "the contract holds {} wei, less than the {owed} units deposited and not redeemed",
             escrow.balance_wei
-        );
+        ));
     }
-    if !exits_ok {
-        bail!(
+    if exited_units < escrow.redeemed {
+        faults.push(format!(
             "the contract paid out {} units but only {exited_units} left FastPay",
             escrow.redeemed
-        );
+        ));
+    }
+    if U256::from(deposited) > escrow.deposited {
+        faults.push(format!(
+            "an authority credited {deposited} units of deposits; the contract took only {}",
+            escrow.deposited
+        ));
     }
     Ok(())
 }
