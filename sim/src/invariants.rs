@@ -2,7 +2,8 @@
 //!
 //! - **conservation**: at every honest authority whose shards all run, the balances of its
 //!   shards plus the credits numbered and not yet taken by their recipients equal the genesis
-//!   supply (a credit applied twice, or lost, breaks it);
+//!   supply (a credit applied twice, or lost, breaks it), and its shards' supply reports (what
+//!   `client audit` reads) balance and show the same in flight;
 //! - **agreement**: no two different transfers are certified for one sender and sequence
 //!   number, and no honest authority ever sends votes for two different orders of one sender
 //!   and sequence number, across any number of restarts;
@@ -60,6 +61,19 @@ impl World {
                 return Err(self.fail(format!(
                     "conservation: authority {i} holds {total} with {in_flight} in flight, \
                      genesis is {supply} and it credited {deposited} from deposits"
+                )));
+            }
+            // The supply audit (`client audit`) sees the same from the shards' reports: they
+            // balance, and their `sent - received` is what the links hold untaken.
+            let reports: Vec<_> = nodes.iter().map(|n| Some(n.shard().supply())).collect();
+            let audited = fastpay_client::AuthoritySupply::of(authority.name, &reports);
+            if !audited.balanced()
+                || audited.in_flight != in_flight
+                || audited.genesis != supply as u128
+            {
+                return Err(self.fail(format!(
+                    "supply audit: authority {i} reports {audited:?}; the links hold \
+                     {in_flight} untaken and the genesis is {supply}"
                 )));
             }
         }
