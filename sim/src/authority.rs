@@ -2,6 +2,7 @@
 //! batches, syncs, snapshots, crashes and restarts; and the Byzantine one.
 
 use crate::World;
+use crate::contract::SimApprover;
 use crate::disk::{CrashFault, SimDisk};
 use crate::network::{Event, Node};
 use fastpay_authority::{AuthorityShard, Genesis};
@@ -11,7 +12,8 @@ use fastpay_node::{
 };
 use fastpay_wire::{
     AccountInfoResponse, AuthorityName, BATCH, Balance, Committee, Datagrams, KeyPair, LinkFrame,
-    Message, SequenceNumber, ShardId, Signature, VoteReply, VoteSignature, decode, sign_vote,
+    Message, RedeemApproval, SequenceNumber, ShardId, Signature, VoteReply, VoteSignature, decode,
+    sign_vote,
 };
 use rand::RngExt;
 use std::collections::VecDeque;
@@ -117,6 +119,7 @@ impl AuthorityNode {
                     Arc::new(ShardCounters::default()),
                 );
                 shard_node.set_certificate_reader(Box::new(certificates.clone()));
+                shard_node.set_redeem_approver(Box::new(SimApprover(node.name)));
                 (shard_node, certificates)
             })
             .map(|(shard_node, certificates)| ShardHost {
@@ -563,6 +566,7 @@ impl World {
         )
         .map_err(|e| self.fail(format!("authority {a} shard {s}: {e}")))?;
         let config = node_config(&self.config);
+        let name = self.authorities[a].name;
         let host = &mut self.authorities[a].shards[s];
         let (snapshot, records) = host
             .disk
@@ -583,6 +587,7 @@ impl World {
         node.take_log(&mut replayed);
         host.certificates.store(&replayed.certificates);
         node.set_certificate_reader(Box::new(host.certificates.clone()));
+        node.set_redeem_approver(Box::new(SimApprover(name)));
         host.follower = node.shard().deposit_cursor();
         host.node = Some(node);
         self.check_recovered(a, s)?;
@@ -644,6 +649,23 @@ impl World {
                         Node::Authority(a),
                         from,
                         &Message::AccountInfoResponse(lie),
+                        shard,
+                    );
+                }
+                // Approves a redeem with a signature that is not its own.
+                Message::RedeemRequest(request) => {
+                    let t = request.certificate.value.transfer;
+                    let forged = RedeemApproval {
+                        sender: t.sender,
+                        sequence_number: t.sequence_number,
+                        r: self.rng.random(),
+                        s: [0; 32],
+                        v: 27,
+                    };
+                    self.send(
+                        Node::Authority(a),
+                        from,
+                        &Message::RedeemApproval(forged),
                         shard,
                     );
                 }

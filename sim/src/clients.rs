@@ -1,15 +1,16 @@
 //! The clients: honest payers (through the real client state machine), and double spenders
 //! that sign two orders for one sequence number behind it.
 
+use crate::contract::RedeemRefusal;
 use crate::network::{Event, Node};
 use crate::{RETRY_US, Role, SimFailure, World};
 use fastpay_client::{
-    Action, ClientState, DriveError, Exchange, Goal, SyncAccount, SyncError, SyncReport, Timing,
-    Transfers,
+    Action, ApprovalAnswer, ClientState, CollectApprovals, DriveError, Exchange, Goal, SyncAccount,
+    SyncError, SyncReport, Timing, Transfers,
 };
 use fastpay_wire::{
     AccountId, Amount, AuthorityName, CertifiedTransferOrder, ConfirmationOrder, KeyPair, Message,
-    SequenceNumber, Transfer, TransferOrder, decode,
+    PRIMARY_EXIT, SequenceNumber, Transfer, TransferOrder, decode,
 };
 use rand::RngExt;
 use std::collections::BTreeMap;
@@ -38,12 +39,16 @@ pub(crate) enum Operation {
     Pay(Transfers),
     /// A sync of the account (what `client sync`, and every `client transfer` first, does).
     Sync(SyncAccount),
+    /// The committee's approvals of an exit's redeem, for the simulated contract (what
+    /// `client redeem` does).
+    Redeem(CollectApprovals),
 }
 
 /// How an operation ended.
 enum Outcome {
     Paid(Result<fastpay_client::DriveStats, DriveError>),
     Synced(Result<SyncReport, SyncError>),
+    Approved(Vec<ApprovalAnswer>),
 }
 
 impl Operation {
@@ -52,6 +57,7 @@ impl Operation {
         match self {
             Operation::Pay(m) => map(m.poll(clients, now), Outcome::Paid),
             Operation::Sync(m) => map(m.poll(clients, now), Outcome::Synced),
+            Operation::Redeem(m) => map(m.poll(clients, now), Outcome::Approved),
         }
     }
 
@@ -60,6 +66,7 @@ impl Operation {
         match self {
             Operation::Pay(machine) => machine.handle(clients, now, from, m),
             Operation::Sync(machine) => machine.handle(clients, now, from, m),
+            Operation::Redeem(machine) => machine.handle(clients, now, from, m),
         }
     }
 
@@ -67,6 +74,7 @@ impl Operation {
         match self {
             Operation::Pay(machine) => machine.saved(),
             Operation::Sync(machine) => machine.saved(),
+            Operation::Redeem(machine) => machine.saved(),
         }
     }
 }
@@ -217,6 +225,90 @@ impl World {
             Outcome::Synced(Err(SyncError::Client(e))) => {
                 return Err(self.fail(format!("client {c}'s sync refused a certificate: {e}")));
             }
+            Outcome::Approved(answers) => return self.redeem_approved(c, answers),
+        }
+        Ok(())
+    }
+
+    /// The first of client `c`'s certified exits that the contract has not paid, as `client
+    /// redeem` finds it in the wallet.
+    pub(crate) fn unredeemed_exit(&self, c: usize) -> Option<CertifiedTransferOrder> {
+        self.clients[c]
+            .state
+            .sent_certificates()
+            .iter()
+            .find(|certificate| {
+                let t = certificate.value.transfer;
+                t.recipient == PRIMARY_EXIT
+                    && !self.contract.is_redeemed(t.sender, t.sequence_number)
+            })
+            .cloned()
+    }
+
+    /// Starts collecting the approvals of client `c`'s first unredeemed exit; false if it has
+    /// none.
+    pub(crate) fn start_redeem(&mut self, c: usize) -> Result<bool, SimFailure> {
+        let Some(certificate) = self.unredeemed_exit(c) else {
+            return Ok(false);
+        };
+        let deadline = self.instant() + PAY_TIMEOUT;
+        let machine =
+            CollectApprovals::new(&self.committee, certificate, deadline).with_timing(TIMING);
+        self.start(c, Operation::Redeem(machine))?;
+        Ok(true)
+    }
+
+    /// Hands the approvals client `c` collected to the simulated contract: a quorum of valid
+    /// ones pays the exit once; the same redeem again is refused.
+    fn redeem_approved(
+        &mut self,
+        c: usize,
+        answers: Vec<ApprovalAnswer>,
+    ) -> Result<(), SimFailure> {
+        let approvals: Vec<_> = answers
+            .into_iter()
+            .filter_map(|(name, answer)| answer.ok().map(|approval| (name, approval)))
+            .collect();
+        let Some(approval) = approvals.first() else {
+            self.report.redeems_refused += 1;
+            return Ok(());
+        };
+        let key = (approval.1.sender, approval.1.sequence_number);
+        let Some(certificate) = self.certificates.get(&key).cloned() else {
+            return Err(self.fail(format!(
+                "client {c} was approved a redeem of {key:?}, never certified"
+            )));
+        };
+        match self
+            .contract
+            .redeem(&self.committee, &certificate, &approvals)
+        {
+            Ok(_) => {
+                self.report.redeems += 1;
+                // A replay of the same approvals (the transaction sent twice) must not pay.
+                if self.rng.random_bool(0.3) {
+                    match self
+                        .contract
+                        .redeem(&self.committee, &certificate, &approvals)
+                    {
+                        Err(RedeemRefusal::AlreadyRedeemed) => self.report.redeems_refused += 1,
+                        other => {
+                            return Err(
+                                self.fail(format!("a replayed redeem of {key:?} gave {other:?}"))
+                            );
+                        }
+                    }
+                }
+            }
+            // Below a quorum (authorities down or lying): the next tick asks again.
+            Err(RedeemRefusal::BelowQuorum { .. } | RedeemRefusal::AlreadyRedeemed) => {
+                self.report.redeems_refused += 1;
+            }
+            Err(RedeemRefusal::NotAnExit) => {
+                return Err(self.fail(format!(
+                    "client {c} redeemed {key:?}, which pays no address"
+                )));
+            }
         }
         Ok(())
     }
@@ -335,7 +427,8 @@ impl World {
         let Role::Honest { remaining, .. } = self.clients[c].role else {
             return Ok(());
         };
-        if remaining == 0 {
+        // Money sent out of FastPay is redeemed on the primary chain before the next payment.
+        if self.start_redeem(c)? || remaining == 0 {
             return Ok(());
         }
         let roll = self.rng.random_range(0..100u8);

@@ -7,6 +7,9 @@
 //! - **agreement**: no two different transfers are certified for one sender and sequence
 //!   number, and no honest authority ever sends votes for two different orders of one sender
 //!   and sequence number, across any number of restarts;
+//! - **redeems**: the simulated contract paid only certified exits, each once, for exactly
+//!   their amount and address; at the end, every honest client's exit is paid, and no more
+//!   than the exit account holds at any honest authority;
 //! - **durability**: every confirmation an honest shard acknowledged is still applied after
 //!   it restarts;
 //! - at the end, after healing: every outbox drains, every honest ledger equals genesis plus
@@ -23,7 +26,58 @@ impl World {
     /// The invariants checked after every event.
     pub(crate) fn check_after_event(&self) -> Result<(), SimFailure> {
         self.check_conservation()?;
-        self.check_deposits()
+        self.check_deposits()?;
+        self.check_redeems()
+    }
+
+    /// After settling: the contract paid no more than the exit account holds at any honest
+    /// authority (everything that left FastPay).
+    pub(crate) fn check_redeems_settled(&self) -> Result<(), SimFailure> {
+        self.check_redeems()?;
+        let paid = i128::try_from(self.contract.paid).unwrap_or(i128::MAX);
+        let owner = fastpay_wire::shard_of(&fastpay_wire::PRIMARY_EXIT, self.config.shards);
+        for (a, authority) in self.authorities.iter().enumerate() {
+            if authority.is_byzantine() {
+                continue;
+            }
+            let exited = authority.shards[owner.0 as usize]
+                .node
+                .as_ref()
+                .and_then(|node| node.shard().accounts().get(&fastpay_wire::PRIMARY_EXIT))
+                .map_or(0, |state| state.balance.units());
+            if exited < paid {
+                return Err(self.fail(format!(
+                    "redeem: the contract paid {paid}, authority {a}'s exit account holds {exited}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The simulated contract paid only certified exits, each once, for their amount and
+    /// address.
+    fn check_redeems(&self) -> Result<(), SimFailure> {
+        let mut paid = 0u128;
+        for (key, (address, units)) in self.contract.redeemed() {
+            let Some(transfer) = self.decided.get(key) else {
+                return Err(self.fail(format!("redeem: {key:?} was paid but never certified")));
+            };
+            let certified_address =
+                fastpay_wire::exit_address(&transfer.recipient, transfer.user_data.as_ref());
+            if certified_address != Some(*address) || transfer.amount.units() != *units {
+                return Err(self.fail(format!(
+                    "redeem: {key:?} paid {units} to {address:?}; its certificate says {transfer:?}"
+                )));
+            }
+            paid += u128::from(*units);
+        }
+        if paid != self.contract.paid {
+            return Err(self.fail(format!(
+                "redeem: the contract counts {} paid, its redeems add up to {paid}",
+                self.contract.paid
+            )));
+        }
+        Ok(())
     }
 
     fn check_conservation(&self) -> Result<(), SimFailure> {

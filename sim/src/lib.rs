@@ -18,6 +18,7 @@
 
 mod authority;
 mod clients;
+mod contract;
 pub mod disk;
 mod invariants;
 pub mod network;
@@ -175,6 +176,10 @@ pub struct SimReport {
     pub deposits: u64,
     /// Payments honest clients sent out of FastPay, to the exit account.
     pub exits: u64,
+    /// Exits the simulated contract paid, on a quorum's approvals.
+    pub redeems: u64,
+    /// Redeems the contract refused: replays of a paid one, and approvals short of a quorum.
+    pub redeems_refused: u64,
     /// Virtual time at the end, in microseconds.
     pub virtual_time_us: u64,
 }
@@ -278,6 +283,8 @@ pub(crate) struct World {
     pub(crate) acknowledged: BTreeMap<(usize, AccountId), SequenceNumber>,
     /// The simulated primary chain's confirmed deposits, in index order.
     pub(crate) chain: Vec<fastpay_wire::DepositCredit>,
+    /// The simulated primary chain's redeems.
+    pub(crate) contract: contract::SimContract,
     pub(crate) report: SimReport,
 }
 
@@ -370,6 +377,7 @@ impl World {
             votes_sent: BTreeMap::new(),
             acknowledged: BTreeMap::new(),
             chain: Vec::new(),
+            contract: contract::SimContract::default(),
             report: SimReport {
                 seed: config.seed,
                 ..SimReport::default()
@@ -570,14 +578,28 @@ impl World {
                 self.settle()?;
             }
         }
-        // Every honest client syncs, as `client sync` would, and learns what it was paid.
+        // Every honest client syncs, as `client sync` would, and learns what it was paid;
+        // then redeems what it sent out of FastPay and the contract has not paid, as `client
+        // redeem` would: on the healed network each takes one round of approvals.
         for c in 0..self.clients.len() {
             if matches!(self.clients[c].role, Role::Honest { .. }) {
                 self.final_sync(c)?;
                 self.settle()?;
+                while let Some(exit) = self.unredeemed_exit(c) {
+                    self.start_redeem(c)?;
+                    self.settle()?;
+                    let t = exit.value.transfer;
+                    if !self.contract.is_redeemed(t.sender, t.sequence_number) {
+                        return Err(self.fail(format!(
+                            "liveness: client {c}'s exit {t:?} got no quorum of approvals on \
+                             the healed network"
+                        )));
+                    }
+                }
             }
         }
-        self.check_settled(&certificates)
+        self.check_settled(&certificates)?;
+        self.check_redeems_settled()
     }
 
     /// Runs every scheduled event but client ticks until nothing is left.

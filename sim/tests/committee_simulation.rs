@@ -39,17 +39,21 @@ fn summarize(name: &str, reports: &[SimReport]) -> (u64, u64) {
     let client_crashes: u64 = reports.iter().map(|r| r.client_crashes).sum();
     let recovered: u64 = reports.iter().map(|r| r.certificates_recovered).sum();
     let downloaded: u64 = reports.iter().map(|r| r.payments_downloaded).sum();
+    let redeems: u64 = reports.iter().map(|r| r.redeems).sum();
+    let refused: u64 = reports.iter().map(|r| r.redeems_refused).sum();
     eprintln!(
         "{name}: {} seeds: {delivered} messages delivered, {crashes} crash-restarts ({damaged} \
          from torn, zero-filled or scrambled logs), {snapshots} snapshots, {completed} transfers, \
          {credits} cross-shard credits, {client_crashes} client crashes, {recovered} lost \
-         certificates recovered from the committee, {downloaded} payments downloaded",
+         certificates recovered from the committee, {downloaded} payments downloaded, \
+         {redeems} exits redeemed ({refused} redeems refused)",
         reports.len()
     );
     // Clients crash and resume, recover certificates they lost, and download payments.
     assert!(client_crashes > 0 && downloaded > 0, "{name}");
     if reports.len() >= 5 {
         assert!(recovered > 0, "{name}: no lost certificate was recovered");
+        assert!(redeems > 0 && refused > 0, "{name}: no exit was redeemed, or none refused");
     }
     // The faults the simulation promises actually happened.
     for r in reports {
