@@ -53,7 +53,10 @@ fn summarize(name: &str, reports: &[SimReport]) -> (u64, u64) {
     assert!(client_crashes > 0 && downloaded > 0, "{name}");
     if reports.len() >= 5 {
         assert!(recovered > 0, "{name}: no lost certificate was recovered");
-        assert!(redeems > 0 && refused > 0, "{name}: no exit was redeemed, or none refused");
+        assert!(
+            redeems > 0 && refused > 0,
+            "{name}: no exit was redeemed, or none refused"
+        );
     }
     // The faults the simulation promises actually happened.
     for r in reports {
