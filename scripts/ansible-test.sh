@@ -74,9 +74,30 @@ if command -v systemd-analyze >/dev/null 2>&1; then
         echo "systemd-analyze verify refused the units: $out" >&2
         exit 1
     fi
+    # ExecStart is the command line alone (a unit once ran its next line's comment as
+    # arguments, which verify does not see).
+    if grep -h '^ExecStart=' "${units[@]}" | grep -q '#'; then
+        echo "an ExecStart line runs on into the unit's next line: $(grep -h '^ExecStart=' "${units[0]}")" >&2
+        exit 1
+    fi
     # The check bites: a misspelt hardening option is reported.
     sed 's/^NoNewPrivileges=/NoNewPrivilegs=/' "${units[0]}" > "$netns_dir/broken-unit.service"
     [ -n "$(verify "$netns_dir/broken-unit.service")" ] || { echo "verify missed a bad key" >&2; exit 1; }
+    # With the primary chain set, the unit follows it (rendered only: this deployment runs
+    # no chain), in the first unit's root.
+    root=$(sed -n 's|^ExecStart=\(.*\)/bin/server .*|\1|p' "${units[0]}")
+    ANSIBLE_CONFIG="$PWD/deploy/ansible/ansible.cfg" ansible localhost -c local \
+        -m ansible.builtin.template \
+        -a "src=$PWD/deploy/ansible/roles/fastpay_shards/templates/fastpay-shard.service.j2 dest=$netns_dir/primary-unit.service" \
+        -e '{"item": {"authority": "a1", "shard": 0}}' -e "fastpay_root=$root" \
+        -e fastpay_user=fastpay -e fastpay_stats_interval=10 -e fastpay_server_extra= \
+        -e fastpay_primary_rpc=http://127.0.0.1:8545 \
+        -e fastpay_primary_contract=0x5FbDB2315678afecb367f032d93F642f64180aa3 \
+        -e fastpay_primary_confirmations=64 >/dev/null
+    grep -q -- '--primary-rpc http://127.0.0.1:8545 --primary-contract 0x5FbDB2315678afecb367f032d93F642f64180aa3 --primary-confirmations 64' \
+        "$netns_dir/primary-unit.service" || { echo "the unit does not follow the chain" >&2; exit 1; }
+    out=$(verify "$netns_dir/primary-unit.service")
+    [ -z "$out" ] || { echo "systemd-analyze verify refused the primary unit: $out" >&2; exit 1; }
 else
     echo "systemd-analyze not available: the unit files were not verified" >&2
 fi
