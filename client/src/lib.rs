@@ -40,7 +40,7 @@ pub use redeem::{ApprovalAnswer, CollectApprovals};
 pub use state::{
     ClientError, ClientSnapshot, ClientState, Learned, Phase, Route, credited_deposits, route,
 };
-pub use supply::{AuthoritySupply, CountSupply, audit_supply};
+pub use supply::{AuthoritySupply, CountSupply, SupplyReports, audit_supply};
 pub use sync::{SyncAccount, SyncError, SyncReport};
 pub use transfers::{
     DriveError, DriveStats, Goal, SAVE_BATCH, SAVE_DELAY, Transfers, WINDOW, hand_over,

@@ -14,6 +14,9 @@ use crate::state::ClientState;
 use fastpay_wire::{AuthorityName, Committee, Message, ShardId, ShardSupply, SupplyRequest};
 use std::time::Instant;
 
+/// One authority's shard reports, one slot per shard (`None` where a shard did not answer).
+pub type SupplyReports = (AuthorityName, Vec<Option<ShardSupply>>);
+
 /// Asks every shard of every authority for its [`ShardSupply`]; finishes once all answered,
 /// or at the deadline with what came.
 #[derive(Debug)]
@@ -57,8 +60,8 @@ impl CountSupply {
 }
 
 impl Exchange for CountSupply {
-    /// Per authority, one report per shard (`None` where a shard did not answer).
-    type Output = Vec<(AuthorityName, Vec<Option<ShardSupply>>)>;
+    /// Per authority, in committee order.
+    type Output = Vec<SupplyReports>;
 
     fn poll(&mut self, _: &mut [ClientState], now: Instant) -> Action<Self::Output> {
         if let Some(transmit) = self.outbox.pop() {
@@ -151,7 +154,7 @@ impl AuthoritySupply {
 }
 
 /// Every authority's supply, in the order of `answers` (as [`CountSupply`] gives them).
-pub fn audit_supply(answers: &[(AuthorityName, Vec<Option<ShardSupply>>)]) -> Vec<AuthoritySupply> {
+pub fn audit_supply(answers: &[SupplyReports]) -> Vec<AuthoritySupply> {
     answers
         .iter()
         .map(|(authority, shards)| AuthoritySupply::of(*authority, shards))

@@ -7,11 +7,11 @@
 use fastpay_client::{
     Action, ApprovalAnswer, ClientState, CollectApprovals, CountSupply, DriveError, DriveStats,
     Exchange, FetchCertificate, FetchReceived, Goal, Push, Query, QueryAnswer, ReceivedList, Route,
-    SyncAccount, SyncError, SyncReport, Transfers, Transmit,
+    SupplyReports, SyncAccount, SyncError, SyncReport, Transfers, Transmit,
 };
 use fastpay_wire::{
     AccountId, AuthorityName, CertifiedTransferOrder, Committee, CommitteeFile, CommitteeFileError,
-    Message, SequenceNumber, ShardSupply, decode, encode_padded_into, shard_of,
+    Message, SequenceNumber, decode, encode_padded_into, shard_of,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
@@ -232,10 +232,7 @@ impl Network {
 
     /// Asks every shard of every authority for its supply figures; returns them per
     /// authority once all answered, or at `timeout` with what came (see [`CountSupply`]).
-    pub fn count_supply(
-        &mut self,
-        timeout: Duration,
-    ) -> Result<Vec<(AuthorityName, Vec<Option<ShardSupply>>)>, NetError> {
+    pub fn count_supply(&mut self, timeout: Duration) -> Result<Vec<SupplyReports>, NetError> {
         let machine = CountSupply::new(&self.committee, Instant::now() + timeout);
         self.ask(machine)
     }

@@ -565,9 +565,9 @@ pub struct SupplyRequest {
 impl SupplyRequest {
     /// The padded request for `shard`.
     pub fn new(shard: ShardId) -> Self {
-        // Header, the shard (one byte or more) and the padding's length (one byte): at least
-        // SUPPLY_QUERY_BYTES in all.
-        let overhead = crate::codec::HEADER_LEN + 2;
+        // The 8-byte header, the shard (one byte or more) and the padding's length (one byte):
+        // at least SUPPLY_QUERY_BYTES in all (a codec test checks it).
+        let overhead = 8 + 2;
         Self {
             shard,
             padding: vec![0; SUPPLY_QUERY_BYTES - overhead],
