@@ -80,6 +80,19 @@ fn main() {
             account: key(1).account(),
             sequence_number: SequenceNumber::new(3),
         }),
+        Message::RedeemRequest(fastpay_wire::RedeemRequest {
+            certificate: certified(first),
+        }),
+        Message::SupplyRequest(fastpay_wire::SupplyRequest::new(ShardId(0))),
+        Message::Supply(fastpay_wire::ShardSupply {
+            authority: key(200).authority(),
+            shard: ShardId(0),
+            genesis: 400,
+            deposited: 7,
+            held: Balance::new(407),
+            sent: 5,
+            received: 5,
+        }),
     ];
     let datagrams: Vec<Vec<u8>> = messages
         .iter()
@@ -143,6 +156,7 @@ fn main() {
                 SequenceNumber::ZERO,
                 0,
             )),
+            Message::SupplyRequest(fastpay_wire::SupplyRequest::new(ShardId(0))),
         ]),
         requests(&[
             Message::TransferOrder(second),

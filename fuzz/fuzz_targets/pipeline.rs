@@ -1,6 +1,6 @@
 //! A shard's per-batch pipeline fed arbitrary datagrams (the input is a batch: each datagram
 //! preceded by its length as two little-endian bytes). Nothing panics, and whatever the batch
-//! does, the shard's books still hold the genesis supply.
+//! does, the shard's books and its supply report still hold the genesis supply.
 
 #![no_main]
 #![forbid(unsafe_code)]
@@ -26,4 +26,8 @@ fuzz_target!(|input: &[u8]| {
         .map(|(_, account)| account.balance.units())
         .sum();
     assert_eq!(total, GENESIS_SUPPLY, "a batch created or destroyed money");
+    // The supply report that `client audit` reads says the same (one shard: nothing sent).
+    let supply = worker.shard().supply();
+    assert_eq!(supply.held.units(), total);
+    assert_eq!((supply.genesis, supply.sent, supply.received), (400, 0, 0));
 });
