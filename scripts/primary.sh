@@ -90,7 +90,7 @@ out=$(client query_balance "$EXIT" 2>/dev/null)
 echo "==> FastPay balances: $ALICE $a, $BOB $b; left for the primary chain: $out"
 [ "$a $b $out" = "350 250 100" ] || fail "balances are $a, $b and $out, not 350, 250 and 100"
 step "auditing the supply across FastPay and the contract"
-client audit "${primary[@]}"
+client audit --settled "${primary[@]}"
 
 if [ "$latency" -gt 0 ]; then
     step "deposit-to-spendable latency over $latency deposits ($confirmations confirmations, a block a second)"
