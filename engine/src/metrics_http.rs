@@ -1,23 +1,29 @@
-//! The `/metrics` endpoint: a thread answering HTTP `GET /metrics` with the text exposition
-//! format, one connection at a time.
+//! The `/metrics` endpoint: a thread accepting HTTP `GET /metrics`, each connection answered
+//! on a thread of its own with the text exposition format.
 //!
 //! It is a plain `std` listener rather than an HTTP crate: the only client is a Prometheus
 //! scraper (or `curl`) asking for one path every few seconds, and what that needs (read a
 //! request head of bounded size with a deadline, answer it, close) is a few dozen lines that
-//! pull in no dependency. Requests are read with a timeout and a size cap, so a stalled or
-//! hostile client holds the thread for at most [`IO_TIMEOUT`] and cannot make it allocate.
+//! pull in no dependency. A connection has [`IO_TIMEOUT`] in all to send its request (not per
+//! read: a client trickling bytes is cut off too) and the head is capped in size; at most
+//! [`MAX_CONNECTIONS`] are served at once and any more are closed at once, so slow or hostile
+//! clients cannot make it allocate, and cannot hold a scraper off for longer than the
+//! deadline even when they fill every slot.
 
 use crate::metrics::{CONTENT_TYPE, encode};
 use prometheus_client::registry::Registry;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a client may take to send its request, or to take the answer.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections served at once; one more is closed as soon as it is accepted.
+pub const MAX_CONNECTIONS: usize = 32;
 
 /// How long to wait after a failed `accept` before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -38,6 +44,7 @@ impl MetricsServer {
         let listener = TcpListener::bind(address)?;
         let address = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let registry = Arc::new(registry);
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
@@ -68,7 +75,8 @@ impl Drop for MetricsServer {
     }
 }
 
-fn serve(listener: &TcpListener, registry: &Registry, stop: &AtomicBool) {
+fn serve(listener: &TcpListener, registry: &Arc<Registry>, stop: &AtomicBool) {
+    let open = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -78,8 +86,22 @@ fn serve(listener: &TcpListener, registry: &Registry, stop: &AtomicBool) {
             std::thread::sleep(ACCEPT_BACKOFF);
             continue;
         };
-        if let Err(e) = answer(stream, registry) {
-            tracing::debug!(error = %e, "metrics request failed");
+        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            open.fetch_sub(1, Ordering::SeqCst);
+            tracing::debug!("metrics: {MAX_CONNECTIONS} connections open, one more refused");
+            continue;
+        }
+        let (registry, done) = (registry.clone(), open.clone());
+        let spawned = std::thread::Builder::new()
+            .name("metrics-conn".into())
+            .spawn(move || {
+                if let Err(e) = answer(stream, &registry, Instant::now() + IO_TIMEOUT) {
+                    tracing::debug!(error = %e, "metrics request failed");
+                }
+                done.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            open.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -117,14 +139,23 @@ fn parse(head: &[u8]) -> Request {
     }
 }
 
-/// Reads the request head (up to its blank line, [`MAX_REQUEST`] bytes at most).
-fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+/// Reads the request head (up to its blank line, [`MAX_REQUEST`] bytes at most), all of it
+/// before `deadline`.
+fn read_head(stream: &mut TcpStream, deadline: Instant) -> io::Result<Vec<u8>> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
         if head.len() >= MAX_REQUEST {
             break;
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request not sent in time",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut buf)?;
         if n == 0 {
             break;
@@ -134,10 +165,9 @@ fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
     Ok(head)
 }
 
-fn answer(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+fn answer(mut stream: TcpStream, registry: &Registry, deadline: Instant) -> io::Result<()> {
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let head = read_head(&mut stream)?;
+    let head = read_head(&mut stream, deadline)?;
     let head_only = head.starts_with(b"HEAD ");
     let (status, content_type, body) = match parse(&head) {
         Request::Metrics => match encode(registry) {
@@ -211,5 +241,35 @@ mod tests {
         assert!(get("GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(get("garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
         drop(server);
+    }
+
+    #[test]
+    fn connections_beyond_the_cap_are_closed_and_the_rest_still_served() {
+        let server =
+            MetricsServer::start("127.0.0.1:0".parse().unwrap(), Registry::default()).unwrap();
+        let silent: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+            .map(|_| TcpStream::connect(server.local_addr()).unwrap())
+            .collect();
+        // One more is closed without an answer (a read sees the end, not a timeout).
+        let mut extra = TcpStream::connect(server.local_addr()).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        assert!(matches!(extra.read(&mut buf), Ok(0) | Err(_)));
+        // Once the silent ones go, a scrape is answered.
+        drop(silent);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+            stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+            let mut response = String::new();
+            let _ = stream.read_to_string(&mut response);
+            if response.starts_with("HTTP/1.1 200 OK") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never answered: {response:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

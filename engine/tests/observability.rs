@@ -240,6 +240,53 @@ fn metrics_endpoint_counts_payments_in_prometheus_format() {
     authority.terminate();
 }
 
+/// A client trickling its request one byte at a time (each byte well within any per-read
+/// timeout) and others that connect and say nothing must not keep Prometheus from scraping.
+#[test]
+fn slow_clients_cannot_hold_the_metrics_endpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    committee(dir, 1);
+    let accounts = fund_accounts(dir, 1);
+    let address: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
+    let mut authority = Authority::new(dir, 1, None);
+    authority.extra = vec!["--metrics-address".into(), address.to_string()];
+    authority.start();
+    wait_serving(dir, &accounts[0]);
+    scrape_until(address, |s| total(s, "fastpay_shard_accounts") == 1.0);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(address).unwrap();
+            for byte in b"GET /metrics HTTP/1.1\r\nX-Slow: ".iter().cycle() {
+                if stop.load(std::sync::atomic::Ordering::Relaxed)
+                    || stream.write_all(&[*byte]).is_err()
+                {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let silent: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(address).unwrap())
+        .collect();
+    // The scrapes come after the slow clients connected: each must still be answered (within
+    // http_get's 10-second read timeout, though the slow ones stay connected throughout).
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let (status, _, body) = http_get(address, "/metrics");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert!(body.contains("fastpay_shard_accounts"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    trickler.join().unwrap();
+    drop(silent);
+    authority.terminate();
+}
+
 #[test]
 fn logs_never_show_the_secret_even_at_trace_level() {
     let tmp = tempfile::tempdir().unwrap();
