@@ -36,14 +36,20 @@ enum Lie {
     VoteForEverything,
     /// Answers queries with a made-up balance, sequence number and pending vote.
     InventAccounts,
+    /// Sends the last client that wrote to it a small, well-formed refusal about some other
+    /// account every millisecond, and answers nothing else (a client once waited for a quiet
+    /// moment to save and send a certificate's confirmations, and this kept it from ever
+    /// coming).
+    Chatter,
 }
 
-const LIES: [Lie; 5] = [
+const LIES: [Lie; 6] = [
     Lie::Silent,
     Lie::Garbage,
     Lie::Equivocate,
     Lie::VoteForEverything,
     Lie::InventAccounts,
+    Lie::Chatter,
 ];
 
 /// A lying authority on a real UDP socket, in a thread of the test.
@@ -62,7 +68,7 @@ impl Impostor {
         let (file, key) = load_server_file(server_file).unwrap();
         let socket = UdpSocket::bind(file.authority.address().unwrap()).unwrap();
         socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
+            .set_read_timeout(Some(Duration::from_millis(1)))
             .unwrap();
         let lie_cell = Arc::new(AtomicU8::new(lie as u8));
         let stop = Arc::new(AtomicBool::new(false));
@@ -71,15 +77,26 @@ impl Impostor {
         let thread = std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             let mut noise = 0x9e37_79b9_7f4a_7c15_u64;
+            let mut last_client = None;
             while !stop_seen.load(Ordering::Relaxed) {
+                let lie = LIES[usize::from(lie_seen.load(Ordering::Relaxed))];
+                if let (Lie::Chatter, Some(to)) = (lie, last_client) {
+                    let chatter = Message::Error(fastpay_wire::ErrorReply {
+                        code: ErrorCode::UnknownAccount,
+                        account: AccountId([next_noise(&mut noise) as u8; 32]),
+                        sequence_number: SequenceNumber::new(0),
+                    });
+                    let _ =
+                        socket.send_to(&encode(&chatter, fastpay_wire::ShardId(0)).unwrap(), to);
+                }
                 let Ok((len, from)) = socket.recv_from(&mut buf) else {
                     continue;
                 };
+                last_client = Some(from);
                 count.fetch_add(1, Ordering::Relaxed);
                 let Ok((shard, message)) = decode(&buf[..len]) else {
                     continue;
                 };
-                let lie = LIES[usize::from(lie_seen.load(Ordering::Relaxed))];
                 for reply in lie_about(lie, &committee, &key, &message, &mut noise) {
                     let bytes = match reply {
                         Reply::Message(m) => encode(&m, shard.shard).unwrap(),
@@ -155,7 +172,7 @@ fn lie_about(
         _ => None,
     };
     match lie {
-        Lie::Silent => Vec::new(),
+        Lie::Silent | Lie::Chatter => Vec::new(),
         Lie::Garbage => {
             let mut bytes: Vec<u8> = (0..40).map(|_| next_noise(noise) as u8).collect();
             bytes[0] = fastpay_wire::codec::WIRE_VERSION; // Looks like our codec.
