@@ -98,10 +98,20 @@ make_work() {
 # `bin` to their directory. $1: `native` (default; -C target-cpu=native and the AVX-512 field
 # arithmetic, in target/native), `portable` (the ordinary release build in target/release:
 # AVX-512 chosen at run time) or `debug` (target/debug, quicker to build). Further arguments go
-# to cargo (`--features fastpay-engine/primary`, say).
+# to cargo (`--features fastpay-engine/primary`, say). With FASTPAY_BIN_DIR set (CI: the
+# binaries `cargo test` just built), nothing is built and `bin` is that directory.
 build_binaries() {
     local flavour=${1:-native}
     [ $# = 0 ] || shift
+    if [ -n "${FASTPAY_BIN_DIR:-}" ]; then
+        bin=$(realpath "$FASTPAY_BIN_DIR")
+        local name
+        for name in server client; do
+            [ -x "$bin/$name" ] || die "FASTPAY_BIN_DIR=$FASTPAY_BIN_DIR has no $name"
+        done
+        step "using the binaries in $bin (FASTPAY_BIN_DIR)"
+        return
+    fi
     local cargo=(cargo build --locked --workspace --bins "$@")
     case "$flavour" in
         native)
