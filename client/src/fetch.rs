@@ -262,13 +262,17 @@ pub struct ReceivedList {
 struct Reading {
     list: ReceivedList,
     answered: bool,
+    /// Nothing more to ask: the list was read to its end, or the authority refused.
+    done: bool,
     last_sent: Option<Instant>,
 }
 
 /// Reads every authority's list of payments received by an account, each from its cursor,
-/// page by page, until the end of each list, or until a quorum's lists are read and the
-/// others stay silent for [`QUORUM_GRACE`], or the deadline. Finishes with what each
-/// authority that answered listed (unverified: the caller checks each certificate).
+/// page by page, until the end of each list, or [`QUORUM_GRACE`] after a quorum's lists were
+/// read (however the others go on: a liar sending small pages cannot stretch it), or the
+/// deadline. Finishes with what each authority that answered listed (unverified: the caller
+/// checks each certificate). A refusal (`Overloaded`, say) ends an authority's reading
+/// without making its list complete: nothing is concluded from a list not read.
 #[derive(Debug)]
 pub struct FetchReceived {
     timing: Timing,
@@ -276,7 +280,7 @@ pub struct FetchReceived {
     members: Members,
     size: usize,
     lists: Vec<Reading>,
-    progress: Option<Instant>,
+    quorum_at: Option<Instant>,
     deadline: Instant,
     outbox: Outbox,
 }
@@ -311,6 +315,7 @@ impl FetchReceived {
                         from_start: next == 0,
                     },
                     answered: false,
+                    done: false,
                     last_sent: None,
                 }
             })
@@ -320,7 +325,7 @@ impl FetchReceived {
             size: certificate_query_size(committee),
             members,
             lists,
-            progress: None,
+            quorum_at: None,
             deadline,
             outbox: Outbox::default(),
             timing: Timing::default(),
@@ -344,6 +349,7 @@ impl FetchReceived {
         // A list that does not move, or that grows past what one sync takes from one
         // authority, ends here (a liar's is endless).
         list.complete = next >= end || !moved || list.certificates.len() >= MAX_RECEIVED_PER_SYNC;
+        reading.done = list.complete;
         reading.last_sent = None;
     }
 }
@@ -355,14 +361,15 @@ impl Exchange for FetchReceived {
         if let Some(transmit) = self.outbox.pop() {
             return Action::Send(transmit);
         }
-        let progress = *self.progress.get_or_insert(now);
-        let quiet_at = progress + self.timing.quorum_grace;
         let complete = self.lists.iter().map(|r| r.list.complete);
         let quorum_done = self.members.weight_of(complete) >= self.members.quorum;
-        if self.lists.iter().all(|r| r.list.complete)
-            || (quorum_done && now >= quiet_at)
-            || now >= self.deadline
-        {
+        if quorum_done && self.quorum_at.is_none() {
+            self.quorum_at = Some(now);
+        }
+        let grace_over = self
+            .quorum_at
+            .is_some_and(|at| now >= at + self.timing.quorum_grace);
+        if self.lists.iter().all(|r| r.done) || grace_over || now >= self.deadline {
             let lists = std::mem::take(&mut self.lists);
             return Action::Done(
                 lists
@@ -375,7 +382,7 @@ impl Exchange for FetchReceived {
         let retry = self.timing.retry;
         let mut wake = self.deadline;
         for reading in &mut self.lists {
-            if reading.list.complete {
+            if reading.done {
                 continue;
             }
             match reading.last_sent {
@@ -393,29 +400,25 @@ impl Exchange for FetchReceived {
         if !self.outbox.is_empty() {
             return self.poll(&mut [], now);
         }
-        if quorum_done {
-            wake = wake.min(quiet_at);
+        if let Some(at) = self.quorum_at {
+            wake = wake.min(at + self.timing.quorum_grace);
         }
         Action::Wait(wake)
     }
 
-    fn handle(
-        &mut self,
-        _: &mut [ClientState],
-        now: Instant,
-        from: AuthorityName,
-        message: Message,
-    ) {
+    fn handle(&mut self, _: &mut [ClientState], _: Instant, from: AuthorityName, message: Message) {
         let Some(a) = self.members.index(&from) else {
             return;
         };
         let reading = &mut self.lists[a];
+        if reading.done {
+            return;
+        }
         match message {
             Message::Certificates(response)
                 if response.account == self.account
                     && response.query == AccountQuery::Received(reading.list.next) =>
             {
-                self.progress = Some(now);
                 reading.answered = true;
                 match response.answer {
                     CertificateAnswer::Received {
@@ -423,15 +426,133 @@ impl Exchange for FetchReceived {
                         next,
                         end,
                     } => Self::page(reading, certificates, next, end),
-                    _ => reading.list.complete = true,
+                    // Pruned, or an answer to another question: not a list to conclude from.
+                    _ => reading.done = true,
                 }
             }
             Message::Error(error) if error.account == self.account => {
-                self.progress = Some(now);
                 reading.answered = true;
-                reading.list.complete = true;
+                reading.done = true;
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fastpay_wire::{
+        Amount, CertificatesResponse, ErrorReply, KeyPair, Transfer, TransferOrder,
+    };
+    use std::time::Duration;
+
+    fn committee() -> Committee {
+        let keys = (0..4u8).map(|i| KeyPair::from_seed([90 + i; 32]).authority());
+        Committee::equal_weights(keys, 1).unwrap()
+    }
+
+    /// A page of `authority`'s list of `account`'s payments, read from `from`.
+    fn page(account: AccountId, from: u64, certificates: usize, end: u64) -> Message {
+        let payer = KeyPair::from_seed([7; 32]);
+        let certificates = (0..certificates)
+            .map(|i| {
+                let transfer = Transfer {
+                    sender: payer.account(),
+                    recipient: account,
+                    amount: Amount::new(1),
+                    sequence_number: SequenceNumber::new(from + i as u64),
+                    user_data: None,
+                };
+                let order = TransferOrder::new(transfer, &committee().id(), &payer);
+                CertifiedTransferOrder {
+                    value: order,
+                    signatures: Vec::new(),
+                }
+            })
+            .collect::<Vec<_>>();
+        let next = from + certificates.len() as u64;
+        Message::Certificates(CertificatesResponse {
+            account,
+            query: AccountQuery::Received(from),
+            answer: CertificateAnswer::Received {
+                certificates,
+                next,
+                end,
+            },
+        })
+    }
+
+    /// Polls `machine` at `now` until it waits or ends.
+    fn poll_at(machine: &mut FetchReceived, now: Instant) -> Option<Vec<ReceivedList>> {
+        loop {
+            match machine.poll(&mut [], now) {
+                Action::Send(_) | Action::Save => {}
+                Action::Wait(_) => return None,
+                Action::Done(lists) => return Some(lists),
+            }
+        }
+    }
+
+    #[test]
+    fn a_refusal_ends_a_reading_without_completing_its_list() {
+        let committee = committee();
+        let names: Vec<_> = committee.members().iter().map(|m| m.name).collect();
+        let account = KeyPair::from_seed([8; 32]).account();
+        let start = Instant::now();
+        let mut fetch =
+            FetchReceived::new(&committee, account, |_| 0, start + Duration::from_secs(5));
+        assert!(poll_at(&mut fetch, start).is_none());
+        for name in &names[..3] {
+            fetch.handle(&mut [], start, *name, page(account, 0, 0, 0));
+        }
+        let overloaded = Message::Error(ErrorReply {
+            code: ErrorCode::Overloaded,
+            account,
+            sequence_number: SequenceNumber::ZERO,
+        });
+        fetch.handle(&mut [], start, names[3], overloaded);
+        let lists = poll_at(&mut fetch, start).expect("every authority answered");
+        let refused = lists.iter().find(|l| l.authority == names[3]).unwrap();
+        // A complete list would make the sync push every payment to the overloaded authority.
+        assert!(!refused.complete);
+        assert!(lists.iter().filter(|l| l.complete).count() == 3);
+    }
+
+    #[test]
+    fn a_liar_paging_slowly_cannot_stretch_the_read_past_the_grace() {
+        let committee = committee();
+        let names: Vec<_> = committee.members().iter().map(|m| m.name).collect();
+        let account = KeyPair::from_seed([8; 32]).account();
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(60);
+        let mut fetch = FetchReceived::new(&committee, account, |_| 0, deadline);
+        assert!(poll_at(&mut fetch, start).is_none());
+        let ms = Duration::from_millis;
+        for name in &names[..3] {
+            fetch.handle(&mut [], start + ms(1), *name, page(account, 0, 0, 0));
+        }
+        assert!(
+            poll_at(&mut fetch, start + ms(1)).is_none(),
+            "the grace has not passed"
+        );
+        // The liar answers a one-certificate page every 40 ms, each claiming more to come.
+        let mut from = 0;
+        let mut at = start + ms(1);
+        let finished = loop {
+            at += ms(40);
+            fetch.handle(&mut [], at, names[3], page(account, from, 1, u64::MAX));
+            from += 1;
+            if poll_at(&mut fetch, at).is_some() {
+                break at;
+            }
+            assert!(at < deadline, "the liar held the read to its deadline");
+        };
+        let grace = crate::exchange::QUORUM_GRACE;
+        assert!(
+            finished <= start + ms(1) + grace + ms(40),
+            "{:?}",
+            finished - start
+        );
     }
 }

@@ -12,7 +12,7 @@
 
 use crate::exchange::{Action, Exchange, Timing};
 use crate::fetch::{FetchCertificate, FetchReceived, Query, QueryAnswer, ReceivedList};
-use crate::push::Push;
+use crate::push::{MAX_PUSH_CHAIN, Push};
 use crate::state::{ClientError, ClientState, Learned, Phase, credited_deposits};
 use crate::transfers::{DriveError, Goal, Transfers, hand_over};
 use fastpay_wire::{AuthorityName, CertifiedTransferOrder, ErrorCode, Message, SequenceNumber};
@@ -282,7 +282,9 @@ impl SyncAccount {
 
 /// What lagging authorities miss: payments an authority's list lacks (all we know of when its
 /// list was read from the start, else those learned now), and this account's transfers from
-/// the sequence number each authority reports.
+/// the sequence number each authority reports, at most [`MAX_PUSH_CHAIN`] of them per
+/// authority and sync (oldest first, as it must apply them): one answer, which anyone can
+/// spoof, saying it has nothing cannot make a sync send the account's whole history.
 fn push_targets(
     client: &ClientState,
     lists: &[ReceivedList],
@@ -314,10 +316,14 @@ fn push_targets(
             Err(ErrorCode::UnknownAccount) => SequenceNumber::ZERO,
             Err(_) => continue,
         };
-        for certificate in client.sent_certificates() {
-            if certificate.value.transfer.sequence_number >= behind {
-                targets.push((*name, certificate.clone()));
-            }
+        let mut missing: Vec<&CertifiedTransferOrder> = client
+            .sent_certificates()
+            .iter()
+            .filter(|c| c.value.transfer.sequence_number >= behind)
+            .collect();
+        missing.sort_by_key(|c| c.value.transfer.sequence_number);
+        for certificate in missing.into_iter().take(MAX_PUSH_CHAIN) {
+            targets.push((*name, certificate.clone()));
         }
     }
     targets
@@ -365,5 +371,83 @@ impl Exchange for SyncAccount {
         } else {
             self.save = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fastpay_wire::{
+        AccountInfoResponse, Amount, Balance, Committee, KeyPair, SignedTransferOrder, Transfer,
+        TransferOrder,
+    };
+    use std::sync::Arc;
+
+    #[test]
+    fn one_answer_saying_nothing_pushes_a_bounded_chain() {
+        let keys: Vec<KeyPair> = (0..4u8).map(|i| KeyPair::from_seed([60 + i; 32])).collect();
+        let committee =
+            Arc::new(Committee::equal_weights(keys.iter().map(KeyPair::authority), 1).unwrap());
+        let owner = KeyPair::from_seed([61; 32]);
+        let account = owner.account();
+        let mut client = ClientState::new(owner, committee.clone(), Balance::new(1_000));
+        let payer = KeyPair::from_seed([61; 32]);
+        let sent = MAX_PUSH_CHAIN as u64 * 2;
+        for sequence in 0..sent {
+            let transfer = Transfer {
+                sender: account,
+                recipient: KeyPair::from_seed([62; 32]).account(),
+                amount: Amount::new(1),
+                sequence_number: SequenceNumber::new(sequence),
+                user_data: None,
+            };
+            let order = TransferOrder::new(transfer, &committee.id(), &payer);
+            let signatures = keys[..3]
+                .iter()
+                .map(|k| {
+                    let vote = SignedTransferOrder::new(order, &committee.id(), k);
+                    (vote.authority, vote.signature)
+                })
+                .collect();
+            let certificate = CertifiedTransferOrder {
+                value: order,
+                signatures,
+            };
+            assert_eq!(client.learn_certificate(certificate), Ok(Learned::Sent));
+            // A quorum acknowledges it: the transfer is finished.
+            let applied = AccountInfoResponse {
+                account,
+                balance: Balance::new(1_000 - sequence as i128 - 1),
+                next_sequence_number: SequenceNumber::new(sequence + 1),
+                pending: None,
+                deposited: Balance::ZERO,
+            };
+            for key in &keys[..3] {
+                client
+                    .handle_account_info(key.authority(), &applied)
+                    .unwrap();
+            }
+        }
+        // One (spoofable) state answer claims the authority has nothing of this account.
+        let nothing = AccountInfoResponse {
+            account,
+            balance: Balance::new(1_000),
+            next_sequence_number: SequenceNumber::ZERO,
+            pending: None,
+            deposited: Balance::ZERO,
+        };
+        let states = [(keys[3].authority(), Ok(nothing))];
+        let targets = push_targets(&client, &[], &[], &states);
+        assert_eq!(targets.len(), MAX_PUSH_CHAIN);
+        // The oldest first: an authority applies them in order.
+        let first = &targets[0].1.value.transfer;
+        assert_eq!(first.sequence_number, SequenceNumber::ZERO);
+        // An authority one behind gets the one it misses.
+        let behind = AccountInfoResponse {
+            next_sequence_number: SequenceNumber::new(sent - 1),
+            ..nothing
+        };
+        let targets = push_targets(&client, &[], &[], &[(keys[2].authority(), Ok(behind))]);
+        assert_eq!(targets.len(), 1);
     }
 }
