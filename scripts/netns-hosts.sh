@@ -67,6 +67,9 @@ netns_hosts_up() { # DIR N
     for i in $(seq 1 "$count"); do netns_add_host "h$i" $((10 + i)); done
     netns_add_host c1 200
     mkdir -p /run/sshd "$work/hosts"
+    # The shards run as the service account (as their units would): it must reach each
+    # host's fastpay_root below here, as it reaches /opt/fastpay.
+    chmod 0755 "$work" "$work/hosts"
     ssh-keygen -q -t ed25519 -N '' -f "$work/id" -C fastpay-netns-hosts
     ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
     cp "$work/id.pub" "$work/authorized_keys"
