@@ -92,7 +92,7 @@ netns_hosts_up() { # DIR N
         echo "    ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
         echo "    ansible_python_interpreter: /usr/bin/python3"
         echo "    fastpay_build: false"
-        echo "    fastpay_bin_dir: $PWD/target/release"
+        echo "    fastpay_bin_dir: ${bin:-$PWD/target/release}"
         echo "    fastpay_artifacts: $work/artifacts"
         echo "    fastpay_service_manager: nohup"
         echo "    fastpay_stats_interval: 0"
