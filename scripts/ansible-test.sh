@@ -62,6 +62,37 @@ fi
 for i in 1 2 3 4; do
     test -f "$netns_dir/hosts/h$i/a$i/server.json"
 done
+# Every shard runs as its unit says: the unit's user, from /, with the unit's open-file limit
+# (or the machine's hard limit where that is lower). A permission the user lacks (the
+# authority directory once belonged to root, mode 0700) kills the shard at start: no process.
+check_shards_run_as_units() {
+    local pidfile pid root authority shard unit uid limit want hard
+    hard=$(ulimit -Hn)
+    for pidfile in "$netns_dir"/hosts/h*/a*/shard-*.pid; do
+        pid=$(cat "$pidfile")
+        root=$(dirname "$(dirname "$pidfile")")
+        authority=$(basename "$(dirname "$pidfile")")
+        shard=$(basename "$pidfile" .pid)
+        shard=${shard#shard-}
+        if [ ! -d "/proc/$pid" ]; then
+            echo "shard $authority-$shard is not running; its log ends:" >&2
+            tail -5 "$root/logs/$authority-$shard.log" >&2
+            exit 1
+        fi
+        unit=$(echo "$root"/units/*-"$authority-$shard".service)
+        uid=$(id -u "$(sed -n 's/^User=//p' "$unit")")
+        [ "$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")" = "$uid" ] \
+            || { echo "shard $authority-$shard does not run as its unit's user (uid $uid)" >&2; exit 1; }
+        [ "$(readlink "/proc/$pid/cwd")" = / ] \
+            || { echo "shard $authority-$shard runs in $(readlink "/proc/$pid/cwd"), not /" >&2; exit 1; }
+        want=$(sed -n 's/^LimitNOFILE=//p' "$unit")
+        [ "$hard" = unlimited ] || [ "$want" -le "$hard" ] || want=$hard
+        limit=$(awk '/^Max open files/ {print $4}' "/proc/$pid/limits")
+        [ "$limit" = "$want" ] \
+            || { echo "shard $authority-$shard may open $limit files, its unit says $want" >&2; exit 1; }
+    done
+}
+check_shards_run_as_units
 
 step "systemd-analyze verify on the rendered units"
 units=("$netns_dir"/hosts/h*/units/*.service)
@@ -107,6 +138,7 @@ playbook upgrade.yml
 # Fresh accounts: the first run used accounts 0..1500 (one payment each).
 playbook loadgen.yml -e fastpay_run_name=after-upgrade -e "fastpay_loadgen_extra='--account-offset 5000'"
 check_run after-upgrade
+check_shards_run_as_units
 
 step "stop.yml and wipe.yml"
 playbook stop.yml

@@ -33,7 +33,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 step "writing seed inputs"
-(cd fuzz && cargo run --quiet --locked --release --example seed_corpus >&2)
+(cd fuzz && cargo run --quiet --locked --example seed_corpus >&2)
 
 if $capture; then
     step "capturing real traffic on loopback"

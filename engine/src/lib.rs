@@ -28,6 +28,7 @@ mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod metrics_http;
+pub mod network_record;
 pub mod runtime;
 mod shard_loop;
 pub mod store;

@@ -2,24 +2,29 @@
 //! separate processes with `run --shard J`). The protocol (numbering, acknowledgements,
 //! retransmission) is the node's (`fastpay_node::links`), the same as between threads; this
 //! module only seals frames into datagrams and opens them. Every datagram carries a keyed
-//! BLAKE3 tag with a key derived from the authority's secret, so nobody outside the
-//! authority can inject or forge link traffic; the receiving shard still checks each
-//! credit's certificate, so a credit also proves itself.
+//! BLAKE3 tag with a key derived from the authority's secret and the committee id, so nobody
+//! outside the authority can inject or forge link traffic, and frames captured in an earlier
+//! network of the same keys (whose link numbering started at 1 too) do not open in a new
+//! one; the receiving shard still checks each credit's certificate, so a credit also proves
+//! itself.
 
 use fastpay_wire::codec::HEADER_LEN;
-use fastpay_wire::{LinkFrame, Message, ShardLink, decode, encode_into};
+use fastpay_wire::{CommitteeId, LinkFrame, Message, ShardLink, decode, encode_into};
 
 const TAG_LEN: usize = 32;
-const KEY_CONTEXT: &str = "fastpay 2026-12 shard link v2";
+const KEY_CONTEXT: &str = "fastpay 2026-12 shard link v3";
 
 /// The link key shared by the shard processes of one authority.
 #[derive(Clone)]
 pub struct LinkKey([u8; 32]);
 
 impl LinkKey {
-    /// Derives the link key from the authority's secret seed.
-    pub fn derive(authority_seed: &[u8; 32]) -> Self {
-        Self(blake3::derive_key(KEY_CONTEXT, authority_seed))
+    /// Derives the link key from the authority's secret seed and the committee's id.
+    pub fn derive(authority_seed: &[u8; 32], committee: &CommitteeId) -> Self {
+        let mut material = [0u8; 64];
+        material[..32].copy_from_slice(authority_seed);
+        material[32..].copy_from_slice(committee.as_bytes());
+        Self(blake3::derive_key(KEY_CONTEXT, &material))
     }
 
     fn tag(&self, datagram_without_tag: &[u8]) -> blake3::Hash {
@@ -101,7 +106,8 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_forged_or_tampered_ones_are_refused() {
-        let key = LinkKey::derive(&[1; 32]);
+        let network = CommitteeId([7; 32]);
+        let key = LinkKey::derive(&[1; 32], &network);
         let mut buffer = vec![0; MAX_DATAGRAM_SIZE];
         let len = key.seal_frame(frame(), &mut buffer).unwrap();
         let datagram = buffer[..len].to_vec();
@@ -110,8 +116,12 @@ mod tests {
         let mut tampered = datagram.clone();
         tampered[len / 2] ^= 1;
         assert_eq!(key.open_frame(&tampered), Err(LinkError::BadTag));
-        let outsider = LinkKey::derive(&[2; 32]);
+        let outsider = LinkKey::derive(&[2; 32], &network);
         let len = outsider.seal_frame(frame(), &mut buffer).unwrap();
+        assert_eq!(key.open_frame(&buffer[..len]), Err(LinkError::BadTag));
+        // The same authority in an earlier network of the same keys.
+        let old_network = LinkKey::derive(&[1; 32], &CommitteeId([8; 32]));
+        let len = old_network.seal_frame(frame(), &mut buffer).unwrap();
         assert_eq!(key.open_frame(&buffer[..len]), Err(LinkError::BadTag));
         assert_eq!(key.open_frame(&[0; 4]), Err(LinkError::BadTag));
     }

@@ -12,6 +12,7 @@ use crate::deposits::DepositInlet;
 use crate::link::LinkKey;
 use crate::log_writer::{LogWriter, ShardDisk, count_certificates};
 use crate::metrics::{ShardMetrics, ShardSource};
+use crate::network_record::{self, NetworkRecordError};
 use crate::shard_loop::{Peers, ShardLoop};
 use crate::store::StoreError;
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -63,6 +64,9 @@ pub enum EngineError {
     /// A shard's data directory could not be recovered.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A shard's data is another network's, or it voted in this one and its data is gone.
+    #[error(transparent)]
+    Network(#[from] NetworkRecordError),
     /// Another process runs this shard already (the in-memory lock is taken).
     #[error(
         "shard {shard} of authority {authority} is already running in another process \
@@ -115,6 +119,10 @@ pub struct EngineConfig {
     /// Where each shard keeps its log and snapshot (`shard-<j>/` inside); `None` keeps state
     /// in memory only.
     pub data_dir: Option<PathBuf>,
+    /// The authority's voting record ([`crate::network_record`]): with a data directory, a
+    /// shard whose data is gone refuses to start in a network this record says it voted in.
+    /// `None` skips that check (the data's own network is still checked).
+    pub voting_record: Option<PathBuf>,
     /// Log bytes after which a shard snapshots ([`crate::store::SNAPSHOT_AFTER_BYTES`]).
     pub snapshot_after_bytes: u64,
     /// Requests that waited longer than this in the kernel are shed
@@ -247,7 +255,8 @@ impl Engine {
                 wakers[shard].clone(),
             );
             engine.deposit_inlets.push(inlet);
-            let (socket, link) = register(&poll, socket, link_sockets.next(), &config.key_seed)?;
+            let link_key = LinkKey::derive(&config.key_seed, &config.committee.id());
+            let (socket, link) = register(&poll, socket, link_sockets.next(), link_key)?;
             let peers = Peers::new(
                 std::mem::take(&mut senders[shard]),
                 std::mem::take(&mut receivers[shard]),
@@ -353,7 +362,7 @@ fn register(
     poll: &Poll,
     socket: UdpSocket,
     link: Option<UdpSocket>,
-    key_seed: &[u8; 32],
+    link_key: LinkKey,
 ) -> Result<(mio::net::UdpSocket, Option<(mio::net::UdpSocket, LinkKey)>), EngineError> {
     let mut socket = mio::net::UdpSocket::from_std(socket);
     poll.registry()
@@ -366,7 +375,7 @@ fn register(
     poll.registry()
         .register(&mut link, LINK, Interest::READABLE)
         .map_err(io_context("register a link socket"))?;
-    Ok((socket, Some((link, LinkKey::derive(key_seed)))))
+    Ok((socket, Some((link, link_key))))
 }
 
 /// Starts shard `shard`'s thread, pinned to `core`.
@@ -611,7 +620,14 @@ fn recover_shard(
         }
         return Ok((node, None, report));
     };
-    let (disk, found) = ShardDisk::open(&dir.join(format!("shard-{shard}")), shard)?;
+    let shard_dir = dir.join(format!("shard-{shard}"));
+    network_record::claim(
+        &shard_dir,
+        shard,
+        config.committee.id(),
+        config.voting_record.as_deref(),
+    )?;
+    let (disk, found) = ShardDisk::open(&shard_dir, shard)?;
     report.replayed = found.records.len();
     report.from_snapshot = found.snapshot.is_some();
     report.truncated = found.truncated;

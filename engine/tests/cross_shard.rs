@@ -58,6 +58,7 @@ fn run(durable: bool) {
         link_addresses: Vec::new(),
         queue_capacity: 1,
         data_dir: durable.then(|| data.path().to_path_buf()),
+        voting_record: None,
         // Snapshot often, so compaction runs under the backlog too.
         snapshot_after_bytes: 64 << 10,
         shed_after: Some(fastpay_node::DEFAULT_SHED_AFTER),

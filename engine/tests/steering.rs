@@ -47,6 +47,7 @@ fn query_all(steering: bool) -> (BTreeMap<AccountId, String>, f64) {
         link_addresses: Vec::new(),
         queue_capacity: fastpay_engine::runtime::QUEUE_CAPACITY,
         data_dir: None,
+        voting_record: None,
         snapshot_after_bytes: fastpay_engine::store::SNAPSHOT_AFTER_BYTES,
         shed_after: Some(fastpay_node::DEFAULT_SHED_AFTER),
         redeem_approver: None,

@@ -5,7 +5,7 @@
 //! never sign from, and overwrite, the same state.
 
 use fastpay_client::{ClientSnapshot, ClientState};
-use fastpay_wire::{AccountId, Committee, KeyPair};
+use fastpay_wire::{AccountId, Committee, CommitteeId, KeyPair};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
@@ -42,6 +42,20 @@ pub enum WalletError {
         path: PathBuf,
         /// Its mode bits.
         mode: u32,
+    },
+    /// The wallet's accounts were made in another network than the committee file's.
+    #[error(
+        "{path}: this wallet's accounts and certificates belong to network {wallet}, but the \
+         committee file makes network {committee} (a new network of the same keys accepts \
+         nothing the old one signed); use another wallet file for the new network"
+    )]
+    OtherNetwork {
+        /// The wallet file.
+        path: PathBuf,
+        /// The network the wallet was used in.
+        wallet: CommitteeId,
+        /// The committee file's network.
+        committee: CommitteeId,
     },
     /// Another process has the wallet open.
     #[error(
@@ -115,6 +129,10 @@ pub struct WalletAccount {
 #[derive(Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct WalletFile {
+    /// The committee id (network) the accounts' history belongs to; absent in wallets
+    /// written before it was recorded, which take the committee file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    network: Option<CommitteeId>,
     accounts: Vec<WalletAccount>,
 }
 
@@ -124,12 +142,14 @@ struct WalletFile {
 #[derive(Debug, Clone)]
 pub struct WalletSaver {
     path: PathBuf,
+    network: CommitteeId,
 }
 
 impl WalletSaver {
     /// Writes `clients` as the wallet.
     pub fn save(&self, clients: &[ClientState]) -> Result<(), WalletError> {
         let file = WalletFile {
+            network: Some(self.network),
             accounts: clients
                 .iter()
                 .map(|c| WalletAccount {
@@ -205,6 +225,7 @@ impl Wallet {
         let lock = lock(path)?;
         let saver = WalletSaver {
             path: path.to_path_buf(),
+            network: committee.id(),
         };
         if !path.exists() {
             return Ok(Self {
@@ -219,6 +240,15 @@ impl Wallet {
             error,
         })?;
         let file: WalletFile = serde_json::from_str(&text).map_err(|e| malformed(path, e))?;
+        if let Some(wallet) = file.network
+            && wallet != committee.id()
+        {
+            return Err(WalletError::OtherNetwork {
+                path: path.to_path_buf(),
+                wallet,
+                committee: committee.id(),
+            });
+        }
         let mut clients = Vec::with_capacity(file.accounts.len());
         for (i, account) in file.accounts.into_iter().enumerate() {
             let key = match account.secret {
@@ -311,5 +341,28 @@ mod tests {
         let wallet = Wallet::open(&path, committee()).unwrap();
         assert!(!wallet.clients()[wallet.position(&owned).unwrap()].is_watch_only());
         assert!(wallet.clients()[wallet.position(&watched).unwrap()].is_watch_only());
+    }
+
+    #[test]
+    fn a_wallet_of_another_network_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.json");
+        let mut wallet = Wallet::open(&path, committee()).unwrap();
+        let key = KeyPair::from_seed([1; 32]);
+        wallet.add(ClientState::new(key, committee(), Balance::new(5)));
+        wallet.save().unwrap();
+        drop(wallet);
+        // The same keys in a new network instance.
+        let name = KeyPair::from_seed([9; 32]).authority();
+        let renewed = Arc::new(
+            (*committee())
+                .clone()
+                .in_instances([(name, fastpay_wire::NetworkInstance([1; 32]))]),
+        );
+        let Err(WalletError::OtherNetwork { wallet, .. }) = Wallet::open(&path, renewed) else {
+            panic!("a wallet of the old network opened in the new one");
+        };
+        assert_eq!(wallet, committee().id());
+        Wallet::open(&path, committee()).unwrap();
     }
 }

@@ -94,10 +94,19 @@ key_id!(
 );
 
 key_id!(
-    /// Names one committee: a hash of its voting set and weights (computed by
-    /// `Committee::id`). Every signature covers it, so votes and certificates formed in one
-    /// committee never verify in another, even one that shares members.
+    /// Names one committee: a hash of its voting set, weights and members' network instances
+    /// (computed by `Committee::id`). Every signature covers it, so votes and certificates
+    /// formed in one committee never verify in another, even one that shares members, nor
+    /// in a new instance of the same committee.
     CommitteeId
+);
+
+key_id!(
+    /// A random value an authority draws for one instance of a network (`server generate`
+    /// draws it with the key, `server new-network` draws a new one for a kept key). The
+    /// committee id covers every member's, so a committee restarted from scratch with the
+    /// same keys is a new network: nothing signed in the old one is valid in it.
+    NetworkInstance
 );
 
 /// A positive quantity of money moved by one transfer.

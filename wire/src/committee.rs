@@ -2,7 +2,9 @@
 //! binds every signature to one committee, and members' votes signed and checked in the form
 //! the committee gives each member.
 
-use crate::base_types::{AccountId, AuthorityName, CommitteeId, ShardId, shard_of};
+use crate::base_types::{
+    AccountId, AuthorityName, CommitteeId, NetworkInstance, ShardId, shard_of,
+};
 use crate::batch::BatchVerifier;
 use crate::crypto::{CryptoError, KeyPair, PublicKey, SignedBytes};
 use crate::merkle::{
@@ -15,26 +17,34 @@ use std::collections::HashMap;
 use thiserror::Error;
 
 /// Domain tag of the committee identifier's hash; NUL-terminated like the signing tags.
-const COMMITTEE_ID_TAG: &[u8] = b"fastpay/committee/v1\0";
+const COMMITTEE_ID_TAG: &[u8] = b"fastpay/committee/v2\0";
 
 impl CommitteeId {
-    /// The identifier of the committee whose members are `members`: SHA-512 over a domain tag,
-    /// then each member sorted by name as its name (32 bytes) and weight (`u64` LE), truncated
-    /// to 32 bytes.
+    /// The identifier of the committee whose members are `members`, each in the network
+    /// instance `instances` gives it (all zeros where none): SHA-512 over a domain tag, then
+    /// each member sorted by name as its name (32 bytes), weight (`u64` LE) and instance (32
+    /// bytes), truncated to 32 bytes.
     ///
     /// Shard counts are left out on purpose: they are an authority's internal layout, which
     /// it may change (resharding) without changing who can certify or with what weight, and
     /// such a change must not invalidate every signature in flight. The order in which
     /// members are listed is left out too: it is presentation, not membership.
-    fn of_members(members: &[CommitteeMember]) -> Self {
-        let mut sorted: Vec<(&AuthorityName, u64)> =
-            members.iter().map(|m| (&m.name, m.weight)).collect();
+    fn of_members(
+        members: &[CommitteeMember],
+        instances: &HashMap<AuthorityName, NetworkInstance>,
+    ) -> Self {
+        let none = NetworkInstance([0; 32]);
+        let mut sorted: Vec<(&AuthorityName, u64, &NetworkInstance)> = members
+            .iter()
+            .map(|m| (&m.name, m.weight, instances.get(&m.name).unwrap_or(&none)))
+            .collect();
         sorted.sort_unstable();
         let mut hash = Sha512::new();
         hash.update(COMMITTEE_ID_TAG);
-        for (name, weight) in sorted {
+        for (name, weight, instance) in sorted {
             hash.update(name.0);
             hash.update(weight.to_le_bytes());
+            hash.update(instance.0);
         }
         let digest: [u8; 64] = hash.finalize().into();
         let mut id = [0u8; 32];
@@ -156,7 +166,7 @@ impl Committee {
         if total_weight > u64::MAX / 2 {
             return Err(CommitteeError::WeightOverflow);
         }
-        let id = CommitteeId::of_members(&members);
+        let id = CommitteeId::of_members(&members, &HashMap::new());
         Ok(Self {
             members,
             keys,
@@ -164,6 +174,17 @@ impl Committee {
             total_weight,
             id,
         })
+    }
+
+    /// The same committee in the network instance each member drew (`instances`, by name;
+    /// names outside the committee are ignored): its id covers them (see
+    /// [`CommitteeId`]).
+    pub fn in_instances(
+        mut self,
+        instances: impl IntoIterator<Item = (AuthorityName, NetworkInstance)>,
+    ) -> Self {
+        self.id = CommitteeId::of_members(&self.members, &instances.into_iter().collect());
+        self
     }
 
     /// The identifier every signature of this committee covers (see [`CommitteeId`]).
@@ -392,7 +413,10 @@ mod tests {
     #[test]
     fn id_covers_the_voting_set_and_weights_only() {
         let base = committee([1, 1, 1, 1], 1);
-        assert_eq!(base.id(), CommitteeId::of_members(base.members()));
+        assert_eq!(
+            base.id(),
+            CommitteeId::of_members(base.members(), &HashMap::new())
+        );
         // Shard counts and listing order are an authority's layout and presentation.
         assert_eq!(committee([1, 1, 1, 1], 8).id(), base.id());
         let mut reversed = base.members().to_vec();
@@ -405,6 +429,30 @@ mod tests {
         assert_ne!(Committee::new(more).unwrap().id(), base.id());
         let fewer = base.members()[..3].to_vec();
         assert_ne!(Committee::new(fewer).unwrap().id(), base.id());
+    }
+
+    #[test]
+    fn id_covers_every_members_network_instance() {
+        let base = committee([1, 1, 1, 1], 1);
+        let names: Vec<AuthorityName> = base.members().iter().map(|m| m.name).collect();
+        let drawn = |value: u8| {
+            names
+                .iter()
+                .map(move |&name| (name, NetworkInstance([value; 32])))
+        };
+        let first = base.clone().in_instances(drawn(1));
+        assert_ne!(first.id(), base.id());
+        assert_eq!(base.clone().in_instances(drawn(1)).id(), first.id());
+        // One member drawing anew (its key kept) makes another network.
+        let mut one_redrawn: Vec<_> = drawn(1).collect();
+        one_redrawn[2].1 = NetworkInstance([2; 32]);
+        assert_ne!(base.clone().in_instances(one_redrawn).id(), first.id());
+        // Outsiders' instances change nothing.
+        let outsider = (member(20, 1, 1).name, NetworkInstance([3; 32]));
+        assert_eq!(
+            base.clone().in_instances(drawn(1).chain([outsider])).id(),
+            first.id()
+        );
     }
 
     #[test]

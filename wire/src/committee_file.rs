@@ -19,7 +19,7 @@
 //! is the only file this module reads: the server file holds a secret, and reading it (with its
 //! permission check) is left to the caller, who hands the text to [`ServerFile::parse`].
 
-use crate::base_types::AuthorityName;
+use crate::base_types::{AuthorityName, NetworkInstance};
 use crate::committee::{Committee, CommitteeError, CommitteeMember};
 use crate::crypto::{CryptoError, KeyPair};
 use crate::merkle::VoteScheme;
@@ -118,6 +118,12 @@ pub struct AuthorityEntry {
     /// approves redeems on the primary chain; absent for a committee without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eth_address: Option<String>,
+    /// The random value the authority drew for this network instance (64 hex digits): the
+    /// committee id covers it, so a new network of the same keys (`server new-network`)
+    /// accepts nothing the old one signed. `server generate` always writes one; an entry
+    /// without it (a hand-written test committee) counts as all zeros.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<NetworkInstance>,
 }
 
 /// Where one shard of an authority listens: two `host:port` strings (a name, an IPv4
@@ -330,7 +336,12 @@ impl CommitteeFile {
         .map_err(|error| CommitteeFileError::Committee {
             path: path.to_path_buf(),
             error,
-        })?;
+        })?
+        .in_instances(
+            authorities
+                .iter()
+                .filter_map(|a| a.instance.map(|instance| (a.name, instance))),
+        );
         Ok(Self {
             authorities,
             committee,
@@ -373,6 +384,7 @@ impl ServerFile {
                 votes,
                 shard_addresses: Vec::new(),
                 eth_address: None,
+                instance: Some(draw_instance()?),
             },
             secret: hex::encode(key.seed()),
         };
@@ -398,6 +410,7 @@ impl ServerFile {
             votes,
             shard_addresses,
             eth_address: None,
+            instance: Some(draw_instance().map_err(CommitteeFileError::Key)?),
         };
         authority
             .check_placement()
@@ -407,6 +420,13 @@ impl ServerFile {
             secret: hex::encode(key.seed()),
         };
         Ok((file, key))
+    }
+
+    /// The same authority (its key kept) in a new network instance: a fresh random
+    /// instance, so the committee id changes and nothing signed before is valid any more.
+    pub fn draw_new_instance(&mut self) -> Result<(), CryptoError> {
+        self.authority.instance = Some(draw_instance()?);
+        Ok(())
     }
 
     /// Parses server-file text and checks that the key matches the name; `path` names it in
@@ -427,6 +447,13 @@ impl ServerFile {
     }
 }
 
+/// A fresh random network instance.
+fn draw_instance() -> Result<NetworkInstance, CryptoError> {
+    let mut value = [0u8; 32];
+    getrandom::fill(&mut value).map_err(|_| CryptoError::NoRandomness)?;
+    Ok(NetworkInstance(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,6 +468,7 @@ mod tests {
             votes: VoteScheme::Single,
             shard_addresses: Vec::new(),
             eth_address: None,
+            instance: None,
         }
     }
 
@@ -594,6 +622,38 @@ mod tests {
             file.authorities[0].address().unwrap(),
             "127.0.0.1:9100".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn generated_authorities_draw_a_network_instance_the_id_covers() {
+        let generate = || {
+            ServerFile::generate("127.0.0.1".into(), 9100, 2, VoteScheme::Single)
+                .unwrap()
+                .0
+        };
+        let mut files: Vec<ServerFile> = (0..4).map(|_| generate()).collect();
+        let committee_of = |files: &[ServerFile]| {
+            let text: Vec<String> = files.iter().map(text_of).collect();
+            CommitteeFile::parse(Path::new("c.json"), &text.join("\n")).unwrap()
+        };
+        let first = committee_of(&files);
+        let instance = files[0].authority.instance.unwrap();
+        assert!(text_of(&files[0]).contains(&format!("\"instance\":\"{instance}\"")));
+        assert_eq!(first.authorities[0].instance, Some(instance));
+        // Same keys, one instance drawn anew: another network, another id.
+        files[3].draw_new_instance().unwrap();
+        let second = committee_of(&files);
+        assert_eq!(
+            first.committee.members(),
+            second.committee.members(),
+            "the voting set is the same"
+        );
+        assert_ne!(first.committee.id(), second.committee.id());
+        let bad = text_of(&files[0]).replace(&instance.to_string(), "12");
+        assert!(matches!(
+            CommitteeFile::parse(Path::new("c.json"), &bad),
+            Err(CommitteeFileError::Malformed { .. })
+        ));
     }
 
     fn text_of(file: &ServerFile) -> String {

@@ -35,7 +35,7 @@ pub mod messages;
 
 pub use base_types::{
     AccountId, Amount, ArithmeticError, AuthorityName, Balance, CommitteeId, IdParseError,
-    SequenceNumber, ShardId, UserData, shard_of,
+    NetworkInstance, SequenceNumber, ShardId, UserData, shard_of,
 };
 pub use batch::BatchVerifier;
 pub use codec::{

@@ -100,6 +100,7 @@ fn run(args: Args) -> Result<()> {
         link_addresses: Vec::new(),
         queue_capacity: QUEUE_CAPACITY,
         data_dir: None,
+        voting_record: None,
         snapshot_after_bytes: SNAPSHOT_AFTER_BYTES,
         shed_after: Some(fastpay_node::DEFAULT_SHED_AFTER),
         redeem_approver: None,

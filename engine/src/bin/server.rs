@@ -77,6 +77,13 @@ enum Command {
         #[arg(long, value_delimiter = ',', requires = "shard_listen")]
         shard_link: Vec<String>,
     },
+    /// Start a new network with this authority's key kept: draw a new network instance
+    /// into the --server file and print its new committee entry on stdout. The committee id
+    /// covers every member's instance, so nothing signed in the old network (orders,
+    /// votes, certificates, link frames) is valid in the new one. Wipe every authority's
+    /// data, collect the new entries into a new committee file and write a new genesis
+    /// before running it.
+    NewNetwork,
     /// Run the authority until SIGINT or SIGTERM, printing per-shard counters on a cadence
     /// and at exit.
     Run(RunArgs),
@@ -143,6 +150,11 @@ struct RunArgs {
     /// could vote twice for one sequence number: for benchmarks only.
     #[arg(long, conflicts_with = "data_dir")]
     no_durability: bool,
+    /// The record of the networks this authority's shards voted in, which outlives the data
+    /// directory: a shard whose data is gone refuses to start in a network it voted in.
+    /// Default: next to the --server file, named after it with `.voted`.
+    #[arg(long, conflicts_with = "no_durability")]
+    voting_record: Option<PathBuf>,
     /// Log size (bytes) after which a shard writes a snapshot and starts a new log.
     #[arg(long, default_value_t = fastpay_engine::store::SNAPSHOT_AFTER_BYTES)]
     snapshot_after_bytes: u64,
@@ -221,6 +233,7 @@ fn real_main(args: Args) -> Result<()> {
             force,
             placement(shard_listen, shard_link)?,
         ),
+        Command::NewNetwork => new_network(server_path(&args.server)?),
         Command::Run(options) => run(server_path(&args.server)?, options),
         Command::Check(options) => check_only(server_path(&args.server)?, &options),
         Command::DeployContract {
@@ -305,6 +318,15 @@ fn generate(
     Ok(())
 }
 
+/// `new-network`: the key kept, a new network instance in the server file.
+fn new_network(path: &Path) -> Result<()> {
+    let (mut file, _key) = load_server_file(path)?;
+    file.draw_new_instance()?;
+    write_server_file(path, &file)?;
+    println!("{}", serde_json::to_string(&file.authority)?);
+    Ok(())
+}
+
 /// Where this process listens for clients, and every shard's link address. A placed
 /// authority (`shard_addresses` in the committee) runs one process per shard, unless all its
 /// shards listen on one address.
@@ -349,6 +371,15 @@ impl RunArgs {
     /// The shedding budget (`None`: never shed).
     fn shed_after(&self) -> Option<Duration> {
         (self.shed_after_ms > 0).then(|| Duration::from_millis(self.shed_after_ms))
+    }
+
+    /// The voting record `run` keeps (none with --no-durability).
+    fn voting_record(&self, server: &Path) -> Option<PathBuf> {
+        (!self.no_durability).then(|| {
+            self.voting_record
+                .clone()
+                .unwrap_or_else(|| server.with_extension("voted"))
+        })
     }
 
     /// The data directory `run` uses (none with --no-durability).
@@ -467,6 +498,7 @@ fn run(server_path: &Path, args: RunArgs) -> Result<()> {
         link_addresses,
         queue_capacity: QUEUE_CAPACITY,
         data_dir: data_dir.clone(),
+        voting_record: args.voting_record(server_path),
         snapshot_after_bytes: args.snapshot_after_bytes,
         shed_after,
         #[cfg(feature = "primary")]
