@@ -5,7 +5,9 @@
 # shards on two of them) from a controller namespace, makes a payment and a short loadgen
 # run from a client "host"; the test checks loadgen's fetched JSON and that no secret
 # reached the controller, checks the systemd units with `systemd-analyze verify`, then runs
-# upgrade.yml (a rolling restart), another loadgen run, stop.yml and wipe.yml.
+# upgrade.yml (a rolling restart), another loadgen run, stop.yml and wipe.yml (keys kept),
+# and deploys the kept keys again as a new network. Every shard is checked to run as its
+# unit says (user, working directory, open-file limit).
 #
 #   scripts/ansible-test.sh [--keep]     (--keep leaves the namespaces and files for a look)
 #
@@ -146,9 +148,27 @@ if compgen -G "$netns_dir/hosts/*/*/shard-*.pid" >/dev/null; then
     echo "stop.yml left pid files" >&2
     exit 1
 fi
+instances() { # the committee's network instances, as the key hosts' server files say
+    cat "$netns_dir"/hosts/h*/a*/server.json | /usr/bin/python3 -c '
+import json, sys
+decoder, text, found = json.JSONDecoder(), sys.stdin.read(), set()
+while text.strip():
+    entry, end = decoder.raw_decode(text.strip())
+    found.add(entry["authority"]["instance"])
+    text = text.strip()[end:]
+print(" ".join(sorted(found)))'
+}
+before=$(instances)
 playbook wipe.yml
 if compgen -G "$netns_dir/hosts/*/*/data" >/dev/null; then
     echo "wipe.yml left data directories" >&2
     exit 1
 fi
+[ "$(instances)" != "$before" ] || { echo "wipe.yml kept the network instances" >&2; exit 1; }
+
+step "deploy.yml again: the kept keys as a new network"
+playbook deploy.yml
+check_run run
+check_shards_run_as_units
+playbook stop.yml
 step "ansible deployment test passed"
