@@ -28,7 +28,7 @@ use fastpay_node::{AppliedCertificate, CertificateReader, ReadError};
 use fastpay_wire::codec::{decode_stored, encode_stored};
 use fastpay_wire::{AccountId, CertifiedTransferOrder, SequenceNumber};
 use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -601,28 +601,91 @@ fn store_loop(
 /// each round's list here as its log records leave for the log writer, and the certificate
 /// writer removes a list once it has written it (fjall first, then here), so a reader that
 /// looks here first and in fjall second misses nothing that was handed over.
+///
+/// Lookups go through indexes (by sender and sequence number, by recipient and arrival), so
+/// a query costs the same with one list waiting or with [`MAX_UNSTORED`] certificates, and
+/// holds the lock the writer takes only that long.
 #[derive(Debug, Default)]
 pub struct Unstored {
-    lists: Mutex<VecDeque<Arc<Vec<AppliedCertificate>>>>,
+    lists: Mutex<UnstoredLists>,
     /// Certificates in `lists`.
     count: AtomicUsize,
+    /// One past the highest arrival index ever handed over (0 if none): lists leave only once
+    /// in fjall, whose end then covers it.
+    end: AtomicU64,
+}
+
+/// Where a certificate sits: its list's id and its place in the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    list: u64,
+    index: usize,
+}
+
+#[derive(Debug, Default)]
+struct UnstoredLists {
+    /// The lists in hand-over order with their ids (increasing).
+    lists: VecDeque<(u64, Arc<Vec<AppliedCertificate>>)>,
+    next_id: u64,
+    /// The latest certificate handed over per (sender, sequence number).
+    by_key: HashMap<(AccountId, SequenceNumber), Slot>,
+    /// Payments received, by recipient and arrival index.
+    by_recipient: BTreeMap<(AccountId, u64), Slot>,
+}
+
+impl UnstoredLists {
+    fn get(&self, slot: Slot) -> Option<&AppliedCertificate> {
+        let position = self
+            .lists
+            .binary_search_by_key(&slot.list, |(id, _)| *id)
+            .ok()?;
+        self.lists[position].1.get(slot.index)
+    }
 }
 
 impl Unstored {
     /// Adds a round's list (in hand-over order: the writer removes lists in the same order).
     pub fn push(&self, list: Arc<Vec<AppliedCertificate>>) {
         let len = list.len();
-        if let Ok(mut lists) = self.lists.lock() {
-            lists.push_back(list);
-            self.count.fetch_add(len, Ordering::Release);
+        let Ok(mut lists) = self.lists.lock() else {
+            return;
+        };
+        let id = lists.next_id;
+        lists.next_id += 1;
+        let mut end = 0;
+        for (index, item) in list.iter().enumerate() {
+            let slot = Slot { list: id, index };
+            lists.by_key.insert(item.key(), slot);
+            if let Some(arrival) = item.arrival {
+                let recipient = item.certificate.value.transfer.recipient;
+                lists.by_recipient.insert((recipient, arrival), slot);
+                end = end.max(arrival.saturating_add(1));
+            }
         }
+        lists.lists.push_back((id, list));
+        self.count.fetch_add(len, Ordering::Release);
+        self.end.fetch_max(end, Ordering::AcqRel);
     }
 
     /// Removes `list` once it is written; returns it (for reuse) if it was the oldest.
     fn remove(&self, list: &Arc<Vec<AppliedCertificate>>) -> Option<Arc<Vec<AppliedCertificate>>> {
-        let mut lists = self.lists.lock().ok()?;
-        let position = lists.iter().position(|l| Arc::ptr_eq(l, list))?;
-        let removed = lists.remove(position)?;
+        let mut guard = self.lists.lock().ok()?;
+        let lists = &mut *guard;
+        let position = lists.lists.iter().position(|(_, l)| Arc::ptr_eq(l, list))?;
+        let (id, removed) = lists.lists.remove(position)?;
+        for (index, item) in removed.iter().enumerate() {
+            let slot = Slot { list: id, index };
+            // A later list may hold the same key: its entry stays.
+            if lists.by_key.get(&item.key()) == Some(&slot) {
+                lists.by_key.remove(&item.key());
+            }
+            if let Some(arrival) = item.arrival {
+                let key = (item.certificate.value.transfer.recipient, arrival);
+                if lists.by_recipient.get(&key) == Some(&slot) {
+                    lists.by_recipient.remove(&key);
+                }
+            }
+        }
         self.count.fetch_sub(removed.len(), Ordering::Release);
         Some(removed)
     }
@@ -639,32 +702,30 @@ impl Unstored {
 
     fn certificate(&self, key: (AccountId, SequenceNumber)) -> Option<CertifiedTransferOrder> {
         let lists = self.lists.lock().ok()?;
-        lists
-            .iter()
-            .rev()
-            .flat_map(|list| list.iter().rev())
-            .find(|item| item.key() == key)
-            .map(|item| item.certificate.clone())
+        let slot = *lists.by_key.get(&key)?;
+        lists.get(slot).map(|item| item.certificate.clone())
     }
 
-    /// Appends `recipient`'s payments from arrival index `from` on to `out`; returns one past
-    /// the highest arrival index held here (0 if none).
+    /// Appends to `out` `recipient`'s first `max` payments from arrival index `from` on;
+    /// returns one past the highest arrival index handed over (0 if none).
     fn received(
         &self,
         recipient: &AccountId,
         from: u64,
+        max: usize,
         out: &mut Vec<(u64, CertifiedTransferOrder)>,
     ) -> u64 {
+        // Read before the lists: a list handed over after this read is past the end.
+        let end = self.end.load(Ordering::Acquire);
         let Ok(lists) = self.lists.lock() else {
             return 0;
         };
-        let mut end = 0;
-        for item in lists.iter().flat_map(|list| list.iter()) {
-            let Some(arrival) = item.arrival else {
-                continue;
-            };
-            end = end.max(arrival.saturating_add(1));
-            if arrival >= from && item.certificate.value.transfer.recipient == *recipient {
+        for (&(_, arrival), &slot) in lists
+            .by_recipient
+            .range((*recipient, from)..=(*recipient, u64::MAX))
+            .take(max)
+        {
+            if let Some(item) = lists.get(slot) {
                 out.push((arrival, item.certificate.clone()));
             }
         }
@@ -711,7 +772,7 @@ impl CertificateReader for StoreReader {
         // What is on its way first (a list leaves it only once in fjall), then the store's
         // end: everything below it was stored before we read.
         let start = out.len();
-        let unstored_end = self.unstored.received(recipient, from, out);
+        let unstored_end = self.unstored.received(recipient, from, max, out);
         let end = self.tables.end.load(Ordering::Acquire).max(unstored_end);
         let low = key(recipient, from);
         let high = key(recipient, u64::MAX);
@@ -771,6 +832,38 @@ mod tests {
 
     fn certificates(page: &[(u64, CertifiedTransferOrder)]) -> Vec<CertifiedTransferOrder> {
         page.iter().map(|(_, c)| c.clone()).collect()
+    }
+
+    #[test]
+    fn the_unstored_index_finds_the_latest_and_reads_no_more_than_asked() {
+        let unstored = Unstored::default();
+        let bob = KeyPair::from_seed([2; 32]).account();
+        let alice = KeyPair::from_seed([1; 32]).account();
+        let first = Arc::new((0..40).map(|i| applied(1, 2, i, i)).collect::<Vec<_>>());
+        // A later list holding one key again (a replayed round), and payments to others.
+        let mut again = applied(1, 2, 3, 3);
+        again.certificate.value.transfer.amount = Amount::new(99);
+        let second = Arc::new(vec![again.clone(), applied(1, 9, 40, 40)]);
+        unstored.push(first.clone());
+        unstored.push(second.clone());
+        let key = (alice, SequenceNumber::new(3));
+        assert_eq!(unstored.certificate(key), Some(again.certificate.clone()));
+        let mut page = Vec::new();
+        assert_eq!(unstored.received(&bob, 10, 5, &mut page), 41);
+        assert_eq!(
+            page.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+            [10, 11, 12, 13, 14]
+        );
+        // The older list written: the later one's entry stays.
+        assert!(unstored.remove(&first).is_some());
+        assert_eq!(unstored.certificate(key), Some(again.certificate));
+        assert_eq!(unstored.certificate((alice, SequenceNumber::new(4))), None);
+        page.clear();
+        unstored.received(&bob, 0, 16, &mut page);
+        assert_eq!(page.len(), 1, "only the replayed payment is still waiting");
+        assert!(unstored.remove(&second).is_some());
+        assert!(unstored.is_empty());
+        assert_eq!(unstored.certificate(key), None);
     }
 
     #[test]

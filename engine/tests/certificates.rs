@@ -299,9 +299,12 @@ fn an_authority_restarted_from_a_wiped_data_directory_is_brought_up_to_date_by_s
     for _ in 0..3 {
         common::pay_one(dir, alice, bob, "payment");
     }
-    // A replaced machine: authority 4 loses its data directory.
+    // A replaced machine: authority 4 loses its data directory. It refuses to vote again in
+    // the network it voted in (network_instances.rs) unless its operator points it at a new
+    // voting record, accepting it as one of the f faulty authorities it may now be.
     authorities[3].kill();
     fs::remove_dir_all(dir.join("server4.data")).unwrap();
+    authorities[3].extra = vec!["--voting-record".into(), "server4.replaced.voted".into()];
     authorities[3].start();
     let addresses = committee_addresses(dir);
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -155,12 +155,7 @@ fn a_wiped_committee_of_kept_keys_votes_again_only_as_a_new_network() {
             "{}: the old network's certificate was taken: {answer:?}",
             to.0
         );
-        let answer = ask(
-            &socket,
-            *to,
-            &sender,
-            &Message::TransferOrder(old_order),
-        );
+        let answer = ask(&socket, *to, &sender, &Message::TransferOrder(old_order));
         assert!(
             matches!(answer, Message::Error(_)),
             "{}: the old network's order was voted on: {answer:?}",

@@ -193,9 +193,15 @@ fn main() {
     write(&root.join("store_log"), "records", &log);
     let _ = fs::remove_dir_all(&store_dir);
 
+    // Two entries: one as hand-written files have it, one as `server generate` writes it
+    // (with its network instance).
     let committee_file = format!(
-        "{{\"name\":\"{}\",\"host\":\"127.0.0.1\",\"port\":9100,\"shards\":2,\"weight\":1}}\n",
-        key(200).authority()
+        "{{\"name\":\"{}\",\"host\":\"127.0.0.1\",\"port\":9100,\"shards\":2,\"weight\":1}}\n\
+         {{\"name\":\"{}\",\"host\":\"127.0.0.1\",\"port\":9200,\"shards\":2,\"weight\":1,\
+         \"instance\":\"{}\"}}\n",
+        key(200).authority(),
+        key(201).authority(),
+        "5a".repeat(32)
     );
     write(&root.join("config"), "committee", committee_file.as_bytes());
     let genesis = format!("{}:100\n{}:7\n", key(1).account(), key(2).account());

@@ -8,7 +8,7 @@ use crate::redeem::RedeemApprover;
 use fastpay_authority::{
     AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, DepositError, OrderCheck, Voted,
 };
-use fastpay_wire::codec::peek_subject;
+use fastpay_wire::codec::{MIN_CERTIFICATE_BYTES, certificate_wire_size, peek_subject};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountQuery, BATCH, BatchVerifier, CertificateAnswer,
     CertificatesResponse, ConfirmationOrder, CrossShardUpdate, Datagrams, DepositBatch, ErrorCode,
@@ -825,6 +825,80 @@ impl ShardNode {
         true
     }
 
+    /// Answers a query for `account`'s payments received from arrival index `from` on with as
+    /// many as fit in the query's `size`. The work is bounded by what the answer can carry:
+    /// no more certificates are read than `size` could hold at [`MIN_CERTIFICATE_BYTES`] each
+    /// (and at least one, to tell "nothing here" from "nothing fits"), each is sized once,
+    /// and the answer is encoded once.
+    fn answer_received(
+        &mut self,
+        peer: SocketAddr,
+        size: usize,
+        account: AccountId,
+        from: u64,
+        reader: &dyn CertificateReader,
+    ) {
+        let mut message = Message::Certificates(CertificatesResponse {
+            account,
+            query: AccountQuery::Received(from),
+            answer: CertificateAnswer::Received {
+                certificates: Vec::new(),
+                next: from,
+                end: 0,
+            },
+        });
+        let mut buffer = [0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE];
+        let Ok(empty) = encode_into(&message, self.me, &mut buffer) else {
+            return self.counters.bump(Counter::OtherRefusal);
+        };
+        let room = size.saturating_sub(empty);
+        let max = (room / MIN_CERTIFICATE_BYTES).clamp(1, MAX_PAGE);
+        let mut page = std::mem::take(&mut self.page);
+        page.clear();
+        let Ok(end) = reader.received(&account, from, max, &mut page) else {
+            self.page = page;
+            return self.counters.bump(Counter::OtherRefusal);
+        };
+        // The longest prefix that fits: each certificate adds its own size to the answer.
+        let mut used = 0usize;
+        let keep = page
+            .iter()
+            .take_while(|(_, c)| {
+                used = used.saturating_add(certificate_wire_size(c));
+                used <= room
+            })
+            .count();
+        // A full read may have more after it; otherwise the list ends at the store's end (no
+        // payment below it is missing from the store).
+        let more = page.len() == max || keep < page.len();
+        let next = match page[..keep].last() {
+            Some((last, _)) if more => last.saturating_add(1),
+            Some(_) => end.max(from),
+            // Nothing to give: the reader is at the end.
+            None if page.is_empty() => end.max(from),
+            // Nothing fits this query: no progress.
+            None => from,
+        };
+        if let Message::Certificates(CertificatesResponse {
+            answer:
+                CertificateAnswer::Received {
+                    certificates,
+                    next: answer_next,
+                    end: answer_end,
+                },
+            ..
+        }) = &mut message
+        {
+            certificates.extend(page[..keep].iter().map(|(_, c)| c.clone()));
+            *answer_next = next;
+            *answer_end = end;
+        }
+        self.counters.bump(Counter::CertificateQueries);
+        self.counters.add(Counter::CertificatesServed, keep as u64);
+        self.reply(peer, size, &message);
+        self.page = page;
+    }
+
     /// Answers a certificate query from the store: the certificate asked for, or as many
     /// received certificates as fit in the query's own size, or a typed answer saying it is
     /// not here. The answer is never larger than the query.
@@ -860,7 +934,7 @@ impl ShardNode {
                 }
             }
             AccountQuery::Received(from) => {
-                let Some(reader) = self.certificates.as_ref() else {
+                let Some(reader) = self.certificates.take() else {
                     self.counters.bump(Counter::CertificateQueries);
                     let answer = Message::Certificates(CertificatesResponse {
                         account,
@@ -869,57 +943,8 @@ impl ShardNode {
                     });
                     return self.reply(peer, size, &answer);
                 };
-                let mut page = std::mem::take(&mut self.page);
-                page.clear();
-                let Ok(end) = reader.received(&account, from, MAX_PAGE, &mut page) else {
-                    self.page = page;
-                    return self.counters.bump(Counter::OtherRefusal);
-                };
-                // A full page may have more after it; otherwise the list ends at the store's
-                // end (no payment below it is missing from the store).
-                let full = page.len() == MAX_PAGE;
-                let mut message = Message::Certificates(CertificatesResponse {
-                    account,
-                    query: request.query,
-                    answer: CertificateAnswer::Received {
-                        certificates: Vec::with_capacity(page.len()),
-                        next: from,
-                        end,
-                    },
-                });
-                // As many as fit in the query: drop from the end until the answer does.
-                let mut keep = page.len();
-                let mut buffer = [0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE];
-                loop {
-                    if let Message::Certificates(CertificatesResponse {
-                        answer:
-                            CertificateAnswer::Received {
-                                certificates, next, ..
-                            },
-                        ..
-                    }) = &mut message
-                    {
-                        certificates.clear();
-                        certificates.extend(page[..keep].iter().map(|(_, c)| c.clone()));
-                        *next = match page[..keep].last() {
-                            Some((last, _)) if full || keep < page.len() => last.saturating_add(1),
-                            Some(_) => end.max(from),
-                            // Nothing fits this query: no progress (or nothing to give).
-                            None if page.is_empty() => end.max(from),
-                            None => from,
-                        };
-                    }
-                    let fits =
-                        encode_into(&message, self.me, &mut buffer).is_ok_and(|len| len <= size);
-                    if fits || keep == 0 {
-                        break;
-                    }
-                    keep -= 1;
-                }
-                self.counters.bump(Counter::CertificateQueries);
-                self.counters.add(Counter::CertificatesServed, keep as u64);
-                self.reply(peer, size, &message);
-                self.page = page;
+                self.answer_received(peer, size, account, from, reader.as_ref());
+                self.certificates = Some(reader);
                 return;
             }
         };
@@ -1557,37 +1582,121 @@ mod tests {
         assert!(ask(&mut sender, unpadded).is_none());
     }
 
+    /// `count` payments from one payer to one payee, as a store holds them.
+    fn stored_payments(count: u64) -> (KeyPair, Vec<crate::certs::AppliedCertificate>) {
+        let (payer, payee) = parties();
+        let all = (0..count)
+            .map(|sequence| {
+                let order = TransferOrder::new(
+                    Transfer {
+                        sender: payer.account(),
+                        recipient: payee.account(),
+                        amount: Amount::new(1),
+                        sequence_number: SequenceNumber::new(sequence),
+                        user_data: None,
+                    },
+                    &committee().id(),
+                    &payer,
+                );
+                let vote = SignedTransferOrder::new(order, &committee().id(), &authority());
+                crate::certs::AppliedCertificate {
+                    certificate: CertifiedTransferOrder {
+                        value: order,
+                        signatures: vec![(vote.authority, vote.signature)],
+                    },
+                    arrival: Some(sequence),
+                }
+            })
+            .collect();
+        (payee, all)
+    }
+
+    /// A reader that counts the certificates it hands out.
+    struct CountingReader(
+        crate::certs::MemoryCertificates,
+        Arc<std::sync::atomic::AtomicUsize>,
+    );
+
+    impl CertificateReader for CountingReader {
+        fn certificate(
+            &self,
+            sender: &AccountId,
+            sequence: SequenceNumber,
+        ) -> Result<Option<CertifiedTransferOrder>, crate::certs::ReadError> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.certificate(sender, sequence)
+        }
+
+        fn received(
+            &self,
+            recipient: &AccountId,
+            from: u64,
+            max: usize,
+            out: &mut Vec<(u64, CertifiedTransferOrder)>,
+        ) -> Result<u64, crate::certs::ReadError> {
+            let before = out.len();
+            let end = self.0.received(recipient, from, max, out);
+            self.1
+                .fetch_add(out.len() - before, std::sync::atomic::Ordering::Relaxed);
+            end
+        }
+    }
+
+    #[test]
+    fn a_query_reads_no_more_certificates_than_its_answer_can_carry() {
+        let (payee, all) = stored_payments(20);
+        let store = crate::certs::MemoryCertificates::new();
+        store.store(&all);
+        let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut receiver = node(1, true);
+        receiver.set_certificate_reader(Box::new(CountingReader(store, read.clone())));
+        let mut ask = |bytes: usize| {
+            let mut query = AccountInfoRequest::received(payee.account(), 0, 0);
+            let overhead = encode(&Message::AccountInfoRequest(query.clone()), ShardId(1))
+                .unwrap()
+                .len()
+                - query.padding.len();
+            query.padding.resize(bytes - overhead, 0);
+            let mut datagrams = Datagrams::new();
+            let datagram = encode(&Message::AccountInfoRequest(query), ShardId(1)).unwrap();
+            assert_eq!(datagram.len(), bytes);
+            datagrams.push("127.0.0.1:9".parse().unwrap(), &datagram);
+            read.store(0, std::sync::atomic::Ordering::Relaxed);
+            receiver.handle_batch(Duration::ZERO, &datagrams);
+            let replies = receiver.poll_replies().unwrap();
+            let (_, reply, _) = replies.get(0);
+            let Ok((_, Message::Certificates(response))) = decode(reply) else {
+                panic!("no page");
+            };
+            assert!(reply.len() <= bytes);
+            receiver.recycle(replies);
+            let CertificateAnswer::Received { certificates, .. } = response.answer else {
+                panic!("not a page");
+            };
+            (
+                certificates.len(),
+                read.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        };
+        // The smallest query answered holds one certificate of a committee of one, and
+        // reads only that one, not a page.
+        assert_eq!(ask(MIN_QUERY_BYTES), (1, 1));
+        // Room for three at the minimum size: three read, three served.
+        assert_eq!(ask(1000), (3, 3));
+        // A whole datagram: a page at most.
+        let (served, read_all) = ask(fastpay_wire::codec::MAX_DATAGRAM_SIZE);
+        assert!(served > 2 && read_all <= MAX_PAGE, "{served} {read_all}");
+    }
+
     #[test]
     fn a_page_holds_what_fits_in_its_query() {
         use crate::certs::MemoryCertificates;
-        let (payer, payee) = parties();
+        let (_, payee) = parties();
         let mut receiver = node(1, true);
         let store = MemoryCertificates::new();
         receiver.set_certificate_reader(Box::new(store.clone()));
         // Twenty payments to the payee in the store (the node serves what the store holds).
-        let mut all = Vec::new();
-        for sequence in 0..20 {
-            let order = TransferOrder::new(
-                Transfer {
-                    sender: payer.account(),
-                    recipient: payee.account(),
-                    amount: Amount::new(1),
-                    sequence_number: SequenceNumber::new(sequence),
-                    user_data: None,
-                },
-                &committee().id(),
-                &payer,
-            );
-            let vote = SignedTransferOrder::new(order, &committee().id(), &authority());
-            let certificate = CertifiedTransferOrder {
-                value: order,
-                signatures: vec![(vote.authority, vote.signature)],
-            };
-            all.push(crate::certs::AppliedCertificate {
-                certificate,
-                arrival: Some(sequence),
-            });
-        }
+        let (_, all) = stored_payments(20);
         store.store(&all);
         let mut from = 0;
         let mut pages = 0;

@@ -345,6 +345,22 @@ pub fn decode_stored<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError>
 }
 
 /// Encodes one message body (no header) with the wire configuration.
+/// The fewest bytes a certificate takes on the wire: a transfer order without user data and
+/// one vote (pinned by a test). A page of received certificates in `n` bytes holds at most
+/// `n / MIN_CERTIFICATE_BYTES` of them, whatever the committee.
+pub const MIN_CERTIFICATE_BYTES: usize = 250;
+
+/// The bytes `certificate` adds to a message's body on the wire (in a page of received
+/// certificates, each adds exactly this), counted without writing them.
+pub fn certificate_wire_size(certificate: &crate::messages::CertifiedTransferOrder) -> usize {
+    let mut counter = bincode::enc::write::SizeWriter::default();
+    // Counting cannot fail: the writer takes any length.
+    match bincode::serde::encode_into_writer(certificate, &mut counter, CONFIG) {
+        Ok(()) => counter.bytes_written,
+        Err(_) => MAX_DATAGRAM_SIZE,
+    }
+}
+
 pub(crate) fn encode_value<T: Serialize>(value: &T, out: &mut [u8]) -> Result<usize, CodecError> {
     bincode::serde::encode_into_slice(value, out, CONFIG).map_err(|error| match error {
         bincode::error::EncodeError::UnexpectedEnd => CodecError::BufferTooSmall,
@@ -377,6 +393,59 @@ mod tests {
     fn request() -> Vec<u8> {
         let message = Message::AccountInfoRequest(AccountInfoRequest::new(AccountId([9; 32])));
         encode(&message, ShardId(0x0102_0304)).unwrap()
+    }
+
+    #[test]
+    fn certificates_add_their_wire_size_and_no_less_than_the_minimum() {
+        use crate::crypto::KeyPair;
+        use crate::messages::{
+            CertificateAnswer, CertificatesResponse, CertifiedTransferOrder, TransferOrder,
+        };
+        use crate::{AccountQuery, Amount, CommitteeId, Transfer, VoteSignature};
+        let owner = KeyPair::from_seed([1; 32]);
+        let order = TransferOrder::new(
+            Transfer {
+                sender: owner.account(),
+                recipient: AccountId([2; 32]),
+                amount: Amount::new(1),
+                sequence_number: SequenceNumber::new(0),
+                user_data: None,
+            },
+            &CommitteeId([3; 32]),
+            &owner,
+        );
+        let vote = (
+            KeyPair::from_seed([4; 32]).authority(),
+            VoteSignature::Single(order.signature),
+        );
+        // The smallest certificate there is: no user data, one vote.
+        let smallest = CertifiedTransferOrder {
+            value: order,
+            signatures: vec![vote],
+        };
+        let size = certificate_wire_size(&smallest);
+        assert!(
+            (MIN_CERTIFICATE_BYTES..MIN_CERTIFICATE_BYTES + 8).contains(&size),
+            "{size}"
+        );
+        let page = |certificates: Vec<CertifiedTransferOrder>| {
+            let message = Message::Certificates(CertificatesResponse {
+                account: AccountId([2; 32]),
+                query: AccountQuery::Received(0),
+                answer: CertificateAnswer::Received {
+                    certificates,
+                    next: 0,
+                    end: 0,
+                },
+            });
+            encode(&message, ShardId(0)).unwrap().len()
+        };
+        let mut larger = smallest.clone();
+        larger.signatures.extend(std::iter::repeat_n(vote, 3));
+        assert_eq!(
+            page(vec![smallest.clone(), larger.clone()]),
+            page(Vec::new()) + size + certificate_wire_size(&larger)
+        );
     }
 
     #[test]

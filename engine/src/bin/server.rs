@@ -152,7 +152,9 @@ struct RunArgs {
     no_durability: bool,
     /// The record of the networks this authority's shards voted in, which outlives the data
     /// directory: a shard whose data is gone refuses to start in a network it voted in.
-    /// Default: next to the --server file, named after it with `.voted`.
+    /// Default: next to the --server file, named after it with `.voted`. Pointing a shard
+    /// whose data is gone at a new record lets it vote again as if it never had: only for an
+    /// authority the committee can count among the f faulty ones it tolerates.
     #[arg(long, conflicts_with = "no_durability")]
     voting_record: Option<PathBuf>,
     /// Log size (bytes) after which a shard writes a snapshot and starts a new log.
