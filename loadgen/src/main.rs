@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
-mod ceiling;
+
 mod endpoints;
 mod report;
 mod run;
@@ -226,7 +226,7 @@ fn ceiling(seconds: f64, quorum: Option<usize>, committee: Option<&Path>) -> Res
         (None, None) => 1,
     };
     eprintln!("measuring signing and batch verification ({seconds} s each)...");
-    let ceiling = ceiling::measure(Duration::from_secs_f64(seconds), quorum);
+    let ceiling = fastpay_ceiling::measure(Duration::from_secs_f64(seconds), quorum);
     eprintln!(
         "sign {:.2} us, verify {:.2} us/signature: {:.0} orders/CPU-s, {:.0} confirmations/CPU-s ({} signatures each)",
         ceiling.sign_us,

@@ -1,5 +1,5 @@
-//! The two process calls outside networking that fastpay needs: a thread's scheduling
-//! priority and the process's CPU time.
+//! The process calls outside networking that fastpay needs: a thread's scheduling priority
+//! and the CPU time of the process, of the calling thread and of named threads.
 
 use std::io;
 use std::time::Duration;
@@ -27,16 +27,90 @@ pub fn process_cpu_time() -> io::Result<Duration> {
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let time = |t: libc::timeval| {
-        let micros = u32::try_from(t.tv_usec).unwrap_or(0).min(999_999);
-        Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), micros * 1_000)
-    };
-    Ok(time(usage.ru_utime) + time(usage.ru_stime))
+    Ok(timeval(usage.ru_utime) + timeval(usage.ru_stime))
+}
+
+/// CPU time (user and system) the calling thread has used so far.
+pub fn thread_cpu_time() -> io::Result<Duration> {
+    // SAFETY: an all-zero `rusage` is a valid value; getrusage only writes into it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_THREAD with a pointer to a live `rusage`.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(timeval(usage.ru_utime) + timeval(usage.ru_stime))
+}
+
+/// CPU time (user and system) used so far by this process's live threads whose name starts
+/// with `prefix` (`shard-`, say), from `/proc/self/task`, at the kernel's clock-tick
+/// resolution.
+pub fn named_threads_cpu_time(prefix: &str) -> io::Result<Duration> {
+    // SAFETY: sysconf reads a constant of the system; it touches no memory of ours.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks_per_second = u64::try_from(ticks_per_second)
+        .ok()
+        .filter(|t| *t > 0)
+        .ok_or_else(|| io::Error::other("no clock-tick rate"))?;
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let path = task?.path();
+        // A thread that ended meanwhile is skipped.
+        let Ok(name) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // After the name in parentheses: state, then utime and stime at 12 and 13.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        for field in fields.get(11..13).unwrap_or_default() {
+            ticks = ticks.saturating_add(field.parse().unwrap_or(0));
+        }
+    }
+    Ok(Duration::from_secs_f64(
+        ticks as f64 / ticks_per_second as f64,
+    ))
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    let micros = u32::try_from(t.tv_usec).unwrap_or(0).min(999_999);
+    Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), micros * 1_000)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_threads_count_their_own_cpu_time_only() {
+        let (spent, spent_rx) = std::sync::mpsc::channel();
+        let busy = std::thread::Builder::new()
+            .name("cputest-busy".into())
+            .spawn(move || {
+                let started = thread_cpu_time().unwrap();
+                while thread_cpu_time().unwrap() - started < Duration::from_millis(300) {
+                    std::hint::black_box(0u64);
+                }
+                spent.send(()).unwrap();
+                // Stay alive (and counted) until told to end.
+                std::thread::park();
+            })
+            .unwrap();
+        spent_rx.recv().unwrap();
+        let counted = named_threads_cpu_time("cputest-").unwrap();
+        assert!(counted >= Duration::from_millis(250), "{counted:?}");
+        assert_eq!(
+            named_threads_cpu_time("no-such-thread-").unwrap(),
+            Duration::ZERO
+        );
+        busy.thread().unpark();
+        busy.join().unwrap();
+    }
 
     #[test]
     fn cpu_time_grows_with_work() {

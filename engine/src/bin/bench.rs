@@ -111,7 +111,8 @@ fn run(args: Args) -> Result<()> {
         datagrams(&orders, certificates, &committee, args.num_shards)?;
 
     let timeout = Duration::from_millis(args.timeout_ms);
-    let orders = drive(
+    let before = CpuSeconds::now()?;
+    let mut orders = drive(
         target,
         &order_datagrams,
         args.max_in_flight,
@@ -123,7 +124,9 @@ fn run(args: Args) -> Result<()> {
             _ => None,
         },
     )?;
-    let confirmations = drive(
+    let between = CpuSeconds::now()?;
+    orders.cpu = between.since(&before);
+    let mut confirmations = drive(
         target,
         &confirmation_datagrams,
         args.max_in_flight,
@@ -137,8 +140,45 @@ fn run(args: Args) -> Result<()> {
             _ => None,
         },
     )?;
+    confirmations.cpu = CpuSeconds::now()?.since(&between);
     engine.shutdown();
-    report(&args, &orders, &confirmations)
+    // After the phases, so that it takes no core from them.
+    eprintln!("bench: measuring the crypto ceiling of one core");
+    let quorum = usize::try_from(committee.quorum_threshold()).unwrap_or(usize::MAX);
+    let ceiling = fastpay_ceiling::measure(CEILING_BUDGET, quorum);
+    report(&args, &orders, &confirmations, &ceiling)
+}
+
+/// Time spent measuring each of the ceiling's two costs.
+const CEILING_BUDGET: Duration = Duration::from_millis(1_000);
+
+/// CPU time so far of the benchmarked authority (its shard threads) and of the client (the
+/// thread that drives the requests and reads the replies), in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuSeconds {
+    authority: f64,
+    client: f64,
+}
+
+impl CpuSeconds {
+    /// Now, read from the calling (client) thread.
+    fn now() -> Result<Self> {
+        Ok(Self {
+            authority: fastpay_udp::named_threads_cpu_time("shard-")
+                .context("read the shard threads' CPU time")?
+                .as_secs_f64(),
+            client: fastpay_udp::thread_cpu_time()
+                .context("read the client thread's CPU time")?
+                .as_secs_f64(),
+        })
+    }
+
+    fn since(&self, earlier: &Self) -> Self {
+        Self {
+            authority: (self.authority - earlier.authority).max(0.0),
+            client: (self.client - earlier.client).max(0.0),
+        }
+    }
 }
 
 /// Everything signed before the clock starts.
@@ -276,17 +316,43 @@ fn certify(
 }
 
 /// Prints the phases (a table on stderr, JSON on stdout); fails if requests were lost.
-fn report(args: &Args, orders: &Phase, confirmations: &Phase) -> Result<()> {
-    eprintln!("phase          done    lost    seconds   per second");
-    for (name, r) in [("orders", orders), ("confirmations", confirmations)] {
+fn report(
+    args: &Args,
+    orders: &Phase,
+    confirmations: &Phase,
+    ceiling: &fastpay_ceiling::Ceiling,
+) -> Result<()> {
+    let of_ceiling = [
+        orders.per_authority_cpu_second() / ceiling.orders_per_cpu_s(),
+        confirmations.per_authority_cpu_second() / ceiling.confirmations_per_cpu_s(),
+    ];
+    eprintln!(
+        "phase          done    lost    seconds   per second   authority CPU-s   client CPU-s   \
+         per authority CPU-s   of ceiling"
+    );
+    for ((name, r), share) in [("orders", orders), ("confirmations", confirmations)]
+        .into_iter()
+        .zip(of_ceiling)
+    {
         eprintln!(
-            "{name:13} {:6} {:7} {:10.3} {:12.0}",
+            "{name:13} {:6} {:7} {:10.3} {:12.0} {:17.2} {:14.2} {:21.0} {:11.2}",
             r.done,
             r.lost,
             r.seconds,
-            r.per_second()
+            r.per_second(),
+            r.cpu.authority,
+            r.cpu.client,
+            r.per_authority_cpu_second(),
+            share
         );
     }
+    eprintln!(
+        "ceiling of one core: {:.0} orders and {:.0} confirmations (a quorum of {} per-vote \
+         signatures) per CPU-second",
+        ceiling.orders_per_cpu_s(),
+        ceiling.confirmations_per_cpu_s(),
+        ceiling.confirmation_signatures - 1
+    );
     println!(
         "{}",
         serde_json::json!({
@@ -298,9 +364,19 @@ fn report(args: &Args, orders: &Phase, confirmations: &Phase) -> Result<()> {
             "orders": orders.done,
             "orders_lost": orders.lost,
             "orders_per_s": orders.per_second().round(),
+            "orders_authority_cpu_s": orders.cpu.authority,
+            "orders_client_cpu_s": orders.cpu.client,
+            "orders_per_authority_cpu_s": orders.per_authority_cpu_second().round(),
+            "orders_of_ceiling": of_ceiling[0],
             "confirmations": confirmations.done,
             "confirmations_lost": confirmations.lost,
             "confirmations_per_s": confirmations.per_second().round(),
+            "confirmations_authority_cpu_s": confirmations.cpu.authority,
+            "confirmations_client_cpu_s": confirmations.cpu.client,
+            "confirmations_per_authority_cpu_s":
+                confirmations.per_authority_cpu_second().round(),
+            "confirmations_of_ceiling": of_ceiling[1],
+            "ceiling": ceiling.to_json(),
         })
     );
     if orders.lost + confirmations.lost > 0 {
@@ -318,11 +394,22 @@ struct Phase {
     done: usize,
     lost: usize,
     seconds: f64,
+    /// The CPU it took (filled in once it ended).
+    cpu: CpuSeconds,
 }
 
 impl Phase {
     fn per_second(&self) -> f64 {
         self.done as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Requests handled per CPU-second of the authority's shard threads (0 when they used
+    /// less than the clock can tell).
+    fn per_authority_cpu_second(&self) -> f64 {
+        match self.cpu.authority > 0.0 {
+            true => self.done as f64 / self.cpu.authority,
+            false => 0.0,
+        }
     }
 }
 
@@ -400,6 +487,7 @@ fn drive(
         done,
         lost,
         seconds: started.elapsed().as_secs_f64(),
+        cpu: CpuSeconds::default(),
     })
 }
 
