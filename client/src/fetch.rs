@@ -21,18 +21,17 @@ pub type QueryAnswer = (AuthorityName, Result<AccountInfoResponse, ErrorCode>);
 /// claims more ends there (the next sync goes on from where this one stopped).
 pub const MAX_RECEIVED_PER_SYNC: usize = 4096;
 
-/// Bytes of a certificate answer besides its votes (header, account, query, the order with a
-/// memo, the vote list's length), rounded up.
-const CERTIFICATE_BASE_BYTES: usize = 320;
+/// Bytes of a certificate answer besides its certificates: header, account, query, the
+/// answer's form, list length and indexes, rounded up.
+const CERTIFICATE_ANSWER_OVERHEAD: usize = 96;
 
-/// Bytes of one vote in a certificate (authority name and signature).
-const VOTE_BYTES: usize = 96;
-
-/// The size of a certificate query to `committee`: enough for a certificate carrying a vote of
-/// every member (it is answered by nothing larger).
+/// The size of a certificate query to `committee`: enough for the largest certificate the
+/// committee forms as authorities keep it (trimmed to a quorum of the largest votes,
+/// [`Committee::max_certificate_wire_size`]), so that every certificate can be fetched, and
+/// never less than [`CERTIFICATE_QUERY_BYTES`] (a page of several in a small committee).
 pub fn certificate_query_size(committee: &Committee) -> usize {
     CERTIFICATE_QUERY_BYTES
-        .max(CERTIFICATE_BASE_BYTES + VOTE_BYTES * committee.members().len())
+        .max(CERTIFICATE_ANSWER_OVERHEAD + committee.max_certificate_wire_size())
         .min(MAX_DATAGRAM_SIZE)
 }
 
@@ -344,12 +343,17 @@ impl FetchReceived {
             return;
         }
         let moved = next > list.next && !certificates.is_empty();
+        // Nothing in the page though the list goes on: its next certificate did not fit the
+        // query. The reading ends, but the list is not complete: nothing is concluded (or
+        // pushed) from what was not read.
+        let stuck = certificates.is_empty() && next < end;
         list.certificates.extend(certificates);
         list.next = next.max(list.next);
         // A list that does not move, or that grows past what one sync takes from one
         // authority, ends here (a liar's is endless).
-        list.complete = next >= end || !moved || list.certificates.len() >= MAX_RECEIVED_PER_SYNC;
-        reading.done = list.complete;
+        list.complete =
+            !stuck && (next >= end || !moved || list.certificates.len() >= MAX_RECEIVED_PER_SYNC);
+        reading.done = list.complete || stuck;
         reading.last_sent = None;
     }
 }
@@ -491,6 +495,47 @@ mod tests {
                 Action::Wait(_) => return None,
                 Action::Done(lists) => return Some(lists),
             }
+        }
+    }
+
+    #[test]
+    fn a_page_that_fits_nothing_ends_the_reading_without_completing_the_list() {
+        let committee = committee();
+        let names: Vec<_> = committee.members().iter().map(|m| m.name).collect();
+        let account = KeyPair::from_seed([8; 32]).account();
+        let start = Instant::now();
+        let mut fetch =
+            FetchReceived::new(&committee, account, |_| 0, start + Duration::from_secs(5));
+        assert!(poll_at(&mut fetch, start).is_none());
+        for name in &names[..3] {
+            fetch.handle(&mut [], start, *name, page(account, 0, 0, 0));
+        }
+        // Five payments listed, none in the page: the first did not fit the query.
+        fetch.handle(&mut [], start, names[3], page(account, 0, 0, 5));
+        let lists = poll_at(&mut fetch, start).expect("every authority answered");
+        let stuck = lists.iter().find(|l| l.authority == names[3]).unwrap();
+        assert!(
+            !stuck.complete,
+            "a list read no further than its start is not complete"
+        );
+    }
+
+    #[test]
+    fn queries_hold_the_largest_certificate_of_40_members_of_either_scheme() {
+        for scheme in [
+            fastpay_wire::VoteScheme::Single,
+            fastpay_wire::VoteScheme::Merkle,
+        ] {
+            let keys = (0..40u8).map(|i| KeyPair::from_seed([100 + i; 32]).authority());
+            let committee = Committee::equal_weights(keys, 1)
+                .unwrap()
+                .with_vote_scheme(scheme);
+            let size = certificate_query_size(&committee);
+            assert!(
+                size >= CERTIFICATE_ANSWER_OVERHEAD + committee.max_certificate_wire_size()
+                    && size <= MAX_DATAGRAM_SIZE,
+                "{scheme}: {size}"
+            );
         }
     }
 

@@ -6,7 +6,7 @@ use crate::workload::Flood;
 use anyhow::Result;
 use fastpay_udp::SegmentBatch;
 use fastpay_wire::{
-    AccountId, AuthorityEntry, AuthorityName, Message, decode, encode_into, encode_padded_into,
+    AccountId, AuthorityEntry, AuthorityName, Message, decode, encode_into, encode_request_into,
     shard_of,
 };
 use std::collections::HashMap;
@@ -103,7 +103,7 @@ impl Endpoints {
     pub fn send(&mut self, authority: usize, account: &AccountId, message: &Message) {
         let shard = shard_of(account, self.shards[authority]);
         let padding = self.padding[authority];
-        if let Ok(len) = encode_padded_into(message, shard, padding, &mut self.buffer) {
+        if let Ok(len) = encode_request_into(message, shard, padding, &mut self.buffer) {
             self.queue(authority, shard.0, len);
         }
     }

@@ -556,6 +556,20 @@ impl ShardNode {
         &mut self,
         order: &ConfirmationOrder,
     ) -> Result<Confirmed, AuthorityError> {
+        // A certificate with more votes than a quorum (every member's, say) is applied,
+        // logged, stored and forwarded with a quorum's only: what a certificate query and a
+        // confirmation must carry stays bounded (Committee::max_certificate_wire_size).
+        let keep = self.shard.committee().quorum_prefix(&order.certificate);
+        let trimmed;
+        let order = match keep < order.certificate.signatures.len() {
+            true => {
+                let mut copy = order.clone();
+                copy.certificate.signatures.truncate(keep);
+                trimmed = copy;
+                &trimmed
+            }
+            false => order,
+        };
         let mut confirmed = self.shard.confirm_verified(order)?;
         if confirmed.applied {
             self.record(|| Record::Confirm(order.clone()));
@@ -1188,6 +1202,69 @@ mod tests {
         let replies = node.poll_replies().expect("a reply batch");
         assert_eq!(replies.len(), 1);
         decode(replies.get(0).1).unwrap().1
+    }
+
+    #[test]
+    fn a_certificate_of_every_members_vote_is_kept_with_a_quorum_only() {
+        let keys: Vec<KeyPair> = (0..4).map(|i| KeyPair::from_seed([210 + i; 32])).collect();
+        let committee = Arc::new(
+            Committee::equal_weights(keys.iter().map(KeyPair::authority), SHARDS).unwrap(),
+        );
+        let (payer, payee) = parties();
+        let genesis = Genesis::from_accounts(
+            [&payer, &payee]
+                .iter()
+                .map(|k| (k.account(), Amount::new(100))),
+        )
+        .unwrap();
+        let state = AuthorityShard::new(
+            KeyPair::from_seed([210; 32]),
+            committee.clone(),
+            ShardId(0),
+            &genesis,
+        )
+        .unwrap();
+        let mut node = ShardNode::new(
+            state,
+            NodeConfig::in_process(SHARDS, true),
+            Arc::new(ShardCounters::default()),
+        );
+        let order = TransferOrder::new(
+            Transfer {
+                sender: payer.account(),
+                recipient: payee.account(),
+                amount: Amount::new(30),
+                sequence_number: SequenceNumber::ZERO,
+                user_data: None,
+            },
+            &committee.id(),
+            &payer,
+        );
+        let confirmation = ConfirmationOrder {
+            certificate: CertifiedTransferOrder {
+                value: order,
+                signatures: keys
+                    .iter()
+                    .map(|key| {
+                        let vote = SignedTransferOrder::new(order, &committee.id(), key);
+                        (vote.authority, vote.signature)
+                    })
+                    .collect(),
+            },
+        };
+        node.handle_batch(
+            Duration::ZERO,
+            &batch(&Message::ConfirmationOrder(confirmation.clone())),
+        );
+        assert_eq!(balance(&node, &payer.account()), 70);
+        let logged = take(&mut node);
+        let [applied] = logged.certificates.as_slice() else {
+            panic!("{} certificates applied", logged.certificates.len());
+        };
+        assert_eq!(
+            applied.certificate.signatures,
+            confirmation.certificate.signatures[..3]
+        );
     }
 
     #[test]

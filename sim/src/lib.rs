@@ -29,7 +29,7 @@ use fastpay_authority::Genesis;
 use fastpay_client::ClientState;
 use fastpay_wire::{
     AccountId, Amount, Balance, CertifiedTransferOrder, Committee, KeyPair, Message,
-    SequenceNumber, ShardId, Transfer, TransferOrder, VoteScheme, encode_padded, shard_of,
+    SequenceNumber, ShardId, Transfer, TransferOrder, VoteScheme, encode_request, shard_of,
 };
 use network::{Event, EventQueue, Node};
 use rand::rngs::StdRng;
@@ -416,7 +416,7 @@ impl World {
             Node::Authority(_) => self.committee.request_padding(),
             _ => 0,
         };
-        let bytes = encode_padded(message, shard, padding)
+        let bytes = encode_request(message, shard, padding)
             .unwrap_or_else(|e| panic!("encode {message:?}: {e}"));
         self.send_bytes(from, to, bytes);
     }

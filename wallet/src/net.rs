@@ -11,7 +11,7 @@ use fastpay_client::{
 };
 use fastpay_wire::{
     AccountId, AuthorityName, CertifiedTransferOrder, Committee, CommitteeFile, CommitteeFileError,
-    Message, SequenceNumber, decode, encode_padded_into, shard_of,
+    Message, SequenceNumber, decode, encode_request_into, shard_of,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
@@ -130,7 +130,7 @@ impl Network {
             Route::Account(account) => shard_of(&account, target.shards),
             Route::Shard(shard) => shard,
         };
-        let len = encode_padded_into(&transmit.message, shard, target.padding, &mut self.buffer)
+        let len = encode_request_into(&transmit.message, shard, target.padding, &mut self.buffer)
             .map_err(io::Error::other)?;
         let Some(&address) = target.addresses.get(shard.0 as usize) else {
             return Ok(());

@@ -255,6 +255,52 @@ pub fn encode_padded_into(
     Ok(end)
 }
 
+/// Encodes a request to an authority for `shard` into `out` with the padding its answer
+/// needs (an answer is never larger than its request); returns the datagram's length. An
+/// order is padded by `vote_padding` (the authority's [`VoteScheme::request_padding`]: its
+/// vote may be that much larger than a per-vote one); a confirmation, which carries a
+/// quorum's votes and is answered by an account's state, only up to [`MIN_QUERY_BYTES`]
+/// (padding it like an order could push a large committee's past one datagram); other
+/// requests carry their own padding.
+///
+/// [`VoteScheme::request_padding`]: crate::VoteScheme::request_padding
+/// [`MIN_QUERY_BYTES`]: crate::MIN_QUERY_BYTES
+pub fn encode_request_into(
+    message: &Message,
+    shard: ShardId,
+    vote_padding: u16,
+    out: &mut [u8],
+) -> Result<usize, CodecError> {
+    match message {
+        Message::ConfirmationOrder(_) => {
+            let len = encode_into(message, shard, out)?;
+            let short = crate::messages::MIN_QUERY_BYTES.saturating_sub(len);
+            match short {
+                0 => Ok(len),
+                short => encode_padded_into(
+                    message,
+                    shard,
+                    u16::try_from(short).unwrap_or(u16::MAX),
+                    out,
+                ),
+            }
+        }
+        _ => encode_padded_into(message, shard, vote_padding, out),
+    }
+}
+
+/// [`encode_request_into`] into a new buffer.
+pub fn encode_request(
+    message: &Message,
+    shard: ShardId,
+    vote_padding: u16,
+) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![0u8; MAX_DATAGRAM_SIZE];
+    let len = encode_request_into(message, shard, vote_padding, &mut out)?;
+    out.truncate(len);
+    Ok(out)
+}
+
 /// Encodes `message` for `shard` followed by `padding` zero bytes into a new buffer.
 pub fn encode_padded(
     message: &Message,

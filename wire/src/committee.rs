@@ -302,6 +302,87 @@ impl Committee {
         self.member(name).map(|m| shard_of(account, m.num_shards))
     }
 
+    /// Keeps only as many of a certificate's votes, in their order, as reach the quorum: a
+    /// certificate carrying more (every member's vote, say) says nothing more, and an
+    /// authority stores and serves it at the size [`Self::max_certificate_wire_size`]
+    /// bounds. Votes of unknown signers count for nothing (check the signers first).
+    pub fn trim_to_quorum(&self, certificate: &mut CertifiedTransferOrder) {
+        let keep = self.quorum_prefix(certificate);
+        certificate.signatures.truncate(keep);
+    }
+
+    /// How many of a certificate's first votes reach the quorum (all of them if they do
+    /// not): what [`Self::trim_to_quorum`] keeps.
+    pub fn quorum_prefix(&self, certificate: &CertifiedTransferOrder) -> usize {
+        let quorum = self.quorum_threshold();
+        let mut weight: u64 = 0;
+        certificate
+            .signatures
+            .iter()
+            .take_while(|(name, _)| {
+                let below = weight < quorum;
+                weight = weight.saturating_add(self.weight(name));
+                below
+            })
+            .count()
+    }
+
+    /// The most votes a certificate trimmed to a quorum ([`Self::trim_to_quorum`]) holds:
+    /// the smallest members' votes, until their weight reaches the quorum.
+    pub fn max_certificate_votes(&self) -> usize {
+        let mut weights: Vec<u64> = self.members.iter().map(|m| m.weight).collect();
+        weights.sort_unstable();
+        let quorum = self.quorum_threshold();
+        let mut weight: u64 = 0;
+        weights
+            .iter()
+            .take_while(|w| {
+                let below = weight < quorum;
+                weight = weight.saturating_add(**w);
+                below
+            })
+            .count()
+    }
+
+    /// The most bytes a certificate trimmed to a quorum takes on the wire: an order with a
+    /// memo and [`Self::max_certificate_votes`] of the largest votes any member signs.
+    pub fn max_certificate_wire_size(&self) -> usize {
+        let largest_vote = |scheme: VoteScheme| match scheme {
+            VoteScheme::Single => VoteSignature::Single(crate::crypto::Signature([0; 64])),
+            VoteScheme::Merkle => MerkleProof::new(
+                crate::crypto::Signature([0; 64]),
+                0,
+                &[crate::merkle::EMPTY; crate::merkle::MAX_DEPTH],
+            )
+            .map_or(
+                VoteSignature::Single(crate::crypto::Signature([0; 64])),
+                VoteSignature::Batched,
+            ),
+        };
+        let scheme = match self.members.iter().any(|m| m.votes == VoteScheme::Merkle) {
+            true => VoteScheme::Merkle,
+            false => VoteScheme::Single,
+        };
+        let name = self
+            .members
+            .first()
+            .map_or(AuthorityName([0; 32]), |m| m.name);
+        let largest = CertifiedTransferOrder {
+            value: TransferOrder {
+                transfer: crate::messages::Transfer {
+                    sender: AccountId([0; 32]),
+                    recipient: AccountId([0; 32]),
+                    amount: crate::base_types::Amount::new(1),
+                    sequence_number: crate::base_types::SequenceNumber::new(0),
+                    user_data: Some(crate::base_types::UserData([0; 32])),
+                },
+                signature: crate::crypto::Signature([0; 64]),
+            },
+            signatures: vec![(name, largest_vote(scheme)); self.max_certificate_votes()],
+        };
+        crate::codec::certificate_wire_size(&largest)
+    }
+
     /// Checks a certificate's signer set, without checking signatures: every signer known and
     /// distinct, and their weight at least the quorum.
     pub fn check_signers(
@@ -429,6 +510,113 @@ mod tests {
         assert_ne!(Committee::new(more).unwrap().id(), base.id());
         let fewer = base.members()[..3].to_vec();
         assert_ne!(Committee::new(fewer).unwrap().id(), base.id());
+    }
+
+    #[test]
+    fn certificates_trim_to_a_quorum_and_committees_of_40_fit_a_datagram() {
+        let members = |n: u8, scheme: VoteScheme| {
+            Committee::new(
+                (0..n)
+                    .map(|i| CommitteeMember {
+                        votes: scheme,
+                        ..member(100 + i, 1, 1)
+                    })
+                    .collect(),
+            )
+            .unwrap()
+        };
+        // Every member's vote, as a payer may send: trimmed to the first quorum.
+        let committee = members(10, VoteScheme::Single);
+        let order = TransferOrder::new(
+            Transfer {
+                sender: authority(1).account(),
+                recipient: authority(2).account(),
+                amount: Amount::new(1),
+                sequence_number: SequenceNumber::new(0),
+                user_data: None,
+            },
+            &committee.id(),
+            &authority(1),
+        );
+        let mut certificate = CertifiedTransferOrder {
+            value: order,
+            signatures: (0..10)
+                .map(|i| {
+                    let vote = sign_vote(order, &committee, &authority(100 + i));
+                    (vote.authority, vote.signature)
+                })
+                .collect(),
+        };
+        let all = certificate.signatures.clone();
+        committee.trim_to_quorum(&mut certificate);
+        assert_eq!(certificate.signatures, all[..7]);
+        assert_eq!(committee.check_signers(&certificate), Ok(()));
+        assert_eq!(committee.max_certificate_votes(), 7);
+        assert!(
+            crate::codec::certificate_wire_size(&certificate)
+                <= committee.max_certificate_wire_size()
+        );
+        // Unequal weights (five of 1, five of 6): the smallest votes until the quorum.
+        let weighted = Committee::new(
+            (0..10)
+                .map(|i| member(100 + i, 1 + u64::from(i / 5) * 5, 1))
+                .collect(),
+        )
+        .unwrap();
+        assert_eq!(weighted.quorum_threshold(), 24);
+        assert_eq!(weighted.max_certificate_votes(), 9);
+        // A confirmation of the largest certificate of 40 members, batched votes at the
+        // deepest proofs, fits one datagram with its header, and so does a page of one.
+        for scheme in [VoteScheme::Single, VoteScheme::Merkle] {
+            let committee = members(40, scheme);
+            let size = committee.max_certificate_wire_size();
+            assert!(
+                size + 80 <= crate::codec::MAX_DATAGRAM_SIZE,
+                "{scheme}: {size}"
+            );
+            // As a confirmation, padded as requests to such authorities are.
+            let vote = match scheme {
+                VoteScheme::Single => VoteSignature::Single(crate::crypto::Signature([0; 64])),
+                VoteScheme::Merkle => VoteSignature::Batched(
+                    MerkleProof::new(
+                        crate::crypto::Signature([0; 64]),
+                        0,
+                        &[crate::merkle::EMPTY; crate::merkle::MAX_DEPTH],
+                    )
+                    .unwrap(),
+                ),
+            };
+            let mut largest = certificate.clone();
+            largest.value.transfer.user_data = Some(crate::base_types::UserData([1; 32]));
+            largest.signatures = committee.members()[..27]
+                .iter()
+                .map(|m| (m.name, vote))
+                .collect();
+            assert_eq!(committee.max_certificate_votes(), 27);
+            assert_eq!(crate::codec::certificate_wire_size(&largest), size);
+            let confirmation =
+                crate::messages::Message::ConfirmationOrder(crate::messages::ConfirmationOrder {
+                    certificate: largest,
+                });
+            let datagram = crate::codec::encode_request(
+                &confirmation,
+                ShardId(0),
+                committee.request_padding(),
+            )
+            .unwrap();
+            assert!(datagram.len() <= crate::codec::MAX_DATAGRAM_SIZE);
+            // Padded like an order, it would not have fitted.
+            if scheme == VoteScheme::Merkle {
+                assert!(
+                    crate::codec::encode_padded(
+                        &confirmation,
+                        ShardId(0),
+                        committee.request_padding()
+                    )
+                    .is_err()
+                );
+            }
+        }
     }
 
     #[test]

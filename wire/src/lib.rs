@@ -40,7 +40,7 @@ pub use base_types::{
 pub use batch::BatchVerifier;
 pub use codec::{
     CodecError, Header, MessageKind, decode, encode, encode_into, encode_padded,
-    encode_padded_into, peek_header,
+    encode_padded_into, encode_request, encode_request_into, peek_header,
 };
 pub use committee::{
     CertificateError, Committee, CommitteeError, CommitteeMember, sign_vote, sign_votes,

@@ -12,7 +12,7 @@ use fastpay_engine::store::SNAPSHOT_AFTER_BYTES;
 use fastpay_wire::{
     AccountId, Amount, CertifiedTransferOrder, Committee, ConfirmationOrder, KeyPair, Message,
     SequenceNumber, SignedTransferOrder, Transfer, TransferOrder, VoteScheme, decode,
-    encode_padded, shard_of, sign_votes,
+    encode_request, shard_of, sign_votes,
 };
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -268,7 +268,7 @@ fn datagrams(
             let shard = shard_of(&o.transfer.sender, shards);
             Ok((
                 o.transfer.sender,
-                encode_padded(&Message::TransferOrder(*o), shard, padding)?,
+                encode_request(&Message::TransferOrder(*o), shard, padding)?,
             ))
         })
         .collect::<Result<_>>()?;
@@ -279,7 +279,7 @@ fn datagrams(
             let message = Message::ConfirmationOrder(ConfirmationOrder { certificate });
             Ok((
                 sender,
-                encode_padded(&message, shard_of(&sender, shards), padding)?,
+                encode_request(&message, shard_of(&sender, shards), padding)?,
             ))
         })
         .collect::<Result<_>>()?;

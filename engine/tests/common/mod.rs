@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use fastpay_wire::{
-    AccountId, CommitteeFile, CommitteeId, Message, decode, encode_padded, shard_of,
+    AccountId, CommitteeFile, CommitteeId, Message, decode, encode_request, shard_of,
 };
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
@@ -333,7 +333,7 @@ pub fn ask(
     message: &Message,
 ) -> Message {
     let padding = fastpay_wire::VoteScheme::Merkle.request_padding();
-    let bytes = encode_padded(message, shard_of(account, to.1), padding).unwrap();
+    let bytes = encode_request(message, shard_of(account, to.1), padding).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut buf = [0u8; 8192];
     // Replies to an earlier question (a retry's duplicate answered late by a loaded server)
