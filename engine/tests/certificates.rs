@@ -644,3 +644,61 @@ fn stress_a_million_certificates_cost_no_memory() {
         "a million certificates cost memory: {full} KiB against {empty} KiB"
     );
 }
+
+/// A committee of 40 members signing batched votes: a payment is confirmed, every authority
+/// serves its certificate (trimmed to a quorum of 27) to a query of the size clients send, and
+/// the payee's wallet learns it and spends it. The votes of one payment come from batches of
+/// one (short proofs); the largest certificate such a committee forms, 27 votes with the
+/// deepest proofs (about 8 KB), is sized against one datagram in `wire/src/committee.rs`.
+#[test]
+fn a_committee_of_40_with_batched_votes_confirms_and_serves_its_certificates() {
+    const SIZE: usize = 40;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    common::committee_with(dir, SIZE, fastpay_wire::VoteScheme::Merkle);
+    let accounts = common::fund_accounts(dir, 2);
+    let mut authorities: Vec<Authority> =
+        (1..=SIZE).map(|i| Authority::new(dir, i, None)).collect();
+    for a in &mut authorities {
+        a.start();
+    }
+    common::wait_serving(dir, &accounts[0]);
+    let bob = new_account(dir, "bob.json");
+    common::pay_one(dir, &accounts[0], &bob, "pay bob in a committee of 40");
+    // Every authority serves the certificate, whole, to a query of the size clients send.
+    let file = fastpay_wire::CommitteeFile::load(&dir.join("committee.json")).unwrap();
+    let size = fastpay_client::certificate_query_size(&file.committee);
+    let bob_id: AccountId = bob.parse().unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    for entry in &file.authorities {
+        let to = (entry.address().unwrap(), entry.shards);
+        let query = AccountInfoRequest::received(bob_id, 0, size);
+        let Message::Certificates(page) =
+            common::ask(&socket, to, &bob_id, &Message::AccountInfoRequest(query))
+        else {
+            panic!("{}: no page", entry.name);
+        };
+        let fastpay_wire::CertificateAnswer::Received { certificates, .. } = page.answer else {
+            panic!("{}: {:?}", entry.name, page.answer);
+        };
+        let [certificate] = certificates.as_slice() else {
+            panic!("{}: {} certificates", entry.name, certificates.len());
+        };
+        assert_eq!(file.committee.check_signers(certificate), Ok(()));
+        assert_eq!(certificate.signatures.len(), 27, "trimmed to a quorum");
+    }
+    let sync = check(client_with(dir, "bob.json", &["sync"]), "bob's sync");
+    assert!(sync.contains("\"received\":1"), "{sync}");
+    check(
+        client_with(
+            dir,
+            "bob.json",
+            &["transfer", "1", "--from", &bob, "--to", &accounts[1]],
+        ),
+        "bob spends what he received",
+    );
+    assert_eq!(committee_balance(dir, &accounts[1]), 101);
+}

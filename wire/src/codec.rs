@@ -258,10 +258,10 @@ pub fn encode_padded_into(
 /// Encodes a request to an authority for `shard` into `out` with the padding its answer
 /// needs (an answer is never larger than its request); returns the datagram's length. An
 /// order is padded by `vote_padding` (the authority's [`VoteScheme::request_padding`]: its
-/// vote may be that much larger than a per-vote one); a confirmation, which carries a
-/// quorum's votes and is answered by an account's state, only up to [`MIN_QUERY_BYTES`]
-/// (padding it like an order could push a large committee's past one datagram); other
-/// requests carry their own padding.
+/// vote may be that much larger than a per-vote one); a confirmation or a redeem request,
+/// which carry a quorum's votes and are answered by an account's state, an approval or a
+/// refusal, only up to [`MIN_QUERY_BYTES`] (padding them like an order could push a large
+/// committee's past one datagram); queries carry their own padding, sized for their answers.
 ///
 /// [`VoteScheme::request_padding`]: crate::VoteScheme::request_padding
 /// [`MIN_QUERY_BYTES`]: crate::MIN_QUERY_BYTES
@@ -272,10 +272,10 @@ pub fn encode_request_into(
     out: &mut [u8],
 ) -> Result<usize, CodecError> {
     match message {
-        Message::ConfirmationOrder(_) => {
+        Message::TransferOrder(_) => encode_padded_into(message, shard, vote_padding, out),
+        Message::ConfirmationOrder(_) | Message::RedeemRequest(_) => {
             let len = encode_into(message, shard, out)?;
-            let short = crate::messages::MIN_QUERY_BYTES.saturating_sub(len);
-            match short {
+            match crate::messages::MIN_QUERY_BYTES.saturating_sub(len) {
                 0 => Ok(len),
                 short => encode_padded_into(
                     message,
@@ -285,7 +285,7 @@ pub fn encode_request_into(
                 ),
             }
         }
-        _ => encode_padded_into(message, shard, vote_padding, out),
+        _ => encode_into(message, shard, out),
     }
 }
 
