@@ -437,6 +437,12 @@ impl Exchange for FetchReceived {
             Message::Error(error) if error.account == self.account => {
                 reading.answered = true;
                 reading.done = true;
+                // An authority that does not know the account holds none of its payments:
+                // its list is complete and empty (what it lacks is pushed to it, as a
+                // recipient must for its vote). Any other refusal concludes nothing.
+                if error.code == ErrorCode::UnknownAccount && reading.list.next == 0 {
+                    reading.list.complete = true;
+                }
             }
             _ => {}
         }
@@ -562,6 +568,23 @@ mod tests {
         // A complete list would make the sync push every payment to the overloaded authority.
         assert!(!refused.complete);
         assert!(lists.iter().filter(|l| l.complete).count() == 3);
+
+        // An authority that does not know the account lacks all its payments: complete.
+        let mut fetch =
+            FetchReceived::new(&committee, account, |_| 0, start + Duration::from_secs(5));
+        assert!(poll_at(&mut fetch, start).is_none());
+        for name in &names[..3] {
+            fetch.handle(&mut [], start, *name, page(account, 0, 0, 0));
+        }
+        let unknown = Message::Error(ErrorReply {
+            code: ErrorCode::UnknownAccount,
+            account,
+            sequence_number: SequenceNumber::ZERO,
+        });
+        fetch.handle(&mut [], start, names[3], unknown);
+        let lists = poll_at(&mut fetch, start).expect("every authority answered");
+        let lagging = lists.iter().find(|l| l.authority == names[3]).unwrap();
+        assert!(lagging.complete && lagging.certificates.is_empty());
     }
 
     #[test]
