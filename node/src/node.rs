@@ -1170,10 +1170,10 @@ mod tests {
         batch
     }
 
-    /// A confirmation of a payment of 30 from the payer (shard 0) to the payee (shard 1).
-    fn confirmation() -> ConfirmationOrder {
+    /// The payer's order (shard 0) of 30 to the payee (shard 1), for `committee`.
+    fn payment_of_30(committee: &Committee) -> TransferOrder {
         let (payer, payee) = parties();
-        let order = TransferOrder::new(
+        TransferOrder::new(
             Transfer {
                 sender: payer.account(),
                 recipient: payee.account(),
@@ -1181,9 +1181,14 @@ mod tests {
                 sequence_number: SequenceNumber::ZERO,
                 user_data: None,
             },
-            &committee().id(),
+            &committee.id(),
             &payer,
-        );
+        )
+    }
+
+    /// A confirmation of a payment of 30 from the payer (shard 0) to the payee (shard 1).
+    fn confirmation() -> ConfirmationOrder {
+        let order = payment_of_30(&committee());
         let vote = SignedTransferOrder::new(order, &committee().id(), &authority());
         ConfirmationOrder {
             certificate: CertifiedTransferOrder {
@@ -1229,17 +1234,7 @@ mod tests {
             NodeConfig::in_process(SHARDS, true),
             Arc::new(ShardCounters::default()),
         );
-        let order = TransferOrder::new(
-            Transfer {
-                sender: payer.account(),
-                recipient: payee.account(),
-                amount: Amount::new(30),
-                sequence_number: SequenceNumber::ZERO,
-                user_data: None,
-            },
-            &committee.id(),
-            &payer,
-        );
+        let order = payment_of_30(&committee);
         let confirmation = ConfirmationOrder {
             certificate: CertifiedTransferOrder {
                 value: order,
