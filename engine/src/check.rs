@@ -9,6 +9,7 @@
 //! ports are free on this machine now.
 
 use crate::config::{ConfigError, load_genesis, load_server_file};
+use crate::network_record::inspect;
 use fastpay_wire::{AccountId, AuthorityEntry, CommitteeFile, PublicKey, shard_of};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -101,6 +102,9 @@ pub enum Problem {
         /// The path.
         path: PathBuf,
     },
+    /// A shard's data is another network's, or it voted in this one and its data is gone.
+    #[error(transparent)]
+    Network(#[from] crate::network_record::NetworkRecordError),
 }
 
 /// What `check` looks at: the paths and options `run` was given.
@@ -120,6 +124,8 @@ pub struct CheckInput<'a> {
     pub metrics_address: Option<SocketAddr>,
     /// The data directory `run` would use, if durable.
     pub data_dir: Option<&'a Path>,
+    /// The voting record `run` would keep, if durable.
+    pub voting_record: Option<&'a Path>,
     /// Whether to try binding the ports (off when checking files for another machine).
     pub probe_ports: bool,
 }
@@ -173,6 +179,18 @@ pub fn check(input: &CheckInput) -> Result<CheckSummary, Vec<Problem>> {
         && input.probe_ports
     {
         probe_ports(input, entry, &mut problems);
+    }
+    if let (Some(entry), Some(committee), Some(dir)) = (&entry, &committee, input.data_dir)
+        && (dir.is_dir() || !dir.exists())
+    {
+        let shards = input.shard.map_or(0..entry.shards, |j| j..j + 1);
+        for shard in shards {
+            let shard_dir = dir.join(format!("shard-{shard}"));
+            let network = committee.committee.id();
+            if let Err(e) = inspect(&shard_dir, shard, network, input.voting_record) {
+                problems.push(e.into());
+            }
+        }
     }
     match (entry, committee, genesis) {
         (Some(authority), Some(committee), Some(genesis)) if problems.is_empty() => {
@@ -275,8 +293,11 @@ pub fn membership<'c>(
 }
 
 fn describe(entry: &AuthorityEntry) -> String {
+    let network = entry
+        .instance
+        .map_or_else(|| "none".to_string(), |i| i.to_string()[..16].to_string());
     format!(
-        "{}:{} with {} shards, weight {}",
+        "{}:{} with {} shards, weight {}, network instance {network}",
         entry.host, entry.port, entry.shards, entry.weight
     )
 }

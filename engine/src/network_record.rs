@@ -82,22 +82,32 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> NetworkRecordError + '_ {
     }
 }
 
-/// Ties shard `shard`'s data directory `dir` to `network` before the shard recovers from it
-/// or votes: refuses data of another network and, with a voting `record`, a shard that voted
-/// in `network` and whose data is gone; otherwise records both (synced) and returns.
-///
-/// Data made before the `network` file existed is taken as this network's.
-pub fn claim(
+/// What [`inspect`] found of a shard's data directory and the voting record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inspection {
+    /// The data directory is missing or empty.
+    pub empty: bool,
+    /// It names its network (the `network` file is there).
+    pub marked: bool,
+    /// The voting record lists the shard in this network.
+    pub voted: bool,
+}
+
+/// Checks, writing nothing, that shard `shard` may start in `network` with the data in `dir`
+/// and the voting `record`: refuses data of another network and a shard that voted in
+/// `network` and whose data is gone (what `server check` reports and [`claim`] enforces).
+pub fn inspect(
     dir: &Path,
     shard: u32,
     network: CommitteeId,
     record: Option<&Path>,
-) -> Result<(), NetworkRecordError> {
+) -> Result<Inspection, NetworkRecordError> {
     let voted = match record {
         Some(path) => read_record(path)?.contains(&(network, shard)),
         None => false,
     };
-    if is_empty(dir)? {
+    let empty = is_empty(dir)?;
+    if empty {
         if let (true, Some(record)) = (voted, record) {
             return Err(NetworkRecordError::VotesLost {
                 shard,
@@ -106,32 +116,57 @@ pub fn claim(
                 record: record.to_path_buf(),
             });
         }
+        return Ok(Inspection {
+            empty,
+            marked: false,
+            voted,
+        });
+    }
+    let path = dir.join(NETWORK_FILE);
+    let marked = match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim() == network.to_string() => true,
+        Ok(text) => {
+            return Err(NetworkRecordError::OtherNetwork {
+                dir: dir.to_path_buf(),
+                found: text.trim().chars().take(64).collect(),
+                expected: network,
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(io_error(&path)(e)),
+    };
+    Ok(Inspection {
+        empty,
+        marked,
+        voted,
+    })
+}
+
+/// Ties shard `shard`'s data directory `dir` to `network` before the shard recovers from it
+/// or votes: [`inspect`], then records what is missing (synced): the data's network, and the
+/// shard in the voting `record`.
+///
+/// Data made before the `network` file existed is taken as this network's.
+pub fn claim(
+    dir: &Path,
+    shard: u32,
+    network: CommitteeId,
+    record: Option<&Path>,
+) -> Result<(), NetworkRecordError> {
+    let found = inspect(dir, shard, network, record)?;
+    if found.empty {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    }
+    if !found.marked {
         write_synced(
             &dir.join(NETWORK_FILE),
             format!("{network}\n").as_bytes(),
             false,
         )?;
-    } else {
-        let path = dir.join(NETWORK_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) if text.trim() == network.to_string() => {}
-            Ok(text) => {
-                return Err(NetworkRecordError::OtherNetwork {
-                    dir: dir.to_path_buf(),
-                    found: text.trim().chars().take(64).collect(),
-                    expected: network,
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                write_synced(&path, format!("{network}\n").as_bytes(), false)?;
-            }
-            Err(e) => return Err(io_error(&path)(e)),
-        }
     }
     // After the data's own mark: a crash in between leaves data that says its network, and
     // the next start records the vote before any.
-    if let (false, Some(record)) = (voted, record) {
+    if let (false, Some(record)) = (found.voted, record) {
         write_synced(record, format!("{network} {shard}\n").as_bytes(), true)?;
     }
     Ok(())

@@ -93,6 +93,24 @@ fn a_wiped_committee_of_kept_keys_votes_again_only_as_a_new_network() {
         );
     }
 
+    // `server check` says so before a start is tried.
+    let output = Command::new(SERVER)
+        .current_dir(dir)
+        .args(["--server", "server1.json", "check"])
+        .args([
+            "--initial-accounts",
+            "initial_accounts.txt",
+            "--committee",
+            "committee.json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("its votes are lost"),
+        "{stderr}"
+    );
+
     // A new network of the same keys (and the same genesis): a new committee file.
     let mut entries = String::new();
     for i in 1..=AUTHORITIES {

@@ -397,6 +397,7 @@ impl RunArgs {
 /// `check`: prints what it found, or every problem.
 fn check_only(server: &Path, args: &RunArgs) -> Result<()> {
     let data_dir = args.data_dir(server);
+    let voting_record = args.voting_record(server);
     let input = CheckInput {
         server,
         committee: &args.committee,
@@ -405,6 +406,7 @@ fn check_only(server: &Path, args: &RunArgs) -> Result<()> {
         link_host: args.link_host.as_deref(),
         metrics_address: args.metrics_address,
         data_dir: data_dir.as_deref(),
+        voting_record: voting_record.as_deref(),
         probe_ports: true,
     };
     match check(&input) {
