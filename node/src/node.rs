@@ -852,17 +852,20 @@ impl ShardNode {
         from: u64,
         reader: &dyn CertificateReader,
     ) {
-        let mut message = Message::Certificates(CertificatesResponse {
-            account,
-            query: AccountQuery::Received(from),
-            answer: CertificateAnswer::Received {
-                certificates: Vec::new(),
-                next: from,
-                end: 0,
-            },
-        });
+        let answer = |certificates, next, end| {
+            Message::Certificates(CertificatesResponse {
+                account,
+                query: AccountQuery::Received(from),
+                answer: CertificateAnswer::Received {
+                    certificates,
+                    next,
+                    end,
+                },
+            })
+        };
+        // The answer's size without certificates (its fields are fixed-width).
         let mut buffer = [0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE];
-        let Ok(empty) = encode_into(&message, self.me, &mut buffer) else {
+        let Ok(empty) = encode_into(&answer(Vec::new(), from, 0), self.me, &mut buffer) else {
             return self.counters.bump(Counter::OtherRefusal);
         };
         let room = size.saturating_sub(empty);
@@ -893,20 +896,11 @@ impl ShardNode {
             // Nothing fits this query: no progress.
             None => from,
         };
-        if let Message::Certificates(CertificatesResponse {
-            answer:
-                CertificateAnswer::Received {
-                    certificates,
-                    next: answer_next,
-                    end: answer_end,
-                },
-            ..
-        }) = &mut message
-        {
-            certificates.extend(page[..keep].iter().map(|(_, c)| c.clone()));
-            *answer_next = next;
-            *answer_end = end;
-        }
+        let message = answer(
+            page[..keep].iter().map(|(_, c)| c.clone()).collect(),
+            next,
+            end,
+        );
         self.counters.bump(Counter::CertificateQueries);
         self.counters.add(Counter::CertificatesServed, keep as u64);
         self.reply(peer, size, &message);
@@ -1763,12 +1757,11 @@ mod tests {
     #[test]
     fn a_page_holds_what_fits_in_its_query() {
         use crate::certs::MemoryCertificates;
-        let (_, payee) = parties();
         let mut receiver = node(1, true);
         let store = MemoryCertificates::new();
         receiver.set_certificate_reader(Box::new(store.clone()));
         // Twenty payments to the payee in the store (the node serves what the store holds).
-        let (_, all) = stored_payments(20);
+        let (payee, all) = stored_payments(20);
         store.store(&all);
         let mut from = 0;
         let mut pages = 0;

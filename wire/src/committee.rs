@@ -314,17 +314,12 @@ impl Committee {
     /// How many of a certificate's first votes reach the quorum (all of them if they do
     /// not): what [`Self::trim_to_quorum`] keeps.
     pub fn quorum_prefix(&self, certificate: &CertifiedTransferOrder) -> usize {
-        let quorum = self.quorum_threshold();
-        let mut weight: u64 = 0;
-        certificate
-            .signatures
-            .iter()
-            .take_while(|(name, _)| {
-                let below = weight < quorum;
-                weight = weight.saturating_add(self.weight(name));
-                below
-            })
-            .count()
+        self.votes_to_quorum(
+            certificate
+                .signatures
+                .iter()
+                .map(|(name, _)| self.weight(name)),
+        )
     }
 
     /// The most votes a certificate trimmed to a quorum ([`Self::trim_to_quorum`]) holds:
@@ -332,13 +327,18 @@ impl Committee {
     pub fn max_certificate_votes(&self) -> usize {
         let mut weights: Vec<u64> = self.members.iter().map(|m| m.weight).collect();
         weights.sort_unstable();
+        self.votes_to_quorum(weights.into_iter())
+    }
+
+    /// How many of `weights`, taken in order, it takes to reach the quorum (all of them if
+    /// they do not).
+    fn votes_to_quorum(&self, weights: impl Iterator<Item = u64>) -> usize {
         let quorum = self.quorum_threshold();
         let mut weight: u64 = 0;
         weights
-            .iter()
             .take_while(|w| {
                 let below = weight < quorum;
-                weight = weight.saturating_add(**w);
+                weight = weight.saturating_add(*w);
                 below
             })
             .count()
@@ -347,21 +347,12 @@ impl Committee {
     /// The most bytes a certificate trimmed to a quorum takes on the wire: an order with a
     /// memo and [`Self::max_certificate_votes`] of the largest votes any member signs.
     pub fn max_certificate_wire_size(&self) -> usize {
-        let largest_vote = |scheme: VoteScheme| match scheme {
-            VoteScheme::Single => VoteSignature::Single(crate::crypto::Signature([0; 64])),
-            VoteScheme::Merkle => MerkleProof::new(
-                crate::crypto::Signature([0; 64]),
-                0,
-                &[crate::merkle::EMPTY; crate::merkle::MAX_DEPTH],
-            )
-            .map_or(
-                VoteSignature::Single(crate::crypto::Signature([0; 64])),
-                VoteSignature::Batched,
-            ),
-        };
-        let scheme = match self.members.iter().any(|m| m.votes == VoteScheme::Merkle) {
-            true => VoteScheme::Merkle,
-            false => VoteScheme::Single,
+        let signature = crate::crypto::Signature([0; 64]);
+        let deepest = &[crate::merkle::EMPTY; crate::merkle::MAX_DEPTH];
+        let vote = match self.members.iter().any(|m| m.votes == VoteScheme::Merkle) {
+            true => MerkleProof::new(signature, 0, deepest)
+                .map_or(VoteSignature::Single(signature), VoteSignature::Batched),
+            false => VoteSignature::Single(signature),
         };
         let name = self
             .members
@@ -376,9 +367,9 @@ impl Committee {
                     sequence_number: crate::base_types::SequenceNumber::new(0),
                     user_data: Some(crate::base_types::UserData([0; 32])),
                 },
-                signature: crate::crypto::Signature([0; 64]),
+                signature,
             },
-            signatures: vec![(name, largest_vote(scheme)); self.max_certificate_votes()],
+            signatures: vec![(name, vote); self.max_certificate_votes()],
         };
         crate::codec::certificate_wire_size(&largest)
     }
