@@ -185,7 +185,7 @@ pub fn check(input: &CheckInput) -> Result<CheckSummary, Vec<Problem>> {
     {
         let shards = input.shard.map_or(0..entry.shards, |j| j..j + 1);
         for shard in shards {
-            let shard_dir = dir.join(format!("shard-{shard}"));
+            let shard_dir = crate::store::shard_dir(dir, shard);
             let network = committee.committee.id();
             if let Err(e) = inspect(&shard_dir, shard, network, input.voting_record) {
                 problems.push(e.into());

@@ -13,6 +13,7 @@
 //!   start again in a network it voted in, where it could sign an order conflicting with a
 //!   vote it no longer remembers.
 
+use crate::config::{ConfigError, write_private};
 use fastpay_wire::CommitteeId;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -65,6 +66,9 @@ pub enum NetworkRecordError {
         /// The line number, from 1.
         line: usize,
     },
+    /// The data's `network` file could not be written.
+    #[error(transparent)]
+    Write(#[from] ConfigError),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -158,16 +162,12 @@ pub fn claim(
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     }
     if !found.marked {
-        write_synced(
-            &dir.join(NETWORK_FILE),
-            format!("{network}\n").as_bytes(),
-            false,
-        )?;
+        write_private(&dir.join(NETWORK_FILE), format!("{network}\n").as_bytes())?;
     }
     // After the data's own mark: a crash in between leaves data that says its network, and
     // the next start records the vote before any.
     if let (false, Some(record)) = (found.voted, record) {
-        write_synced(record, format!("{network} {shard}\n").as_bytes(), true)?;
+        append_synced(record, format!("{network} {shard}\n").as_bytes())?;
     }
     Ok(())
 }
@@ -205,15 +205,13 @@ fn read_record(path: &Path) -> Result<Vec<(CommitteeId, u32)>, NetworkRecordErro
         .collect()
 }
 
-/// Writes (or, `append`, appends) `bytes` to `path` and syncs the file and, for a new file,
-/// its directory.
-fn write_synced(path: &Path, bytes: &[u8], append: bool) -> Result<(), NetworkRecordError> {
+/// Appends `bytes` to `path` (creating it) and syncs the file and, for a new file, its
+/// directory.
+fn append_synced(path: &Path, bytes: &[u8]) -> Result<(), NetworkRecordError> {
     let existed = path.exists();
     let mut file = OpenOptions::new()
         .create(true)
-        .append(append)
-        .write(true)
-        .truncate(!append)
+        .append(true)
         .open(path)
         .map_err(io_error(path))?;
     file.write_all(bytes).map_err(io_error(path))?;

@@ -238,6 +238,7 @@ impl Engine {
             deposit_inlets: Vec::new(),
         };
         let mut link_sockets = link_sockets.into_iter();
+        let link_key = LinkKey::derive(&config.key_seed, &config.committee.id());
         for ((shard, socket), (node, disk, report)) in local
             .iter()
             .map(|s| *s as usize)
@@ -255,8 +256,7 @@ impl Engine {
                 wakers[shard].clone(),
             );
             engine.deposit_inlets.push(inlet);
-            let link_key = LinkKey::derive(&config.key_seed, &config.committee.id());
-            let (socket, link) = register(&poll, socket, link_sockets.next(), link_key)?;
+            let (socket, link) = register(&poll, socket, link_sockets.next(), link_key.clone())?;
             let peers = Peers::new(
                 std::mem::take(&mut senders[shard]),
                 std::mem::take(&mut receivers[shard]),
@@ -620,7 +620,7 @@ fn recover_shard(
         }
         return Ok((node, None, report));
     };
-    let shard_dir = dir.join(format!("shard-{shard}"));
+    let shard_dir = crate::store::shard_dir(dir, shard);
     network_record::claim(
         &shard_dir,
         shard,

@@ -33,6 +33,11 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+/// Shard `shard`'s directory in the authority's data directory `data_dir`.
+pub fn shard_dir(data_dir: &Path, shard: u32) -> PathBuf {
+    data_dir.join(format!("shard-{shard}"))
+}
+
 const HEADER: usize = fastpay_node::log::RECORD_HEADER;
 
 pub use fastpay_node::SNAPSHOT_AFTER_BYTES;
