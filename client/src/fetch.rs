@@ -504,8 +504,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_page_that_fits_nothing_ends_the_reading_without_completing_the_list() {
+    /// Reads an account's lists when three authorities list nothing and the last answers
+    /// what `last` makes of the account; returns how many lists are complete, and the last
+    /// authority's.
+    fn read_with_last_answering(last: impl Fn(AccountId) -> Message) -> (usize, ReceivedList) {
         let committee = committee();
         let names: Vec<_> = committee.members().iter().map(|m| m.name).collect();
         let account = KeyPair::from_seed([8; 32]).account();
@@ -516,14 +518,32 @@ mod tests {
         for name in &names[..3] {
             fetch.handle(&mut [], start, *name, page(account, 0, 0, 0));
         }
-        // Five payments listed, none in the page: the first did not fit the query.
-        fetch.handle(&mut [], start, names[3], page(account, 0, 0, 5));
+        fetch.handle(&mut [], start, names[3], last(account));
         let lists = poll_at(&mut fetch, start).expect("every authority answered");
-        let stuck = lists.iter().find(|l| l.authority == names[3]).unwrap();
+        let complete = lists.iter().filter(|l| l.complete).count();
+        let last = lists.into_iter().find(|l| l.authority == names[3]).unwrap();
+        (complete, last)
+    }
+
+    fn refusal(code: ErrorCode) -> impl Fn(AccountId) -> Message {
+        move |account| {
+            Message::Error(ErrorReply {
+                code,
+                account,
+                sequence_number: SequenceNumber::ZERO,
+            })
+        }
+    }
+
+    #[test]
+    fn a_page_that_fits_nothing_ends_the_reading_without_completing_the_list() {
+        // Five payments listed, none in the page: the first did not fit the query.
+        let (complete, stuck) = read_with_last_answering(|account| page(account, 0, 0, 5));
         assert!(
             !stuck.complete,
             "a list read no further than its start is not complete"
         );
+        assert_eq!(complete, 3);
     }
 
     #[test]
@@ -547,33 +567,14 @@ mod tests {
 
     #[test]
     fn a_refusal_ends_a_reading_without_completing_its_list() {
-        let committee = committee();
-        let names: Vec<_> = committee.members().iter().map(|m| m.name).collect();
-        let account = KeyPair::from_seed([8; 32]).account();
-        let start = Instant::now();
-        // Three empty lists, and the last authority refusing with `code`.
-        let refused_by_last = |code| {
-            let mut fetch =
-                FetchReceived::new(&committee, account, |_| 0, start + Duration::from_secs(5));
-            assert!(poll_at(&mut fetch, start).is_none());
-            for name in &names[..3] {
-                fetch.handle(&mut [], start, *name, page(account, 0, 0, 0));
-            }
-            let refusal = Message::Error(ErrorReply {
-                code,
-                account,
-                sequence_number: SequenceNumber::ZERO,
-            });
-            fetch.handle(&mut [], start, names[3], refusal);
-            let lists = poll_at(&mut fetch, start).expect("every authority answered");
-            assert!(lists.iter().filter(|l| l.complete).count() >= 3);
-            lists.into_iter().find(|l| l.authority == names[3]).unwrap()
-        };
         // A complete list would make the sync push every payment to the overloaded authority.
-        assert!(!refused_by_last(ErrorCode::Overloaded).complete);
+        let (complete, refused) = read_with_last_answering(refusal(ErrorCode::Overloaded));
+        assert!(!refused.complete);
+        assert_eq!(complete, 3);
         // An authority that does not know the account lacks all its payments: complete.
-        let lagging = refused_by_last(ErrorCode::UnknownAccount);
+        let (complete, lagging) = read_with_last_answering(refusal(ErrorCode::UnknownAccount));
         assert!(lagging.complete && lagging.certificates.is_empty());
+        assert_eq!(complete, 4);
     }
 
     #[test]
