@@ -8,26 +8,13 @@ use common::{
     Authority, SERVER, ask, balance, check, committee, committee_id, fund_accounts, pay_one,
     wait_serving,
 };
-use fastpay_wire::{CertifiedTransferOrder, ConfirmationOrder, Message, TransferOrder};
+use fastpay_wire::{ConfirmationOrder, Message, TransferOrder};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const AUTHORITIES: usize = 4;
-
-/// Every certificate the wallet of `dir` sent.
-fn sent_certificates(dir: &Path) -> Vec<CertifiedTransferOrder> {
-    let wallet: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("accounts.json")).unwrap()).unwrap();
-    wallet["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|a| a["state"]["sent_certificates"].as_array().unwrap().clone())
-        .map(|c| serde_json::from_value(c).unwrap())
-        .collect()
-}
 
 /// Runs authority `index` of `dir` until it exits (a minute at most, or the test fails: it
 /// should refuse to start at once); returns its stderr.
@@ -75,7 +62,7 @@ fn a_wiped_committee_of_kept_keys_votes_again_only_as_a_new_network() {
     pay_one(dir, payer, payee, "a payment in the first network");
     assert_eq!(balance(dir, payee), "101");
     let old_network = committee_id(dir);
-    let old_certificate = sent_certificates(dir)
+    let old_certificate = common::wallet_sent_certificates(dir)
         .pop()
         .expect("the wallet kept its certificate");
     authorities.iter_mut().for_each(Authority::terminate);

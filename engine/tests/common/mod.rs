@@ -355,14 +355,7 @@ pub fn ask(
 /// Sends every certificate in the wallet of `dir` to every authority, as a payer pushing its
 /// receipts to authorities that missed them; panics if one is refused.
 pub fn push_wallet_certificates(dir: &Path, addresses: &[(SocketAddr, u32)], socket: &UdpSocket) {
-    let wallet: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("accounts.json")).unwrap()).unwrap();
-    let mut certificates: Vec<fastpay_wire::CertifiedTransferOrder> = Vec::new();
-    for account in wallet["accounts"].as_array().unwrap() {
-        for c in account["state"]["sent_certificates"].as_array().unwrap() {
-            certificates.push(serde_json::from_value(c.clone()).unwrap());
-        }
-    }
+    let mut certificates = wallet_sent_certificates(dir);
     // Per sender, in sequence order, so no authority misses an earlier one.
     certificates.sort_by_key(|c| (c.value.transfer.sender, c.value.transfer.sequence_number));
     for to in addresses {
@@ -377,4 +370,17 @@ pub fn push_wallet_certificates(dir: &Path, addresses: &[(SocketAddr, u32)], soc
             }
         }
     }
+}
+
+/// Every certificate the wallet of `dir` (`accounts.json`) sent, account by account.
+pub fn wallet_sent_certificates(dir: &Path) -> Vec<fastpay_wire::CertifiedTransferOrder> {
+    let wallet: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("accounts.json")).unwrap()).unwrap();
+    wallet["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|a| a["state"]["sent_certificates"].as_array().unwrap().clone())
+        .map(|c| serde_json::from_value(c).unwrap())
+        .collect()
 }
