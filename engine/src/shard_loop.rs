@@ -493,7 +493,7 @@ impl ShardLoop {
         ] {
             self.counters.set(gauge, level as u64);
         }
-        if let Some(cpu) = thread_cpu_time() {
+        if let Ok(cpu) = fastpay_udp::thread_cpu_time() {
             self.counters.set(
                 Counter::CpuMillis,
                 cpu.as_millis().try_into().unwrap_or(u64::MAX),
@@ -529,12 +529,4 @@ impl ShardLoop {
         );
         Ok(())
     }
-}
-
-/// CPU time the calling thread has used (the scheduler's own account in
-/// `/proc/thread-self/schedstat`, nanoseconds), if the kernel reports it.
-fn thread_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let nanos = stat.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(nanos))
 }

@@ -23,7 +23,7 @@ fn bench_runs_a_small_load_to_the_end() {
     assert!(report["orders_per_s"].as_f64().unwrap() > 0.0);
     assert!(stderr.contains("confirmations"), "{stderr}");
     // Where the CPU went: the authority's shard threads did the work (2,000 signature
-    // checks a phase at least: many clock ticks on any machine), the ceiling was measured,
+    // checks a phase at least: measurable on any machine), the ceiling was measured,
     // and each share of it follows from them.
     for phase in ["orders", "confirmations"] {
         let cpu = report[format!("{phase}_authority_cpu_s")].as_f64().unwrap();

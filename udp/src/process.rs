@@ -41,17 +41,11 @@ pub fn thread_cpu_time() -> io::Result<Duration> {
     Ok(timeval(usage.ru_utime) + timeval(usage.ru_stime))
 }
 
-/// CPU time (user and system) used so far by this process's live threads whose name starts
-/// with `prefix` (`shard-`, say), from `/proc/self/task`, at the kernel's clock-tick
-/// resolution.
+/// CPU time used so far by this process's live threads whose name starts with `prefix`
+/// (`shard-`, say): the scheduler's own account of each in `/proc/self/task/<tid>/schedstat`,
+/// in nanoseconds.
 pub fn named_threads_cpu_time(prefix: &str) -> io::Result<Duration> {
-    // SAFETY: sysconf reads a constant of the system; it touches no memory of ours.
-    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks_per_second = u64::try_from(ticks_per_second)
-        .ok()
-        .filter(|t| *t > 0)
-        .ok_or_else(|| io::Error::other("no clock-tick rate"))?;
-    let mut ticks = 0u64;
+    let mut nanos = 0u64;
     for task in std::fs::read_dir("/proc/self/task")? {
         let path = task?.path();
         // A thread that ended meanwhile is skipped.
@@ -61,20 +55,13 @@ pub fn named_threads_cpu_time(prefix: &str) -> io::Result<Duration> {
         if !name.starts_with(prefix) {
             continue;
         }
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+        let Ok(stat) = std::fs::read_to_string(path.join("schedstat")) else {
             continue;
         };
-        // After the name in parentheses: state, then utime and stime at 12 and 13.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-        for field in fields.get(11..13).unwrap_or_default() {
-            ticks = ticks.saturating_add(field.parse().unwrap_or(0));
-        }
+        let ran = stat.split_whitespace().next().and_then(|n| n.parse().ok());
+        nanos = nanos.saturating_add(ran.unwrap_or(0));
     }
-    Ok(Duration::from_secs_f64(
-        ticks as f64 / ticks_per_second as f64,
-    ))
+    Ok(Duration::from_nanos(nanos))
 }
 
 fn timeval(t: libc::timeval) -> Duration {
