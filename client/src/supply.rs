@@ -125,7 +125,6 @@ impl AuthoritySupply {
     /// Sums one authority's shard reports.
     pub fn of(authority: AuthorityName, shards: &[Option<ShardSupply>]) -> Self {
         let answered = || shards.iter().flatten();
-        let wide = |units: u128| i128::try_from(units).unwrap_or(i128::MAX);
         Self {
             authority,
             complete: shards.iter().all(Option::is_some),
@@ -141,7 +140,6 @@ impl AuthoritySupply {
 
     /// `held + in_flight - (genesis + deposited)`: zero when no money was created or lost.
     pub fn discrepancy(&self) -> i128 {
-        let wide = |units: u128| i128::try_from(units).unwrap_or(i128::MAX);
         self.held
             .saturating_add(self.in_flight)
             .saturating_sub(wide(self.genesis).saturating_add(wide(self.deposited)))
@@ -159,4 +157,9 @@ pub fn audit_supply(answers: &[SupplyReports]) -> Vec<AuthoritySupply> {
         .iter()
         .map(|(authority, shards)| AuthoritySupply::of(*authority, shards))
         .collect()
+}
+
+/// An unsigned amount as a signed one (amounts past `i128::MAX` saturate).
+fn wide(units: u128) -> i128 {
+    i128::try_from(units).unwrap_or(i128::MAX)
 }
