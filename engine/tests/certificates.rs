@@ -676,10 +676,27 @@ fn a_committee_of_40_with_batched_votes_confirms_and_serves_its_certificates() {
     for entry in &file.authorities {
         let to = (entry.address().unwrap(), entry.shards);
         let query = AccountInfoRequest::received(bob_id, 0, size);
-        let Message::Certificates(page) =
-            common::ask(&socket, to, &bob_id, &Message::AccountInfoRequest(query))
-        else {
-            panic!("{}: no page", entry.name);
+        // The payer's client stops at a quorum's acknowledgements: an authority outside it
+        // may apply the confirmation a moment later (it knows Bob only then).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let page = loop {
+            let answer = common::ask(
+                &socket,
+                to,
+                &bob_id,
+                &Message::AccountInfoRequest(query.clone()),
+            );
+            match answer {
+                Message::Certificates(page) => break page,
+                other => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{}: no page: {other:?}",
+                        entry.name
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
         };
         let fastpay_wire::CertificateAnswer::Received { certificates, .. } = page.answer else {
             panic!("{}: {:?}", entry.name, page.answer);
