@@ -24,5 +24,5 @@ pub use error::{AuthorityError, DepositError};
 pub use genesis::{Genesis, GenesisError};
 pub use shard::{
     AccountState, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck, ShardSetupError,
-    ShardSnapshot, Voted,
+    ShardSnapshot, ShardSnapshotView, Voted,
 };

@@ -111,6 +111,28 @@ impl ShardSnapshot {
     }
 }
 
+/// A shard's state as it serializes: exactly [`ShardSnapshot`]'s encoding (accounts in the
+/// map's order), written from the live state, so a snapshot costs its encoding's bytes
+/// rather than a copy of every account ([`AuthorityShard::snapshot_view`]).
+#[derive(Serialize)]
+pub struct ShardSnapshotView<'a> {
+    #[serde(serialize_with = "accounts_in_map_order")]
+    accounts: &'a HashMap<AccountId, AccountState>,
+    deposits: DepositCursor,
+    deposited: u128,
+    sent: u128,
+    received: u128,
+}
+
+/// Serializes the account map as [`ShardSnapshot::accounts`] does its vector: a sequence of
+/// (account, state) pairs.
+fn accounts_in_map_order<S: serde::Serializer>(
+    accounts: &&HashMap<AccountId, AccountState>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(accounts.iter())
+}
+
 /// The effects of applying a confirmation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confirmed {
@@ -840,20 +862,26 @@ impl AuthorityShard {
 
     /// The whole state, sorted so that equal states give equal snapshots.
     pub fn snapshot(&self) -> ShardSnapshot {
-        let mut snapshot = self.snapshot_unsorted();
-        snapshot.sort();
-        snapshot
-    }
-
-    /// The state as [`snapshot`](Self::snapshot) gives it, in the maps' order: the cheapest
-    /// copy, for a caller that sorts it later on another thread ([`ShardSnapshot::sort`]).
-    pub fn snapshot_unsorted(&self) -> ShardSnapshot {
-        ShardSnapshot {
+        let mut snapshot = ShardSnapshot {
             accounts: self
                 .accounts
                 .iter()
                 .map(|(id, state)| (*id, state.clone()))
                 .collect(),
+            deposits: self.deposits,
+            deposited: self.deposited,
+            sent: self.sent,
+            received: self.received,
+        };
+        snapshot.sort();
+        snapshot
+    }
+
+    /// The state to encode as a [`ShardSnapshot`] without copying it (the accounts in the
+    /// map's order: [`ShardSnapshot::sort`] after decoding gives [`snapshot`](Self::snapshot)).
+    pub fn snapshot_view(&self) -> ShardSnapshotView<'_> {
+        ShardSnapshotView {
+            accounts: &self.accounts,
             deposits: self.deposits,
             deposited: self.deposited,
             sent: self.sent,

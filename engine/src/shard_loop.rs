@@ -516,16 +516,22 @@ impl ShardLoop {
         self.persist()?;
         let me = self.node.shard().shard().0;
         let started = Instant::now();
-        let snapshot = self.node.snapshot();
-        let copied = started.elapsed();
+        let snapshot = self
+            .node
+            .snapshot()
+            .map_err(|_| StoreError::SnapshotTooLarge)?;
+        let encoded = started.elapsed();
+        let bytes = snapshot.as_bytes().len();
         if let Some(writer) = self.writer.as_mut() {
             writer.snapshot(snapshot);
         }
         tracing::info!(
             shard = me,
-            copied_ms = copied.as_secs_f64() * 1e3,
-            "shard {me}: snapshot started (state copied in {:.1} ms, written in the background)",
-            copied.as_secs_f64() * 1e3
+            encoded_ms = encoded.as_secs_f64() * 1e3,
+            bytes,
+            "shard {me}: snapshot started (state encoded in {:.1} ms, {bytes} bytes, written in \
+             the background)",
+            encoded.as_secs_f64() * 1e3
         );
         Ok(())
     }

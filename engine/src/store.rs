@@ -25,7 +25,8 @@
 
 use crate::certificates::{CertificateStoreError, CertificateWriter};
 use fastpay_node::log::{
-    GROUP_HEADER, LogError, Record, Snapshot, TornTail, new_group, parse_frames, seal_group,
+    EncodedSnapshot, GROUP_HEADER, LogError, Record, Snapshot, TornTail, new_group, parse_frames,
+    seal_group,
 };
 use fastpay_wire::codec::{decode_stored, encode_stored_to};
 use std::fs::{self, File, OpenOptions};
@@ -63,6 +64,9 @@ pub enum StoreError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The shard's state is too large for a snapshot record (a record's length is a u32).
+    #[error("the shard's state is too large to snapshot (over 4 GiB encoded); refusing to go on")]
+    SnapshotTooLarge,
     /// The certificate store failed.
     #[error(transparent)]
     Certificates(#[from] CertificateStoreError),
@@ -240,7 +244,7 @@ impl ShardStore {
     /// `certificates` has stored and synced every one handed over so far.
     pub fn begin_snapshot(
         &mut self,
-        snapshot: Snapshot,
+        snapshot: EncodedSnapshot,
         certificates: &CertificateWriter,
     ) -> Result<(), StoreError> {
         self.commit()?;
@@ -257,8 +261,6 @@ impl ShardStore {
             // Nice 19: a writer sharing a core with a shard thread runs only when the shard has
             // nothing to do. Failing leaves the normal priority, which is still correct.
             let _ = fastpay_udp::lower_thread_priority();
-            let mut snapshot = snapshot;
-            snapshot.shard.sort();
             certificates_synced
                 .recv()
                 .unwrap_or_else(|_| Err(CertificateStoreError::Stopped { path: dir.clone() }))?;
@@ -409,17 +411,17 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(io_at(dir))
 }
 
-/// Writes `snapshot` as covering every log before generation `covers`, encoded straight into
-/// the file (one record, like a log entry, so its size costs no memory), renames it into
-/// place, and deletes the logs it covers; returns the file's length.
-fn write_snapshot_file(dir: &Path, covers: u64, snapshot: &Snapshot) -> Result<u64, StoreError> {
+/// Writes `snapshot` as covering every log before generation `covers` (one record, like a
+/// log entry, holding the pair's encoding), renames it into place, and deletes the logs it
+/// covers; returns the file's length.
+fn write_snapshot_file(
+    dir: &Path,
+    covers: u64,
+    snapshot: &EncodedSnapshot,
+) -> Result<u64, StoreError> {
     let path = dir.join("snapshot");
     let tmp = dir.join("snapshot.tmp");
-    let too_large = || StoreError::Corrupt {
-        path: path.clone(),
-        offset: 0,
-        reason: "snapshot too large to encode (over 4 GiB)",
-    };
+    let too_large = || StoreError::SnapshotTooLarge;
     let file = File::create(&tmp).map_err(io_at(&tmp))?;
     let mut out = Checksummed {
         inner: BufWriter::with_capacity(1 << 20, file),
@@ -427,8 +429,10 @@ fn write_snapshot_file(dir: &Path, covers: u64, snapshot: &Snapshot) -> Result<u
     };
     // The record header (length, checksum) is filled in once the payload is written.
     out.inner.write_all(&[0; HEADER]).map_err(io_at(&tmp))?;
-    let len = encode_stored_to(&(covers, snapshot), &mut out).map_err(|_| too_large())?;
-    let len = u32::try_from(len).map_err(|_| too_large())?;
+    // A pair encodes as its two parts one after the other.
+    let covers_len = encode_stored_to(&covers, &mut out).map_err(|_| too_large())?;
+    out.write_all(snapshot.as_bytes()).map_err(io_at(&tmp))?;
+    let len = u32::try_from(covers_len + snapshot.as_bytes().len()).map_err(|_| too_large())?;
     let crc = out.hasher.finalize();
     let mut file = out
         .inner
@@ -624,7 +628,7 @@ mod tests {
         };
         let certificates = certificates(dir.path());
         store
-            .begin_snapshot(snapshot.clone(), &certificates)
+            .begin_snapshot(encoded(&snapshot), &certificates)
             .unwrap();
         store.wait_snapshot().unwrap();
         append(&mut store, &vote(9));
@@ -634,6 +638,10 @@ mod tests {
         assert_eq!(recovered.snapshot, Some(snapshot));
         assert_eq!(recovered.records, vec![vote(9)]);
         assert!(store.disk_bytes() > 0);
+    }
+
+    fn encoded(snapshot: &Snapshot) -> EncodedSnapshot {
+        EncodedSnapshot::encode(snapshot).unwrap()
     }
 
     fn empty_snapshot() -> Snapshot {
@@ -653,7 +661,7 @@ mod tests {
         // The shard moved on to log 1 but the snapshot never landed: both logs replay.
         let old_log = fs::read(dir.path().join("log-0")).unwrap();
         store
-            .begin_snapshot(empty.clone(), &certificates(dir.path()))
+            .begin_snapshot(encoded(&empty), &certificates(dir.path()))
             .unwrap();
         append(&mut store, &vote(3));
         store.commit().unwrap();
@@ -690,7 +698,9 @@ mod tests {
         let empty = empty_snapshot();
         let certificates = certificates(dir.path());
         for round in 0..3u64 {
-            store.begin_snapshot(empty.clone(), &certificates).unwrap();
+            store
+                .begin_snapshot(encoded(&empty), &certificates)
+                .unwrap();
             append(&mut store, &vote(10 + round));
             store.commit().unwrap();
             while !store.poll_snapshot().unwrap() {

@@ -3,12 +3,13 @@
 use crate::certs::{AppliedCertificate, CertificateReader};
 use crate::counters::{Counter, ShardCounters};
 use crate::links::{Arrival, CreditLinks, Transport};
-use crate::log::{Record, Snapshot, append_record};
+use crate::log::{EncodedSnapshot, LinkState, Record, Snapshot, append_record};
 use crate::redeem::RedeemApprover;
 use fastpay_authority::{
-    AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, DepositError, OrderCheck, Voted,
+    AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, DepositError, OrderCheck,
+    ShardSnapshotView, Voted,
 };
-use fastpay_wire::codec::{MIN_CERTIFICATE_BYTES, certificate_wire_size, peek_subject};
+use fastpay_wire::codec::{CodecError, MIN_CERTIFICATE_BYTES, certificate_wire_size, peek_subject};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountQuery, BATCH, BatchVerifier, CertificateAnswer,
     CertificatesResponse, ConfirmationOrder, CrossShardUpdate, Datagrams, DepositBatch, ErrorCode,
@@ -16,6 +17,7 @@ use fastpay_wire::{
     RedeemRequest, SUPPLY_QUERY_BYTES, SUPPLY_RECOUNT, SequenceNumber, ShardId, ShardSupply,
     SignedTransferOrder, TransferOrder, VoteReply, decode, encode_into,
 };
+use serde::Serialize;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -499,15 +501,27 @@ impl ShardNode {
         self.durable && self.log_bytes >= self.snapshot_after
     }
 
-    /// The state to snapshot: it includes every record produced so far, so the runtime must
-    /// have taken the log (and queued it before the snapshot) first.
-    pub fn snapshot(&mut self) -> Snapshot {
+    /// The state's snapshot, encoded: it includes every record produced so far, so the
+    /// runtime must have taken the log (and queued it before the snapshot) first. Encoded
+    /// from the live state (a copy would double the accounts' memory for as long as the
+    /// snapshot takes to write); fails only past the stored encoding's size limit.
+    pub fn snapshot(&mut self) -> Result<EncodedSnapshot, CodecError> {
         self.log_bytes = 0;
-        Snapshot {
-            shard: self.shard.snapshot_unsorted(),
+        /// Borrows what [`Snapshot`] owns, and serializes identically.
+        #[derive(Serialize)]
+        struct View<'a> {
+            shard: ShardSnapshotView<'a>,
+            links: LinkState,
+            arrivals: u64,
+        }
+        let view = View {
+            shard: self.shard.snapshot_view(),
             links: self.links.state(),
             arrivals: self.arrivals,
-        }
+        };
+        // An account without a pending vote takes 73 bytes.
+        let capacity = self.shard.accounts().len() * 80 + 4096;
+        EncodedSnapshot::encode_serialized(&view, capacity)
     }
 
     // ---- the pipeline -------------------------------------------------------------------
@@ -1201,6 +1215,44 @@ mod tests {
         let replies = node.poll_replies().expect("a reply batch");
         assert_eq!(replies.len(), 1);
         decode(replies.get(0).1).unwrap().1
+    }
+
+    #[test]
+    fn an_encoded_snapshot_decodes_to_the_state() {
+        let mut node = node(0, true);
+        // A debit with its credit waiting for shard 1, then a vote pending for the payee
+        // (owned by shard 1: refused) and the payer's next order (voted, pending).
+        node.handle_batch(
+            Duration::ZERO,
+            &batch(&Message::ConfirmationOrder(confirmation())),
+        );
+        let (payer, payee) = parties();
+        let next = TransferOrder::new(
+            Transfer {
+                sender: payer.account(),
+                recipient: payee.account(),
+                amount: Amount::new(5),
+                sequence_number: SequenceNumber::new(1),
+                user_data: None,
+            },
+            &committee().id(),
+            &payer,
+        );
+        node.handle_batch(Duration::ZERO, &batch(&Message::TransferOrder(next)));
+        assert!(node.shard().accounts()[&payer.account()].pending.is_some());
+        let expected = Snapshot {
+            shard: node.shard().snapshot(),
+            links: node.links.state(),
+            arrivals: node.arrivals,
+        };
+        assert!(
+            !expected.links.outbox.is_empty(),
+            "the credit is in the snapshot"
+        );
+
+        let mut decoded = node.snapshot().unwrap().decode().unwrap();
+        decoded.shard.sort();
+        assert_eq!(decoded, expected);
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! in the background and, once it lands, replaces the log prefix it covers; a crash before it
 //! lands keeps the old snapshot and the whole log.
 
-use fastpay_node::log::{LogError, Record, Snapshot, decode_log, new_group, seal_group};
+use fastpay_node::log::{
+    EncodedSnapshot, LogError, Record, Snapshot, decode_log, new_group, seal_group,
+};
 use rand::RngExt;
 use rand::rngs::StdRng;
 
@@ -31,14 +33,14 @@ pub enum CrashFault {
 /// One shard's disk.
 #[derive(Debug, Default)]
 pub struct SimDisk {
-    snapshot: Option<Snapshot>,
+    snapshot: Option<EncodedSnapshot>,
     /// The log since the snapshot: written bytes, of which `synced` are durable.
     log: Vec<u8>,
     synced: usize,
     /// Absolute offset of `log[0]` (bytes dropped by snapshots so far).
     base: u64,
     /// A snapshot being written, and the absolute log offset it covers.
-    writing: Option<(Snapshot, u64)>,
+    writing: Option<(EncodedSnapshot, u64)>,
     /// Where each write not yet synced ends (indexes into `log`).
     unsynced_ends: Vec<usize>,
     group: Vec<u8>,
@@ -65,7 +67,7 @@ impl SimDisk {
     }
 
     /// Syncs the log and starts writing `snapshot`, which covers all of it.
-    pub fn begin_snapshot(&mut self, snapshot: Snapshot) {
+    pub fn begin_snapshot(&mut self, snapshot: EncodedSnapshot) {
         self.sync(u64::MAX);
         self.writing = Some((snapshot, self.base + self.log.len() as u64));
     }
@@ -151,6 +153,13 @@ impl SimDisk {
             self.log.truncate(offset as usize);
             self.synced = self.synced.min(self.log.len());
         }
-        Ok((self.snapshot.clone(), records))
+        let snapshot = match &self.snapshot {
+            Some(encoded) => Some(encoded.decode().map_err(|_| LogError {
+                offset: 0,
+                reason: "snapshot does not decode",
+            })?),
+            None => None,
+        };
+        Ok((snapshot, records))
     }
 }
