@@ -17,7 +17,7 @@ use crate::counters::{Counter, ShardCounters};
 use crate::metrics::{FSYNC_BUCKETS, Histogram, ShardMetrics, ShardSource};
 use crate::store::{Recovered, ShardStore, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
-use fastpay_node::log::Snapshot;
+use fastpay_node::log::EncodedSnapshot;
 use fastpay_node::{AppliedCertificate, LogBatch};
 use mio::Waker;
 use std::io;
@@ -61,7 +61,7 @@ enum Job {
         applied: Option<Arc<Vec<AppliedCertificate>>>,
     },
     /// A snapshot including every record appended before it.
-    Snapshot(Box<Snapshot>),
+    Snapshot(EncodedSnapshot),
 }
 
 enum Done {
@@ -199,9 +199,9 @@ impl LogWriter {
     }
 
     /// Queues `snapshot`, which includes every record handed over so far.
-    pub(crate) fn snapshot(&mut self, snapshot: Snapshot) {
+    pub(crate) fn snapshot(&mut self, snapshot: EncodedSnapshot) {
         if let Some(jobs) = &self.jobs
-            && jobs.send(Job::Snapshot(Box::new(snapshot))).is_ok()
+            && jobs.send(Job::Snapshot(snapshot)).is_ok()
         {
             self.snapshot_in_progress = true;
         }
@@ -287,7 +287,7 @@ struct Group {
     position: Option<u64>,
     /// Their certificate lists.
     applied: Vec<Arc<Vec<AppliedCertificate>>>,
-    snapshot: Option<Box<Snapshot>>,
+    snapshot: Option<EncodedSnapshot>,
 }
 
 /// The writer thread: its shard's two stores, and how it reports to the shard.
@@ -308,6 +308,10 @@ impl Writer {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
                     self.syncs.publish();
+                    self.counters.set(
+                        Counter::CertificatesUnstored,
+                        self.disk.certificates.backlog() as u64,
+                    );
                     if let Err(e) = self
                         .report_snapshot()
                         .and_then(|()| self.check_certificates())
@@ -351,6 +355,9 @@ impl Writer {
         // The records are durable: their certificates may be stored. The certificate writer
         // stores them in the background; queries find them in `Unstored` meanwhile.
         let certificates = &self.disk.certificates;
+        // What the store has yet to write from earlier groups: how far it is behind.
+        self.counters
+            .set(Counter::CertificatesUnstored, certificates.backlog() as u64);
         for applied in group.applied.drain(..) {
             certificates.store(applied);
         }
@@ -367,7 +374,7 @@ impl Writer {
         if let Some(snapshot) = group.snapshot.take() {
             self.disk
                 .log
-                .begin_snapshot(*snapshot, &self.disk.certificates)?;
+                .begin_snapshot(snapshot, &self.disk.certificates)?;
         }
         self.report_snapshot()?;
         self.syncs.publish();

@@ -109,6 +109,9 @@ counters! {
     CertificatesStored => "certificates_stored",
     /// Bytes of the shard's certificate store on disk (a gauge, updated when it syncs).
     CertificateStoreBytes => "certificate_store_bytes",
+    /// Certificates durable in the log and not yet written to the certificate store: how far
+    /// the store is behind (a gauge, set at each log commit; queries read them from memory).
+    CertificatesUnstored => "certificates_unstored",
     /// Credits sent and not yet known to be applied by their recipient (a gauge).
     Outbox => "outbox",
     /// Frames waiting in the queues from the process's other shards (a gauge, set about once
@@ -162,6 +165,7 @@ impl Counter {
             Counter::DiskBytes
             | Counter::CertificatesStored
             | Counter::CertificateStoreBytes
+            | Counter::CertificatesUnstored
             | Counter::Outbox
             | Counter::QueuedFrames
             | Counter::BacklogFrames
