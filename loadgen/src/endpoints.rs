@@ -154,6 +154,7 @@ impl Endpoints {
                 let sender = match message {
                     Message::TransferOrder(order) => order.transfer.sender,
                     Message::ConfirmationOrder(c) => c.certificate.value.transfer.sender,
+                    Message::AccountInfoRequest(query) => query.account,
                     _ => continue,
                 };
                 let shard = shard_of(&sender, self.shards[authority]);

@@ -100,6 +100,13 @@ struct Args {
     /// one passes the cheap checks and costs a quorum's signature verifications.
     #[arg(long, conflicts_with = "flood_invalid")]
     flood_confirmations: Option<f64>,
+    /// Mix hostile datagrams into the run: this share (0..1) of everything sent is queries
+    /// for the payments the run's recipients received, each of the smallest size an
+    /// authority answers (too small for any certificate), for the run's first 16,384
+    /// recipients in turn: their answers must cost the authority next to nothing, however
+    /// many certificates it holds or has yet to store.
+    #[arg(long, conflicts_with_all = ["flood_invalid", "flood_garbage", "flood_confirmations"])]
+    flood_queries: Option<f64>,
     /// Send the hostile datagrams of a --flood-* option to these addresses instead of the
     /// authorities (comma separated), e.g. the link ports of an authority's shard processes.
     #[arg(long, value_delimiter = ',')]
@@ -516,8 +523,9 @@ fn flood(
         args.flood_invalid,
         args.flood_garbage,
         args.flood_confirmations,
+        args.flood_queries,
     ) {
-        (Some(share), _, _) => {
+        (Some(share), _, _, _) => {
             // Orders from the last funded accounts, each with one signature byte flipped.
             let first = args.accounts.saturating_sub(1000);
             let forged = setup::prepare_orders(
@@ -536,19 +544,32 @@ fn flood(
             .collect();
             (share, forged)
         }
-        (None, Some(share), _) => (share, Vec::new()),
-        (None, None, Some(share)) => {
+        (None, Some(share), _, _) => (share, Vec::new()),
+        (None, None, Some(share), _) => {
             let names: Vec<_> = authorities.iter().map(|a| a.name).collect();
             (
                 share,
                 setup::forged_confirmations(&names, quorum, committee, 16_384),
             )
         }
-        (None, None, None) => {
+        (None, None, None, Some(share)) => {
+            let recipients = args
+                .accounts
+                .saturating_sub(args.account_offset)
+                .min(16_384);
+            let queries = (0..recipients)
+                .map(|i| {
+                    let index = (args.account_offset + i + 1) % args.accounts.max(1);
+                    setup::smallest_received_query(setup::account_key(args.seed, index).account())
+                })
+                .collect();
+            (share, queries)
+        }
+        (None, None, None, None) => {
             if !args.flood_to.is_empty() {
                 bail!(
                     "--flood-to needs one of --flood-invalid, --flood-garbage, \
-                     --flood-confirmations"
+                     --flood-confirmations, --flood-queries"
                 );
             }
             return Ok(None);

@@ -170,6 +170,33 @@ pub fn offline_certificates(
     batches.into_iter().flatten().collect()
 }
 
+/// A query for the payments `recipient` received, from the first on, of exactly
+/// [`MIN_QUERY_BYTES`](fastpay_wire::MIN_QUERY_BYTES): the smallest an authority answers,
+/// with room for no certificate.
+pub fn smallest_received_query(recipient: AccountId) -> fastpay_wire::Message {
+    let mut query = fastpay_wire::AccountInfoRequest {
+        account: recipient,
+        query: fastpay_wire::AccountQuery::Received(0),
+        padding: Vec::new(),
+    };
+    let bare = fastpay_wire::encode(
+        &fastpay_wire::Message::AccountInfoRequest(query.clone()),
+        fastpay_wire::ShardId(0),
+    )
+    .map_or(0, |bytes| bytes.len());
+    // The padding's length prefix grows by a byte or two with it: aim short, then top up.
+    query.padding = vec![0; fastpay_wire::MIN_QUERY_BYTES.saturating_sub(bare + 2)];
+    while fastpay_wire::encode(
+        &fastpay_wire::Message::AccountInfoRequest(query.clone()),
+        fastpay_wire::ShardId(0),
+    )
+    .is_ok_and(|bytes| bytes.len() < fastpay_wire::MIN_QUERY_BYTES)
+    {
+        query.padding.push(0);
+    }
+    fastpay_wire::Message::AccountInfoRequest(query)
+}
+
 /// `count` confirmation orders that forge a quorum of `names`' signatures (and the owner's)
 /// on transfers of 1 from distinct fresh accounts at sequence number 0, for the committee
 /// `committee`: each passes an authority's cheap checks (the signatures are well formed: real
@@ -228,6 +255,13 @@ pub fn forged_confirmations(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_smallest_received_query_is_exactly_the_minimum_query_size() {
+        let query = smallest_received_query(account_key(7, 3).account());
+        let bytes = fastpay_wire::encode(&query, fastpay_wire::ShardId(0)).unwrap();
+        assert_eq!(bytes.len(), fastpay_wire::MIN_QUERY_BYTES);
+    }
 
     #[test]
     fn the_vote_quorum_is_two_thirds_and_one_of_the_authorities() {
