@@ -1,62 +1,97 @@
 #!/usr/bin/env bash
-# Steady-state memory: one durable authority under a constant order load for a long run,
-# its RSS sampled every 10 s. Prints the samples (seconds, kB) on stderr and loadgen's JSON,
-# extended with the first and last RSS, last on stdout.
+# Steady-state memory: durable authorities under a constant load for a long run, the RSS of
+# each sampled every --interval seconds. Prints the samples on stderr as they are taken (one
+# line: seconds, then kB per authority, then their sum) and loadgen's JSON, extended with the
+# RSS figures below, last on stdout.
 #
-#   scripts/soak.sh [--rate R] [--duration S] [--shards N] [--snapshot-after-bytes B]
+#   scripts/soak.sh [--phase orders|payments] [--authorities K] [--shards N] [--rate R]
+#                   [--duration S] [--interval S] [--snapshot-after-bytes B]
 #                   [--portable] [--check]
 #
-# Defaults: 3000 orders/s for 300 s, 2 shards, the server's default snapshot threshold.
-# --check fails the run unless every order was answered (CI's smoke run). Fails if no RSS
-# sample was taken.
+# Defaults: orders at 3000/s for 300 s against 1 authority of 2 shards, samples every 10 s,
+# the server's default snapshot threshold. `--phase payments --authorities 4` runs whole
+# payments (order, certificate, confirmation) through a committee of four.
+#
+# Added to the JSON: "rss_kb" per authority ("start", "end", "max": the first, last and largest
+# sample) and "rss_kb_total" (the same for the sum), plus "growth_kb_per_s" of the sum over the
+# first and the last third of the samples (a least-squares slope each): memory that levels off
+# shows a last-third slope near zero. --check fails the run unless every request succeeded
+# (CI's smoke run). Fails if no RSS sample was taken.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-rate=3000 duration=300 shards=2 snapshot=() flavour=native check=false
+phase=orders authorities=1 rate=3000 duration=300 shards=2 interval=10 snapshot=()
+flavour=native check=false
 while [ $# -gt 0 ]; do
     case "$1" in
+        --phase) phase=$(value "$@"); shift 2 ;;
+        --authorities) authorities=$(value "$@"); shift 2 ;;
         --rate) rate=$(value "$@"); shift 2 ;;
         --duration) duration=$(value "$@"); shift 2 ;;
         --shards) shards=$(value "$@"); shift 2 ;;
+        --interval) interval=$(value "$@"); shift 2 ;;
         --snapshot-after-bytes) snapshot=(--snapshot-after-bytes "$(value "$@")"); shift 2 ;;
         --portable) flavour=portable; shift ;;
         --check) check=true; shift ;;
         *) help_or_die "$1" ;;
     esac
 done
+case "$phase" in
+    orders|payments) ;;
+    *) die "--phase must be orders or payments, not $phase" ;;
+esac
 
 build_binaries "$flavour"
 make_work
 sampler_pid=""
 at_exit '[ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null'
-generate_committee 1 "$shards"
+generate_committee "$authorities" "$shards"
 accounts=$(awk -v r="$rate" -v d="$duration" 'BEGIN { printf "%d", r * d * 1.02 + 1000 }')
 genesis "$accounts"
-start_committee 1 "${snapshot[@]}"
-server_pid=${pid_of[server1]}
+start_committee "$authorities" "${snapshot[@]}"
+pids=()
+for i in $(seq 1 "$authorities"); do pids+=("${pid_of[server$i]}"); done
+step "RSS samples every ${interval} s: seconds, kB of authorities 1..$authorities, their sum"
 (
     start=$(date +%s)
-    while kill -0 "$server_pid" 2>/dev/null; do
-        echo "$(( $(date +%s) - start )) $(awk '/VmRSS/ { print $2 }' "/proc/$server_pid/status")"
-        sleep 10
+    while kill -0 "${pids[0]}" 2>/dev/null; do
+        line="$(( $(date +%s) - start ))" sum=0
+        for pid in "${pids[@]}"; do
+            kb=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
+            line="$line ${kb:-0}" sum=$(( sum + ${kb:-0} ))
+        done
+        echo "$line $sum"
+        echo "$line $sum" >&2
+        sleep "$interval"
     done
 ) > "$work/rss.txt" &
 sampler_pid=$!
-step "loadgen --phase orders --rate $rate --duration $duration"
+step "loadgen --phase $phase --rate $rate --duration $duration"
 result=$("$bin/loadgen" --committee "$work/committee.json" --accounts "$accounts" \
-    --rate "$rate" --duration "$duration" --phase orders)
+    --rate "$rate" --duration "$duration" --phase "$phase" \
+    --in-flight "$(awk -v r="$rate" 'BEGIN { printf "%d", r * 3 + 1000 }')")
 sleep 1
 kill "$sampler_pid" 2>/dev/null || true; sampler_pid=""
-step "RSS samples (s kB)"
-cat "$work/rss.txt" >&2
-grep "snapshot" "$work/server1.log" >&2 || true
-first=$(head -1 "$work/rss.txt" | cut -d' ' -f2)
-last=$(tail -1 "$work/rss.txt" | cut -d' ' -f2)
-[ -n "$first" ] && [ -n "$last" ] || fail "no RSS sample of the authority"
-result=$(echo "$result" | python3 -c '
+grep -h "snapshot" "$work"/server*.log >&2 || true
+[ -s "$work/rss.txt" ] || fail "no RSS sample of the authorities"
+result=$(python3 -c '
 import json, sys
 r = json.loads(sys.stdin.read())
-r["rss_kb_start"], r["rss_kb_end"] = int(sys.argv[1]), int(sys.argv[2])
-print(json.dumps(r))' "$first" "$last")
+rows = [list(map(int, line.split())) for line in open(sys.argv[1]) if line.strip()]
+def figures(column):
+    values = [row[column] for row in rows]
+    return {"start": values[0], "end": values[-1], "max": max(values)}
+r["rss_kb"] = [figures(1 + i) for i in range(len(rows[0]) - 2)]
+r["rss_kb_total"] = figures(-1)
+def slope(part):
+    if len(part) < 2:
+        return None
+    xs, ys = [row[0] for row in part], [row[-1] for row in part]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var, 1) if var else None
+third = max(len(rows) // 3, 2)
+r["growth_kb_per_s"] = {"first_third": slope(rows[:third]), "last_third": slope(rows[-third:])}
+print(json.dumps(r))' "$work/rss.txt" <<< "$result")
 echo "$result"
 if $check; then check_all_ok <<< "$result"; fi
