@@ -108,7 +108,7 @@ for r in $(seq 1 "$repeats"); do
         stored_before=$(metric certificates_stored)
         # The store's largest backlog during the run, sampled in the background.
         ( peak=0; while :; do
-              now=$(metric certificates_unstored) || now=0
+              now=$(metric certificates_unstored 2>/dev/null) || now=0
               [ "$now" -gt "$peak" ] && peak=$now && echo "$peak" > "$work/peak"
               sleep 0.2
           done ) &
@@ -130,8 +130,8 @@ print(json.dumps(r))' "$case" "$(rss)" "$stored_before" "$(metric certificates_s
             "$(cat "$work/peak")" >> "$results"
     done
 done
-# A snapshot being written holds a copy of a shard's state until it lands: let any finish
-# (up to a minute) so that the memory measured is what the floods left.
+# Let any snapshot being written land (up to a minute) so that the memory measured is what
+# the floods left, not a snapshot's buffer.
 for _ in $(seq 1 600); do
     started=$(cat "$work"/server*.log | grep -c "snapshot started" || true)
     written=$(cat "$work"/server*.log | grep -c "snapshot written" || true)
@@ -140,15 +140,16 @@ for _ in $(seq 1 600); do
 done
 rss_end=$(rss)
 
-python3 - "$results" "$rate" "$duration" "$invalid" "$garbage" "$confirmations" "$rss_start" "$rss_end" <<'PY'
+python3 - "$results" "$rate" "$duration" "$invalid" "$garbage" "$confirmations" "$queries" \
+    "$rss_start" "$rss_end" <<'PY'
 import json, statistics, sys
-path, rate, duration, invalid, garbage, confirmations, rss_start, rss_end = sys.argv[1:]
+path, rate, duration, invalid, garbage, confirmations, queries, rss_start, rss_end = sys.argv[1:]
 runs = [json.loads(line) for line in open(path)]
 def valid_rate(r):
     return r["ok"] / r["duration_s"]
 summary = {"offered_valid_rate": float(rate), "duration_s": float(duration),
            "invalid_share": float(invalid), "garbage_share": float(garbage),
-           "confirmations_share": float(confirmations),
+           "confirmations_share": float(confirmations), "queries_share": float(queries),
            "rss_kb_start": int(rss_start), "rss_kb_end": int(rss_end), "cases": {}}
 present = [c for c in ("clean", "invalid", "garbage", "confirmations", "queries", "link")
            if any(r["case"] == c for r in runs)]
