@@ -6,12 +6,15 @@
 //! itself, what to send, when to retry, what a reply means, is `fastpay_client`'s state
 //! machines; the driver only moves their bytes and keeps their clock.
 //!
+//! The wallet as an HTTP service for applications ([`service`]: `client serve`).
+//!
 //! Binary: `client`.
 
 #![forbid(unsafe_code)]
 
 pub mod file;
 pub mod net;
+pub mod service;
 
 pub use file::{Wallet, WalletError, WalletSaver, lock_path, parse_secret};
 pub use net::{NetError, Network};

@@ -134,6 +134,27 @@ enum Command {
         #[command(flatten)]
         chain: ChainArgs,
     },
+    /// Run the wallet as an HTTP service for applications, with a page for people at `/`:
+    /// accounts, balances and history, payments made once per idempotency key and answered
+    /// once final, and a live stream of payments received, learned from the committee. The
+    /// API is described at `/openapi.json`. Holds the wallet (no other `client` may use it)
+    /// until interrupted.
+    Serve {
+        /// Where to listen. Anything but a loopback address needs --token-file.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// A file (mode 0600) holding a secret of at least 16 characters that every API
+        /// request must carry as `Authorization: Bearer <secret>`.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Milliseconds between syncs of the accounts a live stream watches.
+        #[arg(long, default_value_t = 50)]
+        poll_ms: u64,
+        /// Seconds a request may take before it is answered with 504 (a payment may still
+        /// complete: retry it with the same idempotency key).
+        #[arg(long, default_value_t = 30)]
+        deadline: u64,
+    },
     /// Check the supply: every shard of every authority reports its money, and each
     /// authority's balances plus what is in flight between its shards must equal its genesis
     /// plus the deposits it credited. With the contract (a client built with `--features
@@ -220,6 +241,27 @@ fn real_main() -> Result<()> {
             primary_rpc,
             primary_contract,
         } => audit(&cli, settled, primary_rpc.zip(primary_contract)),
+        Command::Serve {
+            listen,
+            token_file,
+            poll_ms,
+            deadline,
+        } => {
+            let options = fastpay_wallet::service::ServeOptions {
+                listen,
+                token_file,
+                poll_interval: Duration::from_millis(poll_ms.max(1)),
+                deadline: Duration::from_secs(deadline.max(1)),
+            };
+            let wallet = cli.open_wallet()?;
+            let network = cli.network()?;
+            Ok(fastpay_wallet::service::serve(
+                wallet,
+                network,
+                cli.timeout,
+                &options,
+            )?)
+        }
         Command::Benchmark { max_accounts } => benchmark(
             &cli.accounts,
             cli.shared.clone(),
