@@ -5,12 +5,18 @@
 # RSS figures below, last on stdout.
 #
 #   scripts/soak.sh [--phase orders|payments] [--authorities K] [--shards N] [--rate R]
-#                   [--duration S] [--interval S] [--snapshot-after-bytes B]
+#                   [--duration S] [--rounds K] [--interval S] [--snapshot-after-bytes B]
 #                   [--portable] [--check]
 #
 # Defaults: orders at 3000/s for 300 s against 1 authority of 2 shards, samples every 10 s,
 # the server's default snapshot threshold. `--phase payments --authorities 4` runs whole
 # payments (order, certificate, confirmation) through a committee of four.
+#
+# --rounds K splits the run into K loadgen runs over the same accounts (each account pays
+# once a round, at sequence number 0, 1, ...), so the genesis is K times smaller and, after
+# the first round, no request touches an account for the first time: what a shard keeps per
+# account is all there, and memory that still grows grows per request. With one round (the
+# default) every request comes from a fresh account.
 #
 # Added to the JSON: "rss_kb" per authority ("start", "end", "max": the first, last and largest
 # sample) and "rss_kb_total" (the same for the sum), plus "growth_kb_per_s" of the sum over the
@@ -20,7 +26,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-phase=orders authorities=1 rate=3000 duration=300 shards=2 interval=10 snapshot=()
+phase=orders authorities=1 rate=3000 duration=300 shards=2 interval=10 snapshot=() rounds=1
 flavour=native check=false
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -28,6 +34,7 @@ while [ $# -gt 0 ]; do
         --authorities) authorities=$(value "$@"); shift 2 ;;
         --rate) rate=$(value "$@"); shift 2 ;;
         --duration) duration=$(value "$@"); shift 2 ;;
+        --rounds) rounds=$(value "$@"); shift 2 ;;
         --shards) shards=$(value "$@"); shift 2 ;;
         --interval) interval=$(value "$@"); shift 2 ;;
         --snapshot-after-bytes) snapshot=(--snapshot-after-bytes "$(value "$@")"); shift 2 ;;
@@ -46,7 +53,10 @@ make_work
 sampler_pid=""
 at_exit '[ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null'
 generate_committee "$authorities" "$shards"
-accounts=$(awk -v r="$rate" -v d="$duration" 'BEGIN { printf "%d", r * d * 1.02 + 1000 }')
+[ "$rounds" -ge 1 ] 2>/dev/null || die "--rounds must be a whole number from 1"
+round_s=$(( duration / rounds ))
+[ "$round_s" -ge 1 ] || die "--duration must be at least --rounds seconds"
+accounts=$(awk -v r="$rate" -v d="$round_s" 'BEGIN { printf "%d", r * d * 1.02 + 1000 }')
 genesis "$accounts"
 start_committee "$authorities" "${snapshot[@]}"
 pids=()
@@ -66,10 +76,25 @@ step "RSS samples every ${interval} s: seconds, kB of authorities 1..$authoritie
     done
 ) > "$work/rss.txt" &
 sampler_pid=$!
-step "loadgen --phase $phase --rate $rate --duration $duration"
-result=$("$bin/loadgen" --committee "$work/committee.json" --accounts "$accounts" \
-    --rate "$rate" --duration "$duration" --phase "$phase" \
-    --in-flight "$(awk -v r="$rate" 'BEGIN { printf "%d", r * 3 + 1000 }')")
+: > "$work/rounds.jsonl"
+for round in $(seq 0 $(( rounds - 1 ))); do
+    step "loadgen --phase $phase --rate $rate --duration $round_s (round $(( round + 1 )) of $rounds)"
+    "$bin/loadgen" --committee "$work/committee.json" --accounts "$accounts" \
+        --rate "$rate" --duration "$round_s" --phase "$phase" --sequence-number "$round" \
+        --in-flight "$(awk -v r="$rate" 'BEGIN { printf "%d", r * 3 + 1000 }')" >> "$work/rounds.jsonl"
+done
+# One report: the last round's, with the counts summed over the rounds and each round's
+# figures listed.
+result=$(python3 -c '
+import json, sys
+runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+r = dict(runs[-1])
+for key in ("sent", "ok", "rejected", "timeouts", "equivocations"):
+    r[key] = sum(run[key] for run in runs)
+if len(runs) > 1:
+    r["rounds"] = [{"ok": run["ok"], "sent": run["sent"], "timeouts": run["timeouts"],
+                    "p99_us": run["latency_us"]["p99"]} for run in runs]
+print(json.dumps(r))' "$work/rounds.jsonl")
 sleep 1
 kill "$sampler_pid" 2>/dev/null || true; sampler_pid=""
 grep -h "snapshot" "$work"/server*.log >&2 || true

@@ -439,3 +439,187 @@ fn beyond_loopback_the_service_needs_a_token() {
     service.token = None;
     assert_eq!(service.get("/").0, 200);
 }
+
+/// The page in a real browser: headless Chromium, driven over WebDriver by chromedriver
+/// (`scripts/browser-test.sh` installs both and runs this with `--ignored`). A merchant's page
+/// waits for 12 to its account; the payer's page, of another wallet and service, pays it; the
+/// merchant's page turns to "paid". Screenshots of both pages go to `$FASTPAY_SCREENSHOTS`
+/// (default `target/browser`).
+#[test]
+#[ignore = "needs Chromium and chromedriver: run scripts/browser-test.sh"]
+fn in_a_browser_the_merchant_page_turns_to_paid() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (_authorities, accounts) = committee_with_accounts(dir);
+    let merchant = new_account(dir, "merchant.json");
+    let payer = Service::start(dir, "accounts.json", &[]);
+    let shop = Service::start(dir, "merchant.json", &[]);
+    let driver = ChromeDriver::start();
+    let screenshots = PathBuf::from(
+        std::env::var("FASTPAY_SCREENSHOTS")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/browser").into()),
+    );
+    fs::create_dir_all(&screenshots).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use fantoccini::Locator;
+        let merchant_page = driver.session().await;
+        let payer_page = driver.session().await;
+
+        merchant_page.goto(&shop.url).await.unwrap();
+        let select = merchant_page
+            .wait()
+            .for_element(Locator::Css("#merchant-account option"))
+            .await
+            .unwrap();
+        assert_eq!(
+            select.attr("value").await.unwrap().as_deref(),
+            Some(&*merchant)
+        );
+        merchant_page
+            .find(Locator::Id("merchant-amount"))
+            .await
+            .unwrap()
+            .send_keys("12")
+            .await
+            .unwrap();
+        merchant_page
+            .find(Locator::Id("merchant-wait"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let status = merchant_page
+            .find(Locator::Id("merchant-status"))
+            .await
+            .unwrap();
+        wait_for_attribute(&status, "data-listening", "yes").await;
+        assert!(
+            status.text().await.unwrap().contains("waiting for 12"),
+            "{}",
+            status.text().await.unwrap()
+        );
+
+        payer_page.goto(&payer.url).await.unwrap();
+        let from = payer_page
+            .wait()
+            .for_element(Locator::Css("#pay-from option"))
+            .await
+            .unwrap();
+        assert!(from.attr("value").await.unwrap().is_some());
+        payer_page
+            .find(Locator::Id("pay-from"))
+            .await
+            .unwrap()
+            .select_by_value(&accounts[0])
+            .await
+            .unwrap();
+        for (id, text) in [("pay-to", merchant.as_str()), ("pay-amount", "12")] {
+            payer_page
+                .find(Locator::Id(id))
+                .await
+                .unwrap()
+                .send_keys(text)
+                .await
+                .unwrap();
+        }
+        payer_page
+            .find(Locator::Id("pay-submit"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let result = payer_page.find(Locator::Id("pay-result")).await.unwrap();
+        wait_for_attribute(&result, "data-state", "paid").await;
+
+        wait_for_attribute(&status, "data-state", "paid").await;
+        let text = status.text().await.unwrap();
+        assert!(text.starts_with("paid: 12 from"), "{text}");
+        for (page, name) in [
+            (&merchant_page, "merchant-paid.png"),
+            (&payer_page, "payer-paid.png"),
+        ] {
+            let png = page.screenshot().await.unwrap();
+            fs::write(screenshots.join(name), png).unwrap();
+        }
+        eprintln!("screenshots in {}", screenshots.display());
+        merchant_page.close().await.unwrap();
+        payer_page.close().await.unwrap();
+    });
+    assert_eq!(shop.balance(&merchant), 12);
+}
+
+/// Waits (up to 30 s) until `element`'s attribute `name` is `value`.
+async fn wait_for_attribute(element: &fantoccini::elements::Element, name: &str, value: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = element.attr(name).await.unwrap();
+        if now.as_deref() == Some(value) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} is {now:?}, not {value:?}; the element says: {}",
+            element.text().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A chromedriver process (`$FASTPAY_CHROMEDRIVER`, default `chromedriver`) on a free port.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    fn start() -> Self {
+        let program =
+            std::env::var("FASTPAY_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&program)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e} (install chromium-driver)"));
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while agent().get(format!("{url}/status")).call().is_err() {
+            assert!(Instant::now() < deadline, "chromedriver never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ChromeDriver { child, url }
+    }
+
+    /// A new headless Chromium session.
+    async fn session(&self) -> fantoccini::Client {
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                            "--disable-dev-shm-usage", "--window-size=1100,1000"]}),
+        );
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -73,6 +73,11 @@ struct Args {
     /// First account to use: consecutive runs against one authority need disjoint accounts.
     #[arg(long, default_value_t = 0)]
     account_offset: u64,
+    /// The sequence number of every order: the accounts' next one. 0 for fresh accounts;
+    /// runs that reuse the same accounts pass 1, 2, ... in turn (every earlier order of
+    /// each account must have been confirmed).
+    #[arg(long, default_value_t = 0)]
+    sequence_number: u64,
     /// Confirmations phase: sign certificates with the authorities' own keys (their server
     /// files, in committee order) instead of collecting live votes, so one authority can be
     /// measured alone, as the reference benchmark did.
@@ -268,6 +273,7 @@ fn benchmark(args: &Args) -> Result<()> {
         args.account_offset,
         plan.count,
         args.accounts,
+        fastpay_wire::SequenceNumber::new(args.sequence_number),
     );
     let mut endpoints = Endpoints::new(&plan.authorities, args.sockets)?;
     let mut certificates = Vec::new();
@@ -534,6 +540,7 @@ fn flood(
                 first,
                 args.accounts - first,
                 args.accounts,
+                fastpay_wire::SequenceNumber::ZERO,
             )
             .into_iter()
             .map(|p| {

@@ -477,7 +477,9 @@ fn step(
             Step::Certified
         }
         (Stage::Confirming { acks, .. }, Message::AccountInfoResponse(info)) => {
-            if info.next_sequence_number.value() == 0 || acks.contains(&authority) {
+            if info.next_sequence_number <= jobs[request.job].order.transfer.sequence_number
+                || acks.contains(&authority)
+            {
                 return Step::Pending;
             }
             acks.push(authority);

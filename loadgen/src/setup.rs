@@ -98,18 +98,20 @@ pub fn genesis_accounts(seed: u64, count: u64) -> Vec<AccountId> {
 pub struct Prepared {
     /// The paying account.
     pub account: AccountId,
-    /// Its order: one unit to the next account, at sequence number 0.
+    /// Its order: one unit to the next account.
     pub order: TransferOrder,
 }
 
 /// Derives the accounts `first..first + count` and signs one order each for `committee` (one
-/// unit to the next account of the genesis set of `total`).
+/// unit to the next account of the genesis set of `total`, at `sequence`: the accounts' next
+/// sequence number, 0 unless earlier runs used them).
 pub fn prepare_orders(
     seed: u64,
     committee: &CommitteeId,
     first: u64,
     count: u64,
     total: u64,
+    sequence: SequenceNumber,
 ) -> Vec<Prepared> {
     parallel(count as usize, "pre-signing orders", |i| {
         let index = first + i as u64;
@@ -120,7 +122,7 @@ pub fn prepare_orders(
                 sender: key.account(),
                 recipient,
                 amount: Amount::new(1),
-                sequence_number: SequenceNumber::ZERO,
+                sequence_number: sequence,
                 user_data: None,
             },
             committee,
