@@ -12,7 +12,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-payments=1000 authorities=4 shards=2 poll_ms=50 flavour=native
+payments=1000 authorities=4 shards=2 poll_ms=20 flavour=native
 while [ $# -gt 0 ]; do
     case "$1" in
         --payments) payments=$(value "$@"); shift 2 ;;

@@ -147,8 +147,10 @@ enum Command {
         /// request must carry as `Authorization: Bearer <secret>`.
         #[arg(long)]
         token_file: Option<PathBuf>,
-        /// Milliseconds between syncs of the accounts a live stream watches.
-        #[arg(long, default_value_t = 50)]
+        /// Milliseconds between syncs of the accounts a live stream watches (each sync asks
+        /// every authority; an event reaches the stream at most this long after the committee
+        /// shows the payment, plus one sync).
+        #[arg(long, default_value_t = 20)]
         poll_ms: u64,
         /// Seconds a request may take before it is answered with 504 (a payment may still
         /// complete: retry it with the same idempotency key).
