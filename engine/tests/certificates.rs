@@ -8,58 +8,16 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Authority, CLIENT, check, fails_with};
+use common::{
+    Authority, CLIENT, check, client_with, committee_balance, committee_with_accounts, fails_with,
+    new_account,
+};
 use fastpay_wire::{AccountId, AccountInfoRequest, KeyPair, Message, SequenceNumber};
-
-/// Runs `client` in `dir` with wallet `wallet`.
-fn client_with(dir: &Path, wallet: &str, args: &[&str]) -> Output {
-    Command::new(&*CLIENT)
-        .current_dir(dir)
-        .args(["--committee", "committee.json", "--accounts", wallet])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// Four authorities of two shards with `count` funded accounts in `accounts.json`, running.
-fn committee_with_accounts(dir: &Path, count: usize) -> (Vec<Authority>, Vec<String>) {
-    common::committee(dir, 4);
-    let accounts = common::fund_accounts(dir, count);
-    let mut authorities: Vec<Authority> = (1..=4).map(|i| Authority::new(dir, i, None)).collect();
-    for a in &mut authorities {
-        a.start();
-    }
-    common::wait_serving(dir, &accounts[0]);
-    (authorities, accounts)
-}
-
-/// The balance the committee agrees on, as `query_balance` prints it (no wallet sync: a
-/// wallet file that does not exist).
-fn committee_balance(dir: &Path, account: &str) -> i128 {
-    let out = check(
-        client_with(dir, "none.json", &["query_balance", account]),
-        "query_balance",
-    );
-    out.trim().parse().unwrap()
-}
-
-/// A fresh account in wallet `wallet` of `dir` that the genesis never funded.
-fn new_account(dir: &Path, wallet: &str) -> String {
-    let line = check(
-        client_with(
-            dir,
-            wallet,
-            &["create_accounts", "1", "--initial-funding", "0"],
-        ),
-        "create_accounts",
-    );
-    line.trim().split(':').next().unwrap().to_string()
-}
 
 #[test]
 fn a_payment_to_another_wallet_is_spendable_there() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Authority, CLIENT, check};
+use common::{CLIENT, committee_balance, committee_with_accounts, new_account};
 use serde_json::{Value, json};
 
 /// A `client serve` process over wallet `wallet` of `dir`.
@@ -137,50 +137,11 @@ fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("(none)")
 }
 
-/// Four authorities with two funded accounts (100 each) in `accounts.json`, running.
-fn committee_with_accounts(dir: &Path) -> (Vec<Authority>, Vec<String>) {
-    common::committee(dir, 4);
-    let accounts = common::fund_accounts(dir, 2);
-    let mut authorities: Vec<Authority> = (1..=4).map(|i| Authority::new(dir, i, None)).collect();
-    for a in &mut authorities {
-        a.start();
-    }
-    common::wait_serving(dir, &accounts[0]);
-    (authorities, accounts)
-}
-
-/// A new account in wallet `wallet` of `dir`, not in the genesis.
-fn new_account(dir: &Path, wallet: &str) -> String {
-    let out = Command::new(&*CLIENT)
-        .current_dir(dir)
-        .args(["--committee", "committee.json", "--accounts", wallet])
-        .args(["create_accounts", "1", "--initial-funding", "0"])
-        .output()
-        .unwrap();
-    check(out, "create_accounts")
-        .trim()
-        .split(':')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-/// The balance the committee agrees on (a query with no wallet).
-fn committee_balance(dir: &Path, account: &str) -> i64 {
-    let out = Command::new(&*CLIENT)
-        .current_dir(dir)
-        .args(["--committee", "committee.json", "--accounts", "none.json"])
-        .args(["query_balance", account])
-        .output()
-        .unwrap();
-    check(out, "query_balance").trim().parse().unwrap()
-}
-
 #[test]
 fn every_endpoint_answers_and_bad_input_gets_a_json_error() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let (_authorities, accounts) = committee_with_accounts(dir);
+    let (_authorities, accounts) = committee_with_accounts(dir, 2);
     let (a, b) = (&accounts[0], &accounts[1]);
     let service = Service::start(dir, "accounts.json", &[]);
 
@@ -312,7 +273,7 @@ fn every_endpoint_answers_and_bad_input_gets_a_json_error() {
 fn the_same_key_never_pays_twice_across_an_outage_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let (mut authorities, accounts) = committee_with_accounts(dir);
+    let (mut authorities, accounts) = committee_with_accounts(dir, 2);
     let (a, b) = (&accounts[0], &accounts[1]);
     let mut service = Service::start(dir, "accounts.json", &[]);
     let (status, first) = service.pay(a, b, 7, "order-7");
@@ -356,7 +317,7 @@ fn the_same_key_never_pays_twice_across_an_outage_and_restarts() {
 fn a_merchant_sees_a_payment_from_another_wallet_the_moment_it_is_final() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let (_authorities, accounts) = committee_with_accounts(dir);
+    let (_authorities, accounts) = committee_with_accounts(dir, 2);
     let merchant = new_account(dir, "merchant.json");
     let payer = Service::start(dir, "accounts.json", &[]);
     let shop = Service::start(dir, "merchant.json", &[]);
@@ -401,7 +362,7 @@ fn beyond_loopback_the_service_needs_a_token() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let (_authorities, accounts) = committee_with_accounts(dir);
+    let (_authorities, accounts) = committee_with_accounts(dir, 2);
     let port = TcpListener::bind("0.0.0.0:0")
         .unwrap()
         .local_addr()
@@ -450,7 +411,7 @@ fn beyond_loopback_the_service_needs_a_token() {
 fn in_a_browser_the_merchant_page_turns_to_paid() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let (_authorities, accounts) = committee_with_accounts(dir);
+    let (_authorities, accounts) = committee_with_accounts(dir, 2);
     let merchant = new_account(dir, "merchant.json");
     let payer = Service::start(dir, "accounts.json", &[]);
     let shop = Service::start(dir, "merchant.json", &[]);
@@ -470,71 +431,37 @@ fn in_a_browser_the_merchant_page_turns_to_paid() {
         let payer_page = driver.session().await;
 
         merchant_page.goto(&shop.url).await.unwrap();
-        let select = merchant_page
-            .wait()
-            .for_element(Locator::Css("#merchant-account option"))
-            .await
-            .unwrap();
+        let option = element(&merchant_page, Locator::Css("#merchant-account option")).await;
         assert_eq!(
-            select.attr("value").await.unwrap().as_deref(),
+            option.attr("value").await.unwrap().as_deref(),
             Some(&*merchant)
         );
-        merchant_page
-            .find(Locator::Id("merchant-amount"))
+        type_into(&merchant_page, "merchant-amount", "12").await;
+        element(&merchant_page, Locator::Id("merchant-wait"))
             .await
-            .unwrap()
-            .send_keys("12")
-            .await
-            .unwrap();
-        merchant_page
-            .find(Locator::Id("merchant-wait"))
-            .await
-            .unwrap()
             .click()
             .await
             .unwrap();
-        let status = merchant_page
-            .find(Locator::Id("merchant-status"))
-            .await
-            .unwrap();
+        let status = element(&merchant_page, Locator::Id("merchant-status")).await;
         wait_for_attribute(&status, "data-listening", "yes").await;
-        assert!(
-            status.text().await.unwrap().contains("waiting for 12"),
-            "{}",
-            status.text().await.unwrap()
-        );
+        let text = status.text().await.unwrap();
+        assert!(text.contains("waiting for 12"), "{text}");
 
         payer_page.goto(&payer.url).await.unwrap();
-        let from = payer_page
-            .wait()
-            .for_element(Locator::Css("#pay-from option"))
+        element(&payer_page, Locator::Css("#pay-from option")).await;
+        element(&payer_page, Locator::Id("pay-from"))
             .await
-            .unwrap();
-        assert!(from.attr("value").await.unwrap().is_some());
-        payer_page
-            .find(Locator::Id("pay-from"))
-            .await
-            .unwrap()
             .select_by_value(&accounts[0])
             .await
             .unwrap();
-        for (id, text) in [("pay-to", merchant.as_str()), ("pay-amount", "12")] {
-            payer_page
-                .find(Locator::Id(id))
-                .await
-                .unwrap()
-                .send_keys(text)
-                .await
-                .unwrap();
-        }
-        payer_page
-            .find(Locator::Id("pay-submit"))
+        type_into(&payer_page, "pay-to", &merchant).await;
+        type_into(&payer_page, "pay-amount", "12").await;
+        element(&payer_page, Locator::Id("pay-submit"))
             .await
-            .unwrap()
             .click()
             .await
             .unwrap();
-        let result = payer_page.find(Locator::Id("pay-result")).await.unwrap();
+        let result = element(&payer_page, Locator::Id("pay-result")).await;
         wait_for_attribute(&result, "data-state", "paid").await;
 
         wait_for_attribute(&status, "data-state", "paid").await;
@@ -552,6 +479,20 @@ fn in_a_browser_the_merchant_page_turns_to_paid() {
         payer_page.close().await.unwrap();
     });
     assert_eq!(shop.balance(&merchant), 12);
+}
+
+/// The first element `locator` finds once the page has it.
+async fn element(
+    page: &fantoccini::Client,
+    locator: fantoccini::Locator<'_>,
+) -> fantoccini::elements::Element {
+    page.wait().for_element(locator).await.unwrap()
+}
+
+/// Types `text` into the input `id`.
+async fn type_into(page: &fantoccini::Client, id: &str, text: &str) {
+    let input = element(page, fantoccini::Locator::Id(id)).await;
+    input.send_keys(text).await.unwrap();
 }
 
 /// Waits (up to 30 s) until `element`'s attribute `name` is `value`.

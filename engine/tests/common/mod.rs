@@ -384,3 +384,48 @@ pub fn wallet_sent_certificates(dir: &Path) -> Vec<fastpay_wire::CertifiedTransf
         .map(|c| serde_json::from_value(c).unwrap())
         .collect()
 }
+
+/// Runs `client` in `dir` with wallet `wallet`.
+pub fn client_with(dir: &Path, wallet: &str, args: &[&str]) -> Output {
+    Command::new(&*CLIENT)
+        .current_dir(dir)
+        .args(["--committee", "committee.json", "--accounts", wallet])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Four authorities of two shards with `count` funded accounts in `accounts.json`, running.
+pub fn committee_with_accounts(dir: &Path, count: usize) -> (Vec<Authority>, Vec<String>) {
+    committee(dir, 4);
+    let accounts = fund_accounts(dir, count);
+    let mut authorities: Vec<Authority> = (1..=4).map(|i| Authority::new(dir, i, None)).collect();
+    for a in &mut authorities {
+        a.start();
+    }
+    wait_serving(dir, &accounts[0]);
+    (authorities, accounts)
+}
+
+/// The balance the committee agrees on, as `query_balance` prints it (no wallet sync: a
+/// wallet file that does not exist).
+pub fn committee_balance(dir: &Path, account: &str) -> i128 {
+    let out = check(
+        client_with(dir, "none.json", &["query_balance", account]),
+        "query_balance",
+    );
+    out.trim().parse().unwrap()
+}
+
+/// A fresh account in wallet `wallet` of `dir` that the genesis never funded.
+pub fn new_account(dir: &Path, wallet: &str) -> String {
+    let line = check(
+        client_with(
+            dir,
+            wallet,
+            &["create_accounts", "1", "--initial-funding", "0"],
+        ),
+        "create_accounts",
+    );
+    line.trim().split(':').next().unwrap().to_string()
+}
