@@ -22,6 +22,8 @@ done
 
 need_deb chromium chromium
 need_deb chromedriver chromium-driver
+# Some font for the screenshots (the packages above come without their recommended ones).
+[ -n "$(fc-list 2>/dev/null)" ] || install_deb fonts-liberation
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 step "browser test (screenshots in $out)"
