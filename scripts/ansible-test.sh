@@ -87,6 +87,10 @@ check_shards_run_as_units() {
             || { echo "shard $authority-$shard does not run as its unit's user (uid $uid)" >&2; exit 1; }
         [ "$(readlink "/proc/$pid/cwd")" = / ] \
             || { echo "shard $authority-$shard runs in $(readlink "/proc/$pid/cwd"), not /" >&2; exit 1; }
+        for assignment in $(sed -n 's/^Environment=//p' "$unit"); do
+            tr '\0' '\n' < "/proc/$pid/environ" | grep -qxF "$assignment" \
+                || { echo "shard $authority-$shard lacks $assignment of its unit's Environment" >&2; exit 1; }
+        done
         want=$(sed -n 's/^LimitNOFILE=//p' "$unit")
         [ "$hard" = unlimited ] || [ "$want" -le "$hard" ] || want=$hard
         limit=$(awk '/^Max open files/ {print $4}' "/proc/$pid/limits")
