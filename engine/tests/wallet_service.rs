@@ -255,18 +255,10 @@ fn every_endpoint_answers_and_bad_input_gets_a_json_error() {
     assert_eq!(status, 200);
 
     // One process per wallet: the service holds the wallet.
-    let out = Command::new(&*CLIENT)
-        .current_dir(dir)
-        .args([
-            "--committee",
-            "committee.json",
-            "--accounts",
-            "accounts.json",
-        ])
-        .args(["sync"])
-        .output()
-        .unwrap();
-    common::fails_with(out, "in use");
+    common::fails_with(
+        common::client_with(dir, "accounts.json", &["sync"]),
+        "in use",
+    );
 }
 
 #[test]
@@ -369,17 +361,7 @@ fn beyond_loopback_the_service_needs_a_token() {
         .unwrap()
         .port();
     let listen = format!("0.0.0.0:{port}");
-    let out = Command::new(&*CLIENT)
-        .current_dir(dir)
-        .args([
-            "--committee",
-            "committee.json",
-            "--accounts",
-            "accounts.json",
-        ])
-        .args(["serve", "--listen", &listen])
-        .output()
-        .unwrap();
+    let out = common::client_with(dir, "accounts.json", &["serve", "--listen", &listen]);
     common::fails_with(out, "--token-file");
 
     let token = "s3cret-token-of-some-length";
@@ -437,11 +419,7 @@ fn in_a_browser_the_merchant_page_turns_to_paid() {
             Some(&*merchant)
         );
         type_into(&merchant_page, "merchant-amount", "12").await;
-        element(&merchant_page, Locator::Id("merchant-wait"))
-            .await
-            .click()
-            .await
-            .unwrap();
+        click(&merchant_page, "merchant-wait").await;
         let status = element(&merchant_page, Locator::Id("merchant-status")).await;
         wait_for_attribute(&status, "data-listening", "yes").await;
         let text = status.text().await.unwrap();
@@ -456,11 +434,7 @@ fn in_a_browser_the_merchant_page_turns_to_paid() {
             .unwrap();
         type_into(&payer_page, "pay-to", &merchant).await;
         type_into(&payer_page, "pay-amount", "12").await;
-        element(&payer_page, Locator::Id("pay-submit"))
-            .await
-            .click()
-            .await
-            .unwrap();
+        click(&payer_page, "pay-submit").await;
         let result = element(&payer_page, Locator::Id("pay-result")).await;
         wait_for_attribute(&result, "data-state", "paid").await;
 
@@ -487,6 +461,12 @@ async fn element(
     locator: fantoccini::Locator<'_>,
 ) -> fantoccini::elements::Element {
     page.wait().for_element(locator).await.unwrap()
+}
+
+/// Clicks the element `id`.
+async fn click(page: &fantoccini::Client, id: &str) {
+    let target = element(page, fantoccini::Locator::Id(id)).await;
+    target.click().await.unwrap();
 }
 
 /// Types `text` into the input `id`.
