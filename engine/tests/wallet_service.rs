@@ -26,11 +26,7 @@ struct Service {
 
 impl Service {
     fn start(dir: &Path, wallet: &str, extra: &[&str]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_tcp_port("127.0.0.1");
         Self::start_at(dir, wallet, &format!("127.0.0.1:{port}"), extra)
     }
 
@@ -112,6 +108,34 @@ impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A TCP port free on `host` right now.
+fn free_tcp_port(host: &str) -> u16 {
+    TcpListener::bind((host, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A committee of four with two funded accounts in `accounts.json`, a merchant account in
+/// `merchant.json`, and a service for each wallet: the authorities, the funded accounts, the
+/// merchant's account, the payer's service and the merchant's.
+fn payer_and_shop(
+    dir: &Path,
+) -> (
+    Vec<common::Authority>,
+    Vec<String>,
+    String,
+    Service,
+    Service,
+) {
+    let (authorities, accounts) = committee_with_accounts(dir, 2);
+    let merchant = new_account(dir, "merchant.json");
+    let payer = Service::start(dir, "accounts.json", &[]);
+    let shop = Service::start(dir, "merchant.json", &[]);
+    (authorities, accounts, merchant, payer, shop)
 }
 
 /// An HTTP client that returns error statuses as answers, and gives up after 60 s.
@@ -308,11 +332,7 @@ fn the_same_key_never_pays_twice_across_an_outage_and_restarts() {
 #[test]
 fn a_merchant_sees_a_payment_from_another_wallet_the_moment_it_is_final() {
     let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let (_authorities, accounts) = committee_with_accounts(dir, 2);
-    let merchant = new_account(dir, "merchant.json");
-    let payer = Service::start(dir, "accounts.json", &[]);
-    let shop = Service::start(dir, "merchant.json", &[]);
+    let (_authorities, accounts, merchant, payer, shop) = payer_and_shop(dir.path());
 
     let response = agent()
         .get(format!("{}/api/events?account={merchant}", shop.url))
@@ -355,11 +375,7 @@ fn beyond_loopback_the_service_needs_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let (_authorities, accounts) = committee_with_accounts(dir, 2);
-    let port = TcpListener::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_tcp_port("0.0.0.0");
     let listen = format!("0.0.0.0:{port}");
     let out = common::client_with(dir, "accounts.json", &["serve", "--listen", &listen]);
     common::fails_with(out, "--token-file");
@@ -392,11 +408,7 @@ fn beyond_loopback_the_service_needs_a_token() {
 #[ignore = "needs Chromium and chromedriver: run scripts/browser-test.sh"]
 fn in_a_browser_the_merchant_page_turns_to_paid() {
     let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let (_authorities, accounts) = committee_with_accounts(dir, 2);
-    let merchant = new_account(dir, "merchant.json");
-    let payer = Service::start(dir, "accounts.json", &[]);
-    let shop = Service::start(dir, "merchant.json", &[]);
+    let (_authorities, accounts, merchant, payer, shop) = payer_and_shop(dir.path());
     let driver = ChromeDriver::start();
     let screenshots = PathBuf::from(
         std::env::var("FASTPAY_SCREENSHOTS")
@@ -502,11 +514,7 @@ impl ChromeDriver {
     fn start() -> Self {
         let program =
             std::env::var("FASTPAY_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_tcp_port("127.0.0.1");
         let child = Command::new(&program)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

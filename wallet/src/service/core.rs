@@ -462,7 +462,8 @@ fn received_keys(client: &ClientState) -> BTreeSet<(AccountId, SequenceNumber)> 
         .collect()
 }
 
-fn check_key(key: &str) -> Result<(), ServiceError> {
+/// Refuses an idempotency key that is empty or longer than [`MAX_IDEMPOTENCY_KEY`].
+pub fn check_key(key: &str) -> Result<(), ServiceError> {
     if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
         return Err(ServiceError::BadRequest(format!(
             "idempotency_key: must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"

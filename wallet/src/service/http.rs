@@ -1,7 +1,7 @@
 //! The HTTP side of `client serve`: routes, JSON errors, the bearer token, deadlines, and
 //! the live stream of payments received (Server-Sent Events).
 
-use super::core::{MAX_IDEMPOTENCY_KEY, PayRequest, ReceivedEvent, ServiceError, WalletCore};
+use super::core::{PayRequest, ReceivedEvent, ServiceError, WalletCore, check_key};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
@@ -298,11 +298,7 @@ fn parse_pay(body: &[u8]) -> Result<PayRequest, ApiError> {
         ))
     })?;
     let idempotency_key = text("idempotency_key")?.to_string();
-    if idempotency_key.is_empty() || idempotency_key.len() > MAX_IDEMPOTENCY_KEY {
-        return Err(ApiError::bad_request(format!(
-            "idempotency_key: must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"
-        )));
-    }
+    check_key(&idempotency_key)?;
     Ok(PayRequest {
         from,
         to,
