@@ -7,7 +7,9 @@ use crate::base_types::{AuthorityName, CommitteeId};
 use crate::crypto::{
     Equation, PublicKey, Signature, SignedBytes, all_hold, check_bytes, verify_one,
 };
-use crate::merkle::{RootCache, RootKey, VoteError, VoteScheme, VoteSignature, leaf_hash};
+use crate::merkle::{
+    Digest, NodeCache, RootCache, RootKey, VoteError, VoteScheme, VoteSignature, leaf_hash,
+};
 use ed25519_dalek::VerifyingKey;
 use rustc_hash::FxHashMap;
 
@@ -19,7 +21,9 @@ use rustc_hash::FxHashMap;
 ///
 /// Batched votes ([`push_vote`](Self::push_vote)) queue their root's signature once per batch
 /// (later votes under the same root take its verdict), and roots that verified are
-/// remembered across batches, so a root's signature is checked once per verifier.
+/// remembered across batches, so a root's signature is checked once per verifier. Following a
+/// path hashes only the nodes no earlier path went through ([`NodeCache`]), and the votes of
+/// one certificate share one leaf hash.
 #[derive(Default)]
 pub struct BatchVerifier {
     keys: Vec<VerifyingKey>,
@@ -35,6 +39,10 @@ pub struct BatchVerifier {
     queued_roots: FxHashMap<RootKey, usize>,
     /// Entries that take another entry's verdict: (entry, the entry it copies).
     aliases: Vec<(usize, usize)>,
+    /// Inner nodes of batched votes' paths hashed before.
+    nodes: NodeCache,
+    /// The last batched vote's bytes and leaf: a certificate's votes all sign the same bytes.
+    last_leaf: Option<(SignedBytes, Digest)>,
 }
 
 /// Share of bad signatures (in 1/1024ths) in recent batches above which each signature is
@@ -88,7 +96,8 @@ impl BatchVerifier {
                 self.push(key, vote_bytes, *signature);
             }
             VoteSignature::Batched(proof) => {
-                let root = proof.root(&leaf_hash(&vote_bytes))?;
+                let leaf = self.leaf(&vote_bytes);
+                let root = proof.root_cached(&leaf, &mut self.nodes)?;
                 let entry = (*authority, root, proof.root_signature.0);
                 if self.roots.contains(&entry) {
                     return Ok(());
@@ -112,6 +121,18 @@ impl BatchVerifier {
             }
         }
         Ok(())
+    }
+
+    /// The leaf of `vote_bytes`, hashed once for a run of votes on the same bytes.
+    fn leaf(&mut self, vote_bytes: &SignedBytes) -> Digest {
+        if let Some((bytes, leaf)) = &self.last_leaf
+            && bytes.as_slice() == vote_bytes.as_slice()
+        {
+            return *leaf;
+        }
+        let leaf = leaf_hash(vote_bytes);
+        self.last_leaf = Some((*vote_bytes, leaf));
+        leaf
     }
 
     /// Copies verdicts to the entries that share a root, and remembers the roots that

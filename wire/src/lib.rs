@@ -54,7 +54,8 @@ pub use deposits::{
     DepositBatch, DepositCredit, DepositCursor, PRIMARY_EXIT, exit_address, exit_user_data,
 };
 pub use merkle::{
-    MerkleProof, RootCache, TreeBuilder, VoteError, VoteScheme, VoteSignature, verify_vote,
+    MerkleProof, NodeCache, RootCache, TreeBuilder, VoteError, VoteScheme, VoteSignature,
+    verify_vote,
 };
 pub use messages::{
     ACCOUNT_INFO_PADDING, AccountInfoRequest, AccountInfoResponse, AccountQuery,

@@ -49,14 +49,17 @@ pub const SINGLE_VOTE_SIGNATURE_LEN: usize = 1 + 64;
 /// index and depth bytes, and [`MAX_DEPTH`] siblings.
 pub const MAX_BATCHED_VOTE_SIGNATURE_LEN: usize = 1 + 64 + 1 + 1 + 32 * MAX_DEPTH;
 
-/// How an authority signs its votes: a committee-file setting per authority.
+/// How an authority signs its votes: a committee-file setting per authority. `server
+/// generate` writes `Merkle` unless told otherwise; the `Default` is what an entry without the
+/// field means (`Single`, as every entry written before batched votes existed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VoteScheme {
-    /// One ed25519 signature per vote (the default).
+    /// One ed25519 signature per vote (committee entries without a `votes` field).
     #[default]
     Single,
-    /// One ed25519 signature per batch of votes, over a Merkle root; each vote carries its path.
+    /// One ed25519 signature per batch of votes, over a Merkle root; each vote carries its path
+    /// (what `server generate` writes by default).
     Merkle,
 }
 
@@ -73,7 +76,7 @@ impl VoteScheme {
         }
     }
 
-    /// Whether this is the default scheme (the committee file leaves it out).
+    /// Whether this is what a committee entry without the field means (the file leaves it out).
     pub fn is_default(&self) -> bool {
         *self == VoteScheme::Single
     }
@@ -203,6 +206,20 @@ impl MerkleProof {
     /// The root that `leaf` and this path lead to; refuses an index that does not fit the
     /// path's depth (each index names one position, so the encoding stays canonical).
     pub fn root(&self, leaf: &Digest) -> Result<Digest, VoteError> {
+        self.root_by(leaf, node_hash)
+    }
+
+    /// [`root`](Self::root), taking inner nodes from `nodes` where it computed them before:
+    /// the same root, with fewer hashes when other paths of the same tree went through it.
+    pub fn root_cached(&self, leaf: &Digest, nodes: &mut NodeCache) -> Result<Digest, VoteError> {
+        self.root_by(leaf, |left, right| nodes.node_hash(left, right))
+    }
+
+    fn root_by(
+        &self,
+        leaf: &Digest,
+        mut hash: impl FnMut(&Digest, &Digest) -> Digest,
+    ) -> Result<Digest, VoteError> {
         let index = usize::from(self.index);
         if index >> self.depth != 0 {
             return Err(VoteError::IndexOutOfRange {
@@ -213,9 +230,9 @@ impl MerkleProof {
         let mut node = *leaf;
         for (level, sibling) in self.path().iter().enumerate() {
             node = if (index >> level) & 1 == 0 {
-                node_hash(&node, sibling)
+                hash(&node, sibling)
             } else {
-                node_hash(sibling, &node)
+                hash(sibling, &node)
             };
         }
         Ok(node)
@@ -461,6 +478,83 @@ impl TreeBuilder {
     }
 }
 
+/// Inner nodes hashed before, by their children: the paths of one tree's votes share their
+/// upper nodes (a tree of 64 leaves has 63 inner nodes, its 64 paths 384 hashes between them),
+/// so a verifier following many of them hashes each node about once. A memo of a pure
+/// function: every answer is the hash itself, so verdicts do not depend on it. Direct-mapped
+/// and of fixed size: a lookup never allocates, and children that land on a taken slot (by
+/// chance or by design) only evict its entry. The slots are allocated at the first lookup.
+pub struct NodeCache {
+    slots: Vec<NodeSlot>,
+    capacity: usize,
+}
+
+/// One remembered node: its children, as hashed, and itself.
+#[derive(Clone, Copy)]
+struct NodeSlot {
+    children: [u8; 64],
+    node: Digest,
+}
+
+/// Slots of a [`NodeCache`] (96 bytes each: 1.5 MiB): the nodes of some 250 full trees, more
+/// than the certificates of one second at tens of thousands of confirmations carry between
+/// the first and the last vote of a tree.
+pub const NODE_CACHE_SLOTS: usize = 1 << 14;
+
+impl Default for NodeCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for NodeCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeCache")
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+impl NodeCache {
+    /// An empty cache of [`NODE_CACHE_SLOTS`] (it allocates at its first lookup).
+    pub const fn new() -> Self {
+        Self::with_slots(NODE_CACHE_SLOTS)
+    }
+
+    /// An empty cache of `capacity` slots (at least one).
+    pub const fn with_slots(capacity: usize) -> Self {
+        Self {
+            slots: Vec::new(),
+            capacity: if capacity == 0 { 1 } else { capacity },
+        }
+    }
+
+    /// The inner node over `left` and `right`: [`node_hash`], remembered.
+    pub fn node_hash(&mut self, left: &Digest, right: &Digest) -> Digest {
+        if self.slots.is_empty() {
+            // Every slot holds a true entry from the start: the children of all zeros.
+            let zero = NodeSlot {
+                children: [0; 64],
+                node: node_hash(&EMPTY, &EMPTY),
+            };
+            self.slots = vec![zero; self.capacity];
+        }
+        // Hashes are uniform: eight bytes of each child pick the slot.
+        let pick =
+            |d: &Digest| u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
+        let slot_index = (pick(left) ^ pick(right).rotate_left(29)) as usize % self.slots.len();
+        let slot = &mut self.slots[slot_index];
+        if slot.children[..32] == left[..] && slot.children[32..] == right[..] {
+            return slot.node;
+        }
+        let node = node_hash(left, right);
+        slot.children[..32].copy_from_slice(left);
+        slot.children[32..].copy_from_slice(right);
+        slot.node = node;
+        node
+    }
+}
+
 /// What identifies a checked root signature: who signed, what, and the signature's bytes.
 /// The signature is part of the key so that a cached root never lets through a vote whose
 /// own signature bytes a fresh verifier would refuse: every verifier gives every vote the
@@ -621,6 +715,38 @@ mod tests {
         }
         assert!(TreeBuilder::new().build(&[]).is_none());
         assert!(TreeBuilder::new().build(&[EMPTY; MAX_LEAVES + 1]).is_none());
+    }
+
+    #[test]
+    fn the_node_cache_gives_the_roots_hashing_gives() {
+        let key = KeyPair::from_seed([7; 32]);
+        // One slot (every lookup evicts), a few (collisions), and the default size.
+        for mut nodes in [
+            NodeCache::with_slots(1),
+            NodeCache::with_slots(5),
+            NodeCache::new(),
+        ] {
+            for n in [1, 2, 3, 7, 33, MAX_LEAVES] {
+                let (bytes, proofs) = signed_batch(n, &key);
+                // Twice over, so the second pass takes every node from the cache it can.
+                for _ in 0..2 {
+                    for (vote, proof) in bytes.iter().zip(&proofs) {
+                        let leaf = leaf_hash(vote);
+                        assert_eq!(
+                            proof.root_cached(&leaf, &mut nodes).unwrap(),
+                            proof.root(&leaf).unwrap()
+                        );
+                        // Another leaf under the same path leads elsewhere, cached or not.
+                        let other = leaf_hash(&vote_bytes(10_000 + n as u64));
+                        assert_eq!(
+                            proof.root_cached(&other, &mut nodes).unwrap(),
+                            proof.root(&other).unwrap()
+                        );
+                        assert_ne!(proof.root(&other).unwrap(), proof.root(&leaf).unwrap());
+                    }
+                }
+            }
+        }
     }
 
     #[test]
