@@ -8,7 +8,7 @@
 #                    [--phase orders|confirmations|payments] [--target all|I]
 #                    [--cores LIST] [--loadgen-cores LIST] [--no-steering] [--check]
 #                    [--portable] [--no-durability] [--tick-us US]
-#                    [--vote-scheme single|merkle]
+#                    [--vote-scheme merkle|single]
 #
 # Defaults: 1 authority, 2 shards, 20000 requests/s for 5 s, orders, every core.
 # Binaries are built for this machine's CPU (-C target-cpu=native, in target/native);
@@ -31,14 +31,14 @@
 # the authorities keep their logs in, and add "fdatasync_us" (p50, p99) to the JSON: what
 # durability can cost at least, on this disk, now.
 # --shed-after-ms MS is passed to `server run` (the authorities' shedding budget; 0 never sheds).
-# --vote-scheme merkle generates authorities that sign one Merkle root per batch of votes
-# (default single: one signature per vote); loadgen pads its requests to match.
+# --vote-scheme single generates authorities that sign each vote (default merkle, as `server
+# generate`: one Merkle root signed per batch of votes); loadgen pads its requests to match.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 authorities=1 shards=2 rate=20000 duration=5 phase=orders target=all
 cores="" loadgen_cores="" steering=() check=false flavour=native durability=() tick=()
-ceiling_seconds=1 shed=() vote_scheme=single
+ceiling_seconds=1 shed=() vote_scheme=merkle
 while [ $# -gt 0 ]; do
     case "$1" in
         --authorities) authorities=$(value "$@"); shift 2 ;;

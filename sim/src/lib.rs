@@ -113,7 +113,7 @@ impl SimConfig {
             crash_interval_us: 40_000,
             snapshot_after_bytes: 16 << 10,
             byzantine: true,
-            vote_scheme: VoteScheme::Single,
+            vote_scheme: VoteScheme::Merkle,
             time_limit_us: 120_000_000,
             client_crash_rate: 0.03,
             unsaved_certificate_rate: 0.3,

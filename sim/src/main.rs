@@ -49,8 +49,9 @@ struct Args {
     /// Mean virtual microseconds between crashes of each honest authority (0: none).
     #[arg(long, default_value_t = 40_000)]
     crash_interval_us: u64,
-    /// How every authority signs its votes: `single` or `merkle`.
-    #[arg(long, default_value = "single")]
+    /// How every authority signs its votes: `merkle` (as `server generate` by default) or
+    /// `single`.
+    #[arg(long, default_value = "merkle")]
     vote_scheme: fastpay_wire::VoteScheme,
 }
 

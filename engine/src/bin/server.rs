@@ -61,9 +61,10 @@ enum Command {
         /// Number of shards (threads) the accounts are spread over.
         #[arg(long, default_value_t = 4)]
         shards: u32,
-        /// How the authority signs its votes: `single` (one signature per vote) or `merkle`
-        /// (one signature per batch of votes, each vote carrying its Merkle path).
-        #[arg(long, default_value = "single")]
+        /// How the authority signs its votes: `merkle` (one signature per batch of votes, each
+        /// vote carrying its Merkle path: the default, several times the confirmations per
+        /// core) or `single` (one signature per vote, smaller votes under load).
+        #[arg(long, default_value = "merkle")]
         vote_scheme: VoteScheme,
         /// Overwrite an existing --server file (its key is lost).
         #[arg(long)]
