@@ -1,5 +1,6 @@
-//! Ceilings for the engine: the codec per message kind, signing, and single versus batch
-//! verification at batch sizes 1 to 256.
+//! Ceilings for the engine: the codec per message kind, signing, single versus batch
+//! verification at batch sizes 1 to 256, and what checking one certificate of batched votes
+//! costs as the committee grows.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fastpay_wire::*;
@@ -151,12 +152,69 @@ fn verification(c: &mut Criterion) {
     group.finish();
 }
 
+/// One confirmation's wire-side work at an authority, for committees of 4 to 40 signing
+/// batched votes: decode the confirmation, check its signers, queue its quorum of votes and
+/// verify them. Votes are signed as `bench` pre-signs them (a root per 64 consecutive orders),
+/// and the certificates cycle through 4,096 orders so the root and node caches work as they do
+/// under a steady stream (each root's signature is checked once per pass of 64 certificates).
+fn certificates(c: &mut Criterion) {
+    const ORDERS: u64 = 4096;
+    let mut group = c.benchmark_group("certificate");
+    for size in [4u64, 10, 20, 40] {
+        let keys: Vec<KeyPair> = (100..100 + size).map(key).collect();
+        let committee = Committee::equal_weights(keys.iter().map(KeyPair::authority), 1)
+            .unwrap()
+            .with_vote_scheme(VoteScheme::Merkle);
+        let orders: Vec<TransferOrder> = (0..ORDERS)
+            .map(|i| TransferOrder::new(transfer(i), &committee.id(), &key(i)))
+            .collect();
+        let votes: Vec<Vec<SignedTransferOrder>> = keys
+            .iter()
+            .map(|k| sign_votes(&orders, &committee, k))
+            .collect();
+        let quorum = committee.max_certificate_votes();
+        let datagrams: Vec<Vec<u8>> = (0..orders.len())
+            .map(|i| {
+                let certificate = CertifiedTransferOrder {
+                    value: orders[i],
+                    signatures: votes[..quorum]
+                        .iter()
+                        .map(|v| (v[i].authority, v[i].signature))
+                        .collect(),
+                };
+                let order = Message::ConfirmationOrder(ConfirmationOrder { certificate });
+                encode(&order, ShardId(0)).unwrap()
+            })
+            .collect();
+        let mut verifier = BatchVerifier::new();
+        let mut next = 0;
+        group.bench_function(BenchmarkId::new("merkle", size), |b| {
+            b.iter(|| {
+                let Ok((_, Message::ConfirmationOrder(order))) = decode(&datagrams[next]) else {
+                    panic!("not a confirmation");
+                };
+                next = (next + 1) % datagrams.len();
+                committee.check_signers(&order.certificate).unwrap();
+                verifier.clear();
+                let vote_bytes = order.certificate.value.vote_bytes(&committee.id());
+                for (name, signature) in &order.certificate.signatures {
+                    committee
+                        .queue_vote(&mut verifier, name, vote_bytes, signature)
+                        .unwrap();
+                }
+                assert!(verifier.verify().iter().all(|ok| *ok));
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = codec, signing, verification
+    targets = codec, signing, verification, certificates
 }
 criterion_main!(benches);

@@ -45,9 +45,11 @@ struct Args {
     /// Milliseconds before an unanswered request is sent again (then given up after 5 tries).
     #[arg(long, default_value_t = 500)]
     timeout_ms: u64,
-    /// How the authorities sign votes: `single` (one signature per vote) or `merkle` (one
-    /// signature per batch; pre-signed certificates carry roots of 64 consecutive orders).
-    #[arg(long, default_value = "single")]
+    /// How the authorities sign votes: `merkle` (one signature per batch, the default of
+    /// `server generate`; pre-signed certificates carry roots of 64 consecutive orders of one
+    /// shard, as a shard under load signs them) or
+    /// `single` (one signature per vote).
+    #[arg(long, default_value = "merkle")]
     vote_scheme: VoteScheme,
 }
 
@@ -236,7 +238,7 @@ impl Workload {
             .skip(usize::from(args.committee_size > quorum))
             .take(quorum)
             .collect();
-        let certificates = certify(&orders, &voters, &committee);
+        let certificates = certify(&orders, &voters, &committee, args.num_shards);
         eprintln!(
             "signed {} orders and their certificates ({} votes each) in {:.1} s",
             orders.len(),
@@ -286,33 +288,51 @@ fn datagrams(
     Ok((orders, confirmations))
 }
 
-/// Certificates of `orders` by `voters`, each of whom signs runs of consecutive orders as one
-/// shard would sign a receive batch.
+/// Certificates of `orders` by `voters`, each of whom signs as its authority's shards would
+/// under load: shard by shard (of `shards`, the committee's count), runs of consecutive orders
+/// of that shard's accounts as one receive batch, so a root covers orders that one shard of
+/// the benchmarked authority confirms.
 fn certify(
     orders: &[TransferOrder],
     voters: &[&KeyPair],
     committee: &Committee,
+    shards: u32,
 ) -> Vec<CertifiedTransferOrder> {
-    let runs: Vec<&[TransferOrder]> = orders.chunks(fastpay_wire::merkle::MAX_LEAVES).collect();
-    parallel(&runs, |_, run| {
+    let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); shards as usize];
+    for (i, order) in orders.iter().enumerate() {
+        let shard = shard_of(&order.transfer.sender, shards).0 as usize;
+        by_shard[shard].push(i);
+    }
+    let runs: Vec<&[usize]> = by_shard
+        .iter()
+        .flat_map(|indices| indices.chunks(fastpay_wire::merkle::MAX_LEAVES))
+        .collect();
+    let signed = parallel(&runs, |_, run| {
+        let run_orders: Vec<TransferOrder> = run.iter().map(|&i| orders[i]).collect();
         let votes: Vec<Vec<SignedTransferOrder>> = voters
             .iter()
-            .map(|key| sign_votes(run, committee, key))
+            .map(|key| sign_votes(&run_orders, committee, key))
             .collect();
         run.iter()
             .enumerate()
-            .map(|(i, order)| CertifiedTransferOrder {
-                value: *order,
-                signatures: votes
-                    .iter()
-                    .map(|by| (by[i].authority, by[i].signature))
-                    .collect(),
+            .map(|(j, &i)| {
+                let certificate = CertifiedTransferOrder {
+                    value: orders[i],
+                    signatures: votes
+                        .iter()
+                        .map(|by| (by[j].authority, by[j].signature))
+                        .collect(),
+                };
+                (i, certificate)
             })
             .collect::<Vec<_>>()
-    })
-    .into_iter()
-    .flatten()
-    .collect()
+    });
+    // Back in the orders' order.
+    let mut certificates: Vec<Option<CertifiedTransferOrder>> = vec![None; orders.len()];
+    for (i, certificate) in signed.into_iter().flatten() {
+        certificates[i] = Some(certificate);
+    }
+    certificates.into_iter().flatten().collect()
 }
 
 /// Prints the phases (a table on stderr, JSON on stdout); fails if requests were lost.
