@@ -30,13 +30,14 @@ macro_rules! key_id {
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(pub [u8; 32]);
 
-        // Hex text in human-readable formats (wallets, committee files), raw bytes on the wire.
+        // Hex text in human-readable formats (wallets, committee files), raw bytes on the wire
+        // (read and written by words: `fixed_bytes`).
         impl ::serde::Serialize for $name {
             fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 if serializer.is_human_readable() {
                     serializer.serialize_str(&::hex::encode(self.0))
                 } else {
-                    ::serde::Serialize::serialize(&self.0, serializer)
+                    $crate::fixed_bytes::serialize(&self.0, serializer)
                 }
             }
         }
@@ -47,7 +48,7 @@ macro_rules! key_id {
                     let text = <String as ::serde::Deserialize>::deserialize(deserializer)?;
                     text.parse().map_err(::serde::de::Error::custom)
                 } else {
-                    <[u8; 32] as ::serde::Deserialize>::deserialize(deserializer).map(Self)
+                    $crate::fixed_bytes::deserialize(deserializer).map(Self)
                 }
             }
         }

@@ -12,6 +12,7 @@ use crate::merkle::{
     leaf_hash, verify_vote,
 };
 use crate::messages::{CertifiedTransferOrder, SignedTransferOrder, TransferOrder};
+use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha512};
 use std::collections::HashMap;
 use thiserror::Error;
@@ -114,7 +115,9 @@ pub enum CertificateError {
 pub struct Committee {
     members: Vec<CommitteeMember>,
     keys: Vec<PublicKey>,
-    index: HashMap<AuthorityName, usize>,
+    /// Member by name: looked up for every vote checked, so with a fast hash (the names are
+    /// the committee's own, fixed when it is built; a lookup of any other name only probes).
+    index: FxHashMap<AuthorityName, usize>,
     total_weight: u64,
     /// Computed once in `new`: every signature check needs it.
     id: CommitteeId,
@@ -144,7 +147,8 @@ impl Committee {
         if members.is_empty() {
             return Err(CommitteeError::Empty);
         }
-        let mut index = HashMap::with_capacity(members.len());
+        let mut index =
+            FxHashMap::with_capacity_and_hasher(members.len(), rustc_hash::FxBuildHasher);
         let mut keys = Vec::with_capacity(members.len());
         let mut total_weight: u64 = 0;
         for (i, member) in members.iter().enumerate() {

@@ -57,46 +57,23 @@ impl fmt::Debug for Signature {
 
 impl Serialize for Signature {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
         if serializer.is_human_readable() {
             return serializer.serialize_str(&hex::encode(self.0));
         }
-        let mut tuple = serializer.serialize_tuple(64)?;
-        for byte in &self.0 {
-            tuple.serialize_element(byte)?;
-        }
-        tuple.end()
+        // Raw bytes, written by words (`fixed_bytes`).
+        crate::fixed_bytes::serialize(&self.0, serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Signature {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct BytesVisitor;
-        impl<'de> serde::de::Visitor<'de> for BytesVisitor {
-            type Value = Signature;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("64 signature bytes")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Signature, A::Error> {
-                let mut bytes = [0u8; 64];
-                for (i, byte) in bytes.iter_mut().enumerate() {
-                    *byte = seq
-                        .next_element()?
-                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
-                }
-                Ok(Signature(bytes))
-            }
-        }
         if deserializer.is_human_readable() {
             let text = String::deserialize(deserializer)?;
             let mut bytes = [0u8; 64];
             hex::decode_to_slice(text, &mut bytes).map_err(serde::de::Error::custom)?;
             return Ok(Signature(bytes));
         }
-        deserializer.deserialize_tuple(64, BytesVisitor)
+        crate::fixed_bytes::deserialize(deserializer).map(Signature)
     }
 }
 

@@ -12,8 +12,8 @@
 //! deposits that bring money in from the primary chain ([`deposits`]).
 //!
 //! Its modules use each other in one direction, with no cycle (`scripts/module-cycles.py`
-//! checks): [`base_types`], [`datagrams`], [`deposits`]; [`crypto`]; [`merkle`]; [`messages`] and
-//! [`batch`]; [`codec`] and [`committee`]; [`committee_file`].
+//! checks): `fixed_bytes`; [`base_types`], [`datagrams`], [`deposits`]; [`crypto`]; [`merkle`];
+//! [`messages`] and [`batch`]; [`codec`] and [`committee`]; [`committee_file`].
 //!
 //! It keeps no state and does no I/O, except that [`CommitteeFile::load`] reads the file it is
 //! given and [`AuthorityEntry::address`] resolves a host name. Everything that decodes
@@ -30,6 +30,7 @@ pub mod committee_file;
 pub mod crypto;
 pub mod datagrams;
 pub mod deposits;
+mod fixed_bytes;
 pub mod merkle;
 pub mod messages;
 

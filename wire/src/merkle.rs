@@ -19,6 +19,7 @@
 
 use crate::base_types::{AuthorityName, CommitteeId};
 use crate::crypto::{CryptoError, KeyPair, PublicKey, Signature, SignedBytes};
+use crate::fixed_bytes::Words32;
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -342,7 +343,7 @@ impl Serialize for VoteSignature {
                 tuple.serialize_element(&proof.index)?;
                 tuple.serialize_element(&proof.depth)?;
                 for sibling in proof.path() {
-                    tuple.serialize_element(sibling)?;
+                    tuple.serialize_element(&Words32(*sibling))?;
                 }
             }
         }
@@ -384,9 +385,10 @@ impl<'de> Deserialize<'de> for VoteSignature {
                         }
                         let mut path = [EMPTY; MAX_DEPTH];
                         for (i, slot) in path.iter_mut().take(depth).enumerate() {
-                            *slot = seq
+                            let sibling: Words32 = seq
                                 .next_element()?
                                 .ok_or_else(|| Error::invalid_length(4 + i, &self))?;
+                            *slot = sibling.0;
                         }
                         MerkleProof::new(signature, index, &path[..depth])
                             .map(VoteSignature::Batched)
