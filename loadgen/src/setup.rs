@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use fastpay_wire::{
     AccountId, Amount, CertifiedTransferOrder, Committee, CommitteeId, KeyPair, SequenceNumber,
-    ServerFile, SignedTransferOrder, Transfer, TransferOrder, VoteSignature, sign_votes,
+    ServerFile, SignedTransferOrder, Transfer, TransferOrder, VoteSignature, shard_of, sign_votes,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
@@ -138,38 +138,55 @@ pub fn prepare_orders(
 /// Signs a certificate for every order with the keys of `committee`'s members, as the
 /// authorities would: per-vote signatures (deterministic, so byte-identical to live ones), or
 /// for authorities that batch their votes, one root per run of
-/// [`MAX_LEAVES`](fastpay_wire::merkle::MAX_LEAVES) consecutive orders (as a shard under load
-/// signs a full receive batch).
+/// [`MAX_LEAVES`](fastpay_wire::merkle::MAX_LEAVES) consecutive orders of one of its shards
+/// (as a shard under load signs a full receive batch of its own accounts' orders).
 pub fn offline_certificates(
     orders: &[Prepared],
     committee: &Committee,
     keys: &[KeyPair],
     quorum: usize,
 ) -> Vec<CertifiedTransferOrder> {
-    let batch = fastpay_wire::merkle::MAX_LEAVES;
-    let batches = parallel(orders.len().div_ceil(batch), "signing certificates", |b| {
-        let chunk: Vec<TransferOrder> = orders[b * batch..((b + 1) * batch).min(orders.len())]
-            .iter()
-            .map(|p| p.order)
-            .collect();
-        let votes: Vec<Vec<SignedTransferOrder>> = keys
-            .iter()
-            .take(quorum)
-            .map(|key| sign_votes(&chunk, committee, key))
-            .collect();
-        chunk
-            .iter()
-            .enumerate()
-            .map(|(i, order)| CertifiedTransferOrder {
-                value: *order,
-                signatures: votes
-                    .iter()
-                    .map(|by_key| (by_key[i].authority, by_key[i].signature))
-                    .collect(),
-            })
-            .collect::<Vec<_>>()
+    let voters = &keys[..quorum.min(keys.len())];
+    // Runs of (voter, order indices): each voter's orders split by its shards, then by batch.
+    let mut runs: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (v, key) in voters.iter().enumerate() {
+        let shards = committee
+            .member(&key.authority())
+            .map_or(1, |m| m.num_shards);
+        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); shards.max(1) as usize];
+        for (i, prepared) in orders.iter().enumerate() {
+            by_shard[shard_of(&prepared.account, shards).0 as usize].push(i);
+        }
+        for indices in &by_shard {
+            for run in indices.chunks(fastpay_wire::merkle::MAX_LEAVES) {
+                runs.push((v, run.to_vec()));
+            }
+        }
+    }
+    let signed = parallel(runs.len(), "signing certificates", |r| {
+        let (v, run) = &runs[r];
+        let chunk: Vec<TransferOrder> = run.iter().map(|&i| orders[i].order).collect();
+        sign_votes(&chunk, committee, &voters[*v])
     });
-    batches.into_iter().flatten().collect()
+    let mut votes: Vec<Vec<Option<SignedTransferOrder>>> =
+        vec![vec![None; voters.len()]; orders.len()];
+    for ((v, run), signed) in runs.iter().zip(signed) {
+        for (&i, vote) in run.iter().zip(signed) {
+            votes[i][*v] = Some(vote);
+        }
+    }
+    orders
+        .iter()
+        .zip(votes)
+        .map(|(prepared, by_voter)| CertifiedTransferOrder {
+            value: prepared.order,
+            signatures: by_voter
+                .into_iter()
+                .flatten()
+                .map(|vote| (vote.authority, vote.signature))
+                .collect(),
+        })
+        .collect()
 }
 
 /// A query for the payments `recipient` received, from the first on, of exactly
