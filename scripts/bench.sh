@@ -14,8 +14,11 @@
 # Binaries are built for this machine's CPU (-C target-cpu=native, in target/native);
 # --portable uses the ordinary release build (AVX-512 chosen at run time). Authorities keep
 # durable state (fsynced per batch) in the temporary directory unless --no-durability.
-# With one authority measured alone in the confirmations phase, certificates are signed
-# offline with every authority's key (as the reference benchmark did). --check exits non-zero
+# --target I sends everything to the authority at position I of the committee (from 0, as
+# loadgen counts: --target 0 is server1). With one authority measured alone in the
+# confirmations phase, certificates are signed offline with every authority's key (as the
+# reference benchmark did); `--authorities C --target 0` measures one authority's
+# confirmations in a committee of C. --check exits non-zero
 # unless every request succeeded (CI's smoke run). --cores pins the authorities' shards,
 # --loadgen-cores pins loadgen (taskset), to keep them apart where the machine allows.
 # --tick-us sets loadgen's pacing tick (default 200 µs; see `loadgen --help`).
@@ -23,7 +26,7 @@
 # Every run also measures the crypto ceiling of one shard core (`loadgen ceiling`, pinned to
 # the first --cores entry, before the authorities start) and each shard's CPU time, and adds
 # to the JSON: "ceiling" (sign and verify costs, orders and confirmations per CPU-second they
-# allow), "shards" (per shard of authority 1: requests answered, CPU seconds, answers per
+# allow), "shards" (per shard of the targeted authority, else authority 1: requests answered, CPU seconds, answers per
 # CPU-second and that as a share of the ceiling) and "of_ceiling" (achieved rate over shards ×
 # ceiling). Rates differ between machines; these ratios travel (docs/BENCHMARKS.md).
 # --ceiling-seconds S sets the time per ceiling measurement (default 1; 0 skips it).
@@ -109,9 +112,13 @@ result=$("${runner[@]}" "$bin/loadgen" --committee "$work/committee.json" --acco
     --in-flight "$(awk -v r="$rate" 'BEGIN { printf "%d", r * 3 + 1000 }')")
 
 stop_servers
-step "authority 1 counters"
-grep -v ":$" "$work/server1.log" | tail -n "$((shards + 1))" >&2
-# The loadgen JSON with the ceiling and authority 1's per-shard CPU efficiency added.
+# The authority whose shards are reported: the targeted one when --target is a position (from
+# 0, as loadgen counts), else the first.
+measured=1
+[[ "$target" =~ ^[0-9]+$ ]] && measured=$((target + 1))
+step "authority $measured counters"
+grep -v ":$" "$work/server$measured.log" | tail -n "$((shards + 1))" >&2
+# The loadgen JSON with the ceiling and the measured authority's per-shard CPU efficiency added.
 result=$(FSYNC="$fsync" CEILING="$ceiling" PHASE="$phase" SHARDS="$shards" python3 -c '
 import json, os, re, sys
 r = json.loads(sys.stdin.readline())
@@ -139,6 +146,6 @@ for s in shards:
     if s["per_cpu_s"]:
         print("shard %d: %d answered in %.2f CPU-s = %.0f/CPU-s%s" % (s["shard"], s["answered"], s["cpu_s"], s["per_cpu_s"],
               " = %.0f%% of the ceiling (%.0f/CPU-s)" % (100 * s["of_ceiling"], per_cpu) if s["of_ceiling"] else ""), file=sys.stderr)
-' "$work/server1.log" <<< "$result")
+' "$work/server$measured.log" <<< "$result")
 echo "$result"
 if $check; then check_all_ok <<< "$result"; fi
