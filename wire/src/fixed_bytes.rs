@@ -20,7 +20,7 @@ pub(crate) fn serialize<S: Serializer, const N: usize>(
     bytes: &[u8; N],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    const { assert!(N % 8 == 0) };
+    const { assert!(N.is_multiple_of(8)) };
     let mut tuple = serializer.serialize_tuple(N / 8)?;
     for word in bytes.chunks_exact(8) {
         let mut le = [0u8; 8];
@@ -51,7 +51,7 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
             Ok(bytes)
         }
     }
-    const { assert!(N % 8 == 0) };
+    const { assert!(N.is_multiple_of(8)) };
     deserializer.deserialize_tuple(N / 8, WordsVisitor::<N>)
 }
 
