@@ -142,10 +142,14 @@ fn fuzz_corpora_replay_cleanly() {
             replayed += 1;
         }
         for (path, bytes) in fuzz_inputs(dir, "store_log") {
-            if let Ok((_, Some((offset, length)))) =
-                fastpay_engine::store::decode_log(&path, &bytes)
-            {
-                assert_eq!(offset + length, bytes.len() as u64, "{}", path.display());
+            if let Ok(decoded) = fastpay_engine::store::decode_log(&path, &bytes) {
+                if let Some((offset, length)) = decoded.torn {
+                    assert_eq!(offset, decoded.end, "{}", path.display());
+                    assert_eq!(offset + length, bytes.len() as u64, "{}", path.display());
+                } else {
+                    let end = decoded.end as usize;
+                    assert!(bytes[end..].iter().all(|&b| b == 0), "{}", path.display());
+                }
             }
             replayed += 1;
         }

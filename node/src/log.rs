@@ -222,21 +222,44 @@ fn valid_group(bytes: &[u8], at: usize) -> Option<&[u8]> {
     (len > 0 && crc32fast::hash(records) == crc).then_some(records)
 }
 
+/// What a log file holds: its records, where its whole groups end, and the torn tail after
+/// them, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedLog {
+    /// The records of the whole groups, in order.
+    pub records: Vec<Record>,
+    /// Where the whole groups end: the next group is written here. Only zeros follow, or a
+    /// torn tail.
+    pub end: u64,
+    /// A torn tail found after the last whole group, up to the end of the bytes.
+    pub torn: Option<TornTail>,
+}
+
 /// Decodes the records of a log (its groups, each a run of framed records), and the torn tail
-/// after the last whole group, if any: where a group is bad, what follows is torn if no valid
-/// group starts anywhere after it, and corruption otherwise.
-pub fn decode_log(bytes: &[u8]) -> Result<(Vec<Record>, Option<TornTail>), LogError> {
+/// after the last whole group, if any: where a group is bad, what follows is unwritten space
+/// if it is all zeros (a log file is zero-filled ahead of its writes), torn if no valid group
+/// starts anywhere after it, and corruption otherwise.
+pub fn decode_log(bytes: &[u8]) -> Result<DecodedLog, LogError> {
     let mut records = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
         let Some(group) = valid_group(bytes, at) else {
+            let end = at as u64;
+            if bytes[at..].iter().all(|&b| b == 0) {
+                return Ok(DecodedLog {
+                    records,
+                    end,
+                    torn: None,
+                });
+            }
             if (at + 1..bytes.len()).any(|later| valid_group(bytes, later).is_some()) {
                 return Err(LogError {
-                    offset: at as u64,
+                    offset: end,
                     reason: "bad group before a valid one",
                 });
             }
-            return Ok((records, Some((at as u64, (bytes.len() - at) as u64))));
+            let torn = Some((end, (bytes.len() - at) as u64));
+            return Ok(DecodedLog { records, end, torn });
         };
         // The group's checksum held: a bad record inside it was written so.
         let base = (at + GROUP_HEADER) as u64;
@@ -252,7 +275,11 @@ pub fn decode_log(bytes: &[u8]) -> Result<(Vec<Record>, Option<TornTail>), LogEr
         }
         at += GROUP_HEADER + group.len();
     }
-    Ok((records, None))
+    Ok(DecodedLog {
+        records,
+        end: at as u64,
+        torn: None,
+    })
 }
 
 #[cfg(test)]
@@ -297,33 +324,40 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let (records, torn) = decode_log(&log(4)).unwrap();
-        assert_eq!(records, (0..4).map(vote).collect::<Vec<_>>());
-        assert_eq!(torn, None);
+        let bytes = log(4);
+        let decoded = decode_log(&bytes).unwrap();
+        assert_eq!(decoded.records, (0..4).map(vote).collect::<Vec<_>>());
+        assert_eq!(decoded.torn, None);
+        assert_eq!(decoded.end, bytes.len() as u64);
     }
 
     #[test]
     fn a_cut_or_flipped_last_record_is_a_torn_tail() {
         let bytes = log(3);
-        let (records, torn) = decode_log(&bytes[..bytes.len() - 5]).unwrap();
+        let DecodedLog { records, torn, .. } = decode_log(&bytes[..bytes.len() - 5]).unwrap();
         assert_eq!(records.len(), 2);
         assert!(torn.is_some());
         let mut flipped = bytes.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        let (records, torn) = decode_log(&flipped).unwrap();
+        let DecodedLog { records, torn, .. } = decode_log(&flipped).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(torn.map(|(_, len)| len), Some((bytes.len() / 3) as u64));
     }
 
     #[test]
-    fn a_zero_filled_tail_is_torn_but_zeros_before_data_are_corruption() {
+    fn a_zero_filled_tail_is_unwritten_space_but_zeros_before_data_are_corruption() {
         let mut bytes = log(2);
         let end = bytes.len() as u64;
         bytes.extend_from_slice(&[0; 4096]);
-        let (records, torn) = decode_log(&bytes).unwrap();
-        assert_eq!(records.len(), 2);
-        assert_eq!(torn, Some((end, 4096)));
+        let decoded = decode_log(&bytes).unwrap();
+        assert_eq!(decoded.records.len(), 2);
+        assert_eq!((decoded.end, decoded.torn), (end, None));
+        // A torn group followed by the zeros it did not reach is torn up to the file's end.
+        bytes[end as usize + 100] = 7;
+        let decoded = decode_log(&bytes).unwrap();
+        assert_eq!(decoded.records.len(), 2);
+        assert_eq!((decoded.end, decoded.torn), (end, Some((end, 4096))));
 
         let mut bytes = vec![0; 64];
         bytes.extend_from_slice(&log(1));
@@ -347,13 +381,13 @@ mod tests {
         let start = bytes.len();
         bytes.extend_from_slice(&group);
         bytes[start + 512..start + 1024].fill(0);
-        let (records, torn) = decode_log(&bytes).unwrap();
+        let DecodedLog { records, torn, .. } = decode_log(&bytes).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(torn, Some((start as u64, group.len() as u64)));
         // So is a lost header page with the rest of the group present.
         bytes[start..start + 8].fill(0);
         assert_eq!(
-            decode_log(&bytes).unwrap().1,
+            decode_log(&bytes).unwrap().torn,
             Some((start as u64, group.len() as u64))
         );
     }

@@ -1431,8 +1431,9 @@ mod tests {
         assert_eq!(sender.backlog(), 0, "the acknowledged credit is forgotten");
 
         // Recovery feeds the logs back: the same state, and the credit is not taken again.
-        let (records, torn) = decode_log(&as_group(&log)).unwrap();
-        assert!(torn.is_none());
+        let decoded = decode_log(&as_group(&log)).unwrap();
+        assert!(decoded.torn.is_none());
+        let records = decoded.records;
         let recovered = ShardNode::recover(
             node(0, true).shard,
             NodeConfig::in_process(SHARDS, true),
@@ -1446,7 +1447,7 @@ mod tests {
             1,
             "not known to be acknowledged: resent"
         );
-        let (records, _) = decode_log(&as_group(&receiver_log)).unwrap();
+        let records = decode_log(&as_group(&receiver_log)).unwrap().records;
         let mut receiver = ShardNode::recover(
             node(1, true).shard,
             NodeConfig::in_process(SHARDS, true),
@@ -1557,7 +1558,7 @@ mod tests {
         assert_eq!(roots.len(), 1, "one root signature for the round");
 
         // Recovery restores the votes that were sent, proofs and all.
-        let (records, _) = decode_log(&as_group(&log)).unwrap();
+        let records = decode_log(&as_group(&log)).unwrap().records;
         let recovered = ShardNode::recover(
             make().shard,
             NodeConfig::in_process(SHARDS, true),

@@ -145,14 +145,14 @@ impl SimDisk {
         self.log.len() as u64
     }
 
-    /// What recovery finds: the snapshot and the records after it. A torn tail is cut off,
-    /// as the store does; corruption is an error.
+    /// What recovery finds: the snapshot and the records after it. What follows the whole
+    /// groups (a torn tail, or zeros) is cut off: the store writes its next group where the
+    /// whole groups end. Corruption is an error.
     pub fn recover(&mut self) -> Result<(Option<Snapshot>, Vec<Record>), LogError> {
-        let (records, torn) = decode_log(&self.log)?;
-        if let Some((offset, _)) = torn {
-            self.log.truncate(offset as usize);
-            self.synced = self.synced.min(self.log.len());
-        }
+        let decoded = decode_log(&self.log)?;
+        self.log.truncate(decoded.end as usize);
+        self.synced = self.synced.min(self.log.len());
+        let records = decoded.records;
         let snapshot = match &self.snapshot {
             Some(encoded) => Some(encoded.decode().map_err(|_| LogError {
                 offset: 0,
