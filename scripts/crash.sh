@@ -55,9 +55,20 @@ for k in $(seq 1 "$kills"); do
     sleep "0.$(( RANDOM % 5 + 1 ))"
     start "$victim"
 done
-wait "$loadgen"
+# On a failure below, the end of every log says why (the work directory is removed at exit).
+show_logs() {
+    [ "$exit_status" = 0 ] && return
+    local log
+    for log in "$work"/*.log; do
+        echo "---- end of $(basename "$log")" >&2
+        tail -n 15 "$log" >&2
+    done
+}
+at_exit show_logs
+wait "$loadgen" || fail "loadgen exited with status $?"
 sleep 1
-"$bin/loadgen" audit --committee "$work/committee.json" --accounts "$accounts" > "$work/audit.json" 2>/dev/null
+"$bin/loadgen" audit --committee "$work/committee.json" --accounts "$accounts" \
+    > "$work/audit.json" 2> "$work/audit.log" || fail "loadgen audit exited with status $?"
 
 python3 - "$work/loadgen.json" "$work/audit.json" "$accounts" <<'PY'
 import json, sys
