@@ -3,7 +3,8 @@
 use crate::setup;
 use anyhow::{Result, bail};
 use fastpay_wire::{
-    AccountId, AccountInfoRequest, AuthorityEntry, ErrorCode, Message, decode, encode, shard_of,
+    AccountId, AccountInfoRequest, AuthorityEntry, ErrorCode, Message, decode, encode_request,
+    shard_of,
 };
 use std::collections::HashMap;
 use std::net::UdpSocket;
@@ -28,6 +29,8 @@ pub fn audit(
     let mut buffer = vec![0u8; fastpay_wire::codec::MAX_DATAGRAM_SIZE];
     for authority in authorities {
         let addresses = authority.shard_addresses()?;
+        // Padded for the authority's largest pending vote, which an answer may carry.
+        let padding = authority.votes.request_padding();
         let mut answers: HashMap<AccountId, (i128, u64)> = HashMap::new();
         let mut next = 0usize;
         let mut sent_at: HashMap<AccountId, Instant> = HashMap::new();
@@ -56,7 +59,7 @@ pub fn audit(
             for account in batch {
                 let request = Message::AccountInfoRequest(AccountInfoRequest::new(account));
                 let shard = shard_of(&account, authority.shards);
-                let bytes = encode(&request, shard)?;
+                let bytes = encode_request(&request, shard, padding)?;
                 if let Some(address) = addresses.get(shard.0 as usize) {
                     let _ = socket.send_to(&bytes, address);
                 }

@@ -1464,17 +1464,18 @@ mod tests {
     /// and recovery restores the very votes sent.
     #[test]
     fn a_round_of_orders_gets_votes_under_one_root() {
-        use fastpay_wire::{VoteScheme, VoteSignature, encode_padded};
+        use fastpay_wire::{VoteScheme, VoteSignature, encode_padded, encode_request};
         let key = authority();
         let committee = Arc::new(
             Committee::equal_weights([key.authority()], SHARDS)
                 .unwrap()
                 .with_vote_scheme(VoteScheme::Merkle),
         );
-        let payers: Vec<KeyPair> = (1..=60)
+        // A full batch: the deepest proofs one round gives.
+        let payers: Vec<KeyPair> = (1..=u8::MAX)
             .map(user)
             .filter(|k| shard_of(&k.account(), SHARDS) == ShardId(0))
-            .take(12)
+            .take(BATCH)
             .collect();
         let genesis =
             Genesis::from_accounts(payers.iter().map(|k| (k.account(), Amount::new(100)))).unwrap();
@@ -1557,6 +1558,21 @@ mod tests {
         }
         assert_eq!(roots.len(), 1, "one root signature for the round");
 
+        // A state query as clients send it is answered with the pending vote, deepest proof
+        // and all: the committee's padding makes room for it.
+        for order in &orders {
+            let account = order.transfer.sender;
+            let query = Message::AccountInfoRequest(AccountInfoRequest::new(account));
+            let bytes = encode_request(&query, ShardId(0), committee.request_padding()).unwrap();
+            let Some(Message::AccountInfoResponse(info)) = ask_bytes(&mut node, &bytes) else {
+                panic!("a state query with a pending batched vote went unanswered");
+            };
+            let pending = node.shard().accounts()[&account].pending;
+            assert!(pending.is_some());
+            assert_eq!(info.pending, pending);
+        }
+        assert_eq!(node.counters.get(Counter::AmplificationRefused), 0);
+
         // Recovery restores the votes that were sent, proofs and all.
         let records = decode_log(&as_group(&log)).unwrap().records;
         let recovered = ShardNode::recover(
@@ -1577,11 +1593,14 @@ mod tests {
 
     /// Sends `query` to `node` as one datagram and returns the answer, if any.
     fn ask(node: &mut ShardNode, query: AccountInfoRequest) -> Option<Message> {
+        let bytes = encode(&Message::AccountInfoRequest(query), node.me).unwrap();
+        ask_bytes(node, &bytes)
+    }
+
+    /// Sends `bytes` to `node` as one datagram and returns the answer, if any.
+    fn ask_bytes(node: &mut ShardNode, bytes: &[u8]) -> Option<Message> {
         let mut datagrams = Datagrams::new();
-        datagrams.push(
-            "127.0.0.1:9".parse().unwrap(),
-            &encode(&Message::AccountInfoRequest(query), node.me).unwrap(),
-        );
+        datagrams.push("127.0.0.1:9".parse().unwrap(), bytes);
         node.handle_batch(Duration::ZERO, &datagrams);
         let mut answer = None;
         while let Some(replies) = node.poll_replies() {

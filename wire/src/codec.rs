@@ -24,7 +24,7 @@
 
 use crate::base_types::{AccountId, SequenceNumber, ShardId};
 pub use crate::datagrams::MAX_DATAGRAM_SIZE;
-use crate::messages::Message;
+use crate::messages::{AccountInfoRequest, AccountQuery, Message};
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -257,11 +257,13 @@ pub fn encode_padded_into(
 
 /// Encodes a request to an authority for `shard` into `out` with the padding its answer
 /// needs (an answer is never larger than its request); returns the datagram's length. An
-/// order is padded by `vote_padding` (the authority's [`VoteScheme::request_padding`]: its
+/// order, and a query for an account's state (whose answer holds the authority's pending
+/// vote), are padded by `vote_padding` (the authority's [`VoteScheme::request_padding`]: its
 /// vote may be that much larger than a per-vote one); a confirmation or a redeem request,
-/// which carry a quorum's votes and are answered by an account's state, an approval or a
-/// refusal, only up to [`MIN_QUERY_BYTES`] (padding them like an order could push a large
-/// committee's past one datagram); queries carry their own padding, sized for their answers.
+/// which carry a quorum's votes and are answered by an account's state without a vote, an
+/// approval or a refusal, only up to [`MIN_QUERY_BYTES`] (padding them like an order could
+/// push a large committee's past one datagram); certificate queries carry their own padding,
+/// sized for their answers.
 ///
 /// [`VoteScheme::request_padding`]: crate::VoteScheme::request_padding
 /// [`MIN_QUERY_BYTES`]: crate::MIN_QUERY_BYTES
@@ -272,7 +274,11 @@ pub fn encode_request_into(
     out: &mut [u8],
 ) -> Result<usize, CodecError> {
     match message {
-        Message::TransferOrder(_) => encode_padded_into(message, shard, vote_padding, out),
+        Message::TransferOrder(_)
+        | Message::AccountInfoRequest(AccountInfoRequest {
+            query: AccountQuery::State,
+            ..
+        }) => encode_padded_into(message, shard, vote_padding, out),
         Message::ConfirmationOrder(_) | Message::RedeemRequest(_) => {
             let len = encode_into(message, shard, out)?;
             match crate::messages::MIN_QUERY_BYTES.saturating_sub(len) {

@@ -143,9 +143,10 @@ fn batched_votes_fit_padded_requests() {
         pending: Some(deepest),
         deposited: Balance::new(i128::MIN),
     }));
-    let query = padded(&Message::AccountInfoRequest(AccountInfoRequest::new(
-        account,
-    )));
+    // A state query as clients send it (`encode_request`) carries the committee's padding.
+    let request = Message::AccountInfoRequest(AccountInfoRequest::new(account));
+    let query = encode_request(&request, ShardId(0), padding).unwrap().len();
+    assert_eq!(query, padded(&request));
     assert!(largest <= query, "answer {largest} > query {query}");
     assert_eq!(common::committee().request_padding(), 0);
 }
