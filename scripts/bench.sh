@@ -118,6 +118,8 @@ measured=1
 [[ "$target" =~ ^[0-9]+$ ]] && measured=$((target + 1))
 step "authority $measured counters"
 grep -v ":$" "$work/server$measured.log" | tail -n "$((shards + 1))" >&2
+# Snapshots taken during the run (each stalls its shard while the state is encoded).
+grep -h "snapshot started" "$work/server$measured.log" >&2 || true
 # The loadgen JSON with the ceiling and the measured authority's per-shard CPU efficiency added.
 result=$(FSYNC="$fsync" CEILING="$ceiling" PHASE="$phase" SHARDS="$shards" python3 -c '
 import json, os, re, sys

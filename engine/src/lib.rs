@@ -31,4 +31,5 @@ pub mod metrics_http;
 pub mod network_record;
 pub mod runtime;
 mod shard_loop;
+mod snapshot_buffer;
 pub mod store;

@@ -15,6 +15,7 @@
 use crate::certificates::{CertificateWriter, MAX_UNSTORED, Unstored};
 use crate::counters::{Counter, ShardCounters};
 use crate::metrics::{FSYNC_BUCKETS, Histogram, ShardMetrics, ShardSource};
+use crate::snapshot_buffer::{SnapshotBuffer, Taken};
 use crate::store::{Recovered, ShardStore, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use fastpay_node::log::EncodedSnapshot;
@@ -88,6 +89,8 @@ pub(crate) struct LogWriter {
     /// Written certificate lists, back from the certificate writer for reuse.
     spare_lists: Receiver<Arc<Vec<AppliedCertificate>>>,
     snapshot_in_progress: bool,
+    /// The buffer the next snapshot is encoded into, prepared ahead.
+    snapshot_buffer: SnapshotBuffer,
     me: u32,
 }
 
@@ -105,6 +108,7 @@ impl LogWriter {
         let (done_tx, done) = unbounded();
         let unstored = disk.certificates.unstored();
         let spare_lists = disk.certificates.spare();
+        let snapshot_buffer = SnapshotBuffer::new(waker.clone(), me);
         let writer = Writer {
             disk,
             done: done_tx,
@@ -129,6 +133,7 @@ impl LogWriter {
             unstored,
             spare_lists,
             snapshot_in_progress: false,
+            snapshot_buffer,
             me,
         })
     }
@@ -205,6 +210,17 @@ impl LogWriter {
         {
             self.snapshot_in_progress = true;
         }
+    }
+
+    /// Starts preparing the next snapshot's buffer, of `capacity()` bytes, unless one is
+    /// ready or on its way.
+    pub(crate) fn prepare_snapshot_buffer(&mut self, capacity: impl FnOnce() -> usize) {
+        self.snapshot_buffer.prepare(capacity);
+    }
+
+    /// The next snapshot's buffer, if it is ready.
+    pub(crate) fn take_snapshot_buffer(&mut self) -> Taken {
+        self.snapshot_buffer.take()
     }
 
     /// Whether a snapshot is queued or being written.

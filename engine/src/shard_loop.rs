@@ -10,6 +10,7 @@ use crate::counters::{Counter, ShardCounters};
 use crate::link::LinkKey;
 use crate::log_writer::LogWriter;
 use crate::metrics::{PUBLISH_EVERY, ShardMetrics, ShardSource, ShardStats};
+use crate::snapshot_buffer::Taken;
 use crate::store::StoreError;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use fastpay_node::ShardNode;
@@ -502,23 +503,32 @@ impl ShardLoop {
         self.metrics.publish(&self.stats);
     }
 
-    /// Starts a snapshot when the node asks for one and none is being written (the writer
-    /// reports those that land).
+    /// Starts a snapshot when the node asks for one, none is being written (the writer
+    /// reports those that land) and the buffer prepared for it is ready (the writer starts
+    /// preparing one when the node says a snapshot is near, and wakes the shard when it is).
     fn snapshot_if_due(&mut self) -> Result<(), StoreError> {
-        let due = self.node.snapshot_due();
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        if !due || writer.snapshot_in_progress() {
+        if writer.snapshot_in_progress() || !self.node.snapshot_near() {
             return Ok(());
         }
+        writer.prepare_snapshot_buffer(|| self.node.snapshot_capacity());
+        if !self.node.snapshot_due() {
+            return Ok(());
+        }
+        let buffer = match writer.take_snapshot_buffer() {
+            Taken::Ready(buffer) => buffer,
+            Taken::Preparing => return Ok(()),
+            Taken::Missing => Vec::with_capacity(self.node.snapshot_capacity()),
+        };
         // Every record the snapshot includes goes to the log before it.
         self.persist()?;
         let me = self.node.shard().shard().0;
         let started = Instant::now();
         let snapshot = self
             .node
-            .snapshot()
+            .snapshot_into(buffer)
             .map_err(|_| StoreError::SnapshotTooLarge)?;
         let encoded = started.elapsed();
         let bytes = snapshot.as_bytes().len();

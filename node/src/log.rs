@@ -17,7 +17,11 @@
 
 use fastpay_authority::ShardSnapshot;
 use fastpay_wire::codec::{CodecError, decode_stored, encode_stored};
-use fastpay_wire::{ConfirmationOrder, CrossShardUpdate, DepositBatch, SignedTransferOrder};
+use fastpay_wire::{
+    AccountId, Amount, AuthorityName, ConfirmationOrder, CrossShardUpdate, DepositBatch,
+    MerkleProof, SequenceNumber, Signature, SignedTransferOrder, Transfer, TransferOrder, UserData,
+    VoteScheme, VoteSignature, merkle,
+};
 use serde::{Deserialize, Serialize};
 
 /// Bytes of a record's header (length and checksum).
@@ -85,18 +89,18 @@ pub struct EncodedSnapshot(Vec<u8>);
 impl EncodedSnapshot {
     /// Encodes a snapshot given as a value (tests, tools; the node encodes its live state).
     pub fn encode(snapshot: &Snapshot) -> Result<Self, CodecError> {
-        Self::encode_serialized(snapshot, 0)
+        Self::encode_serialized(snapshot, Vec::new())
     }
 
-    /// Encodes anything that serializes as a [`Snapshot`] does, into a buffer of `capacity`
-    /// bytes to start with.
+    /// Encodes anything that serializes as a [`Snapshot`] does, into `buffer` (emptied
+    /// first; its capacity, and the pages behind it, are what the encoding writes into).
     pub(crate) fn encode_serialized(
         snapshot: &impl Serialize,
-        capacity: usize,
+        mut buffer: Vec<u8>,
     ) -> Result<Self, CodecError> {
-        let mut out = Vec::with_capacity(capacity);
-        encode_stored(snapshot, &mut out)?;
-        Ok(Self(out))
+        buffer.clear();
+        encode_stored(snapshot, &mut buffer)?;
+        Ok(Self(buffer))
     }
 
     /// The encoding's bytes.
@@ -109,6 +113,37 @@ impl EncodedSnapshot {
     pub fn decode(&self) -> Result<Snapshot, CodecError> {
         decode_stored(&self.0)
     }
+}
+
+/// The most bytes an account takes in a snapshot without a pending vote (it takes 73).
+pub const SNAPSHOT_ACCOUNT_BYTES: usize = 80;
+
+/// The most bytes a pending vote adds to its account in a snapshot, when votes are signed
+/// with `scheme`: an order with a memo, and the deepest proof such an authority gives.
+pub fn largest_pending_vote(scheme: VoteScheme) -> usize {
+    let signature = Signature([0; 64]);
+    let vote = match scheme {
+        VoteScheme::Merkle => MerkleProof::new(signature, 0, &[merkle::EMPTY; merkle::MAX_DEPTH])
+            .map_or(VoteSignature::Single(signature), VoteSignature::Batched),
+        VoteScheme::Single => VoteSignature::Single(signature),
+    };
+    let largest = SignedTransferOrder {
+        value: TransferOrder {
+            transfer: Transfer {
+                sender: AccountId([0; 32]),
+                recipient: AccountId([0; 32]),
+                amount: Amount::new(1),
+                sequence_number: SequenceNumber::ZERO,
+                user_data: Some(UserData([0; 32])),
+            },
+            signature,
+        },
+        authority: AuthorityName([0; 32]),
+        signature: vote,
+    };
+    let mut bytes = Vec::new();
+    // Encoding a value in memory fails only past the size limit, far above one vote.
+    encode_stored(&largest, &mut bytes).map_or(1024, |()| bytes.len())
 }
 
 /// Why log bytes could not be parsed.

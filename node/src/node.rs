@@ -3,7 +3,10 @@
 use crate::certs::{AppliedCertificate, CertificateReader};
 use crate::counters::{Counter, ShardCounters};
 use crate::links::{Arrival, CreditLinks, Transport};
-use crate::log::{EncodedSnapshot, LinkState, Record, Snapshot, append_record};
+use crate::log::{
+    EncodedSnapshot, LinkState, Record, SNAPSHOT_ACCOUNT_BYTES, Snapshot, append_record,
+    largest_pending_vote,
+};
 use crate::redeem::RedeemApprover;
 use fastpay_authority::{
     AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, DepositError, OrderCheck,
@@ -501,11 +504,36 @@ impl ShardNode {
         self.durable && self.log_bytes >= self.snapshot_after
     }
 
-    /// The state's snapshot, encoded: it includes every record produced so far, so the
-    /// runtime must have taken the log (and queued it before the snapshot) first. Encoded
-    /// from the live state (a copy would double the accounts' memory for as long as the
-    /// snapshot takes to write); fails only past the stored encoding's size limit.
+    /// Whether a snapshot will soon be due (the log has used seven eighths of its
+    /// allowance): time to prepare the buffer it will be encoded into, away from the shard.
+    pub fn snapshot_near(&self) -> bool {
+        self.durable && self.log_bytes >= self.snapshot_after - self.snapshot_after / 8
+    }
+
+    /// Bytes enough for the snapshot's encoding as the state stands, with an eighth more for
+    /// what it gains before the snapshot is taken: every account at its largest without a
+    /// pending vote, and each pending vote at its largest.
+    pub fn snapshot_capacity(&self) -> usize {
+        let accounts = self.shard.accounts();
+        let pending = accounts.values().filter(|a| a.pending.is_some()).count();
+        let bytes = accounts.len() * SNAPSHOT_ACCOUNT_BYTES
+            + pending * largest_pending_vote(self.shard.vote_scheme())
+            + 4096;
+        bytes + bytes / 8
+    }
+
+    /// The state's snapshot, encoded into a buffer of [`Self::snapshot_capacity`].
     pub fn snapshot(&mut self) -> Result<EncodedSnapshot, CodecError> {
+        let buffer = Vec::with_capacity(self.snapshot_capacity());
+        self.snapshot_into(buffer)
+    }
+
+    /// The state's snapshot, encoded into `buffer` (emptied first; with its pages already
+    /// touched and room enough, encoding only writes): it includes every record produced so
+    /// far, so the runtime must have taken the log (and queued it before the snapshot) first.
+    /// Encoded from the live state (a copy would double the accounts' memory for as long as
+    /// the snapshot takes to write); fails only past the stored encoding's size limit.
+    pub fn snapshot_into(&mut self, buffer: Vec<u8>) -> Result<EncodedSnapshot, CodecError> {
         self.log_bytes = 0;
         /// Borrows what [`Snapshot`] owns, and serializes identically.
         #[derive(Serialize)]
@@ -519,9 +547,7 @@ impl ShardNode {
             links: self.links.state(),
             arrivals: self.arrivals,
         };
-        // An account without a pending vote takes 73 bytes.
-        let capacity = self.shard.accounts().len() * 80 + 4096;
-        EncodedSnapshot::encode_serialized(&view, capacity)
+        EncodedSnapshot::encode_serialized(&view, buffer)
     }
 
     // ---- the pipeline -------------------------------------------------------------------
@@ -1572,6 +1598,16 @@ mod tests {
             assert_eq!(info.pending, pending);
         }
         assert_eq!(node.counters.get(Counter::AmplificationRefused), 0);
+
+        // A snapshot of pending batched votes fits the room estimated for it (the buffer is
+        // prepared ahead of it, and growing it would stall the shard).
+        let room = node.snapshot_capacity();
+        let encoded = node.snapshot_into(Vec::with_capacity(room)).unwrap();
+        assert!(
+            encoded.as_bytes().len() <= room,
+            "{} > {room}",
+            encoded.as_bytes().len()
+        );
 
         // Recovery restores the votes that were sent, proofs and all.
         let records = decode_log(&as_group(&log)).unwrap().records;
