@@ -34,6 +34,8 @@
 # the authorities keep their logs in, and add "fdatasync_us" (p50, p99) to the JSON: what
 # durability can cost at least, on this disk, now.
 # --shed-after-ms MS is passed to `server run` (the authorities' shedding budget; 0 never sheds).
+# --snapshot-after-bytes B is passed to `server run` (log bytes between snapshots; a large B
+# takes none during the run, to tell a snapshot's cost from the rest).
 # --vote-scheme single generates authorities that sign each vote (default merkle, as `server
 # generate`: one Merkle root signed per batch of votes); loadgen pads its requests to match.
 set -euo pipefail
@@ -41,7 +43,7 @@ set -euo pipefail
 
 authorities=1 shards=2 rate=20000 duration=5 phase=orders target=all
 cores="" loadgen_cores="" steering=() check=false flavour=native durability=() tick=()
-ceiling_seconds=1 shed=() vote_scheme=merkle
+ceiling_seconds=1 shed=() vote_scheme=merkle snapshot_after=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --authorities) authorities=$(value "$@"); shift 2 ;;
@@ -59,6 +61,7 @@ while [ $# -gt 0 ]; do
         --tick-us) tick=(--tick-us "$(value "$@")"); shift 2 ;;
         --ceiling-seconds) ceiling_seconds=$(value "$@"); shift 2 ;;
         --shed-after-ms) shed=(--shed-after-ms "$(value "$@")"); shift 2 ;;
+        --snapshot-after-bytes) snapshot_after=(--snapshot-after-bytes "$(value "$@")"); shift 2 ;;
         --vote-scheme) vote_scheme=$(value "$@"); shift 2 ;;
         *) help_or_die "$1" ;;
     esac
@@ -98,7 +101,8 @@ PY
 fi
 accounts=$(awk -v r="$rate" -v d="$duration" 'BEGIN { printf "%d", r * d * 1.05 + 1000 }')
 genesis "$accounts"
-start_committee "$authorities" ${cores:+--cores "$cores"} "${steering[@]}" "${durability[@]}" "${shed[@]}"
+start_committee "$authorities" ${cores:+--cores "$cores"} "${steering[@]}" "${durability[@]}" "${shed[@]}" \
+    "${snapshot_after[@]}"
 
 extra=()
 if [ "$phase" = confirmations ] && [ "$target" != all ]; then

@@ -23,7 +23,8 @@ enum State {
 
 /// What [`SnapshotBuffer::take`] found.
 pub(crate) enum Taken {
-    /// A buffer with its pages touched, empty, with the capacity asked for.
+    /// A buffer of the length asked for, its pages touched (its bytes are to be written
+    /// over).
     Ready(Vec<u8>),
     /// Still being prepared: the shard is woken when it is ready.
     Preparing,
@@ -52,6 +53,9 @@ impl SnapshotBuffer {
         let spawned = std::thread::Builder::new()
             .name(format!("snapbuf-{}", self.me))
             .spawn(move || {
+                // The least priority: touching the pages is work the shard and its log
+                // writer must not wait for (the snapshot waits for it instead).
+                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
                 if ready.send(touched(capacity)).is_ok() {
                     let _ = waker.wake();
                 }
@@ -82,14 +86,11 @@ impl SnapshotBuffer {
     }
 }
 
-/// An empty buffer of `capacity` bytes whose every page has been written, so the kernel
-/// backs them now, on this thread, rather than one fault at a time while encoding.
+/// A buffer of `capacity` bytes, every page of it written, so the kernel backs them now, on
+/// this thread, rather than one fault at a time while the shard encodes over them.
 fn touched(capacity: usize) -> Vec<u8> {
-    let mut buffer = Vec::with_capacity(capacity);
     // Not zeros: a zeroed allocation may be the kernel's shared zero page until written.
-    buffer.resize(capacity, 0xa5);
-    buffer.clear();
-    buffer
+    vec![0xa5; capacity]
 }
 
 #[cfg(test)]
@@ -120,8 +121,7 @@ mod tests {
                 Taken::Missing => panic!("the buffer was lost"),
             }
         };
-        assert!(prepared.is_empty());
-        assert!(prepared.capacity() >= 1 << 20);
+        assert_eq!(prepared.len(), 1 << 20);
         assert!(matches!(buffer.take(), Taken::Missing), "taken once");
     }
 }

@@ -16,7 +16,7 @@
 //! around; so is a bad record inside a group whose checksum holds.
 
 use fastpay_authority::ShardSnapshot;
-use fastpay_wire::codec::{CodecError, decode_stored, encode_stored};
+use fastpay_wire::codec::{CodecError, decode_stored, encode_stored, encode_stored_into_slice};
 use fastpay_wire::{
     AccountId, Amount, AuthorityName, ConfirmationOrder, CrossShardUpdate, DepositBatch,
     MerkleProof, SequenceNumber, Signature, SignedTransferOrder, Transfer, TransferOrder, UserData,
@@ -92,14 +92,20 @@ impl EncodedSnapshot {
         Self::encode_serialized(snapshot, Vec::new())
     }
 
-    /// Encodes anything that serializes as a [`Snapshot`] does, into `buffer` (emptied
-    /// first; its capacity, and the pages behind it, are what the encoding writes into).
+    /// Encodes anything that serializes as a [`Snapshot`] does, written over `buffer`'s
+    /// bytes when they are enough (a buffer prepared with its pages touched), else appended
+    /// to it once emptied, growing it as needed.
     pub(crate) fn encode_serialized(
         snapshot: &impl Serialize,
         mut buffer: Vec<u8>,
     ) -> Result<Self, CodecError> {
-        buffer.clear();
-        encode_stored(snapshot, &mut buffer)?;
+        match encode_stored_into_slice(snapshot, &mut buffer) {
+            Ok(len) => buffer.truncate(len),
+            Err(_) => {
+                buffer.clear();
+                encode_stored(snapshot, &mut buffer)?;
+            }
+        }
         Ok(Self(buffer))
     }
 

@@ -528,9 +528,9 @@ impl ShardNode {
         self.snapshot_into(buffer)
     }
 
-    /// The state's snapshot, encoded into `buffer` (emptied first; with its pages already
-    /// touched and room enough, encoding only writes): it includes every record produced so
-    /// far, so the runtime must have taken the log (and queued it before the snapshot) first.
+    /// The state's snapshot, encoded over `buffer`'s bytes (a buffer of
+    /// [`Self::snapshot_capacity`] bytes with its pages touched: encoding then only writes;
+    /// one too short is grown instead): it includes every record produced so far, so the runtime must have taken the log (and queued it before the snapshot) first.
     /// Encoded from the live state (a copy would double the accounts' memory for as long as
     /// the snapshot takes to write); fails only past the stored encoding's size limit.
     pub fn snapshot_into(&mut self, buffer: Vec<u8>) -> Result<EncodedSnapshot, CodecError> {
@@ -1602,12 +1602,16 @@ mod tests {
         // A snapshot of pending batched votes fits the room estimated for it (the buffer is
         // prepared ahead of it, and growing it would stall the shard).
         let room = node.snapshot_capacity();
-        let encoded = node.snapshot_into(Vec::with_capacity(room)).unwrap();
+        let encoded = node.snapshot_into(vec![0xa5; room]).unwrap();
         assert!(
-            encoded.as_bytes().len() <= room,
+            encoded.as_bytes().len() < room,
             "{} > {room}",
             encoded.as_bytes().len()
         );
+        // Written over a buffer or grown in one, too short or empty: the same bytes.
+        for buffer in [Vec::new(), vec![0xa5; 100], Vec::with_capacity(room)] {
+            assert_eq!(node.snapshot_into(buffer).unwrap(), encoded);
+        }
 
         // Recovery restores the votes that were sent, proofs and all.
         let records = decode_log(&as_group(&log)).unwrap().records;

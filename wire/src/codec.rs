@@ -377,6 +377,16 @@ pub fn encode_stored<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), C
         .map_err(|_| CodecError::TooLarge)
 }
 
+/// Writes the stored encoding of `value` over the start of `out`; returns its length, or
+/// [`CodecError::TooLarge`] when it does not fit (or passes [`STORAGE_LIMIT`]). Writing into a
+/// slice costs about half of appending to a vector, which checks its room at every field.
+pub fn encode_stored_into_slice<T: Serialize>(
+    value: &T,
+    out: &mut [u8],
+) -> Result<usize, CodecError> {
+    bincode::serde::encode_into_slice(value, out, STORAGE).map_err(|_| CodecError::TooLarge)
+}
+
 /// Writes the stored encoding of `value` to `writer` without buffering it whole (for
 /// snapshots of millions of accounts); returns the bytes written.
 pub fn encode_stored_to<T: Serialize, W: std::io::Write>(
