@@ -55,7 +55,7 @@ impl SnapshotBuffer {
             .spawn(move || {
                 // The least priority: touching the pages is work the shard and its log
                 // writer must not wait for (the snapshot waits for it instead).
-                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+                let _ = fastpay_udp::lower_thread_priority();
                 if ready.send(touched(capacity)).is_ok() {
                     let _ = waker.wake();
                 }
