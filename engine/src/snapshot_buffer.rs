@@ -100,7 +100,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn a_prepared_buffer_arrives_empty_with_its_capacity_and_wakes_the_shard() {
+    fn a_prepared_buffer_arrives_at_its_length_once_and_wakes_the_shard() {
         let mut poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), Token(7)).unwrap());
         let mut buffer = SnapshotBuffer::new(waker, 0);

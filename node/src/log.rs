@@ -19,8 +19,7 @@ use fastpay_authority::ShardSnapshot;
 use fastpay_wire::codec::{CodecError, decode_stored, encode_stored, encode_stored_into_slice};
 use fastpay_wire::{
     AccountId, Amount, AuthorityName, ConfirmationOrder, CrossShardUpdate, DepositBatch,
-    MerkleProof, SequenceNumber, Signature, SignedTransferOrder, Transfer, TransferOrder, UserData,
-    VoteScheme, VoteSignature, merkle,
+    SequenceNumber, Signature, SignedTransferOrder, Transfer, TransferOrder, UserData, VoteScheme,
 };
 use serde::{Deserialize, Serialize};
 
@@ -128,11 +127,6 @@ pub const SNAPSHOT_ACCOUNT_BYTES: usize = 80;
 /// with `scheme`: an order with a memo, and the deepest proof such an authority gives.
 pub fn largest_pending_vote(scheme: VoteScheme) -> usize {
     let signature = Signature([0; 64]);
-    let vote = match scheme {
-        VoteScheme::Merkle => MerkleProof::new(signature, 0, &[merkle::EMPTY; merkle::MAX_DEPTH])
-            .map_or(VoteSignature::Single(signature), VoteSignature::Batched),
-        VoteScheme::Single => VoteSignature::Single(signature),
-    };
     let largest = SignedTransferOrder {
         value: TransferOrder {
             transfer: Transfer {
@@ -145,7 +139,7 @@ pub fn largest_pending_vote(scheme: VoteScheme) -> usize {
             signature,
         },
         authority: AuthorityName([0; 32]),
-        signature: vote,
+        signature: scheme.largest_signature(),
     };
     let mut bytes = Vec::new();
     // Encoding a value in memory fails only past the size limit, far above one vote.

@@ -530,8 +530,9 @@ impl ShardNode {
 
     /// The state's snapshot, encoded over `buffer`'s bytes (a buffer of
     /// [`Self::snapshot_capacity`] bytes with its pages touched: encoding then only writes;
-    /// one too short is grown instead): it includes every record produced so far, so the runtime must have taken the log (and queued it before the snapshot) first.
-    /// Encoded from the live state (a copy would double the accounts' memory for as long as
+    /// one too short is grown instead): it includes every record produced so far, so the
+    /// runtime must have taken the log (and queued it before the snapshot) first. Encoded
+    /// from the live state (a copy would double the accounts' memory for as long as
     /// the snapshot takes to write); fails only past the stored encoding's size limit.
     pub fn snapshot_into(&mut self, buffer: Vec<u8>) -> Result<EncodedSnapshot, CodecError> {
         self.log_bytes = 0;

@@ -352,11 +352,9 @@ impl Committee {
     /// memo and [`Self::max_certificate_votes`] of the largest votes any member signs.
     pub fn max_certificate_wire_size(&self) -> usize {
         let signature = crate::crypto::Signature([0; 64]);
-        let deepest = &[crate::merkle::EMPTY; crate::merkle::MAX_DEPTH];
         let vote = match self.members.iter().any(|m| m.votes == VoteScheme::Merkle) {
-            true => MerkleProof::new(signature, 0, deepest)
-                .map_or(VoteSignature::Single(signature), VoteSignature::Batched),
-            false => VoteSignature::Single(signature),
+            true => VoteScheme::Merkle.largest_signature(),
+            false => VoteScheme::Single.largest_signature(),
         };
         let name = self
             .members
@@ -570,17 +568,7 @@ mod tests {
                 "{scheme}: {size}"
             );
             // As a confirmation, padded as requests to such authorities are.
-            let vote = match scheme {
-                VoteScheme::Single => VoteSignature::Single(crate::crypto::Signature([0; 64])),
-                VoteScheme::Merkle => VoteSignature::Batched(
-                    MerkleProof::new(
-                        crate::crypto::Signature([0; 64]),
-                        0,
-                        &[crate::merkle::EMPTY; crate::merkle::MAX_DEPTH],
-                    )
-                    .unwrap(),
-                ),
-            };
+            let vote = scheme.largest_signature();
             let mut largest = certificate.clone();
             largest.value.transfer.user_data = Some(crate::base_types::UserData([1; 32]));
             largest.signatures = committee.members()[..27]

@@ -77,6 +77,21 @@ impl VoteScheme {
         }
     }
 
+    /// The largest signature an authority of this scheme gives a vote (zero bytes; for
+    /// batched votes, a proof of the deepest path): what sizes whatever must hold one.
+    pub fn largest_signature(self) -> VoteSignature {
+        let signature = Signature([0; 64]);
+        match self {
+            VoteScheme::Single => VoteSignature::Single(signature),
+            VoteScheme::Merkle => VoteSignature::Batched(MerkleProof {
+                root_signature: signature,
+                index: 0,
+                depth: MAX_DEPTH as u8,
+                path: [EMPTY; MAX_DEPTH],
+            }),
+        }
+    }
+
     /// Whether this is what a committee entry without the field means (the file leaves it out).
     pub fn is_default(&self) -> bool {
         *self == VoteScheme::Single
