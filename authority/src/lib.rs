@@ -14,15 +14,17 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod accounts;
 mod dispatch;
 mod error;
 mod genesis;
 mod shard;
 
+pub use accounts::AccountState;
 pub use dispatch::Handled;
 pub use error::{AuthorityError, DepositError};
 pub use genesis::{Genesis, GenesisError};
 pub use shard::{
-    AccountState, AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck, ShardSetupError,
-    ShardSnapshot, ShardSnapshotView, Voted,
+    AuthorityShard, ConfirmationCheck, Confirmed, OrderCheck, ShardSetupError, ShardSnapshot,
+    ShardTotals, Voted,
 };

@@ -1,14 +1,15 @@
 //! One shard of one authority.
 
+use crate::accounts::{AccountState, Accounts};
 use crate::error::{AuthorityError, DepositError};
 use crate::genesis::Genesis;
+use fastpay_wire::codec::{CodecError, StoredParts};
 use fastpay_wire::merkle::{Digest, leaf_hash};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountInfoResponse, AuthorityName, Balance, BatchVerifier,
     CertifiedTransferOrder, Committee, ConfirmationOrder, CrossShardUpdate, DepositBatch,
-    DepositCursor, KeyPair, MerkleProof, PRIMARY_EXIT, PublicKey, SequenceNumber, ShardId,
-    ShardSupply, Signature, SignedTransferOrder, TransferOrder, TreeBuilder, VoteScheme,
-    exit_address, shard_of,
+    DepositCursor, KeyPair, MerkleProof, PRIMARY_EXIT, PublicKey, ShardId, ShardSupply, Signature,
+    SignedTransferOrder, TransferOrder, TreeBuilder, VoteScheme, exit_address, shard_of,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -39,20 +40,6 @@ fn all_verified(verifier: &mut BatchVerifier) -> Result<(), AuthorityError> {
     } else {
         Err(AuthorityError::InvalidSignature)
     }
-}
-
-/// One account as this shard sees it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccountState {
-    /// Balance at this authority (negative while credits behind certified debits are still
-    /// on their way).
-    pub balance: Balance,
-    /// The sequence number the next order must carry.
-    pub next_sequence_number: SequenceNumber,
-    /// This authority's vote for the order at `next_sequence_number`, if any.
-    pub pending: Option<SignedTransferOrder>,
-    /// Units credited from deposits on the primary chain, in all (part of `balance`).
-    pub deposited: Balance,
 }
 
 /// What a transfer order needs before a vote.
@@ -111,26 +98,18 @@ impl ShardSnapshot {
     }
 }
 
-/// A shard's state as it serializes: exactly [`ShardSnapshot`]'s encoding (accounts in the
-/// map's order), written from the live state, so a snapshot costs its encoding's bytes
-/// rather than a copy of every account ([`AuthorityShard::snapshot_view`]).
-#[derive(Serialize)]
-pub struct ShardSnapshotView<'a> {
-    #[serde(serialize_with = "accounts_in_map_order")]
-    accounts: &'a HashMap<AccountId, AccountState>,
-    deposits: DepositCursor,
-    deposited: u128,
-    sent: u128,
-    received: u128,
-}
-
-/// Serializes the account map as [`ShardSnapshot::accounts`] does its vector: a sequence of
-/// (account, state) pairs.
-fn accounts_in_map_order<S: serde::Serializer>(
-    accounts: &&HashMap<AccountId, AccountState>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_seq(accounts.iter())
+/// What a snapshot's cut fixes besides the accounts: the shard's running totals, which
+/// serialize as [`ShardSnapshot`]'s fields after its accounts do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ShardTotals {
+    /// How far the shard has followed the primary chain's deposits.
+    pub deposits: DepositCursor,
+    /// Units this shard has credited from deposits, in all.
+    pub deposited: u128,
+    /// Units debited for recipients of other shards, in all.
+    pub sent: u128,
+    /// Units credited for senders of other shards, in all.
+    pub received: u128,
 }
 
 /// The effects of applying a confirmation.
@@ -158,7 +137,7 @@ pub struct AuthorityShard {
     committee: Arc<Committee>,
     shard: ShardId,
     num_shards: u32,
-    accounts: HashMap<AccountId, AccountState>,
+    accounts: Accounts,
     /// Validated, decompressed keys: of every genesis account, and of accounts created since
     /// once they order (decompression costs a square root, so it is paid once per account).
     keys: HashMap<AccountId, PublicKey>,
@@ -235,7 +214,7 @@ impl AuthorityShard {
             committee,
             shard,
             num_shards,
-            accounts,
+            accounts: Accounts::new(accounts),
             keys,
             votes,
             unsealed: Vec::new(),
@@ -272,7 +251,7 @@ impl AuthorityShard {
 
     /// The accounts this shard holds.
     pub fn accounts(&self) -> &HashMap<AccountId, AccountState> {
-        &self.accounts
+        self.accounts.map()
     }
 
     /// This shard's money for the supply audit, counted now: its balances summed account by
@@ -294,6 +273,7 @@ impl AuthorityShard {
     /// The sum of this shard's balances.
     pub fn total_balance(&self) -> Result<Balance, AuthorityError> {
         self.accounts
+            .map()
             .values()
             .try_fold(Balance::ZERO, |sum, account| {
                 sum.try_add_balance(account.balance)
@@ -849,7 +829,7 @@ impl AuthorityShard {
             credited.insert(credit.account, both);
         }
         for (account, (balance, deposits)) in credited {
-            let state = self.accounts.entry(account).or_default();
+            let state = self.accounts.get_or_default(account);
             state.balance = balance;
             state.deposited = deposits;
         }
@@ -865,6 +845,7 @@ impl AuthorityShard {
         let mut snapshot = ShardSnapshot {
             accounts: self
                 .accounts
+                .map()
                 .iter()
                 .map(|(id, state)| (*id, state.clone()))
                 .collect(),
@@ -877,21 +858,40 @@ impl AuthorityShard {
         snapshot
     }
 
-    /// The state to encode as a [`ShardSnapshot`] without copying it (the accounts in the
-    /// map's order: [`ShardSnapshot::sort`] after decoding gives [`snapshot`](Self::snapshot)).
-    pub fn snapshot_view(&self) -> ShardSnapshotView<'_> {
-        ShardSnapshotView {
-            accounts: &self.accounts,
+    /// Cuts a snapshot of the state as it stands, to encode a slice at a time with
+    /// [`encode_cut`](Self::encode_cut) while the shard goes on: the first change to each
+    /// account from now on keeps its state at the cut. Returns how many accounts the
+    /// snapshot holds and the totals it holds after them. A cut still open is dropped.
+    ///
+    /// A [`ShardSnapshot`] encodes as that count, then [`encode_cut`](Self::encode_cut)'s
+    /// pairs, then the totals.
+    pub fn begin_cut(&mut self) -> (u64, ShardTotals) {
+        let count = self.accounts.begin_cut() as u64;
+        let totals = ShardTotals {
             deposits: self.deposits,
             deposited: self.deposited,
             sent: self.sent,
             received: self.received,
-        }
+        };
+        (count, totals)
+    }
+
+    /// Encodes the next accounts of the open cut (as they were at the cut, in the map's
+    /// order then) into `out`, about `budget` bytes of them and at least one; returns whether
+    /// every account is encoded now (the cut is then closed). True at once without a cut.
+    pub fn encode_cut(&mut self, out: &mut StoredParts, budget: usize) -> Result<bool, CodecError> {
+        self.accounts.encode_cut(out, budget)
+    }
+
+    /// Whether a cut is open.
+    pub fn cutting(&self) -> bool {
+        self.accounts.cutting()
     }
 
     /// Replaces the state with a snapshot's (keys are validated again as accounts order).
     pub fn restore(&mut self, snapshot: ShardSnapshot) {
-        self.accounts = snapshot.accounts.into_iter().collect();
+        self.accounts
+            .replace(snapshot.accounts.into_iter().collect());
         self.deposits = snapshot.deposits;
         self.deposited = snapshot.deposited;
         self.sent = snapshot.sent;

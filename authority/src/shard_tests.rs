@@ -2,8 +2,8 @@
 
 use super::*;
 use fastpay_wire::{
-    Amount, CertificateError, CommitteeId, CommitteeMember, CryptoError, DepositCredit, Signature,
-    Transfer, UserData, VoteSignature,
+    Amount, CertificateError, CommitteeId, CommitteeMember, CryptoError, DepositCredit,
+    SequenceNumber, Signature, Transfer, UserData, VoteSignature,
 };
 
 const SHARDS: u32 = 2;
@@ -100,7 +100,7 @@ fn order_in(
 
 /// Everything a handler may change.
 fn state(shard: &AuthorityShard) -> String {
-    let mut accounts: Vec<_> = shard.accounts.iter().collect();
+    let mut accounts: Vec<_> = shard.accounts().iter().collect();
     accounts.sort_by_key(|(id, _)| **id);
     format!("{accounts:?}")
 }
@@ -593,7 +593,7 @@ fn forged_confirmations_leave_nothing_behind() {
         before,
         "unverified senders' keys were cached"
     );
-    assert_eq!(shard.accounts.len(), fx.users_on(0).len());
+    assert_eq!(shard.accounts().len(), fx.users_on(0).len());
 }
 
 #[test]

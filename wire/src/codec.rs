@@ -387,6 +387,63 @@ pub fn encode_stored_into_slice<T: Serialize>(
     bincode::serde::encode_into_slice(value, out, STORAGE).map_err(|_| CodecError::TooLarge)
 }
 
+/// Stored encodings written one after another over a buffer's bytes, as one value's
+/// encoding would be (a struct or tuple encodes as its fields in order), so a large value
+/// can be encoded a part at a time. The buffer is grown (zero-filled) when a part does not
+/// fit in what is left of it; [`STORAGE_LIMIT`] bounds the whole.
+#[derive(Debug, Default)]
+pub struct StoredParts {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl StoredParts {
+    /// Parts written over `bytes` from its start (a buffer prepared with its pages touched:
+    /// writing into it then costs no page faults).
+    pub fn over(bytes: Vec<u8>) -> Self {
+        Self { bytes, len: 0 }
+    }
+
+    /// Appends `value`'s stored encoding.
+    pub fn push<T: Serialize>(&mut self, value: &T) -> Result<(), CodecError> {
+        if let Ok(written) = encode_stored_into_slice(value, &mut self.bytes[self.len..]) {
+            return self.advance(written);
+        }
+        // Not enough room left: grow by the part's size (counted) and half again.
+        let mut counter = bincode::enc::write::SizeWriter::default();
+        bincode::serde::encode_into_writer(value, &mut counter, STORAGE)
+            .map_err(|_| CodecError::TooLarge)?;
+        let room = self.len + counter.bytes_written;
+        self.bytes.resize(room + room / 2, 0);
+        let written = encode_stored_into_slice(value, &mut self.bytes[self.len..])?;
+        self.advance(written)
+    }
+
+    fn advance(&mut self, written: usize) -> Result<(), CodecError> {
+        self.len += written;
+        match self.len <= STORAGE_LIMIT {
+            true => Ok(()),
+            false => Err(CodecError::TooLarge),
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The parts' bytes, one after another.
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        self.bytes.truncate(self.len);
+        self.bytes
+    }
+}
+
 /// Writes the stored encoding of `value` to `writer` without buffering it whole (for
 /// snapshots of millions of accounts); returns the bytes written.
 pub fn encode_stored_to<T: Serialize, W: std::io::Write>(
@@ -632,5 +689,25 @@ mod tests {
         let answer = encode(&largest, ShardId(u32::MAX)).unwrap();
         assert!(answer.len() <= SUPPLY_QUERY_BYTES, "{}", answer.len());
         assert_eq!(decode(&answer).unwrap().1, largest);
+    }
+
+    #[test]
+    fn parts_encode_as_the_whole_whether_they_fit_or_grow_the_buffer() {
+        let pairs: Vec<(u64, String)> = (0..50).map(|i| (i, "x".repeat(i as usize))).collect();
+        let whole = {
+            let mut out = Vec::new();
+            encode_stored(&(&pairs, 7u128, Some(3u32)), &mut out).unwrap();
+            out
+        };
+        for room in [0, 10, 600, whole.len(), whole.len() + 4096] {
+            let mut parts = StoredParts::over(vec![0xa5; room]);
+            parts.push(&(pairs.len() as u64)).unwrap();
+            for pair in &pairs {
+                parts.push(pair).unwrap();
+            }
+            parts.push(&(7u128, Some(3u32))).unwrap();
+            assert_eq!(parts.len(), whole.len());
+            assert_eq!(parts.into_bytes(), whole, "room {room}");
+        }
     }
 }

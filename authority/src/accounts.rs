@@ -1,0 +1,249 @@
+//! A shard's accounts, and the cut that lets a snapshot of them be encoded a slice at a time
+//! while the shard goes on changing them.
+//!
+//! A cut records which accounts exist; from then on the first change to each account saves
+//! its state at the cut (copy on write), so the slices encoded later, however many rounds
+//! later, all describe the state at the cut. Every change goes through [`Accounts`]' three
+//! mutating methods, which is what makes the saving complete: no `&mut` to the map escapes.
+
+use fastpay_wire::codec::{CodecError, StoredParts};
+use fastpay_wire::{AccountId, Balance, SequenceNumber, SignedTransferOrder};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// One account as this shard sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountState {
+    /// Balance at this authority (negative while credits behind certified debits are still
+    /// on their way).
+    pub balance: Balance,
+    /// The sequence number the next order must carry.
+    pub next_sequence_number: SequenceNumber,
+    /// This authority's vote for the order at `next_sequence_number`, if any.
+    pub pending: Option<SignedTransferOrder>,
+    /// Units credited from deposits on the primary chain, in all (part of `balance`).
+    pub deposited: Balance,
+}
+
+/// The accounts a shard holds, with the cut of a snapshot being encoded, if any.
+#[derive(Debug, Default)]
+pub(crate) struct Accounts {
+    map: HashMap<AccountId, AccountState>,
+    cut: Option<Cut>,
+}
+
+/// A snapshot's view of the accounts, fixed at its cut.
+#[derive(Debug)]
+struct Cut {
+    /// The accounts held at the cut, in the map's order then.
+    ids: Vec<AccountId>,
+    /// How many of `ids` are encoded.
+    encoded: usize,
+    /// The state at the cut of each account changed since (saved at its first change).
+    saved: HashMap<AccountId, AccountState>,
+}
+
+impl Accounts {
+    /// Accounts holding `map`'s states.
+    pub(crate) fn new(map: HashMap<AccountId, AccountState>) -> Self {
+        Self { map, cut: None }
+    }
+
+    /// Every account as it stands now.
+    pub(crate) fn map(&self) -> &HashMap<AccountId, AccountState> {
+        &self.map
+    }
+
+    pub(crate) fn get(&self, account: &AccountId) -> Option<&AccountState> {
+        self.map.get(account)
+    }
+
+    pub(crate) fn contains_key(&self, account: &AccountId) -> bool {
+        self.map.contains_key(account)
+    }
+
+    /// The account's state, to change (its state at the cut saved first).
+    pub(crate) fn get_mut(&mut self, account: &AccountId) -> Option<&mut AccountState> {
+        self.save(account);
+        self.map.get_mut(account)
+    }
+
+    /// Sets the account's state (its state at the cut saved first).
+    pub(crate) fn insert(&mut self, account: AccountId, state: AccountState) {
+        self.save(&account);
+        self.map.insert(account, state);
+    }
+
+    /// The account's state, created empty if it is new, to change (its state at the cut saved
+    /// first).
+    pub(crate) fn get_or_default(&mut self, account: AccountId) -> &mut AccountState {
+        self.save(&account);
+        self.map.entry(account).or_default()
+    }
+
+    /// Replaces every account (a restore), ending any cut.
+    pub(crate) fn replace(&mut self, map: HashMap<AccountId, AccountState>) {
+        self.map = map;
+        self.cut = None;
+    }
+
+    /// Keeps the state at the cut of an account about to change, if a cut is open and the
+    /// account existed then and has not changed since. (An account created after the cut is
+    /// saved too, harmlessly: the snapshot never asks for it.)
+    fn save(&mut self, account: &AccountId) {
+        if let Some(cut) = &mut self.cut
+            && !cut.saved.contains_key(account)
+            && let Some(state) = self.map.get(account)
+        {
+            cut.saved.insert(*account, state.clone());
+        }
+    }
+
+    /// Opens a cut: the accounts a snapshot holds are these, as they are now. Returns how
+    /// many there are. A cut already open is dropped.
+    pub(crate) fn begin_cut(&mut self) -> usize {
+        let ids: Vec<AccountId> = self.map.keys().copied().collect();
+        let count = ids.len();
+        self.cut = Some(Cut {
+            ids,
+            encoded: 0,
+            saved: HashMap::new(),
+        });
+        count
+    }
+
+    /// Whether a cut is open.
+    pub(crate) fn cutting(&self) -> bool {
+        self.cut.is_some()
+    }
+
+    /// Encodes the next accounts of the cut, each as the `(account, state)` pair it was at
+    /// the cut, until `budget` bytes are written (at least one account); closes the cut
+    /// once every account is encoded, and returns whether it did. Without a cut open,
+    /// encodes nothing and returns true.
+    pub(crate) fn encode_cut(
+        &mut self,
+        out: &mut StoredParts,
+        budget: usize,
+    ) -> Result<bool, CodecError> {
+        let Some(cut) = &mut self.cut else {
+            return Ok(true);
+        };
+        let start = out.len();
+        while cut.encoded < cut.ids.len() && (out.len() - start < budget || out.len() == start) {
+            let id = &cut.ids[cut.encoded];
+            // Accounts are never removed (a restore ends the cut): one of the cut's accounts
+            // is in the map, or saved since it changed.
+            let state = cut
+                .saved
+                .get(id)
+                .or_else(|| self.map.get(id))
+                .ok_or(CodecError::Malformed("an account of the cut went missing"))?;
+            out.push(&(id, state))?;
+            cut.encoded += 1;
+        }
+        if cut.encoded < cut.ids.len() {
+            return Ok(false);
+        }
+        self.cut = None;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fastpay_wire::Amount;
+    use fastpay_wire::codec::{decode_stored, encode_stored};
+
+    fn state(balance: u64, next: u64) -> AccountState {
+        AccountState {
+            balance: Balance::from(Amount::new(balance)),
+            next_sequence_number: SequenceNumber::new(next),
+            ..AccountState::default()
+        }
+    }
+
+    fn id(n: u8) -> AccountId {
+        AccountId([n; 32])
+    }
+
+    /// Encodes the open cut with `budget` bytes a slice, applying `change` between slices.
+    fn encode_all(
+        accounts: &mut Accounts,
+        budget: usize,
+        mut change: impl FnMut(&mut Accounts, usize),
+    ) -> Vec<(AccountId, AccountState)> {
+        let count = accounts.cut.as_ref().unwrap().ids.len();
+        let mut out = StoredParts::over(Vec::new());
+        out.push(&(count as u64)).unwrap();
+        let mut slice = 0;
+        while !accounts.encode_cut(&mut out, budget).unwrap() {
+            change(accounts, slice);
+            slice += 1;
+        }
+        assert!(!accounts.cutting());
+        decode_stored(&out.into_bytes()).unwrap()
+    }
+
+    fn sorted(mut pairs: Vec<(AccountId, AccountState)>) -> Vec<(AccountId, AccountState)> {
+        pairs.sort_unstable_by_key(|(id, _)| *id);
+        pairs
+    }
+
+    fn at(map: &HashMap<AccountId, AccountState>) -> Vec<(AccountId, AccountState)> {
+        sorted(map.iter().map(|(id, s)| (*id, s.clone())).collect())
+    }
+
+    #[test]
+    fn slices_describe_the_state_at_the_cut_whatever_changes_between_them() {
+        let map: HashMap<_, _> = (0..40).map(|n| (id(n), state(u64::from(n), 0))).collect();
+        let mut accounts = Accounts::new(map);
+        accounts.begin_cut();
+        let at_cut = at(accounts.map());
+        let encoded = encode_all(&mut accounts, 1, |accounts, slice| {
+            // Every way of changing an account, on accounts encoded and not yet encoded, and
+            // new accounts.
+            let n = (slice * 7 % 40) as u8;
+            accounts.get_mut(&id(n)).unwrap().balance = Balance::from(Amount::new(999));
+            accounts.insert(id((n + 13) % 40), state(5, 9));
+            accounts.get_or_default(id(100 + n)).next_sequence_number = SequenceNumber::new(1);
+            accounts.get_or_default(id((n + 29) % 40)).deposited = Balance::from(Amount::new(3));
+        });
+        assert_eq!(sorted(encoded), at_cut);
+        assert_ne!(at(accounts.map()), at_cut, "the accounts did change");
+    }
+
+    #[test]
+    fn one_slice_of_everything_is_the_whole_map_as_it_encodes() {
+        let map: HashMap<_, _> = (0..10).map(|n| (id(n), state(7, u64::from(n)))).collect();
+        let mut accounts = Accounts::new(map.clone());
+        assert_eq!(accounts.begin_cut(), 10);
+        let mut out = StoredParts::over(vec![0; 64]);
+        out.push(&10u64).unwrap();
+        assert!(accounts.encode_cut(&mut out, usize::MAX).unwrap());
+        let mut whole = Vec::new();
+        let pairs: Vec<_> = accounts
+            .map()
+            .iter()
+            .map(|(id, s)| (*id, s.clone()))
+            .collect();
+        encode_stored(&pairs, &mut whole).unwrap();
+        assert_eq!(out.into_bytes(), whole, "the map's order, as one encoding");
+    }
+
+    #[test]
+    fn no_cut_no_saving_and_a_restore_ends_the_cut() {
+        let mut accounts = Accounts::new(HashMap::from([(id(1), state(1, 0))]));
+        accounts.get_mut(&id(1)).unwrap().balance = Balance::from(Amount::new(2));
+        assert!(accounts.cut.is_none());
+        accounts.begin_cut();
+        accounts.get_mut(&id(1)).unwrap().balance = Balance::from(Amount::new(3));
+        assert_eq!(accounts.cut.as_ref().unwrap().saved[&id(1)], state(2, 0));
+        accounts.replace(HashMap::new());
+        assert!(!accounts.cutting());
+        let mut out = StoredParts::default();
+        assert!(accounts.encode_cut(&mut out, 1).unwrap());
+        assert!(out.is_empty());
+    }
+}
