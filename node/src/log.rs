@@ -16,7 +16,7 @@
 //! around; so is a bad record inside a group whose checksum holds.
 
 use fastpay_authority::ShardSnapshot;
-use fastpay_wire::codec::{CodecError, decode_stored, encode_stored, encode_stored_into_slice};
+use fastpay_wire::codec::{CodecError, decode_stored, encode_stored};
 use fastpay_wire::{
     AccountId, Amount, AuthorityName, ConfirmationOrder, CrossShardUpdate, DepositBatch,
     SequenceNumber, Signature, SignedTransferOrder, Transfer, TransferOrder, UserData, VoteScheme,
@@ -88,24 +88,14 @@ pub struct EncodedSnapshot(Vec<u8>);
 impl EncodedSnapshot {
     /// Encodes a snapshot given as a value (tests, tools; the node encodes its live state).
     pub fn encode(snapshot: &Snapshot) -> Result<Self, CodecError> {
-        Self::encode_serialized(snapshot, Vec::new())
+        let mut bytes = Vec::new();
+        encode_stored(snapshot, &mut bytes)?;
+        Ok(Self(bytes))
     }
 
-    /// Encodes anything that serializes as a [`Snapshot`] does, written over `buffer`'s
-    /// bytes when they are enough (a buffer prepared with its pages touched), else appended
-    /// to it once emptied, growing it as needed.
-    pub(crate) fn encode_serialized(
-        snapshot: &impl Serialize,
-        mut buffer: Vec<u8>,
-    ) -> Result<Self, CodecError> {
-        match encode_stored_into_slice(snapshot, &mut buffer) {
-            Ok(len) => buffer.truncate(len),
-            Err(_) => {
-                buffer.clear();
-                encode_stored(snapshot, &mut buffer)?;
-            }
-        }
-        Ok(Self(buffer))
+    /// Takes bytes that decode as a [`Snapshot`] (the node writes them a part at a time).
+    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
     }
 
     /// The encoding's bytes.

@@ -10,9 +10,11 @@ use crate::log::{
 use crate::redeem::RedeemApprover;
 use fastpay_authority::{
     AuthorityError, AuthorityShard, ConfirmationCheck, Confirmed, DepositError, OrderCheck,
-    ShardSnapshotView, Voted,
+    ShardTotals, Voted,
 };
-use fastpay_wire::codec::{CodecError, MIN_CERTIFICATE_BYTES, certificate_wire_size, peek_subject};
+use fastpay_wire::codec::{
+    CodecError, MIN_CERTIFICATE_BYTES, StoredParts, certificate_wire_size, peek_subject,
+};
 use fastpay_wire::{
     AccountId, AccountInfoRequest, AccountQuery, BATCH, BatchVerifier, CertificateAnswer,
     CertificatesResponse, ConfirmationOrder, CrossShardUpdate, Datagrams, DepositBatch, ErrorCode,
@@ -20,7 +22,6 @@ use fastpay_wire::{
     RedeemRequest, SUPPLY_QUERY_BYTES, SUPPLY_RECOUNT, SequenceNumber, ShardId, ShardSupply,
     SignedTransferOrder, TransferOrder, VoteReply, decode, encode_into,
 };
-use serde::Serialize;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -186,6 +187,16 @@ pub struct ShardNode {
     /// The last supply count and when it was taken: recounted at most every
     /// [`SUPPLY_RECOUNT`], so that a flood of supply queries costs one pass a second.
     supply: Option<(Duration, ShardSupply)>,
+    /// The snapshot being encoded a slice at a time, if one was cut.
+    encoding: Option<SnapshotEncoding>,
+}
+
+/// A snapshot cut and not yet wholly encoded: its bytes so far (the account count, then the
+/// accounts encoded), and what follows the accounts, fixed at the cut.
+struct SnapshotEncoding {
+    parts: StoredParts,
+    /// Serializes as a [`Snapshot`]'s fields after the accounts.
+    tail: (ShardTotals, LinkState, u64),
 }
 
 impl ShardNode {
@@ -227,6 +238,7 @@ impl ShardNode {
             redeem_verifier: BatchVerifier::new(),
             now: Duration::ZERO,
             supply: None,
+            encoding: None,
         }
     }
 
@@ -528,27 +540,67 @@ impl ShardNode {
         self.snapshot_into(buffer)
     }
 
-    /// The state's snapshot, encoded over `buffer`'s bytes (a buffer of
-    /// [`Self::snapshot_capacity`] bytes with its pages touched: encoding then only writes;
-    /// one too short is grown instead): it includes every record produced so far, so the
-    /// runtime must have taken the log (and queued it before the snapshot) first. Encoded
-    /// from the live state (a copy would double the accounts' memory for as long as
-    /// the snapshot takes to write); fails only past the stored encoding's size limit.
+    /// The state's snapshot, encoded at once over `buffer`'s bytes: [`begin_snapshot`]
+    /// then [`encode_snapshot`] with no limit.
+    ///
+    /// [`begin_snapshot`]: Self::begin_snapshot
+    /// [`encode_snapshot`]: Self::encode_snapshot
     pub fn snapshot_into(&mut self, buffer: Vec<u8>) -> Result<EncodedSnapshot, CodecError> {
-        self.log_bytes = 0;
-        /// Borrows what [`Snapshot`] owns, and serializes identically.
-        #[derive(Serialize)]
-        struct View<'a> {
-            shard: ShardSnapshotView<'a>,
-            links: LinkState,
-            arrivals: u64,
+        self.begin_snapshot(buffer)?;
+        loop {
+            if let Some(snapshot) = self.encode_snapshot(usize::MAX)? {
+                return Ok(snapshot);
+            }
         }
-        let view = View {
-            shard: self.shard.snapshot_view(),
-            links: self.links.state(),
-            arrivals: self.arrivals,
+    }
+
+    /// Cuts a snapshot of the state as it stands, which includes every record produced so
+    /// far (so the runtime must have taken the log, and queued it, first; records produced
+    /// from now on must go where a store keeps what the snapshot does not cover). The
+    /// snapshot is then encoded over `buffer`'s bytes a slice at a time by
+    /// [`encode_snapshot`](Self::encode_snapshot) while the node goes on: every account is
+    /// encoded as it was at the cut, whatever changed it since. `buffer` is best one of
+    /// [`Self::snapshot_capacity`] bytes with its pages touched, so encoding only writes;
+    /// one too short is grown. A snapshot still being encoded is dropped.
+    pub fn begin_snapshot(&mut self, buffer: Vec<u8>) -> Result<(), CodecError> {
+        self.log_bytes = 0;
+        self.encoding = None;
+        let (accounts, totals) = self.shard.begin_cut();
+        let mut parts = StoredParts::over(buffer);
+        parts.push(&accounts)?;
+        self.encoding = Some(SnapshotEncoding {
+            parts,
+            tail: (totals, self.links.state(), self.arrivals),
+        });
+        Ok(())
+    }
+
+    /// Whether a snapshot was cut and is not wholly encoded yet.
+    pub fn snapshot_encoding(&self) -> bool {
+        self.encoding.is_some()
+    }
+
+    /// Encodes about `budget` more bytes of the snapshot being encoded (at least one
+    /// account); returns it once whole. Fails only past the stored encoding's size limit,
+    /// which drops the snapshot.
+    pub fn encode_snapshot(
+        &mut self,
+        budget: usize,
+    ) -> Result<Option<EncodedSnapshot>, CodecError> {
+        let Some(encoding) = self.encoding.as_mut() else {
+            return Ok(None);
         };
-        EncodedSnapshot::encode_serialized(&view, buffer)
+        let whole = self.shard.encode_cut(&mut encoding.parts, budget);
+        if !whole.inspect_err(|_| self.encoding = None)? {
+            return Ok(None);
+        }
+        let Some(mut encoding) = self.encoding.take() else {
+            return Ok(None);
+        };
+        encoding.parts.push(&encoding.tail)?;
+        Ok(Some(EncodedSnapshot::from_bytes(
+            encoding.parts.into_bytes(),
+        )))
     }
 
     // ---- the pipeline -------------------------------------------------------------------
@@ -1280,6 +1332,108 @@ mod tests {
         let mut decoded = node.snapshot().unwrap().decode().unwrap();
         decoded.shard.sort();
         assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn a_snapshot_encoded_in_slices_is_the_state_at_its_cut() {
+        let key = authority();
+        let committee = committee();
+        let payers: Vec<KeyPair> = (1..=u8::MAX)
+            .map(user)
+            .filter(|k| shard_of(&k.account(), SHARDS) == ShardId(0))
+            .take(20)
+            .collect();
+        let genesis =
+            Genesis::from_accounts(payers.iter().map(|k| (k.account(), Amount::new(100)))).unwrap();
+        let state = AuthorityShard::new(key, committee.clone(), ShardId(0), &genesis).unwrap();
+        let mut node = ShardNode::new(
+            state,
+            NodeConfig::in_process(SHARDS, true),
+            Arc::new(ShardCounters::default()),
+        );
+        // Orders, then confirmations (debits, credits here and for shard 1), all from payers
+        // whose accounts are encoded before and after the changes.
+        let order = |p: &KeyPair, to: AccountId, sequence: u64| {
+            TransferOrder::new(
+                Transfer {
+                    sender: p.account(),
+                    recipient: to,
+                    amount: Amount::new(7),
+                    sequence_number: SequenceNumber::new(sequence),
+                    user_data: None,
+                },
+                &committee.id(),
+                p,
+            )
+        };
+        let (_, elsewhere) = parties();
+        let confirm = |o: TransferOrder| {
+            let vote = SignedTransferOrder::new(o, &committee.id(), &authority());
+            Message::ConfirmationOrder(ConfirmationOrder {
+                certificate: CertifiedTransferOrder {
+                    value: o,
+                    signatures: vec![(vote.authority, vote.signature)],
+                },
+            })
+        };
+        let round = |node: &mut ShardNode, messages: Vec<Message>| {
+            let mut requests = Datagrams::new();
+            for m in &messages {
+                requests.push(
+                    "127.0.0.1:9".parse().unwrap(),
+                    &encode(m, ShardId(0)).unwrap(),
+                );
+            }
+            node.handle_batch(Duration::ZERO, &requests);
+            let position = take(node).position;
+            node.durable(position);
+            while let Some(replies) = node.poll_replies() {
+                node.recycle(replies);
+            }
+        };
+        round(
+            &mut node,
+            vec![confirm(order(&payers[0], elsewhere.account(), 0))],
+        );
+        let at_cut = Snapshot {
+            shard: node.shard().snapshot(),
+            links: node.links.state(),
+            arrivals: node.arrivals,
+        };
+        node.begin_snapshot(Vec::new()).unwrap();
+        assert!(node.snapshot_encoding());
+        let mut slices = 0;
+        let encoded = loop {
+            if let Some(encoded) = node.encode_snapshot(1).unwrap() {
+                break encoded;
+            }
+            slices += 1;
+            let p = &payers[slices % payers.len()];
+            let next = node.shard().accounts()[&p.account()]
+                .next_sequence_number
+                .value();
+            let local = payers[(slices + 1) % payers.len()].account();
+            let to = if slices % 2 == 0 {
+                local
+            } else {
+                elsewhere.account()
+            };
+            round(&mut node, vec![Message::TransferOrder(order(p, to, next))]);
+            round(&mut node, vec![confirm(order(p, to, next))]);
+        };
+        assert_eq!(slices, payers.len() - 1, "one account a slice");
+        assert!(!node.snapshot_encoding());
+        let mut decoded = encoded.decode().unwrap();
+        decoded.shard.sort();
+        assert_eq!(decoded, at_cut);
+        let now = Snapshot {
+            shard: node.shard().snapshot(),
+            links: node.links.state(),
+            arrivals: node.arrivals,
+        };
+        assert_ne!(now.shard, at_cut.shard, "the accounts changed meanwhile");
+        assert_ne!(now.links, at_cut.links, "and the links");
+        assert_ne!(now.arrivals, at_cut.arrivals, "and the arrivals");
     }
 
     #[test]
