@@ -117,20 +117,20 @@ impl Accounts {
         self.cut.is_some()
     }
 
-    /// Encodes the next accounts of the cut, each as the `(account, state)` pair it was at
-    /// the cut, until `budget` bytes are written (at least one account); closes the cut
-    /// once every account is encoded, and returns whether it did. Without a cut open,
-    /// encodes nothing and returns true.
+    /// Encodes the next `count` accounts of the cut (at least one), each as the
+    /// `(account, state)` pair it was at the cut; closes the cut once every account is
+    /// encoded, and returns whether it did. Without a cut open, encodes nothing and returns
+    /// true.
     pub(crate) fn encode_cut(
         &mut self,
         out: &mut StoredParts,
-        budget: usize,
+        count: usize,
     ) -> Result<bool, CodecError> {
         let Some(cut) = &mut self.cut else {
             return Ok(true);
         };
-        let start = out.len();
-        while cut.encoded < cut.ids.len() && (out.len() - start < budget || out.len() == start) {
+        let end = cut.ids.len().min(cut.encoded.saturating_add(count.max(1)));
+        while cut.encoded < end {
             let id = &cut.ids[cut.encoded];
             // Accounts are never removed (a restore ends the cut): one of the cut's accounts
             // is in the map, or saved since it changed.
@@ -168,17 +168,17 @@ mod tests {
         AccountId([n; 32])
     }
 
-    /// Encodes the open cut with `budget` bytes a slice, applying `change` between slices.
+    /// Encodes the open cut `count` accounts a slice, applying `change` between slices.
     fn encode_all(
         accounts: &mut Accounts,
-        budget: usize,
+        count: usize,
         mut change: impl FnMut(&mut Accounts, usize),
     ) -> Vec<(AccountId, AccountState)> {
-        let count = accounts.cut.as_ref().unwrap().ids.len();
+        let total = accounts.cut.as_ref().unwrap().ids.len();
         let mut out = StoredParts::over(Vec::new());
-        out.push(&(count as u64)).unwrap();
+        out.push(&(total as u64)).unwrap();
         let mut slice = 0;
-        while !accounts.encode_cut(&mut out, budget).unwrap() {
+        while !accounts.encode_cut(&mut out, count).unwrap() {
             change(accounts, slice);
             slice += 1;
         }
@@ -201,7 +201,9 @@ mod tests {
         let mut accounts = Accounts::new(map);
         accounts.begin_cut();
         let at_cut = at(accounts.map());
-        let encoded = encode_all(&mut accounts, 1, |accounts, slice| {
+        let mut slices = 0;
+        let encoded = encode_all(&mut accounts, 3, |accounts, slice| {
+            slices += 1;
             // Every way of changing an account, on accounts encoded and not yet encoded, and
             // new accounts.
             let n = (slice * 7 % 40) as u8;
@@ -210,6 +212,7 @@ mod tests {
             accounts.get_or_default(id(100 + n)).next_sequence_number = SequenceNumber::new(1);
             accounts.get_or_default(id((n + 29) % 40)).deposited = Balance::from(Amount::new(3));
         });
+        assert_eq!(slices, 13, "3 accounts a slice, the 14th slice the last");
         assert_eq!(sorted(encoded), at_cut);
         assert_ne!(at(accounts.map()), at_cut, "the accounts did change");
     }
@@ -243,7 +246,7 @@ mod tests {
         accounts.replace(HashMap::new());
         assert!(!accounts.cutting());
         let mut out = StoredParts::default();
-        assert!(accounts.encode_cut(&mut out, 1).unwrap());
+        assert!(accounts.encode_cut(&mut out, 0).unwrap());
         assert!(out.is_empty());
     }
 }

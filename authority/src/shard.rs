@@ -876,11 +876,11 @@ impl AuthorityShard {
         (count, totals)
     }
 
-    /// Encodes the next accounts of the open cut (as they were at the cut, in the map's
-    /// order then) into `out`, about `budget` bytes of them and at least one; returns whether
-    /// every account is encoded now (the cut is then closed). True at once without a cut.
-    pub fn encode_cut(&mut self, out: &mut StoredParts, budget: usize) -> Result<bool, CodecError> {
-        self.accounts.encode_cut(out, budget)
+    /// Encodes the next `count` accounts of the open cut (at least one; as they were at the
+    /// cut, in the map's order then) into `out`; returns whether every account is encoded
+    /// now (the cut is then closed). True at once without a cut.
+    pub fn encode_cut(&mut self, out: &mut StoredParts, count: usize) -> Result<bool, CodecError> {
+        self.accounts.encode_cut(out, count)
     }
 
     /// Whether a cut is open.

@@ -61,7 +61,10 @@ enum Job {
         position: u64,
         applied: Option<Arc<Vec<AppliedCertificate>>>,
     },
-    /// A snapshot including every record appended before it.
+    /// Cut the log for a snapshot of every record appended before: later records go to the
+    /// next generation.
+    Cut,
+    /// The snapshot of the state at the last cut.
     Snapshot(EncodedSnapshot),
 }
 
@@ -203,7 +206,17 @@ impl LogWriter {
         self.spare.push(buffer);
     }
 
-    /// Queues `snapshot`, which includes every record handed over so far.
+    /// Cuts the log for a snapshot of every record handed over so far, which
+    /// [`snapshot`](Self::snapshot) hands over once encoded.
+    pub(crate) fn cut(&mut self) {
+        if let Some(jobs) = &self.jobs
+            && jobs.send(Job::Cut).is_ok()
+        {
+            self.snapshot_in_progress = true;
+        }
+    }
+
+    /// Queues `snapshot`, the state at the last [`cut`](Self::cut).
     pub(crate) fn snapshot(&mut self, snapshot: EncodedSnapshot) {
         if let Some(jobs) = &self.jobs
             && jobs.send(Job::Snapshot(snapshot)).is_ok()
@@ -223,7 +236,7 @@ impl LogWriter {
         self.snapshot_buffer.take()
     }
 
-    /// Whether a snapshot is queued or being written.
+    /// Whether a snapshot is cut, queued or being written.
     pub(crate) fn snapshot_in_progress(&self) -> bool {
         self.snapshot_in_progress
     }
@@ -293,8 +306,8 @@ impl Syncs {
     }
 }
 
-/// What one sync makes durable: everything queued meanwhile, up to a snapshot (which must
-/// follow its records).
+/// What one sync makes durable: everything queued meanwhile, up to a cut (which must follow
+/// the records before it) or a snapshot.
 #[derive(Default)]
 struct Group {
     /// The record buffers, to give back to the shard.
@@ -303,6 +316,8 @@ struct Group {
     position: Option<u64>,
     /// Their certificate lists.
     applied: Vec<Arc<Vec<AppliedCertificate>>>,
+    /// Whether the group ends at a cut.
+    cut: bool,
     snapshot: Option<EncodedSnapshot>,
 }
 
@@ -355,7 +370,7 @@ impl Writer {
     }
 
     /// Makes `group` durable, then hands its certificates to the certificate writer, tells
-    /// the shard, and starts the group's snapshot, if any.
+    /// the shard, and cuts the log or starts the group's snapshot, if it ends so.
     fn commit(&mut self, group: &mut Group) -> Result<(), StoreError> {
         let log = &mut self.disk.log;
         if log.has_pending() {
@@ -387,10 +402,13 @@ impl Writer {
             let _ = self.done.send(Done::Durable(position, buffers));
             let _ = self.waker.wake();
         }
+        if std::mem::take(&mut group.cut) {
+            self.disk.log.cut()?;
+        }
         if let Some(snapshot) = group.snapshot.take() {
             self.disk
                 .log
-                .begin_snapshot(snapshot, &self.disk.certificates)?;
+                .write_snapshot(snapshot, &self.disk.certificates)?;
         }
         self.report_snapshot()?;
         self.syncs.publish();
@@ -424,8 +442,8 @@ impl Writer {
     }
 }
 
-/// Takes `first` and everything queued after it into `group`, up to a snapshot (which must
-/// follow its records), appending the records to `log`'s pending group.
+/// Takes `first` and everything queued after it into `group`, up to a cut or a snapshot,
+/// appending the records to `log`'s pending group.
 fn gather(first: Job, jobs: &Receiver<Job>, log: &mut ShardStore, group: &mut Group) {
     let mut next = Some(first);
     while let Some(job) = next.take() {
@@ -441,6 +459,7 @@ fn gather(first: Job, jobs: &Receiver<Job>, log: &mut ShardStore, group: &mut Gr
                 group.position = Some(position);
                 next = jobs.try_recv().ok();
             }
+            Job::Cut => group.cut = true,
             Job::Snapshot(snapshot) => group.snapshot = Some(snapshot),
         }
     }

@@ -43,6 +43,11 @@ pub const LOG_APPENDS_IN_FLIGHT: usize = 256;
 /// wakes it at once; this is only a safety net.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
+/// Accounts of a snapshot encoded between two rounds (about 0.1 ms of a shard's time): a
+/// request waits for at most one slice rather than for the whole state (a 78 MB snapshot of
+/// 185,000 accounts took 29 ms to encode at once).
+const SNAPSHOT_SLICE_ACCOUNTS: usize = 512;
+
 /// Frames taken from the in-process queues per round, over all of them: credits and
 /// acknowledgements are cheap, but a round must still get to the socket.
 const FRAMES_PER_ROUND: usize = 4 * BATCH;
@@ -269,6 +274,9 @@ pub(crate) struct ShardLoop {
     frames: Vec<LinkFrame>,
     /// Deposit batches from the primary chain's follower, when one runs.
     deposits: Option<Receiver<DepositBatch>>,
+    /// The time spent encoding the snapshot being encoded, and in how many slices.
+    encoding: Duration,
+    encoding_slices: u64,
 }
 
 impl ShardLoop {
@@ -298,6 +306,8 @@ impl ShardLoop {
             started: Instant::now(),
             inputs: Datagrams::new(),
             frames: Vec::new(),
+            encoding: Duration::ZERO,
+            encoding_slices: 0,
             deposits: None,
         }
     }
@@ -345,6 +355,8 @@ impl ShardLoop {
             // Datagrams read in a coalesced message and not yet processed: the socket will not
             // signal them again.
             busy |= self.receiver.has_staged();
+            // A snapshot being encoded goes on a slice a round, idle or not.
+            busy |= self.node.snapshot_encoding();
             busy |= self.housekeeping()?;
         }
         Ok(())
@@ -503,13 +515,18 @@ impl ShardLoop {
         self.metrics.publish(&self.stats);
     }
 
-    /// Starts a snapshot when the node asks for one, none is being written (the writer
-    /// reports those that land) and the buffer prepared for it is ready (the writer starts
-    /// preparing one when the node says a snapshot is near, and wakes the shard when it is).
+    /// Encodes the next slice of the snapshot being encoded, and hands it to the writer once
+    /// whole; else starts a snapshot when the node asks for one, none is being written (the
+    /// writer reports those that land) and the buffer prepared for it is ready (the writer
+    /// starts preparing one when the node says a snapshot is near, and wakes the shard when
+    /// it is).
     fn snapshot_if_due(&mut self) -> Result<(), StoreError> {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
+        if self.node.snapshot_encoding() {
+            return self.encode_snapshot_slice();
+        }
         if writer.snapshot_in_progress() || !self.node.snapshot_near() {
             return Ok(());
         }
@@ -522,26 +539,48 @@ impl ShardLoop {
             Taken::Preparing => return Ok(()),
             Taken::Missing => Vec::with_capacity(self.node.snapshot_capacity()),
         };
-        // Every record the snapshot includes goes to the log before it.
+        // Every record the snapshot includes goes to the log before the cut; every later one
+        // after it.
         self.persist()?;
-        let me = self.node.shard().shard().0;
+        if let Some(writer) = self.writer.as_mut() {
+            writer.cut();
+        }
+        self.encoding = Duration::ZERO;
+        self.encoding_slices = 0;
+        self.node
+            .begin_snapshot(buffer)
+            .map_err(|_| StoreError::SnapshotTooLarge)
+    }
+
+    /// One slice of the snapshot being encoded (between rounds, so that requests wait for
+    /// a slice rather than for the whole state); hands it to the writer once whole.
+    fn encode_snapshot_slice(&mut self) -> Result<(), StoreError> {
         let started = Instant::now();
-        let snapshot = self
+        let whole = self
             .node
-            .snapshot_into(buffer)
+            .encode_snapshot(SNAPSHOT_SLICE_ACCOUNTS)
             .map_err(|_| StoreError::SnapshotTooLarge)?;
-        let encoded = started.elapsed();
+        self.encoding += started.elapsed();
+        self.encoding_slices += 1;
+        let Some(snapshot) = whole else {
+            return Ok(());
+        };
         let bytes = snapshot.as_bytes().len();
         if let Some(writer) = self.writer.as_mut() {
             writer.snapshot(snapshot);
         }
+        let (me, ms, slices) = (
+            self.node.shard().shard().0,
+            self.encoding.as_secs_f64() * 1e3,
+            self.encoding_slices,
+        );
         tracing::info!(
             shard = me,
-            encoded_ms = encoded.as_secs_f64() * 1e3,
+            encoded_ms = ms,
+            slices,
             bytes,
-            "shard {me}: snapshot started (state encoded in {:.1} ms, {bytes} bytes, written in \
-             the background)",
-            encoded.as_secs_f64() * 1e3
+            "shard {me}: snapshot started (state encoded in {ms:.1} ms over {slices} slices \
+             between rounds, {bytes} bytes, written in the background)"
         );
         Ok(())
     }

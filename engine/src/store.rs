@@ -128,12 +128,22 @@ pub struct ShardStore {
     /// Bytes of whole groups in the earlier logs that no snapshot covers yet.
     earlier_logs_len: u64,
     snapshot_len: u64,
+    /// Where the log was cut for the snapshot being encoded, if it was.
+    cut: Option<Cut>,
     /// The snapshot being written in the background: its thread reports the file's length.
     writer: Option<JoinHandle<Result<u64, StoreError>>>,
     /// The next log file, being zero-filled in the background or ready.
     spare: Option<SpareLog>,
     pending: Vec<u8>,
     fsyncs: u64,
+}
+
+/// Where the log was cut for a snapshot.
+struct Cut {
+    /// The first generation the snapshot does not cover.
+    generation: u64,
+    /// Bytes of the logs before it, which the snapshot covers.
+    earlier_logs_len: u64,
 }
 
 /// The thread zero-filling `log-spare`, and how to stop it early.
@@ -234,6 +244,7 @@ impl ShardStore {
                 log_file_len,
                 earlier_logs_len,
                 snapshot_len,
+                cut: None,
                 writer: None,
                 spare: Some(SpareLog::start(dir)),
                 pending: {
@@ -324,19 +335,13 @@ impl ShardStore {
         self.writer.is_some()
     }
 
-    /// Starts writing `snapshot` (which must include every record appended so far) in the
-    /// background: commits, closes the log and opens the next generation's, which later
-    /// records go to. [`poll_snapshot`](Self::poll_snapshot) reports the outcome.
-    ///
-    /// The logs the snapshot lets go of hold certificates: it is written only once
-    /// `certificates` has stored and synced every one handed over so far.
-    pub fn begin_snapshot(
-        &mut self,
-        snapshot: EncodedSnapshot,
-        certificates: &CertificateWriter,
-    ) -> Result<(), StoreError> {
+    /// Cuts the log for a snapshot of the state as it stands (including every record appended
+    /// so far): commits, closes the log and opens the next generation's, which later records
+    /// go to. The snapshot, encoded meanwhile, is handed over with
+    /// [`write_snapshot`](Self::write_snapshot); until it lands, recovery reads the logs
+    /// before the cut as well, so a crash loses nothing. A cut not yet written is replaced.
+    pub fn cut(&mut self) -> Result<(), StoreError> {
         self.commit()?;
-        let certificates_synced = certificates.sync_barrier();
         self.wait_snapshot()?;
         let spare = match self.spare.take() {
             Some(spare) if spare.is_finished() => {
@@ -348,12 +353,39 @@ impl ShardStore {
             }
         };
         self.open_next_log(spare)?;
-        // Every log before this one is the snapshot's.
-        self.earlier_logs_len = 0;
         if self.spare.is_none() {
             self.spare = Some(SpareLog::start(&self.dir));
         }
-        let next = self.generation;
+        self.cut = Some(Cut {
+            generation: self.generation,
+            earlier_logs_len: self.earlier_logs_len,
+        });
+        Ok(())
+    }
+
+    /// Starts writing `snapshot` in the background: the state at the last
+    /// [`cut`](Self::cut), or, without one, as it stands (the log is cut now). Once it lands
+    /// it replaces the logs before the cut; [`poll_snapshot`](Self::poll_snapshot) reports
+    /// the outcome.
+    ///
+    /// The logs the snapshot lets go of hold certificates: it is written only once
+    /// `certificates` has stored and synced every one handed over so far.
+    pub fn write_snapshot(
+        &mut self,
+        snapshot: EncodedSnapshot,
+        certificates: &CertificateWriter,
+    ) -> Result<(), StoreError> {
+        if self.cut.is_none() {
+            self.cut()?;
+        }
+        let Some(cut) = self.cut.take() else {
+            return Ok(());
+        };
+        let covers = cut.generation;
+        let certificates_synced = certificates.sync_barrier();
+        self.wait_snapshot()?;
+        // Every log before the cut is the snapshot's.
+        self.earlier_logs_len = self.earlier_logs_len.saturating_sub(cut.earlier_logs_len);
         let dir = self.dir.clone();
         self.writer = Some(std::thread::spawn(move || {
             // Nice 19: a writer sharing a core with a shard thread runs only when the shard has
@@ -362,7 +394,7 @@ impl ShardStore {
             certificates_synced
                 .recv()
                 .unwrap_or_else(|_| Err(CertificateStoreError::Stopped { path: dir.clone() }))?;
-            write_snapshot_file(&dir, next, &snapshot)
+            write_snapshot_file(&dir, covers, &snapshot)
         }));
         Ok(())
     }
@@ -798,7 +830,7 @@ mod tests {
         };
         let certificates = certificates(dir.path());
         store
-            .begin_snapshot(encoded(&snapshot), &certificates)
+            .write_snapshot(encoded(&snapshot), &certificates)
             .unwrap();
         store.wait_snapshot().unwrap();
         append(&mut store, &vote(9));
@@ -831,7 +863,7 @@ mod tests {
         // The shard moved on to log 1 but the snapshot never landed: both logs replay.
         let old_log = fs::read(dir.path().join("log-0")).unwrap();
         store
-            .begin_snapshot(encoded(&empty), &certificates(dir.path()))
+            .write_snapshot(encoded(&empty), &certificates(dir.path()))
             .unwrap();
         append(&mut store, &vote(3));
         store.commit().unwrap();
@@ -861,6 +893,38 @@ mod tests {
     }
 
     #[test]
+    fn records_between_a_cut_and_its_snapshot_replay_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 3);
+        let (mut store, _) = ShardStore::open(dir.path()).unwrap();
+        let at_cut = empty_snapshot();
+        store.cut().unwrap();
+        append(&mut store, &vote(3));
+        store.commit().unwrap();
+        // A crash before the snapshot is handed over: every record replays.
+        drop(store);
+        let (mut store, recovered) = ShardStore::open(dir.path()).unwrap();
+        assert_eq!(recovered.snapshot, None);
+        assert_eq!(recovered.records, (0..4).map(vote).collect::<Vec<_>>());
+
+        // The snapshot of the state at the cut lands after more records: they replay after it.
+        store.cut().unwrap();
+        append(&mut store, &vote(4));
+        store.commit().unwrap();
+        let certificates = certificates(dir.path());
+        store
+            .write_snapshot(encoded(&at_cut), &certificates)
+            .unwrap();
+        append(&mut store, &vote(5));
+        store.commit().unwrap();
+        store.wait_snapshot().unwrap();
+        drop(store);
+        let (_, recovered) = ShardStore::open(dir.path()).unwrap();
+        assert_eq!(recovered.snapshot, Some(at_cut));
+        assert_eq!(recovered.records, vec![vote(4), vote(5)]);
+    }
+
+    #[test]
     fn records_after_a_background_snapshot_follow_it() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), 2);
@@ -869,7 +933,7 @@ mod tests {
         let certificates = certificates(dir.path());
         for round in 0..3u64 {
             store
-                .begin_snapshot(encoded(&empty), &certificates)
+                .write_snapshot(encoded(&empty), &certificates)
                 .unwrap();
             append(&mut store, &vote(10 + round));
             store.commit().unwrap();

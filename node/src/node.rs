@@ -580,17 +580,17 @@ impl ShardNode {
         self.encoding.is_some()
     }
 
-    /// Encodes about `budget` more bytes of the snapshot being encoded (at least one
-    /// account); returns it once whole. Fails only past the stored encoding's size limit,
-    /// which drops the snapshot.
+    /// Encodes `accounts` more accounts (at least one) of the snapshot being encoded;
+    /// returns it once whole. Fails only past the stored encoding's size limit, which drops
+    /// the snapshot.
     pub fn encode_snapshot(
         &mut self,
-        budget: usize,
+        accounts: usize,
     ) -> Result<Option<EncodedSnapshot>, CodecError> {
         let Some(encoding) = self.encoding.as_mut() else {
             return Ok(None);
         };
-        let whole = self.shard.encode_cut(&mut encoding.parts, budget);
+        let whole = self.shard.encode_cut(&mut encoding.parts, accounts);
         if !whole.inspect_err(|_| self.encoding = None)? {
             return Ok(None);
         }

@@ -25,6 +25,11 @@ const CROSS_SHARD_US: u64 = 50;
 const MAX_SYNC_US: u64 = 2_000;
 /// Longest a background snapshot takes to land, in virtual microseconds.
 const MAX_SNAPSHOT_US: u64 = 10_000;
+/// Most accounts of a snapshot a shard encodes between two events (few: a snapshot takes
+/// many slices, and the accounts change between them).
+const MAX_SNAPSHOT_SLICE: usize = 4;
+/// Virtual microseconds between two slices of a snapshot when nothing else happens.
+const SNAPSHOT_SLICE_US: u64 = 100;
 /// Longest a crashed process stays down, in virtual microseconds.
 const MAX_DOWNTIME_US: u64 = 20_000;
 
@@ -337,6 +342,7 @@ impl World {
         let now = self.now;
         let sync_delay = self.rng.random_range(1..=MAX_SYNC_US);
         let snapshot_delay = self.rng.random_range(1..=MAX_SNAPSHOT_US);
+        let slice = self.rng.random_range(1..=MAX_SNAPSHOT_SLICE);
         let host = &mut self.authorities[a].shards[s];
         let incarnation = host.incarnation;
         let Some(node) = host.node.as_mut() else {
@@ -362,24 +368,31 @@ impl World {
                 },
             ));
         }
-        if node.snapshot_due() && !host.disk.snapshot_in_progress() {
-            // The store syncs the log before a snapshot starts; the node then knows it.
-            host.disk.sync(u64::MAX);
+        if node.snapshot_encoding() {
+            // One slice of the snapshot being encoded, as the runtime does between rounds.
+            let whole = node
+                .encode_snapshot(slice)
+                .expect("a simulated shard's state encodes far below the size limit");
+            if let Some(snapshot) = whole {
+                host.disk.write_snapshot(snapshot);
+                events.push((
+                    snapshot_delay,
+                    Event::SnapshotLanded {
+                        authority: a,
+                        shard: s,
+                        incarnation,
+                    },
+                ));
+            }
+        } else if node.snapshot_due() && !host.disk.snapshot_in_progress() {
+            // The store syncs the log and cuts it; the node then knows it is durable and
+            // cuts its state, which it encodes over the next events while records go on.
+            host.disk.cut();
             node.durable(node.log_position());
             let position = node.log_position();
             store_durable(&mut host.unsynced, &host.certificates, position);
-            let snapshot = node
-                .snapshot()
+            node.begin_snapshot(Vec::new())
                 .expect("a simulated shard's state encodes far below the size limit");
-            host.disk.begin_snapshot(snapshot);
-            events.push((
-                snapshot_delay,
-                Event::SnapshotLanded {
-                    authority: a,
-                    shard: s,
-                    incarnation,
-                },
-            ));
         }
         let mut replies = Vec::new();
         while let Some(batch) = node.poll_replies() {
@@ -392,7 +405,11 @@ impl World {
         host.frames.clear();
         node.transmit(micros(now), &mut host.frames);
         let frames = std::mem::take(&mut host.frames);
-        if let Some(deadline) = node.next_deadline() {
+        // A snapshot being encoded goes on even when nothing else happens.
+        let slice_due = node
+            .snapshot_encoding()
+            .then(|| micros(now + SNAPSHOT_SLICE_US));
+        if let Some(deadline) = node.next_deadline().into_iter().chain(slice_due).min() {
             let at = (deadline.as_micros() as u64).max(now + 1);
             if host.timer_at.is_none_or(|t| at < t) {
                 host.timer_at = Some(at);

@@ -3,9 +3,11 @@
 //!
 //! The log holds the node's real framed records in groups, one per write, as the engine's
 //! store writes them (`fastpay_node::log`), and recovery parses them with the same code, so
-//! torn, zero-filled and scrambled tails meet the real parser. A snapshot follows the store's protocol: the log is synced, the snapshot is written
-//! in the background and, once it lands, replaces the log prefix it covers; a crash before it
-//! lands keeps the old snapshot and the whole log.
+//! torn, zero-filled and scrambled tails meet the real parser. A snapshot follows the store's
+//! protocol: the log is synced and cut, later records are written after the cut while the
+//! snapshot is encoded, the snapshot is then written in the background and, once it lands,
+//! replaces the log prefix before the cut; a crash before it lands keeps the old snapshot and
+//! the whole log.
 
 use fastpay_node::log::{
     EncodedSnapshot, LogError, Record, Snapshot, decode_log, new_group, seal_group,
@@ -39,6 +41,8 @@ pub struct SimDisk {
     synced: usize,
     /// Absolute offset of `log[0]` (bytes dropped by snapshots so far).
     base: u64,
+    /// Where the log was cut for a snapshot being encoded (an absolute offset).
+    cut: Option<u64>,
     /// A snapshot being written, and the absolute log offset it covers.
     writing: Option<(EncodedSnapshot, u64)>,
     /// Where each write not yet synced ends (indexes into `log`).
@@ -66,15 +70,26 @@ impl SimDisk {
         self.unsynced_ends.retain(|e| *e > synced);
     }
 
-    /// Syncs the log and starts writing `snapshot`, which covers all of it.
-    pub fn begin_snapshot(&mut self, snapshot: EncodedSnapshot) {
+    /// Syncs the log and cuts it for a snapshot of all of it.
+    pub fn cut(&mut self) {
         self.sync(u64::MAX);
-        self.writing = Some((snapshot, self.base + self.log.len() as u64));
+        self.cut = Some(self.base + self.log.len() as u64);
     }
 
-    /// Whether a snapshot is being written.
+    /// Starts writing `snapshot`, which covers the log up to the last cut (all of it,
+    /// without a cut).
+    pub fn write_snapshot(&mut self, snapshot: EncodedSnapshot) {
+        if self.cut.is_none() {
+            self.cut();
+        }
+        if let Some(covers) = self.cut.take() {
+            self.writing = Some((snapshot, covers));
+        }
+    }
+
+    /// Whether a snapshot is cut or being written.
     pub fn snapshot_in_progress(&self) -> bool {
-        self.writing.is_some()
+        self.cut.is_some() || self.writing.is_some()
     }
 
     /// The background snapshot landed: it replaces the log prefix it covers.
@@ -95,6 +110,7 @@ impl SimDisk {
     /// Loses power: the snapshot being written is lost, and the unsynced end of the log meets
     /// a fault chosen by `rng`.
     pub fn crash(&mut self, rng: &mut StdRng) -> CrashFault {
+        self.cut = None;
         self.writing = None;
         let unsynced = self.log.len() - self.synced;
         if unsynced == 0 {
