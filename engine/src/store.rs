@@ -8,9 +8,10 @@
 //!
 //! Files, in `<data-dir>/shard-<j>/`: `snapshot` (written to a temporary file, fsynced and
 //! renamed, so it is always whole) and logs `log-<g>` numbered by generation. A snapshot is
-//! taken off the shard thread: the shard copies its state, closes log `g` and goes on
-//! appending to log `g + 1` while a background thread writes the copy (marked "covers every
-//! log before `g + 1`") and then deletes the logs it covers. Recovery loads the snapshot and
+//! taken off the shard's critical path: at the cut the store closes log `g` and goes on
+//! appending to log `g + 1` while the shard encodes its state at the cut a slice at a time;
+//! then a background thread writes the encoding (marked "covers every log before `g + 1`")
+//! and deletes the logs it covers. Recovery loads the snapshot and
 //! returns, in order, the records of the logs it does not cover, so a crash at any point of
 //! that sequence loses nothing and replays nothing twice. A snapshot file is one log record.
 //! A torn tail (see `fastpay_node::log`) is truncated and reported; corruption stops recovery

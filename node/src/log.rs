@@ -80,8 +80,9 @@ pub struct Snapshot {
 }
 
 /// A [`Snapshot`]'s stored encoding (without the log generation it covers, which the store
-/// writes before it): encoded on the shard thread straight from the live state, it costs the
-/// encoding's bytes, a fraction of what a copy of the state would.
+/// writes before it): encoded on the shard thread a slice at a time from the state at a cut
+/// (`ShardNode::begin_snapshot`), it costs the encoding's bytes and the states of the accounts
+/// changed meanwhile, a fraction of what a copy of the state would.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedSnapshot(Vec<u8>);
 
