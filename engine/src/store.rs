@@ -40,7 +40,7 @@ use fastpay_node::log::{
 };
 use fastpay_wire::codec::{decode_stored, encode_stored_to};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,6 +63,9 @@ pub const LOG_FILE_BYTES: u64 = 4 << 20;
 /// The zeros are written and synced this many bytes at a time, so that no sync of the log
 /// waits behind a large flush of them.
 const ZERO_FILL_PIECE: usize = 256 << 10;
+
+/// How much of a snapshot file is written between two syncs.
+const SNAPSHOT_PIECE: usize = 1 << 20;
 
 /// Why a data directory could not be used.
 #[derive(Debug, Error)]
@@ -492,24 +495,6 @@ fn zero_fill(file: &File, cancel: &AtomicBool) -> io::Result<()> {
     file.sync_all()
 }
 
-/// A writer that checksums what passes through it.
-struct Checksummed<W> {
-    inner: W,
-    hasher: crc32fast::Hasher,
-}
-
-impl<W: Write> Write for Checksummed<W> {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let written = self.inner.write(bytes)?;
-        self.hasher.update(&bytes[..written]);
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 impl Drop for ShardStore {
     fn drop(&mut self) {
         // A clean stop lets the snapshot finish; a crash leaves it to recovery.
@@ -612,6 +597,10 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// Writes `snapshot` as covering every log before generation `covers` (one record, like a
 /// log entry, holding the pair's encoding), renames it into place, and deletes the logs it
 /// covers; returns the file's length.
+///
+/// The file is written and synced [`SNAPSHOT_PIECE`] at a time, as the spare log is zero-filled:
+/// written whole and synced once, a snapshot of tens of megabytes queued that much at the disk
+/// at once, ahead of the log's own syncs.
 fn write_snapshot_file(
     dir: &Path,
     covers: u64,
@@ -620,25 +609,22 @@ fn write_snapshot_file(
     let path = dir.join("snapshot");
     let tmp = dir.join("snapshot.tmp");
     let too_large = || StoreError::SnapshotTooLarge;
-    let file = File::create(&tmp).map_err(io_at(&tmp))?;
-    let mut out = Checksummed {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        hasher: crc32fast::Hasher::new(),
-    };
-    // The record header (length, checksum) is filled in once the payload is written.
-    out.inner.write_all(&[0; HEADER]).map_err(io_at(&tmp))?;
+    let mut file = File::create(&tmp).map_err(io_at(&tmp))?;
     // A pair encodes as its two parts one after the other.
-    let covers_len = encode_stored_to(&covers, &mut out).map_err(|_| too_large())?;
-    out.write_all(snapshot.as_bytes()).map_err(io_at(&tmp))?;
+    let mut head = Vec::with_capacity(HEADER + 8);
+    head.resize(HEADER, 0);
+    let covers_len = encode_stored_to(&covers, &mut head).map_err(|_| too_large())?;
     let len = u32::try_from(covers_len + snapshot.as_bytes().len()).map_err(|_| too_large())?;
-    let crc = out.hasher.finalize();
-    let mut file = out
-        .inner
-        .into_inner()
-        .map_err(|e| io_at(&tmp)(e.into_error()))?;
-    file.seek(SeekFrom::Start(0)).map_err(io_at(&tmp))?;
-    file.write_all(&len.to_le_bytes()).map_err(io_at(&tmp))?;
-    file.write_all(&crc.to_le_bytes()).map_err(io_at(&tmp))?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&head[HEADER..]);
+    hasher.update(snapshot.as_bytes());
+    head[..4].copy_from_slice(&len.to_le_bytes());
+    head[4..HEADER].copy_from_slice(&hasher.finalize().to_le_bytes());
+    file.write_all(&head).map_err(io_at(&tmp))?;
+    for piece in snapshot.as_bytes().chunks(SNAPSHOT_PIECE) {
+        file.write_all(piece).map_err(io_at(&tmp))?;
+        file.sync_data().map_err(io_at(&tmp))?;
+    }
     file.sync_all().map_err(io_at(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_at(&path))?;
     sync_dir(dir)?;
