@@ -274,7 +274,9 @@ pub(crate) struct ShardLoop {
     frames: Vec<LinkFrame>,
     /// Deposit batches from the primary chain's follower, when one runs.
     deposits: Option<Receiver<DepositBatch>>,
-    /// The time spent encoding the snapshot being encoded, and in how many slices.
+    /// How long the last snapshot's cut took; the time spent encoding the snapshot being
+    /// encoded, and in how many slices.
+    cut_took: Duration,
     encoding: Duration,
     encoding_slices: u64,
 }
@@ -306,6 +308,7 @@ impl ShardLoop {
             started: Instant::now(),
             inputs: Datagrams::new(),
             frames: Vec::new(),
+            cut_took: Duration::ZERO,
             encoding: Duration::ZERO,
             encoding_slices: 0,
             deposits: None,
@@ -545,11 +548,14 @@ impl ShardLoop {
         if let Some(writer) = self.writer.as_mut() {
             writer.cut();
         }
-        self.encoding = Duration::ZERO;
-        self.encoding_slices = 0;
+        let started = Instant::now();
         self.node
             .begin_snapshot(buffer)
-            .map_err(|_| StoreError::SnapshotTooLarge)
+            .map_err(|_| StoreError::SnapshotTooLarge)?;
+        self.cut_took = started.elapsed();
+        self.encoding = Duration::ZERO;
+        self.encoding_slices = 0;
+        Ok(())
     }
 
     /// One slice of the snapshot being encoded (between rounds, so that requests wait for
@@ -569,18 +575,20 @@ impl ShardLoop {
         if let Some(writer) = self.writer.as_mut() {
             writer.snapshot(snapshot);
         }
-        let (me, ms, slices) = (
+        let (me, cut_ms, ms, slices) = (
             self.node.shard().shard().0,
+            self.cut_took.as_secs_f64() * 1e3,
             self.encoding.as_secs_f64() * 1e3,
             self.encoding_slices,
         );
         tracing::info!(
             shard = me,
+            cut_ms,
             encoded_ms = ms,
             slices,
             bytes,
-            "shard {me}: snapshot started (state encoded in {ms:.1} ms over {slices} slices \
-             between rounds, {bytes} bytes, written in the background)"
+            "shard {me}: snapshot started (state cut in {cut_ms:.1} ms, encoded in {ms:.1} ms \
+             over {slices} slices between rounds, {bytes} bytes, written in the background)"
         );
         Ok(())
     }
