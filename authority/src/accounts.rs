@@ -1,15 +1,19 @@
 //! A shard's accounts, and the cut that lets a snapshot of them be encoded a slice at a time
 //! while the shard goes on changing them.
 //!
-//! A cut records which accounts exist; from then on the first change to each account saves
-//! its state at the cut (copy on write), so the slices encoded later, however many rounds
-//! later, all describe the state at the cut. Every change goes through [`Accounts`]' three
-//! mutating methods, which is what makes the saving complete: no `&mut` to the map escapes.
+//! Accounts are never removed, and their ids are kept in the order they were created, so a
+//! cut is a length of that list: it costs nothing however many accounts there are (a copy of
+//! 185,000 ids out of the map took the shard 5-9 ms). From the cut on, the first change to
+//! each account saves its state at the cut (copy on write), so the slices encoded later,
+//! however many rounds later, all describe the state at the cut. Every change goes through
+//! [`Accounts`]' three mutating methods, which is what makes the saving complete: no `&mut`
+//! to the map escapes.
 
 use fastpay_wire::codec::{CodecError, StoredParts};
 use fastpay_wire::{AccountId, Balance, SequenceNumber, SignedTransferOrder};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 /// One account as this shard sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,15 +33,17 @@ pub struct AccountState {
 #[derive(Debug, Default)]
 pub(crate) struct Accounts {
     map: HashMap<AccountId, AccountState>,
+    /// The keys of `map`, in the order the accounts were created.
+    ids: Vec<AccountId>,
     cut: Option<Cut>,
 }
 
 /// A snapshot's view of the accounts, fixed at its cut.
 #[derive(Debug)]
 struct Cut {
-    /// The accounts held at the cut, in the map's order then.
-    ids: Vec<AccountId>,
-    /// How many of `ids` are encoded.
+    /// How many accounts there were: the first `len` of `ids`.
+    len: usize,
+    /// How many of them are encoded.
     encoded: usize,
     /// The state at the cut of each account changed since (saved at its first change).
     saved: HashMap<AccountId, AccountState>,
@@ -46,7 +52,12 @@ struct Cut {
 impl Accounts {
     /// Accounts holding `map`'s states.
     pub(crate) fn new(map: HashMap<AccountId, AccountState>) -> Self {
-        Self { map, cut: None }
+        let ids = map.keys().copied().collect();
+        Self {
+            map,
+            ids,
+            cut: None,
+        }
     }
 
     /// Every account as it stands now.
@@ -71,20 +82,27 @@ impl Accounts {
     /// Sets the account's state (its state at the cut saved first).
     pub(crate) fn insert(&mut self, account: AccountId, state: AccountState) {
         self.save(&account);
-        self.map.insert(account, state);
+        if self.map.insert(account, state).is_none() {
+            self.ids.push(account);
+        }
     }
 
     /// The account's state, created empty if it is new, to change (its state at the cut saved
     /// first).
     pub(crate) fn get_or_default(&mut self, account: AccountId) -> &mut AccountState {
         self.save(&account);
-        self.map.entry(account).or_default()
+        match self.map.entry(account) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                self.ids.push(account);
+                entry.insert(AccountState::default())
+            }
+        }
     }
 
     /// Replaces every account (a restore), ending any cut.
     pub(crate) fn replace(&mut self, map: HashMap<AccountId, AccountState>) {
-        self.map = map;
-        self.cut = None;
+        *self = Self::new(map);
     }
 
     /// Keeps the state at the cut of an account about to change, if a cut is open and the
@@ -102,14 +120,12 @@ impl Accounts {
     /// Opens a cut: the accounts a snapshot holds are these, as they are now. Returns how
     /// many there are. A cut already open is dropped.
     pub(crate) fn begin_cut(&mut self) -> usize {
-        let ids: Vec<AccountId> = self.map.keys().copied().collect();
-        let count = ids.len();
         self.cut = Some(Cut {
-            ids,
+            len: self.ids.len(),
             encoded: 0,
             saved: HashMap::new(),
         });
-        count
+        self.ids.len()
     }
 
     /// Whether a cut is open.
@@ -129,9 +145,9 @@ impl Accounts {
         let Some(cut) = &mut self.cut else {
             return Ok(true);
         };
-        let end = cut.ids.len().min(cut.encoded.saturating_add(count.max(1)));
+        let end = cut.len.min(cut.encoded.saturating_add(count.max(1)));
         while cut.encoded < end {
-            let id = &cut.ids[cut.encoded];
+            let id = &self.ids[cut.encoded];
             // Accounts are never removed (a restore ends the cut): one of the cut's accounts
             // is in the map, or saved since it changed.
             let state = cut
@@ -142,7 +158,7 @@ impl Accounts {
             out.push(&(id, state))?;
             cut.encoded += 1;
         }
-        if cut.encoded < cut.ids.len() {
+        if cut.encoded < cut.len {
             return Ok(false);
         }
         self.cut = None;
@@ -174,7 +190,7 @@ mod tests {
         count: usize,
         mut change: impl FnMut(&mut Accounts, usize),
     ) -> Vec<(AccountId, AccountState)> {
-        let total = accounts.cut.as_ref().unwrap().ids.len();
+        let total = accounts.cut.as_ref().unwrap().len;
         let mut out = StoredParts::over(Vec::new());
         out.push(&(total as u64)).unwrap();
         let mut slice = 0;
@@ -218,21 +234,31 @@ mod tests {
     }
 
     #[test]
-    fn one_slice_of_everything_is_the_whole_map_as_it_encodes() {
+    fn one_slice_of_everything_is_every_account_in_creation_order_as_one_encoding() {
         let map: HashMap<_, _> = (0..10).map(|n| (id(n), state(7, u64::from(n)))).collect();
-        let mut accounts = Accounts::new(map.clone());
-        assert_eq!(accounts.begin_cut(), 10);
+        let mut accounts = Accounts::new(map);
+        accounts.insert(id(50), state(1, 0));
+        accounts.get_or_default(id(40)).deposited = Balance::from(Amount::new(2));
+        accounts.insert(id(50), state(2, 0));
+        assert_eq!(accounts.begin_cut(), 12);
         let mut out = StoredParts::over(vec![0; 64]);
-        out.push(&10u64).unwrap();
+        out.push(&12u64).unwrap();
         assert!(accounts.encode_cut(&mut out, usize::MAX).unwrap());
         let mut whole = Vec::new();
         let pairs: Vec<_> = accounts
-            .map()
+            .ids
             .iter()
-            .map(|(id, s)| (*id, s.clone()))
+            .map(|id| (*id, accounts.map()[id].clone()))
             .collect();
+        assert_eq!(
+            &pairs[10..],
+            [
+                (id(50), state(2, 0)),
+                (id(40), accounts.map()[&id(40)].clone())
+            ]
+        );
         encode_stored(&pairs, &mut whole).unwrap();
-        assert_eq!(out.into_bytes(), whole, "the map's order, as one encoding");
+        assert_eq!(out.into_bytes(), whole);
     }
 
     #[test]

@@ -46,6 +46,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Shard `shard`'s directory in the authority's data directory `data_dir`.
@@ -65,7 +66,13 @@ pub const LOG_FILE_BYTES: u64 = 4 << 20;
 const ZERO_FILL_PIECE: usize = 256 << 10;
 
 /// How much of a snapshot file is written between two syncs.
-const SNAPSHOT_PIECE: usize = 1 << 20;
+const SNAPSHOT_PIECE: usize = 256 << 10;
+
+/// The fastest a snapshot file is written, in bytes a second: a disk flush includes whatever
+/// was written before it, so the log's syncs pay for the snapshot's bytes written meanwhile.
+/// At this rate a snapshot of 185,000 accounts with pending votes (78 MB) takes 1.2 s, well
+/// within the 5 s the shard takes at 35,000 orders a second to log the next 64 MiB.
+const SNAPSHOT_WRITE_RATE: u64 = 64 << 20;
 
 /// Why a data directory could not be used.
 #[derive(Debug, Error)]
@@ -621,9 +628,16 @@ fn write_snapshot_file(
     head[..4].copy_from_slice(&len.to_le_bytes());
     head[4..HEADER].copy_from_slice(&hasher.finalize().to_le_bytes());
     file.write_all(&head).map_err(io_at(&tmp))?;
+    let started = Instant::now();
+    let mut written = 0u64;
     for piece in snapshot.as_bytes().chunks(SNAPSHOT_PIECE) {
         file.write_all(piece).map_err(io_at(&tmp))?;
         file.sync_data().map_err(io_at(&tmp))?;
+        written += piece.len() as u64;
+        let due = Duration::from_secs_f64(written as f64 / SNAPSHOT_WRITE_RATE as f64);
+        if let Some(early) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(early);
+        }
     }
     file.sync_all().map_err(io_at(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_at(&path))?;
