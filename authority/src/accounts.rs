@@ -107,7 +107,7 @@ impl Accounts {
 
     /// Keeps the state at the cut of an account about to change, if a cut is open and the
     /// account existed then and has not changed since. (An account created after the cut is
-    /// saved too, harmlessly: the snapshot never asks for it.)
+    /// saved from its second change on, harmlessly: the snapshot never asks for it.)
     fn save(&mut self, account: &AccountId) {
         if let Some(cut) = &mut self.cut
             && !cut.saved.contains_key(account)
@@ -133,17 +133,22 @@ impl Accounts {
         self.cut.is_some()
     }
 
+    /// Closes the cut, if one is open, encoded or not (the states it saved are dropped).
+    pub(crate) fn end_cut(&mut self) {
+        self.cut = None;
+    }
+
     /// Encodes the next `count` accounts of the cut (at least one), each as the
     /// `(account, state)` pair it was at the cut; closes the cut once every account is
-    /// encoded, and returns whether it did. Without a cut open, encodes nothing and returns
-    /// true.
+    /// encoded, and returns whether it did. Fails without a cut open (a restore ended it):
+    /// what was encoded of it would promise accounts it does not hold.
     pub(crate) fn encode_cut(
         &mut self,
         out: &mut StoredParts,
         count: usize,
     ) -> Result<bool, CodecError> {
         let Some(cut) = &mut self.cut else {
-            return Ok(true);
+            return Err(CodecError::Malformed("no snapshot cut is open"));
         };
         let end = cut.len.min(cut.encoded.saturating_add(count.max(1)));
         while cut.encoded < end {
@@ -272,7 +277,13 @@ mod tests {
         accounts.replace(HashMap::new());
         assert!(!accounts.cutting());
         let mut out = StoredParts::default();
-        assert!(accounts.encode_cut(&mut out, 0).unwrap());
+        assert!(
+            accounts.encode_cut(&mut out, 1).is_err(),
+            "no cut to encode"
+        );
         assert!(out.is_empty());
+        accounts.begin_cut();
+        accounts.end_cut();
+        assert!(!accounts.cutting());
     }
 }

@@ -877,8 +877,8 @@ impl AuthorityShard {
     }
 
     /// Encodes the next `count` accounts of the open cut (at least one; as they were at the
-    /// cut, in the map's order then) into `out`; returns whether every account is encoded
-    /// now (the cut is then closed). True at once without a cut.
+    /// cut, in the order they were created) into `out`; returns whether every account is
+    /// encoded now (the cut is then closed). Fails without a cut open.
     pub fn encode_cut(&mut self, out: &mut StoredParts, count: usize) -> Result<bool, CodecError> {
         self.accounts.encode_cut(out, count)
     }
@@ -886,6 +886,11 @@ impl AuthorityShard {
     /// Whether a cut is open.
     pub fn cutting(&self) -> bool {
         self.accounts.cutting()
+    }
+
+    /// Closes the cut, if one is open (a snapshot given up).
+    pub fn end_cut(&mut self) {
+        self.accounts.end_cut();
     }
 
     /// Replaces the state with a snapshot's (keys are validated again as accounts order).

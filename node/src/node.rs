@@ -567,7 +567,9 @@ impl ShardNode {
         self.encoding = None;
         let (accounts, totals) = self.shard.begin_cut();
         let mut parts = StoredParts::over(buffer);
-        parts.push(&accounts)?;
+        parts
+            .push(&accounts)
+            .inspect_err(|_| self.shard.end_cut())?;
         self.encoding = Some(SnapshotEncoding {
             parts,
             tail: (totals, self.links.state(), self.arrivals),
@@ -591,7 +593,10 @@ impl ShardNode {
             return Ok(None);
         };
         let whole = self.shard.encode_cut(&mut encoding.parts, accounts);
-        if !whole.inspect_err(|_| self.encoding = None)? {
+        if !whole.inspect_err(|_| {
+            self.encoding = None;
+            self.shard.end_cut();
+        })? {
             return Ok(None);
         }
         let Some(mut encoding) = self.encoding.take() else {
