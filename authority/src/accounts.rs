@@ -128,11 +128,6 @@ impl Accounts {
         self.ids.len()
     }
 
-    /// Whether a cut is open.
-    pub(crate) fn cutting(&self) -> bool {
-        self.cut.is_some()
-    }
-
     /// Closes the cut, if one is open, encoded or not (the states it saved are dropped).
     pub(crate) fn end_cut(&mut self) {
         self.cut = None;
@@ -203,7 +198,7 @@ mod tests {
             change(accounts, slice);
             slice += 1;
         }
-        assert!(!accounts.cutting());
+        assert!(accounts.cut.is_none());
         decode_stored(&out.into_bytes()).unwrap()
     }
 
@@ -275,7 +270,7 @@ mod tests {
         accounts.get_mut(&id(1)).unwrap().balance = Balance::from(Amount::new(3));
         assert_eq!(accounts.cut.as_ref().unwrap().saved[&id(1)], state(2, 0));
         accounts.replace(HashMap::new());
-        assert!(!accounts.cutting());
+        assert!(accounts.cut.is_none());
         let mut out = StoredParts::default();
         assert!(
             accounts.encode_cut(&mut out, 1).is_err(),
@@ -284,6 +279,6 @@ mod tests {
         assert!(out.is_empty());
         accounts.begin_cut();
         accounts.end_cut();
-        assert!(!accounts.cutting());
+        assert!(accounts.cut.is_none());
     }
 }

@@ -883,11 +883,6 @@ impl AuthorityShard {
         self.accounts.encode_cut(out, count)
     }
 
-    /// Whether a cut is open.
-    pub fn cutting(&self) -> bool {
-        self.accounts.cutting()
-    }
-
     /// Closes the cut, if one is open (a snapshot given up).
     pub fn end_cut(&mut self) {
         self.accounts.end_cut();

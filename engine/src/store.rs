@@ -352,6 +352,12 @@ impl ShardStore {
     /// [`write_snapshot`](Self::write_snapshot); until it lands, recovery reads the logs
     /// before the cut as well, so a crash loses nothing. A cut not yet written is replaced.
     pub fn cut(&mut self) -> Result<(), StoreError> {
+        self.cut = Some(self.cut_log()?);
+        Ok(())
+    }
+
+    /// Commits, closes the log and opens the next generation's; returns where it was cut.
+    fn cut_log(&mut self) -> Result<Cut, StoreError> {
         self.commit()?;
         self.wait_snapshot()?;
         let spare = match self.spare.take() {
@@ -367,11 +373,10 @@ impl ShardStore {
         if self.spare.is_none() {
             self.spare = Some(SpareLog::start(&self.dir));
         }
-        self.cut = Some(Cut {
+        Ok(Cut {
             generation: self.generation,
             earlier_logs_len: self.earlier_logs_len,
-        });
-        Ok(())
+        })
     }
 
     /// Starts writing `snapshot` in the background: the state at the last
@@ -386,11 +391,9 @@ impl ShardStore {
         snapshot: EncodedSnapshot,
         certificates: &CertificateWriter,
     ) -> Result<(), StoreError> {
-        if self.cut.is_none() {
-            self.cut()?;
-        }
-        let Some(cut) = self.cut.take() else {
-            return Ok(());
+        let cut = match self.cut.take() {
+            Some(cut) => cut,
+            None => self.cut_log()?,
         };
         let covers = cut.generation;
         let certificates_synced = certificates.sync_barrier();

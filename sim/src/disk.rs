@@ -72,19 +72,23 @@ impl SimDisk {
 
     /// Syncs the log and cuts it for a snapshot of all of it.
     pub fn cut(&mut self) {
+        self.cut = Some(self.cut_log());
+    }
+
+    /// Syncs the log; returns the absolute offset it ends at.
+    fn cut_log(&mut self) -> u64 {
         self.sync(u64::MAX);
-        self.cut = Some(self.base + self.log.len() as u64);
+        self.base + self.log.len() as u64
     }
 
     /// Starts writing `snapshot`, which covers the log up to the last cut (all of it,
     /// without a cut).
     pub fn write_snapshot(&mut self, snapshot: EncodedSnapshot) {
-        if self.cut.is_none() {
-            self.cut();
-        }
-        if let Some(covers) = self.cut.take() {
-            self.writing = Some((snapshot, covers));
-        }
+        let covers = match self.cut.take() {
+            Some(covers) => covers,
+            None => self.cut_log(),
+        };
+        self.writing = Some((snapshot, covers));
     }
 
     /// Whether a snapshot is cut or being written.
