@@ -3,11 +3,14 @@
 //!
 //! The shard hands over each round's framed records with the log position they reach; the
 //! writer takes everything queued since its last sync as one group (so groups grow while a
-//! sync is in flight), writes it with one `write`, syncs it with one `fdatasync`, and reports
-//! the position now durable, waking the shard. The shard's node holds every reply, credit and
-//! acknowledgement until its position is durable, so the durability rules do not change: only
-//! the shard no longer idles while the disk syncs. Snapshots go through the same queue, after
-//! the records they include.
+//! sync is in flight), writes it with one `write`, syncs it with one `fdatasync`, sends the
+//! replies that waited for the group, and reports the position now durable, waking the shard.
+//! The replies go with the records they wait for and leave from here the moment the sync
+//! returns, rather than when the shard next looks (it may be verifying the next batch); the
+//! node holds every credit and acknowledgement until the shard hears the position is durable.
+//! So the durability rules do not change: only the shard no longer idles while the disk syncs,
+//! and no reply waits for it. Snapshots go through the same queue, after the records they
+//! include.
 //!
 //! The writer owns the shard's two stores side by side ([`ShardDisk`]): the log, and the
 //! certificate writer, to which each group's certificates go once the group is durable.
@@ -20,8 +23,10 @@ use crate::store::{Recovered, ShardStore, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use fastpay_node::log::EncodedSnapshot;
 use fastpay_node::{AppliedCertificate, LogBatch};
+use fastpay_wire::Datagrams;
 use mio::Waker;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -53,13 +58,28 @@ impl ShardDisk {
     }
 }
 
+/// Reply batches waiting for the log to be durable, each with the time (since the shard
+/// started) its request batch was handed in.
+pub(crate) type HeldReplies = Vec<(Datagrams, Duration)>;
+
+/// What a shard hands its writer after a round: the node's new records and the certificates
+/// they applied, and the replies that wait for them.
+pub(crate) struct Handover {
+    /// Records, certificates and the position they reach.
+    pub(crate) log: LogBatch,
+    /// Replies to send once the log is durable up to `log.position`.
+    pub(crate) replies: HeldReplies,
+}
+
 enum Job {
-    /// Framed records reaching log position `position`, and the certificates they applied
-    /// (handed to the certificate writer once the records are durable).
+    /// Framed records reaching log position `position`, the certificates they applied
+    /// (handed to the certificate writer once the records are durable), and the replies to
+    /// send then.
     Append {
         records: Vec<u8>,
         position: u64,
         applied: Option<Arc<Vec<AppliedCertificate>>>,
+        replies: HeldReplies,
     },
     /// Cut the log for a snapshot of every record appended before: later records go to the
     /// next generation.
@@ -69,8 +89,16 @@ enum Job {
 }
 
 enum Done {
-    /// The log is durable up to this position; the record buffers, for reuse.
-    Durable(u64, Vec<Vec<u8>>),
+    /// The log is durable up to this position and the replies that waited for it were sent
+    /// at `sent`, `counts` datagrams a batch in order; the record buffers and the replies',
+    /// for reuse.
+    Durable {
+        position: u64,
+        buffers: Vec<Vec<u8>>,
+        replies: Vec<HeldReplies>,
+        counts: Vec<usize>,
+        sent: Instant,
+    },
     /// The background snapshot landed; bytes now on disk.
     SnapshotWritten(u64),
     /// The disk failed: the shard must stop.
@@ -83,6 +111,8 @@ pub(crate) struct LogWriter {
     done: Receiver<Done>,
     thread: Option<JoinHandle<()>>,
     spare: Vec<Vec<u8>>,
+    /// Spare lists for the replies of an append.
+    spare_replies: Vec<HeldReplies>,
     /// Appends handed over and not yet reported durable.
     in_flight: usize,
     /// Spare vectors for the certificates of an append.
@@ -98,10 +128,12 @@ pub(crate) struct LogWriter {
 }
 
 impl LogWriter {
-    /// Starts the writer of shard `me`'s `disk`; it wakes the shard through `waker` when
+    /// Starts the writer of shard `me`'s `disk`, which sends the replies handed to it on
+    /// `socket` (the shard's own, duplicated) and wakes the shard through `waker` when
     /// something is durable.
     pub(crate) fn spawn(
         disk: ShardDisk,
+        socket: OwnedFd,
         waker: Arc<Waker>,
         shard: &ShardSource,
     ) -> io::Result<Self> {
@@ -114,6 +146,7 @@ impl LogWriter {
         let snapshot_buffer = SnapshotBuffer::new(waker.clone(), me);
         let writer = Writer {
             disk,
+            socket,
             done: done_tx,
             waker,
             counters,
@@ -131,6 +164,7 @@ impl LogWriter {
             done,
             thread: Some(thread),
             spare: Vec::new(),
+            spare_replies: Vec::new(),
             in_flight: 0,
             spare_applied: Vec::new(),
             unstored,
@@ -141,24 +175,32 @@ impl LogWriter {
         })
     }
 
-    /// An empty batch, for the node's next records and certificates (its buffers reused).
-    pub(crate) fn batch(&mut self) -> LogBatch {
-        LogBatch {
-            records: self.spare.pop().unwrap_or_default(),
-            certificates: self.spare_applied.pop().unwrap_or_default(),
-            position: 0,
+    /// An empty handover, for the node's next records, certificates and held replies (its
+    /// buffers reused).
+    pub(crate) fn handover(&mut self) -> Handover {
+        Handover {
+            log: LogBatch {
+                records: self.spare.pop().unwrap_or_default(),
+                certificates: self.spare_applied.pop().unwrap_or_default(),
+                position: 0,
+            },
+            replies: self.spare_replies.pop().unwrap_or_default(),
         }
     }
 
-    /// Hands over `batch`'s records to be made durable, then the certificates they applied to
-    /// be stored. Certificate queries see those from now on (their answers leave, like every
-    /// reply, once these records are durable).
-    pub(crate) fn append(&mut self, batch: LogBatch) {
-        let LogBatch {
-            records,
-            certificates: mut applied,
-            position,
-        } = batch;
+    /// Hands over `handover`'s records to be made durable, then the certificates they applied
+    /// to be stored and its replies to be sent. Certificate queries see those certificates
+    /// from now on (their answers leave, like every reply, once these records are durable).
+    pub(crate) fn append(&mut self, handover: Handover) {
+        let Handover {
+            log:
+                LogBatch {
+                    records,
+                    certificates: mut applied,
+                    position,
+                },
+            replies,
+        } = handover;
         let applied = if applied.is_empty() {
             self.spare_applied.push(applied);
             None
@@ -186,6 +228,7 @@ impl LogWriter {
                     records,
                     position,
                     applied,
+                    replies,
                 })
                 .is_ok()
         {
@@ -193,11 +236,13 @@ impl LogWriter {
         }
     }
 
-    /// Gives back a batch that carried nothing.
-    pub(crate) fn recycle(&mut self, mut batch: LogBatch) {
-        batch.clear();
-        self.spare.push(batch.records);
-        self.spare_applied.push(batch.certificates);
+    /// Gives back a handover that carried nothing.
+    pub(crate) fn recycle(&mut self, handover: Handover) {
+        let Handover { mut log, replies } = handover;
+        log.clear();
+        self.spare.push(log.records);
+        self.spare_applied.push(log.certificates);
+        self.spare_replies.push(replies);
     }
 
     /// Gives back a record buffer the writer is done with.
@@ -247,15 +292,34 @@ impl LogWriter {
     }
 
     /// What the writer reported since the last call: the highest position now durable, if
-    /// it moved; an error if the disk failed.
-    pub(crate) fn poll(&mut self) -> Result<Option<u64>, StoreError> {
+    /// it moved; an error if the disk failed. Each reply batch the writer sent meanwhile goes
+    /// to `sent` for reuse, with how many datagrams it held, the time its request batch was
+    /// handed in, and when it left.
+    pub(crate) fn poll(
+        &mut self,
+        mut sent: impl FnMut(Datagrams, usize, Duration, Instant),
+    ) -> Result<Option<u64>, StoreError> {
         let mut durable = None;
         while let Ok(done) = self.done.try_recv() {
             match done {
-                Done::Durable(position, buffers) => {
+                Done::Durable {
+                    position,
+                    buffers,
+                    replies,
+                    counts,
+                    sent: at,
+                } => {
                     self.in_flight = self.in_flight.saturating_sub(buffers.len());
                     for buffer in buffers {
                         self.recycle_records(buffer);
+                    }
+                    let mut counts_in_order = counts.into_iter();
+                    for mut list in replies {
+                        for (batch, received) in list.drain(..) {
+                            let count = counts_in_order.next().unwrap_or(0);
+                            sent(batch, count, received, at);
+                        }
+                        self.spare_replies.push(list);
                     }
                     durable = durable.max(Some(position));
                 }
@@ -274,13 +338,14 @@ impl LogWriter {
         Ok(durable)
     }
 
-    /// Stops the writer once everything handed over is durable, and waits for it.
+    /// Stops the writer once everything handed over is durable (and its replies sent), and
+    /// waits for it.
     pub(crate) fn finish(&mut self) -> Result<Option<u64>, StoreError> {
         self.jobs = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        self.poll()
+        self.poll(|_, _, _, _| {})
     }
 }
 
@@ -316,6 +381,10 @@ struct Group {
     position: Option<u64>,
     /// Their certificate lists.
     applied: Vec<Arc<Vec<AppliedCertificate>>>,
+    /// The replies that wait for them.
+    replies: Vec<HeldReplies>,
+    /// How many datagrams each reply batch held, in order, once sent.
+    counts: Vec<usize>,
     /// Whether the group ends at a cut.
     cut: bool,
     snapshot: Option<EncodedSnapshot>,
@@ -324,6 +393,8 @@ struct Group {
 /// The writer thread: its shard's two stores, and how it reports to the shard.
 struct Writer {
     disk: ShardDisk,
+    /// The shard's socket, which the group's replies leave from.
+    socket: OwnedFd,
     done: Sender<Done>,
     waker: Arc<Waker>,
     counters: Arc<ShardCounters>,
@@ -398,8 +469,22 @@ impl Writer {
         }
         self.check_certificates()?;
         if let Some(position) = group.position.take() {
-            let buffers = std::mem::take(&mut group.buffers);
-            let _ = self.done.send(Done::Durable(position, buffers));
+            // Every reply of the group waits for this position or an earlier one.
+            let fd = self.socket.as_raw_fd();
+            for list in &mut group.replies {
+                for (replies, _) in list.iter_mut() {
+                    group.counts.push(replies.len());
+                    let dropped = fastpay_udp::send_batch(fd, replies);
+                    self.counters.add(Counter::SendDropped, dropped as u64);
+                }
+            }
+            let _ = self.done.send(Done::Durable {
+                position,
+                buffers: std::mem::take(&mut group.buffers),
+                replies: std::mem::take(&mut group.replies),
+                counts: std::mem::take(&mut group.counts),
+                sent: Instant::now(),
+            });
             let _ = self.waker.wake();
         }
         if std::mem::take(&mut group.cut) {
@@ -452,10 +537,12 @@ fn gather(first: Job, jobs: &Receiver<Job>, log: &mut ShardStore, group: &mut Gr
                 records,
                 position,
                 applied,
+                replies,
             } => {
                 log.pending_mut().extend_from_slice(&records);
                 group.buffers.push(records);
                 group.applied.extend(applied);
+                group.replies.push(replies);
                 group.position = Some(position);
                 next = jobs.try_recv().ok();
             }

@@ -23,6 +23,7 @@ use fastpay_wire::{Committee, KeyPair, LinkFrame, ShardId};
 use mio::{Interest, Poll, Token, Waker};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -270,7 +271,11 @@ impl Engine {
                 metrics: metrics[shard].clone(),
             };
             let writer = disk
-                .map(|disk| LogWriter::spawn(disk, wakers[shard].clone(), &source))
+                .map(|disk| {
+                    // The writer sends the replies it made durable from the shard's socket.
+                    let socket = socket.as_fd().try_clone_to_owned()?;
+                    LogWriter::spawn(disk, socket, wakers[shard].clone(), &source)
+                })
                 .transpose()
                 .map_err(io_context("spawn a log writer"))?;
             let shard_loop =

@@ -450,20 +450,30 @@ impl ShardLoop {
         any
     }
 
-    /// Hands the node's new records to the log writer, and tells the node what became durable
-    /// meanwhile (the writer syncs while the shard works on).
+    /// Tells the node what became durable meanwhile (the writer syncs while the shard works
+    /// on), then hands the node's new records to the log writer with the replies that wait
+    /// for them, which the writer sends as soon as they are durable.
     fn persist(&mut self) -> Result<(), StoreError> {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        let mut batch = writer.batch();
-        if self.node.take_log(&mut batch) {
-            writer.append(batch);
-        } else {
-            writer.recycle(batch);
+        let (node, stats, started) = (&mut self.node, &mut self.stats, self.started);
+        let durable = writer.poll(|replies, count, received, sent| {
+            let sent = sent.saturating_duration_since(started);
+            stats
+                .reply_seconds
+                .observe(sent.saturating_sub(received).as_secs_f64(), count as u64);
+            node.recycle(replies);
+        })?;
+        if let Some(position) = durable {
+            node.durable(position);
         }
-        if let Some(position) = writer.poll()? {
-            self.node.durable(position);
+        let mut handover = writer.handover();
+        let logged = node.take_log(&mut handover.log);
+        if node.take_held_replies(&mut handover.replies) || logged {
+            writer.append(handover);
+        } else {
+            writer.recycle(handover);
         }
         Ok(())
     }

@@ -473,6 +473,23 @@ impl ShardNode {
         true
     }
 
+    /// Takes the replies still waiting for the log to be durable into `out`, each with the
+    /// time its batch was handed in, for a runtime that sends them itself once the log is
+    /// durable up to the position of the last [`take_log`](Self::take_log) (every one of them
+    /// waits for that position or an earlier one): a disk thread can then send them the moment
+    /// its sync returns, rather than when the shard next looks. The credits and
+    /// acknowledgements that wait with them stay here until [`durable`](Self::durable).
+    /// Returns whether it took any.
+    pub fn take_held_replies(&mut self, out: &mut Vec<(Datagrams, Duration)>) -> bool {
+        let before = out.len();
+        for held in &mut self.held {
+            if let Some(replies) = held.replies.take() {
+                out.push((replies, held.received));
+            }
+        }
+        out.len() > before
+    }
+
     /// The log position reached so far (records produced, taken or not).
     pub fn log_position(&self) -> u64 {
         self.position
@@ -1562,6 +1579,44 @@ mod tests {
         ));
         assert_eq!(fresh.counters.get(Counter::ShedConfirmations), 1);
         assert_eq!(balance(&fresh, &payer.account()), 100);
+    }
+
+    /// Replies taken for the runtime to send are the ones not yet durable, taken once; the
+    /// credit that waits with them still waits for `durable`.
+    #[test]
+    fn held_replies_taken_leave_the_credits_waiting_for_the_log() {
+        let mut sender = node(0, true);
+        let confirm = Message::ConfirmationOrder(confirmation());
+        sender.handle_batch(Duration::from_millis(3), &batch(&confirm));
+        let taken = take(&mut sender);
+        let mut held = Vec::new();
+        assert!(sender.take_held_replies(&mut held));
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].1, Duration::from_millis(3));
+        assert!(
+            !sender.take_held_replies(&mut held),
+            "the same replies taken twice"
+        );
+        let mut frames = Vec::new();
+        sender.transmit(Duration::ZERO, &mut frames);
+        assert!(frames.is_empty(), "a credit before its debit is durable");
+        sender.durable(taken.position);
+        assert!(
+            sender.poll_replies().is_none(),
+            "taken replies released again"
+        );
+        sender.transmit(Duration::ZERO, &mut frames);
+        assert_eq!(
+            frames.len(),
+            1,
+            "the credit leaves once the debit is durable"
+        );
+
+        // A node that logs nothing has nothing held: its replies are ready at once.
+        let mut memory = node(0, false);
+        memory.handle_batch(Duration::ZERO, &batch(&confirm));
+        assert!(!memory.take_held_replies(&mut held));
+        assert!(memory.poll_replies().is_some());
     }
 
     #[test]
