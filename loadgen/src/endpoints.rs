@@ -12,6 +12,7 @@ use fastpay_wire::{
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
 
 /// The sockets and the committee's addresses.
 pub struct Endpoints {
@@ -32,11 +33,13 @@ pub struct Endpoints {
     /// Batches flushed so far: picks the socket of the next (spreading source ports).
     flushes: usize,
     /// The last message read (replies coalesced by the kernel when the authority sent them
-    /// as one GSO batch), its sender, and how far it has been handed out.
+    /// as one GSO batch), its sender, how long it waited in the socket before loadgen read
+    /// it, and how far it has been handed out.
     incoming: Vec<u8>,
     incoming_len: usize,
     incoming_segment: usize,
     incoming_from: usize,
+    incoming_waited: Duration,
     incoming_at: usize,
 }
 
@@ -50,6 +53,8 @@ impl Endpoints {
             socket.set_nonblocking(true)?;
             // Best effort: without it every reply is read on its own.
             fastpay_udp::enable_gro(&socket);
+            // Best effort too: without it replies are taken to have waited for nothing.
+            let _ = fastpay_udp::enable_receive_timestamps(&socket);
             sockets.push(socket);
         }
         // Each shard's address (one per shard even when they are all the authority's).
@@ -84,6 +89,7 @@ impl Endpoints {
             incoming_len: 0,
             incoming_segment: 0,
             incoming_from: 0,
+            incoming_waited: Duration::ZERO,
             incoming_at: 0,
         })
     }
@@ -182,6 +188,13 @@ impl Endpoints {
         }
     }
 
+    /// How long the reply [`receive`](Self::receive) last returned had waited in loadgen's
+    /// socket when loadgen read it (zero where the kernel does not stamp arrivals): loadgen's
+    /// own delay, not the authority's.
+    pub fn last_waited(&self) -> Duration {
+        self.incoming_waited
+    }
+
     /// One pending reply, from any socket.
     pub fn receive(&mut self) -> Option<(usize, Message)> {
         loop {
@@ -205,13 +218,14 @@ impl Endpoints {
         for socket in &self.sockets {
             loop {
                 match fastpay_udp::recv_coalesced(socket, &mut self.incoming) {
-                    Ok((len, segment, from)) => {
-                        let Some(&authority) = self.by_address.get(&from) else {
+                    Ok(read) => {
+                        let Some(&authority) = self.by_address.get(&read.from) else {
                             continue;
                         };
-                        self.incoming_len = len;
-                        self.incoming_segment = segment.max(1);
+                        self.incoming_len = read.len;
+                        self.incoming_segment = read.segment.max(1);
                         self.incoming_from = authority;
+                        self.incoming_waited = read.waited;
                         self.incoming_at = 0;
                         return true;
                     }

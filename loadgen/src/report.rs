@@ -28,6 +28,12 @@ pub struct Report {
     pub shed: u64,
     /// Latency from scheduled start to completion, microseconds.
     pub latency: Histogram<u64>,
+    /// The same to the arrival of the completing reply in loadgen's socket (the kernel's
+    /// timestamp): the latency without loadgen's own delay in reading it.
+    pub arrival_latency: Histogram<u64>,
+    /// How long completing replies waited in loadgen's socket before loadgen read them,
+    /// microseconds: loadgen's own delay, part of every `latency`.
+    pub reply_waited: Histogram<u64>,
     /// For payments: scheduled start to certificate, microseconds.
     pub certify_latency: Histogram<u64>,
     /// Seconds over which requests were started.
@@ -56,6 +62,8 @@ impl Report {
             timeouts: 0,
             shed: 0,
             latency: histogram()?,
+            arrival_latency: histogram()?,
+            reply_waited: histogram()?,
             certify_latency: histogram()?,
             window_s: 0.0,
             active_s: 0.0,
@@ -116,6 +124,19 @@ impl Report {
                 "p99": quantile(latency, 0.99), "p999": quantile(latency, 0.999),
                 "max": latency.max(),
             },
+            // Loadgen's own delay: how long the completing replies sat in its socket, and the
+            // latency to their arrival there (without that delay).
+            "reply_waited_us": {
+                "p50": quantile(&self.reply_waited, 0.5),
+                "p99": quantile(&self.reply_waited, 0.99),
+                "max": self.reply_waited.max(),
+            },
+            "arrival_latency_us": {
+                "p50": quantile(&self.arrival_latency, 0.5),
+                "p99": quantile(&self.arrival_latency, 0.99),
+                "p999": quantile(&self.arrival_latency, 0.999),
+                "max": self.arrival_latency.max(),
+            },
             "certify_latency_us": if phase == Phase::Payments {
                 serde_json::json!({
                     "p50": quantile(&self.certify_latency, 0.5),
@@ -154,6 +175,23 @@ impl Report {
             quantile(latency, 0.999),
             latency.max(),
         );
+        let _ = writeln!(
+            out,
+            "{:<16}{:>12}/{}/{}/{} us (to the reply's arrival, without loadgen's delay in reading it)",
+            "at arrival",
+            quantile(&self.arrival_latency, 0.5),
+            quantile(&self.arrival_latency, 0.99),
+            quantile(&self.arrival_latency, 0.999),
+            self.arrival_latency.max(),
+        );
+        let _ = writeln!(
+            out,
+            "{:<16}{:>12}/{}/{} us (p50/99/max: replies waiting in loadgen's socket)",
+            "loadgen delay",
+            quantile(&self.reply_waited, 0.5),
+            quantile(&self.reply_waited, 0.99),
+            self.reply_waited.max(),
+        );
         for (code, n) in &self.rejected {
             let _ = writeln!(out, "  rejected {code}: {n}");
         }
@@ -190,6 +228,10 @@ mod tests {
         report.active_s = 4.0;
         report.latency.record(1_000).unwrap();
         report.latency.record(3_000).unwrap();
+        report.arrival_latency.record(800).unwrap();
+        report.arrival_latency.record(2_900).unwrap();
+        report.reply_waited.record(100).unwrap();
+        report.reply_waited.record(200).unwrap();
         report
     }
 
@@ -204,6 +246,9 @@ mod tests {
         assert_eq!(json["rejected_by_code"]["Stale"], 2);
         assert_eq!(json["targets"], 4);
         assert_eq!(json["latency_us"]["max"], 3_001);
+        assert_eq!(json["arrival_latency_us"]["p50"], 800);
+        assert_eq!(json["arrival_latency_us"]["max"], 2_901);
+        assert_eq!(json["reply_waited_us"]["max"], 200);
         assert!(json["certify_latency_us"].is_null());
         let payments = sample().to_json(Phase::Payments, 5.0, 4, 0.5);
         assert_eq!(payments["certify_latency_us"]["p99"], 0);
@@ -217,6 +262,12 @@ mod tests {
         assert_eq!(lines[1], "phase                 orders");
         assert_eq!(lines[2], "offered /s                 5");
         assert!(lines.contains(&"  rejected Stale: 2"));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("loadgen delay") && l.contains(" 100/200/200 us")),
+            "{table}"
+        );
         assert!(lines.contains(&"loadgen CPU             0.50 s (25% of one core over the run)"));
     }
 }

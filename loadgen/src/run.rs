@@ -318,6 +318,12 @@ impl<'a> Run<'a> {
                 }
                 let elapsed = request.scheduled.elapsed().as_micros() as u64;
                 self.report.latency.saturating_record(elapsed.max(1));
+                // The part of it the reply spent in loadgen's socket: loadgen's own delay.
+                let waited = endpoints.last_waited().as_micros() as u64;
+                self.report.reply_waited.saturating_record(waited.max(1));
+                self.report
+                    .arrival_latency
+                    .saturating_record(elapsed.saturating_sub(waited).max(1));
                 self.report.ok += 1;
                 self.last_ok = Instant::now();
                 self.outstanding.remove(&job);

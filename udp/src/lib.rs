@@ -41,7 +41,7 @@ pub use mmsg::{COALESCED_BYTES, Receiver, recv_batch, send_batch};
 pub use process::{
     lower_thread_priority, named_threads_cpu_time, process_cpu_time, thread_cpu_time,
 };
-pub use segments::{SegmentBatch, recv_coalesced, send_segments};
+pub use segments::{CoalescedRead, SegmentBatch, recv_coalesced, send_segments};
 pub use socket::{
     SHARD_RECEIVE_BUFFER_BYTES, SOCKET_BUFFER_BYTES, attach_shard_steering, bind_exclusive,
     bind_reuseport, enable_gro, enable_receive_timestamps,

@@ -100,7 +100,7 @@ pub fn recv_batch(fd: RawFd, batch: &mut Datagrams, max: usize) -> io::Result<us
 pub const COALESCED_BYTES: usize = 65_536;
 
 /// The time now on the clock the kernel stamps arrivals with (`CLOCK_REALTIME`).
-fn wall_clock() -> Duration {
+pub(crate) fn wall_clock() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -108,7 +108,7 @@ fn wall_clock() -> Duration {
 
 /// How long a message that arrived at `arrived` has waited by `now`: zero when the kernel did
 /// not say, or when the clock stepped back since.
-fn waited(now: Duration, arrived: Option<Duration>) -> Duration {
+pub(crate) fn waited(now: Duration, arrived: Option<Duration>) -> Duration {
     arrived.map_or(Duration::ZERO, |arrived| now.saturating_sub(arrived))
 }
 

@@ -6,10 +6,12 @@
 
 use crate::addr::{to_socket_addr, to_storage};
 use crate::cmsg::{Control, GSO_MAX_SEGMENTS, received, segment_control};
+use crate::mmsg::{waited, wall_clock};
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 /// Datagrams of one size for one destination, waiting to be sent together.
 pub struct SegmentBatch {
@@ -106,15 +108,27 @@ pub fn send_segments(
     Ok(())
 }
 
+/// What [`recv_coalesced`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoalescedRead {
+    /// The message's length in the buffer.
+    pub len: usize,
+    /// The size of each datagram in it (the whole length unless the kernel coalesced it, see
+    /// [`enable_gro`](crate::enable_gro)).
+    pub segment: usize,
+    /// The sender.
+    pub from: SocketAddr,
+    /// How long the message sat in the kernel's queue before this read: zero unless
+    /// [`enable_receive_timestamps`](crate::enable_receive_timestamps) was called on the
+    /// socket.
+    pub waited: Duration,
+}
+
 /// One message read from `socket` into `buffer` (at least
 /// [`COALESCED_BYTES`](crate::COALESCED_BYTES) long, so that a coalesced message is not cut
-/// short): its length, the size of each datagram in it (the whole length unless the kernel
-/// coalesced it, see [`enable_gro`](crate::enable_gro)), and the sender. Nonblocking sockets
-/// give `WouldBlock` when empty; a sender of an unknown address family gives `InvalidData`.
-pub fn recv_coalesced(
-    socket: &impl AsRawFd,
-    buffer: &mut [u8],
-) -> io::Result<(usize, usize, SocketAddr)> {
+/// short). Nonblocking sockets give `WouldBlock` when empty; a sender of an unknown address
+/// family gives `InvalidData`.
+pub fn recv_coalesced(socket: &impl AsRawFd, buffer: &mut [u8]) -> io::Result<CoalescedRead> {
     let mut control = Control::new();
     // SAFETY: an all-zero `sockaddr_storage` is a valid value; the kernel writes into it.
     let mut name: libc::sockaddr_storage = unsafe { zeroed() };
@@ -139,19 +153,21 @@ pub fn recv_coalesced(
     }
     let len = (len as usize).min(buffer.len());
     // SAFETY: recvmsg filled `header`; its control buffer (`control`) is live.
-    let segment = unsafe { received(&header) }
-        .segment
-        .filter(|&s| s > 0)
-        .unwrap_or(len);
+    let received = unsafe { received(&header) };
+    let segment = received.segment.filter(|&s| s > 0).unwrap_or(len);
     let from = to_socket_addr(&name).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
-    Ok((len, segment, from))
+    Ok(CoalescedRead {
+        len,
+        segment,
+        from,
+        waited: waited(wall_clock(), received.arrived),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{COALESCED_BYTES, enable_gro};
-    use std::time::Duration;
+    use crate::{COALESCED_BYTES, enable_gro, enable_receive_timestamps};
 
     #[test]
     fn a_batch_arrives_as_separate_datagrams() {
@@ -191,7 +207,9 @@ mod tests {
         let mut buffer = vec![0u8; COALESCED_BYTES];
         let mut got = Vec::new();
         while got.len() < 10 {
-            let (len, segment, from) = recv_coalesced(&receiver, &mut buffer).unwrap();
+            let CoalescedRead {
+                len, segment, from, ..
+            } = recv_coalesced(&receiver, &mut buffer).unwrap();
             assert_eq!(from, sender.local_addr().unwrap());
             if gro {
                 assert_eq!((len, segment), (1500, 150), "one message for the batch");
@@ -200,5 +218,33 @@ mod tests {
         }
         let expected: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 150]).collect();
         assert_eq!(got, expected);
+    }
+
+    /// A read says how long its message sat in the queue, once timestamps are asked for.
+    #[test]
+    fn a_read_says_how_long_its_message_waited() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = receiver.local_addr().unwrap();
+        let mut buffer = vec![0u8; COALESCED_BYTES];
+        // Loopback queues the datagram at the receiver before `send_to` returns.
+        sender.send_to(&[1; 10], to).unwrap();
+        let read = recv_coalesced(&receiver, &mut buffer).unwrap();
+        assert_eq!(
+            (read.len, read.waited),
+            (10, Duration::ZERO),
+            "not asked for"
+        );
+
+        enable_receive_timestamps(&receiver).unwrap();
+        sender.send_to(&[2; 10], to).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let read = recv_coalesced(&receiver, &mut buffer).unwrap();
+        assert_eq!(read.len, 10);
+        assert!(
+            read.waited >= Duration::from_millis(20),
+            "waited {:?}",
+            read.waited
+        );
     }
 }
