@@ -78,6 +78,8 @@ enum Stage {
 struct Request {
     job: usize,
     scheduled: Instant,
+    /// When loadgen sent it (at or after `scheduled`).
+    started: Instant,
     stage: Stage,
 }
 
@@ -228,6 +230,10 @@ impl<'a> Run<'a> {
         if now > scheduled + LATE_AFTER {
             self.report.late += 1;
         }
+        let start_delay = now.saturating_duration_since(scheduled).as_micros() as u64;
+        self.report
+            .start_delay
+            .saturating_record(start_delay.max(1));
         let (stage, message) = match config.phase {
             Phase::Confirmations => (
                 Stage::Confirming {
@@ -263,6 +269,7 @@ impl<'a> Run<'a> {
             Request {
                 job,
                 scheduled,
+                started: now,
                 stage,
             },
         );
@@ -318,12 +325,18 @@ impl<'a> Run<'a> {
                 }
                 let elapsed = request.scheduled.elapsed().as_micros() as u64;
                 self.report.latency.saturating_record(elapsed.max(1));
-                // The part of it the reply spent in loadgen's socket: loadgen's own delay.
+                // Less loadgen's own delays (sending after the schedule, reading the reply
+                // after it arrived): from the request leaving to the reply arriving.
                 let waited = endpoints.last_waited().as_micros() as u64;
                 self.report.reply_waited.saturating_record(waited.max(1));
+                let on_the_wire = request
+                    .started
+                    .elapsed()
+                    .saturating_sub(endpoints.last_waited())
+                    .as_micros() as u64;
                 self.report
-                    .arrival_latency
-                    .saturating_record(elapsed.saturating_sub(waited).max(1));
+                    .wire_latency
+                    .saturating_record(on_the_wire.max(1));
                 self.report.ok += 1;
                 self.last_ok = Instant::now();
                 self.outstanding.remove(&job);
