@@ -185,31 +185,32 @@ impl Report {
             quantile(latency, 0.999),
             latency.max(),
         );
-        let _ = writeln!(
-            out,
-            "{:<16}{:>12}/{}/{}/{} us (p50/99/999/max, request sent to reply arrived)",
-            "on the wire",
-            quantile(&self.wire_latency, 0.5),
-            quantile(&self.wire_latency, 0.99),
-            quantile(&self.wire_latency, 0.999),
-            self.wire_latency.max(),
-        );
-        let _ = writeln!(
-            out,
-            "{:<16}{:>12}/{}/{} us (p50/99/max, loadgen's own: sent after schedule)",
-            "start delay",
-            quantile(&self.start_delay, 0.5),
-            quantile(&self.start_delay, 0.99),
-            self.start_delay.max(),
-        );
-        let _ = writeln!(
-            out,
-            "{:<16}{:>12}/{}/{} us (p50/99/max, loadgen's own: reply unread in its socket)",
-            "reply unread",
-            quantile(&self.reply_waited, 0.5),
-            quantile(&self.reply_waited, 0.99),
-            self.reply_waited.max(),
-        );
+        // The latency's parts: what the authorities and the network took, and loadgen's own.
+        for (label, histogram, what) in [
+            (
+                "on the wire",
+                &self.wire_latency,
+                "request sent to reply arrived",
+            ),
+            (
+                "start delay",
+                &self.start_delay,
+                "loadgen's own: sent after schedule",
+            ),
+            (
+                "reply unread",
+                &self.reply_waited,
+                "loadgen's own: unread in its socket",
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "{label:<16}{:>12}/{}/{} us (p50/99/max, {what})",
+                quantile(histogram, 0.5),
+                quantile(histogram, 0.99),
+                histogram.max(),
+            );
+        }
         for (code, n) in &self.rejected {
             let _ = writeln!(out, "  rejected {code}: {n}");
         }
