@@ -9,8 +9,8 @@
 //! returns, rather than when the shard next looks (it may be verifying the next batch); the
 //! node holds every credit and acknowledgement until the shard hears the position is durable.
 //! So the durability rules do not change: only the shard no longer idles while the disk syncs,
-//! and no reply waits for it. Snapshots go through the same queue, after the records they
-//! include.
+//! and no durable reply waits for the shard. Snapshots go through the same queue, after the
+//! records they include.
 //!
 //! The writer owns the shard's two stores side by side ([`ShardDisk`]): the log, and the
 //! certificate writer, to which each group's certificates go once the group is durable.
