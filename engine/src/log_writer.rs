@@ -3,8 +3,8 @@
 //!
 //! The shard hands over each round's framed records with the log position they reach; the
 //! writer takes everything queued since its last sync as one group (so groups grow while a
-//! sync is in flight), writes it with one `write`, syncs it with one `fdatasync`, sends the
-//! replies that waited for the group, and reports the position now durable, waking the shard.
+//! sync is in flight), writes it with one `write`, syncs it with one `fdatasync`, reports the
+//! position now durable, waking the shard, and sends the replies that waited for the group.
 //! The replies go with the records they wait for and leave from here the moment the sync
 //! returns, rather than when the shard next looks (it may be verifying the next batch); the
 //! node holds every credit and acknowledgement until the shard hears the position is durable.
@@ -89,12 +89,11 @@ enum Job {
 }
 
 enum Done {
-    /// The log is durable up to this position and the replies that waited for it were sent
-    /// at `sent`, `counts` datagrams a batch in order; the record buffers and the replies',
-    /// for reuse.
-    Durable {
-        position: u64,
-        buffers: Vec<Vec<u8>>,
+    /// The log is durable up to this position; the record buffers, for reuse.
+    Durable(u64, Vec<Vec<u8>>),
+    /// The replies that waited for the last durable position were sent at `sent`, `counts`
+    /// datagrams a batch in order; their buffers, for reuse.
+    Sent {
         replies: Vec<HeldReplies>,
         counts: Vec<usize>,
         sent: Instant,
@@ -302,17 +301,18 @@ impl LogWriter {
         let mut durable = None;
         while let Ok(done) = self.done.try_recv() {
             match done {
-                Done::Durable {
-                    position,
-                    buffers,
-                    replies,
-                    counts,
-                    sent: at,
-                } => {
+                Done::Durable(position, buffers) => {
                     self.in_flight = self.in_flight.saturating_sub(buffers.len());
                     for buffer in buffers {
                         self.recycle_records(buffer);
                     }
+                    durable = durable.max(Some(position));
+                }
+                Done::Sent {
+                    replies,
+                    counts,
+                    sent: at,
+                } => {
                     let mut counts_in_order = counts.into_iter();
                     for mut list in replies {
                         for (batch, received) in list.drain(..) {
@@ -321,7 +321,6 @@ impl LogWriter {
                         }
                         self.spare_replies.push(list);
                     }
-                    durable = durable.max(Some(position));
                 }
                 Done::SnapshotWritten(bytes) => {
                     self.snapshot_in_progress = false;
@@ -469,6 +468,11 @@ impl Writer {
         }
         self.check_certificates()?;
         if let Some(position) = group.position.take() {
+            // The shard first, so that the credits behind these records leave while the
+            // replies do.
+            let buffers = std::mem::take(&mut group.buffers);
+            let _ = self.done.send(Done::Durable(position, buffers));
+            let _ = self.waker.wake();
             // Every reply of the group waits for this position or an earlier one.
             let fd = self.socket.as_raw_fd();
             for list in &mut group.replies {
@@ -478,14 +482,12 @@ impl Writer {
                     self.counters.add(Counter::SendDropped, dropped as u64);
                 }
             }
-            let _ = self.done.send(Done::Durable {
-                position,
-                buffers: std::mem::take(&mut group.buffers),
+            // The buffers go back with the shard's next look; it need not wake for them.
+            let _ = self.done.send(Done::Sent {
                 replies: std::mem::take(&mut group.replies),
                 counts: std::mem::take(&mut group.counts),
                 sent: Instant::now(),
             });
-            let _ = self.waker.wake();
         }
         if std::mem::take(&mut group.cut) {
             self.disk.log.cut()?;

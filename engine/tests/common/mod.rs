@@ -417,6 +417,26 @@ pub fn committee_balance(dir: &Path, account: &str) -> i128 {
     out.trim().parse().unwrap()
 }
 
+/// Waits until the committee agrees that `account`, a payee, holds `expected`, failing if it
+/// ever holds more or if 20 seconds pass. A payment's credit reaches the payee's shard a
+/// moment after the payer's client has its quorum of acknowledgements: it leaves once its
+/// debit is durable, and the payer's shards may be slow to send it under a loaded test run.
+pub fn await_committee_balance(dir: &Path, account: &str, expected: i128) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let balance = committee_balance(dir, account);
+        assert!(balance <= expected, "{account}: money made: {balance}");
+        if balance == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{account}: balance {balance}, never {expected}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A fresh account in wallet `wallet` of `dir` that the genesis never funded.
 pub fn new_account(dir: &Path, wallet: &str) -> String {
     let line = check(
