@@ -327,13 +327,12 @@ impl<'a> Run<'a> {
                 self.report.latency.saturating_record(elapsed.max(1));
                 // Less loadgen's own delays (sending after the schedule, reading the reply
                 // after it arrived): from the request leaving to the reply arriving.
-                let waited = endpoints.last_waited().as_micros() as u64;
-                self.report.reply_waited.saturating_record(waited.max(1));
-                let on_the_wire = request
-                    .started
-                    .elapsed()
-                    .saturating_sub(endpoints.last_waited())
-                    .as_micros() as u64;
+                let waited = endpoints.last_waited();
+                self.report
+                    .reply_waited
+                    .saturating_record((waited.as_micros() as u64).max(1));
+                let on_the_wire =
+                    request.started.elapsed().saturating_sub(waited).as_micros() as u64;
                 self.report
                     .wire_latency
                     .saturating_record(on_the_wire.max(1));
