@@ -35,6 +35,10 @@ use std::time::{Duration, Instant};
 /// How often an idle writer looks whether its background snapshot finished.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
+/// The time slice a writer thread asks the scheduler for (the shortest Linux grants): it
+/// runs for microseconds at a time, and should preempt a busier thread when its sync returns.
+const WRITER_SLICE: Duration = Duration::from_micros(100);
+
 /// How often a writer waiting for the certificate store to catch up looks again.
 const BEHIND_POLL: Duration = Duration::from_millis(1);
 
@@ -157,7 +161,14 @@ impl LogWriter {
         };
         let thread = std::thread::Builder::new()
             .name(format!("log-{me}"))
-            .spawn(move || writer.run(&job_rx))?;
+            .spawn(move || {
+                // Best effort: with the kernel's default slice a writer woken by its sync
+                // may wait for the thread running on its core (loadgen, another shard's
+                // writer) to use up a slice of about a millisecond before it sends the
+                // group's replies.
+                let _ = fastpay_udp::shorten_time_slice(WRITER_SLICE);
+                writer.run(&job_rx)
+            })?;
         Ok(Self {
             jobs: Some(jobs),
             done,

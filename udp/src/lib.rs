@@ -12,7 +12,8 @@
 //! - sets sockets up: [`bind_reuseport`] with buffer sizes past the sysctl limit where
 //!   allowed, [`enable_gro`], and [`attach_shard_steering`], the classic BPF program that
 //!   hands each datagram to the reuseport socket of the shard named in its header;
-//! - and two process calls: [`lower_thread_priority`] and [`process_cpu_time`].
+//! - and the process calls: a thread's scheduling ([`lower_thread_priority`],
+//!   [`shorten_time_slice`]) and CPU time ([`process_cpu_time`] and its kin).
 //!
 //! What it does not do: decode, decide or keep state beyond a call, except the kernel's
 //! answer to whether GSO works and a [`Receiver`]'s staged messages. It knows of the
@@ -39,7 +40,8 @@ mod socket;
 
 pub use mmsg::{COALESCED_BYTES, Receiver, recv_batch, send_batch};
 pub use process::{
-    lower_thread_priority, named_threads_cpu_time, process_cpu_time, thread_cpu_time,
+    lower_thread_priority, named_threads_cpu_time, process_cpu_time, shorten_time_slice,
+    thread_cpu_time,
 };
 pub use segments::{CoalescedRead, SegmentBatch, recv_coalesced, send_segments};
 pub use socket::{
