@@ -20,7 +20,7 @@ use crate::counters::{Counter, ShardCounters};
 use crate::metrics::{FSYNC_BUCKETS, Histogram, ShardMetrics, ShardSource};
 use crate::snapshot_buffer::{SnapshotBuffer, Taken};
 use crate::store::{Recovered, ShardStore, StoreError};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use fastpay_node::log::EncodedSnapshot;
 use fastpay_node::{AppliedCertificate, LogBatch};
 use fastpay_wire::Datagrams;
@@ -108,10 +108,25 @@ enum Done {
     Failed(StoreError),
 }
 
+/// A group's outer vectors, emptied by the shard and given back for the writer's next
+/// groups, so that a group allocates nothing.
+enum Emptied {
+    /// The list of a group's record buffers.
+    Buffers(Vec<Vec<u8>>),
+    /// The list of a group's reply lists, and of its reply counts.
+    Replies(Vec<HeldReplies>, Vec<usize>),
+}
+
+/// The most emptied vectors on their way back to the writer (a few groups in flight use a
+/// few of each; past this they are dropped).
+const EMPTIED_BACKLOG: usize = 64;
+
 /// A shard's handle on its log writer thread.
 pub(crate) struct LogWriter {
     jobs: Option<Sender<Job>>,
     done: Receiver<Done>,
+    /// Where emptied group vectors go back to the writer.
+    emptied: Sender<Emptied>,
     thread: Option<JoinHandle<()>>,
     spare: Vec<Vec<u8>>,
     /// Spare lists for the replies of an append.
@@ -144,6 +159,7 @@ impl LogWriter {
         let (counters, metrics) = (shard.counters.clone(), shard.metrics.clone());
         let (jobs, job_rx) = unbounded();
         let (done_tx, done) = unbounded();
+        let (emptied, emptied_rx) = bounded(EMPTIED_BACKLOG);
         let unstored = disk.certificates.unstored();
         let spare_lists = disk.certificates.spare();
         let snapshot_buffer = SnapshotBuffer::new(waker.clone(), me);
@@ -151,6 +167,9 @@ impl LogWriter {
             disk,
             socket,
             done: done_tx,
+            emptied: emptied_rx,
+            spare_buffers: Vec::new(),
+            spare_replies: Vec::new(),
             waker,
             counters,
             syncs: Syncs {
@@ -172,6 +191,7 @@ impl LogWriter {
         Ok(Self {
             jobs: Some(jobs),
             done,
+            emptied,
             thread: Some(thread),
             spare: Vec::new(),
             spare_replies: Vec::new(),
@@ -312,26 +332,29 @@ impl LogWriter {
         let mut durable = None;
         while let Ok(done) = self.done.try_recv() {
             match done {
-                Done::Durable(position, buffers) => {
+                Done::Durable(position, mut buffers) => {
                     self.in_flight = self.in_flight.saturating_sub(buffers.len());
-                    for buffer in buffers {
+                    for buffer in buffers.drain(..) {
                         self.recycle_records(buffer);
                     }
+                    let _ = self.emptied.try_send(Emptied::Buffers(buffers));
                     durable = durable.max(Some(position));
                 }
                 Done::Sent {
-                    replies,
-                    counts,
+                    mut replies,
+                    mut counts,
                     sent: at,
                 } => {
-                    let mut counts_in_order = counts.into_iter();
-                    for mut list in replies {
+                    let mut counts_in_order = counts.drain(..);
+                    for mut list in replies.drain(..) {
                         for (batch, received) in list.drain(..) {
                             let count = counts_in_order.next().unwrap_or(0);
                             sent(batch, count, received, at);
                         }
                         self.spare_replies.push(list);
                     }
+                    drop(counts_in_order);
+                    let _ = self.emptied.try_send(Emptied::Replies(replies, counts));
                 }
                 Done::SnapshotWritten(bytes) => {
                     self.snapshot_in_progress = false;
@@ -406,6 +429,10 @@ struct Writer {
     /// The shard's socket, which the group's replies leave from.
     socket: OwnedFd,
     done: Sender<Done>,
+    /// Group vectors back from the shard, and those taken from it not yet reused.
+    emptied: Receiver<Emptied>,
+    spare_buffers: Vec<Vec<Vec<u8>>>,
+    spare_replies: Vec<(Vec<HeldReplies>, Vec<usize>)>,
     waker: Arc<Waker>,
     counters: Arc<ShardCounters>,
     syncs: Syncs,
@@ -481,7 +508,9 @@ impl Writer {
         if let Some(position) = group.position.take() {
             // The shard first, so that the credits behind these records leave while the
             // replies do.
-            let buffers = std::mem::take(&mut group.buffers);
+            self.take_emptied();
+            let buffers = self.spare_buffers.pop().unwrap_or_default();
+            let buffers = std::mem::replace(&mut group.buffers, buffers);
             let _ = self.done.send(Done::Durable(position, buffers));
             let _ = self.waker.wake();
             // Every reply of the group waits for this position or an earlier one.
@@ -494,9 +523,10 @@ impl Writer {
                 }
             }
             // The buffers go back with the shard's next look; it need not wake for them.
+            let (replies, counts) = self.spare_replies.pop().unwrap_or_default();
             let _ = self.done.send(Done::Sent {
-                replies: std::mem::take(&mut group.replies),
-                counts: std::mem::take(&mut group.counts),
+                replies: std::mem::replace(&mut group.replies, replies),
+                counts: std::mem::replace(&mut group.counts, counts),
                 sent: Instant::now(),
             });
         }
@@ -511,6 +541,16 @@ impl Writer {
         self.report_snapshot()?;
         self.syncs.publish();
         Ok(())
+    }
+
+    /// Keeps the group vectors the shard gave back, for the next groups.
+    fn take_emptied(&mut self) {
+        while let Ok(emptied) = self.emptied.try_recv() {
+            match emptied {
+                Emptied::Buffers(buffers) => self.spare_buffers.push(buffers),
+                Emptied::Replies(replies, counts) => self.spare_replies.push((replies, counts)),
+            }
+        }
     }
 
     /// Reports the certificate store's failure, if it failed, and otherwise its progress.
