@@ -429,9 +429,11 @@ struct Writer {
     /// The shard's socket, which the group's replies leave from.
     socket: OwnedFd,
     done: Sender<Done>,
-    /// Group vectors back from the shard, and those taken from it not yet reused.
+    /// Group vectors back from the shard.
     emptied: Receiver<Emptied>,
+    /// Record buffer lists taken from `emptied`, for the next groups.
     spare_buffers: Vec<Vec<Vec<u8>>>,
+    /// Reply lists and count lists taken from `emptied`, for the next groups.
     spare_replies: Vec<(Vec<HeldReplies>, Vec<usize>)>,
     waker: Arc<Waker>,
     counters: Arc<ShardCounters>,
@@ -506,9 +508,9 @@ impl Writer {
         }
         self.check_certificates()?;
         if let Some(position) = group.position.take() {
+            self.take_emptied();
             // The shard first, so that the credits behind these records leave while the
             // replies do.
-            self.take_emptied();
             let buffers = self.spare_buffers.pop().unwrap_or_default();
             let buffers = std::mem::replace(&mut group.buffers, buffers);
             let _ = self.done.send(Done::Durable(position, buffers));
