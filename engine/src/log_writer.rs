@@ -17,7 +17,7 @@
 
 use crate::certificates::{CertificateWriter, MAX_UNSTORED, Unstored};
 use crate::counters::{Counter, ShardCounters};
-use crate::metrics::{FSYNC_BUCKETS, Histogram, ShardMetrics, ShardSource};
+use crate::metrics::{Histogram, ShardMetrics, ShardSource, WriterStats};
 use crate::snapshot_buffer::{SnapshotBuffer, Taken};
 use crate::store::{Recovered, ShardStore, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
@@ -84,6 +84,8 @@ enum Job {
         position: u64,
         applied: Option<Arc<Vec<AppliedCertificate>>>,
         replies: HeldReplies,
+        /// When the shard handed them over.
+        handed: Instant,
     },
     /// Cut the log for a snapshot of every record appended before: later records go to the
     /// next generation.
@@ -173,7 +175,7 @@ impl LogWriter {
             waker,
             counters,
             syncs: Syncs {
-                histogram: Histogram::new(FSYNC_BUCKETS),
+                stats: WriterStats::default(),
                 unpublished: false,
                 metrics,
             },
@@ -259,6 +261,7 @@ impl LogWriter {
                     position,
                     applied,
                     replies,
+                    handed: Instant::now(),
                 })
                 .is_ok()
         {
@@ -388,10 +391,10 @@ impl Drop for LogWriter {
     }
 }
 
-/// The writer's sync times, published to the shard's metrics after each sync (or, if a
-/// scrape held the slot then, at the next sync or idle moment).
+/// The writer's sync times and its records' waits, published to the shard's metrics after
+/// each group (or, if a scrape held the slot then, at the next group or idle moment).
 struct Syncs {
-    histogram: Histogram,
+    stats: WriterStats,
     unpublished: bool,
     metrics: Arc<ShardMetrics>,
 }
@@ -399,7 +402,7 @@ struct Syncs {
 impl Syncs {
     fn publish(&mut self) {
         if self.unpublished {
-            self.unpublished = !self.metrics.publish_fsync(&self.histogram);
+            self.unpublished = !self.metrics.publish_writer(&self.stats);
         }
     }
 }
@@ -463,7 +466,9 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            gather(first, jobs, &mut self.disk.log, &mut group);
+            let waits = &mut self.syncs.stats.wait_seconds;
+            gather(first, jobs, &mut self.disk.log, &mut group, waits);
+            self.syncs.unpublished = true;
             if let Err(e) = self.commit(&mut group) {
                 return self.fail(e);
             }
@@ -487,7 +492,8 @@ impl Writer {
             let started = Instant::now();
             log.commit()?;
             self.syncs
-                .histogram
+                .stats
+                .fsync_seconds
                 .observe(started.elapsed().as_secs_f64(), 1);
             self.syncs.unpublished = true;
             self.counters.bump(Counter::Fsyncs);
@@ -583,8 +589,16 @@ impl Writer {
 }
 
 /// Takes `first` and everything queued after it into `group`, up to a cut or a snapshot,
-/// appending the records to `log`'s pending group.
-fn gather(first: Job, jobs: &Receiver<Job>, log: &mut ShardStore, group: &mut Group) {
+/// appending the records to `log`'s pending group, and records in `waits` how long each
+/// round's records waited to be taken.
+fn gather(
+    first: Job,
+    jobs: &Receiver<Job>,
+    log: &mut ShardStore,
+    group: &mut Group,
+    waits: &mut Histogram,
+) {
+    let taken = Instant::now();
     let mut next = Some(first);
     while let Some(job) = next.take() {
         match job {
@@ -593,7 +607,10 @@ fn gather(first: Job, jobs: &Receiver<Job>, log: &mut ShardStore, group: &mut Gr
                 position,
                 applied,
                 replies,
+                handed,
             } => {
+                let waited = taken.saturating_duration_since(handed);
+                waits.observe(waited.as_secs_f64(), 1);
                 log.pending_mut().extend_from_slice(&records);
                 group.buffers.push(records);
                 group.applied.extend(applied);
@@ -611,4 +628,58 @@ fn gather(first: Job, jobs: &Receiver<Job>, log: &mut ShardStore, group: &mut Gr
 pub(crate) fn count_certificates(certificates: &CertificateWriter, counters: &ShardCounters) {
     counters.set(Counter::CertificatesStored, certificates.stored());
     counters.set(Counter::CertificateStoreBytes, certificates.file_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(position: u64, handed: Instant) -> Job {
+        Job::Append {
+            records: vec![7; 4],
+            position,
+            applied: None,
+            replies: Vec::new(),
+            handed,
+        }
+    }
+
+    #[test]
+    fn a_group_takes_what_is_queued_up_to_a_cut_and_records_each_rounds_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = ShardStore::open(dir.path()).unwrap();
+        let (jobs, queue) = unbounded();
+        let now = Instant::now();
+        let long_ago = now
+            .checked_sub(Duration::from_secs(10))
+            .expect("the monotonic clock has run for 10 s");
+        jobs.send(append(4, now)).unwrap();
+        jobs.send(Job::Cut).unwrap();
+        jobs.send(append(12, now)).unwrap();
+        let pending = log.pending_mut().len();
+        let mut group = Group::default();
+        let mut waits = Histogram::new(crate::metrics::LOG_WAIT_BUCKETS);
+
+        let first = append(0, long_ago);
+        gather(first, &queue, &mut log, &mut group, &mut waits);
+
+        // The two appends before the cut, and the cut; the append after it waits for the next.
+        assert_eq!(group.buffers.len(), 2);
+        assert_eq!(group.position, Some(4));
+        assert!(group.cut);
+        assert_eq!(queue.len(), 1);
+        assert_eq!(log.pending_mut().len(), pending + 8);
+        // One round waited 10 s (past the last bound, a second), the other well under that.
+        assert_eq!(waits.count(), 2);
+        let buckets = waits.buckets();
+        let waited = |from: f64, to: f64| -> u64 {
+            buckets
+                .iter()
+                .filter(|(bound, _)| *bound > from && *bound <= to)
+                .map(|(_, n)| n)
+                .sum()
+        };
+        assert_eq!(waited(1.0, f64::INFINITY), 1, "{buckets:?}");
+        assert_eq!(waited(0.0, 1.0), 1, "{buckets:?}");
+    }
 }

@@ -42,6 +42,13 @@ pub const FSYNC_BUCKETS: &[f64] = &[
     50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0,
 ];
 
+/// Bucket bounds, in seconds, of the time a round's records wait for their log writer: from a
+/// few microseconds (the writer was idle on a free core) to the length of a sync or a starved
+/// thread's wait for a core.
+pub const LOG_WAIT_BUCKETS: &[f64] = &[
+    10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3, 1.0,
+];
+
 /// A histogram with fixed bucket bounds; observing neither allocates nor synchronises.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Histogram {
@@ -118,20 +125,30 @@ impl Default for ShardStats {
     }
 }
 
-/// A shard's published metrics: the slots its loop and its log writer copy into.
-#[derive(Debug)]
-pub struct ShardMetrics {
-    stats: Mutex<ShardStats>,
-    fsync_seconds: Mutex<Histogram>,
+/// The histograms a shard's log writer publishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriterStats {
+    /// Seconds to write and `fdatasync` one group of records.
+    pub fsync_seconds: Histogram,
+    /// Seconds from the shard handing a round's records over to the writer taking them into
+    /// a group: the sync in flight, then the writer's own wake-up.
+    pub wait_seconds: Histogram,
 }
 
-impl Default for ShardMetrics {
+impl Default for WriterStats {
     fn default() -> Self {
         Self {
-            stats: Mutex::new(ShardStats::default()),
-            fsync_seconds: Mutex::new(Histogram::new(FSYNC_BUCKETS)),
+            fsync_seconds: Histogram::new(FSYNC_BUCKETS),
+            wait_seconds: Histogram::new(LOG_WAIT_BUCKETS),
         }
     }
+}
+
+/// A shard's published metrics: the slots its loop and its log writer copy into.
+#[derive(Debug, Default)]
+pub struct ShardMetrics {
+    stats: Mutex<ShardStats>,
+    writer: Mutex<WriterStats>,
 }
 
 impl ShardMetrics {
@@ -147,11 +164,11 @@ impl ShardMetrics {
         }
     }
 
-    /// Copies the log writer's sync histogram in unless a scrape holds the slot.
-    pub fn publish_fsync(&self, histogram: &Histogram) -> bool {
-        match self.fsync_seconds.try_lock() {
+    /// Copies the log writer's histograms in unless a scrape holds the slot.
+    pub fn publish_writer(&self, stats: &WriterStats) -> bool {
+        match self.writer.try_lock() {
             Ok(mut slot) => {
-                slot.clone_from(histogram);
+                slot.clone_from(stats);
                 true
             }
             Err(_) => false,
@@ -166,9 +183,9 @@ impl ShardMetrics {
             .clone()
     }
 
-    /// The last published sync histogram.
-    pub fn fsync_seconds(&self) -> Histogram {
-        self.fsync_seconds
+    /// The log writer's last published histograms.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
@@ -306,10 +323,10 @@ impl Collector for Exporter {
                 })?,
             }
         }
-        let stats: Vec<(u32, ShardStats, Histogram)> = self
+        let stats: Vec<(u32, ShardStats, WriterStats)> = self
             .shards
             .iter()
-            .map(|s| (s.shard, s.metrics.stats(), s.metrics.fsync_seconds()))
+            .map(|s| (s.shard, s.metrics.stats(), s.metrics.writer_stats()))
             .collect();
         let batch: Vec<(u32, Histogram)> = stats
             .iter()
@@ -332,12 +349,27 @@ impl Collector for Exporter {
              wait for the log to be durable included).",
             &reply,
         )?;
-        let fsync: Vec<(u32, Histogram)> = stats.iter().map(|(j, _, f)| (*j, f.clone())).collect();
+        let fsync: Vec<(u32, Histogram)> = stats
+            .iter()
+            .map(|(j, _, w)| (*j, w.fsync_seconds.clone()))
+            .collect();
         self.encode_histogram(
             &mut encoder,
             "fastpay_shard_fsync_duration_seconds",
             "Seconds to write and fdatasync one group of log records.",
             &fsync,
+        )?;
+        let wait: Vec<(u32, Histogram)> = stats
+            .iter()
+            .map(|(j, _, w)| (*j, w.wait_seconds.clone()))
+            .collect();
+        self.encode_histogram(
+            &mut encoder,
+            "fastpay_shard_log_wait_seconds",
+            "Seconds a round's log records waited for the log writer to take them up (the sync \
+             in flight, then the writer's wake-up); a durable reply's extra time is this plus \
+             one fsync.",
+            &wait,
         )
     }
 }
@@ -420,6 +452,10 @@ mod tests {
         stats.batch_datagrams.observe(10.0, 1);
         stats.reply_seconds.observe(0.002, 10);
         metrics.publish(&stats);
+        let mut writer = WriterStats::default();
+        writer.fsync_seconds.observe(200e-6, 1);
+        writer.wait_seconds.observe(30e-6, 2);
+        metrics.publish_writer(&writer);
         let registry = Exporter::new(
             "abc".into(),
             vec![ShardSource {
@@ -448,7 +484,11 @@ mod tests {
         has(r#"fastpay_shard_batch_datagrams_bucket{authority="abc",shard="1",le="64"} 1"#);
         has(r#"fastpay_shard_batch_datagrams_bucket{authority="abc",shard="1",le="+Inf"} 1"#);
         has(r#"fastpay_shard_reply_delay_seconds_count{authority="abc",shard="1"} 10"#);
-        has(r#"fastpay_shard_fsync_duration_seconds_count{authority="abc",shard="1"} 0"#);
+        has(r#"fastpay_shard_fsync_duration_seconds_count{authority="abc",shard="1"} 1"#);
+        has("# TYPE fastpay_shard_log_wait_seconds histogram");
+        has(r#"fastpay_shard_log_wait_seconds_bucket{authority="abc",shard="1",le="2.5e-05"} 0"#);
+        has(r#"fastpay_shard_log_wait_seconds_bucket{authority="abc",shard="1",le="5e-05"} 2"#);
+        has(r#"fastpay_shard_log_wait_seconds_count{authority="abc",shard="1"} 2"#);
         for counter in Counter::ALL {
             let (name, _) = Exporter::counter_family(*counter);
             assert!(text.contains(&name), "{name} missing");

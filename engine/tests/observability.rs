@@ -226,6 +226,7 @@ fn metrics_endpoint_counts_payments_in_prometheus_format() {
     let after = scrape_until(address, |s| {
         total(s, "fastpay_shard_reply_delay_seconds_count") > 0.0
             && total(s, "fastpay_shard_fsync_duration_seconds_count") > 0.0
+            && total(s, "fastpay_shard_log_wait_seconds_count") > 0.0
     });
     assert_eq!(total(&after, "fastpay_shard_voted_total"), 3.0);
     assert!(total(&after, "fastpay_shard_confirmed_total") >= 3.0);
@@ -234,6 +235,8 @@ fn metrics_endpoint_counts_payments_in_prometheus_format() {
     assert!(total(&after, "fastpay_shard_disk_bytes") > 0.0);
     assert!(total(&after, "fastpay_shard_batch_datagrams_count") > 0.0);
     assert!(total(&after, "fastpay_shard_reply_delay_seconds_sum") > 0.0);
+    // Every round that logged anything waited for the writer, so at least one per payment.
+    assert!(total(&after, "fastpay_shard_log_wait_seconds_count") >= 3.0);
 
     let (status, _, _) = http_get(address, "/");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
