@@ -33,6 +33,12 @@
 # Durable runs also time 1,000 appends of 8 KiB, each followed by fdatasync, in the directory
 # the authorities keep their logs in, and add "fdatasync_us" (p50, p99) to the JSON: what
 # durability can cost at least, on this disk, now.
+# The measured authority serves /metrics during the run, and the JSON adds "server_us": its
+# own view, read from its histograms' buckets (p50, p99 and count, µs): "reply_delay" (from
+# the round that read a request to its reply's sending), "log_wait" (a round's records
+# waiting for the log writer: the sync in flight, then the writer's wake-up) and "log_sync"
+# (one group's write and fdatasync); the last two are null in memory. What loadgen's latency
+# holds beyond reply_delay is the network stack's and loadgen's own time.
 # --shed-after-ms MS is passed to `server run` (the authorities' shedding budget; 0 never sheds).
 # --snapshot-after-bytes B is passed to `server run` (log bytes between snapshots; a large B
 # takes none during the run, to tell a snapshot's cost from the rest).
@@ -101,8 +107,21 @@ PY
 fi
 accounts=$(awk -v r="$rate" -v d="$duration" 'BEGIN { printf "%d", r * d * 1.05 + 1000 }')
 genesis "$accounts"
-start_committee "$authorities" ${cores:+--cores "$cores"} "${steering[@]}" "${durability[@]}" "${shed[@]}" \
-    "${snapshot_after[@]}"
+# The authority whose shards are reported: the targeted one when --target is a position (from
+# 0, as loadgen counts), else the first. It serves /metrics on the port after its link ports.
+measured=1
+[[ "$target" =~ ^[0-9]+$ ]] && measured=$((target + 1))
+metrics="127.0.0.1:$(( port_base + (measured - 1) * (shards + 2) + shards + 1 ))"
+step "starting $authorities authorit$([ "$authorities" = 1 ] && echo y || echo ies)"
+names=()
+for i in $(seq 1 "$authorities"); do
+    own=()
+    [ "$i" = "$measured" ] && own=(--metrics-address "$metrics")
+    start_server "server$i" "$i" ${cores:+--cores "$cores"} "${steering[@]}" "${durability[@]}" \
+        "${shed[@]}" "${snapshot_after[@]}" "${own[@]}"
+    names+=("server$i")
+done
+wait_listening "${names[@]}"
 
 extra=()
 if [ "$phase" = confirmations ] && [ "$target" != all ]; then
@@ -115,17 +134,47 @@ result=$("${runner[@]}" "$bin/loadgen" --committee "$work/committee.json" --acco
     --rate "$rate" --duration "$duration" --phase "$phase" --target "$target" "${tick[@]}" "${extra[@]}" \
     --in-flight "$(awk -v r="$rate" 'BEGIN { printf "%d", r * 3 + 1000 }')")
 
+# The measured authority's own view of the run, from its histograms (a shard publishes them
+# once a second, so wait for the last publication): quantiles read from the bucket bounds
+# as Prometheus's histogram_quantile does, in µs, summed over its shards.
+sleep 1.2
+server=$(python3 - "$metrics" <<'PY'
+import json, re, sys, urllib.request
+text = urllib.request.urlopen("http://%s/metrics" % sys.argv[1], timeout=10).read().decode()
+def quantiles(name):
+    buckets = {}
+    for le, n in re.findall(r'^fastpay_shard_%s_bucket\{[^}]*le="([^"]+)"\} (\S+)$' % name, text, re.M):
+        buckets[float(le)] = buckets.get(float(le), 0) + float(n)
+    bounds = sorted(buckets)
+    total = buckets.get(float("inf"), 0)
+    if not total:
+        return None
+    out = {"count": int(total)}
+    for label, q in (("p50", 0.5), ("p99", 0.99)):
+        rank, below, lower = q * total, 0.0, 0.0
+        for bound in bounds:
+            if buckets[bound] >= rank:
+                if bound == float("inf"):
+                    value = lower
+                else:
+                    inside = buckets[bound] - below
+                    value = lower + (bound - lower) * ((rank - below) / inside if inside else 1)
+                out[label] = round(value * 1e6)
+                break
+            below, lower = buckets[bound], bound
+    return out
+print(json.dumps({"reply_delay": quantiles("reply_delay_seconds"),
+                  "log_wait": quantiles("log_wait_seconds"),
+                  "log_sync": quantiles("fsync_duration_seconds")}))
+PY
+) || server=null
 stop_servers
-# The authority whose shards are reported: the targeted one when --target is a position (from
-# 0, as loadgen counts), else the first.
-measured=1
-[[ "$target" =~ ^[0-9]+$ ]] && measured=$((target + 1))
 step "authority $measured counters"
 grep -v ":$" "$work/server$measured.log" | tail -n "$((shards + 1))" >&2
 # Snapshots taken during the run (each stalls its shard while the state is encoded).
 grep -h "snapshot started" "$work/server$measured.log" >&2 || true
 # The loadgen JSON with the ceiling and the measured authority's per-shard CPU efficiency added.
-result=$(FSYNC="$fsync" CEILING="$ceiling" PHASE="$phase" SHARDS="$shards" python3 -c '
+result=$(FSYNC="$fsync" SERVER="$server" CEILING="$ceiling" PHASE="$phase" SHARDS="$shards" python3 -c '
 import json, os, re, sys
 r = json.loads(sys.stdin.readline())
 ceiling = json.loads(os.environ["CEILING"])
@@ -144,6 +193,7 @@ for m in re.finditer(r"^shard (\d+):(.*)$", final, re.M):
                    "per_cpu_s": rate, "of_ceiling": rate / per_cpu if rate and per_cpu else None})
 r["ceiling"] = ceiling
 r["fdatasync_us"] = json.loads(os.environ["FSYNC"])
+r["server_us"] = json.loads(os.environ["SERVER"])
 r["shards"] = shards
 n = int(os.environ["SHARDS"])
 r["of_ceiling"] = r["achieved_rate"] / (n * per_cpu) if per_cpu else None

@@ -658,7 +658,7 @@ mod tests {
         jobs.send(append(12, now)).unwrap();
         let pending = log.pending_mut().len();
         let mut group = Group::default();
-        let mut waits = Histogram::new(crate::metrics::LOG_WAIT_BUCKETS);
+        let mut waits = Histogram::new(crate::metrics::SECONDS_BUCKETS);
 
         let first = append(0, long_ago);
         gather(first, &queue, &mut log, &mut group, &mut waits);

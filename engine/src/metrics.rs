@@ -29,24 +29,14 @@ pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// powers of two up to a full batch ([`fastpay_wire::BATCH`]).
 pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
-/// Bucket bounds, in seconds, of the time from a request's round to its reply: from tens of
-/// microseconds (in memory, a small batch) to a second (a slow disk).
-pub const REPLY_BUCKETS: &[f64] = &[
-    25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3,
-    1.0,
-];
-
-/// Bucket bounds, in seconds, of a log group's write and sync: from a fast NVMe flush to a
-/// disk in trouble.
-pub const FSYNC_BUCKETS: &[f64] = &[
-    50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0,
-];
-
-/// Bucket bounds, in seconds, of the time a round's records wait for their log writer: from a
-/// few microseconds (the writer was idle on a free core) to the length of a sync or a starved
-/// thread's wait for a core.
-pub const LOG_WAIT_BUCKETS: &[f64] = &[
-    10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3, 1.0,
+/// Bucket bounds, in seconds, of every duration histogram (a reply's delay, a log group's
+/// sync, its records' wait for the writer): from ten microseconds (in memory, a small batch;
+/// an idle writer) to a second (a disk in trouble), close together below two milliseconds,
+/// where they usually fall, so that a p99 read from the buckets is within tens of
+/// microseconds there.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    10e-6, 25e-6, 50e-6, 75e-6, 100e-6, 150e-6, 200e-6, 300e-6, 400e-6, 500e-6, 750e-6, 1e-3,
+    1.5e-3, 2e-3, 3e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0,
 ];
 
 /// A histogram with fixed bucket bounds; observing neither allocates nor synchronises.
@@ -120,7 +110,7 @@ impl Default for ShardStats {
     fn default() -> Self {
         Self {
             batch_datagrams: Histogram::new(BATCH_BUCKETS),
-            reply_seconds: Histogram::new(REPLY_BUCKETS),
+            reply_seconds: Histogram::new(SECONDS_BUCKETS),
         }
     }
 }
@@ -138,8 +128,8 @@ pub struct WriterStats {
 impl Default for WriterStats {
     fn default() -> Self {
         Self {
-            fsync_seconds: Histogram::new(FSYNC_BUCKETS),
-            wait_seconds: Histogram::new(LOG_WAIT_BUCKETS),
+            fsync_seconds: Histogram::new(SECONDS_BUCKETS),
+            wait_seconds: Histogram::new(SECONDS_BUCKETS),
         }
     }
 }
