@@ -633,6 +633,7 @@ pub(crate) fn count_certificates(certificates: &CertificateWriter, counters: &Sh
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::UdpSocket;
 
     fn append(position: u64, handed: Instant) -> Job {
         Job::Append {
@@ -681,5 +682,58 @@ mod tests {
         };
         assert_eq!(waited(1.0, f64::INFINITY), 1, "{buckets:?}");
         assert_eq!(waited(0.0, 1.0), 1, "{buckets:?}");
+    }
+
+    #[test]
+    fn the_writer_syncs_each_round_then_sends_its_replies_and_publishes_its_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let (disk, _) = ShardDisk::open(dir.path(), 0).unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Only a guard against a hang: the replies come as soon as the syncs return.
+        client
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let shard = ShardSource {
+            shard: 0,
+            counters: Arc::new(ShardCounters::default()),
+            metrics: Arc::new(ShardMetrics::default()),
+        };
+        let mut writer = LogWriter::spawn(disk, OwnedFd::from(socket), waker, &shard).unwrap();
+
+        for round in 1..=3u8 {
+            let mut handover = writer.handover();
+            handover.log.records.extend_from_slice(&[round; 16]);
+            handover.log.position = u64::from(round) * 16;
+            let mut replies = Datagrams::new();
+            assert!(replies.push(client.local_addr().unwrap(), &[round]));
+            handover.replies.push((replies, Duration::ZERO));
+            writer.append(handover);
+        }
+        assert_eq!(writer.in_flight(), 3);
+        let mut reply = [0; 8];
+        for round in 1..=3u8 {
+            let (len, _) = client.recv_from(&mut reply).unwrap();
+            assert_eq!(&reply[..len], &[round]);
+        }
+
+        // Hang up and wait for the writer, then read everything it reported.
+        writer.jobs = None;
+        writer.thread.take().unwrap().join().unwrap();
+        let mut sent = 0;
+        let durable = writer.poll(|_, count, _, _| sent += count).unwrap();
+        assert_eq!(durable, Some(48));
+        assert_eq!(sent, 3);
+        assert_eq!(writer.in_flight(), 0);
+        // The record buffers came back for the next rounds.
+        assert_eq!(writer.spare.len(), 3);
+        let syncs = shard.counters.get(Counter::Fsyncs);
+        assert!((1..=3).contains(&syncs), "{syncs} syncs");
+        assert!(shard.counters.get(Counter::DiskBytes) >= 48);
+        let published = shard.metrics.writer_stats();
+        assert_eq!(published.wait_seconds.count(), 3);
+        assert_eq!(published.fsync_seconds.count(), syncs);
     }
 }
