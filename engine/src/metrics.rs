@@ -263,18 +263,19 @@ impl Exporter {
         Ok(())
     }
 
+    /// Encodes `family`, a series per shard, from what the shards `published`.
     fn encode_histogram(
         &self,
         encoder: &mut DescriptorEncoder,
-        name: &str,
-        help: &str,
-        histograms: &[(u32, Histogram)],
+        family: &HistogramFamily,
+        published: &[Published],
     ) -> Result<(), std::fmt::Error> {
+        let (name, help, histogram_of) = family;
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
-        for (shard, histogram) in histograms {
-            let labels = self.labels(*shard);
+        for shard in published {
+            let histogram = histogram_of(shard);
             metric
-                .encode_family(&labels)?
+                .encode_family(&self.labels(shard.0))?
                 .encode_histogram::<NoLabelSet>(
                     histogram.sum(),
                     histogram.count(),
@@ -285,6 +286,39 @@ impl Exporter {
         Ok(())
     }
 }
+
+/// One shard's histograms as a scrape reads them: its number, its loop's, its log writer's.
+type Published = (u32, ShardStats, WriterStats);
+
+/// A histogram family: its name, its help, and where each shard's histogram is.
+type HistogramFamily = (&'static str, &'static str, fn(&Published) -> &Histogram);
+
+/// Every histogram family the exporter encodes.
+const HISTOGRAMS: [HistogramFamily; 4] = [
+    (
+        "fastpay_shard_batch_datagrams",
+        "Datagrams read from the socket per round that read any.",
+        |(_, stats, _)| &stats.batch_datagrams,
+    ),
+    (
+        "fastpay_shard_reply_delay_seconds",
+        "Seconds from the round that read a request to the sending of its reply (the \
+         wait for the log to be durable included).",
+        |(_, stats, _)| &stats.reply_seconds,
+    ),
+    (
+        "fastpay_shard_fsync_duration_seconds",
+        "Seconds to write and fdatasync one group of log records.",
+        |(_, _, writer)| &writer.fsync_seconds,
+    ),
+    (
+        "fastpay_shard_log_wait_seconds",
+        "Seconds a round's log records waited for the log writer to take them up (the sync \
+         in flight, then the writer's wake-up); a durable reply's extra time is this plus \
+         one fsync.",
+        |(_, _, writer)| &writer.wait_seconds,
+    ),
+];
 
 impl Collector for Exporter {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -313,54 +347,15 @@ impl Collector for Exporter {
                 })?,
             }
         }
-        let stats: Vec<(u32, ShardStats, WriterStats)> = self
+        let published: Vec<Published> = self
             .shards
             .iter()
             .map(|s| (s.shard, s.metrics.stats(), s.metrics.writer_stats()))
             .collect();
-        let batch: Vec<(u32, Histogram)> = stats
-            .iter()
-            .map(|(j, s, _)| (*j, s.batch_datagrams.clone()))
-            .collect();
-        self.encode_histogram(
-            &mut encoder,
-            "fastpay_shard_batch_datagrams",
-            "Datagrams read from the socket per round that read any.",
-            &batch,
-        )?;
-        let reply: Vec<(u32, Histogram)> = stats
-            .iter()
-            .map(|(j, s, _)| (*j, s.reply_seconds.clone()))
-            .collect();
-        self.encode_histogram(
-            &mut encoder,
-            "fastpay_shard_reply_delay_seconds",
-            "Seconds from the round that read a request to the sending of its reply (the \
-             wait for the log to be durable included).",
-            &reply,
-        )?;
-        let fsync: Vec<(u32, Histogram)> = stats
-            .iter()
-            .map(|(j, _, w)| (*j, w.fsync_seconds.clone()))
-            .collect();
-        self.encode_histogram(
-            &mut encoder,
-            "fastpay_shard_fsync_duration_seconds",
-            "Seconds to write and fdatasync one group of log records.",
-            &fsync,
-        )?;
-        let wait: Vec<(u32, Histogram)> = stats
-            .iter()
-            .map(|(j, _, w)| (*j, w.wait_seconds.clone()))
-            .collect();
-        self.encode_histogram(
-            &mut encoder,
-            "fastpay_shard_log_wait_seconds",
-            "Seconds a round's log records waited for the log writer to take them up (the sync \
-             in flight, then the writer's wake-up); a durable reply's extra time is this plus \
-             one fsync.",
-            &wait,
-        )
+        for family in &HISTOGRAMS {
+            self.encode_histogram(&mut encoder, family, &published)?;
+        }
+        Ok(())
     }
 }
 
